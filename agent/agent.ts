@@ -1,0 +1,207 @@
+import { join } from "node:path";
+import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { createLogger, Keyring, type Logger, problemOf, Subjects, VERSION } from "../common/mod.js";
+import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
+import { type AcceptedCommand, CommandRunner } from "./command-runner.js";
+import type { AgentConfig } from "./config.js";
+import { hostFacts } from "./host-facts.js";
+import { loadOrCreateAgentId } from "./identity.js";
+import { builtinModules } from "./modules/index.js";
+import { type AgentModule, type ModuleName, ModuleRegistry } from "./modules/registry.js";
+import { ReplayGuard } from "./replay-guard.js";
+
+// The endpoint agent: one outbound NATS connection (it never listens), a
+// heartbeat, and a subscription to its own command subject.
+
+const RECONNECT_BASE_MS = 250;
+const RECONNECT_MAX_MS = 30_000;
+
+export interface AgentOptions {
+  log?: Logger;
+  modules?: readonly AgentModule<ModuleName>[];
+}
+
+export class Agent {
+  readonly id: string;
+  private readonly log: Logger;
+  private readonly subjects: Subjects;
+  private readonly runner: CommandRunner;
+  private readonly startedAtMs = Date.now();
+  private readonly stopping = new AbortController();
+  private nc?: NatsConnection;
+  private sub?: Subscription;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private running = new Set<Promise<void>>();
+  private reconnectAttempts = 0;
+
+  constructor(
+    private readonly config: AgentConfig,
+    options: AgentOptions = {},
+  ) {
+    this.id = loadOrCreateAgentId(config.stateDir);
+    this.log = (options.log ?? createLogger("agent", { level: config.logLevel })).child({ agent: this.id });
+    this.subjects = new Subjects(config.subjectPrefix);
+    this.runner = new CommandRunner({
+      agentId: this.id,
+      keyring: Keyring.load(config.keyring),
+      modules: new ModuleRegistry(options.modules ?? builtinModules),
+      replay: new ReplayGuard(join(config.stateDir, "executed-actions"), config.clockSkewMs),
+      clockSkewMs: config.clockSkewMs,
+      stateDir: config.stateDir,
+      log: this.log,
+    });
+  }
+
+  /** Connects (retrying forever, with backoff and jitter) and starts answering. */
+  async start(): Promise<void> {
+    this.nc = await connect({
+      servers: this.config.nats.servers,
+      name: `dragnet-agent ${this.id}`,
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+      reconnectDelayHandler: () => this.nextReconnectDelay(),
+      pingInterval: 20_000,
+      maxPingOut: 3,
+    });
+    this.reconnectAttempts = 0;
+    this.log.info("connected", { server: this.nc.getServer(), version: VERSION });
+    this.watchStatus(this.nc);
+    this.sub = this.nc.subscribe(this.subjects.command(this.id), {
+      callback: (err, msg) => {
+        if (err) {
+          this.log.error("command subscription failed", { error: err });
+          return;
+        }
+        this.track(this.onCommand(msg));
+      },
+    });
+    this.publishHeartbeat();
+    this.heartbeatTimer = setInterval(() => this.publishHeartbeat(), this.config.heartbeatIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeatTimer);
+    this.stopping.abort();
+    this.sub?.unsubscribe();
+    await Promise.allSettled([...this.running]);
+    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => this.nc?.close());
+  }
+
+  /** Exponential backoff with full jitter: spreads a fleet's reconnects after an outage. */
+  private nextReconnectDelay(): number {
+    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** Math.min(this.reconnectAttempts, 16));
+    this.reconnectAttempts++;
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      switch (s.type) {
+        case "disconnect":
+          this.log.warn("disconnected from NATS", { server: s.server });
+          break;
+        case "reconnect":
+          this.reconnectAttempts = 0;
+          this.log.info("reconnected to NATS", { server: s.server });
+          this.publishHeartbeat();
+          break;
+        case "error":
+          this.log.warn("NATS error", { error: s.error });
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    this.running.add(p);
+    p.finally(() => this.running.delete(p));
+  }
+
+  private publishHeartbeat(): void {
+    if (!this.nc || this.nc.isClosed()) return;
+    const facts = hostFacts(this.config.hostname);
+    const hb: Heartbeat = {
+      agentId: this.id,
+      hostname: facts.hostname,
+      os: facts.os,
+      osRelease: facts.osRelease,
+      arch: facts.arch,
+      version: VERSION,
+      addresses: facts.addresses,
+      tags: this.config.tags,
+      isolated: false,
+      startedAtMs: this.startedAtMs,
+      sentAtMs: Date.now(),
+      intervalMs: this.config.heartbeatIntervalMs,
+      runningCommands: this.running.size,
+    };
+    this.publish(this.subjects.heartbeat(this.id), Heartbeat.encode(hb).finish());
+  }
+
+  private publish(subject: string, data: Uint8Array): void {
+    try {
+      this.nc?.publish(subject, data);
+    } catch (err) {
+      this.log.warn("publish failed", { subject, error: err });
+    }
+  }
+
+  private ack(
+    commandId: string,
+    actionId: string,
+    status: AckStatus,
+    problem?: { code: string; message: string },
+  ) {
+    const ack: CommandAck = { commandId, actionId, agentId: this.id, status, problem, atMs: Date.now() };
+    this.publish(this.subjects.ack(this.id), CommandAck.encode(ack).finish());
+  }
+
+  private async onCommand(msg: Msg): Promise<void> {
+    let commandId = "";
+    let accepted: AcceptedCommand;
+    try {
+      const envelope = this.runner.decode(msg.data);
+      commandId = envelope.commandId;
+      accepted = this.runner.accept(envelope);
+    } catch (err) {
+      const problem = problemOf(err);
+      this.log.warn("command rejected", { command: commandId, code: problem.code, reason: problem.message });
+      this.ack(commandId, "", AckStatus.ACK_STATUS_REJECTED, problem);
+      return;
+    }
+    const body = accepted.verified.body;
+    this.log.info("running action", {
+      command: commandId,
+      action: body.id,
+      name: body.name,
+      signers: accepted.verified.signers.map((s) => s.name),
+    });
+    this.ack(commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
+    let result: CommandResult;
+    try {
+      result = await this.runner.execute(accepted, this.stopping.signal);
+    } catch (err) {
+      result = {
+        commandId,
+        actionId: body.id,
+        agentId: this.id,
+        status: CommandStatus.COMMAND_STATUS_FAILED,
+        problem: problemOf(err),
+        operations: [],
+        found: false,
+        startedAtMs: Date.now(),
+        finishedAtMs: Date.now(),
+      };
+    }
+    this.log.info("action done", {
+      command: commandId,
+      action: body.id,
+      status: CommandStatus[result.status],
+      found: result.found,
+      ms: result.finishedAtMs - result.startedAtMs,
+    });
+    this.publish(this.subjects.result(this.id), CommandResult.encode(result).finish());
+  }
+}

@@ -1,0 +1,192 @@
+import {
+  Codes,
+  checkValidityWindow,
+  DragnetError,
+  type Keyring,
+  type Logger,
+  problemOf,
+  type VerifiedAction,
+  verifySignedAction,
+} from "../common/mod.js";
+import { CommandEnvelope, type CommandResult, CommandStatus, type OperationResult } from "../proto/mod.js";
+import { type AgentModule, type ModuleRegistry, resultCase } from "./modules/registry.js";
+import type { ReplayGuard } from "./replay-guard.js";
+
+// Everything between a command's bytes arriving and its result leaving:
+// decode, verify against the agent's own keyring, check the validity window
+// and replay, check every operation's params, then run under a timeout. Each
+// refusal is a DragnetError with a stable code and a reason for people.
+
+/** NATS' default max_payload; commands larger than this cannot be legitimate. */
+export const MAX_COMMAND_BYTES = 1024 * 1024;
+export const DEFAULT_TIMEOUT_MS = 60_000;
+export const MAX_TIMEOUT_MS = 6 * 3_600_000;
+
+export interface AcceptedCommand {
+  commandId: string;
+  verified: VerifiedAction;
+  operations: Array<{ module: AgentModule; params: unknown }>;
+}
+
+export interface CommandRunnerDeps {
+  agentId: string;
+  keyring: Keyring;
+  modules: ModuleRegistry;
+  replay: ReplayGuard;
+  clockSkewMs: number;
+  stateDir: string;
+  log: Logger;
+  now?: () => number;
+}
+
+export class CommandRunner {
+  private readonly now: () => number;
+
+  constructor(private readonly deps: CommandRunnerDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  decode(data: Uint8Array): CommandEnvelope {
+    if (data.length > MAX_COMMAND_BYTES) {
+      throw new DragnetError(
+        Codes.TOO_LARGE,
+        `command of ${data.length} bytes is over the ${MAX_COMMAND_BYTES}-byte limit`,
+      );
+    }
+    try {
+      return CommandEnvelope.decode(data);
+    } catch (err) {
+      throw new DragnetError(
+        Codes.DECODE,
+        `the command is not a valid CommandEnvelope: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * Decides whether to run a command. Synchronous on purpose: the replay
+   * check and the record of the action id happen with nothing in between.
+   */
+  accept(envelope: CommandEnvelope): AcceptedCommand {
+    const verified = verifySignedAction(envelope.action, this.deps.keyring);
+    const body = verified.body;
+    if (!body.id) throw new DragnetError(Codes.ACTION_INVALID, "the action has no id");
+    if (body.operations.length === 0)
+      throw new DragnetError(Codes.ACTION_INVALID, "the action has no operation");
+    checkValidityWindow(body, this.now(), this.deps.clockSkewMs);
+    if (this.deps.replay.has(body.id)) {
+      throw new DragnetError(
+        Codes.REPLAY,
+        `action ${body.id} already ran on this agent; it is never run twice`,
+      );
+    }
+    const operations = body.operations.map((op, i) => {
+      const { module, params } = this.deps.modules.resolve(op, i);
+      try {
+        module.check(params as never);
+      } catch (err) {
+        if (DragnetError.is(err)) throw err;
+        throw new DragnetError(
+          Codes.PARAMS,
+          `operation ${i + 1} (${module.name}): ${(err as Error).message}`,
+        );
+      }
+      return { module, params };
+    });
+    this.deps.replay.remember(body.id, body.expiresAtMs);
+    return { commandId: envelope.commandId, verified, operations };
+  }
+
+  async execute(command: AcceptedCommand, stop?: AbortSignal): Promise<CommandResult> {
+    const body = command.verified.body;
+    const startedAtMs = this.now();
+    const timeoutMs = Math.min(body.timeoutMs || DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS);
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new DragnetError(Codes.TIMEOUT, `the operations did not finish within ${timeoutMs} ms`),
+        ),
+      timeoutMs,
+    );
+    const onStop = () => controller.abort(new DragnetError(Codes.AGENT_LOST, "the agent is stopping"));
+    stop?.addEventListener("abort", onStop);
+    const operations: OperationResult[] = [];
+    let status = CommandStatus.COMMAND_STATUS_SUCCESS;
+    let problem: CommandResult["problem"];
+    try {
+      for (const [i, op] of command.operations.entries()) {
+        const opStarted = this.now();
+        try {
+          const outcome = await untilAborted(
+            op.module.run(op.params as never, {
+              signal: controller.signal,
+              log: this.deps.log.child({ module: op.module.name, action: body.id }),
+              stateDir: this.deps.stateDir,
+            }),
+            controller.signal,
+          );
+          operations.push({
+            found: outcome.found,
+            problem: undefined,
+            durationMs: this.now() - opStarted,
+            module: resultCase(op.module.name, outcome.result as never),
+          });
+        } catch (err) {
+          if (controller.signal.aborted) {
+            const reason = controller.signal.reason as DragnetError;
+            status =
+              reason.code === Codes.TIMEOUT
+                ? CommandStatus.COMMAND_STATUS_TIMEOUT
+                : CommandStatus.COMMAND_STATUS_FAILED;
+            problem = reason.toProblem();
+            operations.push({ found: false, problem, durationMs: this.now() - opStarted, module: undefined });
+            break;
+          }
+          const p = problemOf(err, Codes.MODULE_FAILED);
+          operations.push({
+            found: false,
+            problem: p,
+            durationMs: this.now() - opStarted,
+            module: undefined,
+          });
+          status = CommandStatus.COMMAND_STATUS_FAILED;
+          problem ??= { code: p.code, message: `operation ${i + 1} (${op.module.name}): ${p.message}` };
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      stop?.removeEventListener("abort", onStop);
+    }
+    return {
+      commandId: command.commandId,
+      actionId: body.id,
+      agentId: this.deps.agentId,
+      status,
+      problem,
+      operations,
+      found: operations.some((o) => o.found),
+      startedAtMs,
+      finishedAtMs: this.now(),
+    };
+  }
+}
+
+/** Settles with the promise, or rejects as soon as the signal aborts (a module that ignores it cannot hang a command). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,144 @@
+import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { Codes, DEFAULT_PREFIX, DragnetError, type Level } from "../common/mod.js";
+
+// The agent's local configuration: a JSON file (--config) and flags, flags
+// winning. It names the NATS servers, the state directory and the keyring of
+// investigators this agent trusts; nothing in it comes from the coordinator.
+
+export interface AgentConfig {
+  nats: {
+    servers: string[];
+  };
+  subjectPrefix: string;
+  stateDir: string;
+  /** Path of the keyring (trusted investigators). */
+  keyring: string;
+  tags: Record<string, string>;
+  /** Overrides the reported hostname (the lab runs several agents on one host). */
+  hostname?: string;
+  heartbeatIntervalMs: number;
+  /** Tolerance for clock differences when checking an action's validity window. */
+  clockSkewMs: number;
+  logLevel: Level;
+}
+
+export interface AgentFlags {
+  config?: string;
+  nats?: string[];
+  stateDir?: string;
+  keyring?: string;
+  tag?: string[];
+  hostname?: string;
+  heartbeatInterval?: number;
+  logLevel?: string;
+}
+
+const DEFAULTS = {
+  subjectPrefix: DEFAULT_PREFIX,
+  heartbeatIntervalMs: 10_000,
+  clockSkewMs: 60_000,
+  logLevel: "info" as Level,
+};
+
+function configError(message: string): DragnetError {
+  return new DragnetError(Codes.CONFIG, message);
+}
+
+const TAG_KEY_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export function parseTag(text: string): [string, string] {
+  const eq = text.indexOf("=");
+  if (eq <= 0) throw configError(`tag "${text}" is not key=value`);
+  const key = text.slice(0, eq);
+  const value = text.slice(eq + 1);
+  if (!TAG_KEY_RE.test(key))
+    throw configError(`tag key "${key}" may only hold letters, digits, '_', '.', '-'`);
+  if (value.length > 256) throw configError(`tag "${key}" has a value longer than 256 characters`);
+  return [key, value];
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw configError(`cannot read config ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const json = JSON.parse(text) as unknown;
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error("not an object");
+    return json as Record<string, unknown>;
+  } catch (err) {
+    throw configError(`config ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+function str(v: unknown, what: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v === "") throw configError(`${what} must be a non-empty string`);
+  return v;
+}
+
+function positiveInt(v: unknown, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+    throw configError(`${what} must be a positive integer`);
+  return v;
+}
+
+export function loadAgentConfig(flags: AgentFlags): AgentConfig {
+  const file = flags.config ? readConfigFile(flags.config) : {};
+  const base = flags.config ? resolve(flags.config, "..") : process.cwd();
+  const path = (p: string | undefined) =>
+    p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p);
+
+  const fileNats = file.nats as { servers?: unknown } | undefined;
+  let servers = flags.nats?.length ? flags.nats : fileNats?.servers;
+  if (typeof servers === "string") servers = [servers];
+  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== "string" || !s)) {
+    throw configError("no NATS server: give --nats URL or nats.servers in the config");
+  }
+
+  const tags: Record<string, string> = {};
+  const fileTags = file.tags ?? {};
+  if (typeof fileTags !== "object" || fileTags === null || Array.isArray(fileTags)) {
+    throw configError("tags must be an object of strings");
+  }
+  for (const [k, v] of Object.entries(fileTags as Record<string, unknown>)) {
+    if (typeof v !== "string") throw configError(`tag "${k}" must be a string`);
+    const [key, value] = parseTag(`${k}=${v}`);
+    tags[key] = value;
+  }
+  for (const t of flags.tag ?? []) {
+    const [key, value] = parseTag(t);
+    tags[key] = value;
+  }
+
+  const stateDir = flags.stateDir ?? path(str(file.stateDir, "stateDir"));
+  if (!stateDir) throw configError("no state directory: give --state-dir DIR or stateDir in the config");
+  const keyring = flags.keyring ?? path(str(file.keyring, "keyring"));
+  if (!keyring) throw configError("no keyring: give --keyring FILE or keyring in the config");
+
+  const logLevel = (flags.logLevel ?? str(file.logLevel, "logLevel") ?? DEFAULTS.logLevel) as Level;
+  if (!["debug", "info", "warn", "error"].includes(logLevel)) {
+    throw configError(`logLevel must be debug, info, warn or error, not "${logLevel}"`);
+  }
+  const heartbeatIntervalMs =
+    flags.heartbeatInterval ??
+    positiveInt(file.heartbeatIntervalMs, "heartbeatIntervalMs") ??
+    DEFAULTS.heartbeatIntervalMs;
+  if (heartbeatIntervalMs < 100) throw configError("heartbeatIntervalMs must be at least 100");
+
+  return {
+    nats: { servers: servers as string[] },
+    subjectPrefix: str(file.subjectPrefix, "subjectPrefix") ?? DEFAULTS.subjectPrefix,
+    stateDir: resolve(stateDir),
+    keyring: resolve(keyring),
+    tags,
+    hostname: flags.hostname ?? str(file.hostname, "hostname"),
+    heartbeatIntervalMs,
+    clockSkewMs: positiveInt(file.clockSkewMs, "clockSkewMs") ?? DEFAULTS.clockSkewMs,
+    logLevel,
+  };
+}

@@ -1,0 +1,46 @@
+import { readFileSync } from "node:fs";
+import { arch, hostname, networkInterfaces, platform, release } from "node:os";
+
+export interface HostFacts {
+  hostname: string;
+  os: string;
+  osRelease: string;
+  arch: string;
+  addresses: string[];
+}
+
+function osRelease(): string {
+  if (platform() === "linux") {
+    try {
+      const text = readFileSync("/etc/os-release", "utf8");
+      const m = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(text);
+      if (m?.[1]) return `${m[1]} (kernel ${release()})`;
+    } catch {
+      // fall through to the kernel release
+    }
+  }
+  return release();
+}
+
+/** Non-loopback addresses of the host, IPv4 first. */
+export function hostAddresses(): string[] {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal) continue;
+      (a.family === "IPv4" ? v4 : v6).push(a.address);
+    }
+  }
+  return [...new Set([...v4, ...v6])];
+}
+
+export function hostFacts(hostnameOverride?: string): HostFacts {
+  return {
+    hostname: hostnameOverride ?? hostname(),
+    os: platform(),
+    osRelease: osRelease(),
+    arch: arch(),
+    addresses: hostAddresses(),
+  };
+}

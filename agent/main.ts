@@ -1,0 +1,68 @@
+import { Command, Option } from "commander";
+import { createLogger, DragnetError, VERSION } from "../common/mod.js";
+import { Agent } from "./agent.js";
+import { loadAgentConfig } from "./config.js";
+
+// The agent executable. Node variables in the environment must not change
+// how an agent that runs as root behaves: the executable ignores NODE_OPTIONS
+// (scripts/build.mjs neutralises it in the binary) and the other NODE_*
+// variables are dropped here before anything reads them.
+for (const name of Object.keys(process.env)) {
+  if (name.startsWith("NODE_")) delete process.env[name];
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const program = new Command("dragnet-agent")
+  .description("Dragnet endpoint agent: answers signed queries from the coordinator over NATS")
+  .version(VERSION, "-V, --version")
+  .showHelpAfterError();
+
+program
+  .command("run", { isDefault: true })
+  .description("connect to NATS and answer commands (the default)")
+  .option("-c, --config <file>", "JSON configuration file")
+  .option("--nats <url>", "NATS server URL (repeat for a cluster)", collect)
+  .option("--state-dir <dir>", "directory for the agent id and its state")
+  .option("--keyring <file>", "trusted investigators (JSON keyring)")
+  .option("--tag <key=value>", "a tag to report (repeatable)", collect)
+  .option("--hostname <name>", "report this hostname instead of the system's")
+  .addOption(
+    new Option("--heartbeat-interval <ms>", "milliseconds between heartbeats").argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0)
+        throw new Error(`--heartbeat-interval takes milliseconds, not "${v}"`);
+      return n;
+    }),
+  )
+  .addOption(new Option("--log-level <level>").choices(["debug", "info", "warn", "error"]))
+  .action(async (opts) => {
+    const log = createLogger("agent", { level: opts.logLevel });
+    let agent: Agent;
+    try {
+      const config = loadAgentConfig(opts);
+      agent = new Agent(config, { log: createLogger("agent", { level: config.logLevel }) });
+    } catch (err) {
+      const message = err instanceof DragnetError ? err.message : (err as Error).stack;
+      process.stderr.write(`dragnet-agent: ${message}\n`);
+      process.exit(2);
+    }
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info("stopping", { signal });
+      const force = setTimeout(() => process.exit(1), 10_000);
+      force.unref();
+      await agent.stop();
+      process.exit(0);
+    };
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+    await agent.start();
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`dragnet-agent: ${(err as Error).message}\n`);
+  process.exit(2);
+});

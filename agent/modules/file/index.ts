@@ -1,0 +1,49 @@
+import { Codes, DragnetError } from "../../../common/mod.js";
+import type { FileResult } from "../../../proto/mod.js";
+import { defineModule } from "../registry.js";
+import { compileSearch, runSearch, type SearchTally } from "./search.js";
+
+const MAX_SEARCHES = 64;
+
+/** `file`: find files by path, name and SHA-256 (full MIG semantics come with their own issue). */
+export const fileModule = defineModule({
+  name: "file",
+  kind: "investigation",
+  summary: "search files by path, name regex and SHA-256",
+  check(params) {
+    if (params.searches.length === 0)
+      throw new DragnetError(Codes.PARAMS, "the file operation has no search");
+    if (params.searches.length > MAX_SEARCHES) {
+      throw new DragnetError(Codes.PARAMS, `the file operation has more than ${MAX_SEARCHES} searches`);
+    }
+    for (const [i, s] of params.searches.entries()) compileSearch(s, i);
+  },
+  async run(params, ctx) {
+    const started = Date.now();
+    const searches = params.searches.map((s, i) => compileSearch(s, i));
+    const maxErrors = Math.max(...searches.map((s) => s.maxErrors));
+    const result: FileResult = {
+      matches: [],
+      errors: [],
+      stats: {
+        filesExamined: 0,
+        dirsWalked: 0,
+        openFailures: 0,
+        matches: 0,
+        errorsTotal: 0,
+        durationMs: 0,
+        truncated: false,
+      },
+    };
+    const tally: SearchTally = result.stats!;
+    for (const search of searches) {
+      const matches = await runSearch(search, ctx.signal, tally, (message) => {
+        if (result.errors.length < maxErrors) result.errors.push(message);
+      });
+      result.matches.push(...matches);
+    }
+    result.stats!.matches = result.matches.length;
+    result.stats!.durationMs = Date.now() - started;
+    return { found: result.matches.length > 0, result };
+  },
+});

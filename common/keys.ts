@@ -1,0 +1,151 @@
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+} from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { Codes, DragnetError } from "./errors.js";
+import { writeFileAtomic } from "./files.js";
+
+// Investigator keys are Ed25519 (node:crypto). A key id is the first 16 hex
+// characters of SHA-256 over the raw 32-byte public key.
+
+export const KEY_FILE_KIND = "dragnet-investigator-key";
+
+export interface InvestigatorKey {
+  name: string;
+  keyId: string;
+  publicKeyRaw: Buffer;
+  privateKey: KeyObject;
+}
+
+/** What an admin puts in a keyring: the public half, and how much it counts. */
+export interface TrustedInvestigator {
+  name: string;
+  keyId: string;
+  publicKeyRaw: Buffer;
+  publicKey: KeyObject;
+  weight: number;
+}
+
+export function keyIdOf(publicKeyRaw: Uint8Array): string {
+  return createHash("sha256").update(publicKeyRaw).digest("hex").slice(0, 16);
+}
+
+export function rawPublicKey(key: KeyObject): Buffer {
+  const jwk = key.export({ format: "jwk" });
+  if (jwk.crv !== "Ed25519" || typeof jwk.x !== "string") {
+    throw new DragnetError(Codes.CONFIG, "not an Ed25519 key");
+  }
+  return Buffer.from(jwk.x, "base64url");
+}
+
+export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) {
+    throw new DragnetError(Codes.CONFIG, `an Ed25519 public key has 32 bytes, this one has ${raw.length}`);
+  }
+  return createPublicKey({
+    key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") },
+    format: "jwk",
+  });
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+export function checkInvestigatorName(name: string): string {
+  if (!NAME_RE.test(name)) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `investigator name "${name}" must be 1-64 letters, digits, '.', '_', '@' or '-'`,
+    );
+  }
+  return name;
+}
+
+export function generateInvestigatorKey(name: string): InvestigatorKey {
+  checkInvestigatorName(name);
+  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  const publicKeyRaw = rawPublicKey(publicKey);
+  return { name, keyId: keyIdOf(publicKeyRaw), publicKeyRaw, privateKey };
+}
+
+/** The public entry for a keyring, as JSON. */
+export function publicEntryOf(key: { name: string; keyId: string; publicKeyRaw: Uint8Array }, weight = 1) {
+  return {
+    name: key.name,
+    keyId: key.keyId,
+    publicKey: Buffer.from(key.publicKeyRaw).toString("base64"),
+    weight,
+  };
+}
+
+/** Writes the private key file with mode 0600; with a passphrase the PKCS#8 PEM is encrypted. */
+export function saveInvestigatorKey(path: string, key: InvestigatorKey, passphrase?: string): void {
+  const privatePem = key.privateKey.export(
+    passphrase
+      ? { type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase }
+      : { type: "pkcs8", format: "pem" },
+  ) as string;
+  const file = {
+    kind: KEY_FILE_KIND,
+    version: 1,
+    name: key.name,
+    keyId: key.keyId,
+    publicKey: key.publicKeyRaw.toString("base64"),
+    encrypted: Boolean(passphrase),
+    privateKey: privatePem,
+  };
+  writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
+}
+
+export function loadInvestigatorKey(path: string, passphrase?: string): InvestigatorKey {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new DragnetError(Codes.CONFIG, `cannot read key file ${path}: ${(err as Error).message}`);
+  }
+  if (process.platform !== "win32" && (statSync(path).mode & 0o077) !== 0) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `key file ${path} is readable by others (mode ${(statSync(path).mode & 0o777).toString(8)}); chmod 600 it`,
+    );
+  }
+  let file: Record<string, unknown>;
+  try {
+    file = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new DragnetError(Codes.CONFIG, `key file ${path} is not JSON`);
+  }
+  if (file.kind !== KEY_FILE_KIND || typeof file.privateKey !== "string" || typeof file.name !== "string") {
+    throw new DragnetError(Codes.CONFIG, `${path} is not a Dragnet investigator key file`);
+  }
+  if (file.encrypted && !passphrase) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `key file ${path} is passphrase-protected: set DRAGNET_KEY_PASSPHRASE`,
+    );
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(
+      file.encrypted ? { key: file.privateKey, format: "pem", passphrase } : file.privateKey,
+    );
+  } catch (err) {
+    throw new DragnetError(Codes.CONFIG, `cannot load the private key in ${path}: ${(err as Error).message}`);
+  }
+  if (privateKey.asymmetricKeyType !== "ed25519") {
+    throw new DragnetError(Codes.CONFIG, `key file ${path} does not hold an Ed25519 key`);
+  }
+  const publicKeyRaw = rawPublicKey(createPublicKey(privateKey));
+  const keyId = keyIdOf(publicKeyRaw);
+  if (file.keyId !== undefined && file.keyId !== keyId) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `key file ${path} says key id ${String(file.keyId)} but holds ${keyId}`,
+    );
+  }
+  return { name: file.name, keyId, publicKeyRaw, privateKey };
+}

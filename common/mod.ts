@@ -1,0 +1,44 @@
+// The public face of common/: what agent, coordinator and console share.
+// (pki.ts is imported directly by the few that make certificates, so the agent
+// bundle does not carry an X.509 library.)
+export { formatDuration, parseDuration } from "./duration.js";
+export { type Code, Codes, DragnetError, problemOf } from "./errors.js";
+export { writeFileAtomic } from "./files.js";
+export { isId, newId } from "./ids.js";
+export { Keyring, type KeyringJson } from "./keyring.js";
+export {
+  checkInvestigatorName,
+  generateInvestigatorKey,
+  type InvestigatorKey,
+  keyIdOf,
+  loadInvestigatorKey,
+  publicEntryOf,
+  publicKeyFromRaw,
+  rawPublicKey,
+  saveInvestigatorKey,
+  type TrustedInvestigator,
+} from "./keys.js";
+export { createLogger, type Level, type Logger, silentLogger } from "./log.js";
+export { freePort } from "./ports.js";
+export {
+  ACTION_SIGNING_CONTEXT,
+  checkValidityWindow,
+  coSign,
+  MAX_ACTION_BODY_BYTES,
+  signAction,
+  signBytes,
+  type VerifiedAction,
+  verifySignedAction,
+} from "./signing.js";
+export { DEFAULT_PREFIX, isSubjectToken, Subjects } from "./subjects.js";
+export {
+  compareVersions,
+  evaluateTarget,
+  matchedActionIds,
+  parseTarget,
+  type TargetContext,
+  type TargetExpr,
+  TargetParseError,
+  type TargetSubject,
+} from "./target.js";
+export { VERSION } from "./version.js";

@@ -1,0 +1,106 @@
+import { sign, verify } from "node:crypto";
+import { ActionBody, type Signature, type SignedAction } from "../proto/mod.js";
+import { Codes, DragnetError } from "./errors.js";
+import type { Keyring } from "./keyring.js";
+import type { InvestigatorKey, TrustedInvestigator } from "./keys.js";
+
+// Signatures cover the exact encoded ActionBody bytes, prefixed by a context
+// string so that a signature made for an action can never be replayed as a
+// signature over any other kind of Dragnet message.
+export const ACTION_SIGNING_CONTEXT = Buffer.from("dragnet-action-v1\n");
+
+/** Upper bound on an encoded action body; NATS payloads are 1 MB at most. */
+export const MAX_ACTION_BODY_BYTES = 256 * 1024;
+
+function signedMessage(body: Uint8Array): Buffer {
+  return Buffer.concat([ACTION_SIGNING_CONTEXT, body]);
+}
+
+export function signBytes(body: Uint8Array, key: InvestigatorKey): Signature {
+  return { keyId: key.keyId, signature: sign(null, signedMessage(body), key.privateKey) };
+}
+
+/** Encodes the body once and signs those bytes. */
+export function signAction(body: ActionBody, key: InvestigatorKey): SignedAction {
+  const bytes = Buffer.from(ActionBody.encode(body).finish());
+  return { body: bytes, signatures: [signBytes(bytes, key)] };
+}
+
+/** Adds a co-signature over the same bytes (a key that already signed is not added twice). */
+export function coSign(action: SignedAction, key: InvestigatorKey): SignedAction {
+  if (action.signatures.some((s) => s.keyId === key.keyId)) return action;
+  return { body: action.body, signatures: [...action.signatures, signBytes(action.body, key)] };
+}
+
+export interface VerifiedAction {
+  body: ActionBody;
+  /** Distinct investigators whose signatures are valid, in signing order. */
+  signers: TrustedInvestigator[];
+  /** Sum of the signers' weights; a key that signed twice counts once. */
+  weight: number;
+}
+
+/**
+ * Checks every signature against the keyring and decodes the body. Any
+ * signature that is unknown or does not verify refuses the whole action: a
+ * tampered or foreign signature is a reason to distrust the rest.
+ */
+export function verifySignedAction(action: SignedAction | undefined, keyring: Keyring): VerifiedAction {
+  if (!action || action.body.length === 0) {
+    throw new DragnetError(Codes.ACTION_INVALID, "the command carries no action body");
+  }
+  if (action.body.length > MAX_ACTION_BODY_BYTES) {
+    throw new DragnetError(
+      Codes.TOO_LARGE,
+      `the action body has ${action.body.length} bytes; the limit is ${MAX_ACTION_BODY_BYTES}`,
+    );
+  }
+  if (action.signatures.length === 0) {
+    throw new DragnetError(Codes.UNSIGNED, "the action is not signed");
+  }
+  const message = signedMessage(action.body);
+  const signers: TrustedInvestigator[] = [];
+  for (const sig of action.signatures) {
+    const trusted = keyring.get(sig.keyId);
+    if (!trusted) {
+      throw new DragnetError(
+        Codes.SIG_UNKNOWN_KEY,
+        `signed by unknown key ${JSON.stringify(sig.keyId.slice(0, 32))}: it is not in this keyring`,
+      );
+    }
+    const ok = sig.signature.length === 64 && verify(null, message, trusted.publicKey, sig.signature);
+    if (!ok) {
+      throw new DragnetError(
+        Codes.SIG_INVALID,
+        `the signature of ${trusted.name} (${trusted.keyId}) does not match the action's bytes`,
+      );
+    }
+    if (!signers.some((s) => s.keyId === trusted.keyId)) signers.push(trusted);
+  }
+  let body: ActionBody;
+  try {
+    body = ActionBody.decode(action.body);
+  } catch (err) {
+    throw new DragnetError(Codes.DECODE, `the signed action body does not decode: ${(err as Error).message}`);
+  }
+  return { body, signers, weight: signers.reduce((sum, s) => sum + s.weight, 0) };
+}
+
+/** Refuses an action outside its validity window (with `skewMs` of tolerance for clocks). */
+export function checkValidityWindow(body: ActionBody, now: number, skewMs = 0): void {
+  if (body.expiresAtMs <= body.validFromMs) {
+    throw new DragnetError(Codes.ACTION_INVALID, "the action expires before it becomes valid");
+  }
+  if (now + skewMs < body.validFromMs) {
+    throw new DragnetError(
+      Codes.NOT_YET_VALID,
+      `the action is not valid before ${new Date(body.validFromMs).toISOString()} (now ${new Date(now).toISOString()})`,
+    );
+  }
+  if (now - skewMs >= body.expiresAtMs) {
+    throw new DragnetError(
+      Codes.EXPIRED,
+      `the action expired at ${new Date(body.expiresAtMs).toISOString()} (now ${new Date(now).toISOString()})`,
+    );
+  }
+}

@@ -1,0 +1,79 @@
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { DragnetError } from "../common/mod.js";
+import { type ActionOptions, DEFAULT_EXPIRES, DEFAULT_TIMEOUT } from "./action-builder.js";
+import type { GlobalOptions } from "./home.js";
+import { EXIT_ERROR } from "./sweep.js";
+
+// Small helpers shared by the console's commands: typed flag parsers, the
+// flags every action-sending command takes, and one error path (message on
+// stderr, exit status 2).
+
+export const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function nonNegativeInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+      throw new InvalidArgumentError(`${flag} takes a whole number ≥ 0, not "${value}"`);
+    }
+    return n;
+  };
+}
+
+export interface SweepFlags {
+  target: string;
+  expires: string;
+  timeout: string;
+  actionName?: string;
+  description?: string;
+  wait: boolean;
+  waitOffline?: boolean;
+  quiet?: boolean;
+}
+
+/** Flags of every command that sends an action to agents. */
+export function addActionFlags(cmd: Command): Command {
+  return cmd
+    .requiredOption(
+      "-t, --target <expr>",
+      'which agents (target expression, e.g. all, os == "linux", tags.env == "prod")',
+    )
+    .option("--expires <duration>", "how long agents may receive the action", DEFAULT_EXPIRES)
+    .option("--timeout <duration>", "how long each agent may run it", DEFAULT_TIMEOUT)
+    .option("--action-name <name>", "a name for the action (shown in action list)")
+    .addOption(new Option("--description <text>", "why this action is run").hideHelp())
+    .option("--no-wait", "print the action id and return without waiting for results")
+    .option("--wait-offline", "keep waiting for offline agents until the action expires")
+    .option("-q, --quiet", "no progress, summary or per-agent problems on stderr");
+}
+
+export function actionOptionsOf(flags: SweepFlags): ActionOptions {
+  return {
+    target: flags.target,
+    expires: flags.expires,
+    timeout: flags.timeout,
+    name: flags.actionName,
+    description: flags.description,
+  };
+}
+
+export function globalsOf(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+/** Runs a command body; DragnetErrors become one line on stderr and exit status 2. */
+export function handle<A extends unknown[]>(fn: (...args: A) => Promise<number | undefined>) {
+  return async (...args: A): Promise<void> => {
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? 0;
+    } catch (err) {
+      if (err instanceof DragnetError) {
+        process.stderr.write(`dragnet: ${err.message} [${err.code}]\n`);
+      } else {
+        process.stderr.write(`dragnet: ${(err as Error).stack ?? String(err)}\n`);
+      }
+      process.exitCode = EXIT_ERROR;
+    }
+  };
+}

@@ -1,0 +1,159 @@
+import type { Command } from "commander";
+import { CommandStatus } from "../../proto/mod.js";
+import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import { openClient } from "../home.js";
+import { columnsFor, rowsOfOperation } from "../output/formatters.js";
+import { formatOf, isoTime, RowWriter } from "../output/rows.js";
+import { EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
+
+// `dragnet action list|show|follow`: what was asked, of whom, and what came back.
+
+function statusWord(status: CommandStatus): string {
+  return (CommandStatus[status] ?? "unknown").replace("COMMAND_STATUS_", "").toLowerCase();
+}
+
+export function registerActionCommand(program: Command): void {
+  const action = program.command("action").description("actions already submitted");
+
+  action
+    .command("list")
+    .description("recent actions, newest first")
+    .option("--limit <n>", "how many", nonNegativeInt("--limit"), 20)
+    .action(
+      handle(async (flags: { limit: number }, command: Command) => {
+        const globals = globalsOf(command);
+        const api = openClient(globals);
+        try {
+          const actions = await api.listActions(flags.limit);
+          const writer = new RowWriter(
+            formatOf(globals),
+            [
+              { key: "id", header: "id" },
+              { key: "name", header: "name" },
+              { key: "target", header: "target" },
+              { key: "submitted", header: "submitted" },
+              { key: "targeted", header: "targeted" },
+              { key: "answered", header: "answered" },
+              { key: "found", header: "found" },
+              { key: "state", header: "state" },
+            ],
+            { withAgent: false },
+          );
+          for (const a of actions) {
+            const c = a.counts!;
+            writer.add({
+              id: a.id,
+              name: a.name,
+              target: a.target,
+              modules: a.modules,
+              submitted: isoTime(a.submittedAtMs),
+              expires: isoTime(a.expiresAtMs),
+              targeted: c.targeted,
+              answered: c.success + c.failed,
+              found: c.found,
+              state: a.complete ? "complete" : "open",
+            });
+          }
+          writer.end();
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  action
+    .command("show <id>")
+    .description("an action's summary and each agent's status (id or unique prefix)")
+    .option("--results", "print what the agents found instead of their status")
+    .option(
+      "--state <state>",
+      "only agents in this state (success, failed, rejected, timeout, expired, pending, ...)",
+    )
+    .action(
+      handle(async (id: string, flags: { results?: boolean; state?: string }, command: Command) => {
+        const globals = globalsOf(command);
+        const format = formatOf(globals);
+        const api = openClient(globals);
+        try {
+          const detail = await api.getAction(id, true);
+          const s = detail.summary!;
+          if (format === "table") {
+            const c = s.counts!;
+            const answered = c.success + c.failed;
+            const ratio = c.targeted ? ((100 * answered) / c.targeted).toFixed(1) : "0.0";
+            process.stdout.write(
+              [
+                `action ${s.id}  ${s.name}  (${s.complete ? "complete" : "open"})`,
+                `target:    ${s.target}`,
+                `modules:   ${s.modules.join(", ")}`,
+                `signed by: ${s.signerKeyIds.join(", ")}`,
+                `submitted: ${isoTime(s.submittedAtMs)}   expires: ${isoTime(s.expiresAtMs)}`,
+                `${answered} of ${c.targeted} answered (${ratio}%): ${summaryLine(c)}`,
+                "",
+              ].join("\n"),
+            );
+          }
+          const wanted = flags.state?.toLowerCase();
+          const results = detail.results.filter((r) => !wanted || statusWord(r.status) === wanted);
+          if (flags.results) {
+            const writer = new RowWriter(format, columnsFor(s.modules));
+            for (const r of results) {
+              for (const op of r.result?.operations ?? []) {
+                for (const row of rowsOfOperation(op).rows)
+                  writer.add({ agent: { id: r.agentId, hostname: r.hostname }, ...row });
+              }
+            }
+            writer.end();
+          } else {
+            const writer = new RowWriter(format, [
+              { key: "status", header: "status" },
+              { key: "found", header: "found", show: (v) => (v ? "yes" : "") },
+              {
+                key: "problem",
+                header: "problem",
+                show: (v) => (v ? `${(v as { message: string }).message}` : ""),
+              },
+            ]);
+            for (const r of results) {
+              writer.add({
+                agent: { id: r.agentId, hostname: r.hostname },
+                command: r.commandId,
+                status: statusWord(r.status),
+                found: r.result?.found ?? false,
+                ...(r.problem ? { problem: r.problem } : {}),
+                updated: isoTime(r.updatedAtMs),
+              });
+            }
+            writer.end();
+          }
+          return exitCodeOf(s.counts);
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  action
+    .command("follow <id>")
+    .description("stream an action's results until it completes")
+    .option("--wait-offline", "keep waiting for offline agents until the action expires")
+    .option("-q, --quiet", "no progress or summary on stderr")
+    .action(
+      handle(async (id: string, flags: { waitOffline?: boolean; quiet?: boolean }, command: Command) => {
+        const globals = globalsOf(command);
+        const api = openClient(globals);
+        try {
+          const detail = await api.getAction(id, false);
+          return await followAction(api, detail.summary!.id, {
+            format: formatOf(globals),
+            modules: detail.summary!.modules,
+            waitOffline: flags.waitOffline,
+            quiet: flags.quiet,
+          });
+        } finally {
+          api.close();
+        }
+      }),
+    );
+}

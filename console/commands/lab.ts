@@ -1,0 +1,88 @@
+import type { Command } from "commander";
+import { Codes, DragnetError } from "../../common/mod.js";
+import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import { homeDir, openClient } from "../home.js";
+import { labDown, labStatus, labUp, readLab } from "../lab/lab.js";
+import { statusName } from "./agents.js";
+
+// `dragnet lab up|status|down`: a local fleet to rehearse with.
+
+export function registerLabCommand(program: Command): void {
+  const lab = program
+    .command("lab")
+    .description("a local fleet (nats-server, coordinator, agents) for rehearsal");
+
+  lab
+    .command("up")
+    .description("start nats-server, the coordinator and N agents in the background")
+    .option("--agents <n>", "number of agents", nonNegativeInt("--agents"), 3)
+    .option("--dir <dir>", "lab directory (default: HOME, i.e. --home, $DRAGNET_HOME or ~/.dragnet)")
+    .option("--heartbeat-interval <ms>", "agents' heartbeat interval", nonNegativeInt("--heartbeat-interval"))
+    .action(
+      handle(
+        async (flags: { agents: number; dir?: string; heartbeatInterval?: number }, command: Command) => {
+          const home = homeDir(globalsOf(command));
+          const dir = flags.dir ?? home;
+          const state = await labUp({
+            dir,
+            agents: flags.agents,
+            heartbeatIntervalMs: flags.heartbeatInterval || undefined,
+            log: (line) => process.stderr.write(`lab: ${line}\n`),
+          });
+          process.stdout.write(
+            `lab up in ${state.dir}: nats ${state.nats.url}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
+              `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default)\n`,
+          );
+          if (state.dir !== home) process.stdout.write(`use it with: export DRAGNET_HOME=${state.dir}\n`);
+          return 0;
+        },
+      ),
+    );
+
+  lab
+    .command("status")
+    .description("the lab's processes and agents")
+    .option("--dir <dir>", "lab directory (default: HOME)")
+    .action(
+      handle(async (flags: { dir?: string }, command: Command) => {
+        const globals = globalsOf(command);
+        const dir = flags.dir ?? homeDir(globals);
+        const state = readLab(dir);
+        if (!state)
+          throw new DragnetError(Codes.NOT_FOUND, `no lab in ${dir} (start one with: dragnet lab up)`);
+        const procs = labStatus(state);
+        for (const p of procs)
+          process.stdout.write(`${p.role.padEnd(20)} pid ${String(p.pid).padEnd(8)} ${p.state}\n`);
+        const running = procs.filter((p) => p.state === "running").length;
+        if (procs.find((p) => p.role === "coordinator")?.state === "running") {
+          const api = openClient({ ...globals, home: dir });
+          try {
+            const agents = await api.listAgents();
+            const byStatus = new Map<string, number>();
+            for (const a of agents)
+              byStatus.set(statusName(a.status), (byStatus.get(statusName(a.status)) ?? 0) + 1);
+            process.stdout.write(
+              `agents: ${[...byStatus].map(([s, n]) => `${n} ${s}`).join(", ") || "none"}\n`,
+            );
+          } finally {
+            api.close();
+          }
+        }
+        return running === procs.length ? 0 : 1;
+      }),
+    );
+
+  lab
+    .command("down")
+    .description("stop exactly the processes `lab up` started")
+    .option("--dir <dir>", "lab directory (default: HOME)")
+    .action(
+      handle(async (flags: { dir?: string }, command: Command) => {
+        const dir = flags.dir ?? homeDir(globalsOf(command));
+        const report = await labDown(dir);
+        for (const p of report)
+          process.stdout.write(`${p.role.padEnd(20)} pid ${String(p.pid).padEnd(8)} ${p.state}\n`);
+        return 0;
+      }),
+    );
+}

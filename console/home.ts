@@ -1,0 +1,88 @@
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { Codes, DragnetError, type InvestigatorKey, loadInvestigatorKey } from "../common/mod.js";
+import { CoordinatorApi } from "./client.js";
+
+// Where the console finds its coordinator and key: flags, then environment,
+// then HOME/console.json (written by `dragnet lab up`, or by hand for a real
+// deployment). HOME is --home, else $DRAGNET_HOME, else ~/.dragnet.
+
+export interface GlobalOptions {
+  home?: string;
+  key?: string;
+  coordinator?: string;
+  ca?: string;
+  json?: boolean;
+  csv?: boolean;
+}
+
+export interface ConsoleConfig {
+  /** host:port of the coordinator's gRPC API. */
+  coordinator: string;
+  /** CA certificate the coordinator's certificate chains to. */
+  ca?: string;
+  /** Plaintext gRPC (explicit opt-out, for debugging). */
+  insecure?: boolean;
+  /** Default investigator key file. */
+  key?: string;
+}
+
+export function homeDir(opts: GlobalOptions): string {
+  return resolve(opts.home ?? process.env.DRAGNET_HOME ?? join(homedir(), ".dragnet"));
+}
+
+export const CONSOLE_CONFIG_FILE = "console.json";
+
+export function loadConsoleConfig(home: string): ConsoleConfig | undefined {
+  const path = join(home, CONSOLE_CONFIG_FILE);
+  if (!existsSync(path)) return undefined;
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+  } catch (err) {
+    throw new DragnetError(Codes.CONFIG, `cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (typeof json.coordinator !== "string")
+    throw new DragnetError(Codes.CONFIG, `${path}: "coordinator" (host:port) is missing`);
+  const rel = (p: unknown) => (typeof p === "string" ? (isAbsolute(p) ? p : resolve(home, p)) : undefined);
+  return {
+    coordinator: json.coordinator,
+    ca: rel(json.ca),
+    insecure: json.insecure === true,
+    key: rel(json.key),
+  };
+}
+
+export function openClient(opts: GlobalOptions): CoordinatorApi {
+  const home = homeDir(opts);
+  const config = loadConsoleConfig(home);
+  const address = opts.coordinator ?? process.env.DRAGNET_COORDINATOR ?? config?.coordinator;
+  if (!address) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `no coordinator configured: start a lab (dragnet lab up), give --coordinator HOST:PORT, or write ${join(home, CONSOLE_CONFIG_FILE)}`,
+    );
+  }
+  const caPath = opts.ca ?? process.env.DRAGNET_CA ?? config?.ca;
+  let ca: Buffer | undefined;
+  if (caPath) {
+    try {
+      ca = readFileSync(caPath);
+    } catch (err) {
+      throw new DragnetError(Codes.CONFIG, `cannot read CA certificate ${caPath}: ${(err as Error).message}`);
+    }
+  }
+  return new CoordinatorApi(address, { ca, insecure: config?.insecure && !opts.coordinator });
+}
+
+export function loadKey(opts: GlobalOptions): InvestigatorKey {
+  const path = opts.key ?? process.env.DRAGNET_KEY ?? loadConsoleConfig(homeDir(opts))?.key;
+  if (!path) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      "no investigator key: give --key FILE (create one with `dragnet key generate`)",
+    );
+  }
+  return loadInvestigatorKey(path, process.env.DRAGNET_KEY_PASSPHRASE);
+}

@@ -1,0 +1,315 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  Codes,
+  DragnetError,
+  freePort,
+  generateInvestigatorKey,
+  publicEntryOf,
+  saveInvestigatorKey,
+  writeFileAtomic,
+} from "../../common/mod.js";
+import { createCertificateAuthority } from "../../common/pki.js";
+import { AgentStatus } from "../../proto/mod.js";
+import { CoordinatorApi } from "../client.js";
+import { CONSOLE_CONFIG_FILE, type ConsoleConfig } from "../home.js";
+import {
+  findNatsServer,
+  isOurs,
+  type StartedProcess,
+  startDetached,
+  stopProcess,
+  tail,
+  tcpReady,
+  waitFor,
+} from "./processes.js";
+
+// A local fleet for rehearsal and tests: nats-server on loopback, the
+// coordinator, and N agents from the built single executable, each with its own
+// state directory and tags, all in one directory with a lab.json that records
+// what was started so that `lab down` stops exactly that.
+
+export const LAB_FILE = "lab.json";
+const ROLES = ["web", "db", "mail"];
+
+export interface LabAgent extends StartedProcess {
+  index: number;
+  id: string;
+  hostname: string;
+  config: string;
+  stateDir: string;
+  tags: Record<string, string>;
+}
+
+export interface LabState {
+  kind: "dragnet-lab";
+  dir: string;
+  running: boolean;
+  startedAt: string;
+  stoppedAt?: string;
+  nats: StartedProcess & { url: string; port: number; config: string };
+  coordinator: StartedProcess & { address: string; port: number; config: string; database: string };
+  agents: LabAgent[];
+  ca: string;
+  keyring: string;
+  keys: Record<string, string>;
+}
+
+export function readLab(dir: string): LabState | undefined {
+  const file = join(dir, LAB_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as LabState;
+  } catch (err) {
+    throw new DragnetError(Codes.CONFIG, `cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+function labProcesses(lab: LabState): Array<{ role: string } & StartedProcess> {
+  return [
+    ...lab.agents.map((a) => ({ role: `agent ${a.hostname}`, ...a })),
+    { role: "coordinator", ...lab.coordinator },
+    { role: "nats-server", ...lab.nats },
+  ];
+}
+
+/** The directory holding dragnet-agent and dragnet-coordinator.mjs. */
+export function distDir(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [process.env.DRAGNET_DIST, here, resolve(here, "../dist"), resolve(here, "../../dist")];
+  for (const c of candidates) {
+    if (c && existsSync(join(c, "dragnet-agent")) && existsSync(join(c, "dragnet-coordinator.mjs"))) return c;
+  }
+  throw new DragnetError(
+    Codes.CONFIG,
+    "the built agent and coordinator are missing: run `npm run build` first",
+  );
+}
+
+export interface LabUpOptions {
+  dir: string;
+  agents: number;
+  heartbeatIntervalMs?: number;
+  log?: (line: string) => void;
+}
+
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8", ...extra };
+}
+
+export async function labUp(opts: LabUpOptions): Promise<LabState> {
+  const log = opts.log ?? (() => undefined);
+  const dir = resolve(opts.dir);
+  const existing = readLab(dir);
+  if (existing?.running && labProcesses(existing).some(isOurs)) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `a lab is already running in ${dir}; stop it first with: dragnet lab down`,
+    );
+  }
+  if (!Number.isInteger(opts.agents) || opts.agents < 0 || opts.agents > 200) {
+    throw new DragnetError(Codes.PARAMS, "--agents must be between 0 and 200");
+  }
+  const nats = findNatsServer();
+  if (!nats) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      "nats-server is not installed (Debian: apt-get install nats-server)",
+    );
+  }
+  const dist = distDir();
+  for (const sub of ["logs", "agents", "nats"]) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+
+  // Trust material: a CA for TLS, the coordinator's certificate, two investigators.
+  log("generating the lab CA, certificates and investigator keys (alice, bob)");
+  const ca = await createCertificateAuthority("Dragnet lab CA");
+  const coordCert = await ca.issue({
+    commonName: "dragnet-coordinator",
+    dnsNames: ["localhost"],
+    ips: ["127.0.0.1"],
+  });
+  writeFileAtomic(join(dir, "ca.pem"), ca.cert, 0o644);
+  writeFileAtomic(join(dir, "ca.key"), ca.key, 0o600);
+  writeFileAtomic(join(dir, "coordinator.pem"), coordCert.cert, 0o644);
+  writeFileAtomic(join(dir, "coordinator.key"), coordCert.key, 0o600);
+  const keys: Record<string, string> = {};
+  const entries = [];
+  for (const name of ["alice", "bob"]) {
+    const k = generateInvestigatorKey(name);
+    const path = join(dir, `${name}.key`);
+    saveInvestigatorKey(path, k);
+    writeFileAtomic(join(dir, `${name}.pub`), `${JSON.stringify(publicEntryOf(k), null, 2)}\n`);
+    keys[name] = path;
+    entries.push(publicEntryOf(k));
+  }
+  const keyring = join(dir, "keyring.json");
+  writeFileAtomic(keyring, `${JSON.stringify({ investigators: entries }, null, 2)}\n`, 0o644);
+
+  const started: Array<{ role: string } & StartedProcess> = [];
+  try {
+    // NATS on loopback only.
+    const natsPort = await freePort();
+    const natsConfig = join(dir, "nats.conf");
+    writeFileSync(natsConfig, `listen: 127.0.0.1:${natsPort}\nserver_name: dragnet-lab\n`);
+    const natsProc = startDetached(nats, ["-c", natsConfig], {
+      log: join(dir, "logs", "nats.log"),
+      env: cleanEnv(),
+      cwd: dir,
+      marker: natsConfig,
+    });
+    started.push({ role: "nats-server", ...natsProc });
+    log(`nats-server pid ${natsProc.pid} on 127.0.0.1:${natsPort}`);
+    await waitFor("nats-server to listen", 10_000, () => tcpReady(natsPort));
+    const natsUrl = `nats://127.0.0.1:${natsPort}`;
+
+    // The coordinator.
+    const grpcPort = await freePort();
+    const coordConfig = join(dir, "coordinator.json");
+    const database = join(dir, "coordinator.db");
+    writeFileSync(
+      coordConfig,
+      `${JSON.stringify(
+        {
+          nats: { servers: [natsUrl] },
+          grpc: { listen: `127.0.0.1:${grpcPort}`, cert: "coordinator.pem", key: "coordinator.key" },
+          database: "coordinator.db",
+          keyring: "keyring.json",
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    const coordScript = join(dist, "dragnet-coordinator.mjs");
+    const coordProc = startDetached(process.execPath, [coordScript, "--config", coordConfig], {
+      log: join(dir, "logs", "coordinator.log"),
+      env: cleanEnv(),
+      cwd: dir,
+      marker: coordConfig,
+    });
+    started.push({ role: "coordinator", ...coordProc });
+    log(`coordinator pid ${coordProc.pid}, API on 127.0.0.1:${grpcPort} (TLS)`);
+    const consoleConfig: ConsoleConfig = {
+      coordinator: `localhost:${grpcPort}`,
+      ca: "ca.pem",
+      key: "alice.key",
+    };
+    writeFileAtomic(join(dir, CONSOLE_CONFIG_FILE), `${JSON.stringify(consoleConfig, null, 2)}\n`, 0o644);
+    const api = new CoordinatorApi(consoleConfig.coordinator, { ca: Buffer.from(ca.cert), deadlineMs: 2000 });
+    try {
+      await waitFor("the coordinator's API", 20_000, async () => {
+        if (!isOurs(coordProc)) throw new Error(`the coordinator exited:\n${tail(coordProc.log)}`);
+        await api.listAgents();
+        return true;
+      });
+
+      // The agents, from the single executable, with a clean environment.
+      const agentExe = join(dist, "dragnet-agent");
+      const agents: LabAgent[] = [];
+      for (let index = 1; index <= opts.agents; index++) {
+        const hostname = `lab-${String(index).padStart(2, "0")}`;
+        const home = join(dir, "agents", hostname);
+        const stateDir = join(home, "state");
+        mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+        const tags = {
+          lab: "true",
+          role: ROLES[(index - 1) % ROLES.length]!,
+          env: index % 2 ? "prod" : "staging",
+        };
+        const config = join(home, "config.json");
+        writeFileSync(
+          config,
+          `${JSON.stringify(
+            {
+              nats: { servers: [natsUrl] },
+              stateDir: "state",
+              keyring: "../../keyring.json",
+              hostname,
+              tags,
+              ...(opts.heartbeatIntervalMs ? { heartbeatIntervalMs: opts.heartbeatIntervalMs } : {}),
+            },
+            null,
+            2,
+          )}\n`,
+        );
+        const proc = startDetached(agentExe, ["--config", config], {
+          log: join(dir, "logs", `${hostname}.log`),
+          env: cleanEnv(),
+          cwd: home,
+          marker: config,
+        });
+        started.push({ role: `agent ${hostname}`, ...proc });
+        agents.push({ ...proc, marker: config, index, id: "", hostname, config, stateDir, tags });
+      }
+      for (const a of agents) {
+        a.id = await waitFor(`${a.hostname} to create its id`, 20_000, () => {
+          if (!isOurs(a)) throw new Error(`${a.hostname} exited:\n${tail(a.log)}`);
+          const f = join(a.stateDir, "agent-id");
+          return existsSync(f) ? readFileSync(f, "utf8").trim() || undefined : undefined;
+        });
+      }
+      if (agents.length) {
+        await waitFor(`${agents.length} agents online`, 30_000, async () => {
+          const online = new Set(
+            (await api.listAgents())
+              .filter((x) => x.status === AgentStatus.AGENT_STATUS_ONLINE)
+              .map((x) => x.id),
+          );
+          return agents.every((a) => online.has(a.id)) ? true : undefined;
+        });
+      }
+      log(`${agents.length} agents online`);
+      const lab: LabState = {
+        kind: "dragnet-lab",
+        dir,
+        running: true,
+        startedAt: new Date().toISOString(),
+        nats: { ...natsProc, url: natsUrl, port: natsPort, config: natsConfig },
+        coordinator: {
+          ...coordProc,
+          address: consoleConfig.coordinator,
+          port: grpcPort,
+          config: coordConfig,
+          database,
+        },
+        agents,
+        ca: join(dir, "ca.pem"),
+        keyring,
+        keys,
+      };
+      writeFileAtomic(join(dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
+      return lab;
+    } finally {
+      api.close();
+    }
+  } catch (err) {
+    for (const p of started.reverse()) await stopProcess(p, 3000);
+    throw err;
+  }
+}
+
+export interface ProcessReport {
+  role: string;
+  pid: number;
+  state: string;
+}
+
+export async function labDown(dir: string): Promise<ProcessReport[]> {
+  const lab = readLab(resolve(dir));
+  if (!lab) throw new DragnetError(Codes.NOT_FOUND, `no lab in ${resolve(dir)}`);
+  const report: ProcessReport[] = [];
+  // Agents first, then the coordinator, then NATS: nothing is left talking to a dead peer.
+  for (const p of labProcesses(lab)) report.push({ role: p.role, pid: p.pid, state: await stopProcess(p) });
+  lab.running = false;
+  lab.stoppedAt = new Date().toISOString();
+  writeFileAtomic(join(lab.dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
+  return report;
+}
+
+export function labStatus(lab: LabState): ProcessReport[] {
+  return labProcesses(lab).map((p) => ({
+    role: p.role,
+    pid: p.pid,
+    state: isOurs(p) ? "running" : "stopped",
+  }));
+}

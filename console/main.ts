@@ -1,0 +1,41 @@
+import { Command } from "commander";
+import { VERSION } from "../common/mod.js";
+import { registerActionCommand } from "./commands/action.js";
+import { registerAgentsCommand } from "./commands/agents.js";
+import { registerFileCommand } from "./commands/file.js";
+import { registerKeyCommand } from "./commands/key.js";
+import { registerLabCommand } from "./commands/lab.js";
+
+// The investigator's CLI. Each command registers itself (flags, action,
+// renderer); global options say where the coordinator and key are and how to
+// print.
+
+const program = new Command("dragnet")
+  .description("Dragnet: ask a fleet of endpoints signed questions and get answers in seconds")
+  .version(VERSION, "-V, --version")
+  .option("--home <dir>", "console home: console.json, keys, lab (default $DRAGNET_HOME or ~/.dragnet)")
+  .option("--key <file>", "investigator key to sign with (default from HOME/console.json)")
+  .option("--coordinator <host:port>", "coordinator API address (default from HOME/console.json)")
+  .option("--ca <file>", "CA certificate of the coordinator's TLS certificate")
+  .option("--json", "one JSON object per line (NDJSON)")
+  .option("--csv", "CSV with a header line")
+  .showHelpAfterError()
+  .addHelpText(
+    "after",
+    `
+Exit status: 0 when something was found, 1 when nothing was, 2 on error
+(nothing found while some agents failed or refused is an error: the answer is incomplete).`,
+  );
+
+registerKeyCommand(program);
+registerAgentsCommand(program);
+registerFileCommand(program);
+registerActionCommand(program);
+registerLabCommand(program);
+
+program.exitOverride((err) => {
+  // Usage errors (unknown flag, missing argument) exit 2 like every other error.
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,165 @@
+import cliProgress from "cli-progress";
+import type { InvestigatorKey } from "../common/mod.js";
+import { formatDuration, signAction } from "../common/mod.js";
+import { type ActionBody, type ActionSummary, type AgentResult, CommandStatus } from "../proto/mod.js";
+import type { CoordinatorApi } from "./client.js";
+import { columnsFor, rowsOfOperation } from "./output/formatters.js";
+import { type Format, RowWriter } from "./output/rows.js";
+
+// Submitting an action and following it: results as rows on stdout while they
+// arrive, a progress bar and per-agent problems on stderr, and a summary line.
+// Exit status like grep: 0 found, 1 nothing found, 2 error.
+
+export const EXIT_FOUND = 0;
+export const EXIT_NOTHING = 1;
+export const EXIT_ERROR = 2;
+
+export interface FollowOptions {
+  format: Format;
+  modules: string[];
+  /** Keep waiting for offline agents until the action expires. */
+  waitOffline?: boolean;
+  quiet?: boolean;
+  err?: NodeJS.WritableStream;
+}
+
+function statusWord(status: CommandStatus): string {
+  return (CommandStatus[status] ?? "unknown").replace("COMMAND_STATUS_", "").toLowerCase();
+}
+
+export function summaryLine(c: ActionSummary["counts"]): string {
+  if (!c) return "";
+  const answered = c.success + c.failed;
+  const parts = [
+    `${c.targeted} targeted`,
+    `${answered} answered`,
+    `${c.failed + c.timeout} failed`,
+    `${c.found} found`,
+  ];
+  if (c.rejected) parts.push(`${c.rejected} rejected`);
+  if (c.expired) parts.push(`${c.expired} expired`);
+  if (c.cancelled) parts.push(`${c.cancelled} cancelled`);
+  const open = c.pending + c.sent + c.running;
+  if (open)
+    parts.push(
+      `${open} still open${c.waitingOffline ? ` (${c.waitingOffline} waiting for offline agents)` : ""}`,
+    );
+  return parts.join(", ");
+}
+
+export function exitCodeOf(c: ActionSummary["counts"]): number {
+  if (!c) return EXIT_ERROR;
+  if (c.found > 0) return EXIT_FOUND;
+  if (c.failed + c.rejected + c.timeout > 0) return EXIT_ERROR;
+  return EXIT_NOTHING;
+}
+
+/** Follows an action to its end (or until only offline agents remain); returns the exit status. */
+export async function followAction(
+  api: CoordinatorApi,
+  actionId: string,
+  opts: FollowOptions,
+): Promise<number> {
+  const err = opts.err ?? process.stderr;
+  const writer = new RowWriter(opts.format, columnsFor(opts.modules));
+  const started = Date.now();
+  const tty = (err as NodeJS.WriteStream).isTTY === true && !opts.quiet;
+  const bar = tty
+    ? new cliProgress.SingleBar(
+        {
+          stream: err as NodeJS.WriteStream,
+          format: " {bar} {value}/{total} answered | {failures} failed | {elapsed}",
+          hideCursor: true,
+          clearOnComplete: true,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  let last: ActionSummary | undefined;
+  const problems: string[] = [];
+  const note = (line: string) => {
+    if (bar) problems.push(line);
+    else if (!opts.quiet) err.write(`${line}\n`);
+  };
+  const updateBar = (s: ActionSummary) => {
+    const c = s.counts!;
+    const finished = c.success + c.failed + c.rejected + c.timeout + c.expired + c.cancelled;
+    if (bar) {
+      const payload = {
+        failures: c.failed + c.rejected + c.timeout,
+        elapsed: formatDuration(Date.now() - started),
+      };
+      if (!last) bar.start(c.targeted, finished, payload);
+      else bar.update(finished, payload);
+    }
+  };
+  const onResult = (r: AgentResult) => {
+    const agent = { id: r.agentId, hostname: r.hostname };
+    for (const op of r.result?.operations ?? []) {
+      for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
+      if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
+    }
+    if (r.status !== CommandStatus.COMMAND_STATUS_SUCCESS && r.problem) {
+      note(
+        `${r.hostname || r.agentId} (${r.agentId}): ${statusWord(r.status)}: ${r.problem.message} [${r.problem.code}]`,
+      );
+    }
+  };
+  const ticker = bar ? setInterval(() => last && updateBar(last), 1000) : undefined;
+  try {
+    await api.watchAction(actionId, (event) => {
+      const e = event.event;
+      if (!e) return true;
+      if (e.$case === "result") {
+        onResult(e.value);
+        return true;
+      }
+      updateBar(e.value);
+      last = e.value;
+      if (e.$case === "done") return false;
+      const c = e.value.counts!;
+      const open = c.pending + c.sent + c.running;
+      // Everything that can answer has: stop unless asked to wait for offline agents.
+      if (!opts.waitOffline && open > 0 && open === c.waitingOffline) return false;
+      return true;
+    });
+  } finally {
+    clearInterval(ticker);
+    bar?.stop();
+  }
+  for (const line of problems) err.write(`${line}\n`);
+  writer.end();
+  if (!last?.counts) return EXIT_ERROR;
+  if (!opts.quiet) {
+    err.write(`${summaryLine(last.counts)} (${formatDuration(Date.now() - started)})\n`);
+    const c = last.counts;
+    if (c.waitingOffline && !last.complete) {
+      err.write(
+        `offline agents get the action when they return before ${new Date(last.expiresAtMs).toISOString()}; see: dragnet action follow ${last.id}\n`,
+      );
+    }
+  }
+  return exitCodeOf(last.counts);
+}
+
+/** Signs, submits and follows an action. */
+export async function sweep(
+  api: CoordinatorApi,
+  key: InvestigatorKey,
+  body: ActionBody,
+  opts: FollowOptions & { noWait?: boolean },
+): Promise<number> {
+  const signed = signAction(body, key);
+  const res = await api.submitAction(signed);
+  const err = opts.err ?? process.stderr;
+  if (!opts.quiet) {
+    err.write(
+      `action ${res.actionId} submitted: ${res.targeted} agent${res.targeted === 1 ? "" : "s"} targeted${res.offline ? ` (${res.offline} offline)` : ""}\n`,
+    );
+  }
+  if (opts.noWait) {
+    process.stdout.write(`${res.actionId}\n`);
+    return EXIT_FOUND;
+  }
+  return followAction(api, res.actionId, opts);
+}

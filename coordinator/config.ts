@@ -1,0 +1,91 @@
+import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { Codes, DEFAULT_PREFIX, DragnetError, type Level } from "../common/mod.js";
+
+export interface CoordinatorConfig {
+  nats: { servers: string[] };
+  subjectPrefix: string;
+  grpc: {
+    /** host:port to listen on. */
+    listen: string;
+    /** TLS certificate and key (PEM files). Required unless `insecure`. */
+    cert?: string;
+    key?: string;
+    /** Plaintext gRPC: an explicit opt-out for debugging, never a fallback. */
+    insecure: boolean;
+  };
+  /** SQLite database file. */
+  database: string;
+  /** Investigators whose signatures the coordinator accepts on submit. */
+  keyring: string;
+  registry: {
+    /** An agent is online while its last heartbeat is younger than this (default: 3 of its intervals). */
+    onlineWithinMs?: number;
+    /** After this long without a heartbeat an agent is offline (idle in between). */
+    offlineAfterMs: number;
+  };
+  /** How long to wait for a result past an acknowledged command's timeout before calling it timed out. */
+  resultGraceMs: number;
+  logLevel: Level;
+}
+
+function fail(message: string): never {
+  throw new DragnetError(Codes.CONFIG, message);
+}
+
+export function loadCoordinatorConfig(path: string): CoordinatorConfig {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+  } catch (err) {
+    fail(`cannot read coordinator config ${path}: ${(err as Error).message}`);
+  }
+  return parseCoordinatorConfig(json, resolve(path, ".."));
+}
+
+export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: string): CoordinatorConfig {
+  const file = (p: unknown, what: string): string => {
+    if (typeof p !== "string" || !p) fail(`${what} must be a file path`);
+    return isAbsolute(p) ? p : resolve(baseDir, p);
+  };
+  const nats = json.nats as { servers?: unknown } | undefined;
+  const servers = typeof nats?.servers === "string" ? [nats.servers] : nats?.servers;
+  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== "string")) {
+    fail("nats.servers must list at least one NATS URL");
+  }
+  const grpc = (json.grpc ?? {}) as Record<string, unknown>;
+  if (typeof grpc.listen !== "string" || !/^[^\s]+:\d+$/.test(grpc.listen))
+    fail("grpc.listen must be host:port");
+  const insecure = grpc.insecure === true;
+  if (!insecure && (grpc.cert === undefined || grpc.key === undefined)) {
+    fail("grpc.cert and grpc.key are required (plaintext gRPC needs grpc.insecure: true)");
+  }
+  const registry = (json.registry ?? {}) as Record<string, unknown>;
+  const ms = (v: unknown, what: string, dflt: number | undefined) => {
+    if (v === undefined) return dflt;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      fail(`${what} must be a positive integer (ms)`);
+    return v;
+  };
+  const logLevel = (json.logLevel ?? "info") as Level;
+  if (!["debug", "info", "warn", "error"].includes(logLevel))
+    fail("logLevel must be debug, info, warn or error");
+  return {
+    nats: { servers: servers as string[] },
+    subjectPrefix: typeof json.subjectPrefix === "string" ? json.subjectPrefix : DEFAULT_PREFIX,
+    grpc: {
+      listen: grpc.listen,
+      cert: insecure ? undefined : file(grpc.cert, "grpc.cert"),
+      key: insecure ? undefined : file(grpc.key, "grpc.key"),
+      insecure,
+    },
+    database: file(json.database, "database"),
+    keyring: file(json.keyring, "keyring"),
+    registry: {
+      onlineWithinMs: ms(registry.onlineWithinMs, "registry.onlineWithinMs", undefined),
+      offlineAfterMs: ms(registry.offlineAfterMs, "registry.offlineAfterMs", 300_000)!,
+    },
+    resultGraceMs: ms(json.resultGraceMs, "resultGraceMs", 15_000)!,
+    logLevel,
+  };
+}

@@ -1,0 +1,547 @@
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import {
+  Codes,
+  DragnetError,
+  isId,
+  Keyring,
+  type Logger,
+  newId,
+  parseTarget,
+  problemOf,
+  Subjects,
+  type TargetContext,
+  VERSION,
+  verifySignedAction,
+} from "../common/mod.js";
+import {
+  AckStatus,
+  type ActionDetail,
+  type ActionSummary,
+  type AgentInfo,
+  type AgentResult,
+  CommandAck,
+  CommandEnvelope,
+  CommandResult,
+  CommandStatus,
+  Heartbeat,
+  SignedAction,
+  type SubmitActionResponse,
+} from "../proto/mod.js";
+import { ActionBook, type ActionListener, OpenAction, summarize } from "./action-book.js";
+import { countsOf, isFinal } from "./command-status.js";
+import type { CoordinatorConfig } from "./config.js";
+import { AgentRegistry } from "./registry.js";
+import { SqliteStore } from "./store/sqlite-store.js";
+import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
+import { WriteBatcher } from "./write-batcher.js";
+
+// The coordinator: registry from heartbeats, actions verified and fanned out
+// as one command per agent, acks and results ingested, state kept in the
+// store, progress streamed to watchers. The gRPC API (grpc-api.ts) is a thin
+// layer over the public methods here.
+
+/** Refuse actions that stay valid longer than this. */
+const MAX_VALIDITY_MS = 30 * 86_400_000;
+/** An action may start this far in the future (clock differences). */
+const MAX_FUTURE_START_MS = 60_000;
+const SWEEP_INTERVAL_MS = 1000;
+
+export interface CoordinatorOptions {
+  log: Logger;
+  now?: () => number;
+}
+
+export class Coordinator {
+  readonly subjects: Subjects;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly keyring: Keyring;
+  private readonly store: Store;
+  private readonly batcher: WriteBatcher;
+  readonly registry: AgentRegistry;
+  private readonly book: ActionBook;
+  private nc?: NatsConnection;
+  private sweeper?: NodeJS.Timeout;
+  private readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
+
+  constructor(
+    private readonly config: CoordinatorConfig,
+    options: CoordinatorOptions,
+  ) {
+    this.log = options.log;
+    this.now = options.now ?? Date.now;
+    this.subjects = new Subjects(config.subjectPrefix);
+    this.keyring = Keyring.load(config.keyring);
+    this.store = new SqliteStore(config.database);
+    this.batcher = new WriteBatcher(this.store, this.log);
+    this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
+    this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
+    this.reloadOpenActions();
+  }
+
+  async start(): Promise<void> {
+    this.nc = await connect({
+      servers: this.config.nats.servers,
+      name: `dragnet-coordinator ${VERSION}`,
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+    });
+    const nc = this.nc;
+    // A queue group, so several coordinators can share one fleet.
+    const queue = "dragnet-coordinators";
+    nc.subscribe(this.subjects.allHeartbeats, {
+      queue,
+      callback: (_e, m) => this.guard("heartbeat", m, this.onHeartbeat),
+    });
+    nc.subscribe(this.subjects.allAcks, { queue, callback: (_e, m) => this.guard("ack", m, this.onAck) });
+    nc.subscribe(this.subjects.allResults, {
+      queue,
+      callback: (_e, m) => this.guard("result", m, this.onResult),
+    });
+    await nc.flush();
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    this.log.info("coordinator started", {
+      nats: nc.getServer(),
+      agents: this.registry.size,
+      version: VERSION,
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.book.stop();
+    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
+    this.batcher.flush();
+    this.store.close();
+  }
+
+  // ---- ingest ---------------------------------------------------------------
+
+  /** Runs a handler so that no malformed message can take the coordinator down. */
+  private guard(kind: string, msg: Msg, handler: (msg: Msg, agentId: string) => void): void {
+    const agentId = this.subjects.agentOf(msg.subject);
+    try {
+      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${msg.subject}`);
+      handler.call(this, msg, agentId);
+    } catch (err) {
+      this.stats.refused++;
+      const p = problemOf(err, Codes.DECODE);
+      this.log.warn(`${kind} refused`, { subject: msg.subject, code: p.code, reason: p.message });
+    }
+  }
+
+  private decode<T>(kind: string, decode: (b: Uint8Array) => T, data: Uint8Array): T {
+    try {
+      return decode(data);
+    } catch (err) {
+      throw new DragnetError(Codes.DECODE, `${kind} does not decode: ${(err as Error).message}`);
+    }
+  }
+
+  private onHeartbeat(msg: Msg, agentId: string): void {
+    const hb = this.decode("heartbeat", Heartbeat.decode, msg.data);
+    if (hb.agentId !== agentId) {
+      throw new DragnetError(Codes.SUBJECT_MISMATCH, `heartbeat for ${hb.agentId} published as ${agentId}`);
+    }
+    this.stats.heartbeats++;
+    const effect = this.registry.observe(hb, this.now());
+    this.batcher.agent(effect.agent);
+    if (effect.isNew) this.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });
+    if (effect.cameBack) {
+      for (const { action, command } of this.book.openCommandsFor(agentId)) {
+        if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) continue;
+        this.dispatch(action, command);
+      }
+    }
+  }
+
+  private onAck(msg: Msg, agentId: string): void {
+    const ack = this.decode("ack", CommandAck.decode, msg.data);
+    if (ack.agentId !== agentId)
+      throw new DragnetError(Codes.SUBJECT_MISMATCH, `ack from ${ack.agentId} published as ${agentId}`);
+    this.stats.acks++;
+    const found = this.findCommand(ack.commandId, agentId);
+    if (!found) {
+      if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
+        this.log.warn("agent rejected an unknown command", {
+          agent: agentId,
+          command: ack.commandId,
+          ...ack.problem,
+        });
+      }
+      return;
+    }
+    const { action, command } = found;
+    if (!action) return; // the action is complete; a late ack changes nothing
+    if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
+      const problem = ack.problem ?? { code: Codes.INTERNAL, message: "rejected without a reason" };
+      // A replay refusal of a command we re-sent means the agent already has it: keep waiting for its result.
+      if (problem.code === Codes.REPLAY && !isFinal(command.status)) return;
+      this.book.transition(action, command, CommandStatus.COMMAND_STATUS_REJECTED, { problem });
+      this.log.info("command rejected by agent", { agent: agentId, action: command.actionId, ...problem });
+    } else if (ack.status === AckStatus.ACK_STATUS_RECEIVED) {
+      this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, { ackedAtMs: this.now() });
+    }
+  }
+
+  private onResult(msg: Msg, agentId: string): void {
+    const result = this.decode("result", CommandResult.decode, msg.data);
+    if (result.agentId !== agentId) {
+      throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
+    }
+    const found = this.findCommand(result.commandId, agentId);
+    if (!found) throw new DragnetError(Codes.NOT_FOUND, `result for unknown command ${result.commandId}`);
+    const { action, command } = found;
+    if (command.actionId !== result.actionId) {
+      throw new DragnetError(
+        Codes.SUBJECT_MISMATCH,
+        `result names action ${result.actionId}, command belongs to ${command.actionId}`,
+      );
+    }
+    const status = [
+      CommandStatus.COMMAND_STATUS_SUCCESS,
+      CommandStatus.COMMAND_STATUS_FAILED,
+      CommandStatus.COMMAND_STATUS_TIMEOUT,
+    ].includes(result.status)
+      ? result.status
+      : CommandStatus.COMMAND_STATUS_FAILED;
+    // Stored once: a redelivered result is recognised and dropped.
+    if (action ? action.answered.has(command.id) : this.store.hasResult(command.id)) return;
+    action?.answered.add(command.id);
+    this.stats.results++;
+    this.batcher.result({
+      commandId: command.id,
+      actionId: command.actionId,
+      agentId,
+      found: result.found,
+      payload: msg.data,
+      receivedAtMs: this.now(),
+    });
+    const patch = { found: result.found, problem: result.problem, result };
+    if (action) {
+      this.book.transition(action, command, status, patch);
+    } else {
+      // The action completed before this result came (late answer): record it all the same.
+      command.status = status;
+      command.found = result.found;
+      command.updatedAtMs = this.now();
+      if (result.problem) {
+        command.problemCode = result.problem.code;
+        command.problemMessage = result.problem.message;
+      }
+      this.batcher.command(command);
+    }
+  }
+
+  /** The command, checked to belong to the agent; `action` is set while the action is open. */
+  private findCommand(
+    commandId: string,
+    agentId: string,
+  ): { action?: OpenAction; command: StoredCommand } | undefined {
+    if (!commandId) return undefined;
+    const action = this.book.actionOfCommand(commandId);
+    if (action) {
+      const command = action.byId.get(commandId)!;
+      if (command.agentId !== agentId) {
+        throw new DragnetError(
+          Codes.SUBJECT_MISMATCH,
+          `agent ${agentId} answered command ${commandId} of agent ${command.agentId}`,
+        );
+      }
+      return { action, command };
+    }
+    this.batcher.flush();
+    const command = this.store.getCommand(commandId);
+    if (!command) return undefined;
+    if (command.agentId !== agentId) {
+      throw new DragnetError(
+        Codes.SUBJECT_MISMATCH,
+        `agent ${agentId} answered command ${commandId} of agent ${command.agentId}`,
+      );
+    }
+    return { command };
+  }
+
+  // ---- dispatch and expiry ---------------------------------------------------
+
+  private dispatch(action: OpenAction, command: StoredCommand): void {
+    if (!this.nc || this.nc.isClosed()) return;
+    const now = this.now();
+    if (now >= action.record.expiresAtMs) return;
+    const envelope = CommandEnvelope.encode({
+      commandId: command.id,
+      action: action.signed,
+      sentAtMs: now,
+    }).finish();
+    this.nc.publish(this.subjects.command(command.agentId), envelope);
+    this.book.transition(action, command, CommandStatus.COMMAND_STATUS_SENT, { sentAtMs: now });
+  }
+
+  /** Expires what can no longer run and times out what never answered. */
+  sweep(): void {
+    const now = this.now();
+    for (const action of [...this.book.all()]) {
+      const expired = now >= action.record.expiresAtMs;
+      const deadline = (c: StoredCommand) =>
+        c.ackedAtMs + action.record.timeoutMs + this.config.resultGraceMs;
+      for (const command of [...action.byId.values()]) {
+        if (isFinal(command.status)) continue;
+        if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) {
+          if (expired || now > deadline(command)) {
+            this.book.transition(action, command, CommandStatus.COMMAND_STATUS_TIMEOUT, {
+              problem: {
+                code: Codes.TIMEOUT,
+                message: "the agent acknowledged the command but sent no result in time",
+              },
+            });
+          }
+        } else if (expired) {
+          this.book.transition(action, command, CommandStatus.COMMAND_STATUS_EXPIRED, {
+            problem: {
+              code: Codes.EXPIRED,
+              message:
+                command.status === CommandStatus.COMMAND_STATUS_PENDING
+                  ? "the agent stayed offline until the action expired"
+                  : "the agent never acknowledged the command before the action expired",
+            },
+          });
+        }
+      }
+    }
+  }
+
+  private reloadOpenActions(): void {
+    for (const record of this.store.openActions()) {
+      let signed: SignedAction;
+      try {
+        signed = SignedAction.decode(record.signed);
+        const body = verifySignedAction(signed, this.keyring).body;
+        const action = new OpenAction(record, signed, body, this.store.commandsOf(record.id));
+        for (const r of this.store.resultsOf(record.id)) action.answered.add(r.commandId);
+        this.book.add(action);
+      } catch (err) {
+        this.log.error("stored action no longer verifies; leaving it closed", {
+          action: record.id,
+          error: err,
+        });
+        this.batcher.complete(record.id, this.now());
+      }
+    }
+  }
+
+  // ---- API -------------------------------------------------------------------
+
+  submit(signed: SignedAction | undefined): SubmitActionResponse {
+    const now = this.now();
+    const verified = verifySignedAction(signed, this.keyring);
+    const body = verified.body;
+    if (!isId(body.id))
+      throw new DragnetError(Codes.ACTION_INVALID, `action id "${body.id.slice(0, 40)}" is not a Dragnet id`);
+    if (this.book.get(body.id) || this.store.getAction(body.id)) {
+      throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
+    }
+    if (body.operations.length === 0)
+      throw new DragnetError(Codes.ACTION_INVALID, "the action has no operation");
+    const modules = body.operations.map((op, i) => {
+      if (!op.module)
+        throw new DragnetError(
+          Codes.UNKNOWN_MODULE,
+          `operation ${i + 1} names no module the coordinator knows`,
+        );
+      return op.module.$case;
+    });
+    if (body.expiresAtMs <= now) {
+      throw new DragnetError(
+        Codes.EXPIRED,
+        `the action expired at ${new Date(body.expiresAtMs).toISOString()}`,
+      );
+    }
+    if (body.validFromMs > now + MAX_FUTURE_START_MS) {
+      throw new DragnetError(
+        Codes.NOT_YET_VALID,
+        `the action is not valid before ${new Date(body.validFromMs).toISOString()}`,
+      );
+    }
+    if (body.expiresAtMs <= body.validFromMs || body.expiresAtMs - body.validFromMs > MAX_VALIDITY_MS) {
+      throw new DragnetError(
+        Codes.ACTION_INVALID,
+        "the validity window must be positive and at most 30 days",
+      );
+    }
+    const expr = parseTarget(body.target);
+    const targets = this.registry.select(expr, this.targetContext(now));
+    if (targets.length === 0) {
+      throw new DragnetError(Codes.NO_TARGET, `the target "${body.target}" selects no agent`);
+    }
+    const record: StoredAction = {
+      id: body.id,
+      name: body.name,
+      target: body.target,
+      signed: SignedAction.encode(signed!).finish(),
+      signerKeyIds: verified.signers.map((s) => s.keyId),
+      modules,
+      incidentId: body.incidentId,
+      createdAtMs: body.createdAtMs,
+      validFromMs: body.validFromMs,
+      expiresAtMs: body.expiresAtMs,
+      submittedAtMs: now,
+      timeoutMs: body.timeoutMs || 60_000,
+    };
+    const commands: StoredCommand[] = targets.map((agent) => ({
+      id: newId(now),
+      actionId: body.id,
+      agentId: agent.id,
+      status: CommandStatus.COMMAND_STATUS_PENDING,
+      problemCode: "",
+      problemMessage: "",
+      found: false,
+      createdAtMs: now,
+      sentAtMs: 0,
+      ackedAtMs: 0,
+      updatedAtMs: now,
+    }));
+    this.batcher.action(record);
+    for (const c of commands) this.batcher.command(c);
+    const action = new OpenAction(record, signed!, body, commands);
+    this.book.add(action);
+    let offline = 0;
+    for (const c of commands) {
+      if (this.registry.isOffline(c.agentId, now)) offline++;
+      else this.dispatch(action, c);
+    }
+    this.log.info("action submitted", {
+      action: body.id,
+      name: body.name,
+      target: body.target,
+      targeted: commands.length,
+      offline,
+      signers: verified.signers.map((s) => s.name),
+    });
+    return { actionId: body.id, targeted: commands.length, offline };
+  }
+
+  private targetContext(now: number): TargetContext {
+    return {
+      now,
+      matched: (actionId) => {
+        this.batcher.flush();
+        return new Set(this.store.matchedAgents(this.resolveActionId(actionId)));
+      },
+    };
+  }
+
+  agentInfo(agent: StoredAgent, now = this.now()): AgentInfo {
+    return {
+      id: agent.id,
+      hostname: agent.hostname,
+      os: agent.os,
+      osRelease: agent.osRelease,
+      arch: agent.arch,
+      version: agent.version,
+      addresses: agent.addresses,
+      tags: agent.tags,
+      isolated: agent.isolated,
+      status: this.registry.status(agent, now),
+      lastSeenMs: agent.lastSeenMs,
+      startedAtMs: agent.startedAtMs,
+      firstSeenMs: agent.firstSeenMs,
+    };
+  }
+
+  listAgents(target: string): AgentInfo[] {
+    const now = this.now();
+    const agents = target.trim()
+      ? this.registry.select(parseTarget(target), this.targetContext(now))
+      : this.registry.all();
+    return agents
+      .sort((a, b) => a.hostname.localeCompare(b.hostname) || a.id.localeCompare(b.id))
+      .map((a) => this.agentInfo(a, now));
+  }
+
+  /** A full action id from an id or unambiguous prefix. */
+  resolveActionId(idOrPrefix: string): string {
+    const prefix = idOrPrefix.trim().toLowerCase();
+    if (!/^[0-9a-z]{1,26}$/.test(prefix))
+      throw new DragnetError(Codes.NOT_FOUND, `"${idOrPrefix}" is not an action id`);
+    if (this.book.get(prefix)) return prefix;
+    this.batcher.flush();
+    const ids = this.store.actionIdsByPrefix(prefix, 2);
+    if (ids.length === 0) throw new DragnetError(Codes.NOT_FOUND, `no action ${idOrPrefix}`);
+    if (ids.length > 1 && ids[0] !== prefix) {
+      throw new DragnetError(
+        Codes.AMBIGUOUS,
+        `"${idOrPrefix}" matches several actions; give more characters`,
+      );
+    }
+    return ids[0]!;
+  }
+
+  actionSummary(id: string): ActionSummary {
+    const open = this.book.get(id);
+    if (open) return this.book.summary(open);
+    this.batcher.flush();
+    const record = this.store.getAction(id);
+    if (!record) throw new DragnetError(Codes.NOT_FOUND, `no action ${id}`);
+    return summarize(record, countsOf(this.store.commandsOf(id)));
+  }
+
+  getAction(idOrPrefix: string, includeResults: boolean): ActionDetail {
+    const id = this.resolveActionId(idOrPrefix);
+    const summary = this.actionSummary(id);
+    const record = this.store.getAction(id);
+    return {
+      summary,
+      results: includeResults ? this.agentResults(id) : [],
+      action: record ? SignedAction.decode(record.signed) : undefined,
+    };
+  }
+
+  /** Every command of an action with its result where there is one. */
+  agentResults(actionId: string): AgentResult[] {
+    this.batcher.flush();
+    const payloads = new Map(this.store.resultsOf(actionId).map((r) => [r.commandId, r.payload]));
+    const open = this.book.get(actionId);
+    const commands = open ? [...open.byId.values()] : this.store.commandsOf(actionId);
+    return commands.map((c) => {
+      const payload = payloads.get(c.id);
+      return this.book.agentResult(c, payload ? CommandResult.decode(payload) : undefined);
+    });
+  }
+
+  listActions(limit: number): ActionSummary[] {
+    this.batcher.flush();
+    return this.store
+      .listActions(Math.min(Math.max(limit || 20, 1), 1000))
+      .map((r) => this.actionSummary(r.id));
+  }
+
+  /**
+   * Streams an action: its summary now, every final result so far, then each
+   * change as it happens, and `done` when every command is final.
+   */
+  watch(idOrPrefix: string, send: ActionListener, end: () => void): () => void {
+    const id = this.resolveActionId(idOrPrefix);
+    const open = this.book.get(id);
+    if (!open) {
+      send({ event: { $case: "progress", value: this.actionSummary(id) } });
+      for (const r of this.agentResults(id))
+        if (isFinal(r.status)) send({ event: { $case: "result", value: r } });
+      send({ event: { $case: "done", value: this.actionSummary(id) } });
+      end();
+      return () => undefined;
+    }
+    // Subscribe and replay in the same tick: nothing can happen in between.
+    const unsubscribe = this.book.subscribe(id, (event) => {
+      send(event);
+      if (event.event?.$case === "done") end();
+    });
+    send({ event: { $case: "progress", value: this.book.summary(open) } });
+    for (const r of this.agentResults(id))
+      if (isFinal(r.status)) send({ event: { $case: "result", value: r } });
+    return unsubscribe;
+  }
+
+  counters() {
+    return { ...this.stats, agents: this.registry.size };
+  }
+}

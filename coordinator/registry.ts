@@ -1,0 +1,100 @@
+import type { TargetContext, TargetExpr, TargetSubject } from "../common/mod.js";
+import { evaluateTarget } from "../common/mod.js";
+import { AgentStatus, type Heartbeat } from "../proto/mod.js";
+import type { StoredAgent } from "./store/store.js";
+
+// The agent registry lives in memory, rebuilt from the store at start and kept
+// current by heartbeats. Status is derived from heartbeat age when asked.
+
+export interface RegistryOptions {
+  onlineWithinMs?: number;
+  offlineAfterMs: number;
+}
+
+export interface HeartbeatEffect {
+  agent: StoredAgent;
+  /** The agent was unknown, offline, or restarted: it may have missed commands. */
+  cameBack: boolean;
+  isNew: boolean;
+}
+
+export class AgentRegistry {
+  private readonly agents = new Map<string, StoredAgent>();
+
+  constructor(
+    private readonly options: RegistryOptions,
+    initial: Iterable<StoredAgent> = [],
+  ) {
+    for (const a of initial) this.agents.set(a.id, a);
+  }
+
+  get size(): number {
+    return this.agents.size;
+  }
+
+  get(id: string): StoredAgent | undefined {
+    return this.agents.get(id);
+  }
+
+  all(): StoredAgent[] {
+    return [...this.agents.values()];
+  }
+
+  status(agent: StoredAgent, now: number): AgentStatus {
+    const age = now - agent.lastSeenMs;
+    const onlineWithin = this.options.onlineWithinMs ?? 3 * Math.max(agent.intervalMs, 1000);
+    if (age <= onlineWithin) return AgentStatus.AGENT_STATUS_ONLINE;
+    if (age <= Math.max(this.options.offlineAfterMs, onlineWithin)) return AgentStatus.AGENT_STATUS_IDLE;
+    return AgentStatus.AGENT_STATUS_OFFLINE;
+  }
+
+  isOffline(id: string, now: number): boolean {
+    const agent = this.agents.get(id);
+    return !agent || this.status(agent, now) === AgentStatus.AGENT_STATUS_OFFLINE;
+  }
+
+  observe(hb: Heartbeat, now: number): HeartbeatEffect {
+    const previous = this.agents.get(hb.agentId);
+    const agent: StoredAgent = {
+      id: hb.agentId,
+      hostname: hb.hostname,
+      os: hb.os,
+      osRelease: hb.osRelease,
+      arch: hb.arch,
+      version: hb.version,
+      addresses: hb.addresses,
+      tags: hb.tags,
+      isolated: hb.isolated,
+      startedAtMs: hb.startedAtMs,
+      // The coordinator's clock, not the agent's: staleness must not depend on agent clocks.
+      lastSeenMs: now,
+      firstSeenMs: previous?.firstSeenMs ?? now,
+      intervalMs: hb.intervalMs || 10_000,
+    };
+    const cameBack =
+      !previous ||
+      previous.startedAtMs !== hb.startedAtMs ||
+      this.status(previous, now) === AgentStatus.AGENT_STATUS_OFFLINE;
+    this.agents.set(agent.id, agent);
+    return { agent, cameBack, isNew: !previous };
+  }
+
+  subject(agent: StoredAgent, now: number): TargetSubject {
+    return {
+      id: agent.id,
+      hostname: agent.hostname,
+      os: agent.os,
+      arch: agent.arch,
+      version: agent.version,
+      addresses: agent.addresses,
+      tags: agent.tags,
+      isolated: agent.isolated,
+      lastSeenMs: agent.lastSeenMs,
+      status: AgentStatus[this.status(agent, now)].replace("AGENT_STATUS_", "").toLowerCase(),
+    };
+  }
+
+  select(expr: TargetExpr, ctx: TargetContext): StoredAgent[] {
+    return this.all().filter((a) => evaluateTarget(expr, this.subject(a, ctx.now), ctx));
+  }
+}

@@ -1,0 +1,319 @@
+import Database from "better-sqlite3";
+import type { CommandStatus } from "../../proto/mod.js";
+import type { Store, StoredAction, StoredAgent, StoredCommand, StoredResult, WriteBatch } from "./store.js";
+
+// The default store: one embedded SQLite file in WAL mode. Writes arrive in
+// batches (one transaction each); reads are plain prepared statements.
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agents (
+  id TEXT PRIMARY KEY,
+  hostname TEXT NOT NULL,
+  os TEXT NOT NULL,
+  os_release TEXT NOT NULL,
+  arch TEXT NOT NULL,
+  version TEXT NOT NULL,
+  addresses TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  isolated INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  first_seen INTEGER NOT NULL,
+  interval_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS actions (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  target TEXT NOT NULL,
+  signed BLOB NOT NULL,
+  signer_key_ids TEXT NOT NULL,
+  modules TEXT NOT NULL,
+  incident_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  valid_from INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  submitted_at INTEGER NOT NULL,
+  timeout_ms INTEGER NOT NULL,
+  completed_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS actions_open ON actions (completed_at) WHERE completed_at IS NULL;
+CREATE TABLE IF NOT EXISTS commands (
+  id TEXT PRIMARY KEY,
+  action_id TEXT NOT NULL REFERENCES actions (id),
+  agent_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  problem_code TEXT NOT NULL,
+  problem_message TEXT NOT NULL,
+  found INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER NOT NULL,
+  acked_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (action_id, agent_id)
+);
+CREATE TABLE IF NOT EXISTS results (
+  command_id TEXT PRIMARY KEY REFERENCES commands (id),
+  action_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  found INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_action ON results (action_id, found);
+`;
+
+interface AgentRow {
+  id: string;
+  hostname: string;
+  os: string;
+  os_release: string;
+  arch: string;
+  version: string;
+  addresses: string;
+  tags: string;
+  isolated: number;
+  started_at: number;
+  last_seen: number;
+  first_seen: number;
+  interval_ms: number;
+}
+
+interface ActionRow {
+  id: string;
+  name: string;
+  target: string;
+  signed: Buffer;
+  signer_key_ids: string;
+  modules: string;
+  incident_id: string;
+  created_at: number;
+  valid_from: number;
+  expires_at: number;
+  submitted_at: number;
+  timeout_ms: number;
+  completed_at: number | null;
+}
+
+interface CommandRow {
+  id: string;
+  action_id: string;
+  agent_id: string;
+  status: number;
+  problem_code: string;
+  problem_message: string;
+  found: number;
+  created_at: number;
+  sent_at: number;
+  acked_at: number;
+  updated_at: number;
+}
+
+interface ResultRow {
+  command_id: string;
+  action_id: string;
+  agent_id: string;
+  found: number;
+  payload: Buffer;
+  received_at: number;
+}
+
+const toAgent = (r: AgentRow): StoredAgent => ({
+  id: r.id,
+  hostname: r.hostname,
+  os: r.os,
+  osRelease: r.os_release,
+  arch: r.arch,
+  version: r.version,
+  addresses: JSON.parse(r.addresses) as string[],
+  tags: JSON.parse(r.tags) as Record<string, string>,
+  isolated: r.isolated !== 0,
+  startedAtMs: r.started_at,
+  lastSeenMs: r.last_seen,
+  firstSeenMs: r.first_seen,
+  intervalMs: r.interval_ms,
+});
+
+const toAction = (r: ActionRow): StoredAction => ({
+  id: r.id,
+  name: r.name,
+  target: r.target,
+  signed: r.signed,
+  signerKeyIds: JSON.parse(r.signer_key_ids) as string[],
+  modules: JSON.parse(r.modules) as string[],
+  incidentId: r.incident_id,
+  createdAtMs: r.created_at,
+  validFromMs: r.valid_from,
+  expiresAtMs: r.expires_at,
+  submittedAtMs: r.submitted_at,
+  timeoutMs: r.timeout_ms,
+  completedAtMs: r.completed_at ?? undefined,
+});
+
+const toCommand = (r: CommandRow): StoredCommand => ({
+  id: r.id,
+  actionId: r.action_id,
+  agentId: r.agent_id,
+  status: r.status as CommandStatus,
+  problemCode: r.problem_code,
+  problemMessage: r.problem_message,
+  found: r.found !== 0,
+  createdAtMs: r.created_at,
+  sentAtMs: r.sent_at,
+  ackedAtMs: r.acked_at,
+  updatedAtMs: r.updated_at,
+});
+
+const toResult = (r: ResultRow): StoredResult => ({
+  commandId: r.command_id,
+  actionId: r.action_id,
+  agentId: r.agent_id,
+  found: r.found !== 0,
+  payload: r.payload,
+  receivedAtMs: r.received_at,
+});
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly stmts;
+  private readonly applyTx: (batch: WriteBatch) => void;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    // WAL with synchronous=NORMAL survives a process crash; only a power loss
+    // can lose the last transactions, and results are redelivered by then.
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.exec(SCHEMA);
+    const version = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+      | { value: string }
+      | undefined;
+    if (!version) {
+      this.db
+        .prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)")
+        .run(String(SCHEMA_VERSION));
+    } else if (Number(version.value) > SCHEMA_VERSION) {
+      throw new Error(
+        `database ${path} has schema ${version.value}, newer than this coordinator (${SCHEMA_VERSION})`,
+      );
+    }
+    const db = this.db;
+    this.stmts = {
+      upsertAgent: db.prepare(`
+        INSERT INTO agents (id, hostname, os, os_release, arch, version, addresses, tags, isolated,
+                            started_at, last_seen, first_seen, interval_ms)
+        VALUES (@id, @hostname, @os, @osRelease, @arch, @version, @addresses, @tags, @isolated,
+                @startedAtMs, @lastSeenMs, @firstSeenMs, @intervalMs)
+        ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, os = excluded.os,
+          os_release = excluded.os_release, arch = excluded.arch, version = excluded.version,
+          addresses = excluded.addresses, tags = excluded.tags, isolated = excluded.isolated,
+          started_at = excluded.started_at, last_seen = excluded.last_seen, interval_ms = excluded.interval_ms`),
+      insertAction: db.prepare(`
+        INSERT INTO actions (id, name, target, signed, signer_key_ids, modules, incident_id, created_at,
+                             valid_from, expires_at, submitted_at, timeout_ms, completed_at)
+        VALUES (@id, @name, @target, @signed, @signerKeyIds, @modules, @incidentId, @createdAtMs,
+                @validFromMs, @expiresAtMs, @submittedAtMs, @timeoutMs, NULL)`),
+      upsertCommand: db.prepare(`
+        INSERT INTO commands (id, action_id, agent_id, status, problem_code, problem_message, found,
+                              created_at, sent_at, acked_at, updated_at)
+        VALUES (@id, @actionId, @agentId, @status, @problemCode, @problemMessage, @found,
+                @createdAtMs, @sentAtMs, @ackedAtMs, @updatedAtMs)
+        ON CONFLICT (id) DO UPDATE SET status = excluded.status, problem_code = excluded.problem_code,
+          problem_message = excluded.problem_message, found = excluded.found, sent_at = excluded.sent_at,
+          acked_at = excluded.acked_at, updated_at = excluded.updated_at`),
+      insertResult: db.prepare(`
+        INSERT OR IGNORE INTO results (command_id, action_id, agent_id, found, payload, received_at)
+        VALUES (@commandId, @actionId, @agentId, @found, @payload, @receivedAtMs)`),
+      complete: db.prepare("UPDATE actions SET completed_at = ? WHERE id = ?"),
+      loadAgents: db.prepare("SELECT * FROM agents"),
+      getAction: db.prepare("SELECT * FROM actions WHERE id = ?"),
+      byPrefix: db.prepare("SELECT id FROM actions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),
+      listActions: db.prepare("SELECT * FROM actions ORDER BY submitted_at DESC, id DESC LIMIT ?"),
+      openActions: db.prepare("SELECT * FROM actions WHERE completed_at IS NULL"),
+      commandsOf: db.prepare("SELECT * FROM commands WHERE action_id = ?"),
+      getCommand: db.prepare("SELECT * FROM commands WHERE id = ?"),
+      resultsOf: db.prepare("SELECT * FROM results WHERE action_id = ?"),
+      hasResult: db.prepare("SELECT 1 FROM results WHERE command_id = ?"),
+      matched: db.prepare("SELECT agent_id FROM results WHERE action_id = ? AND found = 1"),
+    };
+    this.applyTx = this.db.transaction((batch: WriteBatch) => {
+      for (const a of batch.agents) {
+        this.stmts.upsertAgent.run({
+          ...a,
+          addresses: JSON.stringify(a.addresses),
+          tags: JSON.stringify(a.tags),
+          isolated: a.isolated ? 1 : 0,
+        });
+      }
+      for (const a of batch.actions) {
+        this.stmts.insertAction.run({
+          ...a,
+          signed: Buffer.from(a.signed),
+          signerKeyIds: JSON.stringify(a.signerKeyIds),
+          modules: JSON.stringify(a.modules),
+        });
+      }
+      for (const c of batch.commands) this.stmts.upsertCommand.run({ ...c, found: c.found ? 1 : 0 });
+      for (const r of batch.results) {
+        this.stmts.insertResult.run({ ...r, found: r.found ? 1 : 0, payload: Buffer.from(r.payload) });
+      }
+      for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
+    });
+  }
+
+  apply(batch: WriteBatch): void {
+    this.applyTx(batch);
+  }
+
+  loadAgents(): StoredAgent[] {
+    return (this.stmts.loadAgents.all() as AgentRow[]).map(toAgent);
+  }
+
+  getAction(id: string): StoredAction | undefined {
+    const row = this.stmts.getAction.get(id) as ActionRow | undefined;
+    return row ? toAction(row) : undefined;
+  }
+
+  actionIdsByPrefix(prefix: string, limit: number): string[] {
+    // A range scan on the primary key; the prefix is a bound value, never SQL.
+    const upper = `${prefix}\uffff`;
+    return (this.stmts.byPrefix.all(prefix, upper, limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  listActions(limit: number): StoredAction[] {
+    return (this.stmts.listActions.all(limit) as ActionRow[]).map(toAction);
+  }
+
+  openActions(): StoredAction[] {
+    return (this.stmts.openActions.all() as ActionRow[]).map(toAction);
+  }
+
+  commandsOf(actionId: string): StoredCommand[] {
+    return (this.stmts.commandsOf.all(actionId) as CommandRow[]).map(toCommand);
+  }
+
+  getCommand(id: string): StoredCommand | undefined {
+    const row = this.stmts.getCommand.get(id) as CommandRow | undefined;
+    return row ? toCommand(row) : undefined;
+  }
+
+  resultsOf(actionId: string): StoredResult[] {
+    return (this.stmts.resultsOf.all(actionId) as ResultRow[]).map(toResult);
+  }
+
+  hasResult(commandId: string): boolean {
+    return this.stmts.hasResult.get(commandId) !== undefined;
+  }
+
+  matchedAgents(actionId: string): string[] {
+    return (this.stmts.matched.all(actionId) as Array<{ agent_id: string }>).map((r) => r.agent_id);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

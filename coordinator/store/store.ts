@@ -1,0 +1,88 @@
+import type { CommandStatus } from "../../proto/mod.js";
+
+// What the coordinator keeps. The interface is what a second backend
+// (PostgreSQL, for several coordinators) has to provide; SQLite is the default.
+
+export interface StoredAgent {
+  id: string;
+  hostname: string;
+  os: string;
+  osRelease: string;
+  arch: string;
+  version: string;
+  addresses: string[];
+  tags: Record<string, string>;
+  isolated: boolean;
+  startedAtMs: number;
+  lastSeenMs: number;
+  firstSeenMs: number;
+  intervalMs: number;
+}
+
+export interface StoredAction {
+  id: string;
+  name: string;
+  target: string;
+  /** The SignedAction exactly as submitted (encoded). */
+  signed: Uint8Array;
+  signerKeyIds: string[];
+  modules: string[];
+  incidentId: string;
+  createdAtMs: number;
+  validFromMs: number;
+  expiresAtMs: number;
+  submittedAtMs: number;
+  timeoutMs: number;
+  completedAtMs?: number;
+}
+
+export interface StoredCommand {
+  id: string;
+  actionId: string;
+  agentId: string;
+  status: CommandStatus;
+  problemCode: string;
+  problemMessage: string;
+  found: boolean;
+  createdAtMs: number;
+  sentAtMs: number;
+  ackedAtMs: number;
+  updatedAtMs: number;
+}
+
+export interface StoredResult {
+  commandId: string;
+  actionId: string;
+  agentId: string;
+  found: boolean;
+  /** The CommandResult as the agent encoded it. */
+  payload: Uint8Array;
+  receivedAtMs: number;
+}
+
+/** Writes gathered by the coordinator and applied together, in one transaction. */
+export interface WriteBatch {
+  agents: StoredAgent[];
+  actions: StoredAction[];
+  commands: StoredCommand[];
+  results: StoredResult[];
+  completed: Array<{ actionId: string; atMs: number }>;
+}
+
+export interface Store {
+  apply(batch: WriteBatch): void;
+  loadAgents(): StoredAgent[];
+  getAction(id: string): StoredAction | undefined;
+  /** Ids starting with the prefix, at most `limit` of them. */
+  actionIdsByPrefix(prefix: string, limit: number): string[];
+  listActions(limit: number): StoredAction[];
+  /** Actions not yet complete (reloaded after a restart). */
+  openActions(): StoredAction[];
+  commandsOf(actionId: string): StoredCommand[];
+  getCommand(id: string): StoredCommand | undefined;
+  resultsOf(actionId: string): StoredResult[];
+  hasResult(commandId: string): boolean;
+  /** Agents whose result for the action found something (target `matched(id)`). */
+  matchedAgents(actionId: string): string[];
+  close(): void;
+}

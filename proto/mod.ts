@@ -1,0 +1,6 @@
+// The wire contract: messages generated from proto/dragnet/v1/*.proto by
+// `npm run gen` (ts-proto through buf). Import from here, not from gen/.
+export * from "./gen/dragnet/v1/agent.js";
+export * from "./gen/dragnet/v1/common.js";
+export * from "./gen/dragnet/v1/coordinator.js";
+export * from "./gen/dragnet/v1/file.js";

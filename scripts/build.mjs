@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Builds the three executables into dist/:
+//   dist/dragnet.mjs              the console (node_modules stay external)
+//   dist/dragnet-coordinator.mjs  the coordinator (idem; better-sqlite3 is native)
+//   dist/dragnet-agent            the agent: one self-contained executable made with
+//                                 Node's single-executable mechanism from a CommonJS
+//                                 bundle of everything it imports (no native addons).
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const dist = join(root, "dist");
+mkdirSync(dist, { recursive: true });
+const started = Date.now();
+
+const common = {
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  sourcemap: "linked",
+  logLevel: "warning",
+  absWorkingDir: root,
+};
+
+await Promise.all([
+  esbuild.build({
+    ...common,
+    entryPoints: ["console/main.ts"],
+    outfile: "dist/dragnet.mjs",
+    format: "esm",
+    packages: "external",
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: ["coordinator/main.ts"],
+    outfile: "dist/dragnet-coordinator.mjs",
+    format: "esm",
+    packages: "external",
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: ["agent/main.ts"],
+    outfile: "dist/agent.cjs",
+    format: "cjs",
+    sourcemap: false,
+  }),
+]);
+
+// ---- the agent's single executable ------------------------------------------
+
+const agentJs = readFileSync(join(dist, "agent.cjs"));
+const exe = join(dist, "dragnet-agent");
+const stamp = join(dist, "dragnet-agent.stamp");
+const fingerprint = createHash("sha256")
+  .update(agentJs)
+  .update(process.execPath)
+  .update(process.version)
+  .digest("hex");
+if (existsSync(exe) && existsSync(stamp) && readFileSync(stamp, "utf8") === fingerprint) {
+  console.log(`build: dist/ ready in ${Date.now() - started} ms (agent executable unchanged)`);
+  process.exit(0);
+}
+
+const seaConfig = join(dist, "sea-config.json");
+const blob = join(dist, "agent.blob");
+writeFileSync(
+  seaConfig,
+  JSON.stringify({
+    main: join(dist, "agent.cjs"),
+    output: blob,
+    disableExperimentalSEAWarning: true,
+    useCodeCache: true,
+  }),
+);
+execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: "pipe" });
+
+// The agent runs as root: it must not take options from NODE_OPTIONS. Node 20
+// has no switch for that in single executables (execArgvExtension came later),
+// so the copied binary's lookup of the variable is renamed to "=DRAGNET_OFF",
+// a name no shell can set. Only the C string literal is patched (the copies of
+// the name inside V8's startup snapshot have a length prefix and are left
+// alone); exactly one must be found, or the build stops.
+const node = readFileSync(process.execPath);
+const needle = Buffer.from("\0NODE_OPTIONS\0");
+const hits = [];
+for (let at = node.indexOf(needle); at !== -1; at = node.indexOf(needle, at + 1)) {
+  // V8 snapshot strings are preceded by their length (12) as a 32-bit integer.
+  if (node.readUInt32LE(at - 3) !== 12) hits.push(at);
+}
+if (hits.length !== 1) {
+  throw new Error(
+    `expected one NODE_OPTIONS lookup in ${process.execPath}, found ${hits.length}: cannot make the agent ignore it`,
+  );
+}
+Buffer.from("\0=DRAGNET_OFF\0").copy(node, hits[0]);
+const tmp = `${exe}.tmp`;
+rmSync(tmp, { force: true });
+writeFileSync(tmp, node, { mode: 0o755 });
+
+const postject = join(root, "node_modules", "postject", "dist", "cli.js");
+try {
+  execFileSync(
+    process.execPath,
+    [
+      postject,
+      tmp,
+      "NODE_SEA_BLOB",
+      blob,
+      "--sentinel-fuse",
+      "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2",
+    ],
+    { stdio: "pipe" },
+  );
+} catch (err) {
+  process.stderr.write(String(err.stderr ?? err));
+  throw err;
+}
+chmodSync(tmp, 0o755);
+renameSync(tmp, exe);
+writeFileSync(stamp, fingerprint);
+rmSync(blob, { force: true });
+console.log(`build: dist/ ready in ${Date.now() - started} ms (agent executable rebuilt)`);

@@ -1,0 +1,48 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../../common/mod.js";
+import { findNatsServer, tcpReady, waitFor } from "../../console/lab/processes.js";
+
+// The one launcher every test uses: a real nats-server on a free loopback
+// port, stopped by its pid.
+
+export interface NatsServer {
+  url: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function startNatsServer(options: { args?: string[] } = {}): Promise<NatsServer> {
+  const bin = findNatsServer();
+  if (!bin) throw new Error("nats-server is not installed (apt-get install nats-server)");
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "dragnet-nats-"));
+  const child: ChildProcess = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), ...(options.args ?? [])], {
+    stdio: ["ignore", "ignore", "pipe"],
+    cwd: dir,
+  });
+  let stderr = "";
+  child.stderr?.on("data", (d) => {
+    stderr += String(d);
+  });
+  await waitFor(`nats-server on ${port}`, 10_000, () => {
+    if (child.exitCode !== null) throw new Error(`nats-server exited: ${stderr}`);
+    return tcpReady(port);
+  });
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        process.kill(child.pid!, "SIGTERM");
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
