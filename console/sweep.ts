@@ -93,13 +93,21 @@ export async function followAction(
       else bar.update(finished, payload);
     }
   };
+  // A command reports once; should a late result follow a timeout, its rows are
+  // printed then, and nothing is printed twice.
+  const printed = new Set<string>();
+  const noted = new Set<string>();
   const onResult = (r: AgentResult) => {
     const agent = { id: r.agentId, hostname: r.hostname };
-    for (const op of r.result?.operations ?? []) {
-      for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
-      if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
+    if (r.result && !printed.has(r.commandId)) {
+      printed.add(r.commandId);
+      for (const op of r.result.operations) {
+        for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
+        if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
+      }
     }
-    if (r.status !== CommandStatus.COMMAND_STATUS_SUCCESS && r.problem) {
+    if (r.status !== CommandStatus.COMMAND_STATUS_SUCCESS && r.problem && !noted.has(r.commandId)) {
+      noted.add(r.commandId);
       note(
         `${r.hostname || r.agentId} (${r.agentId}): ${statusWord(r.status)}: ${r.problem.message} [${r.problem.code}]`,
       );

@@ -168,7 +168,13 @@ export class ActionBook {
     };
   }
 
+  /** Tells watchers, once what the event reports is committed to the store. */
   private emit(actionId: string, event: ActionEvent): void {
+    if (!this.listeners.has(actionId)) return;
+    this.batcher.afterCommit(() => this.deliver(actionId, event));
+  }
+
+  private deliver(actionId: string, event: ActionEvent): void {
     const set = this.listeners.get(actionId);
     if (!set) return;
     for (const listener of [...set]) {
@@ -202,7 +208,7 @@ export class ActionBook {
     clearTimeout(this.progressTimers.get(id));
     this.progressTimers.delete(id);
     this.emit(id, { event: { $case: "done", value: this.summary(action) } });
-    this.listeners.delete(id);
+    this.batcher.afterCommit(() => this.listeners.delete(id));
     this.log.info("action complete", { action: id, ...action.counts });
   }
 
@@ -223,6 +229,7 @@ export function summarize(
     target: record.target,
     modules: record.modules,
     signerKeyIds: record.signerKeyIds,
+    signerNames: record.signerNames,
     createdAtMs: record.createdAtMs,
     validFromMs: record.validFromMs,
     expiresAtMs: record.expiresAtMs,

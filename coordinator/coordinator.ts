@@ -379,6 +379,7 @@ export class Coordinator {
       target: body.target,
       signed: SignedAction.encode(signed!).finish(),
       signerKeyIds: verified.signers.map((s) => s.keyId),
+      signerNames: verified.signers.map((s) => s.name),
       modules,
       incidentId: body.incidentId,
       createdAtMs: body.createdAtMs,
@@ -530,7 +531,9 @@ export class Coordinator {
       end();
       return () => undefined;
     }
-    // Subscribe and replay in the same tick: nothing can happen in between.
+    // Commit (and deliver) everything pending first, then subscribe and replay
+    // in the same tick: no event is missed and none is seen twice.
+    this.batcher.flush();
     const unsubscribe = this.book.subscribe(id, (event) => {
       send(event);
       if (event.event?.$case === "done") end();

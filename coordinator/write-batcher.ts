@@ -18,6 +18,7 @@ export class WriteBatcher {
   private commands = new Map<string, StoredCommand>();
   private results: StoredResult[] = [];
   private completed: WriteBatch["completed"] = [];
+  private committed: Array<() => void> = [];
   private timer?: NodeJS.Timeout;
   private size = 0;
 
@@ -49,6 +50,12 @@ export class WriteBatcher {
     this.added();
   }
 
+  /** Runs `fn` once everything written so far is committed (watchers hear of a result only once it is stored). */
+  afterCommit(fn: () => void): void {
+    this.committed.push(fn);
+    this.timer ??= setTimeout(() => this.flush(), this.intervalMs);
+  }
+
   private added(): void {
     if (++this.size >= this.maxPending) {
       this.flush();
@@ -61,7 +68,13 @@ export class WriteBatcher {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.size === 0) return;
+    const callbacks = this.committed;
+    this.committed = [];
+    if (this.size > 0) this.write();
+    for (const fn of callbacks) fn();
+  }
+
+  private write(): void {
     const batch: WriteBatch = {
       agents: [...this.agents.values()],
       actions: this.actions,

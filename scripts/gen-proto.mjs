@@ -41,8 +41,12 @@ try {
   run(["generate", "-o", tmp]);
   const fresh = join(tmp, "proto", "gen");
   const committed = join(root, "proto", "gen");
-  const a = files(fresh).map((f) => relative(fresh, f)).sort();
-  const b = files(committed).map((f) => relative(committed, f)).sort();
+  const a = files(fresh)
+    .map((f) => relative(fresh, f))
+    .sort();
+  const b = files(committed)
+    .map((f) => relative(committed, f))
+    .sort();
   const stale = [];
   for (const f of new Set([...a, ...b])) {
     const x = a.includes(f) ? readFileSync(join(fresh, f)) : undefined;

@@ -87,7 +87,7 @@ export function registerActionCommand(program: Command): void {
                 `action ${s.id}  ${s.name}  (${s.complete ? "complete" : "open"})`,
                 `target:    ${s.target}`,
                 `modules:   ${s.modules.join(", ")}`,
-                `signed by: ${s.signerKeyIds.join(", ")}`,
+                `signed by: ${s.signerNames.map((n, i) => `${n} (${s.signerKeyIds[i]})`).join(", ")}`,
                 `submitted: ${isoTime(s.submittedAtMs)}   expires: ${isoTime(s.expiresAtMs)}`,
                 `${answered} of ${c.targeted} answered (${ratio}%): ${summaryLine(c)}`,
                 "",

@@ -77,7 +77,12 @@ export class RowWriter {
       style: { head: [], border: [], compact: true },
       chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
     });
-    for (const row of this.buffered) table.push(cols.map((c) => cell(c, row)));
+    // Results arrive in any order; a table reads best grouped by host (stable, so each host's rows keep theirs).
+    const rows =
+      this.options.withAgent === false
+        ? this.buffered
+        : [...this.buffered].sort((a, b) => (a.agent?.hostname ?? "").localeCompare(b.agent?.hostname ?? ""));
+    for (const row of rows) table.push(cols.map((c) => cell(c, row)));
     this.write(`${table.toString()}\n`);
   }
 }

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS actions (
   target TEXT NOT NULL,
   signed BLOB NOT NULL,
   signer_key_ids TEXT NOT NULL,
+  signer_names TEXT NOT NULL,
   modules TEXT NOT NULL,
   incident_id TEXT NOT NULL,
   created_at INTEGER NOT NULL,
@@ -87,6 +88,7 @@ interface ActionRow {
   target: string;
   signed: Buffer;
   signer_key_ids: string;
+  signer_names: string;
   modules: string;
   incident_id: string;
   created_at: number;
@@ -142,6 +144,7 @@ const toAction = (r: ActionRow): StoredAction => ({
   target: r.target,
   signed: r.signed,
   signerKeyIds: JSON.parse(r.signer_key_ids) as string[],
+  signerNames: JSON.parse(r.signer_names) as string[],
   modules: JSON.parse(r.modules) as string[],
   incidentId: r.incident_id,
   createdAtMs: r.created_at,
@@ -213,9 +216,9 @@ export class SqliteStore implements Store {
           addresses = excluded.addresses, tags = excluded.tags, isolated = excluded.isolated,
           started_at = excluded.started_at, last_seen = excluded.last_seen, interval_ms = excluded.interval_ms`),
       insertAction: db.prepare(`
-        INSERT INTO actions (id, name, target, signed, signer_key_ids, modules, incident_id, created_at,
-                             valid_from, expires_at, submitted_at, timeout_ms, completed_at)
-        VALUES (@id, @name, @target, @signed, @signerKeyIds, @modules, @incidentId, @createdAtMs,
+        INSERT INTO actions (id, name, target, signed, signer_key_ids, signer_names, modules, incident_id,
+                             created_at, valid_from, expires_at, submitted_at, timeout_ms, completed_at)
+        VALUES (@id, @name, @target, @signed, @signerKeyIds, @signerNames, @modules, @incidentId, @createdAtMs,
                 @validFromMs, @expiresAtMs, @submittedAtMs, @timeoutMs, NULL)`),
       upsertCommand: db.prepare(`
         INSERT INTO commands (id, action_id, agent_id, status, problem_code, problem_message, found,
@@ -254,6 +257,7 @@ export class SqliteStore implements Store {
           ...a,
           signed: Buffer.from(a.signed),
           signerKeyIds: JSON.stringify(a.signerKeyIds),
+          signerNames: JSON.stringify(a.signerNames),
           modules: JSON.stringify(a.modules),
         });
       }

@@ -26,6 +26,7 @@ export interface StoredAction {
   /** The SignedAction exactly as submitted (encoded). */
   signed: Uint8Array;
   signerKeyIds: string[];
+  signerNames: string[];
   modules: string[];
   incidentId: string;
   createdAtMs: number;

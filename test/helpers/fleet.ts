@@ -6,9 +6,9 @@ import { Agent, loadAgentConfig } from "../../agent/mod.js";
 import {
   generateInvestigatorKey,
   type InvestigatorKey,
+  type Logger,
   publicEntryOf,
   silentLogger,
-  type Logger,
 } from "../../common/mod.js";
 import { createCertificateAuthority } from "../../common/pki.js";
 import { CoordinatorApi } from "../../console/client.js";
@@ -23,7 +23,10 @@ export function tempDir(prefix = "dragnet-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export function writeKeyring(path: string, keys: Array<{ name: string; keyId: string; publicKeyRaw: Buffer }>): string {
+export function writeKeyring(
+  path: string,
+  keys: Array<{ name: string; keyId: string; publicKeyRaw: Buffer }>,
+): string {
   writeFileSync(path, JSON.stringify({ investigators: keys.map((k) => publicEntryOf(k)) }));
   return path;
 }
@@ -39,7 +42,11 @@ export interface TestFleet {
   agents: Agent[];
   keyringPath: string;
   caCert: string;
-  addAgent(options?: { hostname?: string; tags?: Record<string, string>; heartbeatIntervalMs?: number }): Promise<Agent>;
+  addAgent(options?: {
+    hostname?: string;
+    tags?: Record<string, string>;
+    heartbeatIntervalMs?: number;
+  }): Promise<Agent>;
   stop(): Promise<void>;
 }
 
@@ -67,7 +74,12 @@ export async function startFleet(
   const log = options.log ?? silentLogger;
   const coordinator = new Coordinator(config, { log });
   await coordinator.start();
-  const { server, port } = await startGrpcServer(coordinator, "127.0.0.1:0", { cert: config.grpc.cert!, key: config.grpc.key! }, log);
+  const { server, port } = await startGrpcServer(
+    coordinator,
+    "127.0.0.1:0",
+    { cert: config.grpc.cert!, key: config.grpc.key! },
+    log,
+  );
   const api = new CoordinatorApi(`localhost:${port}`, { ca: Buffer.from(ca.cert) });
   const agents: Agent[] = [];
 
@@ -114,7 +126,10 @@ export async function startFleet(
 }
 
 /** Polls until `probe` returns a value (not undefined), or fails after `timeoutMs`. */
-export async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+export async function eventually<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -124,7 +139,8 @@ export async function eventually<T>(probe: () => T | undefined | Promise<T | und
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

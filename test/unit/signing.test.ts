@@ -30,7 +30,16 @@ function body(overrides: Partial<ActionBody> = {}): ActionBody {
     id: "01m8000000000000000000000a",
     name: "test",
     target: "all",
-    operations: [{ module: { $case: "file", value: { searches: [{ label: "s1", paths: ["/etc"], names: ["^passwd$"], sha256: [], options: undefined }] } } }],
+    operations: [
+      {
+        module: {
+          $case: "file",
+          value: {
+            searches: [{ label: "s1", paths: ["/etc"], names: ["^passwd$"], sha256: [], options: undefined }],
+          },
+        },
+      },
+    ],
     validFromMs: now - 1000,
     expiresAtMs: now + 60_000,
     timeoutMs: 10_000,
@@ -82,7 +91,9 @@ describe("investigator keys", () => {
     const entry = { ...publicEntryOf(alice), keyId: bob.keyId };
     expect(() => Keyring.fromJson({ investigators: [entry] })).toThrow(/does not match/);
     expect(() => Keyring.fromJson({ investigators: [{ name: "x", publicKey: "AAAA" }] })).toThrow(/32 bytes/);
-    expect(() => Keyring.fromJson({ investigators: [publicEntryOf(alice), publicEntryOf(alice)] })).toThrow(/twice/);
+    expect(() => Keyring.fromJson({ investigators: [publicEntryOf(alice), publicEntryOf(alice)] })).toThrow(
+      /twice/,
+    );
   });
 });
 
@@ -110,7 +121,12 @@ describe("signed actions", () => {
     for (let i = 0; i < sig.length * 8; i++) {
       const tampered = Buffer.from(sig);
       tampered[i >> 3]! ^= 1 << (i & 7);
-      const c = code(() => verifySignedAction({ body: signed.body, signatures: [{ keyId: alice.keyId, signature: tampered }] }, ring));
+      const c = code(() =>
+        verifySignedAction(
+          { body: signed.body, signatures: [{ keyId: alice.keyId, signature: tampered }] },
+          ring,
+        ),
+      );
       expect(c, `bit ${i}`).toBe(Codes.SIG_INVALID);
     }
   });
@@ -125,14 +141,22 @@ describe("signed actions", () => {
   it("binds signatures to the action context: a bare signature over the body does not verify", () => {
     const signed = signAction(body(), alice);
     const bare = sign(null, signed.body, alice.privateKey);
-    expect(code(() => verifySignedAction({ body: signed.body, signatures: [{ keyId: alice.keyId, signature: bare }] }, ring))).toBe(
-      Codes.SIG_INVALID,
-    );
+    expect(
+      code(() =>
+        verifySignedAction(
+          { body: signed.body, signatures: [{ keyId: alice.keyId, signature: bare }] },
+          ring,
+        ),
+      ),
+    ).toBe(Codes.SIG_INVALID);
   });
 
   it("counts a key once however many times it signed, and co-signatures add weight", () => {
     const signed = signAction(body(), alice);
-    const twice: SignedAction = { body: signed.body, signatures: [signed.signatures[0]!, signed.signatures[0]!] };
+    const twice: SignedAction = {
+      body: signed.body,
+      signatures: [signed.signatures[0]!, signed.signatures[0]!],
+    };
     expect(verifySignedAction(twice, ring).weight).toBe(1);
     const both = coSign(signed, bob);
     expect(coSign(both, bob).signatures).toHaveLength(2);
@@ -143,13 +167,23 @@ describe("signed actions", () => {
 
   it("checks the validity window", () => {
     const now = Date.now();
-    expect(code(() => checkValidityWindow(body({ validFromMs: now + 3_600_000, expiresAtMs: now + 7_200_000 }), now))).toBe(
-      Codes.NOT_YET_VALID,
+    expect(
+      code(() =>
+        checkValidityWindow(body({ validFromMs: now + 3_600_000, expiresAtMs: now + 7_200_000 }), now),
+      ),
+    ).toBe(Codes.NOT_YET_VALID);
+    expect(
+      code(() => checkValidityWindow(body({ validFromMs: now - 7_200_000, expiresAtMs: now - 1 }), now)),
+    ).toBe(Codes.EXPIRED);
+    expect(code(() => checkValidityWindow(body({ validFromMs: now, expiresAtMs: now - 1 }), now))).toBe(
+      Codes.ACTION_INVALID,
     );
-    expect(code(() => checkValidityWindow(body({ validFromMs: now - 7_200_000, expiresAtMs: now - 1 }), now))).toBe(Codes.EXPIRED);
-    expect(code(() => checkValidityWindow(body({ validFromMs: now, expiresAtMs: now - 1 }), now))).toBe(Codes.ACTION_INVALID);
     expect(code(() => checkValidityWindow(body(), now))).toBeUndefined();
     // Within the clock-skew tolerance an action that starts slightly in the future is accepted.
-    expect(code(() => checkValidityWindow(body({ validFromMs: now + 5000, expiresAtMs: now + 60_000 }), now, 10_000))).toBeUndefined();
+    expect(
+      code(() =>
+        checkValidityWindow(body({ validFromMs: now + 5000, expiresAtMs: now + 60_000 }), now, 10_000),
+      ),
+    ).toBeUndefined();
   });
 });

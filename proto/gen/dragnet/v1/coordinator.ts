@@ -141,6 +141,8 @@ export interface ActionSummary {
   complete: boolean;
   incidentId: string;
   submittedAtMs: number;
+  /** Names of the signers, as the coordinator's keyring knows them. */
+  signerNames: string[];
 }
 
 export interface AgentResult {
@@ -1138,6 +1140,7 @@ function createBaseActionSummary(): ActionSummary {
     complete: false,
     incidentId: "",
     submittedAtMs: 0,
+    signerNames: [],
   };
 }
 
@@ -1178,6 +1181,9 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     }
     if (message.submittedAtMs !== 0) {
       writer.uint32(96).int64(message.submittedAtMs);
+    }
+    for (const v of message.signerNames) {
+      writer.uint32(106).string(v!);
     }
     return writer;
   },
@@ -1291,6 +1297,14 @@ export const ActionSummary: MessageFns<ActionSummary> = {
             message.submittedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.signerNames.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1341,6 +1355,11 @@ export const ActionSummary: MessageFns<ActionSummary> = {
         : isSet(object.submitted_at_ms)
         ? globalThis.Number(object.submitted_at_ms)
         : 0,
+      signerNames: globalThis.Array.isArray(object?.signerNames)
+        ? object.signerNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.signer_names)
+        ? object.signer_names.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1382,6 +1401,9 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     if (message.submittedAtMs !== 0) {
       obj.submittedAtMs = Math.round(message.submittedAtMs);
     }
+    if (message.signerNames?.length) {
+      obj.signerNames = message.signerNames;
+    }
     return obj;
   },
 
@@ -1404,6 +1426,7 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     message.complete = object.complete ?? false;
     message.incidentId = object.incidentId ?? "";
     message.submittedAtMs = object.submittedAtMs ?? 0;
+    message.signerNames = object.signerNames?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,0 +1,191 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LabState } from "../../console/lab/lab.js";
+import { isAlive } from "../../console/lab/processes.js";
+import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { tempDir } from "../helpers/fleet.js";
+
+// The lab as a new user runs it: `dragnet lab up`, console commands with no
+// flags but --home, then `dragnet lab down`.
+
+let home: string;
+let lab: LabState;
+const passwdSha = execFileSync("sha256sum", ["/etc/passwd"], { encoding: "utf8" }).split(" ")[0]!;
+
+beforeAll(async () => {
+  requireBuild();
+  home = tempDir("dragnet-lab-");
+  const up = await dragnet(["--home", home, "lab", "up", "--agents", "3"]);
+  expect(up.stderr + up.stdout).toMatch(/3 agents/);
+  expect(up.code).toBe(0);
+  lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState;
+}, 90_000);
+
+afterAll(async () => {
+  if (lab?.running) await dragnet(["--home", home, "lab", "down"]);
+});
+
+describe("the lab", () => {
+  it("records what it started", () => {
+    expect(lab.agents).toHaveLength(3);
+    for (const p of [lab.nats, lab.coordinator, ...lab.agents]) expect(isAlive(p.pid)).toBe(true);
+    expect(readFileSync(`/proc/${lab.agents[0]!.pid}/cmdline`, "utf8")).toContain("dragnet-agent");
+  });
+
+  it("lists its agents as NDJSON with the documented fields", async () => {
+    const r = await dragnet(["--home", home, "agents", "--json"]);
+    expect(r.code).toBe(0);
+    const rows = ndjson(r.stdout);
+    expect(rows).toHaveLength(3);
+    expect(rows.map((x) => x.id).sort()).toEqual(lab.agents.map((a) => a.id).sort());
+    for (const row of rows) {
+      expect(Object.keys(row)).toEqual(
+        expect.arrayContaining(["id", "hostname", "os", "addresses", "tags", "status", "isolated"]),
+      );
+      expect(row.status).toBe("online");
+      expect((row.tags as Record<string, string>).lab).toBe("true");
+    }
+  });
+
+  it("answers a file sweep: one row per agent, the SHA-256 sha256sum gives, exit 0", async () => {
+    const r = await dragnet([
+      "--home",
+      home,
+      "file",
+      "-t",
+      "all",
+      "--path",
+      "/etc",
+      "--name",
+      "^passwd$",
+      "--sha256",
+      passwdSha,
+      "--json",
+    ]);
+    expect(r.code).toBe(0);
+    const rows = ndjson(r.stdout);
+    expect(rows).toHaveLength(3);
+    expect(new Set(rows.map((x) => (x.agent as { id: string }).id))).toEqual(
+      new Set(lab.agents.map((a) => a.id)),
+    );
+    for (const row of rows) {
+      expect(row.path).toBe("/etc/passwd");
+      expect(row.sha256).toBe(passwdSha);
+      expect((row.agent as { hostname: string }).hostname).toMatch(/^lab-0[123]$/);
+    }
+    expect(r.stderr).toContain("3 targeted, 3 answered, 0 failed, 3 found");
+  });
+
+  it("exits 1 when nothing is found, and prints CSV with a header", async () => {
+    const none = await dragnet([
+      "--home",
+      home,
+      "file",
+      "-t",
+      "all",
+      "--path",
+      "/etc",
+      "--name",
+      "^no-such-file-anywhere$",
+      "--json",
+    ]);
+    expect(none.code).toBe(1);
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toContain("3 targeted, 3 answered, 0 failed, 0 found");
+    const csv = await dragnet([
+      "--home",
+      home,
+      "file",
+      "-t",
+      'tags.role == "web"',
+      "--path",
+      "/etc/passwd",
+      "--csv",
+    ]);
+    expect(csv.code).toBe(0);
+    const lines = csv.stdout.trim().split("\n");
+    expect(lines[0]).toBe("hostname,agent,path,size,mode,mtime,sha256");
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/^lab-01,/);
+  });
+
+  it("refuses an unknown investigator's key with the coordinator's reason, exit 2", async () => {
+    const gen = await dragnet(["--home", home, "key", "generate", "--name", "eve"]);
+    expect(gen.code).toBe(0);
+    const r = await dragnet([
+      "--home",
+      home,
+      "--key",
+      join(home, "eve.key"),
+      "file",
+      "-t",
+      "all",
+      "--path",
+      "/etc/passwd",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown key .* not in this keyring/);
+    expect(r.stderr).toContain("DRAGNET_E_SIG_UNKNOWN_KEY");
+    const bob = await dragnet([
+      "--home",
+      home,
+      "--key",
+      join(home, "bob.key"),
+      "file",
+      "-t",
+      "all",
+      "--path",
+      "/etc/passwd",
+      "--json",
+    ]);
+    expect(bob.code).toBe(0);
+    expect(ndjson(bob.stdout)).toHaveLength(3);
+  });
+
+  it("shows a target typo with its position before signing anything", async () => {
+    const r = await dragnet(["--home", home, "file", "-t", "os == linux and", "--path", "/etc"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/expected a condition but the expression ended at position 16/);
+    expect(r.stderr).toContain("  os == linux and\n                 ^");
+  });
+
+  it("lists and shows past actions", async () => {
+    const list = await dragnet(["--home", home, "action", "list", "--json"]);
+    expect(list.code).toBe(0);
+    const actions = ndjson(list.stdout);
+    expect(actions.length).toBeGreaterThanOrEqual(4);
+    const sweep = actions.find((a) => a.found === 3 && a.targeted === 3)!;
+    const show = await dragnet(["--home", home, "action", "show", String(sweep.id).slice(0, 12), "--json"]);
+    expect(show.code).toBe(0);
+    const rows = ndjson(show.stdout);
+    expect(rows).toHaveLength(3);
+    for (const row of rows) expect(row.status).toBe("success");
+    const results = await dragnet([
+      "--home",
+      home,
+      "action",
+      "show",
+      String(sweep.id),
+      "--results",
+      "--json",
+    ]);
+    expect(ndjson(results.stdout).length).toBeGreaterThanOrEqual(3);
+    const follow = await dragnet(["--home", home, "action", "follow", String(sweep.id), "--json"]);
+    expect(follow.code).toBe(0);
+    expect(follow.stderr).toMatch(/3 targeted, 3 answered/);
+  });
+
+  it("stops exactly what it started", async () => {
+    const status = await dragnet(["--home", home, "lab", "status"]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain("agents: 3 online");
+    const down = await dragnet(["--home", home, "lab", "down"]);
+    expect(down.code).toBe(0);
+    for (const p of [lab.nats, lab.coordinator, ...lab.agents]) expect(isAlive(p.pid)).toBe(false);
+    lab.running = false;
+    const after = await dragnet(["--home", home, "lab", "status"]);
+    expect(after.code).toBe(1);
+  });
+});

@@ -1,0 +1,44 @@
+import { newId } from "../../common/mod.js";
+import type { CoordinatorApi } from "../../console/client.js";
+import type { ActionBody, ActionEvent, AgentResult, FileSearch } from "../../proto/mod.js";
+
+/** An ActionBody for a file search, valid now for a minute unless told otherwise. */
+export function fileAction(search: Partial<FileSearch>, overrides: Partial<ActionBody> = {}): ActionBody {
+  const now = Date.now();
+  return {
+    id: newId(now),
+    name: "test file search",
+    target: "all",
+    operations: [
+      {
+        module: {
+          $case: "file",
+          value: {
+            searches: [
+              { label: "s1", paths: ["/etc"], names: [], sha256: [], options: undefined, ...search },
+            ],
+          },
+        },
+      },
+    ],
+    validFromMs: now - 1000,
+    expiresAtMs: now + 60_000,
+    timeoutMs: 20_000,
+    incidentId: "",
+    description: "",
+    createdAtMs: now,
+    ...overrides,
+  };
+}
+
+/** Watches an action to the end; returns every final AgentResult and the last summary. */
+export async function collectResults(api: CoordinatorApi, actionId: string) {
+  const results: AgentResult[] = [];
+  let done: Extract<ActionEvent["event"], { $case: "done" }>["value"] | undefined;
+  await api.watchAction(actionId, (event) => {
+    if (event.event?.$case === "result") results.push(event.event.value);
+    if (event.event?.$case === "done") done = event.event.value;
+    return true;
+  });
+  return { results, done };
+}

@@ -1,0 +1,42 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export const AGENT_EXE = join(ROOT, "dist", "dragnet-agent");
+const CLI = join(ROOT, "bin", "dragnet.js");
+
+export function requireBuild(): void {
+  if (!existsSync(AGENT_EXE) || !existsSync(join(ROOT, "dist", "dragnet.mjs"))) {
+    throw new Error("dist/ is not built: run `npm run build` (npm test does it first)");
+  }
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real console (bin/dragnet.js → dist/dragnet.mjs) as a user would. */
+export function dragnet(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 2) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+export function ndjson(text: string): Array<Record<string, unknown>> {
+  return text
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}

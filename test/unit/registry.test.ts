@@ -1,0 +1,72 @@
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { describe, expect, it } from "vitest";
+import { parseTarget } from "../../common/mod.js";
+import { AgentRegistry } from "../../coordinator/registry.js";
+import { AgentStatus, type Heartbeat, Heartbeat as HeartbeatMsg } from "../../proto/mod.js";
+
+function hb(id: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    agentId: id,
+    hostname: `${id}.example`,
+    os: "linux",
+    osRelease: "Debian",
+    arch: "x64",
+    version: "0.1.0",
+    addresses: ["10.0.0.1"],
+    tags: { env: "prod" },
+    isolated: false,
+    startedAtMs: 1000,
+    sentAtMs: 2000,
+    intervalMs: 10_000,
+    runningCommands: 0,
+    ...overrides,
+  };
+}
+
+describe("agent registry", () => {
+  it("derives online, idle and offline from heartbeat age and the agent's own interval", () => {
+    const reg = new AgentRegistry({ offlineAfterMs: 300_000 });
+    const t = 1_000_000;
+    reg.observe(hb("a"), t);
+    const a = reg.get("a")!;
+    expect(reg.status(a, t + 29_000)).toBe(AgentStatus.AGENT_STATUS_ONLINE);
+    expect(reg.status(a, t + 31_000)).toBe(AgentStatus.AGENT_STATUS_IDLE);
+    expect(reg.status(a, t + 299_000)).toBe(AgentStatus.AGENT_STATUS_IDLE);
+    expect(reg.status(a, t + 301_000)).toBe(AgentStatus.AGENT_STATUS_OFFLINE);
+    const fixed = new AgentRegistry({ onlineWithinMs: 5000, offlineAfterMs: 10_000 });
+    fixed.observe(hb("b"), t);
+    expect(fixed.status(fixed.get("b")!, t + 6000)).toBe(AgentStatus.AGENT_STATUS_IDLE);
+  });
+
+  it("notices an agent that comes back: new, restarted, or offline before", () => {
+    const reg = new AgentRegistry({ offlineAfterMs: 60_000 });
+    expect(reg.observe(hb("a"), 0)).toMatchObject({ cameBack: true, isNew: true });
+    expect(reg.observe(hb("a"), 10_000).cameBack).toBe(false);
+    expect(reg.observe(hb("a", { startedAtMs: 5000 }), 20_000).cameBack).toBe(true);
+    expect(reg.observe(hb("a", { startedAtMs: 5000 }), 200_000).cameBack).toBe(true);
+    // Staleness runs on the coordinator's clock, not on the time the agent claims.
+    expect(reg.get("a")!.lastSeenMs).toBe(200_000);
+    expect(reg.get("a")!.firstSeenMs).toBe(0);
+  });
+
+  it("selects agents with a target expression, status included", () => {
+    const reg = new AgentRegistry({ offlineAfterMs: 60_000 });
+    reg.observe(hb("a"), 0);
+    reg.observe(hb("b", { tags: { env: "dev" } }), 100_000);
+    const ids = (expr: string) => reg.select(parseTarget(expr), { now: 100_000 }).map((x) => x.id);
+    expect(ids("all")).toEqual(["a", "b"]);
+    expect(ids("tags.env == prod")).toEqual(["a"]);
+    expect(ids("status == offline")).toEqual(["a"]);
+    expect(ids("seen < 1m")).toEqual(["b"]);
+  });
+});
+
+describe("64-bit integers on the wire", () => {
+  it("decode to numbers, and a value beyond 2^53 refuses to decode instead of losing precision", () => {
+    const ok = HeartbeatMsg.decode(HeartbeatMsg.encode(hb("a", { startedAtMs: 1_795_000_000_000 })).finish());
+    expect(ok.startedAtMs).toBe(1_795_000_000_000);
+    const w = new BinaryWriter();
+    w.uint32((10 << 3) | 0).int64(2n ** 60n);
+    expect(() => HeartbeatMsg.decode(w.finish())).toThrow(/MAX_SAFE_INTEGER/);
+  });
+});
