@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -119,6 +119,19 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     );
   }
   const dist = distDir();
+  // A lab starts fresh: the previous lab's database, agents and logs go (its keys are replaced below).
+  if (existing) {
+    for (const old of [
+      "coordinator.db",
+      "coordinator.db-wal",
+      "coordinator.db-shm",
+      "agents",
+      "logs",
+      "nats",
+    ]) {
+      rmSync(join(dir, old), { recursive: true, force: true });
+    }
+  }
   for (const sub of ["logs", "agents", "nats"]) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
 
   // Trust material: a CA for TLS, the coordinator's certificate, two investigators.

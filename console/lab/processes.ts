@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { delimiter, join } from "node:path";
+import { Codes, DragnetError } from "../../common/mod.js";
 
 // Starting, finding and stopping the lab's own processes. A process is only
 // signalled when /proc confirms it is still the program the lab started, so a
@@ -98,8 +99,9 @@ export async function waitFor<T>(
     }
     await sleep(100);
   }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (${(lastError as Error).message})` : ""}`,
+  throw new DragnetError(
+    Codes.UNAVAILABLE,
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`,
   );
 }
 

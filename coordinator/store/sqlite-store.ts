@@ -5,10 +5,10 @@ import type { Store, StoredAction, StoredAgent, StoredCommand, StoredResult, Wri
 // The default store: one embedded SQLite file in WAL mode. Writes arrive in
 // batches (one transaction each); reads are plain prepared statements.
 
-const SCHEMA_VERSION = 1;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+// Migrations in order: MIGRATIONS[i] takes a database from version i to i + 1
+// (PRAGMA user_version). Released migrations are never edited, only appended.
+const MIGRATIONS = [
+  `
 CREATE TABLE IF NOT EXISTS agents (
   id TEXT PRIMARY KEY,
   hostname TEXT NOT NULL,
@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS results (
   received_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_action ON results (action_id, found);
-`;
+`,
+];
 
 interface AgentRow {
   id: string;
@@ -191,19 +192,7 @@ export class SqliteStore implements Store {
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
-    this.db.exec(SCHEMA);
-    const version = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
-      | { value: string }
-      | undefined;
-    if (!version) {
-      this.db
-        .prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)")
-        .run(String(SCHEMA_VERSION));
-    } else if (Number(version.value) > SCHEMA_VERSION) {
-      throw new Error(
-        `database ${path} has schema ${version.value}, newer than this coordinator (${SCHEMA_VERSION})`,
-      );
-    }
+    this.migrate(path);
     const db = this.db;
     this.stmts = {
       upsertAgent: db.prepare(`
@@ -267,6 +256,21 @@ export class SqliteStore implements Store {
       }
       for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
     });
+  }
+
+  private migrate(path: string): void {
+    const version = this.db.pragma("user_version", { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new Error(
+        `database ${path} has schema ${version}, newer than this coordinator knows (${MIGRATIONS.length})`,
+      );
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
   }
 
   apply(batch: WriteBatch): void {

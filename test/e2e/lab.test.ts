@@ -188,4 +188,16 @@ describe("the lab", () => {
     const after = await dragnet(["--home", home, "lab", "status"]);
     expect(after.code).toBe(1);
   });
+
+  it("starts again, fresh, in the same directory", async () => {
+    const up = await dragnet(["--home", home, "lab", "up", "--agents", "1"]);
+    expect(up.code).toBe(0);
+    lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState;
+    const list = await dragnet(["--home", home, "action", "list", "--json"]);
+    expect(list.stdout).toBe("");
+    const agents = ndjson((await dragnet(["--home", home, "agents", "--json"])).stdout);
+    expect(agents.map((a) => a.hostname)).toEqual(["lab-01"]);
+    expect((await dragnet(["--home", home, "lab", "down"])).code).toBe(0);
+    lab.running = false;
+  });
 });
