@@ -87,10 +87,14 @@ export class Agent {
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => this.nc?.close());
   }
 
-  /** Exponential backoff with full jitter: spreads a fleet's reconnects after an outage. */
+  /**
+   * Exponential backoff with jitter, by failed attempts since the link was
+   * lost: spreads a fleet's reconnects after an outage. (nats.js asks for the
+   * delay on every turn of its dial loop, so this only reads the count;
+   * "reconnecting" status events advance it.)
+   */
   private nextReconnectDelay(): number {
     const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** Math.min(this.reconnectAttempts, 16));
-    this.reconnectAttempts++;
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 
@@ -99,6 +103,9 @@ export class Agent {
       switch (s.type) {
         case "disconnect":
           this.log.warn("disconnected from NATS", { server: s.server });
+          break;
+        case "reconnecting":
+          this.reconnectAttempts++;
           break;
         case "reconnect":
           this.reconnectAttempts = 0;

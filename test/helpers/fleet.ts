@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
-import { Agent, loadAgentConfig } from "../../agent/mod.js";
+import { Agent, type AgentOptions, loadAgentConfig } from "../../agent/mod.js";
 import {
   generateInvestigatorKey,
   type InvestigatorKey,
@@ -46,6 +46,7 @@ export interface TestFleet {
     hostname?: string;
     tags?: Record<string, string>;
     heartbeatIntervalMs?: number;
+    modules?: AgentOptions["modules"];
   }): Promise<Agent>;
   stop(): Promise<void>;
 }
@@ -106,7 +107,7 @@ export async function startFleet(
           tag: Object.entries(o.tags ?? { n: String(n) }).map(([k, v]) => `${k}=${v}`),
           heartbeatInterval: o.heartbeatIntervalMs ?? options.heartbeatIntervalMs ?? 1000,
         }),
-        { log },
+        { log, modules: o.modules },
       );
       await agent.start();
       agents.push(agent);

@@ -15,10 +15,10 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-export async function startNatsServer(options: { args?: string[] } = {}): Promise<NatsServer> {
+export async function startNatsServer(options: { args?: string[]; port?: number } = {}): Promise<NatsServer> {
   const bin = findNatsServer();
   if (!bin) throw new Error("nats-server is not installed (apt-get install nats-server)");
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), "dragnet-nats-"));
   const child: ChildProcess = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), ...(options.args ?? [])], {
     stdio: ["ignore", "ignore", "pipe"],

@@ -1,0 +1,81 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadAgentConfig } from "../../agent/mod.js";
+import { parseCoordinatorConfig } from "../../coordinator/mod.js";
+import { tempDir } from "../helpers/fleet.js";
+
+describe("agent configuration", () => {
+  it("reads a JSON file, resolves its paths against the file, and lets flags win", () => {
+    const dir = tempDir();
+    const file = join(dir, "agent.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        nats: { servers: ["nats://a:4222"] },
+        stateDir: "state",
+        keyring: "ring.json",
+        tags: { env: "prod" },
+        heartbeatIntervalMs: 5000,
+      }),
+    );
+    const c = loadAgentConfig({ config: file, tag: ["role=web", "env=dev"] });
+    expect(c.nats.servers).toEqual(["nats://a:4222"]);
+    expect(c.stateDir).toBe(join(dir, "state"));
+    expect(c.keyring).toBe(join(dir, "ring.json"));
+    expect(c.tags).toEqual({ env: "dev", role: "web" });
+    expect(c.heartbeatIntervalMs).toBe(5000);
+    expect(loadAgentConfig({ config: file, nats: ["nats://b:4222"], heartbeatInterval: 2000 })).toMatchObject(
+      {
+        nats: { servers: ["nats://b:4222"] },
+        heartbeatIntervalMs: 2000,
+      },
+    );
+  });
+
+  it("says what is wrong", () => {
+    const dir = tempDir();
+    expect(() => loadAgentConfig({ stateDir: dir, keyring: "k" })).toThrow(/no NATS server/);
+    expect(() => loadAgentConfig({ nats: ["nats://x"], keyring: "k" })).toThrow(/no state directory/);
+    expect(() => loadAgentConfig({ nats: ["nats://x"], stateDir: dir })).toThrow(/no keyring/);
+    expect(() =>
+      loadAgentConfig({ nats: ["nats://x"], stateDir: dir, keyring: "k", tag: ["novalue"] }),
+    ).toThrow(/not key=value/);
+    expect(() =>
+      loadAgentConfig({ nats: ["nats://x"], stateDir: dir, keyring: "k", tag: ["bad key=v"] }),
+    ).toThrow(/tag key/);
+    const bad = join(dir, "bad.json");
+    writeFileSync(bad, "{not json");
+    expect(() => loadAgentConfig({ config: bad })).toThrow(/not a JSON object/);
+    expect(() => loadAgentConfig({ config: join(dir, "missing.json") })).toThrow(/cannot read config/);
+  });
+});
+
+describe("coordinator configuration", () => {
+  it("requires TLS material unless plaintext is asked for explicitly", () => {
+    const base = { nats: { servers: ["nats://x"] }, database: "c.db", keyring: "k.json" };
+    expect(() => parseCoordinatorConfig({ ...base, grpc: { listen: "127.0.0.1:7443" } }, "/d")).toThrow(
+      /grpc.cert and grpc.key are required/,
+    );
+    const plain = parseCoordinatorConfig(
+      { ...base, grpc: { listen: "127.0.0.1:7443", insecure: true } },
+      "/d",
+    );
+    expect(plain.grpc).toEqual({ listen: "127.0.0.1:7443", cert: undefined, key: undefined, insecure: true });
+    const tls = parseCoordinatorConfig(
+      { ...base, grpc: { listen: "0.0.0.0:7443", cert: "c.pem", key: "/abs/c.key" } },
+      "/d",
+    );
+    expect(tls.grpc).toMatchObject({ cert: "/d/c.pem", key: "/abs/c.key", insecure: false });
+    expect(tls.database).toBe("/d/c.db");
+    expect(() => parseCoordinatorConfig({ ...base, grpc: { listen: "nope", insecure: true } }, "/d")).toThrow(
+      /host:port/,
+    );
+    expect(() =>
+      parseCoordinatorConfig(
+        { ...base, grpc: { listen: "h:1", insecure: true }, registry: { offlineAfterMs: -5 } },
+        "/d",
+      ),
+    ).toThrow(/offlineAfterMs/);
+  });
+});
