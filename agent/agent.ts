@@ -13,8 +13,20 @@ import { ReplayGuard } from "./replay-guard.js";
 // The endpoint agent: one outbound NATS connection (it never listens), a
 // heartbeat, and a subscription to its own command subject.
 
-const RECONNECT_BASE_MS = 250;
+const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
+
+/**
+ * How long to wait before the next attempt to reach NATS, growing with how
+ * long the link has been down (a quarter of the outage so far, from 250 ms up
+ * to 30 s), with jitter in [half, full] so a fleet's reconnects spread out
+ * after an outage. It depends on time rather than on a count of attempts
+ * because nats.js asks for the delay on every turn of its dial loop.
+ */
+export function reconnectDelay(downForMs: number, random = Math.random()): number {
+  const ceiling = Math.min(RECONNECT_MAX_MS, Math.max(RECONNECT_MIN_MS, downForMs / 4));
+  return Math.round(ceiling / 2 + (random * ceiling) / 2);
+}
 
 export interface AgentOptions {
   log?: Logger;
@@ -32,7 +44,8 @@ export class Agent {
   private sub?: Subscription;
   private heartbeatTimer?: NodeJS.Timeout;
   private running = new Set<Promise<void>>();
-  private reconnectAttempts = 0;
+  /** When the link to NATS was lost (or first sought); undefined while connected. */
+  private linkLostAt: number | undefined = Date.now();
 
   constructor(
     private readonly config: AgentConfig,
@@ -63,7 +76,7 @@ export class Agent {
       pingInterval: 20_000,
       maxPingOut: 3,
     });
-    this.reconnectAttempts = 0;
+    this.linkLostAt = undefined;
     this.log.info("connected", { server: this.nc.getServer(), version: VERSION });
     this.watchStatus(this.nc);
     this.sub = this.nc.subscribe(this.subjects.command(this.id), {
@@ -87,28 +100,19 @@ export class Agent {
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => this.nc?.close());
   }
 
-  /**
-   * Exponential backoff with jitter, by failed attempts since the link was
-   * lost: spreads a fleet's reconnects after an outage. (nats.js asks for the
-   * delay on every turn of its dial loop, so this only reads the count;
-   * "reconnecting" status events advance it.)
-   */
   private nextReconnectDelay(): number {
-    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** Math.min(this.reconnectAttempts, 16));
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    return reconnectDelay(Date.now() - (this.linkLostAt ?? Date.now()));
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       switch (s.type) {
         case "disconnect":
+          this.linkLostAt ??= Date.now();
           this.log.warn("disconnected from NATS", { server: s.server });
           break;
-        case "reconnecting":
-          this.reconnectAttempts++;
-          break;
         case "reconnect":
-          this.reconnectAttempts = 0;
+          this.linkLostAt = undefined;
           this.log.info("reconnected to NATS", { server: s.server });
           this.publishHeartbeat();
           break;

@@ -2,6 +2,7 @@ import {
   Codes,
   checkValidityWindow,
   DragnetError,
+  isId,
   type Keyring,
   type Logger,
   problemOf,
@@ -21,6 +22,8 @@ import type { ReplayGuard } from "./replay-guard.js";
 export const MAX_COMMAND_BYTES = 1024 * 1024;
 export const DEFAULT_TIMEOUT_MS = 60_000;
 export const MAX_TIMEOUT_MS = 6 * 3_600_000;
+/** The longest validity window an agent accepts (the coordinator enforces the same). */
+export const MAX_VALIDITY_MS = 30 * 86_400_000;
 
 export interface AcceptedCommand {
   commandId: string;
@@ -70,10 +73,13 @@ export class CommandRunner {
   accept(envelope: CommandEnvelope): AcceptedCommand {
     const verified = verifySignedAction(envelope.action, this.deps.keyring);
     const body = verified.body;
-    if (!body.id) throw new DragnetError(Codes.ACTION_INVALID, "the action has no id");
+    if (!isId(body.id)) throw new DragnetError(Codes.ACTION_INVALID, "the action id is not a Dragnet id");
     if (body.operations.length === 0)
       throw new DragnetError(Codes.ACTION_INVALID, "the action has no operation");
     checkValidityWindow(body, this.now(), this.deps.clockSkewMs);
+    if (body.expiresAtMs - body.validFromMs > MAX_VALIDITY_MS) {
+      throw new DragnetError(Codes.ACTION_INVALID, "the action stays valid for more than 30 days");
+    }
     if (this.deps.replay.has(body.id)) {
       throw new DragnetError(
         Codes.REPLAY,

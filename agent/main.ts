@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { createLogger, DragnetError, VERSION } from "../common/mod.js";
+import { createLogger, describeError, VERSION } from "../common/mod.js";
 import { Agent } from "./agent.js";
 import { loadAgentConfig } from "./config.js";
 
@@ -43,8 +43,7 @@ program
       const config = loadAgentConfig(opts);
       agent = new Agent(config, { log: createLogger("agent", { level: config.logLevel }) });
     } catch (err) {
-      const message = err instanceof DragnetError ? err.message : (err as Error).stack;
-      process.stderr.write(`dragnet-agent: ${message}\n`);
+      process.stderr.write(`dragnet-agent: ${describeError(err)}\n`);
       process.exit(2);
     }
     let stopping = false;
@@ -63,6 +62,6 @@ program
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  process.stderr.write(`dragnet-agent: ${(err as Error).message}\n`);
+  process.stderr.write(`dragnet-agent: ${describeError(err)}\n`);
   process.exit(2);
 });

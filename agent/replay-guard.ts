@@ -1,6 +1,8 @@
 import { closeSync, fdatasyncSync, openSync, readFileSync, writeSync } from "node:fs";
 import { writeFileAtomic } from "../common/mod.js";
 
+const COMPACT_EVERY = 1000;
+
 /**
  * Remembers every signed action id this agent has accepted, on disk, so that
  * the same action is never run twice, whatever command id wraps it and across
@@ -9,10 +11,11 @@ import { writeFileAtomic } from "../common/mod.js";
  */
 export class ReplayGuard {
   private readonly seen = new Map<string, number>();
+  private sinceCompaction = 0;
 
   constructor(
     private readonly file: string,
-    skewMs: number,
+    private readonly skewMs: number,
     now = Date.now(),
   ) {
     let text = "";
@@ -37,8 +40,12 @@ export class ReplayGuard {
   }
 
   /** Records the id durably before the action runs: a crash mid-run never re-runs it. */
-  remember(actionId: string, expiresAtMs: number): void {
+  remember(actionId: string, expiresAtMs: number, now = Date.now()): void {
     this.seen.set(actionId, expiresAtMs);
+    if (++this.sinceCompaction >= COMPACT_EVERY) {
+      this.prune(now); // rewrites the file, this id included (writeFileAtomic syncs it)
+      return;
+    }
     const fd = openSync(this.file, "a", 0o600);
     try {
       writeSync(fd, `${actionId} ${expiresAtMs}\n`);
@@ -48,7 +55,18 @@ export class ReplayGuard {
     }
   }
 
+  /** Forgets ids whose actions have expired, in memory and on disk. */
+  prune(now = Date.now()): void {
+    for (const [id, at] of this.seen) if (at + this.skewMs <= now) this.seen.delete(id);
+    this.compact();
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+
   private compact(): void {
+    this.sinceCompaction = 0;
     const body = [...this.seen].map(([id, at]) => `${id} ${at}\n`).join("");
     writeFileAtomic(this.file, body, 0o600);
   }

@@ -74,3 +74,14 @@ export function problemOf(err: unknown, fallback: Code = Codes.INTERNAL): { code
   const message = err instanceof Error ? err.message : String(err);
   return { code: fallback, message };
 }
+
+/**
+ * One line for people: the message and, for Dragnet refusals, the code.
+ * Stacks are for developers: set DRAGNET_DEBUG=1 to see them.
+ */
+export function describeError(err: unknown): string {
+  if (process.env.DRAGNET_DEBUG && err instanceof Error && err.stack) return err.stack;
+  if (err instanceof DragnetError) return `${err.message} [${err.code}]`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -2,7 +2,7 @@
 // (pki.ts is imported directly by the few that make certificates, so the agent
 // bundle does not carry an X.509 library.)
 export { formatDuration, parseDuration } from "./duration.js";
-export { type Code, Codes, DragnetError, problemOf } from "./errors.js";
+export { type Code, Codes, DragnetError, describeError, problemOf } from "./errors.js";
 export { writeFileAtomic } from "./files.js";
 export { isId, newId } from "./ids.js";
 export { Keyring, type KeyringJson } from "./keyring.js";

@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { DragnetError } from "../common/mod.js";
+import { describeError } from "../common/mod.js";
 import { type ActionOptions, DEFAULT_EXPIRES, DEFAULT_TIMEOUT } from "./action-builder.js";
 import type { GlobalOptions } from "./home.js";
 import { EXIT_ERROR } from "./sweep.js";
@@ -68,11 +68,7 @@ export function handle<A extends unknown[]>(fn: (...args: A) => Promise<number |
       const code = await fn(...args);
       process.exitCode = code ?? 0;
     } catch (err) {
-      if (err instanceof DragnetError) {
-        process.stderr.write(`dragnet: ${err.message} [${err.code}]\n`);
-      } else {
-        process.stderr.write(`dragnet: ${(err as Error).stack ?? String(err)}\n`);
-      }
+      process.stderr.write(`dragnet: ${describeError(err)}\n`);
       process.exitCode = EXIT_ERROR;
     }
   };

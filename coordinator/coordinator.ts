@@ -28,7 +28,7 @@ import {
   type SubmitActionResponse,
 } from "../proto/mod.js";
 import { ActionBook, type ActionListener, OpenAction, summarize } from "./action-book.js";
-import { countsOf, isFinal } from "./command-status.js";
+import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AgentRegistry } from "./registry.js";
 import { SqliteStore } from "./store/sqlite-store.js";
@@ -45,6 +45,10 @@ const MAX_VALIDITY_MS = 30 * 86_400_000;
 /** An action may start this far in the future (clock differences). */
 const MAX_FUTURE_START_MS = 60_000;
 const SWEEP_INTERVAL_MS = 1000;
+/** A result without a problem clears whatever a timeout or expiry had recorded. */
+const NO_PROBLEM = { code: "", message: "" };
+/** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
+const RESEND_AFTER_MS = 5000;
 
 export interface CoordinatorOptions {
   log: Logger;
@@ -87,15 +91,13 @@ export class Coordinator {
       waitOnFirstConnect: true,
     });
     const nc = this.nc;
-    // A queue group, so several coordinators can share one fleet.
-    const queue = "dragnet-coordinators";
+    // One coordinator per fleet for now: each keeps its own store, so a queue
+    // group would hand one coordinator results for commands only another knows.
     nc.subscribe(this.subjects.allHeartbeats, {
-      queue,
       callback: (_e, m) => this.guard("heartbeat", m, this.onHeartbeat),
     });
-    nc.subscribe(this.subjects.allAcks, { queue, callback: (_e, m) => this.guard("ack", m, this.onAck) });
+    nc.subscribe(this.subjects.allAcks, { callback: (_e, m) => this.guard("ack", m, this.onAck) });
     nc.subscribe(this.subjects.allResults, {
-      queue,
       callback: (_e, m) => this.guard("result", m, this.onResult),
     });
     await nc.flush();
@@ -217,18 +219,16 @@ export class Coordinator {
       payload: msg.data,
       receivedAtMs: this.now(),
     });
-    const patch = { found: result.found, problem: result.problem, result };
+    const patch = { found: result.found, problem: result.problem ?? NO_PROBLEM, result };
     if (action) {
       this.book.transition(action, command, status, patch);
-    } else {
-      // The action completed before this result came (late answer): record it all the same.
+    } else if (canTransition(command.status, status)) {
+      // The action completed before this result came (a late answer): record it all the same.
       command.status = status;
       command.found = result.found;
       command.updatedAtMs = this.now();
-      if (result.problem) {
-        command.problemCode = result.problem.code;
-        command.problemMessage = result.problem.message;
-      }
+      command.problemCode = patch.problem.code;
+      command.problemMessage = patch.problem.message;
       this.batcher.command(command);
     }
   }
@@ -277,17 +277,24 @@ export class Coordinator {
     this.book.transition(action, command, CommandStatus.COMMAND_STATUS_SENT, { sentAtMs: now });
   }
 
-  /** Expires what can no longer run and times out what never answered. */
+  /**
+   * Every second: times out what was acknowledged but never answered, expires
+   * what no agent received in time, and (re)sends what an agent that is
+   * reachable has not acknowledged: commands published while it was briefly
+   * away, or left pending by a coordinator restart. Re-sending is safe: an
+   * agent never runs an action id twice.
+   */
   sweep(): void {
     const now = this.now();
     for (const action of [...this.book.all()]) {
       const expired = now >= action.record.expiresAtMs;
+      // The expiry bounds when agents may receive an action, not how long they run it.
       const deadline = (c: StoredCommand) =>
         c.ackedAtMs + action.record.timeoutMs + this.config.resultGraceMs;
       for (const command of [...action.byId.values()]) {
         if (isFinal(command.status)) continue;
         if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) {
-          if (expired || now > deadline(command)) {
+          if (now > deadline(command)) {
             this.book.transition(action, command, CommandStatus.COMMAND_STATUS_TIMEOUT, {
               problem: {
                 code: Codes.TIMEOUT,
@@ -305,6 +312,12 @@ export class Coordinator {
                   : "the agent never acknowledged the command before the action expired",
             },
           });
+        } else if (
+          !this.registry.isOffline(command.agentId, now) &&
+          (command.status === CommandStatus.COMMAND_STATUS_PENDING ||
+            now - command.sentAtMs >= RESEND_AFTER_MS)
+        ) {
+          this.dispatch(action, command);
         }
       }
     }
@@ -337,6 +350,7 @@ export class Coordinator {
     const body = verified.body;
     if (!isId(body.id))
       throw new DragnetError(Codes.ACTION_INVALID, `action id "${body.id.slice(0, 40)}" is not a Dragnet id`);
+    this.batcher.flush();
     if (this.book.get(body.id) || this.store.getAction(body.id)) {
       throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
     }

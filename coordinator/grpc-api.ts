@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { Codes, DragnetError, type Logger, problemOf } from "../common/mod.js";
-import { type CoordinatorServer, CoordinatorService } from "../proto/mod.js";
+import { type ActionEvent, type CoordinatorServer, CoordinatorService } from "../proto/mod.js";
 import type { Coordinator } from "./coordinator.js";
 
 // The Coordinator gRPC service over TLS: each call is a thin translation to a
@@ -24,6 +24,8 @@ const STATUS_OF: Partial<Record<string, grpc.status>> = {
   [Codes.TOO_LARGE]: grpc.status.INVALID_ARGUMENT,
   [Codes.AMBIGUOUS]: grpc.status.INVALID_ARGUMENT,
 };
+
+const MAX_WATCH_BUFFER_BYTES = 64 * 1024 * 1024;
 
 function toServiceError(err: unknown, log: Logger, method: string): Partial<grpc.ServiceError> {
   const problem = problemOf(err);
@@ -71,7 +73,21 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
         unsubscribe();
       });
       try {
-        unsubscribe = coordinator.watch(call.request.actionId, (event) => !ended && call.write(event), end);
+        const send = (event: ActionEvent) => {
+          if (ended) return;
+          // A watcher that does not read must not make the coordinator hoard its events.
+          if (call.writableLength > MAX_WATCH_BUFFER_BYTES) {
+            ended = true;
+            unsubscribe();
+            call.destroy({
+              code: grpc.status.RESOURCE_EXHAUSTED,
+              details: "the watcher fell too far behind; watch again to resume",
+            } as grpc.ServiceError);
+            return;
+          }
+          call.write(event);
+        };
+        unsubscribe = coordinator.watch(call.request.actionId, send, end);
         if (ended) unsubscribe();
       } catch (err) {
         ended = true;

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { createLogger, DragnetError, VERSION } from "../common/mod.js";
+import { createLogger, describeError, VERSION } from "../common/mod.js";
 import { loadCoordinatorConfig } from "./config.js";
 import { Coordinator } from "./coordinator.js";
 import { startGrpcServer } from "./grpc-api.js";
@@ -35,8 +35,7 @@ const program = new Command("dragnet-coordinator")
       process.on("SIGTERM", () => void stop("SIGTERM"));
       process.on("SIGINT", () => void stop("SIGINT"));
     } catch (err) {
-      const message = err instanceof DragnetError ? err.message : (err as Error).stack;
-      process.stderr.write(`dragnet-coordinator: ${message}\n`);
+      process.stderr.write(`dragnet-coordinator: ${describeError(err)}\n`);
       process.exit(2);
     }
   });

@@ -20,6 +20,8 @@ export class WriteBatcher {
   private completed: WriteBatch["completed"] = [];
   private committed: Array<() => void> = [];
   private timer?: NodeJS.Timeout;
+  private immediate?: NodeJS.Immediate;
+  private failures = 0;
   private size = 0;
 
   constructor(
@@ -53,24 +55,44 @@ export class WriteBatcher {
   /** Runs `fn` once everything written so far is committed (watchers hear of a result only once it is stored). */
   afterCommit(fn: () => void): void {
     this.committed.push(fn);
-    this.timer ??= setTimeout(() => this.flush(), this.intervalMs);
+    this.timer ??= setTimeout(() => this.flushSafely(), this.intervalMs);
   }
 
   private added(): void {
-    if (++this.size >= this.maxPending) {
-      this.flush();
+    // Never flush synchronously here: everything one message handler writes
+    // (a result and its command's new state) must land in the same transaction.
+    if (++this.size >= this.maxPending && !this.immediate) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.immediate = setImmediate(() => this.flushSafely());
       return;
     }
-    this.timer ??= setTimeout(() => this.flush(), this.intervalMs);
+    this.timer ??= setTimeout(() => this.flushSafely(), this.intervalMs);
+  }
+
+  /** Timer-driven flush: a failing store is logged and retried, never thrown into the event loop. */
+  private flushSafely(): void {
+    try {
+      this.flush();
+    } catch {
+      this.failures++;
+      this.timer ??= setTimeout(
+        () => this.flushSafely(),
+        Math.min(5000, this.intervalMs * 2 ** this.failures),
+      );
+    }
   }
 
   /** Applies everything gathered so far; reads that must see it call this first. */
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
+    if (this.size > 0) this.write();
+    this.failures = 0;
     const callbacks = this.committed;
     this.committed = [];
-    if (this.size > 0) this.write();
     for (const fn of callbacks) fn();
   }
 
@@ -91,7 +113,15 @@ export class WriteBatcher {
     try {
       this.store.apply(batch);
     } catch (err) {
-      this.log.error("store write failed", { error: err, results: batch.results.length });
+      // Keep everything for the next attempt (newer writes of a row still win), and say so.
+      this.log.error("store write failed; will retry", { error: err, results: batch.results.length });
+      for (const a of batch.agents) if (!this.agents.has(a.id)) this.agents.set(a.id, a);
+      for (const c of batch.commands) if (!this.commands.has(c.id)) this.commands.set(c.id, c);
+      this.actions = [...batch.actions, ...this.actions];
+      this.results = [...batch.results, ...this.results];
+      this.completed = [...batch.completed, ...this.completed];
+      this.size += batch.agents.length + batch.actions.length + batch.commands.length;
+      this.size += batch.results.length + batch.completed.length;
       throw err;
     }
   }

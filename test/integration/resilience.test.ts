@@ -1,8 +1,9 @@
+import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, signAction } from "../../common/mod.js";
-import { CommandStatus } from "../../proto/mod.js";
+import { CommandEnvelope, CommandStatus, Heartbeat } from "../../proto/mod.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 import { startNatsServer } from "../helpers/nats-server.js";
@@ -43,6 +44,31 @@ describe("an agent", () => {
     expect(results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
   });
 
+  it("keeps running a command the action's expiry overtakes, and its result counts", async () => {
+    // A real file search that takes longer than the action has left before it expires.
+    const slow = defineModule({
+      ...fileModule,
+      run: async (params, ctx) => {
+        await new Promise((r) => setTimeout(r, 2500));
+        return fileModule.run(params, ctx);
+      },
+    });
+    const agent = await fleet.addAgent({ hostname: "slow", modules: [slow] });
+    await eventually(async () =>
+      (await fleet.api.listAgents("hostname == slow")).length ? true : undefined,
+    );
+    const now = Date.now();
+    const body = fileAction(
+      { paths: ["/etc/passwd"] },
+      { target: `id == "${agent.id}"`, validFromMs: now - 1000, expiresAtMs: now + 1200, timeoutMs: 10_000 },
+    );
+    await fleet.api.submitAction(signAction(body, fleet.alice));
+    const { results, done } = await collectResults(fleet.api, body.id);
+    expect(results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+    expect(results[0]!.problem).toBeUndefined();
+    expect(done!.counts).toMatchObject({ success: 1, timeout: 0, found: 1 });
+  });
+
   it("stops waiting for a module at the action's timeout and reports TIMEOUT", async () => {
     // A file module that never finishes, standing in for a scan that runs too long.
     const stuck = defineModule({ ...fileModule, run: () => new Promise<never>(() => undefined) });
@@ -58,5 +84,55 @@ describe("an agent", () => {
     expect(results[0]!.problem?.code).toBe(Codes.TIMEOUT);
     expect(results[0]!.result?.operations[0]?.problem?.code).toBe(Codes.TIMEOUT);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe("the coordinator", () => {
+  it("sends a command again when a reachable agent did not acknowledge it (the publish was lost)", async () => {
+    // An agent that heartbeats but whose command subscription is gone: here,
+    // heartbeats published by the test for an agent id nobody serves.
+    const nc = await connect({ servers: fleet.nats.url });
+    const id = "01m8deaf000000000000000000";
+    const startedAtMs = Date.now();
+    const beat = () =>
+      nc.publish(
+        `dragnet.hb.${id}`,
+        Heartbeat.encode({
+          agentId: id,
+          hostname: "deaf",
+          os: "linux",
+          osRelease: "",
+          arch: "x64",
+          version: "0.1.0",
+          addresses: [],
+          tags: {},
+          isolated: false,
+          startedAtMs,
+          sentAtMs: Date.now(),
+          intervalMs: 300,
+          runningCommands: 0,
+        }).finish(),
+      );
+    const beating = setInterval(beat, 300);
+    beat();
+    const sent: Array<{ commandId: string; at: number }> = [];
+    nc.subscribe(`dragnet.cmd.${id}`, {
+      callback: (_e, m) => {
+        sent.push({ commandId: CommandEnvelope.decode(m.data).commandId, at: Date.now() });
+      },
+    });
+    try {
+      await eventually(async () =>
+        (await fleet.api.listAgents("hostname == deaf")).length ? true : undefined,
+      );
+      const body = fileAction({ paths: ["/etc/passwd"] }, { target: "hostname == deaf" });
+      await fleet.api.submitAction(signAction(body, fleet.alice));
+      await eventually(() => (sent.length >= 2 ? true : undefined), 15_000);
+      expect(sent[1]!.commandId).toBe(sent[0]!.commandId);
+      expect(sent[1]!.at - sent[0]!.at).toBeGreaterThanOrEqual(4500);
+    } finally {
+      clearInterval(beating);
+      await nc.close();
+    }
   });
 });

@@ -1,0 +1,37 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { reconnectDelay } from "../../agent/agent.js";
+import { ReplayGuard } from "../../agent/mod.js";
+import { tempDir } from "../helpers/fleet.js";
+
+describe("reconnect backoff", () => {
+  it("grows with the outage, stays within 250 ms and 30 s, and is jittered", () => {
+    expect(reconnectDelay(0, 1)).toBe(250);
+    expect(reconnectDelay(0, 0)).toBe(125);
+    expect(reconnectDelay(8000, 1)).toBe(2000);
+    expect(reconnectDelay(8000, 0)).toBe(1000);
+    expect(reconnectDelay(3_600_000, 1)).toBe(30_000);
+    const spread = new Set(Array.from({ length: 50 }, () => reconnectDelay(60_000)));
+    expect(spread.size).toBeGreaterThan(10);
+  });
+});
+
+describe("replay guard", () => {
+  it("remembers action ids across restarts until their actions expire, and compacts its file", () => {
+    const file = join(tempDir(), "executed-actions");
+    const now = 1_000_000;
+    const g = new ReplayGuard(file, 0, now);
+    g.remember("a", now + 10_000, now);
+    g.remember("b", now + 100, now);
+    expect(new ReplayGuard(file, 0, now).has("a")).toBe(true);
+    const later = new ReplayGuard(file, 0, now + 1000);
+    expect(later.has("a")).toBe(true);
+    expect(later.has("b")).toBe(false);
+    // Loading dropped the expired line from the file too.
+    expect(readFileSync(file, "utf8")).toBe(`a ${now + 10_000}\n`);
+    later.prune(now + 20_000);
+    expect(later.size).toBe(0);
+    expect(readFileSync(file, "utf8")).toBe("");
+  });
+});
