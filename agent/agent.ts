@@ -1,6 +1,15 @@
 import { join } from "node:path";
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { createLogger, Keyring, type Logger, problemOf, Subjects, VERSION } from "../common/mod.js";
+import {
+  createLogger,
+  Keyring,
+  type Logger,
+  problemOf,
+  Subjects,
+  type TargetSubject,
+  VERSION,
+} from "../common/mod.js";
+import { natsConnectOptions } from "../common/nats-link.js";
 import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
 import { type AcceptedCommand, CommandRunner } from "./command-runner.js";
 import type { AgentConfig } from "./config.js";
@@ -62,13 +71,29 @@ export class Agent {
       clockSkewMs: config.clockSkewMs,
       stateDir: config.stateDir,
       log: this.log,
+      self: () => this.targetSubject(),
     });
+  }
+
+  /** What the agent knows of itself, to judge whether an action's target means it. */
+  private targetSubject(): TargetSubject {
+    const facts = hostFacts(this.config.hostname);
+    return {
+      id: this.id,
+      hostname: facts.hostname,
+      os: facts.os,
+      arch: facts.arch,
+      version: VERSION,
+      addresses: facts.addresses,
+      tags: this.config.tags,
+      isolated: false,
+    };
   }
 
   /** Connects (retrying forever, with backoff and jitter) and starts answering. */
   async start(): Promise<void> {
     this.nc = await connect({
-      servers: this.config.nats.servers,
+      ...natsConnectOptions(this.config.nats),
       name: `dragnet-agent ${this.id}`,
       maxReconnectAttempts: -1,
       waitOnFirstConnect: true,

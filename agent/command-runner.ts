@@ -5,7 +5,11 @@ import {
   isId,
   type Keyring,
   type Logger,
+  parseTarget,
   problemOf,
+  type TargetExpr,
+  type TargetSubject,
+  targetMayInclude,
   type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
@@ -39,6 +43,8 @@ export interface CommandRunnerDeps {
   clockSkewMs: number;
   stateDir: string;
   log: Logger;
+  /** The agent as a target expression sees it. */
+  self: () => TargetSubject;
   now?: () => number;
 }
 
@@ -80,14 +86,20 @@ export class CommandRunner {
     if (body.expiresAtMs - body.validFromMs > MAX_VALIDITY_MS) {
       throw new DragnetError(Codes.ACTION_INVALID, "the action stays valid for more than 30 days");
     }
+    this.checkTarget(body.target);
     if (this.deps.replay.has(body.id)) {
       throw new DragnetError(
         Codes.REPLAY,
         `action ${body.id} already ran on this agent; it is never run twice`,
       );
     }
-    const operations = body.operations.map((op, i) => {
-      const { module, params } = this.deps.modules.resolve(op, i);
+    const resolved = body.operations.map((op, i) => this.deps.modules.resolve(op, i));
+    // The agent's own ACL decides, whatever the coordinator thought.
+    this.deps.keyring.acl.enforce(
+      resolved.map((r) => r.module.name),
+      verified.signers,
+    );
+    const operations = resolved.map(({ module, params }, i) => {
       try {
         module.check(params as never);
       } catch (err) {
@@ -101,6 +113,27 @@ export class CommandRunner {
     });
     this.deps.replay.remember(body.id, body.expiresAtMs);
     return { commandId: envelope.commandId, verified, operations };
+  }
+
+  /**
+   * A compromised coordinator must not widen an action: the agent evaluates the
+   * signed target against itself and refuses what certainly excludes it
+   * (coordinator-only attributes such as matched() count as unknown).
+   */
+  private checkTarget(target: string): void {
+    let expr: TargetExpr;
+    try {
+      expr = parseTarget(target);
+    } catch (err) {
+      throw new DragnetError(Codes.TARGET_PARSE, (err as Error).message);
+    }
+    const self = this.deps.self();
+    if (!targetMayInclude(expr, self)) {
+      throw new DragnetError(
+        Codes.TARGET_MISMATCH,
+        `the action's target ${JSON.stringify(target.slice(0, 200))} does not select this agent (${self.hostname}, ${self.id})`,
+      );
+    }
   }
 
   async execute(command: AcceptedCommand, stop?: AbortSignal): Promise<CommandResult> {

@@ -1,15 +1,14 @@
-import { readFileSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { Codes, DEFAULT_PREFIX, DragnetError, type Level } from "../common/mod.js";
+import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
 
 // The agent's local configuration: a JSON file (--config) and flags, flags
 // winning. It names the NATS servers, the state directory and the keyring of
 // investigators this agent trusts; nothing in it comes from the coordinator.
 
 export interface AgentConfig {
-  nats: {
-    servers: string[];
-  };
+  nats: NatsSettings;
   subjectPrefix: string;
   stateDir: string;
   /** Path of the keyring (trusted investigators). */
@@ -26,6 +25,9 @@ export interface AgentConfig {
 export interface AgentFlags {
   config?: string;
   nats?: string[];
+  natsCa?: string;
+  natsCreds?: string;
+  natsInsecure?: boolean;
   stateDir?: string;
   keyring?: string;
   tag?: string[];
@@ -93,12 +95,11 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
   const path = (p: string | undefined) =>
     p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p);
 
-  const fileNats = file.nats as { servers?: unknown } | undefined;
-  let servers = flags.nats?.length ? flags.nats : fileNats?.servers;
-  if (typeof servers === "string") servers = [servers];
-  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== "string" || !s)) {
-    throw configError("no NATS server: give --nats URL or nats.servers in the config");
-  }
+  const natsJson = { ...((file.nats ?? {}) as Record<string, unknown>) };
+  if (flags.natsCa) natsJson.ca = resolve(flags.natsCa);
+  if (flags.natsCreds) natsJson.creds = resolve(flags.natsCreds);
+  if (flags.natsInsecure) natsJson.insecure = true;
+  const nats = parseNatsSettings(natsJson, base, flags.nats);
 
   const tags: Record<string, string> = {};
   const fileTags = file.tags ?? {};
@@ -130,8 +131,8 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     DEFAULTS.heartbeatIntervalMs;
   if (heartbeatIntervalMs < 100) throw configError("heartbeatIntervalMs must be at least 100");
 
-  return {
-    nats: { servers: servers as string[] },
+  const config: AgentConfig = {
+    nats,
     subjectPrefix: str(file.subjectPrefix, "subjectPrefix") ?? DEFAULTS.subjectPrefix,
     stateDir: resolve(stateDir),
     keyring: resolve(keyring),
@@ -141,4 +142,47 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     clockSkewMs: positiveInt(file.clockSkewMs, "clockSkewMs") ?? DEFAULTS.clockSkewMs,
     logLevel,
   };
+  // What decides who may command this agent must be writable by root alone.
+  if (runsAsRoot()) {
+    for (const [what, p] of [
+      ["config", flags.config],
+      ["keyring", config.keyring],
+      ["NATS credentials", config.nats.creds],
+    ] as const) {
+      if (p) checkRootOnly(what, p);
+    }
+  }
+  return config;
+}
+
+export function runsAsRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
+}
+
+/**
+ * Refuses a file (or its directory) that a user other than root could change:
+ * an agent running as root would otherwise take its trust from that user.
+ */
+export function checkRootOnly(what: string, path: string): void {
+  for (const p of [resolve(path), dirname(resolve(path))]) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(p);
+    } catch {
+      continue; // a missing file is reported by whoever reads it
+    }
+    const isDir = st.isDirectory();
+    // A sticky directory (like /tmp) lets only a file's owner replace it.
+    const stickyDir = isDir && (st.mode & 0o1000) !== 0;
+    if (st.uid !== 0) {
+      throw configError(
+        `the ${what} ${isDir ? "directory " : ""}${p} belongs to uid ${st.uid}; it must belong to root`,
+      );
+    }
+    if ((st.mode & 0o022) !== 0 && !stickyDir) {
+      throw configError(
+        `the ${what} ${isDir ? "directory " : ""}${p} is writable by ${st.mode & 0o002 ? "everyone" : "its group"} (mode ${(st.mode & 0o777).toString(8)}); the agent runs as root and refuses it`,
+      );
+    }
+  }
 }

@@ -14,6 +14,16 @@ export const Codes = {
   EXPIRED: "DRAGNET_E_EXPIRED",
   /** This agent already ran this signed action id. */
   REPLAY: "DRAGNET_E_REPLAY",
+  /** The signatures do not carry the weight the module's ACL rule requires. */
+  WEIGHT: "DRAGNET_E_WEIGHT",
+  /** None of the signers is allowed to run this module. */
+  NOT_ALLOWED: "DRAGNET_E_NOT_ALLOWED",
+  /** The signed target expression does not select this agent. */
+  TARGET_MISMATCH: "DRAGNET_E_TARGET_MISMATCH",
+  /** An API call without valid investigator credentials. */
+  UNAUTHENTICATED: "DRAGNET_E_UNAUTHENTICATED",
+  /** The action waits for more signatures (two-person rule) or is not in that state. */
+  APPROVAL: "DRAGNET_E_APPROVAL",
   /** An operation names a module the agent does not have. */
   UNKNOWN_MODULE: "DRAGNET_E_UNKNOWN_MODULE",
   /** Module parameters fail the module's check. */

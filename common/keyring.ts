@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { Acl, type AclRule } from "./acl.js";
 import { Codes, DragnetError } from "./errors.js";
 import { checkInvestigatorName, keyIdOf, publicKeyFromRaw, type TrustedInvestigator } from "./keys.js";
 
@@ -15,10 +16,13 @@ export interface KeyringEntryJson {
 
 export interface KeyringJson {
   investigators: KeyringEntryJson[];
+  acl?: Record<string, AclRule>;
 }
 
 export class Keyring {
   private readonly byId = new Map<string, TrustedInvestigator>();
+  /** Who may run which module (the keyring file's "acl"; defaults when absent). */
+  acl: Acl = Acl.defaults();
 
   constructor(entries: Iterable<TrustedInvestigator> = []) {
     for (const entry of entries) this.add(entry);
@@ -75,8 +79,16 @@ export class Keyring {
       if (!Number.isInteger(weight) || weight < 0 || weight > 1000) {
         throw new DragnetError(Codes.CONFIG, `${where}.weight must be an integer from 0 to 1000`);
       }
+      if (ring.entries().some((e) => e.name === name)) {
+        throw new DragnetError(Codes.CONFIG, `${where}: the name "${name}" appears twice`);
+      }
       ring.add({ name, keyId: computed, publicKeyRaw, publicKey: key, weight });
     });
+    ring.acl = Acl.fromJson(
+      (json as KeyringJson).acl,
+      new Set(ring.entries().map((e) => e.name)),
+      `${source}: acl`,
+    );
     return ring;
   }
 

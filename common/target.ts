@@ -463,3 +463,42 @@ export function matchedActionIds(expr: TargetExpr): string[] {
       return [];
   }
 }
+
+/**
+ * Whether an agent, judging by what it knows of itself, may be among the
+ * agents an expression selects. Only the coordinator knows `seen`, `status`
+ * and `matched(...)`; the agent treats them as unknown and, with three-valued
+ * logic, refuses only an action whose target certainly excludes it.
+ */
+export function targetMayInclude(expr: TargetExpr, self: TargetSubject): boolean {
+  return evaluateKnown(expr, self) !== false;
+}
+
+function evaluateKnown(expr: TargetExpr, self: TargetSubject): boolean | undefined {
+  switch (expr.kind) {
+    case "and": {
+      const l = evaluateKnown(expr.left, self);
+      const r = evaluateKnown(expr.right, self);
+      if (l === false || r === false) return false;
+      return l === true && r === true ? true : undefined;
+    }
+    case "or": {
+      const l = evaluateKnown(expr.left, self);
+      const r = evaluateKnown(expr.right, self);
+      if (l === true || r === true) return true;
+      return l === false && r === false ? false : undefined;
+    }
+    case "not": {
+      const v = evaluateKnown(expr.expr, self);
+      return v === undefined ? undefined : !v;
+    }
+    case "matched":
+    case "seen":
+      return undefined;
+    case "text":
+      if (expr.field === "status") return undefined;
+      return evaluateTarget(expr, self, { now: Date.now() });
+    default:
+      return evaluateTarget(expr, self, { now: Date.now() });
+  }
+}

@@ -1,20 +1,34 @@
 import * as grpc from "@grpc/grpc-js";
-import { type Code, Codes, DragnetError } from "../common/mod.js";
+import {
+  API_AUTH_HEADER,
+  apiAuthToken,
+  type Code,
+  Codes,
+  DragnetError,
+  type InvestigatorKey,
+} from "../common/mod.js";
 import {
   type ActionDetail,
   type ActionEvent,
   type ActionSummary,
   type AgentInfo,
+  type ApproveActionResponse,
+  type AuditEntry,
   CoordinatorClient,
+  CoordinatorService,
+  type Signature,
   type SignedAction,
   type SubmitActionResponse,
 } from "../proto/mod.js";
 
 // The console's side of the Coordinator gRPC service: promises instead of
 // callbacks, and gRPC errors turned back into DragnetErrors with the
-// coordinator's stable code.
+// coordinator's stable code. Every call carries a fresh token signed with the
+// investigator's key (common/api-auth.ts): the coordinator knows who asks.
 
 export interface ClientOptions {
+  /** The investigator making the calls (authenticates each one). */
+  key: InvestigatorKey;
   /** CA certificate (PEM) the coordinator's certificate must chain to. */
   ca?: Buffer;
   insecure?: boolean;
@@ -34,11 +48,13 @@ function toDragnetError(err: grpc.ServiceError, address: string): DragnetError {
 export class CoordinatorApi {
   private readonly client: CoordinatorClient;
   private readonly deadlineMs: number;
+  readonly key: InvestigatorKey;
 
   constructor(
     readonly address: string,
     options: ClientOptions,
   ) {
+    this.key = options.key;
     const credentials = options.insecure
       ? grpc.credentials.createInsecure()
       : grpc.credentials.createSsl(options.ca ?? null);
@@ -48,6 +64,13 @@ export class CoordinatorApi {
     this.deadlineMs = options.deadlineMs ?? 15_000;
   }
 
+  /** Metadata authenticating one call to `path` (a token is good for one call). */
+  private auth(path: string): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set(API_AUTH_HEADER, apiAuthToken(this.key, path));
+    return md;
+  }
+
   private call<Req, Res>(
     method: (
       req: Req,
@@ -55,13 +78,14 @@ export class CoordinatorApi {
       opts: Partial<grpc.CallOptions>,
       cb: (e: grpc.ServiceError | null, r: Res) => void,
     ) => unknown,
+    path: string,
     req: Req,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
       method.call(
         this.client,
         req,
-        new grpc.Metadata(),
+        this.auth(path),
         { deadline: Date.now() + this.deadlineMs },
         (err, res) => (err ? reject(toDragnetError(err, this.address)) : resolve(res)),
       );
@@ -69,29 +93,43 @@ export class CoordinatorApi {
   }
 
   submitAction(action: SignedAction): Promise<SubmitActionResponse> {
-    return this.call(this.client.submitAction, { action });
+    return this.call(this.client.submitAction, CoordinatorService.submitAction.path, { action });
+  }
+
+  approveAction(actionId: string, signature: Signature): Promise<ApproveActionResponse> {
+    return this.call(this.client.approveAction, CoordinatorService.approveAction.path, {
+      actionId,
+      signature,
+    });
   }
 
   async listAgents(target = ""): Promise<AgentInfo[]> {
-    return (await this.call(this.client.listAgents, { target })).agents;
+    return (await this.call(this.client.listAgents, CoordinatorService.listAgents.path, { target })).agents;
   }
 
   getAction(actionId: string, includeResults: boolean): Promise<ActionDetail> {
-    return this.call(this.client.getAction, { actionId, includeResults });
+    return this.call(this.client.getAction, CoordinatorService.getAction.path, { actionId, includeResults });
   }
 
-  async listActions(limit: number): Promise<ActionSummary[]> {
-    return (await this.call(this.client.listActions, { limit })).actions;
+  async listActions(limit: number, pending = false): Promise<ActionSummary[]> {
+    return (await this.call(this.client.listActions, CoordinatorService.listActions.path, { limit, pending }))
+      .actions;
   }
 
   async previewTarget(target: string): Promise<AgentInfo[]> {
-    return (await this.call(this.client.previewTarget, { target })).agents;
+    return (await this.call(this.client.previewTarget, CoordinatorService.previewTarget.path, { target }))
+      .agents;
+  }
+
+  async listAudit(limit: number, actionId = ""): Promise<AuditEntry[]> {
+    return (await this.call(this.client.listAudit, CoordinatorService.listAudit.path, { limit, actionId }))
+      .entries;
   }
 
   /** Calls `onEvent` for each event until the stream ends (resolves) or fails (rejects). */
   watchAction(actionId: string, onEvent: (event: ActionEvent) => boolean | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
-      const stream = this.client.watchAction({ actionId });
+      const stream = this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path));
       let stopped = false;
       stream.on("data", (event: ActionEvent) => {
         if (stopped) return;

@@ -6,7 +6,8 @@ import { CoordinatorApi } from "./client.js";
 
 // Where the console finds its coordinator and key: flags, then environment,
 // then HOME/console.json (written by `dragnet lab up`, or by hand for a real
-// deployment). HOME is --home, else $DRAGNET_HOME, else ~/.dragnet.
+// deployment). HOME is --home, else $DRAGNET_HOME, else ~/.dragnet. Every
+// call to the coordinator is authenticated with the investigator's key.
 
 export interface GlobalOptions {
   home?: string;
@@ -73,7 +74,11 @@ export function openClient(opts: GlobalOptions): CoordinatorApi {
       throw new DragnetError(Codes.CONFIG, `cannot read CA certificate ${caPath}: ${(err as Error).message}`);
     }
   }
-  return new CoordinatorApi(address, { ca, insecure: config?.insecure && !opts.coordinator });
+  return new CoordinatorApi(address, {
+    key: loadKey(opts),
+    ca,
+    insecure: config?.insecure && !opts.coordinator,
+  });
 }
 
 export function loadKey(opts: GlobalOptions): InvestigatorKey {

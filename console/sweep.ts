@@ -1,5 +1,4 @@
 import cliProgress from "cli-progress";
-import type { InvestigatorKey } from "../common/mod.js";
 import { formatDuration, signAction } from "../common/mod.js";
 import { type ActionBody, type ActionSummary, type AgentResult, CommandStatus } from "../proto/mod.js";
 import type { CoordinatorApi } from "./client.js";
@@ -150,16 +149,28 @@ export async function followAction(
   return exitCodeOf(last.counts);
 }
 
-/** Signs, submits and follows an action. */
+/**
+ * Signs (with the investigator's key), submits and follows an action. An
+ * action whose modules need more weight than this signature carries waits in
+ * the coordinator for a second investigator: its id is printed with how to
+ * approve it, and nothing more happens here.
+ */
 export async function sweep(
   api: CoordinatorApi,
-  key: InvestigatorKey,
   body: ActionBody,
   opts: FollowOptions & { noWait?: boolean },
 ): Promise<number> {
-  const signed = signAction(body, key);
+  const signed = signAction(body, api.key);
   const res = await api.submitAction(signed);
   const err = opts.err ?? process.stderr;
+  if (res.pendingApproval) {
+    err.write(
+      `action ${res.actionId} waits for approval: signed with weight ${res.weight}, needs ${res.requiredWeight}; nothing was sent.\n` +
+        `another investigator approves it with: dragnet action approve ${res.actionId}\n`,
+    );
+    process.stdout.write(`${res.actionId}\n`);
+    return EXIT_FOUND;
+  }
   if (!opts.quiet) {
     err.write(
       `action ${res.actionId} submitted: ${res.targeted} agent${res.targeted === 1 ? "" : "s"} targeted${res.offline ? ` (${res.offline} offline)` : ""}\n`,

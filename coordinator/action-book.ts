@@ -237,5 +237,8 @@ export function summarize(
     complete,
     incidentId: record.incidentId,
     submittedAtMs: record.submittedAtMs,
+    state: record.state,
+    weight: record.weight,
+    requiredWeight: record.requiredWeight,
   };
 }

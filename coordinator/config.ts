@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { Codes, DEFAULT_PREFIX, DragnetError, type Level } from "../common/mod.js";
+import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
 
 export interface CoordinatorConfig {
-  nats: { servers: string[] };
+  nats: NatsSettings;
   subjectPrefix: string;
   grpc: {
     /** host:port to listen on. */
@@ -48,11 +49,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
     if (typeof p !== "string" || !p) fail(`${what} must be a file path`);
     return isAbsolute(p) ? p : resolve(baseDir, p);
   };
-  const nats = json.nats as { servers?: unknown } | undefined;
-  const servers = typeof nats?.servers === "string" ? [nats.servers] : nats?.servers;
-  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== "string")) {
-    fail("nats.servers must list at least one NATS URL");
-  }
+  const nats = parseNatsSettings(json.nats, baseDir);
   const grpc = (json.grpc ?? {}) as Record<string, unknown>;
   if (typeof grpc.listen !== "string" || !/^[^\s]+:\d+$/.test(grpc.listen))
     fail("grpc.listen must be host:port");
@@ -71,7 +68,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
   if (!["debug", "info", "warn", "error"].includes(logLevel))
     fail("logLevel must be debug, info, warn or error");
   return {
-    nats: { servers: servers as string[] },
+    nats,
     subjectPrefix: typeof json.subjectPrefix === "string" ? json.subjectPrefix : DEFAULT_PREFIX,
     grpc: {
       listen: grpc.listen,

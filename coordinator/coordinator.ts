@@ -1,5 +1,6 @@
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import {
+  ApiAuthenticator,
   Codes,
   DragnetError,
   isId,
@@ -13,17 +14,23 @@ import {
   VERSION,
   verifySignedAction,
 } from "../common/mod.js";
+import { natsConnectOptions } from "../common/nats-link.js";
 import {
   AckStatus,
+  type ActionBody,
   type ActionDetail,
+  ActionState,
   type ActionSummary,
   type AgentInfo,
   type AgentResult,
+  type ApproveActionResponse,
+  type AuditEntry,
   CommandAck,
   CommandEnvelope,
   CommandResult,
   CommandStatus,
   Heartbeat,
+  type Signature,
   SignedAction,
   type SubmitActionResponse,
 } from "../proto/mod.js";
@@ -60,10 +67,13 @@ export class Coordinator {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly keyring: Keyring;
+  private readonly authenticator: ApiAuthenticator;
   private readonly store: Store;
   private readonly batcher: WriteBatcher;
   readonly registry: AgentRegistry;
   private readonly book: ActionBook;
+  /** Actions waiting for co-signatures (not in the book: they have no commands yet). */
+  private readonly pending = new Map<string, StoredAction>();
   private nc?: NatsConnection;
   private sweeper?: NodeJS.Timeout;
   private readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
@@ -76,16 +86,18 @@ export class Coordinator {
     this.now = options.now ?? Date.now;
     this.subjects = new Subjects(config.subjectPrefix);
     this.keyring = Keyring.load(config.keyring);
+    this.authenticator = new ApiAuthenticator(this.keyring);
     this.store = new SqliteStore(config.database);
     this.batcher = new WriteBatcher(this.store, this.log);
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
     this.reloadOpenActions();
+    for (const record of this.store.pendingActions()) this.pending.set(record.id, record);
   }
 
   async start(): Promise<void> {
     this.nc = await connect({
-      servers: this.config.nats.servers,
+      ...natsConnectOptions(this.config.nats),
       name: `dragnet-coordinator ${VERSION}`,
       maxReconnectAttempts: -1,
       waitOnFirstConnect: true,
@@ -286,6 +298,18 @@ export class Coordinator {
    */
   sweep(): void {
     const now = this.now();
+    for (const record of [...this.pending.values()]) {
+      if (now < record.expiresAtMs) continue;
+      this.pending.delete(record.id);
+      record.state = ActionState.ACTION_STATE_UNAPPROVED;
+      record.completedAtMs = now;
+      this.batcher.action(record);
+      this.audit("coordinator", "action expired unapproved", {
+        actionId: record.id,
+        code: Codes.EXPIRED,
+        message: `nobody approved ${record.name} before it expired; it was never sent`,
+      });
+    }
     for (const action of [...this.book.all()]) {
       const expired = now >= action.record.expiresAtMs;
       // The expiry bounds when agents may receive an action, not how long they run it.
@@ -344,24 +368,22 @@ export class Coordinator {
 
   // ---- API -------------------------------------------------------------------
 
-  submit(signed: SignedAction | undefined): SubmitActionResponse {
-    const now = this.now();
+  /** Checks a signed action the way every submission and approval must pass. */
+  private vet(signed: SignedAction | undefined, now: number) {
     const verified = verifySignedAction(signed, this.keyring);
     const body = verified.body;
-    if (!isId(body.id))
+    if (!isId(body.id)) {
       throw new DragnetError(Codes.ACTION_INVALID, `action id "${body.id.slice(0, 40)}" is not a Dragnet id`);
-    this.batcher.flush();
-    if (this.book.get(body.id) || this.store.getAction(body.id)) {
-      throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
     }
     if (body.operations.length === 0)
       throw new DragnetError(Codes.ACTION_INVALID, "the action has no operation");
     const modules = body.operations.map((op, i) => {
-      if (!op.module)
+      if (!op.module) {
         throw new DragnetError(
           Codes.UNKNOWN_MODULE,
           `operation ${i + 1} names no module the coordinator knows`,
         );
+      }
       return op.module.$case;
     });
     if (body.expiresAtMs <= now) {
@@ -383,8 +405,23 @@ export class Coordinator {
       );
     }
     const expr = parseTarget(body.target);
-    const targets = this.registry.select(expr, this.targetContext(now));
-    if (targets.length === 0) {
+    const shortfall = this.keyring.acl.shortfall(modules, verified.signers);
+    return { verified, body, modules, expr, shortfall };
+  }
+
+  /**
+   * Accepts a signed action. If its signatures carry the weight every
+   * operation's module needs (the coordinator's copy of the ACL), it is sent
+   * at once; otherwise it waits, sent nowhere, for co-signatures (approve).
+   */
+  submit(signed: SignedAction | undefined, actor = "unknown"): SubmitActionResponse {
+    const now = this.now();
+    const { verified, body, modules, expr, shortfall } = this.vet(signed, now);
+    this.batcher.flush();
+    if (this.book.get(body.id) || this.pending.has(body.id) || this.store.getAction(body.id)) {
+      throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
+    }
+    if (this.registry.select(expr, this.targetContext(now)).length === 0) {
       throw new DragnetError(Codes.NO_TARGET, `the target "${body.target}" selects no agent`);
     }
     const record: StoredAction = {
@@ -401,7 +438,50 @@ export class Coordinator {
       expiresAtMs: body.expiresAtMs,
       submittedAtMs: now,
       timeoutMs: body.timeoutMs || 60_000,
+      state: ActionState.ACTION_STATE_RELEASED,
+      weight: shortfall?.weight ?? verified.weight,
+      requiredWeight: shortfall?.required ?? 0,
     };
+    const signers = verified.signers.map((s) => s.name).join(", ");
+    if (shortfall) {
+      record.state = ActionState.ACTION_STATE_PENDING_APPROVAL;
+      this.pending.set(record.id, record);
+      this.batcher.action(record);
+      this.audit(actor, "action held for approval", {
+        actionId: body.id,
+        message: `${body.name}: signed by ${signers}; ${shortfall.module} needs weight ${shortfall.required}, has ${shortfall.weight}`,
+      });
+      return {
+        actionId: body.id,
+        targeted: 0,
+        offline: 0,
+        pendingApproval: true,
+        weight: shortfall.weight,
+        requiredWeight: shortfall.required,
+      };
+    }
+    const { targeted, offline } = this.release(record, signed!, body, now);
+    this.audit(actor, "action submitted", {
+      actionId: body.id,
+      message: `${body.name}: target ${body.target}; signed by ${signers}; ${targeted} agents (${offline} offline)`,
+    });
+    return {
+      actionId: body.id,
+      targeted,
+      offline,
+      pendingApproval: false,
+      weight: verified.weight,
+      requiredWeight: 0,
+    };
+  }
+
+  /** Creates one command per targeted agent and sends them. */
+  private release(record: StoredAction, signed: SignedAction, body: ActionBody, now: number) {
+    const targets = this.registry.select(parseTarget(body.target), this.targetContext(now));
+    if (targets.length === 0) {
+      throw new DragnetError(Codes.NO_TARGET, `the target "${body.target}" selects no agent now`);
+    }
+    record.state = ActionState.ACTION_STATE_RELEASED;
     const commands: StoredCommand[] = targets.map((agent) => ({
       id: newId(now),
       actionId: body.id,
@@ -417,22 +497,119 @@ export class Coordinator {
     }));
     this.batcher.action(record);
     for (const c of commands) this.batcher.command(c);
-    const action = new OpenAction(record, signed!, body, commands);
+    const action = new OpenAction(record, signed, body, commands);
     this.book.add(action);
     let offline = 0;
     for (const c of commands) {
       if (this.registry.isOffline(c.agentId, now)) offline++;
       else this.dispatch(action, c);
     }
-    this.log.info("action submitted", {
+    this.log.info("action released", {
       action: body.id,
       name: body.name,
-      target: body.target,
       targeted: commands.length,
       offline,
-      signers: verified.signers.map((s) => s.name),
     });
-    return { actionId: body.id, targeted: commands.length, offline };
+    return { targeted: commands.length, offline };
+  }
+
+  /**
+   * Adds a co-signature over the same bytes to an action waiting for approval
+   * and releases it once every operation has the weight it needs. A key that
+   * already signed is refused: the same investigator counts once.
+   */
+  approve(idOrPrefix: string, signature: Signature | undefined, actor = "unknown"): ApproveActionResponse {
+    const now = this.now();
+    const id = this.resolveActionId(idOrPrefix);
+    const record = this.pending.get(id);
+    if (!record) {
+      const state =
+        this.book.get(id) || this.store.getAction(id)?.state === ActionState.ACTION_STATE_RELEASED;
+      throw new DragnetError(
+        Codes.APPROVAL,
+        state
+          ? `action ${id} does not need approval: it was already released`
+          : `action ${id} is not waiting for approval`,
+      );
+    }
+    if (!signature) throw new DragnetError(Codes.UNSIGNED, "the approval carries no signature");
+    const current = SignedAction.decode(record.signed);
+    const signer = this.keyring.get(signature.keyId);
+    if (current.signatures.some((s) => s.keyId === signature.keyId)) {
+      throw new DragnetError(
+        Codes.APPROVAL,
+        `${signer?.name ?? signature.keyId} already signed action ${id}; the same investigator counts once — another one must approve`,
+      );
+    }
+    const signed: SignedAction = { body: current.body, signatures: [...current.signatures, signature] };
+    const { verified, body, shortfall } = this.vet(signed, now);
+    record.signed = SignedAction.encode(signed).finish();
+    record.signerKeyIds = verified.signers.map((s) => s.keyId);
+    record.signerNames = verified.signers.map((s) => s.name);
+    record.weight = shortfall?.weight ?? verified.weight;
+    record.requiredWeight = shortfall?.required ?? record.requiredWeight;
+    const by = signer?.name ?? signature.keyId;
+    if (shortfall) {
+      this.batcher.action(record);
+      this.audit(actor, "action co-signed", {
+        actionId: id,
+        message: `signed by ${by}; ${shortfall.module} still needs weight ${shortfall.required}, has ${shortfall.weight}`,
+      });
+      return {
+        actionId: id,
+        released: false,
+        weight: shortfall.weight,
+        requiredWeight: shortfall.required,
+        targeted: 0,
+        offline: 0,
+      };
+    }
+    const { targeted, offline } = this.release(record, signed, body, now);
+    this.pending.delete(id);
+    this.audit(actor, "action approved and released", {
+      actionId: id,
+      message: `approved by ${by}; signers ${record.signerNames.join(", ")}; ${targeted} agents (${offline} offline)`,
+    });
+    return {
+      actionId: id,
+      released: true,
+      weight: verified.weight,
+      requiredWeight: record.requiredWeight,
+      targeted,
+      offline,
+    };
+  }
+
+  /** Records who did what in the audit log (stored, and logged). */
+  audit(
+    actor: string,
+    event: string,
+    fields: { actionId?: string; agentId?: string; code?: string; message?: string } = {},
+  ): void {
+    const entry = {
+      atMs: this.now(),
+      actor,
+      event,
+      actionId: fields.actionId ?? "",
+      agentId: fields.agentId ?? "",
+      code: fields.code ?? "",
+      message: fields.message ?? "",
+    };
+    this.batcher.audit(entry);
+    this.log.info(event, {
+      audit: true,
+      actor,
+      action: entry.actionId || undefined,
+      agent: entry.agentId || undefined,
+      code: entry.code || undefined,
+      reason: entry.message || undefined,
+    });
+  }
+
+  listAudit(limit: number, actionId: string): AuditEntry[] {
+    this.batcher.flush();
+    const id = actionId ? this.resolveActionId(actionId) : undefined;
+    return this.store.listAudit(Math.min(Math.max(limit || 50, 1), 10_000), id);
   }
 
   private targetContext(now: number): TargetContext {
@@ -523,11 +700,16 @@ export class Coordinator {
     });
   }
 
-  listActions(limit: number): ActionSummary[] {
+  listActions(limit: number, pendingOnly = false): ActionSummary[] {
     this.batcher.flush();
     return this.store
-      .listActions(Math.min(Math.max(limit || 20, 1), 1000))
+      .listActions(Math.min(Math.max(limit || 20, 1), 1000), pendingOnly)
       .map((r) => this.actionSummary(r.id));
+  }
+
+  /** The investigator an API call comes from (throws UNAUTHENTICATED). */
+  authenticate(token: string | undefined, method: string) {
+    return this.authenticator.authenticate(token, method, this.now());
   }
 
   /**

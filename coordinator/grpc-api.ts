@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { Codes, DragnetError, type Logger, problemOf } from "../common/mod.js";
+import { API_AUTH_HEADER, Codes, DragnetError, type Logger, problemOf } from "../common/mod.js";
 import { type ActionEvent, type CoordinatorServer, CoordinatorService } from "../proto/mod.js";
 import type { Coordinator } from "./coordinator.js";
 
-// The Coordinator gRPC service over TLS: each call is a thin translation to a
-// Coordinator method; refusals carry their stable code in the `dragnet-code`
-// trailer and their reason in the status message.
+// The Coordinator gRPC service over TLS: each call is authenticated (an
+// investigator's signed token, common/api-auth.ts), audit-logged with who made
+// it, and translated to a Coordinator method; refusals carry their stable code
+// in the `dragnet-code` trailer and their reason in the status message.
 
 const STATUS_OF: Partial<Record<string, grpc.status>> = {
   [Codes.UNSIGNED]: grpc.status.PERMISSION_DENIED,
@@ -23,6 +24,10 @@ const STATUS_OF: Partial<Record<string, grpc.status>> = {
   [Codes.DECODE]: grpc.status.INVALID_ARGUMENT,
   [Codes.TOO_LARGE]: grpc.status.INVALID_ARGUMENT,
   [Codes.AMBIGUOUS]: grpc.status.INVALID_ARGUMENT,
+  [Codes.UNAUTHENTICATED]: grpc.status.UNAUTHENTICATED,
+  [Codes.WEIGHT]: grpc.status.PERMISSION_DENIED,
+  [Codes.NOT_ALLOWED]: grpc.status.PERMISSION_DENIED,
+  [Codes.APPROVAL]: grpc.status.FAILED_PRECONDITION,
 };
 
 const MAX_WATCH_BUFFER_BYTES = 64 * 1024 * 1024;
@@ -39,26 +44,84 @@ function toServiceError(err: unknown, log: Logger, method: string): Partial<grpc
   };
 }
 
-function unary<Req, Res>(log: Logger, method: string, fn: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    try {
-      callback(null, fn(call.request));
-    } catch (err) {
-      log.info("API refusal", { method, ...problemOf(err) });
-      callback(toServiceError(err, log, method), null);
-    }
-  };
+type Authenticated = { getPath(): string; getPeer(): string; metadata: grpc.Metadata };
+
+/** What an audit entry says about a request: the action it names, if any. */
+function actionIdOf(req: unknown): string {
+  const r = req as { actionId?: unknown; action?: { body?: unknown } };
+  return typeof r?.actionId === "string" ? r.actionId.slice(0, 26) : "";
 }
 
 export function coordinatorApi(coordinator: Coordinator, log: Logger): CoordinatorServer {
+  /** Who is calling; throws UNAUTHENTICATED (audited with the peer's address). */
+  const investigatorOf = (call: Authenticated, method: string): string => {
+    const token = call.metadata.get(API_AUTH_HEADER)[0];
+    try {
+      return coordinator.authenticate(typeof token === "string" ? token : undefined, call.getPath()).name;
+    } catch (err) {
+      const p = problemOf(err);
+      coordinator.audit(`unauthenticated ${call.getPeer()}`, method, { code: p.code, message: p.message });
+      throw err;
+    }
+  };
+
+  function unary<Req, Res>(
+    method: string,
+    fn: (req: Req, investigator: string) => Res,
+    describe: (req: Req, res: Res) => string = () => "",
+  ): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      let investigator: string | undefined;
+      try {
+        investigator = investigatorOf(call, method);
+        const res = fn(call.request, investigator);
+        coordinator.audit(investigator, method, {
+          actionId: actionIdOf(call.request) || actionIdOf(res),
+          message: describe(call.request, res),
+        });
+        callback(null, res);
+      } catch (err) {
+        const p = problemOf(err);
+        if (investigator !== undefined) {
+          coordinator.audit(investigator, method, {
+            actionId: actionIdOf(call.request),
+            code: p.code,
+            message: p.message,
+          });
+        }
+        log.info("API refusal", { method, investigator, ...p });
+        callback(toServiceError(err, log, method), null);
+      }
+    };
+  }
+
   return {
-    submitAction: unary(log, "SubmitAction", (req) => coordinator.submit(req.action)),
-    listAgents: unary(log, "ListAgents", (req) => ({ agents: coordinator.listAgents(req.target) })),
-    getAction: unary(log, "GetAction", (req) => coordinator.getAction(req.actionId, req.includeResults)),
-    listActions: unary(log, "ListActions", (req) => ({ actions: coordinator.listActions(req.limit) })),
-    previewTarget: unary(log, "PreviewTarget", (req) => ({
-      agents: coordinator.listAgents(req.target || "all"),
+    submitAction: unary(
+      "SubmitAction",
+      (req, who) => coordinator.submit(req.action, who),
+      (_q, r) => (r.pendingApproval ? "held for approval" : `${r.targeted} agents targeted`),
+    ),
+    approveAction: unary(
+      "ApproveAction",
+      (req, who) => coordinator.approve(req.actionId, req.signature, who),
+      (_q, r) =>
+        r.released ? `released to ${r.targeted} agents` : `weight ${r.weight} of ${r.requiredWeight}`,
+    ),
+    listAgents: unary(
+      "ListAgents",
+      (req) => ({ agents: coordinator.listAgents(req.target) }),
+      (q, r) => `target ${q.target || "(all)"}: ${r.agents.length} agents`,
+    ),
+    getAction: unary("GetAction", (req) => coordinator.getAction(req.actionId, req.includeResults)),
+    listActions: unary("ListActions", (req) => ({
+      actions: coordinator.listActions(req.limit, req.pending),
     })),
+    previewTarget: unary(
+      "PreviewTarget",
+      (req) => ({ agents: coordinator.listAgents(req.target || "all") }),
+      (q, r) => `target ${q.target || "all"}: ${r.agents.length} agents`,
+    ),
+    listAudit: unary("ListAudit", (req) => ({ entries: coordinator.listAudit(req.limit, req.actionId) })),
     watchAction(call) {
       let unsubscribe: () => void = () => {};
       let ended = false;
@@ -73,6 +136,8 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
         unsubscribe();
       });
       try {
+        const investigator = investigatorOf(call, "WatchAction");
+        coordinator.audit(investigator, "WatchAction", { actionId: actionIdOf(call.request) });
         const send = (event: ActionEvent) => {
           if (ended) return;
           // A watcher that does not read must not make the coordinator hoard its events.

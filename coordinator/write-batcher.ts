@@ -18,6 +18,7 @@ export class WriteBatcher {
   private commands = new Map<string, StoredCommand>();
   private results: StoredResult[] = [];
   private completed: WriteBatch["completed"] = [];
+  private audits: WriteBatch["audit"] = [];
   private committed: Array<() => void> = [];
   private timer?: NodeJS.Timeout;
   private immediate?: NodeJS.Immediate;
@@ -45,6 +46,10 @@ export class WriteBatcher {
   }
   result(r: StoredResult): void {
     this.results.push(r);
+    this.added();
+  }
+  audit(entry: WriteBatch["audit"][number]): void {
+    this.audits.push(entry);
     this.added();
   }
   complete(actionId: string, atMs: number): void {
@@ -103,12 +108,14 @@ export class WriteBatcher {
       commands: [...this.commands.values()],
       results: this.results,
       completed: this.completed,
+      audit: this.audits,
     };
     this.agents = new Map();
     this.actions = [];
     this.commands = new Map();
     this.results = [];
     this.completed = [];
+    this.audits = [];
     this.size = 0;
     try {
       this.store.apply(batch);
@@ -120,8 +127,9 @@ export class WriteBatcher {
       this.actions = [...batch.actions, ...this.actions];
       this.results = [...batch.results, ...this.results];
       this.completed = [...batch.completed, ...this.completed];
+      this.audits = [...batch.audit, ...this.audits];
       this.size += batch.agents.length + batch.actions.length + batch.commands.length;
-      this.size += batch.results.length + batch.completed.length;
+      this.size += batch.results.length + batch.completed.length + batch.audit.length;
       throw err;
     }
   }

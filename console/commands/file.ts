@@ -10,7 +10,7 @@ import {
   nonNegativeInt,
   type SweepFlags,
 } from "../cli-kit.js";
-import { loadKey, openClient } from "../home.js";
+import { openClient } from "../home.js";
 import { registerFormatter } from "../output/formatters.js";
 import { formatOf, isoTime } from "../output/rows.js";
 import { sweep } from "../sweep.js";
@@ -108,10 +108,9 @@ Examples:
       const body = buildAction(actionOptionsOf(flags), `file ${flags.path.join(" ")}`, [
         { module: { $case: "file", value: { searches: [searchFromFlags(flags)] } } },
       ]);
-      const key = loadKey(globals);
       const api = openClient(globals);
       try {
-        return await sweep(api, key, body, {
+        return await sweep(api, body, {
           format: formatOf(globals),
           modules: ["file"],
           noWait: !flags.wait,

@@ -18,20 +18,26 @@ export function registerLabCommand(program: Command): void {
     .option("--agents <n>", "number of agents", nonNegativeInt("--agents"), 3)
     .option("--dir <dir>", "lab directory (default: HOME, i.e. --home, $DRAGNET_HOME or ~/.dragnet)")
     .option("--heartbeat-interval <ms>", "agents' heartbeat interval", nonNegativeInt("--heartbeat-interval"))
+    .option("--insecure", "plaintext NATS and gRPC, for debugging only (credentials are still required)")
     .action(
       handle(
-        async (flags: { agents: number; dir?: string; heartbeatInterval?: number }, command: Command) => {
+        async (
+          flags: { agents: number; dir?: string; heartbeatInterval?: number; insecure?: boolean },
+          command: Command,
+        ) => {
           const home = homeDir(globalsOf(command));
           const dir = flags.dir ?? home;
           const state = await labUp({
             dir,
             agents: flags.agents,
             heartbeatIntervalMs: flags.heartbeatInterval || undefined,
+            insecure: flags.insecure,
             log: (line) => process.stderr.write(`lab: ${line}\n`),
           });
           process.stdout.write(
             `lab up in ${state.dir}: nats ${state.nats.url}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
-              `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default)\n`,
+              `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default; --key picks bob)\n` +
+              (state.insecure ? "WARNING: plaintext NATS and gRPC (--insecure)\n" : ""),
           );
           if (state.dir !== home) process.stdout.write(`use it with: export DRAGNET_HOME=${state.dir}\n`);
           return 0;

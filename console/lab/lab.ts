@@ -2,10 +2,14 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  Acl,
   Codes,
+  DEFAULT_PREFIX,
   DragnetError,
   freePort,
   generateInvestigatorKey,
+  loadInvestigatorKey,
+  newId,
   publicEntryOf,
   saveInvestigatorKey,
   writeFileAtomic,
@@ -14,6 +18,7 @@ import { createCertificateAuthority } from "../../common/pki.js";
 import { AgentStatus } from "../../proto/mod.js";
 import { CoordinatorApi } from "../client.js";
 import { CONSOLE_CONFIG_FILE, type ConsoleConfig } from "../home.js";
+import { NatsSecurity } from "./nats-setup.js";
 import {
   findNatsServer,
   isOurs,
@@ -28,7 +33,10 @@ import {
 // A local fleet for rehearsal and tests: nats-server on loopback, the
 // coordinator, and N agents from the built single executable, each with its own
 // state directory and tags, all in one directory with a lab.json that records
-// what was started so that `lab down` stops exactly that.
+// what was started so that `lab down` stops exactly that. Secure as a real
+// deployment: a lab CA, TLS on NATS and gRPC, a NATS user per agent limited to
+// its own subjects, and two investigators (alice, bob) so that the two-person
+// rule of response modules can be practised. Plaintext only with `insecure`.
 
 export const LAB_FILE = "lab.json";
 const ROLES = ["web", "db", "mail"];
@@ -54,6 +62,7 @@ export interface LabState {
   ca: string;
   keyring: string;
   keys: Record<string, string>;
+  insecure: boolean;
 }
 
 export function readLab(dir: string): LabState | undefined {
@@ -91,6 +100,8 @@ export interface LabUpOptions {
   dir: string;
   agents: number;
   heartbeatIntervalMs?: number;
+  /** Plaintext NATS and gRPC (debugging only; credentials are still required). */
+  insecure?: boolean;
   log?: (line: string) => void;
 }
 
@@ -156,15 +167,25 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     keys[name] = path;
     entries.push(publicEntryOf(k));
   }
+  // The same keyring and ACL for coordinator and agents: investigation needs weight 1, response 2.
   const keyring = join(dir, "keyring.json");
-  writeFileAtomic(keyring, `${JSON.stringify({ investigators: entries }, null, 2)}\n`, 0o644);
+  writeFileAtomic(
+    keyring,
+    `${JSON.stringify({ investigators: entries, acl: Acl.defaults().toJson() }, null, 2)}\n`,
+    0o644,
+  );
+  const insecure = opts.insecure === true;
+  const caFile = join(dir, "ca.pem");
+  const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX);
 
   const started: Array<{ role: string } & StartedProcess> = [];
   try {
-    // NATS on loopback only.
+    // NATS on loopback only, TLS required unless asked otherwise, a JWT user per client.
     const natsPort = await freePort();
     const natsConfig = join(dir, "nats.conf");
-    writeFileSync(natsConfig, `listen: 127.0.0.1:${natsPort}\nserver_name: dragnet-lab\n`);
+    let natsText = natsSecurity.serverConfig("127.0.0.1", natsPort, "dragnet-lab");
+    if (insecure) natsText = natsText.replace(/^tls \{[^}]*\}\n/m, "");
+    writeFileSync(natsConfig, natsText, { mode: 0o600 });
     const natsProc = startDetached(nats, ["-c", natsConfig], {
       log: join(dir, "logs", "nats.log"),
       env: cleanEnv(),
@@ -172,7 +193,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       marker: natsConfig,
     });
     started.push({ role: "nats-server", ...natsProc });
-    log(`nats-server pid ${natsProc.pid} on 127.0.0.1:${natsPort}`);
+    log(`nats-server pid ${natsProc.pid} on 127.0.0.1:${natsPort}${insecure ? " (PLAINTEXT)" : " (TLS)"}`);
     await waitFor("nats-server to listen", 10_000, () => tcpReady(natsPort));
     const natsUrl = `nats://127.0.0.1:${natsPort}`;
 
@@ -180,12 +201,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     const grpcPort = await freePort();
     const coordConfig = join(dir, "coordinator.json");
     const database = join(dir, "coordinator.db");
+    await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
     writeFileSync(
       coordConfig,
       `${JSON.stringify(
         {
-          nats: { servers: [natsUrl] },
-          grpc: { listen: `127.0.0.1:${grpcPort}`, cert: "coordinator.pem", key: "coordinator.key" },
+          nats: { servers: [natsUrl], ca: "ca.pem", creds: "coordinator.creds", insecure },
+          grpc: insecure
+            ? { listen: `127.0.0.1:${grpcPort}`, insecure: true }
+            : { listen: `127.0.0.1:${grpcPort}`, cert: "coordinator.pem", key: "coordinator.key" },
           database: "coordinator.db",
           keyring: "keyring.json",
         },
@@ -201,14 +225,22 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       marker: coordConfig,
     });
     started.push({ role: "coordinator", ...coordProc });
-    log(`coordinator pid ${coordProc.pid}, API on 127.0.0.1:${grpcPort} (TLS)`);
+    log(
+      `coordinator pid ${coordProc.pid}, API on 127.0.0.1:${grpcPort}${insecure ? " (PLAINTEXT)" : " (TLS)"}`,
+    );
     const consoleConfig: ConsoleConfig = {
       coordinator: `localhost:${grpcPort}`,
       ca: "ca.pem",
       key: "alice.key",
+      ...(insecure ? { insecure: true } : {}),
     };
     writeFileAtomic(join(dir, CONSOLE_CONFIG_FILE), `${JSON.stringify(consoleConfig, null, 2)}\n`, 0o644);
-    const api = new CoordinatorApi(consoleConfig.coordinator, { ca: Buffer.from(ca.cert), deadlineMs: 2000 });
+    const api = new CoordinatorApi(consoleConfig.coordinator, {
+      key: loadInvestigatorKey(keys.alice!),
+      ca: Buffer.from(ca.cert),
+      insecure,
+      deadlineMs: 2000,
+    });
     try {
       await waitFor("the coordinator's API", 20_000, async () => {
         if (!isOurs(coordProc)) throw new Error(`the coordinator exited:\n${tail(coordProc.log)}`);
@@ -224,6 +256,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         const home = join(dir, "agents", hostname);
         const stateDir = join(home, "state");
         mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+        // Enrolment, lab style: the agent's id is chosen here so that its NATS user can be made for it.
+        const agentId = newId();
+        writeFileAtomic(join(stateDir, "agent-id"), `${agentId}\n`, 0o600);
+        await natsSecurity.writeAgentCreds(agentId, join(home, "agent.creds"));
         const tags = {
           lab: "true",
           role: ROLES[(index - 1) % ROLES.length]!,
@@ -234,7 +270,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
           config,
           `${JSON.stringify(
             {
-              nats: { servers: [natsUrl] },
+              nats: { servers: [natsUrl], ca: "../../ca.pem", creds: "agent.creds", insecure },
               stateDir: "state",
               keyring: "../../keyring.json",
               hostname,
@@ -289,6 +325,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         ca: join(dir, "ca.pem"),
         keyring,
         keys,
+        insecure,
       };
       writeFileAtomic(join(dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
       return lab;

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import type { CommandStatus } from "../../proto/mod.js";
+import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand, StoredResult, WriteBatch } from "./store.js";
 
 // The default store: one embedded SQLite file in WAL mode. Writes arrive in
@@ -65,6 +65,23 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_action ON results (action_id, found);
 `,
+  // 2: the two-person rule (actions held for approval) and the audit log.
+  `
+ALTER TABLE actions ADD COLUMN state INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE actions ADD COLUMN weight INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN required_weight INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  event TEXT NOT NULL,
+  action_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  code TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX audit_action ON audit (action_id);
+`,
 ];
 
 interface AgentRow {
@@ -98,6 +115,9 @@ interface ActionRow {
   submitted_at: number;
   timeout_ms: number;
   completed_at: number | null;
+  state: number;
+  weight: number;
+  required_weight: number;
 }
 
 interface CommandRow {
@@ -154,6 +174,9 @@ const toAction = (r: ActionRow): StoredAction => ({
   submittedAtMs: r.submitted_at,
   timeoutMs: r.timeout_ms,
   completedAtMs: r.completed_at ?? undefined,
+  state: r.state as ActionState,
+  weight: r.weight,
+  requiredWeight: r.required_weight,
 });
 
 const toCommand = (r: CommandRow): StoredCommand => ({
@@ -206,9 +229,23 @@ export class SqliteStore implements Store {
           started_at = excluded.started_at, last_seen = excluded.last_seen, interval_ms = excluded.interval_ms`),
       insertAction: db.prepare(`
         INSERT INTO actions (id, name, target, signed, signer_key_ids, signer_names, modules, incident_id,
-                             created_at, valid_from, expires_at, submitted_at, timeout_ms, completed_at)
+                             created_at, valid_from, expires_at, submitted_at, timeout_ms, completed_at,
+                             state, weight, required_weight)
         VALUES (@id, @name, @target, @signed, @signerKeyIds, @signerNames, @modules, @incidentId, @createdAtMs,
-                @validFromMs, @expiresAtMs, @submittedAtMs, @timeoutMs, NULL)`),
+                @validFromMs, @expiresAtMs, @submittedAtMs, @timeoutMs, @completedAtMs,
+                @state, @weight, @requiredWeight)
+        ON CONFLICT (id) DO UPDATE SET signed = excluded.signed, signer_key_ids = excluded.signer_key_ids,
+          signer_names = excluded.signer_names, state = excluded.state, weight = excluded.weight,
+          completed_at = COALESCE(actions.completed_at, excluded.completed_at)`),
+      insertAudit: db.prepare(`
+        INSERT INTO audit (at, actor, event, action_id, agent_id, code, message)
+        VALUES (@atMs, @actor, @event, @actionId, @agentId, @code, @message)`),
+      listAudit: db.prepare("SELECT * FROM audit ORDER BY seq DESC LIMIT ?"),
+      listAuditOf: db.prepare("SELECT * FROM audit WHERE action_id = ? ORDER BY seq DESC LIMIT ?"),
+      pendingActions: db.prepare("SELECT * FROM actions WHERE state = 1 AND completed_at IS NULL"),
+      listPending: db.prepare(
+        "SELECT * FROM actions WHERE state = 1 AND completed_at IS NULL ORDER BY submitted_at DESC, id DESC LIMIT ?",
+      ),
       upsertCommand: db.prepare(`
         INSERT INTO commands (id, action_id, agent_id, status, problem_code, problem_message, found,
                               created_at, sent_at, acked_at, updated_at)
@@ -225,7 +262,7 @@ export class SqliteStore implements Store {
       getAction: db.prepare("SELECT * FROM actions WHERE id = ?"),
       byPrefix: db.prepare("SELECT id FROM actions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),
       listActions: db.prepare("SELECT * FROM actions ORDER BY submitted_at DESC, id DESC LIMIT ?"),
-      openActions: db.prepare("SELECT * FROM actions WHERE completed_at IS NULL"),
+      openActions: db.prepare("SELECT * FROM actions WHERE completed_at IS NULL AND state = 2"),
       commandsOf: db.prepare("SELECT * FROM commands WHERE action_id = ?"),
       getCommand: db.prepare("SELECT * FROM commands WHERE id = ?"),
       resultsOf: db.prepare("SELECT * FROM results WHERE action_id = ?"),
@@ -247,6 +284,7 @@ export class SqliteStore implements Store {
           signed: Buffer.from(a.signed),
           signerKeyIds: JSON.stringify(a.signerKeyIds),
           signerNames: JSON.stringify(a.signerNames),
+          completedAtMs: a.completedAtMs ?? null,
           modules: JSON.stringify(a.modules),
         });
       }
@@ -255,6 +293,7 @@ export class SqliteStore implements Store {
         this.stmts.insertResult.run({ ...r, found: r.found ? 1 : 0, payload: Buffer.from(r.payload) });
       }
       for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
+      for (const e of batch.audit) this.stmts.insertAudit.run(e);
     });
   }
 
@@ -292,8 +331,37 @@ export class SqliteStore implements Store {
     return (this.stmts.byPrefix.all(prefix, upper, limit) as Array<{ id: string }>).map((r) => r.id);
   }
 
-  listActions(limit: number): StoredAction[] {
-    return (this.stmts.listActions.all(limit) as ActionRow[]).map(toAction);
+  listActions(limit: number, pendingOnly = false): StoredAction[] {
+    return ((pendingOnly ? this.stmts.listPending : this.stmts.listActions).all(limit) as ActionRow[]).map(
+      toAction,
+    );
+  }
+
+  pendingActions(): StoredAction[] {
+    return (this.stmts.pendingActions.all() as ActionRow[]).map(toAction);
+  }
+
+  listAudit(limit: number, actionId?: string): AuditEntry[] {
+    const rows = (
+      actionId ? this.stmts.listAuditOf.all(actionId, limit) : this.stmts.listAudit.all(limit)
+    ) as Array<{
+      at: number;
+      actor: string;
+      event: string;
+      action_id: string;
+      agent_id: string;
+      code: string;
+      message: string;
+    }>;
+    return rows.map((r) => ({
+      atMs: r.at,
+      actor: r.actor,
+      event: r.event,
+      actionId: r.action_id,
+      agentId: r.agent_id,
+      code: r.code,
+      message: r.message,
+    }));
   }
 
   openActions(): StoredAction[] {

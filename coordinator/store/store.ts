@@ -1,4 +1,4 @@
-import type { CommandStatus } from "../../proto/mod.js";
+import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
 
 // What the coordinator keeps. The interface is what a second backend
 // (PostgreSQL, for several coordinators) has to provide; SQLite is the default.
@@ -35,6 +35,10 @@ export interface StoredAction {
   submittedAtMs: number;
   timeoutMs: number;
   completedAtMs?: number;
+  state: ActionState;
+  /** Weight its signatures carry for its weakest operation, and what that operation needs. */
+  weight: number;
+  requiredWeight: number;
 }
 
 export interface StoredCommand {
@@ -68,17 +72,22 @@ export interface WriteBatch {
   commands: StoredCommand[];
   results: StoredResult[];
   completed: Array<{ actionId: string; atMs: number }>;
+  audit: AuditEntry[];
 }
 
 export interface Store {
+  /** Applies writes in one transaction; an action written again replaces its earlier row. */
   apply(batch: WriteBatch): void;
   loadAgents(): StoredAgent[];
   getAction(id: string): StoredAction | undefined;
   /** Ids starting with the prefix, at most `limit` of them. */
   actionIdsByPrefix(prefix: string, limit: number): string[];
-  listActions(limit: number): StoredAction[];
-  /** Actions not yet complete (reloaded after a restart). */
+  listActions(limit: number, pendingOnly?: boolean): StoredAction[];
+  /** Released actions not yet complete (reloaded after a restart). */
   openActions(): StoredAction[];
+  /** Actions waiting for approval. */
+  pendingActions(): StoredAction[];
+  listAudit(limit: number, actionId?: string): AuditEntry[];
   commandsOf(actionId: string): StoredCommand[];
   getCommand(id: string): StoredCommand | undefined;
   resultsOf(actionId: string): StoredResult[];

@@ -24,13 +24,19 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-function startAgentExe(stateDir: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+/** Starts the executable with its own NATS credentials over TLS, as an enrolled endpoint would. */
+async function startAgentExe(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
   const cwd = tempDir("dragnet-empty-");
+  const link = await fleet.prepareAgent(stateDir);
   const child = spawn(
     AGENT_EXE,
     [
       "--nats",
       fleet.nats.url,
+      "--nats-ca",
+      link.natsCa!,
+      "--nats-creds",
+      link.natsCreds!,
       "--state-dir",
       stateDir,
       "--keyring",
@@ -69,7 +75,7 @@ describe("the agent executable", () => {
   it("runs from an empty directory with an empty environment and reports /etc/passwd's SHA-256 as sha256sum does", async () => {
     const stateDir = join(tempDir(), "state");
     const t0 = Date.now();
-    const child = startAgentExe(stateDir, {});
+    const child = await startAgentExe(stateDir, {});
     const agent = await waitOnline(t0 - 1000);
     expect(agent.tags).toEqual({ kind: "exe" });
 
@@ -88,7 +94,7 @@ describe("the agent executable", () => {
     // Its id is kept in the state directory: a restart is the same agent.
     expect(await stop(child)).toBe(0);
     const t1 = Date.now();
-    startAgentExe(stateDir, {});
+    await startAgentExe(stateDir, {});
     const again = await waitOnline(t1);
     expect(again.id).toBe(agent.id);
     expect(again.startedAtMs).toBeGreaterThan(agent.startedAtMs);
@@ -101,7 +107,7 @@ describe("the agent executable", () => {
     writeFileSync(evil, `require("fs").writeFileSync(${JSON.stringify(marker)}, "ran")`);
     mkdirSync(join(dir, "state"));
     const t0 = Date.now();
-    const child = startAgentExe(join(dir, "state"), { NODE_OPTIONS: `--require ${evil}` });
+    const child = await startAgentExe(join(dir, "state"), { NODE_OPTIONS: `--require ${evil}` });
     await waitOnline(t0);
     expect(existsSync(marker)).toBe(false);
     // A plain node does honour it, so the test would see a preload that ran.

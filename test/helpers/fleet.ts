@@ -1,23 +1,31 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
-import { Agent, type AgentOptions, loadAgentConfig } from "../../agent/mod.js";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Agent, type AgentFlags, type AgentOptions, loadAgentConfig } from "../../agent/mod.js";
 import {
+  type AclRule,
+  DEFAULT_PREFIX,
   generateInvestigatorKey,
   type InvestigatorKey,
   type Logger,
+  newId,
   publicEntryOf,
   silentLogger,
+  writeFileAtomic,
 } from "../../common/mod.js";
+import { natsConnectOptions } from "../../common/nats-link.js";
 import { createCertificateAuthority } from "../../common/pki.js";
 import { CoordinatorApi } from "../../console/client.js";
+import { NatsSecurity } from "../../console/lab/nats-setup.js";
 import { Coordinator, parseCoordinatorConfig, startGrpcServer } from "../../coordinator/mod.js";
 import { type NatsServer, startNatsServer } from "./nats-server.js";
 
-// A fleet in one test process: a real nats-server, a coordinator with its
-// SQLite file and gRPC server over TLS, and agents talking real NATS. Only
-// process boundaries are saved; nothing on the wire is mocked.
+// A fleet in one test process: a real nats-server with TLS and per-agent JWT
+// credentials, a coordinator with its SQLite file and gRPC server over TLS,
+// and agents talking real NATS. Only process boundaries are saved; nothing on
+// the wire is mocked.
 
 export function tempDir(prefix = "dragnet-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -26,8 +34,12 @@ export function tempDir(prefix = "dragnet-test-"): string {
 export function writeKeyring(
   path: string,
   keys: Array<{ name: string; keyId: string; publicKeyRaw: Buffer }>,
+  acl?: Record<string, AclRule>,
 ): string {
-  writeFileSync(path, JSON.stringify({ investigators: keys.map((k) => publicEntryOf(k)) }));
+  writeFileSync(
+    path,
+    JSON.stringify({ investigators: keys.map((k) => publicEntryOf(k)), ...(acl ? { acl } : {}) }),
+  );
   return path;
 }
 
@@ -36,12 +48,24 @@ export interface TestFleet {
   nats: NatsServer;
   coordinator: Coordinator;
   grpcServer: grpc.Server;
+  /** The API as alice. */
   api: CoordinatorApi;
-  /** Trusted by coordinator and agents. */
+  /** Trusted by coordinator and agents, weight 1 each. */
   alice: InvestigatorKey;
+  bob: InvestigatorKey;
   agents: Agent[];
   keyringPath: string;
   caCert: string;
+  caFile: string;
+  natsSecurity: NatsSecurity;
+  /** An API client signing its calls with `key`. */
+  apiAs(key: InvestigatorKey): CoordinatorApi;
+  /** Gives an agent state directory an id and that id's NATS credentials; returns the agent flags to reach NATS. */
+  prepareAgent(stateDir: string): Promise<{ id: string } & Pick<AgentFlags, "nats" | "natsCa" | "natsCreds">>;
+  /** A NATS connection with the coordinator's credentials, an agent's, or none at all. */
+  connectNats(as: "coordinator" | { agentId: string } | "anonymous"): Promise<NatsConnection>;
+  /** Stops the NATS server and starts it again on the same port with the same trust. */
+  restartNats(pauseMs?: number): Promise<void>;
   addAgent(options?: {
     hostname?: string;
     tags?: Record<string, string>;
@@ -52,19 +76,32 @@ export interface TestFleet {
 }
 
 export async function startFleet(
-  options: { agents?: number; log?: Logger; heartbeatIntervalMs?: number; offlineAfterMs?: number } = {},
+  options: {
+    agents?: number;
+    log?: Logger;
+    heartbeatIntervalMs?: number;
+    offlineAfterMs?: number;
+    /** The keyring's ACL, for coordinator and agents (default: Dragnet's defaults). */
+    acl?: Record<string, AclRule>;
+  } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
-  const nats = await startNatsServer();
   const alice = generateInvestigatorKey("alice");
-  const keyringPath = writeKeyring(join(dir, "keyring.json"), [alice]);
+  const bob = generateInvestigatorKey("bob");
+  const keyringPath = writeKeyring(join(dir, "keyring.json"), [alice, bob], options.acl);
   const ca = await createCertificateAuthority("test CA");
+  const caFile = join(dir, "ca.pem");
+  writeFileSync(caFile, ca.cert);
+  const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX);
+  const natsConfig = (port: number) => natsSecurity.serverConfig("127.0.0.1", port, "dragnet-test");
+  const nats = await startNatsServer({ config: natsConfig });
+  const coordinatorCreds = await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
   const leaf = await ca.issue({ commonName: "coordinator", dnsNames: ["localhost"], ips: ["127.0.0.1"] });
   writeFileSync(join(dir, "coordinator.pem"), leaf.cert);
   writeFileSync(join(dir, "coordinator.key"), leaf.key);
   const config = parseCoordinatorConfig(
     {
-      nats: { servers: [nats.url] },
+      nats: { servers: [nats.url], ca: caFile, creds: coordinatorCreds },
       grpc: { listen: "127.0.0.1:0", cert: "coordinator.pem", key: "coordinator.key" },
       database: "coordinator.db",
       keyring: "keyring.json",
@@ -81,8 +118,11 @@ export async function startFleet(
     { cert: config.grpc.cert!, key: config.grpc.key! },
     log,
   );
-  const api = new CoordinatorApi(`localhost:${port}`, { ca: Buffer.from(ca.cert) });
+  const apiAs = (key: InvestigatorKey) =>
+    new CoordinatorApi(`localhost:${port}`, { key, ca: Buffer.from(ca.cert) });
+  const api = apiAs(alice);
   const agents: Agent[] = [];
+  const connections: NatsConnection[] = [];
 
   const fleet: TestFleet = {
     dir,
@@ -91,16 +131,46 @@ export async function startFleet(
     grpcServer: server,
     api,
     alice,
+    bob,
     agents,
     keyringPath,
     caCert: ca.cert,
+    caFile,
+    natsSecurity,
+    apiAs,
+    async prepareAgent(stateDir) {
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      const idFile = join(stateDir, "agent-id");
+      const id = existsSync(idFile) ? readFileSync(idFile, "utf8").trim() : newId();
+      writeFileAtomic(idFile, `${id}\n`, 0o600);
+      const natsCreds = await natsSecurity.writeAgentCreds(id, join(stateDir, "agent.creds"));
+      return { id, nats: [fleet.nats.url], natsCa: caFile, natsCreds };
+    },
+    async connectNats(as) {
+      let creds: string | undefined;
+      if (as === "coordinator") creds = coordinatorCreds;
+      else if (as !== "anonymous") {
+        creds = await natsSecurity.writeAgentCreds(as.agentId, join(dir, `as-${as.agentId}.creds`));
+      }
+      const nc = await connect(
+        natsConnectOptions({ servers: [fleet.nats.url], ca: caFile, creds, insecure: false }),
+      );
+      connections.push(nc);
+      return nc;
+    },
+    async restartNats(pauseMs = 0) {
+      const port = fleet.nats.port;
+      await fleet.nats.stop();
+      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+      fleet.nats = await startNatsServer({ port, config: natsConfig });
+    },
     async addAgent(o = {}) {
       const n = agents.length + 1;
       const stateDir = join(dir, `agent-${n}`);
-      mkdirSync(stateDir, { recursive: true });
+      const { id: _id, ...link } = await fleet.prepareAgent(stateDir);
       const agent = new Agent(
         loadAgentConfig({
-          nats: [nats.url],
+          ...link,
           stateDir,
           keyring: keyringPath,
           hostname: o.hostname ?? `host-${n}`,
@@ -115,10 +185,11 @@ export async function startFleet(
     },
     async stop() {
       await Promise.allSettled(agents.map((a) => a.stop()));
+      await Promise.allSettled(connections.map((c) => c.close()));
       api.close();
       server.forceShutdown();
       await coordinator.stop();
-      await nats.stop();
+      await fleet.nats.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

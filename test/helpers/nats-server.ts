@@ -1,12 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../common/mod.js";
 import { findNatsServer, tcpReady, waitFor } from "../../console/lab/processes.js";
 
 // The one launcher every test uses: a real nats-server on a free loopback
-// port, stopped by its pid.
+// port, stopped by its pid. `config` builds a configuration file for the port
+// (TLS and JWT auth: see console/lab/nats-setup.ts).
 
 export interface NatsServer {
   url: string;
@@ -15,12 +16,19 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-export async function startNatsServer(options: { args?: string[]; port?: number } = {}): Promise<NatsServer> {
+export async function startNatsServer(
+  options: { args?: string[]; port?: number; config?: (port: number) => string } = {},
+): Promise<NatsServer> {
   const bin = findNatsServer();
   if (!bin) throw new Error("nats-server is not installed (apt-get install nats-server)");
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), "dragnet-nats-"));
-  const child: ChildProcess = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), ...(options.args ?? [])], {
+  const args = ["-a", "127.0.0.1", "-p", String(port)];
+  if (options.config) {
+    writeFileSync(join(dir, "nats.conf"), options.config(port));
+    args.push("-c", join(dir, "nats.conf"));
+  }
+  const child: ChildProcess = spawn(bin, [...args, ...(options.args ?? [])], {
     stdio: ["ignore", "ignore", "pipe"],
     cwd: dir,
   });

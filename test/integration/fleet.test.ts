@@ -51,7 +51,14 @@ describe("a fleet of three agents", () => {
       options: { maxDepth: 0, returnHashes: [] },
     });
     const res = await fleet.api.submitAction(signAction(body, fleet.alice));
-    expect(res).toEqual({ actionId: body.id, targeted: 3, offline: 0 });
+    expect(res).toEqual({
+      actionId: body.id,
+      targeted: 3,
+      offline: 0,
+      pendingApproval: false,
+      weight: 1,
+      requiredWeight: 0,
+    });
 
     const { results, done } = await collectResults(fleet.api, body.id);
     expect(results).toHaveLength(3);

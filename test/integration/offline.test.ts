@@ -1,4 +1,3 @@
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, loadAgentConfig } from "../../agent/mod.js";
@@ -20,11 +19,11 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-function agentAt(stateDir: string, hostname: string): Agent {
-  mkdirSync(stateDir, { recursive: true });
+async function agentAt(stateDir: string, hostname: string): Promise<Agent> {
+  const { id: _id, ...link } = await fleet.prepareAgent(stateDir);
   return new Agent(
     loadAgentConfig({
-      nats: [fleet.nats.url],
+      ...link,
       stateDir,
       keyring: fleet.keyringPath,
       hostname,
@@ -44,7 +43,7 @@ async function offline(id: string) {
 describe("offline agents", () => {
   it("get their command when they come back before the action expires", async () => {
     const stateDir = join(fleet.dir, "returning");
-    const first = agentAt(stateDir, "returning");
+    const first = await agentAt(stateDir, "returning");
     await first.start();
     await eventually(async () =>
       (await fleet.api.listAgents("hostname == returning")).length ? true : undefined,
@@ -59,7 +58,7 @@ describe("offline agents", () => {
     expect(before.results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_PENDING]);
     expect(before.summary!.counts!.waitingOffline).toBe(1);
 
-    const back = agentAt(stateDir, "returning");
+    const back = await agentAt(stateDir, "returning");
     await back.start();
     try {
       const { results, done } = await collectResults(fleet.api, body.id);
@@ -72,7 +71,7 @@ describe("offline agents", () => {
   });
 
   it("end expired, with the reason, when they stay away until the action expires", async () => {
-    const stays = agentAt(join(fleet.dir, "away"), "away");
+    const stays = await agentAt(join(fleet.dir, "away"), "away");
     await stays.start();
     const present = await fleet.addAgent({ hostname: "present" });
     await eventually(async () =>

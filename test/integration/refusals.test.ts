@@ -1,4 +1,4 @@
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Codes, DragnetError, generateInvestigatorKey, newId, signAction } from "../../common/mod.js";
 import {
@@ -25,7 +25,8 @@ beforeAll(async () => {
   fleet = await startFleet({ agents: 1 });
   agentId = fleet.agents[0]!.id;
   await eventually(async () => ((await fleet.api.listAgents()).length === 1 ? true : undefined));
-  nc = await connect({ servers: fleet.nats.url });
+  // A compromised coordinator: its NATS credentials may publish any agent's commands.
+  nc = await fleet.connectNats("coordinator");
 });
 
 afterAll(async () => {

@@ -1,4 +1,3 @@
-import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
 import { fileModule } from "../../agent/modules/file/index.js";
@@ -6,7 +5,6 @@ import { Codes, signAction } from "../../common/mod.js";
 import { CommandEnvelope, CommandStatus, Heartbeat } from "../../proto/mod.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
-import { startNatsServer } from "../helpers/nats-server.js";
 
 // The agent keeps its promises when things go wrong: it reconnects after the
 // NATS server goes away and comes back, and a module that does not finish is
@@ -28,11 +26,7 @@ describe("an agent", () => {
     await eventually(async () =>
       (await fleet.api.listAgents("hostname == reconnecting")).length ? true : undefined,
     );
-    const port = fleet.nats.port;
-    await fleet.nats.stop();
-    await new Promise((r) => setTimeout(r, 1500));
-    const restarted = await startNatsServer({ port });
-    fleet.nats = restarted;
+    await fleet.restartNats(1500);
     const before = Date.now();
     await eventually(async () => {
       const [a] = await fleet.api.listAgents("hostname == reconnecting");
@@ -91,8 +85,8 @@ describe("the coordinator", () => {
   it("sends a command again when a reachable agent did not acknowledge it (the publish was lost)", async () => {
     // An agent that heartbeats but whose command subscription is gone: here,
     // heartbeats published by the test for an agent id nobody serves.
-    const nc = await connect({ servers: fleet.nats.url });
     const id = "01m8deaf000000000000000000";
+    const nc = await fleet.connectNats({ agentId: id });
     const startedAtMs = Date.now();
     const beat = () =>
       nc.publish(

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { SqliteStore } from "../../coordinator/mod.js";
-import { CommandStatus } from "../../proto/mod.js";
+import { ActionState, CommandStatus } from "../../proto/mod.js";
 import { tempDir } from "../helpers/fleet.js";
 
 describe("SQLite store", () => {
@@ -26,6 +26,9 @@ describe("SQLite store", () => {
           expiresAtMs: 2,
           submittedAtMs: 1,
           timeoutMs: 1000,
+          state: ActionState.ACTION_STATE_RELEASED,
+          weight: 1,
+          requiredWeight: 0,
         },
       ],
       commands: [
@@ -63,6 +66,17 @@ describe("SQLite store", () => {
         },
       ],
       completed: [],
+      audit: [
+        {
+          atMs: 7,
+          actor: "alice",
+          event: "SubmitAction",
+          actionId: "01m8aaaaaaaaaaaaaaaaaaaaaa",
+          agentId: "",
+          code: "",
+          message: "1 agents targeted",
+        },
+      ],
     });
     store.close();
     const again = new SqliteStore(file);
@@ -71,10 +85,64 @@ describe("SQLite store", () => {
     expect(again.actionIdsByPrefix("01m8a", 5)).toEqual(["01m8aaaaaaaaaaaaaaaaaaaaaa"]);
     expect(again.actionIdsByPrefix("01m8b", 5)).toEqual([]);
     expect(again.matchedAgents("01m8aaaaaaaaaaaaaaaaaaaaaa")).toEqual(["a1"]);
+    expect(again.listAudit(10, "01m8aaaaaaaaaaaaaaaaaaaaaa").map((e) => [e.actor, e.event])).toEqual([
+      ["alice", "SubmitAction"],
+    ]);
+    expect(again.listAudit(10, "01m8bbbbbbbbbbbbbbbbbbbbbb")).toEqual([]);
     again.close();
     const raw = new Database(file);
     raw.pragma("user_version = 99");
     raw.close();
     expect(() => new SqliteStore(file)).toThrow(/newer than this coordinator/);
+  });
+
+  it("keeps an action pending approval until it is written again as released", () => {
+    const store = new SqliteStore(join(tempDir(), "c.db"));
+    const pending = {
+      id: "01m8pppppppppppppppppppppp",
+      name: "isolate",
+      target: "all",
+      signed: Buffer.from([1]),
+      signerKeyIds: ["k1"],
+      signerNames: ["alice"],
+      modules: ["isolate"],
+      incidentId: "",
+      createdAtMs: 1,
+      validFromMs: 1,
+      expiresAtMs: 99,
+      submittedAtMs: 1,
+      timeoutMs: 1000,
+      state: ActionState.ACTION_STATE_PENDING_APPROVAL,
+      weight: 1,
+      requiredWeight: 2,
+    };
+    const empty = { agents: [], actions: [], commands: [], results: [], completed: [], audit: [] };
+    store.apply({ ...empty, actions: [pending] });
+    expect(store.pendingActions().map((a) => [a.id, a.weight, a.requiredWeight])).toEqual([
+      [pending.id, 1, 2],
+    ]);
+    expect(store.listActions(10, true).map((a) => a.id)).toEqual([pending.id]);
+    store.apply({
+      ...empty,
+      actions: [
+        {
+          ...pending,
+          state: ActionState.ACTION_STATE_RELEASED,
+          weight: 2,
+          signerKeyIds: ["k1", "k2"],
+          signerNames: ["alice", "bob"],
+        },
+      ],
+    });
+    expect(store.pendingActions()).toEqual([]);
+    expect(store.listActions(10, true)).toEqual([]);
+    const released = store.getAction(pending.id)!;
+    expect([released.state, released.weight, released.signerNames]).toEqual([
+      ActionState.ACTION_STATE_RELEASED,
+      2,
+      ["alice", "bob"],
+    ]);
+    expect(store.listActions(10).length).toBe(1);
+    store.close();
   });
 });

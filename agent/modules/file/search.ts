@@ -18,6 +18,8 @@ export const FILE_DEFAULTS = {
 } as const;
 
 const MAX_ROOTS = 64;
+const MAX_PATTERN = 4096;
+const LIMITS = { matchLimit: 1_000_000, maxDepth: 1024, maxErrors: 100_000 };
 const MAX_CRITERIA = 256;
 const HASH_KINDS = new Set(["sha256"]);
 
@@ -43,6 +45,8 @@ function paramsError(label: string, message: string): DragnetError {
 }
 
 function compileRegex(label: string, source: string, what: string): NameCriterion {
+  if (source.length > MAX_PATTERN)
+    throw paramsError(label, `${what} is longer than ${MAX_PATTERN} characters`);
   const invert = source.startsWith("!");
   const pattern = invert ? source.slice(1) : source;
   try {
@@ -59,8 +63,9 @@ export function compileSearch(search: FileSearch, index: number): CompiledSearch
   if (search.paths.length > MAX_ROOTS) throw paramsError(label, `more than ${MAX_ROOTS} paths`);
   const roots: string[] = [];
   for (const p of search.paths) {
-    if (!isAbsolute(p) || p.includes("\0"))
-      throw paramsError(label, `path ${JSON.stringify(p)} is not absolute`);
+    if (!isAbsolute(p) || p.includes("\0") || p.length > 4096) {
+      throw paramsError(label, `path ${JSON.stringify(p.slice(0, 200))} is not an absolute path`);
+    }
     const n = normalize(p);
     if (!roots.includes(n)) roots.push(n);
   }
@@ -82,16 +87,24 @@ export function compileSearch(search: FileSearch, index: number): CompiledSearch
     hashes.add(h);
   }
   if (sha256.size) hashes.add("sha256");
-  const matchLimit = opts?.matchLimit ?? FILE_DEFAULTS.matchLimit;
-  if (matchLimit < 1) throw paramsError(label, "matchlimit must be at least 1");
+  // uint32 on the wire: a negative number sent by a buggy or hostile client
+  // arrives as a huge one, so upper bounds catch it.
+  const bounded = (v: number | undefined, name: string, min: number, max: number, dflt: number) => {
+    const n = v ?? dflt;
+    if (n < min || n > max) throw paramsError(label, `${name} must be between ${min} and ${max} (got ${n})`);
+    return n;
+  };
+  const matchLimit = bounded(opts?.matchLimit, "matchlimit", 1, LIMITS.matchLimit, FILE_DEFAULTS.matchLimit);
+  const maxDepth = bounded(opts?.maxDepth, "maxdepth", 0, LIMITS.maxDepth, FILE_DEFAULTS.maxDepth);
+  const maxErrors = bounded(opts?.maxErrors, "maxerrors", 0, LIMITS.maxErrors, FILE_DEFAULTS.maxErrors);
   return {
     label,
     roots,
     names,
     sha256,
-    maxDepth: opts?.maxDepth ?? FILE_DEFAULTS.maxDepth,
+    maxDepth,
     matchLimit,
-    maxErrors: opts?.maxErrors ?? FILE_DEFAULTS.maxErrors,
+    maxErrors,
     hashes,
   };
 }

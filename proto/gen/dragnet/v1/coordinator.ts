@@ -20,8 +20,59 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CommandResult, SignedAction } from "./agent.js";
+import { CommandResult, Signature, SignedAction } from "./agent.js";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
+
+export enum ActionState {
+  ACTION_STATE_UNSPECIFIED = 0,
+  /**
+   * ACTION_STATE_PENDING_APPROVAL - Signed, but the signatures do not yet carry the weight its modules need
+   * (two-person rule): nothing has been sent to any agent.
+   */
+  ACTION_STATE_PENDING_APPROVAL = 1,
+  /** ACTION_STATE_RELEASED - Sent (or being sent) to its agents. */
+  ACTION_STATE_RELEASED = 2,
+  /** ACTION_STATE_UNAPPROVED - Expired while waiting for approval; never sent. */
+  ACTION_STATE_UNAPPROVED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function actionStateFromJSON(object: any): ActionState {
+  switch (object) {
+    case 0:
+    case "ACTION_STATE_UNSPECIFIED":
+      return ActionState.ACTION_STATE_UNSPECIFIED;
+    case 1:
+    case "ACTION_STATE_PENDING_APPROVAL":
+      return ActionState.ACTION_STATE_PENDING_APPROVAL;
+    case 2:
+    case "ACTION_STATE_RELEASED":
+      return ActionState.ACTION_STATE_RELEASED;
+    case 3:
+    case "ACTION_STATE_UNAPPROVED":
+      return ActionState.ACTION_STATE_UNAPPROVED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ActionState.UNRECOGNIZED;
+  }
+}
+
+export function actionStateToJSON(object: ActionState): string {
+  switch (object) {
+    case ActionState.ACTION_STATE_UNSPECIFIED:
+      return "ACTION_STATE_UNSPECIFIED";
+    case ActionState.ACTION_STATE_PENDING_APPROVAL:
+      return "ACTION_STATE_PENDING_APPROVAL";
+    case ActionState.ACTION_STATE_RELEASED:
+      return "ACTION_STATE_RELEASED";
+    case ActionState.ACTION_STATE_UNAPPROVED:
+      return "ACTION_STATE_UNAPPROVED";
+    case ActionState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export enum AgentStatus {
   AGENT_STATUS_UNSPECIFIED = 0,
@@ -102,6 +153,46 @@ export interface SubmitActionResponse {
    * come back before the action expires.
    */
   offline: number;
+  /** The action waits for more signatures (dragnet action approve). */
+  pendingApproval: boolean;
+  weight: number;
+  requiredWeight: number;
+}
+
+export interface ApproveActionRequest {
+  actionId: string;
+  /** The approver's signature over the action's exact body bytes. */
+  signature: Signature | undefined;
+}
+
+export interface ApproveActionResponse {
+  actionId: string;
+  released: boolean;
+  weight: number;
+  requiredWeight: number;
+  targeted: number;
+  offline: number;
+}
+
+export interface AuditEntry {
+  atMs: number;
+  /** Who: an investigator's name, "agent <id>", or "coordinator". */
+  actor: string;
+  event: string;
+  actionId: string;
+  agentId: string;
+  /** A DRAGNET_E_* code when something was refused. */
+  code: string;
+  message: string;
+}
+
+export interface ListAuditRequest {
+  limit: number;
+  actionId: string;
+}
+
+export interface ListAuditResponse {
+  entries: AuditEntry[];
 }
 
 export interface WatchActionRequest {
@@ -143,6 +234,9 @@ export interface ActionSummary {
   submittedAtMs: number;
   /** Names of the signers, as the coordinator's keyring knows them. */
   signerNames: string[];
+  state: ActionState;
+  weight: number;
+  requiredWeight: number;
 }
 
 export interface AgentResult {
@@ -195,6 +289,8 @@ export interface ActionDetail {
 
 export interface ListActionsRequest {
   limit: number;
+  /** Only actions waiting for approval. */
+  pending: boolean;
 }
 
 export interface ListActionsResponse {
@@ -687,7 +783,7 @@ export const SubmitActionRequest: MessageFns<SubmitActionRequest> = {
 };
 
 function createBaseSubmitActionResponse(): SubmitActionResponse {
-  return { actionId: "", targeted: 0, offline: 0 };
+  return { actionId: "", targeted: 0, offline: 0, pendingApproval: false, weight: 0, requiredWeight: 0 };
 }
 
 export const SubmitActionResponse: MessageFns<SubmitActionResponse> = {
@@ -700,6 +796,15 @@ export const SubmitActionResponse: MessageFns<SubmitActionResponse> = {
     }
     if (message.offline !== 0) {
       writer.uint32(24).uint32(message.offline);
+    }
+    if (message.pendingApproval !== false) {
+      writer.uint32(32).bool(message.pendingApproval);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(40).uint32(message.weight);
+    }
+    if (message.requiredWeight !== 0) {
+      writer.uint32(48).uint32(message.requiredWeight);
     }
     return writer;
   },
@@ -741,6 +846,30 @@ export const SubmitActionResponse: MessageFns<SubmitActionResponse> = {
             message.offline = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pendingApproval = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.weight = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.requiredWeight = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -762,6 +891,17 @@ export const SubmitActionResponse: MessageFns<SubmitActionResponse> = {
         : "",
       targeted: isSet(object.targeted) ? globalThis.Number(object.targeted) : 0,
       offline: isSet(object.offline) ? globalThis.Number(object.offline) : 0,
+      pendingApproval: isSet(object.pendingApproval)
+        ? globalThis.Boolean(object.pendingApproval)
+        : isSet(object.pending_approval)
+        ? globalThis.Boolean(object.pending_approval)
+        : false,
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      requiredWeight: isSet(object.requiredWeight)
+        ? globalThis.Number(object.requiredWeight)
+        : isSet(object.required_weight)
+        ? globalThis.Number(object.required_weight)
+        : 0,
     };
   },
 
@@ -776,6 +916,15 @@ export const SubmitActionResponse: MessageFns<SubmitActionResponse> = {
     if (message.offline !== 0) {
       obj.offline = Math.round(message.offline);
     }
+    if (message.pendingApproval !== false) {
+      obj.pendingApproval = message.pendingApproval;
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    if (message.requiredWeight !== 0) {
+      obj.requiredWeight = Math.round(message.requiredWeight);
+    }
     return obj;
   },
 
@@ -787,6 +936,592 @@ export const SubmitActionResponse: MessageFns<SubmitActionResponse> = {
     message.actionId = object.actionId ?? "";
     message.targeted = object.targeted ?? 0;
     message.offline = object.offline ?? 0;
+    message.pendingApproval = object.pendingApproval ?? false;
+    message.weight = object.weight ?? 0;
+    message.requiredWeight = object.requiredWeight ?? 0;
+    return message;
+  },
+};
+
+function createBaseApproveActionRequest(): ApproveActionRequest {
+  return { actionId: "", signature: undefined };
+}
+
+export const ApproveActionRequest: MessageFns<ApproveActionRequest> = {
+  encode(message: ApproveActionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actionId !== "") {
+      writer.uint32(10).string(message.actionId);
+    }
+    if (message.signature !== undefined) {
+      Signature.encode(message.signature, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApproveActionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproveActionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Signature.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApproveActionRequest {
+    return {
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined,
+    };
+  },
+
+  toJSON(message: ApproveActionRequest): unknown {
+    const obj: any = {};
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.signature !== undefined) {
+      obj.signature = Signature.toJSON(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApproveActionRequest>, I>>(base?: I): ApproveActionRequest {
+    return ApproveActionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApproveActionRequest>, I>>(object: I): ApproveActionRequest {
+    const message = createBaseApproveActionRequest();
+    message.actionId = object.actionId ?? "";
+    message.signature = (object.signature !== undefined && object.signature !== null)
+      ? Signature.fromPartial(object.signature)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseApproveActionResponse(): ApproveActionResponse {
+  return { actionId: "", released: false, weight: 0, requiredWeight: 0, targeted: 0, offline: 0 };
+}
+
+export const ApproveActionResponse: MessageFns<ApproveActionResponse> = {
+  encode(message: ApproveActionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actionId !== "") {
+      writer.uint32(10).string(message.actionId);
+    }
+    if (message.released !== false) {
+      writer.uint32(16).bool(message.released);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(24).uint32(message.weight);
+    }
+    if (message.requiredWeight !== 0) {
+      writer.uint32(32).uint32(message.requiredWeight);
+    }
+    if (message.targeted !== 0) {
+      writer.uint32(40).uint32(message.targeted);
+    }
+    if (message.offline !== 0) {
+      writer.uint32(48).uint32(message.offline);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApproveActionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproveActionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.released = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.weight = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.requiredWeight = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.targeted = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.offline = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApproveActionResponse {
+    return {
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      released: isSet(object.released) ? globalThis.Boolean(object.released) : false,
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      requiredWeight: isSet(object.requiredWeight)
+        ? globalThis.Number(object.requiredWeight)
+        : isSet(object.required_weight)
+        ? globalThis.Number(object.required_weight)
+        : 0,
+      targeted: isSet(object.targeted) ? globalThis.Number(object.targeted) : 0,
+      offline: isSet(object.offline) ? globalThis.Number(object.offline) : 0,
+    };
+  },
+
+  toJSON(message: ApproveActionResponse): unknown {
+    const obj: any = {};
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.released !== false) {
+      obj.released = message.released;
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    if (message.requiredWeight !== 0) {
+      obj.requiredWeight = Math.round(message.requiredWeight);
+    }
+    if (message.targeted !== 0) {
+      obj.targeted = Math.round(message.targeted);
+    }
+    if (message.offline !== 0) {
+      obj.offline = Math.round(message.offline);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApproveActionResponse>, I>>(base?: I): ApproveActionResponse {
+    return ApproveActionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApproveActionResponse>, I>>(object: I): ApproveActionResponse {
+    const message = createBaseApproveActionResponse();
+    message.actionId = object.actionId ?? "";
+    message.released = object.released ?? false;
+    message.weight = object.weight ?? 0;
+    message.requiredWeight = object.requiredWeight ?? 0;
+    message.targeted = object.targeted ?? 0;
+    message.offline = object.offline ?? 0;
+    return message;
+  },
+};
+
+function createBaseAuditEntry(): AuditEntry {
+  return { atMs: 0, actor: "", event: "", actionId: "", agentId: "", code: "", message: "" };
+}
+
+export const AuditEntry: MessageFns<AuditEntry> = {
+  encode(message: AuditEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atMs !== 0) {
+      writer.uint32(8).int64(message.atMs);
+    }
+    if (message.actor !== "") {
+      writer.uint32(18).string(message.actor);
+    }
+    if (message.event !== "") {
+      writer.uint32(26).string(message.event);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(34).string(message.actionId);
+    }
+    if (message.agentId !== "") {
+      writer.uint32(42).string(message.agentId);
+    }
+    if (message.code !== "") {
+      writer.uint32(50).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEntry {
+    return {
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+      event: isSet(object.event) ? globalThis.String(object.event) : "",
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: AuditEntry): unknown {
+    const obj: any = {};
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    if (message.event !== "") {
+      obj.event = message.event;
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditEntry>, I>>(base?: I): AuditEntry {
+    return AuditEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditEntry>, I>>(object: I): AuditEntry {
+    const message = createBaseAuditEntry();
+    message.atMs = object.atMs ?? 0;
+    message.actor = object.actor ?? "";
+    message.event = object.event ?? "";
+    message.actionId = object.actionId ?? "";
+    message.agentId = object.agentId ?? "";
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseListAuditRequest(): ListAuditRequest {
+  return { limit: 0, actionId: "" };
+}
+
+export const ListAuditRequest: MessageFns<ListAuditRequest> = {
+  encode(message: ListAuditRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).uint32(message.limit);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(18).string(message.actionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditRequest {
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAuditRequest>, I>>(base?: I): ListAuditRequest {
+    return ListAuditRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAuditRequest>, I>>(object: I): ListAuditRequest {
+    const message = createBaseListAuditRequest();
+    message.limit = object.limit ?? 0;
+    message.actionId = object.actionId ?? "";
+    return message;
+  },
+};
+
+function createBaseListAuditResponse(): ListAuditResponse {
+  return { entries: [] };
+}
+
+export const ListAuditResponse: MessageFns<ListAuditResponse> = {
+  encode(message: ListAuditResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      AuditEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(AuditEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => AuditEntry.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListAuditResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => AuditEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAuditResponse>, I>>(base?: I): ListAuditResponse {
+    return ListAuditResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAuditResponse>, I>>(object: I): ListAuditResponse {
+    const message = createBaseListAuditResponse();
+    message.entries = object.entries?.map((e) => AuditEntry.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1141,6 +1876,9 @@ function createBaseActionSummary(): ActionSummary {
     incidentId: "",
     submittedAtMs: 0,
     signerNames: [],
+    state: 0,
+    weight: 0,
+    requiredWeight: 0,
   };
 }
 
@@ -1184,6 +1922,15 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     }
     for (const v of message.signerNames) {
       writer.uint32(106).string(v!);
+    }
+    if (message.state !== 0) {
+      writer.uint32(112).int32(message.state);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(120).uint32(message.weight);
+    }
+    if (message.requiredWeight !== 0) {
+      writer.uint32(128).uint32(message.requiredWeight);
     }
     return writer;
   },
@@ -1305,6 +2052,30 @@ export const ActionSummary: MessageFns<ActionSummary> = {
             message.signerNames.push(reader.string());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.weight = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.requiredWeight = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1360,6 +2131,13 @@ export const ActionSummary: MessageFns<ActionSummary> = {
         : globalThis.Array.isArray(object?.signer_names)
         ? object.signer_names.map((e: any) => globalThis.String(e))
         : [],
+      state: isSet(object.state) ? actionStateFromJSON(object.state) : 0,
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      requiredWeight: isSet(object.requiredWeight)
+        ? globalThis.Number(object.requiredWeight)
+        : isSet(object.required_weight)
+        ? globalThis.Number(object.required_weight)
+        : 0,
     };
   },
 
@@ -1404,6 +2182,15 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     if (message.signerNames?.length) {
       obj.signerNames = message.signerNames;
     }
+    if (message.state !== 0) {
+      obj.state = actionStateToJSON(message.state);
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    if (message.requiredWeight !== 0) {
+      obj.requiredWeight = Math.round(message.requiredWeight);
+    }
     return obj;
   },
 
@@ -1427,6 +2214,9 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     message.incidentId = object.incidentId ?? "";
     message.submittedAtMs = object.submittedAtMs ?? 0;
     message.signerNames = object.signerNames?.map((e) => e) || [];
+    message.state = object.state ?? 0;
+    message.weight = object.weight ?? 0;
+    message.requiredWeight = object.requiredWeight ?? 0;
     return message;
   },
 };
@@ -2069,13 +2859,16 @@ export const ActionDetail: MessageFns<ActionDetail> = {
 };
 
 function createBaseListActionsRequest(): ListActionsRequest {
-  return { limit: 0 };
+  return { limit: 0, pending: false };
 }
 
 export const ListActionsRequest: MessageFns<ListActionsRequest> = {
   encode(message: ListActionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.limit !== 0) {
       writer.uint32(8).uint32(message.limit);
+    }
+    if (message.pending !== false) {
+      writer.uint32(16).bool(message.pending);
     }
     return writer;
   },
@@ -2101,6 +2894,14 @@ export const ListActionsRequest: MessageFns<ListActionsRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pending = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2114,13 +2915,19 @@ export const ListActionsRequest: MessageFns<ListActionsRequest> = {
   },
 
   fromJSON(object: any): ListActionsRequest {
-    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      pending: isSet(object.pending) ? globalThis.Boolean(object.pending) : false,
+    };
   },
 
   toJSON(message: ListActionsRequest): unknown {
     const obj: any = {};
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
+    }
+    if (message.pending !== false) {
+      obj.pending = message.pending;
     }
     return obj;
   },
@@ -2131,6 +2938,7 @@ export const ListActionsRequest: MessageFns<ListActionsRequest> = {
   fromPartial<I extends Exact<DeepPartial<ListActionsRequest>, I>>(object: I): ListActionsRequest {
     const message = createBaseListActionsRequest();
     message.limit = object.limit ?? 0;
+    message.pending = object.pending ?? false;
     return message;
   },
 };
@@ -2404,6 +3212,30 @@ export const CoordinatorService = {
       Buffer.from(PreviewTargetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PreviewTargetResponse => PreviewTargetResponse.decode(value),
   },
+  /**
+   * Add a co-signature to an action waiting for approval; release it once its
+   * signatures carry the weight every operation needs.
+   */
+  approveAction: {
+    path: "/dragnet.v1.Coordinator/ApproveAction" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApproveActionRequest): Buffer => Buffer.from(ApproveActionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApproveActionRequest => ApproveActionRequest.decode(value),
+    responseSerialize: (value: ApproveActionResponse): Buffer =>
+      Buffer.from(ApproveActionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApproveActionResponse => ApproveActionResponse.decode(value),
+  },
+  /** The coordinator's audit log: API calls, refusals, approvals, agent rejections. */
+  listAudit: {
+    path: "/dragnet.v1.Coordinator/ListAudit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditRequest): Buffer => Buffer.from(ListAuditRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditRequest => ListAuditRequest.decode(value),
+    responseSerialize: (value: ListAuditResponse): Buffer => Buffer.from(ListAuditResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditResponse => ListAuditResponse.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -2416,6 +3248,13 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   listActions: handleUnaryCall<ListActionsRequest, ListActionsResponse>;
   /** Parse a target expression and say which agents it selects now. */
   previewTarget: handleUnaryCall<PreviewTargetRequest, PreviewTargetResponse>;
+  /**
+   * Add a co-signature to an action waiting for approval; release it once its
+   * signatures carry the weight every operation needs.
+   */
+  approveAction: handleUnaryCall<ApproveActionRequest, ApproveActionResponse>;
+  /** The coordinator's audit log: API calls, refusals, approvals, agent rejections. */
+  listAudit: handleUnaryCall<ListAuditRequest, ListAuditResponse>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -2502,6 +3341,41 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PreviewTargetResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Add a co-signature to an action waiting for approval; release it once its
+   * signatures carry the weight every operation needs.
+   */
+  approveAction(
+    request: ApproveActionRequest,
+    callback: (error: ServiceError | null, response: ApproveActionResponse) => void,
+  ): ClientUnaryCall;
+  approveAction(
+    request: ApproveActionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApproveActionResponse) => void,
+  ): ClientUnaryCall;
+  approveAction(
+    request: ApproveActionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApproveActionResponse) => void,
+  ): ClientUnaryCall;
+  /** The coordinator's audit log: API calls, refusals, approvals, agent rejections. */
+  listAudit(
+    request: ListAuditRequest,
+    callback: (error: ServiceError | null, response: ListAuditResponse) => void,
+  ): ClientUnaryCall;
+  listAudit(
+    request: ListAuditRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditResponse) => void,
+  ): ClientUnaryCall;
+  listAudit(
+    request: ListAuditRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,65 @@
+import { join } from "node:path";
+import { writeFileAtomic } from "../../common/mod.js";
+import {
+  agentCreds,
+  coordinatorCreds,
+  createNatsAuthority,
+  type NatsAuthority,
+  natsServerTrustConfig,
+} from "../../common/nats-authority.js";
+import type { CertificateAuthority } from "../../common/pki.js";
+
+// Everything a nats-server needs to run the way Dragnet expects in the lab and
+// in tests: TLS with a certificate from the lab CA (clients must use TLS), and
+// decentralised JWT auth so that every agent connects as its own user, limited
+// to its own subjects. Credentials files are written 0600.
+
+export class NatsSecurity {
+  private constructor(
+    readonly authority: NatsAuthority,
+    /** CA certificate clients verify the server against. */
+    readonly caFile: string,
+    readonly certFile: string,
+    readonly keyFile: string,
+    readonly prefix: string,
+  ) {}
+
+  /** Writes the server's certificate and key into `dir` and creates the NATS trust chain. */
+  static async create(
+    dir: string,
+    ca: CertificateAuthority,
+    caFile: string,
+    prefix: string,
+  ): Promise<NatsSecurity> {
+    const leaf = await ca.issue({ commonName: "dragnet-nats", dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+    const certFile = join(dir, "nats-server.pem");
+    const keyFile = join(dir, "nats-server.key");
+    writeFileAtomic(certFile, leaf.cert, 0o644);
+    writeFileAtomic(keyFile, leaf.key, 0o600);
+    return new NatsSecurity(await createNatsAuthority(), caFile, certFile, keyFile, prefix);
+  }
+
+  /** A complete nats-server configuration: loopback listener, TLS required, JWT trust. */
+  serverConfig(host: string, port: number, serverName: string): string {
+    return [
+      `listen: ${host}:${port}`,
+      `server_name: ${serverName}`,
+      "tls {",
+      `  cert_file: ${JSON.stringify(this.certFile)}`,
+      `  key_file: ${JSON.stringify(this.keyFile)}`,
+      "  timeout: 5",
+      "}",
+      natsServerTrustConfig(this.authority),
+    ].join("\n");
+  }
+
+  async writeAgentCreds(agentId: string, path: string): Promise<string> {
+    writeFileAtomic(path, await agentCreds(this.authority, agentId, this.prefix), 0o600);
+    return path;
+  }
+
+  async writeCoordinatorCreds(path: string): Promise<string> {
+    writeFileAtomic(path, await coordinatorCreds(this.authority, this.prefix), 0o600);
+    return path;
+  }
+}
