@@ -98,6 +98,7 @@ export class CommandRunner {
     this.deps.keyring.acl.enforce(
       resolved.map((r) => r.module.name),
       verified.signers,
+      verified.repeated,
     );
     const operations = resolved.map(({ module, params }, i) => {
       try {

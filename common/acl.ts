@@ -76,8 +76,16 @@ export class Acl {
     return worst;
   }
 
-  /** Refuses unless every operation's module has the weight it needs. */
-  enforce(modules: readonly string[], signers: readonly TrustedInvestigator[]): void {
+  /**
+   * Refuses unless every operation's module has the weight it needs.
+   * `repeated` names investigators who signed more than once, to say why
+   * their second signature did not count.
+   */
+  enforce(
+    modules: readonly string[],
+    signers: readonly TrustedInvestigator[],
+    repeated: readonly string[] = [],
+  ): void {
     for (const [i, m] of modules.entries()) {
       const check = this.weigh(m, signers);
       if (check.weight >= check.required) continue;
@@ -89,9 +97,12 @@ export class Acl {
           `operation ${i + 1} (${m}) may only be signed by ${rule.investigators.join(", ")}; it was signed by ${names}`,
         );
       }
+      const twice = repeated.length
+        ? `; ${repeated.join(", ")} signed more than once, and the same investigator counts once`
+        : "";
       throw new DragnetError(
         Codes.WEIGHT,
-        `operation ${i + 1} (${m}) needs signatures of weight ${check.required}; it has ${check.weight} (${check.counted.join(", ") || names})`,
+        `operation ${i + 1} (${m}) needs signatures of weight ${check.required}; it has ${check.weight} (${check.counted.join(", ") || names})${twice}`,
       );
     }
   }

@@ -38,6 +38,8 @@ export interface VerifiedAction {
   signers: TrustedInvestigator[];
   /** Sum of the signers' weights; a key that signed twice counts once. */
   weight: number;
+  /** Names of investigators whose key signed more than once (counted once). */
+  repeated: string[];
 }
 
 /**
@@ -60,6 +62,7 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
   }
   const message = signedMessage(action.body);
   const signers: TrustedInvestigator[] = [];
+  const repeated: string[] = [];
   for (const sig of action.signatures) {
     const trusted = keyring.get(sig.keyId);
     if (!trusted) {
@@ -76,6 +79,7 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
       );
     }
     if (!signers.some((s) => s.keyId === trusted.keyId)) signers.push(trusted);
+    else if (!repeated.includes(trusted.name)) repeated.push(trusted.name);
   }
   let body: ActionBody;
   try {
@@ -83,7 +87,7 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
   } catch (err) {
     throw new DragnetError(Codes.DECODE, `the signed action body does not decode: ${(err as Error).message}`);
   }
-  return { body, signers, weight: signers.reduce((sum, s) => sum + s.weight, 0) };
+  return { body, signers, weight: signers.reduce((sum, s) => sum + s.weight, 0), repeated };
 }
 
 /** Refuses an action outside its validity window (with `skewMs` of tolerance for clocks). */

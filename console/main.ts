@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { VERSION } from "../common/mod.js";
 import { registerActionCommand } from "./commands/action.js";
 import { registerAgentsCommand } from "./commands/agents.js";
+import { registerAuditCommand } from "./commands/audit.js";
 import { registerFileCommand } from "./commands/file.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
@@ -31,6 +32,7 @@ registerKeyCommand(program);
 registerAgentsCommand(program);
 registerFileCommand(program);
 registerActionCommand(program);
+registerAuditCommand(program);
 registerLabCommand(program);
 
 program.exitOverride((err) => {

@@ -56,6 +56,8 @@ const SWEEP_INTERVAL_MS = 1000;
 const NO_PROBLEM = { code: "", message: "" };
 /** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
 const RESEND_AFTER_MS = 5000;
+/** Refused NATS messages recorded in the audit log per minute (the rest are only counted). */
+const INGEST_AUDIT_PER_MINUTE = 100;
 
 export interface CoordinatorOptions {
   log: Logger;
@@ -77,6 +79,7 @@ export class Coordinator {
   private nc?: NatsConnection;
   private sweeper?: NodeJS.Timeout;
   private readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
+  private readonly ingestAudit = { since: 0, count: 0, suppressed: 0 };
 
   constructor(
     private readonly config: CoordinatorConfig,
@@ -141,7 +144,41 @@ export class Coordinator {
       this.stats.refused++;
       const p = problemOf(err, Codes.DECODE);
       this.log.warn(`${kind} refused`, { subject: msg.subject, code: p.code, reason: p.message });
+      this.auditIngestRefusal(kind, agentId, p);
     }
+  }
+
+  /**
+   * Records a refused message in the audit log, at most INGEST_AUDIT_PER_MINUTE
+   * a minute: a misbehaving client must not fill the database. What is left out
+   * is counted and recorded when the minute is over.
+   */
+  private auditIngestRefusal(
+    kind: string,
+    agentId: string | undefined,
+    p: { code: string; message: string },
+  ) {
+    const now = this.now();
+    const w = this.ingestAudit;
+    if (now - w.since >= 60_000) {
+      if (w.suppressed) {
+        this.audit("coordinator", "refused messages not recorded", {
+          message: `${w.suppressed} more refused messages in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
+        });
+      }
+      w.since = now;
+      w.count = 0;
+      w.suppressed = 0;
+    }
+    if (++w.count > INGEST_AUDIT_PER_MINUTE) {
+      w.suppressed++;
+      return;
+    }
+    this.audit(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
+      agentId: agentId ?? "",
+      code: p.code,
+      message: p.message,
+    });
   }
 
   private decode<T>(kind: string, decode: (b: Uint8Array) => T, data: Uint8Array): T {
@@ -176,11 +213,12 @@ export class Coordinator {
     this.stats.acks++;
     const found = this.findCommand(ack.commandId, agentId);
     if (!found) {
+      // A command the coordinator never sent: someone else published on the agent's subject.
       if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
-        this.log.warn("agent rejected an unknown command", {
-          agent: agentId,
-          command: ack.commandId,
-          ...ack.problem,
+        this.audit(`agent ${agentId}`, "refused a command the coordinator did not send", {
+          agentId,
+          code: ack.problem?.code,
+          message: `command ${ack.commandId.slice(0, 40)}: ${ack.problem?.message ?? "no reason"}`,
         });
       }
       return;
@@ -192,7 +230,12 @@ export class Coordinator {
       // A replay refusal of a command we re-sent means the agent already has it: keep waiting for its result.
       if (problem.code === Codes.REPLAY && !isFinal(command.status)) return;
       this.book.transition(action, command, CommandStatus.COMMAND_STATUS_REJECTED, { problem });
-      this.log.info("command rejected by agent", { agent: agentId, action: command.actionId, ...problem });
+      this.audit(`agent ${agentId}`, "refused a command", {
+        actionId: command.actionId,
+        agentId,
+        code: problem.code,
+        message: problem.message,
+      });
     } else if (ack.status === AckStatus.ACK_STATUS_RECEIVED) {
       this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, { ackedAtMs: this.now() });
     }
@@ -406,6 +449,16 @@ export class Coordinator {
     }
     const expr = parseTarget(body.target);
     const shortfall = this.keyring.acl.shortfall(modules, verified.signers);
+    if (shortfall) {
+      // Waiting for approvals that can never add up helps nobody: say so now.
+      const reachable = this.keyring.acl.weigh(shortfall.module, this.keyring.entries());
+      if (reachable.weight < shortfall.required) {
+        throw new DragnetError(
+          Codes.WEIGHT,
+          `${shortfall.module} needs signatures of weight ${shortfall.required}, and every investigator allowed to sign it together carries ${reachable.weight}`,
+        );
+      }
+    }
     return { verified, body, modules, expr, shortfall };
   }
 
@@ -516,9 +569,15 @@ export class Coordinator {
   /**
    * Adds a co-signature over the same bytes to an action waiting for approval
    * and releases it once every operation has the weight it needs. A key that
-   * already signed is refused: the same investigator counts once.
+   * already signed is refused: the same investigator counts once. Given the
+   * caller's key id, the signature must be the caller's own.
    */
-  approve(idOrPrefix: string, signature: Signature | undefined, actor = "unknown"): ApproveActionResponse {
+  approve(
+    idOrPrefix: string,
+    signature: Signature | undefined,
+    actor = "unknown",
+    actorKeyId?: string,
+  ): ApproveActionResponse {
     const now = this.now();
     const id = this.resolveActionId(idOrPrefix);
     const record = this.pending.get(id);
@@ -533,6 +592,12 @@ export class Coordinator {
       );
     }
     if (!signature) throw new DragnetError(Codes.UNSIGNED, "the approval carries no signature");
+    if (actorKeyId !== undefined && signature.keyId !== actorKeyId) {
+      throw new DragnetError(
+        Codes.APPROVAL,
+        `${actor} sent a signature by key ${signature.keyId.slice(0, 32)}: an approval is signed with the approver's own key`,
+      );
+    }
     const current = SignedAction.decode(record.signed);
     const signer = this.keyring.get(signature.keyId);
     if (current.signatures.some((s) => s.keyId === signature.keyId)) {

@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { API_AUTH_HEADER, Codes, DragnetError, type Logger, problemOf } from "../common/mod.js";
+import {
+  API_AUTH_HEADER,
+  Codes,
+  DragnetError,
+  type Logger,
+  problemOf,
+  type TrustedInvestigator,
+} from "../common/mod.js";
 import { type ActionEvent, type CoordinatorServer, CoordinatorService } from "../proto/mod.js";
 import type { Coordinator } from "./coordinator.js";
 
@@ -46,18 +53,19 @@ function toServiceError(err: unknown, log: Logger, method: string): Partial<grpc
 
 type Authenticated = { getPath(): string; getPeer(): string; metadata: grpc.Metadata };
 
-/** What an audit entry says about a request: the action it names, if any. */
-function actionIdOf(req: unknown): string {
-  const r = req as { actionId?: unknown; action?: { body?: unknown } };
-  return typeof r?.actionId === "string" ? r.actionId.slice(0, 26) : "";
+/** The action a request or response names, if any (a response has the full id, a request maybe a prefix). */
+function actionIdOf(message: unknown): string {
+  const m = message as { actionId?: unknown; summary?: { id?: unknown } };
+  const id = m?.actionId ?? m?.summary?.id;
+  return typeof id === "string" ? id.slice(0, 26) : "";
 }
 
 export function coordinatorApi(coordinator: Coordinator, log: Logger): CoordinatorServer {
   /** Who is calling; throws UNAUTHENTICATED (audited with the peer's address). */
-  const investigatorOf = (call: Authenticated, method: string): string => {
+  const investigatorOf = (call: Authenticated, method: string): TrustedInvestigator => {
     const token = call.metadata.get(API_AUTH_HEADER)[0];
     try {
-      return coordinator.authenticate(typeof token === "string" ? token : undefined, call.getPath()).name;
+      return coordinator.authenticate(typeof token === "string" ? token : undefined, call.getPath());
     } catch (err) {
       const p = problemOf(err);
       coordinator.audit(`unauthenticated ${call.getPeer()}`, method, { code: p.code, message: p.message });
@@ -67,16 +75,17 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
 
   function unary<Req, Res>(
     method: string,
-    fn: (req: Req, investigator: string) => Res,
+    fn: (req: Req, investigator: TrustedInvestigator) => Res,
     describe: (req: Req, res: Res) => string = () => "",
   ): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       let investigator: string | undefined;
       try {
-        investigator = investigatorOf(call, method);
-        const res = fn(call.request, investigator);
+        const who = investigatorOf(call, method);
+        investigator = who.name;
+        const res = fn(call.request, who);
         coordinator.audit(investigator, method, {
-          actionId: actionIdOf(call.request) || actionIdOf(res),
+          actionId: actionIdOf(res) || actionIdOf(call.request),
           message: describe(call.request, res),
         });
         callback(null, res);
@@ -98,12 +107,12 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
   return {
     submitAction: unary(
       "SubmitAction",
-      (req, who) => coordinator.submit(req.action, who),
+      (req, who) => coordinator.submit(req.action, who.name),
       (_q, r) => (r.pendingApproval ? "held for approval" : `${r.targeted} agents targeted`),
     ),
     approveAction: unary(
       "ApproveAction",
-      (req, who) => coordinator.approve(req.actionId, req.signature, who),
+      (req, who) => coordinator.approve(req.actionId, req.signature, who.name, who.keyId),
       (_q, r) =>
         r.released ? `released to ${r.targeted} agents` : `weight ${r.weight} of ${r.requiredWeight}`,
     ),
@@ -136,7 +145,7 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
         unsubscribe();
       });
       try {
-        const investigator = investigatorOf(call, "WatchAction");
+        const investigator = investigatorOf(call, "WatchAction").name;
         coordinator.audit(investigator, "WatchAction", { actionId: actionIdOf(call.request) });
         const send = (event: ActionEvent) => {
           if (ended) return;

@@ -1,15 +1,23 @@
 import type { Command } from "commander";
-import { CommandStatus } from "../../proto/mod.js";
+import { ActionState, type ActionSummary, CommandStatus } from "../../proto/mod.js";
 import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { columnsFor, rowsOfOperation } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
+import { registerApproveCommand } from "./approve.js";
 
-// `dragnet action list|show|follow`: what was asked, of whom, and what came back.
+// `dragnet action list|show|follow|approve`: what was asked, of whom, and what came back.
 
 function statusWord(status: CommandStatus): string {
   return (CommandStatus[status] ?? "unknown").replace("COMMAND_STATUS_", "").toLowerCase();
+}
+
+/** Where an action stands: waiting for approval, unapproved (expired waiting), open or complete. */
+export function actionStateWord(a: ActionSummary): string {
+  if (a.state === ActionState.ACTION_STATE_PENDING_APPROVAL) return "pending approval";
+  if (a.state === ActionState.ACTION_STATE_UNAPPROVED) return "unapproved";
+  return a.complete ? "complete" : "open";
 }
 
 export function registerActionCommand(program: Command): void {
@@ -19,12 +27,13 @@ export function registerActionCommand(program: Command): void {
     .command("list")
     .description("recent actions, newest first")
     .option("--limit <n>", "how many", nonNegativeInt("--limit"), 20)
+    .option("--pending", "only actions waiting for a second investigator's approval")
     .action(
-      handle(async (flags: { limit: number }, command: Command) => {
+      handle(async (flags: { limit: number; pending?: boolean }, command: Command) => {
         const globals = globalsOf(command);
         const api = openClient(globals);
         try {
-          const actions = await api.listActions(flags.limit);
+          const actions = await api.listActions(flags.limit, flags.pending === true);
           const writer = new RowWriter(
             formatOf(globals),
             [
@@ -36,6 +45,7 @@ export function registerActionCommand(program: Command): void {
               { key: "answered", header: "answered" },
               { key: "found", header: "found" },
               { key: "state", header: "state" },
+              { key: "signers", header: "signed by", show: (v) => (v as string[]).join(", ") },
             ],
             { withAgent: false },
           );
@@ -51,7 +61,10 @@ export function registerActionCommand(program: Command): void {
               targeted: c.targeted,
               answered: c.success + c.failed,
               found: c.found,
-              state: a.complete ? "complete" : "open",
+              state: actionStateWord(a),
+              weight: a.weight,
+              requiredWeight: a.requiredWeight,
+              signers: a.signerNames,
             });
           }
           writer.end();
@@ -84,11 +97,16 @@ export function registerActionCommand(program: Command): void {
             const ratio = c.targeted ? ((100 * answered) / c.targeted).toFixed(1) : "0.0";
             process.stdout.write(
               [
-                `action ${s.id}  ${s.name}  (${s.complete ? "complete" : "open"})`,
+                `action ${s.id}  ${s.name}  (${actionStateWord(s)})`,
                 `target:    ${s.target}`,
                 `modules:   ${s.modules.join(", ")}`,
                 `signed by: ${s.signerNames.map((n, i) => `${n} (${s.signerKeyIds[i]})`).join(", ")}`,
                 `submitted: ${isoTime(s.submittedAtMs)}   expires: ${isoTime(s.expiresAtMs)}`,
+                ...(s.state === ActionState.ACTION_STATE_PENDING_APPROVAL
+                  ? [
+                      `approval:  weight ${s.weight} of ${s.requiredWeight}; nothing sent yet (dragnet action approve ${s.id})`,
+                    ]
+                  : []),
                 `${answered} of ${c.targeted} answered (${ratio}%): ${summaryLine(c)}`,
                 "",
               ].join("\n"),
@@ -156,4 +174,6 @@ export function registerActionCommand(program: Command): void {
         }
       }),
     );
+
+  registerApproveCommand(action);
 }

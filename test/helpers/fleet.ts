@@ -66,6 +66,8 @@ export interface TestFleet {
   connectNats(as: "coordinator" | { agentId: string } | "anonymous"): Promise<NatsConnection>;
   /** Stops the NATS server and starts it again on the same port with the same trust. */
   restartNats(pauseMs?: number): Promise<void>;
+  /** Stops the coordinator, runs `whileDown` (e.g. to edit its database), and starts it again on the same API port. */
+  restartCoordinator(whileDown?: (databasePath: string) => void): Promise<void>;
   addAgent(options?: {
     hostname?: string;
     tags?: Record<string, string>;
@@ -112,12 +114,8 @@ export async function startFleet(
   const log = options.log ?? silentLogger;
   const coordinator = new Coordinator(config, { log });
   await coordinator.start();
-  const { server, port } = await startGrpcServer(
-    coordinator,
-    "127.0.0.1:0",
-    { cert: config.grpc.cert!, key: config.grpc.key! },
-    log,
-  );
+  const grpcTls = { cert: config.grpc.cert!, key: config.grpc.key! };
+  const { server, port } = await startGrpcServer(coordinator, "127.0.0.1:0", grpcTls, log);
   const apiAs = (key: InvestigatorKey) =>
     new CoordinatorApi(`localhost:${port}`, { key, ca: Buffer.from(ca.cert) });
   const api = apiAs(alice);
@@ -164,6 +162,14 @@ export async function startFleet(
       if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
       fleet.nats = await startNatsServer({ port, config: natsConfig });
     },
+    async restartCoordinator(whileDown) {
+      fleet.grpcServer.forceShutdown();
+      await fleet.coordinator.stop();
+      whileDown?.(config.database);
+      fleet.coordinator = new Coordinator(config, { log });
+      await fleet.coordinator.start();
+      fleet.grpcServer = (await startGrpcServer(fleet.coordinator, `127.0.0.1:${port}`, grpcTls, log)).server;
+    },
     async addAgent(o = {}) {
       const n = agents.length + 1;
       const stateDir = join(dir, `agent-${n}`);
@@ -187,8 +193,8 @@ export async function startFleet(
       await Promise.allSettled(agents.map((a) => a.stop()));
       await Promise.allSettled(connections.map((c) => c.close()));
       api.close();
-      server.forceShutdown();
-      await coordinator.stop();
+      fleet.grpcServer.forceShutdown();
+      await fleet.coordinator.stop();
       await fleet.nats.stop();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -10,6 +10,7 @@ import {
   type SignedAction,
 } from "../../proto/mod.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
+import { envelope, refusal, sendDirect as sendDirectTo } from "../helpers/direct.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 
 // Refusals, on both sides: the coordinator refuses early and says why; an
@@ -34,42 +35,7 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-async function refusal(p: Promise<unknown>): Promise<DragnetError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof DragnetError) return err;
-    throw err;
-  }
-  throw new Error("expected a refusal");
-}
-
-/** Publishes a command straight to the agent's subject and returns its ack and any result within `waitMs`. */
-async function sendDirect(payload: Uint8Array, waitMs = 700) {
-  const acks: CommandAck[] = [];
-  const results: CommandResult[] = [];
-  const ackSub = nc.subscribe(`dragnet.ack.${agentId}`, {
-    callback: (_e, m) => {
-      acks.push(CommandAck.decode(m.data));
-    },
-  });
-  const resSub = nc.subscribe(`dragnet.res.${agentId}`, {
-    callback: (_e, m) => {
-      results.push(CommandResult.decode(m.data));
-    },
-  });
-  await nc.flush();
-  nc.publish(`dragnet.cmd.${agentId}`, payload);
-  await eventually(() => (acks.length > 0 ? true : undefined), 5000);
-  await new Promise((r) => setTimeout(r, waitMs));
-  ackSub.unsubscribe();
-  resSub.unsubscribe();
-  return { ack: acks[0]!, acks, results };
-}
-
-function envelope(action: SignedAction, commandId = newId()): Uint8Array {
-  return CommandEnvelope.encode({ commandId, action, sentAtMs: Date.now() }).finish();
-}
+const sendDirect = (payload: Uint8Array, waitMs?: number) => sendDirectTo(nc, agentId, payload, waitMs);
 
 describe("the coordinator refuses on submit, with a reason", () => {
   it("an action signed by an unknown key", async () => {
