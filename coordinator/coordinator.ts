@@ -395,14 +395,33 @@ export class Coordinator {
       let signed: SignedAction;
       try {
         signed = SignedAction.decode(record.signed);
-        const body = verifySignedAction(signed, this.keyring).body;
+        const verified = verifySignedAction(signed, this.keyring);
+        const body = verified.body;
+        if (body.id !== record.id) {
+          throw new DragnetError(
+            Codes.ACTION_INVALID,
+            `the stored row ${record.id} holds the signed action ${body.id}`,
+          );
+        }
+        const modules = body.operations.map((op) => op.module?.$case ?? "unknown");
+        const short = this.keyring.acl.shortfall(modules, verified.signers);
+        if (short) {
+          throw new DragnetError(
+            Codes.WEIGHT,
+            `stored as released, but ${short.module} needs weight ${short.required} and its signatures carry ${short.weight}`,
+          );
+        }
         const action = new OpenAction(record, signed, body, this.store.commandsOf(record.id));
         for (const r of this.store.resultsOf(record.id)) action.answered.add(r.commandId);
         this.book.add(action);
       } catch (err) {
-        this.log.error("stored action no longer verifies; leaving it closed", {
-          action: record.id,
-          error: err,
+        // Someone changed the database: nothing of this action is sent.
+        const p = problemOf(err);
+        this.log.error("stored action no longer verifies; leaving it closed", { action: record.id, ...p });
+        this.audit("coordinator", "stored action no longer verifies; not sent", {
+          actionId: record.id,
+          code: p.code,
+          message: p.message,
         });
         this.batcher.complete(record.id, this.now());
       }

@@ -6,9 +6,11 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Agent, type AgentFlags, type AgentOptions, loadAgentConfig } from "../../agent/mod.js";
 import {
   type AclRule,
+  createLogger,
   DEFAULT_PREFIX,
   generateInvestigatorKey,
   type InvestigatorKey,
+  type Level,
   type Logger,
   newId,
   publicEntryOf,
@@ -111,7 +113,9 @@ export async function startFleet(
     },
     dir,
   );
-  const log = options.log ?? silentLogger;
+  // DRAGNET_TEST_LOG=debug shows what coordinator and agents log while a test runs.
+  const level = process.env.DRAGNET_TEST_LOG as Level | undefined;
+  const log = options.log ?? (level ? createLogger("test", { level }) : silentLogger);
   const coordinator = new Coordinator(config, { log });
   await coordinator.start();
   const grpcTls = { cert: config.grpc.cert!, key: config.grpc.key! };
