@@ -43,12 +43,17 @@ export class ApiAuthenticator {
     const investigator = this.keyring.get(keyId);
     if (!investigator) throw refuse(`key ${keyId.slice(0, 32)} is not an investigator the coordinator knows`);
     const at = Number(atText);
-    if (!Number.isSafeInteger(at) || Math.abs(now - at) > this.windowMs) {
+    if (!/^\d{1,16}$/.test(atText) || !Number.isSafeInteger(at) || Math.abs(now - at) > this.windowMs) {
       throw refuse("credentials are stale or from the future (check the console's clock)");
     }
     if (!/^[0-9a-f]{24}$/.test(nonce)) throw refuse("malformed credentials");
     const sig = Buffer.from(sigText, "base64");
-    if (sig.length !== 64 || !verify(null, message(method, at, nonce), investigator.publicKey, sig)) {
+    // Canonical base64 only: Node's decoder skips stray characters and unused bits.
+    if (
+      sig.length !== 64 ||
+      sig.toString("base64") !== sigText ||
+      !verify(null, message(method, at, nonce), investigator.publicKey, sig)
+    ) {
       throw refuse(`credentials of ${investigator.name} do not verify for ${method}`);
     }
     this.prune(now);
