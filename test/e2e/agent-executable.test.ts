@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signAction } from "../../common/mod.js";
@@ -114,5 +114,46 @@ describe("the agent executable", () => {
     execFileSync(process.execPath, ["-e", "0"], { env: { NODE_OPTIONS: `--require ${evil}` } });
     expect(existsSync(marker)).toBe(true);
     await stop(child);
+  });
+
+  it("refuses to start, as root, with a keyring another user could change", async () => {
+    const dir = tempDir();
+    const ring = join(dir, "keyring.json");
+    copyFileSync(fleet.keyringPath, ring);
+    chmodSync(ring, 0o664);
+    const link = await fleet.prepareAgent(join(dir, "state"));
+    const child = spawn(
+      AGENT_EXE,
+      [
+        "--nats",
+        fleet.nats.url,
+        "--nats-ca",
+        link.natsCa!,
+        "--nats-creds",
+        link.natsCreds!,
+        "--state-dir",
+        join(dir, "state"),
+        "--keyring",
+        ring,
+      ],
+      { env: {}, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    running.push(child);
+    let stderr = "";
+    child.stderr!.on("data", (d) => {
+      stderr += String(d);
+    });
+    if (process.getuid?.() !== 0) {
+      // Not root: the check does not apply, and the agent runs.
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(child.exitCode).toBeNull();
+      child.kill("SIGTERM");
+      return;
+    }
+    const code = await new Promise<number | null>((r) => child.once("exit", r));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(
+      /the keyring .*keyring\.json is writable by its group \(mode 664\); the agent runs as root and refuses it/,
+    );
   });
 });

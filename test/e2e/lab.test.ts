@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabState } from "../../console/lab/lab.js";
 import { isAlive } from "../../console/lab/processes.js";
@@ -32,6 +33,40 @@ describe("the lab", () => {
     expect(lab.agents).toHaveLength(3);
     for (const p of [lab.nats, lab.coordinator, ...lab.agents]) expect(isAlive(p.pid)).toBe(true);
     expect(readFileSync(`/proc/${lab.agents[0]!.pid}/cmdline`, "utf8")).toContain("dragnet-agent");
+  });
+
+  it("runs NATS with TLS and a NATS user per agent, and ships the default ACL", async () => {
+    const conf = readFileSync(lab.nats.config, "utf8");
+    expect(conf).toMatch(/^tls \{/m);
+    expect(conf).toMatch(/^operator: ey/m);
+    // Plaintext is refused, and so is a TLS client without credentials.
+    await expect(connect({ servers: lab.nats.url, tls: null, timeout: 2000 })).rejects.toThrow();
+    await expect(connect({ servers: lab.nats.url, tls: { caFile: lab.ca }, timeout: 2000 })).rejects.toThrow(
+      /Authorization Violation/i,
+    );
+    for (const a of lab.agents) {
+      const creds = join(a.config, "..", "agent.creds");
+      expect(statSync(creds).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(readFileSync(a.config, "utf8")).nats).toMatchObject({
+        creds: "agent.creds",
+        insecure: false,
+      });
+    }
+    const ring = JSON.parse(readFileSync(lab.keyring, "utf8"));
+    expect(ring.investigators.map((i: { name: string }) => i.name)).toEqual(["alice", "bob"]);
+    expect(ring.acl.default).toEqual({ minWeight: 1 });
+    for (const m of ["isolate", "unisolate", "kill", "quarantine", "collect"])
+      expect(ring.acl[m]).toEqual({ minWeight: 2 });
+    for (const k of [
+      "alice.key",
+      "bob.key",
+      "ca.key",
+      "coordinator.key",
+      "nats-server.key",
+      "coordinator.creds",
+    ]) {
+      expect(statSync(join(home, k)).mode & 0o777, k).toBe(0o600);
+    }
   });
 
   it("lists its agents as NDJSON with the documented fields", async () => {
@@ -126,8 +161,8 @@ describe("the lab", () => {
       "/etc/passwd",
     ]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/unknown key .* not in this keyring/);
-    expect(r.stderr).toContain("DRAGNET_E_SIG_UNKNOWN_KEY");
+    expect(r.stderr).toMatch(/key \w+ is not an investigator the coordinator knows/);
+    expect(r.stderr).toContain("DRAGNET_E_UNAUTHENTICATED");
     const bob = await dragnet([
       "--home",
       home,

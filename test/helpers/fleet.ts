@@ -14,6 +14,7 @@ import {
   type Logger,
   newId,
   publicEntryOf,
+  saveInvestigatorKey,
   silentLogger,
   writeFileAtomic,
 } from "../../common/mod.js";
@@ -60,6 +61,8 @@ export interface TestFleet {
   caCert: string;
   caFile: string;
   natsSecurity: NatsSecurity;
+  /** A console home (console.json, alice.key, bob.key) for running the real `dragnet` against this fleet. */
+  consoleHome(): string;
   /** An API client signing its calls with `key`. */
   apiAs(key: InvestigatorKey): CoordinatorApi;
   /** Gives an agent state directory an id and that id's NATS credentials; returns the agent flags to reach NATS. */
@@ -75,6 +78,8 @@ export interface TestFleet {
     tags?: Record<string, string>;
     heartbeatIntervalMs?: number;
     modules?: AgentOptions["modules"];
+    /** The agent's own keyring (default: the fleet's). */
+    keyring?: string;
   }): Promise<Agent>;
   stop(): Promise<void>;
 }
@@ -140,6 +145,18 @@ export async function startFleet(
     caFile,
     natsSecurity,
     apiAs,
+    consoleHome() {
+      const home = join(dir, "console");
+      mkdirSync(home, { recursive: true });
+      saveInvestigatorKey(join(home, "alice.key"), alice);
+      saveInvestigatorKey(join(home, "bob.key"), bob);
+      writeFileSync(join(home, "ca.pem"), ca.cert);
+      writeFileSync(
+        join(home, "console.json"),
+        JSON.stringify({ coordinator: `localhost:${port}`, ca: "ca.pem", key: "alice.key" }),
+      );
+      return home;
+    },
     async prepareAgent(stateDir) {
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       const idFile = join(stateDir, "agent-id");
@@ -182,7 +199,7 @@ export async function startFleet(
         loadAgentConfig({
           ...link,
           stateDir,
-          keyring: keyringPath,
+          keyring: o.keyring ?? keyringPath,
           hostname: o.hostname ?? `host-${n}`,
           tag: Object.entries(o.tags ?? { n: String(n) }).map(([k, v]) => `${k}=${v}`),
           heartbeatInterval: o.heartbeatIntervalMs ?? options.heartbeatIntervalMs ?? 1000,

@@ -1,7 +1,9 @@
-import { writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { checkRootOnly, runsAsRoot } from "../../agent/config.js";
 import { loadAgentConfig } from "../../agent/mod.js";
+import { natsConnectOptions, parseNatsSettings } from "../../common/nats-link.js";
 import { parseCoordinatorConfig } from "../../coordinator/mod.js";
 import { tempDir } from "../helpers/fleet.js";
 
@@ -77,5 +79,60 @@ describe("coordinator configuration", () => {
         "/d",
       ),
     ).toThrow(/offlineAfterMs/);
+  });
+});
+
+describe("trust files of an agent running as root", () => {
+  const setup = () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o700);
+    const keyring = join(dir, "keyring.json");
+    writeFileSync(keyring, "{}", { mode: 0o644 });
+    return { dir, keyring };
+  };
+
+  it("accepts a keyring only root can change", () => {
+    const { keyring } = setup();
+    expect(() => checkRootOnly("keyring", keyring)).not.toThrow();
+  });
+
+  it("refuses a keyring its group or everyone may write, or that another user owns", () => {
+    const { keyring } = setup();
+    chmodSync(keyring, 0o664);
+    expect(() => checkRootOnly("keyring", keyring)).toThrow(
+      /keyring .* is writable by its group \(mode 664\)/,
+    );
+    chmodSync(keyring, 0o646);
+    expect(() => checkRootOnly("keyring", keyring)).toThrow(/writable by everyone/);
+    chmodSync(keyring, 0o644);
+    chownSync(keyring, 1000, 1000);
+    expect(() => checkRootOnly("keyring", keyring)).toThrow(/belongs to uid 1000; it must belong to root/);
+  });
+
+  it("refuses a keyring in a directory another user may write", () => {
+    const { dir } = setup();
+    const open = join(dir, "open");
+    mkdirSync(open, { mode: 0o777 });
+    chmodSync(open, 0o777 & ~0o1000);
+    const keyring = join(open, "keyring.json");
+    writeFileSync(keyring, "{}", { mode: 0o644 });
+    expect(() => checkRootOnly("keyring", keyring)).toThrow(/directory .*open is writable by everyone/);
+  });
+
+  it("loadAgentConfig applies the check to config, keyring and NATS credentials when it runs as root", () => {
+    if (!runsAsRoot()) return expect(runsAsRoot()).toBe(false);
+    const { dir, keyring } = setup();
+    chmodSync(keyring, 0o666);
+    expect(() =>
+      loadAgentConfig({ nats: ["nats://127.0.0.1:1"], stateDir: join(dir, "s"), keyring }),
+    ).toThrow(/the keyring .* is writable by everyone/);
+  });
+
+  it("NATS credentials readable by others are refused", () => {
+    const { dir } = setup();
+    const creds = join(dir, "agent.creds");
+    writeFileSync(creds, "-----BEGIN NATS USER JWT-----\n", { mode: 0o644 });
+    const settings = parseNatsSettings({ servers: ["nats://127.0.0.1:1"], creds }, dir);
+    expect(() => natsConnectOptions(settings)).toThrow(/are readable by others; chmod 600 them/);
   });
 });

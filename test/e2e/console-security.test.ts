@@ -1,0 +1,126 @@
+import { chmodSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { eventually, startFleet, type TestFleet, writeKeyring } from "../helpers/fleet.js";
+
+// The two-person rule and refusals as an investigator sees them: the real
+// console against a fleet whose ACL asks two investigators for file sweeps.
+
+let fleet: TestFleet;
+let home: string;
+
+beforeAll(async () => {
+  requireBuild();
+  fleet = await startFleet({ agents: 2, acl: { file: { minWeight: 2 } } });
+  home = fleet.consoleHome();
+  await eventually(async () => ((await fleet.api.listAgents()).length === 2 ? true : undefined));
+});
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+describe("two-person approval from the console", () => {
+  it("holds alice's sweep, shows bob what he approves, and runs it once he does", async () => {
+    const submit = await dragnet(["--home", home, "file", "-t", "all", "--path", "/etc/passwd", "--json"]);
+    expect(submit.code).toBe(0);
+    expect(submit.stderr).toMatch(/waits for approval: signed with weight 1, needs 2; nothing was sent/);
+    const id = submit.stdout.trim();
+    expect(id).toMatch(/^[0-9a-z]{26}$/);
+
+    const pending = ndjson((await dragnet(["--home", home, "action", "list", "--pending", "--json"])).stdout);
+    expect(pending.map((a) => [a.id, a.state, a.weight, a.requiredWeight])).toEqual([
+      [id, "pending approval", 1, 2],
+    ]);
+
+    // Without a terminal, approval needs --yes; what would run is shown first.
+    const asked = await dragnet(["--home", home, "--key", join(home, "bob.key"), "action", "approve", id]);
+    expect(asked.code).toBe(2);
+    expect(asked.stderr).toMatch(/target: {5}all {2}\(2 agents now\)/);
+    expect(asked.stderr).toMatch(/1\. file .*"\/etc\/passwd"/);
+    expect(asked.stderr).toMatch(/signed by: {2}alice/);
+    expect(asked.stderr).toMatch(/confirm on a terminal, or pass --yes/);
+
+    // Alice cannot approve her own action.
+    const self = await dragnet(["--home", home, "action", "approve", id, "--yes"]);
+    expect(self.code).toBe(2);
+    expect(self.stderr).toMatch(/alice already signed action .*the same investigator counts once/);
+
+    const approved = await dragnet([
+      "--home",
+      home,
+      "--key",
+      join(home, "bob.key"),
+      "action",
+      "approve",
+      id,
+      "--yes",
+      "--json",
+    ]);
+    expect(approved.code).toBe(0);
+    expect(approved.stderr).toMatch(/approved and released: 2 agents targeted/);
+    const rows = ndjson(approved.stdout);
+    expect(rows.map((r) => r.path)).toEqual(["/etc/passwd", "/etc/passwd"]);
+
+    const show = await dragnet(["--home", home, "action", "show", id]);
+    expect(show.stdout).toMatch(/signed by: alice \(\w+\), bob \(\w+\)/);
+    expect(show.stdout).toMatch(/\(complete\)/);
+
+    const audit = ndjson((await dragnet(["--home", home, "audit", "--action", id, "--json"])).stdout);
+    expect(audit.some((e) => e.actor === "alice" && e.event === "SubmitAction")).toBe(true);
+    expect(
+      audit.some(
+        (e) => e.actor === "alice" && e.event === "ApproveAction" && e.code === "DRAGNET_E_APPROVAL",
+      ),
+    ).toBe(true);
+    expect(audit.some((e) => e.actor === "bob" && e.event === "action approved and released")).toBe(true);
+  });
+
+  it("refuses a key file others can read", async () => {
+    const key = join(home, "bob.key");
+    chmodSync(key, 0o644);
+    try {
+      const r = await dragnet(["--home", home, "--key", key, "agents"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/key file .*bob\.key is readable by others \(mode 644\); chmod 600 it/);
+    } finally {
+      chmodSync(key, 0o600);
+    }
+  });
+});
+
+describe("an agent stricter than the coordinator", () => {
+  let lenient: TestFleet;
+  let lenientHome: string;
+  beforeAll(async () => {
+    lenient = await startFleet({ agents: 1 });
+    // This endpoint's admin asks two investigators for everything; the coordinator does not know.
+    const strictRing = writeKeyring(join(lenient.dir, "strict-keyring.json"), [lenient.alice, lenient.bob], {
+      default: { minWeight: 2 },
+    });
+    await lenient.addAgent({ hostname: "strict", keyring: strictRing });
+    lenientHome = lenient.consoleHome();
+    await eventually(async () => ((await lenient.api.listAgents()).length === 2 ? true : undefined));
+  });
+  afterAll(async () => {
+    await lenient?.stop();
+  });
+
+  it("refuses on its own, and the console shows its reason next to the other agent's answer", async () => {
+    const r = await dragnet(["--home", lenientHome, "file", "-t", "all", "--path", "/etc/passwd", "--json"]);
+    // Found on one agent: exit 0 like grep; the refusal is on stderr.
+    expect(r.code).toBe(0);
+    expect(ndjson(r.stdout)).toHaveLength(1);
+    expect(r.stderr).toMatch(
+      /strict \(\w+\): rejected: operation 1 \(file\) needs signatures of weight 2; it has 1 \(alice\) \[DRAGNET_E_WEIGHT\]/,
+    );
+    expect(r.stderr).toMatch(/2 targeted, 1 answered, 0 failed, 1 found, 1 rejected/);
+  });
+
+  it("a target typo is refused by the console with its position before anything is asked", async () => {
+    const r = await dragnet(["--home", lenientHome, "agents", "-t", 'tags.env == "prod" and (']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/ended at position 25\n {2}tags.env == "prod" and \(\n {26}\^/);
+  });
+});
