@@ -3,7 +3,6 @@ import {
   ApiAuthenticator,
   Codes,
   DragnetError,
-  isId,
   Keyring,
   type Logger,
   newId,
@@ -35,6 +34,8 @@ import {
   type SubmitActionResponse,
 } from "../proto/mod.js";
 import { ActionBook, type ActionListener, OpenAction, summarize } from "./action-book.js";
+import { vetAction } from "./action-vetting.js";
+import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AgentRegistry } from "./registry.js";
@@ -47,17 +48,11 @@ import { WriteBatcher } from "./write-batcher.js";
 // store, progress streamed to watchers. The gRPC API (grpc-api.ts) is a thin
 // layer over the public methods here.
 
-/** Refuse actions that stay valid longer than this. */
-const MAX_VALIDITY_MS = 30 * 86_400_000;
-/** An action may start this far in the future (clock differences). */
-const MAX_FUTURE_START_MS = 60_000;
 const SWEEP_INTERVAL_MS = 1000;
 /** A result without a problem clears whatever a timeout or expiry had recorded. */
 const NO_PROBLEM = { code: "", message: "" };
 /** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
 const RESEND_AFTER_MS = 5000;
-/** Refused NATS messages recorded in the audit log per minute (the rest are only counted). */
-const INGEST_AUDIT_PER_MINUTE = 100;
 
 export interface CoordinatorOptions {
   log: Logger;
@@ -79,7 +74,7 @@ export class Coordinator {
   private nc?: NatsConnection;
   private sweeper?: NodeJS.Timeout;
   private readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
-  private readonly ingestAudit = { since: 0, count: 0, suppressed: 0 };
+  private readonly auditLog: AuditLog;
 
   constructor(
     private readonly config: CoordinatorConfig,
@@ -92,6 +87,7 @@ export class Coordinator {
     this.authenticator = new ApiAuthenticator(this.keyring);
     this.store = new SqliteStore(config.database);
     this.batcher = new WriteBatcher(this.store, this.log);
+    this.auditLog = new AuditLog(this.batcher, this.log, this.now);
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
     this.reloadOpenActions();
@@ -144,41 +140,8 @@ export class Coordinator {
       this.stats.refused++;
       const p = problemOf(err, Codes.DECODE);
       this.log.warn(`${kind} refused`, { subject: msg.subject, code: p.code, reason: p.message });
-      this.auditIngestRefusal(kind, agentId, p);
+      this.auditLog.refusedMessage(kind, agentId, p);
     }
-  }
-
-  /**
-   * Records a refused message in the audit log, at most INGEST_AUDIT_PER_MINUTE
-   * a minute: a misbehaving client must not fill the database. What is left out
-   * is counted and recorded when the minute is over.
-   */
-  private auditIngestRefusal(
-    kind: string,
-    agentId: string | undefined,
-    p: { code: string; message: string },
-  ) {
-    const now = this.now();
-    const w = this.ingestAudit;
-    if (now - w.since >= 60_000) {
-      if (w.suppressed) {
-        this.audit("coordinator", "refused messages not recorded", {
-          message: `${w.suppressed} more refused messages in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
-        });
-      }
-      w.since = now;
-      w.count = 0;
-      w.suppressed = 0;
-    }
-    if (++w.count > INGEST_AUDIT_PER_MINUTE) {
-      w.suppressed++;
-      return;
-    }
-    this.audit(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
-      agentId: agentId ?? "",
-      code: p.code,
-      message: p.message,
-    });
   }
 
   private decode<T>(kind: string, decode: (b: Uint8Array) => T, data: Uint8Array): T {
@@ -430,57 +393,6 @@ export class Coordinator {
 
   // ---- API -------------------------------------------------------------------
 
-  /** Checks a signed action the way every submission and approval must pass. */
-  private vet(signed: SignedAction | undefined, now: number) {
-    const verified = verifySignedAction(signed, this.keyring);
-    const body = verified.body;
-    if (!isId(body.id)) {
-      throw new DragnetError(Codes.ACTION_INVALID, `action id "${body.id.slice(0, 40)}" is not a Dragnet id`);
-    }
-    if (body.operations.length === 0)
-      throw new DragnetError(Codes.ACTION_INVALID, "the action has no operation");
-    const modules = body.operations.map((op, i) => {
-      if (!op.module) {
-        throw new DragnetError(
-          Codes.UNKNOWN_MODULE,
-          `operation ${i + 1} names no module the coordinator knows`,
-        );
-      }
-      return op.module.$case;
-    });
-    if (body.expiresAtMs <= now) {
-      throw new DragnetError(
-        Codes.EXPIRED,
-        `the action expired at ${new Date(body.expiresAtMs).toISOString()}`,
-      );
-    }
-    if (body.validFromMs > now + MAX_FUTURE_START_MS) {
-      throw new DragnetError(
-        Codes.NOT_YET_VALID,
-        `the action is not valid before ${new Date(body.validFromMs).toISOString()}`,
-      );
-    }
-    if (body.expiresAtMs <= body.validFromMs || body.expiresAtMs - body.validFromMs > MAX_VALIDITY_MS) {
-      throw new DragnetError(
-        Codes.ACTION_INVALID,
-        "the validity window must be positive and at most 30 days",
-      );
-    }
-    const expr = parseTarget(body.target);
-    const shortfall = this.keyring.acl.shortfall(modules, verified.signers);
-    if (shortfall) {
-      // Waiting for approvals that can never add up helps nobody: say so now.
-      const reachable = this.keyring.acl.weigh(shortfall.module, this.keyring.entries());
-      if (reachable.weight < shortfall.required) {
-        throw new DragnetError(
-          Codes.WEIGHT,
-          `${shortfall.module} needs signatures of weight ${shortfall.required}, and every investigator allowed to sign it together carries ${reachable.weight}`,
-        );
-      }
-    }
-    return { verified, body, modules, expr, shortfall };
-  }
-
   /**
    * Accepts a signed action. If its signatures carry the weight every
    * operation's module needs (the coordinator's copy of the ACL), it is sent
@@ -488,7 +400,7 @@ export class Coordinator {
    */
   submit(signed: SignedAction | undefined, actor = "unknown"): SubmitActionResponse {
     const now = this.now();
-    const { verified, body, modules, expr, shortfall } = this.vet(signed, now);
+    const { verified, body, modules, expr, shortfall } = vetAction(signed, this.keyring, now);
     this.batcher.flush();
     if (this.book.get(body.id) || this.pending.has(body.id) || this.store.getAction(body.id)) {
       throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
@@ -626,7 +538,7 @@ export class Coordinator {
       );
     }
     const signed: SignedAction = { body: current.body, signatures: [...current.signatures, signature] };
-    const { verified, body, shortfall } = this.vet(signed, now);
+    const { verified, body, shortfall } = vetAction(signed, this.keyring, now);
     record.signed = SignedAction.encode(signed).finish();
     record.signerKeyIds = verified.signers.map((s) => s.keyId);
     record.signerNames = verified.signers.map((s) => s.name);
@@ -665,29 +577,8 @@ export class Coordinator {
   }
 
   /** Records who did what in the audit log (stored, and logged). */
-  audit(
-    actor: string,
-    event: string,
-    fields: { actionId?: string; agentId?: string; code?: string; message?: string } = {},
-  ): void {
-    const entry = {
-      atMs: this.now(),
-      actor,
-      event,
-      actionId: fields.actionId ?? "",
-      agentId: fields.agentId ?? "",
-      code: fields.code ?? "",
-      message: fields.message ?? "",
-    };
-    this.batcher.audit(entry);
-    this.log.info(event, {
-      audit: true,
-      actor,
-      action: entry.actionId || undefined,
-      agent: entry.agentId || undefined,
-      code: entry.code || undefined,
-      reason: entry.message || undefined,
-    });
+  audit(actor: string, event: string, fields: AuditFields = {}): void {
+    this.auditLog.record(actor, event, fields);
   }
 
   listAudit(limit: number, actionId: string): AuditEntry[] {
