@@ -91,7 +91,7 @@ export class Coordinator {
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
     this.reloadOpenActions();
-    for (const record of this.store.pendingActions()) this.pending.set(record.id, record);
+    this.reloadPendingActions();
   }
 
   async start(): Promise<void> {
@@ -353,6 +353,35 @@ export class Coordinator {
     }
   }
 
+  /** Actions waiting for approval, checked again: one changed in the database is closed, never offered. */
+  private reloadPendingActions(): void {
+    for (const record of this.store.pendingActions()) {
+      try {
+        const body = verifySignedAction(SignedAction.decode(record.signed), this.keyring).body;
+        if (body.id !== record.id) {
+          throw new DragnetError(
+            Codes.ACTION_INVALID,
+            `the stored row ${record.id} holds the signed action ${body.id}`,
+          );
+        }
+        if (body.target !== record.target || body.expiresAtMs !== record.expiresAtMs) {
+          throw new DragnetError(Codes.ACTION_INVALID, "the stored summary does not match the signed action");
+        }
+        this.pending.set(record.id, record);
+      } catch (err) {
+        const p = problemOf(err);
+        this.audit("coordinator", "stored action no longer verifies; not offered for approval", {
+          actionId: record.id,
+          code: p.code,
+          message: p.message,
+        });
+        record.state = ActionState.ACTION_STATE_UNAPPROVED;
+        record.completedAtMs = this.now();
+        this.batcher.action(record);
+      }
+    }
+  }
+
   private reloadOpenActions(): void {
     for (const record of this.store.openActions()) {
       let signed: SignedAction;
@@ -539,6 +568,13 @@ export class Coordinator {
     }
     const signed: SignedAction = { body: current.body, signatures: [...current.signatures, signature] };
     const { verified, body, shortfall } = vetAction(signed, this.keyring, now);
+    if (body.id !== id) {
+      // Only someone writing to the database can get here.
+      throw new DragnetError(
+        Codes.ACTION_INVALID,
+        `the stored action ${id} holds the signed action ${body.id}; refusing it`,
+      );
+    }
     record.signed = SignedAction.encode(signed).finish();
     record.signerKeyIds = verified.signers.map((s) => s.keyId);
     record.signerNames = verified.signers.map((s) => s.name);

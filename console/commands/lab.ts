@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { homeDir, openClient } from "../home.js";
-import { labDown, labStatus, labUp, readLab } from "../lab/lab.js";
+import { labDown, labRestartCoordinator, labStatus, labUp, readLab } from "../lab/lab.js";
 import { statusName } from "./agents.js";
 
 // `dragnet lab up|status|down`: a local fleet to rehearse with.
@@ -75,6 +75,18 @@ export function registerLabCommand(program: Command): void {
           }
         }
         return running === procs.length ? 0 : 1;
+      }),
+    );
+
+  lab
+    .command("restart-coordinator")
+    .description("restart the lab's coordinator on its database (agents and NATS keep running)")
+    .option("--dir <dir>", "lab directory (default: HOME)")
+    .action(
+      handle(async (flags: { dir?: string }, command: Command) => {
+        const state = await labRestartCoordinator(flags.dir ?? homeDir(globalsOf(command)));
+        process.stdout.write(`coordinator restarted: pid ${state.coordinator.pid}\n`);
+        return 0;
       }),
     );
 

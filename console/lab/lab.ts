@@ -217,13 +217,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         2,
       )}\n`,
     );
-    const coordScript = join(dist, "dragnet-coordinator.mjs");
-    const coordProc = startDetached(process.execPath, [coordScript, "--config", coordConfig], {
-      log: join(dir, "logs", "coordinator.log"),
-      env: cleanEnv(),
-      cwd: dir,
-      marker: coordConfig,
-    });
+    const coordProc = startCoordinator(dist, dir, coordConfig);
     started.push({ role: "coordinator", ...coordProc });
     log(
       `coordinator pid ${coordProc.pid}, API on 127.0.0.1:${grpcPort}${insecure ? " (PLAINTEXT)" : " (TLS)"}`,
@@ -242,11 +236,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       deadlineMs: 2000,
     });
     try {
-      await waitFor("the coordinator's API", 20_000, async () => {
-        if (!isOurs(coordProc)) throw new Error(`the coordinator exited:\n${tail(coordProc.log)}`);
-        await api.listAgents();
-        return true;
-      });
+      await coordinatorReady(coordProc, api);
 
       // The agents, from the single executable, with a clean environment.
       const agentExe = join(dist, "dragnet-agent");
@@ -336,6 +326,49 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     for (const p of started.reverse()) await stopProcess(p, 3000);
     throw err;
   }
+}
+
+function startCoordinator(dist: string, dir: string, config: string): StartedProcess {
+  return startDetached(process.execPath, [join(dist, "dragnet-coordinator.mjs"), "--config", config], {
+    log: join(dir, "logs", "coordinator.log"),
+    env: cleanEnv(),
+    cwd: dir,
+    marker: config,
+  });
+}
+
+async function coordinatorReady(proc: StartedProcess, api: CoordinatorApi): Promise<void> {
+  await waitFor("the coordinator's API", 20_000, async () => {
+    if (!isOurs(proc)) throw new Error(`the coordinator exited:\n${tail(proc.log)}`);
+    await api.listAgents();
+    return true;
+  });
+}
+
+/**
+ * Stops the lab's coordinator and starts it again on the same database and
+ * port: what an operator does after an upgrade, and what an attacker who
+ * edited the database would wait for. Agents and NATS keep running.
+ */
+export async function labRestartCoordinator(dir: string): Promise<LabState> {
+  const lab = readLab(resolve(dir));
+  if (!lab?.running) throw new DragnetError(Codes.NOT_FOUND, `no running lab in ${resolve(dir)}`);
+  await stopProcess(lab.coordinator);
+  const proc = startCoordinator(distDir(), lab.dir, lab.coordinator.config);
+  lab.coordinator = { ...lab.coordinator, ...proc };
+  writeFileAtomic(join(lab.dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
+  const api = new CoordinatorApi(lab.coordinator.address, {
+    key: loadInvestigatorKey(lab.keys.alice!),
+    ca: readFileSync(lab.ca),
+    insecure: lab.insecure,
+    deadlineMs: 2000,
+  });
+  try {
+    await coordinatorReady(proc, api);
+  } finally {
+    api.close();
+  }
+  return lab;
 }
 
 export interface ProcessReport {

@@ -212,6 +212,24 @@ describe("the lab", () => {
     expect(follow.stderr).toMatch(/3 targeted, 3 answered/);
   });
 
+  it("restarts its coordinator on the same database, agents still online", async () => {
+    const before = ndjson((await dragnet(["--home", home, "action", "list", "--json"])).stdout).map(
+      (a) => a.id,
+    );
+    const oldPid = lab.coordinator.pid;
+    const r = await dragnet(["--home", home, "lab", "restart-coordinator"]);
+    expect(r.code).toBe(0);
+    lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState;
+    expect(lab.coordinator.pid).not.toBe(oldPid);
+    expect(isAlive(oldPid)).toBe(false);
+    const after = ndjson((await dragnet(["--home", home, "action", "list", "--json"])).stdout).map(
+      (a) => a.id,
+    );
+    expect(after).toEqual(before);
+    const sweep = await dragnet(["--home", home, "file", "-t", "all", "--path", "/etc/passwd", "--json"]);
+    expect(ndjson(sweep.stdout)).toHaveLength(3);
+  });
+
   it("stops exactly what it started", async () => {
     const status = await dragnet(["--home", home, "lab", "status"]);
     expect(status.code).toBe(0);

@@ -1,4 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Codes, coSign, signAction, signBytes } from "../../common/mod.js";
 import { AckStatus, ActionState, CommandStatus, SignedAction } from "../../proto/mod.js";
@@ -117,6 +118,35 @@ describe("two-person approval through the coordinator", () => {
     expect((await fleet.api.getAction(body.id, true)).results).toEqual([]);
     const audit = await fleet.api.listAudit(10, body.id);
     expect(audit.find((e) => e.event === "action expired unapproved")?.code).toBe(Codes.EXPIRED);
+  });
+
+  it("survives a coordinator restart, unless someone changed it in the database", async () => {
+    const kept = passwd();
+    const forged = passwd();
+    for (const body of [kept, forged]) await fleet.api.submitAction(signAction(body, fleet.alice));
+    await fleet.restartCoordinator((database) => {
+      const db = new Database(database);
+      // Widen the target the approver would read in the summary.
+      db.prepare("UPDATE actions SET target = 'all or true' WHERE id = ?").run(forged.id);
+      db.close();
+    });
+    expect((await fleet.api.listActions(10, true)).map((a) => a.id)).toEqual([kept.id]);
+    const closed = (await fleet.api.getAction(forged.id, false)).summary!;
+    expect(closed.state).toBe(ActionState.ACTION_STATE_UNAPPROVED);
+    const audit = await fleet.api.listAudit(20, forged.id);
+    expect(audit.find((e) => e.event.startsWith("stored action no longer verifies"))?.message).toMatch(
+      /does not match the signed action/,
+    );
+    // The one nobody touched can still be approved.
+    const bob = fleet.apiAs(fleet.bob);
+    try {
+      const detail = await bob.getAction(kept.id, false);
+      const res = await bob.approveAction(kept.id, signBytes(detail.action!.body, fleet.bob));
+      expect(res.released).toBe(true);
+    } finally {
+      bob.close();
+    }
+    await collectResults(fleet.api, kept.id);
   });
 
   it("an action already carrying both signatures is released at once", async () => {
