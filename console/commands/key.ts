@@ -1,20 +1,23 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import {
+  Acl,
   Codes,
   DragnetError,
   generateInvestigatorKey,
+  Keyring,
   publicEntryOf,
   saveInvestigatorKey,
   writeFileAtomic,
 } from "../../common/mod.js";
-import { globalsOf, handle } from "../cli-kit.js";
+import { collect, globalsOf, handle } from "../cli-kit.js";
 import { homeDir } from "../home.js";
 
 // `dragnet key generate`: an investigator's Ed25519 key pair. The private key
 // stays in a 0600 file on the investigator's machine; the .pub file is what an
-// admin adds to agents' keyrings.
+// admin adds to agents' keyrings. `dragnet key keyring` assembles those into
+// the keyring agents and the coordinator install, with Dragnet's default ACL.
 
 export function registerKeyCommand(program: Command): void {
   const key = program.command("key").description("investigator keys");
@@ -43,6 +46,41 @@ export function registerKeyCommand(program: Command): void {
           `key id ${k.keyId} for ${k.name}\nprivate key: ${out} (keep it; mode 0600)\npublic key:  ${pubPath}\n` +
             `keyring entry for agents and the coordinator:\n${JSON.stringify(entry)}\n`,
         );
+        return 0;
+      }),
+    );
+
+  key
+    .command("keyring <pub...>")
+    .description(
+      "print a keyring for agents and the coordinator from investigators' .pub files, with the default ACL",
+    )
+    .option("--weight <name=n>", "an investigator's weight (default 1; repeatable)", collect, [])
+    .action(
+      handle(async (pubs: string[], flags: { weight: string[] }) => {
+        const weights = new Map<string, number>();
+        for (const w of flags.weight) {
+          const m = /^([^=]+)=(\d+)$/.exec(w);
+          if (!m) throw new DragnetError(Codes.PARAMS, `--weight takes name=N, not "${w}"`);
+          weights.set(m[1]!, Number(m[2]));
+        }
+        const investigators = pubs.map((path) => {
+          let entry: Record<string, unknown>;
+          try {
+            entry = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+          } catch (err) {
+            throw new DragnetError(Codes.CONFIG, `cannot read ${path}: ${(err as Error).message}`);
+          }
+          const name = String(entry.name);
+          return { ...entry, name, weight: weights.get(name) ?? entry.weight ?? 1 };
+        });
+        for (const name of weights.keys()) {
+          if (!investigators.some((i) => i.name === name))
+            throw new DragnetError(Codes.PARAMS, `--weight names ${name}, who is not among the .pub files`);
+        }
+        const json = { investigators, acl: Acl.defaults().toJson() };
+        Keyring.fromJson(json, "the keyring"); // refuses duplicates and bad keys now, not on the endpoints
+        process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
         return 0;
       }),
     );

@@ -1,6 +1,7 @@
 import { chmodSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Keyring } from "../../common/mod.js";
 import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, writeKeyring } from "../helpers/fleet.js";
 
@@ -87,6 +88,28 @@ describe("two-person approval from the console", () => {
     } finally {
       chmodSync(key, 0o600);
     }
+  });
+});
+
+describe("the keyring an admin installs", () => {
+  it("is assembled from .pub files with the default ACL, and refuses a duplicate", async () => {
+    for (const name of ["carol", "dave"]) {
+      const gen = await dragnet(["--home", home, "key", "generate", "--name", name]);
+      expect(gen.code).toBe(0);
+    }
+    const pubs = [join(home, "carol.pub"), join(home, "dave.pub")];
+    const r = await dragnet(["--home", home, "key", "keyring", ...pubs, "--weight", "dave=2"]);
+    expect(r.code).toBe(0);
+    const ring = Keyring.fromJson(JSON.parse(r.stdout));
+    expect(ring.entries().map((e) => [e.name, e.weight])).toEqual([
+      ["carol", 1],
+      ["dave", 2],
+    ]);
+    expect(ring.acl.ruleFor("isolate").minWeight).toBe(2);
+    expect(ring.acl.ruleFor("file").minWeight).toBe(1);
+    const dup = await dragnet(["--home", home, "key", "keyring", pubs[0]!, pubs[0]!]);
+    expect(dup.code).toBe(2);
+    expect(dup.stderr).toMatch(/appears twice/);
   });
 });
 
