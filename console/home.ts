@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { Codes, DragnetError, type InvestigatorKey, loadInvestigatorKey } from "../common/mod.js";
+import { Codes, DragnetError, type InvestigatorKey, Keyring, loadInvestigatorKey } from "../common/mod.js";
 import { CoordinatorApi } from "./client.js";
 
 // Where the console finds its coordinator and key: flags, then environment,
@@ -27,6 +27,11 @@ export interface ConsoleConfig {
   insecure?: boolean;
   /** Default investigator key file. */
   key?: string;
+  /**
+   * The keyring this console trusts (the one installed on agents): an approver
+   * checks against it who really signed, instead of taking the coordinator's word.
+   */
+  keyring?: string;
 }
 
 export function homeDir(opts: GlobalOptions): string {
@@ -52,6 +57,7 @@ export function loadConsoleConfig(home: string): ConsoleConfig | undefined {
     ca: rel(json.ca),
     insecure: json.insecure === true,
     key: rel(json.key),
+    keyring: rel(json.keyring),
   };
 }
 
@@ -90,4 +96,16 @@ export function loadKey(opts: GlobalOptions): InvestigatorKey {
     );
   }
   return loadInvestigatorKey(path, process.env.DRAGNET_KEY_PASSPHRASE);
+}
+
+/** The keyring to check others' signatures against: $DRAGNET_KEYRING, else HOME/console.json's. */
+export function loadConsoleKeyring(opts: GlobalOptions): Keyring {
+  const path = process.env.DRAGNET_KEYRING ?? loadConsoleConfig(homeDir(opts))?.keyring;
+  if (!path) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      `no keyring to check who signed: set "keyring" in ${join(homeDir(opts), CONSOLE_CONFIG_FILE)} or DRAGNET_KEYRING to the keyring your agents trust`,
+    );
+  }
+  return Keyring.load(path);
 }

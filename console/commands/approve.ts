@@ -1,15 +1,18 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
-import { Codes, DragnetError, formatDuration, signBytes } from "../../common/mod.js";
+import { Codes, DragnetError, formatDuration, signBytes, verifySignedAction } from "../../common/mod.js";
 import { ActionBody, ActionState, Operation } from "../../proto/mod.js";
 import { globalsOf, handle } from "../cli-kit.js";
-import { openClient } from "../home.js";
-import { formatOf } from "../output/rows.js";
+import { loadConsoleKeyring, openClient } from "../home.js";
+import { formatOf, printable } from "../output/rows.js";
 import { EXIT_FOUND, followAction } from "../sweep.js";
 
 // `dragnet action approve ID`: the second investigator of the two-person rule.
-// What is shown is decoded from the very bytes that get signed, so a
-// coordinator cannot show one action and have another one approved.
+// Nothing shown comes from the coordinator's word: the action is decoded from
+// the very bytes that get signed (and refused if this console cannot show all
+// of them), and who signed it so far is checked against the console's own
+// keyring. So a coordinator can neither show one action and have another
+// approved, nor tell each of two approvers that the other one signed first.
 
 export interface ApproveFlags {
   yes?: boolean;
@@ -26,19 +29,37 @@ export function describeForApproval(
 ): string {
   const operations = body.operations.map(
     (op, i) =>
-      `  ${i + 1}. ${op.module?.$case ?? "(unknown module)"} ${JSON.stringify(Operation.toJSON(op))}`,
+      `  ${i + 1}. ${op.module?.$case ?? "(unknown module)"} ${printable(JSON.stringify(Operation.toJSON(op)))}`,
   );
   return [
-    `action ${body.id}  ${body.name}`,
-    `target:     ${body.target}  (${targetCount} agent${targetCount === 1 ? "" : "s"} now)`,
+    `action ${body.id}  ${printable(body.name)}`,
+    `target:     ${printable(body.target)}  (${targetCount} agent${targetCount === 1 ? "" : "s"} now)`,
     "operations:",
     ...operations,
-    ...(body.description ? [`why:        ${body.description}`] : []),
-    `signed by:  ${signers.join(", ") || "nobody"}`,
+    ...(body.description ? [`why:        ${printable(body.description)}`] : []),
+    `signed by:  ${signers.map((n) => printable(n)).join(", ") || "nobody"}`,
     `valid:      ${new Date(body.validFromMs).toISOString()} to ${new Date(body.expiresAtMs).toISOString()} (${formatDuration(Math.max(0, body.expiresAtMs - now))} left)`,
     `timeout:    ${formatDuration(body.timeoutMs)} per agent`,
     "",
   ].join("\n");
+}
+
+/** Refuses an action with parts this console cannot show: nobody approves what they cannot read. */
+function checkFullyShown(body: ActionBody, bytes: Uint8Array): void {
+  body.operations.forEach((op, i) => {
+    if (!op.module) {
+      throw new DragnetError(
+        Codes.APPROVAL,
+        `operation ${i + 1} is of a module this console does not know; update the console before approving`,
+      );
+    }
+  });
+  if (Buffer.compare(Buffer.from(ActionBody.encode(body).finish()), Buffer.from(bytes)) !== 0) {
+    throw new DragnetError(
+      Codes.APPROVAL,
+      "the action holds fields this console cannot show; update the console before approving",
+    );
+  }
 }
 
 async function confirm(question: string): Promise<boolean> {
@@ -60,6 +81,7 @@ export function registerApproveCommand(action: Command): void {
     .action(
       handle(async (id: string, flags: ApproveFlags, command: Command) => {
         const globals = globalsOf(command);
+        const keyring = loadConsoleKeyring(globals);
         const api = openClient(globals);
         try {
           const detail = await api.getAction(id, false);
@@ -88,9 +110,27 @@ export function registerApproveCommand(action: Command): void {
               `the coordinator sent the body of ${body.id} for ${summary.id}`,
             );
           }
+          checkFullyShown(body, bodyBytes);
+          // Who signed, by this console's keyring: a bad or unknown signature refuses the approval.
+          const verified = verifySignedAction(detail.action, keyring);
+          if (verified.signers.some((s) => s.keyId === api.key.keyId)) {
+            throw new DragnetError(
+              Codes.APPROVAL,
+              `you (${api.key.name}) already signed action ${body.id}; another investigator must approve`,
+            );
+          }
+          const before = keyring.acl.shortfall(
+            body.operations.map((op) => op.module!.$case),
+            verified.signers,
+          );
           const targets = await api.previewTarget(body.target);
-          process.stderr.write(describeForApproval(body, summary.signerNames, targets.length));
-          process.stderr.write(`weight so far: ${summary.weight} of ${summary.requiredWeight} needed\n`);
+          const signers = verified.signers.map((s) => `${s.name} (${s.keyId}, signature checked)`);
+          process.stderr.write(describeForApproval(body, signers, targets.length));
+          process.stderr.write(
+            before
+              ? `weight so far: ${before.weight} of the ${before.required} that ${before.module} needs (by your keyring)\n`
+              : "by your keyring, its signatures already carry the weight every operation needs\n",
+          );
           if (!flags.yes) {
             if (!process.stdin.isTTY) {
               throw new DragnetError(

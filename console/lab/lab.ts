@@ -226,6 +226,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       coordinator: `localhost:${grpcPort}`,
       ca: "ca.pem",
       key: "alice.key",
+      keyring: "keyring.json",
       ...(insecure ? { insecure: true } : {}),
     };
     writeFileAtomic(join(dir, CONSOLE_CONFIG_FILE), `${JSON.stringify(consoleConfig, null, 2)}\n`, 0o644);

@@ -82,11 +82,27 @@ export class RowWriter {
       this.options.withAgent === false
         ? this.buffered
         : [...this.buffered].sort((a, b) => (a.agent?.hostname ?? "").localeCompare(b.agent?.hostname ?? ""));
-    for (const row of rows) table.push(cols.map((c) => cell(c, row)));
+    for (const row of rows) table.push(cols.map((c) => printable(cell(c, row))));
     this.write(`${table.toString()}\n`);
   }
 }
 
 export function isoTime(ms: unknown): string {
   return typeof ms === "number" && ms > 0 ? new Date(ms).toISOString() : "";
+}
+
+/**
+ * Text from agents, files or other investigators made safe for a terminal:
+ * control characters (escape sequences could rewrite what is on screen) and
+ * bidirectional overrides are shown as \u escapes. Newlines are kept only when asked.
+ */
+const UNSAFE = "\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069";
+const UNSAFE_RE = new RegExp(`[${UNSAFE}]`, "g");
+const UNSAFE_BUT_NEWLINE_RE = new RegExp(`(?!\\n)[${UNSAFE}]`, "g");
+
+export function printable(text: string, keepNewlines = false): string {
+  return text.replace(
+    keepNewlines ? UNSAFE_BUT_NEWLINE_RE : UNSAFE_RE,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

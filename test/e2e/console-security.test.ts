@@ -2,6 +2,7 @@ import { chmodSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Keyring } from "../../common/mod.js";
+import { ActionState } from "../../proto/mod.js";
 import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, writeKeyring } from "../helpers/fleet.js";
 
@@ -46,7 +47,7 @@ describe("two-person approval from the console", () => {
     // Alice cannot approve her own action.
     const self = await dragnet(["--home", home, "action", "approve", id, "--yes"]);
     expect(self.code).toBe(2);
-    expect(self.stderr).toMatch(/alice already signed action .*the same investigator counts once/);
+    expect(self.stderr).toMatch(/you \(alice\) already signed action .*another investigator must approve/);
 
     const approved = await dragnet([
       "--home",
@@ -70,12 +71,40 @@ describe("two-person approval from the console", () => {
 
     const audit = ndjson((await dragnet(["--home", home, "audit", "--action", id, "--json"])).stdout);
     expect(audit.some((e) => e.actor === "alice" && e.event === "SubmitAction")).toBe(true);
-    expect(
-      audit.some(
-        (e) => e.actor === "alice" && e.event === "ApproveAction" && e.code === "DRAGNET_E_APPROVAL",
-      ),
-    ).toBe(true);
+    // Alice's own approval was refused by her console before it asked anything of the coordinator.
+    expect(audit.some((e) => e.actor === "alice" && e.event === "ApproveAction")).toBe(false);
+    expect(audit.some((e) => e.actor === "bob" && e.event === "GetAction")).toBe(true);
     expect(audit.some((e) => e.actor === "bob" && e.event === "action approved and released")).toBe(true);
+  });
+
+  it("checks who signed against its own keyring, and shows no terminal escapes", async () => {
+    const submit = await dragnet([
+      "--home",
+      home,
+      "file",
+      "-t",
+      "all",
+      "--path",
+      "/etc/hostname",
+      "--action-name",
+      "\u001b[2J\u001b[Hharmless \u202eexe.sh",
+    ]);
+    const id = submit.stdout.trim();
+    const asBob = ["--home", home, "--key", join(home, "bob.key"), "action", "approve", id];
+    const shown = await dragnet(asBob);
+    expect(shown.stderr).toContain("\\u001b[2J\\u001b[Hharmless \\u202eexe.sh");
+    expect(shown.stderr).not.toContain("\u001b");
+    expect(shown.stderr).toMatch(/signed by: {2}alice \(\w+, signature checked\)/);
+    // A console whose keyring does not know alice will not take the coordinator's word that she signed.
+    const bobOnly = writeKeyring(join(home, "bob-only.json"), [fleet.bob]);
+    const blind = await dragnet([...asBob, "--yes"], { DRAGNET_KEYRING: bobOnly });
+    expect(blind.code).toBe(2);
+    expect(blind.stderr).toMatch(
+      /signed by unknown key .* not in this keyring \[DRAGNET_E_SIG_UNKNOWN_KEY\]/,
+    );
+    expect((await fleet.api.getAction(id, false)).summary!.state).toBe(
+      ActionState.ACTION_STATE_PENDING_APPROVAL,
+    );
   });
 
   it("refuses a key file others can read", async () => {

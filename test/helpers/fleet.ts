@@ -153,7 +153,12 @@ export async function startFleet(
       writeFileSync(join(home, "ca.pem"), ca.cert);
       writeFileSync(
         join(home, "console.json"),
-        JSON.stringify({ coordinator: `localhost:${port}`, ca: "ca.pem", key: "alice.key" }),
+        JSON.stringify({
+          coordinator: `localhost:${port}`,
+          ca: "ca.pem",
+          key: "alice.key",
+          keyring: keyringPath,
+        }),
       );
       return home;
     },
