@@ -11,6 +11,8 @@ export const ACTION_SIGNING_CONTEXT = Buffer.from("dragnet-action-v1\n");
 
 /** Upper bound on an encoded action body; NATS payloads are 1 MB at most. */
 export const MAX_ACTION_BODY_BYTES = 256 * 1024;
+/** More co-signers than any ACL needs. */
+export const MAX_SIGNATURES = 16;
 
 function signedMessage(body: Uint8Array): Buffer {
   return Buffer.concat([ACTION_SIGNING_CONTEXT, body]);
@@ -60,6 +62,13 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
   if (action.signatures.length === 0) {
     throw new DragnetError(Codes.UNSIGNED, "the action is not signed");
   }
+  if (action.signatures.length > MAX_SIGNATURES) {
+    // Each costs a verification: thousands of copies of one signature must not buy CPU time.
+    throw new DragnetError(
+      Codes.TOO_LARGE,
+      `the action carries ${action.signatures.length} signatures; at most ${MAX_SIGNATURES} are accepted`,
+    );
+  }
   const message = signedMessage(action.body);
   const signers: TrustedInvestigator[] = [];
   const repeated: string[] = [];
@@ -71,6 +80,11 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
         `signed by unknown key ${JSON.stringify(sig.keyId.slice(0, 32))}: it is not in this keyring`,
       );
     }
+    if (signers.some((s) => s.keyId === trusted.keyId)) {
+      // Counted once whatever it says: no need to verify it again.
+      if (!repeated.includes(trusted.name)) repeated.push(trusted.name);
+      continue;
+    }
     const ok = sig.signature.length === 64 && verify(null, message, trusted.publicKey, sig.signature);
     if (!ok) {
       throw new DragnetError(
@@ -78,8 +92,7 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
         `the signature of ${trusted.name} (${trusted.keyId}) does not match the action's bytes`,
       );
     }
-    if (!signers.some((s) => s.keyId === trusted.keyId)) signers.push(trusted);
-    else if (!repeated.includes(trusted.name)) repeated.push(trusted.name);
+    signers.push(trusted);
   }
   let body: ActionBody;
   try {

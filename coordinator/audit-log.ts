@@ -5,8 +5,10 @@ import type { WriteBatcher } from "./write-batcher.js";
 // commands agents refused, messages the coordinator refused. Entries go to the
 // store with the next batch and to the log at once.
 
-/** Refused NATS messages recorded per minute (the rest are only counted). */
-const REFUSALS_PER_MINUTE = 100;
+/** Entries from unauthenticated or untrusted sources recorded per minute (the rest are only counted). */
+const UNTRUSTED_PER_MINUTE = 100;
+/** Longer reasons (they may come from a client) are cut. */
+const MAX_MESSAGE = 1000;
 
 export interface AuditFields {
   actionId?: string;
@@ -16,7 +18,7 @@ export interface AuditFields {
 }
 
 export class AuditLog {
-  private readonly refusals = { since: 0, count: 0, suppressed: 0 };
+  private readonly window = { since: 0, count: 0, suppressed: 0 };
 
   constructor(
     private readonly batcher: WriteBatcher,
@@ -27,17 +29,17 @@ export class AuditLog {
   record(actor: string, event: string, fields: AuditFields = {}): void {
     const entry = {
       atMs: this.now(),
-      actor,
+      actor: actor.slice(0, 200),
       event,
-      actionId: fields.actionId ?? "",
-      agentId: fields.agentId ?? "",
-      code: fields.code ?? "",
-      message: fields.message ?? "",
+      actionId: (fields.actionId ?? "").slice(0, 26),
+      agentId: (fields.agentId ?? "").slice(0, 64),
+      code: (fields.code ?? "").slice(0, 64),
+      message: (fields.message ?? "").slice(0, MAX_MESSAGE),
     };
     this.batcher.audit(entry);
     this.log.info(event, {
       audit: true,
-      actor,
+      actor: entry.actor,
       action: entry.actionId || undefined,
       agent: entry.agentId || undefined,
       code: entry.code || undefined,
@@ -46,35 +48,29 @@ export class AuditLog {
   }
 
   /**
-   * Records a refused NATS message, at most REFUSALS_PER_MINUTE a minute: a
-   * misbehaving client must not fill the database. What is left out is counted
-   * and recorded when the minute is over.
+   * Records what an unauthenticated or untrusted source caused (a refused NATS
+   * message, an API call without valid credentials), at most
+   * UNTRUSTED_PER_MINUTE a minute: nobody must be able to fill the database or
+   * bury real entries. What is left out is counted, and recorded when the
+   * minute is over.
    */
-  refusedMessage(
-    kind: string,
-    agentId: string | undefined,
-    problem: { code: string; message: string },
-  ): void {
+  untrusted(actor: string, event: string, fields: AuditFields = {}): void {
     const now = this.now();
-    const w = this.refusals;
+    const w = this.window;
     if (now - w.since >= 60_000) {
       if (w.suppressed) {
-        this.record("coordinator", "refused messages not recorded", {
-          message: `${w.suppressed} more refused messages in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
+        this.record("coordinator", "entries not recorded", {
+          message: `${w.suppressed} more refused messages or unauthenticated calls in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
         });
       }
       w.since = now;
       w.count = 0;
       w.suppressed = 0;
     }
-    if (++w.count > REFUSALS_PER_MINUTE) {
+    if (++w.count > UNTRUSTED_PER_MINUTE) {
       w.suppressed++;
       return;
     }
-    this.record(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
-      agentId: agentId ?? "",
-      code: problem.code,
-      message: problem.message,
-    });
+    this.record(actor, event, fields);
   }
 }

@@ -10,6 +10,7 @@ import {
   problemOf,
   Subjects,
   type TargetContext,
+  type TargetExpr,
   VERSION,
   verifySignedAction,
 } from "../common/mod.js";
@@ -140,7 +141,11 @@ export class Coordinator {
       this.stats.refused++;
       const p = problemOf(err, Codes.DECODE);
       this.log.warn(`${kind} refused`, { subject: msg.subject, code: p.code, reason: p.message });
-      this.auditLog.refusedMessage(kind, agentId, p);
+      this.auditLog.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
+        agentId: agentId ?? "",
+        code: p.code,
+        message: p.message,
+      });
     }
   }
 
@@ -178,7 +183,7 @@ export class Coordinator {
     if (!found) {
       // A command the coordinator never sent: someone else published on the agent's subject.
       if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
-        this.audit(`agent ${agentId}`, "refused a command the coordinator did not send", {
+        this.auditLog.untrusted(`agent ${agentId}`, "refused a command the coordinator did not send", {
           agentId,
           code: ack.problem?.code,
           message: `command ${ack.commandId.slice(0, 40)}: ${ack.problem?.message ?? "no reason"}`,
@@ -434,9 +439,7 @@ export class Coordinator {
     if (this.book.get(body.id) || this.pending.has(body.id) || this.store.getAction(body.id)) {
       throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
     }
-    if (this.registry.select(expr, this.targetContext(now)).length === 0) {
-      throw new DragnetError(Codes.NO_TARGET, `the target "${body.target}" selects no agent`);
-    }
+    const targets = this.targetsOf(expr, body.target, now);
     const record: StoredAction = {
       id: body.id,
       name: body.name,
@@ -473,7 +476,7 @@ export class Coordinator {
         requiredWeight: shortfall.required,
       };
     }
-    const { targeted, offline } = this.release(record, signed!, body, now);
+    const { targeted, offline } = this.release(record, signed!, body, now, targets);
     this.audit(actor, "action submitted", {
       actionId: body.id,
       message: `${body.name}: target ${body.target}; signed by ${signers}; ${targeted} agents (${offline} offline)`,
@@ -489,11 +492,21 @@ export class Coordinator {
   }
 
   /** Creates one command per targeted agent and sends them. */
-  private release(record: StoredAction, signed: SignedAction, body: ActionBody, now: number) {
-    const targets = this.registry.select(parseTarget(body.target), this.targetContext(now));
-    if (targets.length === 0) {
-      throw new DragnetError(Codes.NO_TARGET, `the target "${body.target}" selects no agent now`);
-    }
+  /** The agents a target selects now; refuses one that selects nobody. */
+  private targetsOf(expr: TargetExpr, text: string, now: number): StoredAgent[] {
+    const targets = this.registry.select(expr, this.targetContext(now));
+    if (targets.length === 0)
+      throw new DragnetError(Codes.NO_TARGET, `the target "${text}" selects no agent now`);
+    return targets;
+  }
+
+  private release(
+    record: StoredAction,
+    signed: SignedAction,
+    body: ActionBody,
+    now: number,
+    targets: StoredAgent[],
+  ) {
     record.state = ActionState.ACTION_STATE_RELEASED;
     const commands: StoredCommand[] = targets.map((agent) => ({
       id: newId(now),
@@ -567,7 +580,7 @@ export class Coordinator {
       );
     }
     const signed: SignedAction = { body: current.body, signatures: [...current.signatures, signature] };
-    const { verified, body, shortfall } = vetAction(signed, this.keyring, now);
+    const { verified, body, expr, shortfall } = vetAction(signed, this.keyring, now);
     if (body.id !== id) {
       // Only someone writing to the database can get here.
       throw new DragnetError(
@@ -575,6 +588,8 @@ export class Coordinator {
         `the stored action ${id} holds the signed action ${body.id}; refusing it`,
       );
     }
+    // Everything that can refuse comes before the record changes: a refused approval leaves no trace but the audit.
+    const targets = shortfall ? [] : this.targetsOf(expr, body.target, now);
     record.signed = SignedAction.encode(signed).finish();
     record.signerKeyIds = verified.signers.map((s) => s.keyId);
     record.signerNames = verified.signers.map((s) => s.name);
@@ -596,7 +611,7 @@ export class Coordinator {
         offline: 0,
       };
     }
-    const { targeted, offline } = this.release(record, signed, body, now);
+    const { targeted, offline } = this.release(record, signed, body, now, targets);
     this.pending.delete(id);
     this.audit(actor, "action approved and released", {
       actionId: id,
@@ -615,6 +630,11 @@ export class Coordinator {
   /** Records who did what in the audit log (stored, and logged). */
   audit(actor: string, event: string, fields: AuditFields = {}): void {
     this.auditLog.record(actor, event, fields);
+  }
+
+  /** Records what a source not yet trusted caused, rate-limited (see AuditLog.untrusted). */
+  auditUntrusted(actor: string, event: string, fields: AuditFields = {}): void {
+    this.auditLog.untrusted(actor, event, fields);
   }
 
   listAudit(limit: number, actionId: string): AuditEntry[] {

@@ -68,7 +68,10 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
       return coordinator.authenticate(typeof token === "string" ? token : undefined, call.getPath());
     } catch (err) {
       const p = problemOf(err);
-      coordinator.audit(`unauthenticated ${call.getPeer()}`, method, { code: p.code, message: p.message });
+      coordinator.auditUntrusted(`unauthenticated ${call.getPeer()}`, method, {
+        code: p.code,
+        message: p.message,
+      });
       throw err;
     }
   };

@@ -194,6 +194,37 @@ describe("agents enforce the ACL themselves", () => {
   });
 });
 
+describe("an approval the coordinator cannot release", () => {
+  it("an approval refused at release (the target selects nobody now) leaves the action as it was", async () => {
+    const leaving = await fleet.addAgent({ hostname: "leaving" });
+    await eventually(async () =>
+      (await fleet.api.listAgents('hostname == "leaving"')).length ? true : undefined,
+    );
+    const body = { ...passwd(), target: 'hostname == "leaving" and seen < 2s' };
+    expect((await fleet.api.submitAction(signAction(body, fleet.alice))).pendingApproval).toBe(true);
+    await leaving.stop();
+    fleet.agents.splice(fleet.agents.indexOf(leaving), 1);
+    await new Promise((r) => setTimeout(r, 2500));
+    const bob = fleet.apiAs(fleet.bob);
+    try {
+      const bytes = (await bob.getAction(body.id, false)).action!.body;
+      const err = await refusal(bob.approveAction(body.id, signBytes(bytes, fleet.bob)));
+      expect(err.code).toBe(Codes.NO_TARGET);
+      // Nothing of bob's approval stuck: still one signer, still pending, and bob may approve later.
+      const after = (await bob.getAction(body.id, false)).summary!;
+      expect([after.state, after.signerNames, after.weight]).toEqual([
+        ActionState.ACTION_STATE_PENDING_APPROVAL,
+        ["alice"],
+        1,
+      ]);
+      const again = await refusal(bob.approveAction(body.id, signBytes(bytes, fleet.bob)));
+      expect(again.code).toBe(Codes.NO_TARGET);
+    } finally {
+      bob.close();
+    }
+  });
+});
+
 describe("an ACL naming who may sign", () => {
   let only: TestFleet;
   beforeAll(async () => {

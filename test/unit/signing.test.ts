@@ -158,6 +158,10 @@ describe("signed actions", () => {
       signatures: [signed.signatures[0]!, signed.signatures[0]!],
     };
     expect(verifySignedAction(twice, ring).weight).toBe(1);
+    expect(verifySignedAction(twice, ring).repeated).toEqual(["alice"]);
+    // Many copies of one signature are refused before they are verified.
+    const many: SignedAction = { body: signed.body, signatures: Array(17).fill(signed.signatures[0]!) };
+    expect(() => verifySignedAction(many, ring)).toThrow(/carries 17 signatures; at most 16/);
     const both = coSign(signed, bob);
     expect(coSign(both, bob).signatures).toHaveLength(2);
     const v = verifySignedAction(both, ring);
