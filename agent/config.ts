@@ -148,6 +148,8 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
       ["config", flags.config],
       ["keyring", config.keyring],
       ["NATS credentials", config.nats.creds],
+      // It holds the record of actions already run: whoever can delete it can replay them.
+      ["state", config.stateDir],
     ] as const) {
       if (p) checkRootOnly(what, p);
     }
@@ -160,11 +162,14 @@ export function runsAsRoot(): boolean {
 }
 
 /**
- * Refuses a file (or its directory) that a user other than root could change:
- * an agent running as root would otherwise take its trust from that user.
+ * Refuses a file that a user other than root could change, directly or by
+ * replacing one of the directories on its path: an agent running as root would
+ * otherwise take its trust from that user.
  */
 export function checkRootOnly(what: string, path: string): void {
-  for (const p of [resolve(path), dirname(resolve(path))]) {
+  const chain = [resolve(path)];
+  while (dirname(chain.at(-1)!) !== chain.at(-1)) chain.push(dirname(chain.at(-1)!));
+  for (const p of chain) {
     let st: ReturnType<typeof statSync>;
     try {
       st = statSync(p);

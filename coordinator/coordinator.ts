@@ -39,7 +39,7 @@ import { vetAction } from "./action-vetting.js";
 import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
-import { AgentRegistry } from "./registry.js";
+import { AgentRegistry, checkHeartbeat } from "./registry.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
 import { WriteBatcher } from "./write-batcher.js";
@@ -162,6 +162,7 @@ export class Coordinator {
     if (hb.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `heartbeat for ${hb.agentId} published as ${agentId}`);
     }
+    checkHeartbeat(hb);
     this.stats.heartbeats++;
     const effect = this.registry.observe(hb, this.now());
     this.batcher.agent(effect.agent);

@@ -1,5 +1,5 @@
 import type { TargetContext, TargetExpr, TargetSubject } from "../common/mod.js";
-import { evaluateTarget } from "../common/mod.js";
+import { Codes, DragnetError, evaluateTarget } from "../common/mod.js";
 import { AgentStatus, type Heartbeat } from "../proto/mod.js";
 import type { StoredAgent } from "./store/store.js";
 
@@ -16,6 +16,46 @@ export interface HeartbeatEffect {
   /** The agent was unknown, offline, or restarted: it may have missed commands. */
   cameBack: boolean;
   isNew: boolean;
+}
+
+const LIMITS = {
+  text: 256,
+  addresses: 64,
+  tags: 64,
+  tagKey: 64,
+  tagValue: 256,
+  minIntervalMs: 100,
+  maxIntervalMs: 86_400_000,
+};
+
+/**
+ * Refuses a heartbeat whose fields are out of bounds: whatever an agent (or a
+ * thief of its credentials) sends ends up in every listing and every target
+ * evaluation, so it must stay small, and its interval decides when it counts
+ * as offline.
+ */
+export function checkHeartbeat(hb: Heartbeat): void {
+  const refuse = (why: string) => new DragnetError(Codes.PARAMS, `heartbeat refused: ${why}`);
+  for (const [name, value] of [
+    ["hostname", hb.hostname],
+    ["os", hb.os],
+    ["osRelease", hb.osRelease],
+    ["arch", hb.arch],
+    ["version", hb.version],
+  ] as const) {
+    if (value.length > LIMITS.text) throw refuse(`${name} is longer than ${LIMITS.text} characters`);
+  }
+  if (hb.addresses.length > LIMITS.addresses) throw refuse(`more than ${LIMITS.addresses} addresses`);
+  if (hb.addresses.some((a) => a.length > 64)) throw refuse("an address is longer than 64 characters");
+  const tags = Object.entries(hb.tags);
+  if (tags.length > LIMITS.tags) throw refuse(`more than ${LIMITS.tags} tags`);
+  for (const [k, v] of tags) {
+    if (k.length > LIMITS.tagKey || v.length > LIMITS.tagValue)
+      throw refuse(`tag ${k.slice(0, 64)} is too long`);
+  }
+  if (hb.intervalMs && (hb.intervalMs < LIMITS.minIntervalMs || hb.intervalMs > LIMITS.maxIntervalMs)) {
+    throw refuse(`an interval of ${hb.intervalMs} ms is outside ${LIMITS.minIntervalMs} ms to 1 day`);
+  }
 }
 
 export class AgentRegistry {

@@ -13,6 +13,7 @@ import {
   signAction,
   silentLogger,
 } from "../../common/mod.js";
+import { natsConnectOptions } from "../../common/nats-link.js";
 import {
   AckStatus,
   CommandResult,
@@ -131,7 +132,17 @@ describe("NATS: one agent's credentials", () => {
 
   it("anonymous and plaintext clients are not let in", async () => {
     await expect(fleet.connectNats("anonymous")).rejects.toThrow(/Authorization Violation/i);
-    await expect(connect({ servers: fleet.nats.url, tls: null, timeout: 2000 })).rejects.toThrow();
+    // Plaintext is refused even with valid credentials: the server requires TLS.
+    const creds = await fleet.natsSecurity.writeAgentCreds(a.id, join(fleet.dir, "plain.creds"));
+    const plain = natsConnectOptions({ servers: [fleet.nats.url], creds, insecure: true });
+    expect(plain.tls).toBeNull();
+    await expect(connect({ ...plain, timeout: 2000 })).rejects.toThrow(/TLS|tls/);
+    // The same credentials over TLS are let in.
+    const ok = await connect({
+      ...natsConnectOptions({ servers: [fleet.nats.url], creds, ca: fleet.caFile, insecure: false }),
+      timeout: 2000,
+    });
+    await ok.close();
   });
 });
 

@@ -117,15 +117,29 @@ describe("trust files of an agent running as root", () => {
     const keyring = join(open, "keyring.json");
     writeFileSync(keyring, "{}", { mode: 0o644 });
     expect(() => checkRootOnly("keyring", keyring)).toThrow(/directory .*open is writable by everyone/);
+    // Further up the path counts too: whoever can rename `nested` can swap everything below it.
+    const deep = join(open, "nested", "etc");
+    mkdirSync(deep, { recursive: true, mode: 0o755 });
+    writeFileSync(join(deep, "keyring.json"), "{}", { mode: 0o644 });
+    expect(() => checkRootOnly("keyring", join(deep, "keyring.json"))).toThrow(
+      /the keyring directory .*\/open is writable by everyone/,
+    );
   });
 
-  it("loadAgentConfig applies the check to config, keyring and NATS credentials when it runs as root", () => {
+  it("loadAgentConfig applies the check to config, keyring, NATS credentials and state when it runs as root", () => {
     if (!runsAsRoot()) return expect(runsAsRoot()).toBe(false);
     const { dir, keyring } = setup();
     chmodSync(keyring, 0o666);
     expect(() =>
       loadAgentConfig({ nats: ["nats://127.0.0.1:1"], stateDir: join(dir, "s"), keyring }),
     ).toThrow(/the keyring .* is writable by everyone/);
+    chmodSync(keyring, 0o644);
+    const state = join(dir, "state");
+    mkdirSync(state, { mode: 0o770 });
+    chmodSync(state, 0o770);
+    expect(() => loadAgentConfig({ nats: ["nats://127.0.0.1:1"], stateDir: state, keyring })).toThrow(
+      /the state directory .*state is writable by its group/,
+    );
   });
 
   it("NATS credentials readable by others are refused", () => {

@@ -12,6 +12,7 @@ import {
   parseTarget,
   publicEntryOf,
   signAction,
+  signBytes,
   silentLogger,
   TargetParseError,
 } from "../../common/mod.js";
@@ -121,6 +122,44 @@ describe("fuzzing the agent's command decoder and checks", () => {
     // Only mutations outside the signed bytes (command id, send time) can pass, and each
     // action runs at most once: at most one acceptance per seed action.
     expect(accepted).toBeLessThanOrEqual(seeds.length);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it("mutated action bodies, signed anew: 3000 reach the target, ACL and params checks and end in a result or a refusal", () => {
+    // What a malicious investigator (or a buggy console) can sign: the signature holds, the content is garbage.
+    const r = rng(0x51a7);
+    const bodies = seeds.map((e) => CommandEnvelope.decode(e).action!.body);
+    const codes = new Set<string>();
+    const started = Date.now();
+    for (let i = 0; i < 3000; i++) {
+      const body = mutate(bodies[i % bodies.length]!, r);
+      const signatures = [signBytes(body, alice), ...(i % 3 === 0 ? [signBytes(body, bob)] : [])];
+      const data = CommandEnvelope.encode({
+        commandId: `m${i}`,
+        action: { body: Buffer.from(body), signatures },
+        sentAtMs: Date.now(),
+      }).finish();
+      try {
+        runner.accept(runner.decode(data));
+        codes.add("accepted");
+      } catch (err) {
+        expectDragnetError(err, `re-signed mutant #${i} ${Buffer.from(body).toString("hex")}`);
+        codes.add((err as DragnetError).code);
+      }
+    }
+    // The mutants got past the signature into the checks behind it.
+    expect([...codes]).toEqual(expect.arrayContaining([Codes.DECODE, Codes.ACTION_INVALID]));
+    expect(
+      [...codes].some((c) =>
+        [
+          Codes.PARAMS,
+          Codes.TARGET_PARSE,
+          Codes.TARGET_MISMATCH,
+          Codes.EXPIRED,
+          Codes.NOT_YET_VALID,
+        ].includes(c as never),
+      ),
+    ).toBe(true);
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 

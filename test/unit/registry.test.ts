@@ -1,7 +1,7 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { describe, expect, it } from "vitest";
 import { parseTarget } from "../../common/mod.js";
-import { AgentRegistry } from "../../coordinator/registry.js";
+import { AgentRegistry, checkHeartbeat } from "../../coordinator/registry.js";
 import { AgentStatus, type Heartbeat, Heartbeat as HeartbeatMsg } from "../../proto/mod.js";
 
 function hb(id: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
@@ -68,5 +68,24 @@ describe("64-bit integers on the wire", () => {
     const w = new BinaryWriter();
     w.uint32((10 << 3) | 0).int64(2n ** 60n);
     expect(() => HeartbeatMsg.decode(w.finish())).toThrow(/MAX_SAFE_INTEGER/);
+  });
+});
+
+describe("heartbeat bounds", () => {
+  it("accepts an ordinary heartbeat and refuses oversized or absurd fields, saying which", () => {
+    expect(() => checkHeartbeat(hb("a1"))).not.toThrow();
+    const cases: Array<[Partial<Heartbeat>, RegExp]> = [
+      [{ hostname: "h".repeat(257) }, /hostname is longer than 256 characters/],
+      [{ addresses: Array(65).fill("10.0.0.1") }, /more than 64 addresses/],
+      [
+        { tags: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`t${i}`, "v"])) },
+        /more than 64 tags/,
+      ],
+      [{ tags: { role: "x".repeat(257) } }, /tag role is too long/],
+      [{ intervalMs: 10 * 86_400_000 }, /interval of 864000000 ms is outside/],
+    ];
+    for (const [overrides, reason] of cases) {
+      expect(() => checkHeartbeat(hb("a1", overrides))).toThrow(reason);
+    }
   });
 });
