@@ -1,6 +1,8 @@
 import { join } from "node:path";
+import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
+  Codes,
   createLogger,
   Keyring,
   type Logger,
@@ -9,7 +11,7 @@ import {
   type TargetSubject,
   VERSION,
 } from "../common/mod.js";
-import { natsConnectOptions } from "../common/nats-link.js";
+import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
 import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
 import { type AcceptedCommand, CommandRunner } from "./command-runner.js";
 import type { AgentConfig } from "./config.js";
@@ -17,10 +19,16 @@ import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
 import { builtinModules } from "./modules/index.js";
 import { type AgentModule, type ModuleName, ModuleRegistry } from "./modules/registry.js";
+import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
 
 // The endpoint agent: one outbound NATS connection (it never listens), a
-// heartbeat, and a subscription to its own command subject.
+// heartbeat, and a subscription to its own command subject. Results go out
+// through JetStream and stay in an on-disk outbox until the server has
+// acknowledged them.
+
+/** How often undelivered results are tried again while the link is up. */
+const OUTBOX_RETRY_MS = 5000;
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
@@ -47,6 +55,13 @@ export class Agent {
   private readonly log: Logger;
   private readonly subjects: Subjects;
   private readonly runner: CommandRunner;
+  private readonly replay: ReplayGuard;
+  private readonly outbox: Outbox;
+  private js?: JetStreamClient;
+  private outboxTimer?: NodeJS.Timeout;
+  private flushing = false;
+  /** Results being published now (not to be sent twice at once). */
+  private readonly delivering = new Set<string>();
   private readonly startedAtMs = Date.now();
   private readonly stopping = new AbortController();
   private nc?: NatsConnection;
@@ -63,16 +78,53 @@ export class Agent {
     this.id = loadOrCreateAgentId(config.stateDir);
     this.log = (options.log ?? createLogger("agent", { level: config.logLevel })).child({ agent: this.id });
     this.subjects = new Subjects(config.subjectPrefix);
+    this.replay = new ReplayGuard(join(config.stateDir, "executed-actions"), config.clockSkewMs);
+    this.outbox = new Outbox(join(config.stateDir, "outbox"), this.log);
+    this.recoverInterrupted();
     this.runner = new CommandRunner({
       agentId: this.id,
       keyring: Keyring.load(config.keyring),
       modules: new ModuleRegistry(options.modules ?? builtinModules),
-      replay: new ReplayGuard(join(config.stateDir, "executed-actions"), config.clockSkewMs),
+      replay: this.replay,
       clockSkewMs: config.clockSkewMs,
       stateDir: config.stateDir,
       log: this.log,
       self: () => this.targetSubject(),
     });
+  }
+
+  /**
+   * Commands accepted before a crash or kill that never produced a result are
+   * reported as failed — never run again: the replay guard recorded them before
+   * they ran, and at most once is the only safe rule for actions that change a
+   * host.
+   */
+  private recoverInterrupted(): void {
+    for (const { actionId, commandId } of this.replay.unfinished()) {
+      if (!this.outbox.has(commandId)) {
+        const now = Date.now();
+        const result: CommandResult = {
+          commandId,
+          actionId,
+          agentId: this.id,
+          status: CommandStatus.COMMAND_STATUS_FAILED,
+          problem: {
+            code: Codes.AGENT_LOST,
+            message: "the agent stopped while running this command; it is not run again",
+          },
+          operations: [],
+          found: false,
+          startedAtMs: now,
+          finishedAtMs: now,
+        };
+        this.outbox.add(commandId, CommandResult.encode(result).finish());
+        this.log.warn("reporting a command interrupted by a restart as failed", {
+          command: commandId,
+          action: actionId,
+        });
+      }
+      this.replay.finished(commandId);
+    }
   }
 
   /** What the agent knows of itself, to judge whether an action's target means it. */
@@ -100,7 +152,9 @@ export class Agent {
       reconnectDelayHandler: () => this.nextReconnectDelay(),
       pingInterval: 20_000,
       maxPingOut: 3,
+      inboxPrefix: agentInboxPrefix(this.id),
     });
+    this.js = jetstream(this.nc);
     this.linkLostAt = undefined;
     this.log.info("connected", { server: this.nc.getServer(), version: VERSION });
     this.watchStatus(this.nc);
@@ -115,10 +169,13 @@ export class Agent {
     });
     this.publishHeartbeat();
     this.heartbeatTimer = setInterval(() => this.publishHeartbeat(), this.config.heartbeatIntervalMs);
+    this.outboxTimer = setInterval(() => this.track(this.flushOutbox()), OUTBOX_RETRY_MS);
+    this.track(this.flushOutbox());
   }
 
   async stop(): Promise<void> {
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.outboxTimer);
     this.stopping.abort();
     this.sub?.unsubscribe();
     await Promise.allSettled([...this.running]);
@@ -140,6 +197,7 @@ export class Agent {
           this.linkLostAt = undefined;
           this.log.info("reconnected to NATS", { server: s.server });
           this.publishHeartbeat();
+          this.track(this.flushOutbox());
           break;
         case "error":
           this.log.warn("NATS error", { error: s.error });
@@ -238,6 +296,42 @@ export class Agent {
       found: result.found,
       ms: result.finishedAtMs - result.startedAtMs,
     });
-    this.publish(this.subjects.result(this.id), CommandResult.encode(result).finish());
+    const data = CommandResult.encode(result).finish();
+    this.outbox.add(commandId, data);
+    this.replay.finished(commandId);
+    await this.deliver(commandId, data);
+  }
+
+  /** Publishes a result through JetStream; it leaves the outbox once the server acknowledged it. */
+  private async deliver(commandId: string, data: Uint8Array): Promise<boolean> {
+    if (!this.js || !this.nc || this.nc.isClosed() || this.delivering.has(commandId)) return false;
+    this.delivering.add(commandId);
+    try {
+      // The command id as message id: a result sent twice (a retry, a restart) is stored once.
+      await this.js.publish(this.subjects.result(this.id), data, { msgID: commandId, timeout: 10_000 });
+      this.outbox.remove(commandId);
+      return true;
+    } catch (err) {
+      this.log.debug("result not delivered yet; it stays in the outbox", { command: commandId, error: err });
+      return false;
+    } finally {
+      this.delivering.delete(commandId);
+    }
+  }
+
+  /** Tries the outbox again, oldest first, stopping at the first failure (the link or server is down). */
+  private async flushOutbox(): Promise<void> {
+    if (this.flushing || this.outbox.size === 0) return;
+    this.flushing = true;
+    try {
+      for (const commandId of this.outbox.ids()) {
+        if (this.stopping.signal.aborted) return;
+        if (this.delivering.has(commandId)) continue;
+        const data = this.outbox.read(commandId);
+        if (data && !(await this.deliver(commandId, data))) return;
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 }

@@ -28,6 +28,7 @@ export const DEFAULT_TIMEOUT_MS = 60_000;
 export const MAX_TIMEOUT_MS = 6 * 3_600_000;
 /** The longest validity window an agent accepts (the coordinator enforces the same). */
 export const MAX_VALIDITY_MS = 30 * 86_400_000;
+export const COMMAND_ID_RE = /^[0-9A-Za-z_-]{1,64}$/;
 
 export interface AcceptedCommand {
   commandId: string;
@@ -77,6 +78,13 @@ export class CommandRunner {
    * check and the record of the action id happen with nothing in between.
    */
   accept(envelope: CommandEnvelope): AcceptedCommand {
+    // Not signed (the coordinator names commands), but it names files and journal lines: keep it plain.
+    if (!COMMAND_ID_RE.test(envelope.commandId)) {
+      throw new DragnetError(
+        Codes.ACTION_INVALID,
+        "the command id must be 1 to 64 letters, digits, '_' or '-'",
+      );
+    }
     const verified = verifySignedAction(envelope.action, this.deps.keyring);
     const body = verified.body;
     if (!isId(body.id)) throw new DragnetError(Codes.ACTION_INVALID, "the action id is not a Dragnet id");
@@ -112,7 +120,7 @@ export class CommandRunner {
       }
       return { module, params };
     });
-    this.deps.replay.remember(body.id, body.expiresAtMs);
+    this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId);
     return { commandId: envelope.commandId, verified, operations };
   }
 

@@ -3,14 +3,28 @@ import { writeFileAtomic } from "../common/mod.js";
 
 const COMPACT_EVERY = 1000;
 
+interface Entry {
+  expiresAtMs: number;
+  /** The command that carried the action here ("" in files from before commands were recorded). */
+  commandId: string;
+  /** Its result was produced (and handed to the outbox). */
+  finished: boolean;
+}
+
 /**
  * Remembers every signed action id this agent has accepted, on disk, so that
  * the same action is never run twice, whatever command id wraps it and across
  * restarts. An id only needs remembering until its action expires (after that
  * the validity window refuses it anyway), so expired entries are dropped.
+ *
+ * It also knows which accepted commands never produced a result: after a
+ * crash or a kill those are reported as failed, never run again.
+ *
+ * File format, one line each: `<actionId> <expiresAtMs> <commandId>` when
+ * accepted, `done <commandId>` when its result exists.
  */
 export class ReplayGuard {
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new Map<string, Entry>();
   private sinceCompaction = 0;
 
   constructor(
@@ -25,13 +39,21 @@ export class ReplayGuard {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
     let lines = 0;
+    const done = new Set<string>();
     for (const line of text.split("\n")) {
-      const [id, expires] = line.split(" ");
-      if (!id || !expires) continue;
+      const [first, second, third] = line.split(" ");
+      if (!first || !second) continue;
       lines++;
-      const at = Number(expires);
-      if (Number.isFinite(at) && at + skewMs > now) this.seen.set(id, at);
+      if (first === "done") {
+        done.add(second);
+        continue;
+      }
+      const at = Number(second);
+      if (Number.isFinite(at) && at + skewMs > now) {
+        this.seen.set(first, { expiresAtMs: at, commandId: third ?? "", finished: !third });
+      }
     }
+    for (const e of this.seen.values()) if (done.has(e.commandId)) e.finished = true;
     if (lines > this.seen.size) this.compact();
   }
 
@@ -40,24 +62,40 @@ export class ReplayGuard {
   }
 
   /** Records the id durably before the action runs: a crash mid-run never re-runs it. */
-  remember(actionId: string, expiresAtMs: number, now = Date.now()): void {
-    this.seen.set(actionId, expiresAtMs);
+  remember(actionId: string, expiresAtMs: number, commandId = "", now = Date.now()): void {
+    this.seen.set(actionId, { expiresAtMs, commandId, finished: !commandId });
     if (++this.sinceCompaction >= COMPACT_EVERY) {
       this.prune(now); // rewrites the file, this id included (writeFileAtomic syncs it)
       return;
     }
-    const fd = openSync(this.file, "a", 0o600);
-    try {
-      writeSync(fd, `${actionId} ${expiresAtMs}\n`);
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
+    this.append(`${actionId} ${expiresAtMs} ${commandId}\n`, true);
+  }
+
+  /**
+   * Notes that a command's result exists. Not synced: should the note be lost
+   * in a crash, the agent reports the command as failed once more under the
+   * same command id, which JetStream and the coordinator store only once.
+   */
+  finished(commandId: string): void {
+    for (const e of this.seen.values()) {
+      if (e.commandId === commandId) {
+        if (e.finished) return;
+        e.finished = true;
+      }
     }
+    this.append(`done ${commandId}\n`, false);
+  }
+
+  /** Commands accepted but never finished: the agent stopped while running them. */
+  unfinished(): Array<{ actionId: string; commandId: string }> {
+    return [...this.seen]
+      .filter(([, e]) => !e.finished && e.commandId)
+      .map(([actionId, e]) => ({ actionId, commandId: e.commandId }));
   }
 
   /** Forgets ids whose actions have expired, in memory and on disk. */
   prune(now = Date.now()): void {
-    for (const [id, at] of this.seen) if (at + this.skewMs <= now) this.seen.delete(id);
+    for (const [id, e] of this.seen) if (e.expiresAtMs + this.skewMs <= now) this.seen.delete(id);
     this.compact();
   }
 
@@ -65,9 +103,24 @@ export class ReplayGuard {
     return this.seen.size;
   }
 
+  private append(line: string, sync: boolean): void {
+    const fd = openSync(this.file, "a", 0o600);
+    try {
+      writeSync(fd, line);
+      if (sync) fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   private compact(): void {
     this.sinceCompaction = 0;
-    const body = [...this.seen].map(([id, at]) => `${id} ${at}\n`).join("");
+    const body = [...this.seen]
+      .map(
+        ([id, e]) =>
+          `${id} ${e.expiresAtMs} ${e.commandId}\n${e.finished && e.commandId ? `done ${e.commandId}\n` : ""}`,
+      )
+      .join("");
     writeFileAtomic(this.file, body, 0o600);
   }
 }

@@ -1,5 +1,6 @@
 import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jwt";
 import { createAccount, createOperator, createUser, fromSeed } from "@nats-io/nkeys";
+import { agentInboxPrefix } from "./nats-link.js";
 import { DEFAULT_PREFIX } from "./subjects.js";
 
 // The NATS trust chain of a Dragnet deployment (decentralised JWT auth): an
@@ -78,18 +79,26 @@ async function userCreds(a: NatsAuthority, name: string, pub: string[], sub: str
   return text(fmtCreds(jwt, user));
 }
 
-/** An agent may publish only its own heartbeats, acks, results and alerts, and read only its own commands. */
+/**
+ * An agent may publish only its own heartbeats, acks, results and alerts, and
+ * read only its own commands and the replies to its own requests.
+ */
 export function agentCreds(a: NatsAuthority, agentId: string, prefix = DEFAULT_PREFIX): Promise<string> {
   const own = (kind: string) => `${prefix}.${kind}.${agentId}`;
-  return userCreds(a, `agent-${agentId}`, [own("hb"), own("ack"), own("res"), own("alert")], [own("cmd")]);
+  return userCreds(
+    a,
+    `agent-${agentId}`,
+    [own("hb"), own("ack"), own("res"), own("alert")],
+    [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
+  );
 }
 
-/** The coordinator publishes commands and reads what every agent sends. */
+/** The coordinator publishes commands, reads what every agent sends, and manages and consumes the results stream. */
 export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Promise<string> {
   return userCreds(
     a,
     "coordinator",
-    [`${prefix}.cmd.*`, "_INBOX.>"],
+    [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>"],
     [`${prefix}.hb.*`, `${prefix}.ack.*`, `${prefix}.res.*`, `${prefix}.alert.*`, "_INBOX.>"],
   );
 }

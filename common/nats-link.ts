@@ -67,3 +67,8 @@ export function natsConnectOptions(
   }
   return options;
 }
+
+/** The inbox prefix an agent's replies (JetStream publish acks) come to: its own, so no other agent can read them. */
+export function agentInboxPrefix(agentId: string): string {
+  return `_INBOX_${agentId}`;
+}

@@ -25,9 +25,22 @@ export interface CoordinatorConfig {
     /** After this long without a heartbeat an agent is offline (idle in between). */
     offlineAfterMs: number;
   };
+  /** The JetStream stream results travel on. */
+  results: {
+    /** Copies in a NATS cluster: 1 for one server, 3 for a 3-node cluster. */
+    replicas: number;
+    /** How long this coordinator has to store a result before the stream hands it out again. */
+    ackWaitMs: number;
+  };
   /** How long to wait for a result past an acknowledged command's timeout before calling it timed out. */
   resultGraceMs: number;
   logLevel: Level;
+}
+
+function replicasOf(v: unknown): number {
+  if (v === undefined) return 1;
+  if (v !== 1 && v !== 3 && v !== 5) fail("results.replicas must be 1, 3 or 5");
+  return v;
 }
 
 function fail(message: string): never {
@@ -83,6 +96,14 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       offlineAfterMs: ms(registry.offlineAfterMs, "registry.offlineAfterMs", 300_000)!,
     },
     resultGraceMs: ms(json.resultGraceMs, "resultGraceMs", 15_000)!,
+    results: {
+      replicas: replicasOf((json.results as Record<string, unknown> | undefined)?.replicas),
+      ackWaitMs: ms(
+        (json.results as Record<string, unknown> | undefined)?.ackWaitMs,
+        "results.ackWaitMs",
+        30_000,
+      )!,
+    },
     logLevel,
   };
 }

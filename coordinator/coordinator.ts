@@ -1,3 +1,4 @@
+import type { JsMsg } from "@nats-io/jetstream";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import {
   ApiAuthenticator,
@@ -40,6 +41,7 @@ import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
+import { ResultStream } from "./result-stream.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
 import { WriteBatcher } from "./write-batcher.js";
@@ -54,6 +56,8 @@ const SWEEP_INTERVAL_MS = 1000;
 const NO_PROBLEM = { code: "", message: "" };
 /** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
 const RESEND_AFTER_MS = 5000;
+/** The longest a restarted coordinator waits for the results that queued while it was down before sending again. */
+const CATCH_UP_MAX_MS = 10_000;
 
 export interface CoordinatorOptions {
   log: Logger;
@@ -73,6 +77,9 @@ export class Coordinator {
   /** Actions waiting for co-signatures (not in the book: they have no commands yet). */
   private readonly pending = new Map<string, StoredAction>();
   private nc?: NatsConnection;
+  private results?: ResultStream;
+  /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
+  private readonly ingest = { backlog: 0, seen: 0, until: 0 };
   private sweeper?: NodeJS.Timeout;
   private readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
   private readonly auditLog: AuditLog;
@@ -109,10 +116,22 @@ export class Coordinator {
       callback: (_e, m) => this.guard("heartbeat", m, this.onHeartbeat),
     });
     nc.subscribe(this.subjects.allAcks, { callback: (_e, m) => this.guard("ack", m, this.onAck) });
-    nc.subscribe(this.subjects.allResults, {
-      callback: (_e, m) => this.guard("result", m, this.onResult),
-    });
     await nc.flush();
+    // Results come from the JetStream stream. Until the ones that waited there
+    // while this coordinator was down are in, nothing is sent again: an agent
+    // that already answered must not be asked twice.
+    this.results = new ResultStream(
+      nc,
+      {
+        prefix: this.config.subjectPrefix,
+        replicas: this.config.results.replicas,
+        ackWaitMs: this.config.results.ackWaitMs,
+      },
+      this.log,
+    );
+    this.ingest.backlog = await this.results.ensure();
+    this.ingest.until = this.now() + CATCH_UP_MAX_MS;
+    await this.results.consume((m) => this.onStreamResult(m));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.log.info("coordinator started", {
       nats: nc.getServer(),
@@ -123,6 +142,7 @@ export class Coordinator {
 
   async stop(): Promise<void> {
     clearInterval(this.sweeper);
+    await this.results?.stop();
     this.book.stop();
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
     this.batcher.flush();
@@ -167,7 +187,7 @@ export class Coordinator {
     const effect = this.registry.observe(hb, this.now());
     this.batcher.agent(effect.agent);
     if (effect.isNew) this.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });
-    if (effect.cameBack) {
+    if (effect.cameBack && this.caughtUp(this.now())) {
       for (const { action, command } of this.book.openCommandsFor(agentId)) {
         if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) continue;
         this.dispatch(action, command);
@@ -210,8 +230,39 @@ export class Coordinator {
     }
   }
 
-  private onResult(msg: Msg, agentId: string): void {
-    const result = this.decode("result", CommandResult.decode, msg.data);
+  /**
+   * One result from the stream. It is acknowledged (and leaves the stream)
+   * once it is committed to the store; a duplicate is acknowledged at once;
+   * one that is refused is terminated, never handed out again.
+   */
+  private onStreamResult(m: JsMsg): void {
+    this.ingest.seen++;
+    const agentId = this.subjects.agentOf(m.subject);
+    try {
+      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
+      if (this.onResult(m.data, agentId)) this.batcher.afterCommit(() => m.ack());
+      else m.ack();
+    } catch (err) {
+      m.term();
+      this.stats.refused++;
+      const p = problemOf(err, Codes.DECODE);
+      this.log.warn("result refused", { subject: m.subject, code: p.code, reason: p.message });
+      this.auditLog.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", "result refused", {
+        agentId: agentId ?? "",
+        code: p.code,
+        message: p.message,
+      });
+    }
+  }
+
+  /** Whether the results that waited in the stream while this coordinator was down are in. */
+  private caughtUp(now: number): boolean {
+    return this.ingest.seen >= this.ingest.backlog || now >= this.ingest.until;
+  }
+
+  /** Stores a result; false when it was a duplicate. */
+  private onResult(data: Uint8Array, agentId: string): boolean {
+    const result = this.decode("result", CommandResult.decode, data);
     if (result.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
     }
@@ -232,7 +283,7 @@ export class Coordinator {
       ? result.status
       : CommandStatus.COMMAND_STATUS_FAILED;
     // Stored once: a redelivered result is recognised and dropped.
-    if (action ? action.answered.has(command.id) : this.store.hasResult(command.id)) return;
+    if (action ? action.answered.has(command.id) : this.store.hasResult(command.id)) return false;
     action?.answered.add(command.id);
     this.stats.results++;
     this.batcher.result({
@@ -240,7 +291,7 @@ export class Coordinator {
       actionId: command.actionId,
       agentId,
       found: result.found,
-      payload: msg.data,
+      payload: data,
       receivedAtMs: this.now(),
     });
     const patch = { found: result.found, problem: result.problem ?? NO_PROBLEM, result };
@@ -255,6 +306,7 @@ export class Coordinator {
       command.problemMessage = patch.problem.message;
       this.batcher.command(command);
     }
+    return true;
   }
 
   /** The command, checked to belong to the agent; `action` is set while the action is open. */
@@ -322,6 +374,7 @@ export class Coordinator {
         message: `nobody approved ${record.name} before it expired; it was never sent`,
       });
     }
+    const caughtUp = this.caughtUp(now);
     for (const action of [...this.book.all()]) {
       const expired = now >= action.record.expiresAtMs;
       // The expiry bounds when agents may receive an action, not how long they run it.
@@ -349,6 +402,7 @@ export class Coordinator {
             },
           });
         } else if (
+          caughtUp &&
           !this.registry.isOffline(command.agentId, now) &&
           (command.status === CommandStatus.COMMAND_STATUS_PENDING ||
             now - command.sentAtMs >= RESEND_AFTER_MS)
@@ -524,6 +578,8 @@ export class Coordinator {
     }));
     this.batcher.action(record);
     for (const c of commands) this.batcher.command(c);
+    // Stored before anything is sent: a coordinator killed right after still knows every command it sent.
+    this.batcher.flush();
     const action = new OpenAction(record, signed, body, commands);
     this.book.add(action);
     let offline = 0;

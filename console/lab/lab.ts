@@ -183,7 +183,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     // NATS on loopback only, TLS required unless asked otherwise, a JWT user per client.
     const natsPort = await freePort();
     const natsConfig = join(dir, "nats.conf");
-    let natsText = natsSecurity.serverConfig("127.0.0.1", natsPort, "dragnet-lab");
+    let natsText = natsSecurity.serverConfig({
+      host: "127.0.0.1",
+      port: natsPort,
+      serverName: "dragnet-lab",
+      storeDir: join(dir, "nats", "jetstream"),
+    });
     if (insecure) natsText = natsText.replace(/^tls \{[^}]*\}\n/m, "");
     writeFileSync(natsConfig, natsText, { mode: 0o600 });
     const natsProc = startDetached(nats, ["-c", natsConfig], {

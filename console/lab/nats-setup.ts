@@ -39,8 +39,19 @@ export class NatsSecurity {
     return new NatsSecurity(await createNatsAuthority(), caFile, certFile, keyFile, prefix);
   }
 
-  /** A complete nats-server configuration: loopback listener, TLS required, JWT trust. */
-  serverConfig(host: string, port: number, serverName: string): string {
+  /**
+   * A complete nats-server configuration: loopback listener, TLS required,
+   * JWT trust, JetStream (results travel on a stream) and, for a cluster, the
+   * routes to the other nodes.
+   */
+  serverConfig(options: {
+    host: string;
+    port: number;
+    serverName: string;
+    storeDir: string;
+    cluster?: { name: string; port: number; routes: number[] };
+  }): string {
+    const { host, port, serverName, storeDir, cluster } = options;
     return [
       `listen: ${host}:${port}`,
       `server_name: ${serverName}`,
@@ -49,6 +60,22 @@ export class NatsSecurity {
       `  key_file: ${JSON.stringify(this.keyFile)}`,
       "  timeout: 5",
       "}",
+      "jetstream {",
+      `  store_dir: ${JSON.stringify(storeDir)}`,
+      "  max_memory_store: 256MB",
+      "  max_file_store: 4GB",
+      "}",
+      ...(cluster
+        ? [
+            "cluster {",
+            `  name: ${cluster.name}`,
+            `  listen: ${host}:${cluster.port}`,
+            `  routes: [${cluster.routes.map((p) => JSON.stringify(`nats-route://${host}:${p}`)).join(", ")}]`,
+            "}",
+          ]
+        : []),
+      // Room for a burst of results from thousands of agents.
+      "max_pending: 256MB",
       natsServerTrustConfig(this.authority),
     ].join("\n");
   }

@@ -102,7 +102,14 @@ export async function startFleet(
   const caFile = join(dir, "ca.pem");
   writeFileSync(caFile, ca.cert);
   const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX);
-  const natsConfig = (port: number) => natsSecurity.serverConfig("127.0.0.1", port, "dragnet-test");
+  // The same JetStream directory across restarts: what the server stored survives them.
+  const natsConfig = (port: number) =>
+    natsSecurity.serverConfig({
+      host: "127.0.0.1",
+      port,
+      serverName: "dragnet-test",
+      storeDir: join(dir, "jetstream"),
+    });
   const nats = await startNatsServer({ config: natsConfig });
   const coordinatorCreds = await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
   const leaf = await ca.issue({ commonName: "coordinator", dnsNames: ["localhost"], ips: ["127.0.0.1"] });

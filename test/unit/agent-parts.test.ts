@@ -22,16 +22,32 @@ describe("replay guard", () => {
     const file = join(tempDir(), "executed-actions");
     const now = 1_000_000;
     const g = new ReplayGuard(file, 0, now);
-    g.remember("a", now + 10_000, now);
-    g.remember("b", now + 100, now);
+    g.remember("a", now + 10_000, "c1", now);
+    g.remember("b", now + 100, "c2", now);
     expect(new ReplayGuard(file, 0, now).has("a")).toBe(true);
     const later = new ReplayGuard(file, 0, now + 1000);
     expect(later.has("a")).toBe(true);
     expect(later.has("b")).toBe(false);
     // Loading dropped the expired line from the file too.
-    expect(readFileSync(file, "utf8")).toBe(`a ${now + 10_000}\n`);
+    expect(readFileSync(file, "utf8")).toBe(`a ${now + 10_000} c1\n`);
     later.prune(now + 20_000);
     expect(later.size).toBe(0);
     expect(readFileSync(file, "utf8")).toBe("");
+  });
+
+  it("knows which accepted commands never produced a result, across restarts and compaction", () => {
+    const file = join(tempDir(), "executed-actions");
+    const now = 1_000_000;
+    const g = new ReplayGuard(file, 0, now);
+    g.remember("a", now + 10_000, "c1", now);
+    g.remember("b", now + 10_000, "c2", now);
+    g.finished("c1");
+    expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([{ actionId: "b", commandId: "c2" }]);
+    new ReplayGuard(file, 0, now).prune(now); // compacts, keeping the done marks
+    const again = new ReplayGuard(file, 0, now);
+    expect(again.unfinished()).toEqual([{ actionId: "b", commandId: "c2" }]);
+    again.finished("c2");
+    expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([]);
+    expect(new ReplayGuard(file, 0, now).has("b")).toBe(true);
   });
 });
