@@ -72,7 +72,13 @@ export function natsServerTrustConfig(a: NatsAuthority): string {
   ].join("\n");
 }
 
-async function userCreds(a: NatsAuthority, name: string, pub: string[], sub: string[]): Promise<string> {
+/** Credentials for a user with exactly these publish and subscribe permissions. */
+export async function userCreds(
+  a: NatsAuthority,
+  name: string,
+  pub: string[],
+  sub: string[],
+): Promise<string> {
   const user = createUser();
   const account = fromSeed(Buffer.from(a.accountSeed));
   const jwt = await encodeUser(name, user, account, { pub: { allow: pub }, sub: { allow: sub } });

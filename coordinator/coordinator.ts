@@ -56,8 +56,8 @@ const SWEEP_INTERVAL_MS = 1000;
 const NO_PROBLEM = { code: "", message: "" };
 /** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
 const RESEND_AFTER_MS = 5000;
-/** The longest a restarted coordinator waits for the results that queued while it was down before sending again. */
-const CATCH_UP_MAX_MS = 10_000;
+/** How much longer than the stream's ack wait a restarted coordinator waits for queued results before sending again. */
+const CATCH_UP_MARGIN_MS = 2000;
 
 export interface CoordinatorOptions {
   log: Logger;
@@ -130,7 +130,8 @@ export class Coordinator {
       this.log,
     );
     this.ingest.backlog = await this.results.ensure();
-    this.ingest.until = this.now() + CATCH_UP_MAX_MS;
+    // Results a killed coordinator took but never acknowledged come back after the ack wait.
+    this.ingest.until = this.now() + this.config.results.ackWaitMs + CATCH_UP_MARGIN_MS;
     await this.results.consume((m) => this.onStreamResult(m));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.log.info("coordinator started", {

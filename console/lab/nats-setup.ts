@@ -6,6 +6,7 @@ import {
   createNatsAuthority,
   type NatsAuthority,
   natsServerTrustConfig,
+  userCreds,
 } from "../../common/nats-authority.js";
 import type { CertificateAuthority } from "../../common/pki.js";
 
@@ -82,6 +83,12 @@ export class NatsSecurity {
 
   async writeAgentCreds(agentId: string, path: string): Promise<string> {
     writeFileAtomic(path, await agentCreds(this.authority, agentId, this.prefix), 0o600);
+    return path;
+  }
+
+  /** A user allowed exactly these subjects (e.g. a read-only observer). */
+  async writeUserCreds(path: string, name: string, allow: { pub: string[]; sub: string[] }): Promise<string> {
+    writeFileAtomic(path, await userCreds(this.authority, name, allow.pub, allow.sub), 0o600);
     return path;
   }
 

@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +24,7 @@ import { createCertificateAuthority } from "../../common/pki.js";
 import { CoordinatorApi } from "../../console/client.js";
 import { NatsSecurity } from "../../console/lab/nats-setup.js";
 import { Coordinator, parseCoordinatorConfig, startGrpcServer } from "../../coordinator/mod.js";
+import { ROOT } from "./cli.js";
 import { type NatsServer, startNatsServer } from "./nats-server.js";
 
 // A fleet in one test process: a real nats-server with TLS and per-agent JWT
@@ -68,9 +70,17 @@ export interface TestFleet {
   /** Gives an agent state directory an id and that id's NATS credentials; returns the agent flags to reach NATS. */
   prepareAgent(stateDir: string): Promise<{ id: string } & Pick<AgentFlags, "nats" | "natsCa" | "natsCreds">>;
   /** A NATS connection with the coordinator's credentials, an agent's, or none at all. */
-  connectNats(as: "coordinator" | { agentId: string } | "anonymous"): Promise<NatsConnection>;
+  connectNats(
+    as: "coordinator" | { agentId: string } | { observe: string[] } | "anonymous",
+  ): Promise<NatsConnection>;
   /** Stops the NATS server and starts it again on the same port with the same trust. */
   restartNats(pauseMs?: number): Promise<void>;
+  /**
+   * Stops the in-process coordinator and starts the built one (dist/) as its
+   * own process on the same configuration, database and API port, so that a
+   * test can SIGKILL it. Call again to start another after a kill.
+   */
+  spawnCoordinator(): Promise<ChildProcess>;
   /** Stops the coordinator, runs `whileDown` (e.g. to edit its database), and starts it again on the same API port. */
   restartCoordinator(whileDown?: (databasePath: string) => void): Promise<void>;
   addAgent(options?: {
@@ -115,16 +125,17 @@ export async function startFleet(
   const leaf = await ca.issue({ commonName: "coordinator", dnsNames: ["localhost"], ips: ["127.0.0.1"] });
   writeFileSync(join(dir, "coordinator.pem"), leaf.cert);
   writeFileSync(join(dir, "coordinator.key"), leaf.key);
-  const config = parseCoordinatorConfig(
-    {
-      nats: { servers: [nats.url], ca: caFile, creds: coordinatorCreds },
-      grpc: { listen: "127.0.0.1:0", cert: "coordinator.pem", key: "coordinator.key" },
-      database: "coordinator.db",
-      keyring: "keyring.json",
-      registry: { offlineAfterMs: options.offlineAfterMs ?? 300_000 },
-    },
-    dir,
-  );
+  const rawConfig = {
+    nats: { servers: [nats.url], ca: caFile, creds: coordinatorCreds },
+    grpc: { listen: "127.0.0.1:0", cert: "coordinator.pem", key: "coordinator.key" },
+    database: "coordinator.db",
+    keyring: "keyring.json",
+    registry: { offlineAfterMs: options.offlineAfterMs ?? 300_000 },
+    resultGraceMs: 15_000,
+    // Results a killed coordinator held come back after 3 s rather than the default 10.
+    results: { ackWaitMs: 3000 },
+  };
+  const config = parseCoordinatorConfig(rawConfig, dir);
   // DRAGNET_TEST_LOG=debug shows what coordinator and agents log while a test runs.
   const level = process.env.DRAGNET_TEST_LOG as Level | undefined;
   const log = options.log ?? (level ? createLogger("test", { level }) : silentLogger);
@@ -132,11 +143,19 @@ export async function startFleet(
   await coordinator.start();
   const grpcTls = { cert: config.grpc.cert!, key: config.grpc.key! };
   const { server, port } = await startGrpcServer(coordinator, "127.0.0.1:0", grpcTls, log);
+  // The same configuration as a file, on the same API port, for a coordinator run as its own process.
+  const configFile = join(dir, "coordinator.json");
+  writeFileSync(
+    configFile,
+    JSON.stringify({ ...rawConfig, grpc: { ...rawConfig.grpc, listen: `127.0.0.1:${port}` } }),
+  );
+  let inProcess = true;
   const apiAs = (key: InvestigatorKey) =>
     new CoordinatorApi(`localhost:${port}`, { key, ca: Buffer.from(ca.cert) });
   const api = apiAs(alice);
   const agents: Agent[] = [];
   const connections: NatsConnection[] = [];
+  const processes: ChildProcess[] = [];
 
   const fleet: TestFleet = {
     dir,
@@ -180,7 +199,12 @@ export async function startFleet(
     async connectNats(as) {
       let creds: string | undefined;
       if (as === "coordinator") creds = coordinatorCreds;
-      else if (as !== "anonymous") {
+      else if (as !== "anonymous" && "observe" in as) {
+        creds = await natsSecurity.writeUserCreds(join(dir, "observer.creds"), "observer", {
+          pub: [],
+          sub: as.observe,
+        });
+      } else if (as !== "anonymous") {
         creds = await natsSecurity.writeAgentCreds(as.agentId, join(dir, `as-${as.agentId}.creds`));
       }
       const nc = await connect(
@@ -194,6 +218,24 @@ export async function startFleet(
       await fleet.nats.stop();
       if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
       fleet.nats = await startNatsServer({ port, config: natsConfig });
+    },
+    async spawnCoordinator() {
+      if (inProcess) {
+        inProcess = false;
+        fleet.grpcServer.forceShutdown();
+        await fleet.coordinator.stop();
+      }
+      const child = spawn(
+        process.execPath,
+        [join(ROOT, "dist", "dragnet-coordinator.mjs"), "--config", configFile],
+        {
+          stdio: ["ignore", "ignore", level ? "inherit" : "ignore"],
+          env: { PATH: process.env.PATH, DRAGNET_LOG_LEVEL: level ?? "warn" },
+        },
+      );
+      processes.push(child);
+      await eventually(async () => ((await api.listAgents()) ? true : undefined), 20_000);
+      return child;
     },
     async restartCoordinator(whileDown) {
       fleet.grpcServer.forceShutdown();
@@ -226,8 +268,11 @@ export async function startFleet(
       await Promise.allSettled(agents.map((a) => a.stop()));
       await Promise.allSettled(connections.map((c) => c.close()));
       api.close();
-      fleet.grpcServer.forceShutdown();
-      await fleet.coordinator.stop();
+      for (const p of processes) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+      if (inProcess) {
+        fleet.grpcServer.forceShutdown();
+        await fleet.coordinator.stop();
+      }
       await fleet.nats.stop();
       rmSync(dir, { recursive: true, force: true });
     },
