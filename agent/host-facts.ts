@@ -35,12 +35,16 @@ export function hostAddresses(): string[] {
   return [...new Set([...v4, ...v6])];
 }
 
-export function hostFacts(hostnameOverride?: string): HostFacts {
-  return {
-    hostname: hostnameOverride ?? hostname(),
-    os: platform(),
-    osRelease: osRelease(),
-    arch: arch(),
-    addresses: hostAddresses(),
-  };
+/** Facts are read again after this long: addresses change rarely, and reading them is not free. */
+const FRESH_FOR_MS = 5000;
+let cached: { at: number; facts: Omit<HostFacts, "hostname"> } | undefined;
+
+export function hostFacts(hostnameOverride?: string, now = Date.now()): HostFacts {
+  if (!cached || now - cached.at > FRESH_FOR_MS) {
+    cached = {
+      at: now,
+      facts: { os: platform(), osRelease: osRelease(), arch: arch(), addresses: hostAddresses() },
+    };
+  }
+  return { hostname: hostnameOverride ?? hostname(), ...cached.facts };
 }
