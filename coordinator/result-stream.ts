@@ -41,8 +41,25 @@ export class ResultStream {
     this.stream = `${options.prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_RESULTS`;
   }
 
-  /** Creates (or updates) the stream and the shared consumer; resolves with the results already waiting. */
-  async ensure(): Promise<number> {
+  /**
+   * Creates (or updates) the stream and the shared consumer; resolves with the
+   * results already waiting. A NATS cluster that is still electing its
+   * JetStream leader is waited for (up to `patienceMs`).
+   */
+  async ensure(patienceMs = 60_000): Promise<number> {
+    const deadline = Date.now() + patienceMs;
+    for (;;) {
+      try {
+        return await this.ensureOnce();
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        this.log.info("JetStream not ready yet; trying again", { error: err });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async ensureOnce(): Promise<number> {
     const jsm = await jetstreamManager(this.nc);
     const config = {
       name: this.stream,

@@ -25,7 +25,7 @@ import { CoordinatorApi } from "../../console/client.js";
 import { NatsSecurity } from "../../console/lab/nats-setup.js";
 import { Coordinator, parseCoordinatorConfig, startGrpcServer } from "../../coordinator/mod.js";
 import { ROOT } from "./cli.js";
-import { type NatsServer, startNatsServer } from "./nats-server.js";
+import { type NatsServer, startNatsCluster, startNatsServer } from "./nats-server.js";
 
 // A fleet in one test process: a real nats-server with TLS and per-agent JWT
 // credentials, a coordinator with its SQLite file and gRPC server over TLS,
@@ -51,6 +51,8 @@ export function writeKeyring(
 export interface TestFleet {
   dir: string;
   nats: NatsServer;
+  /** Every node when the fleet runs a NATS cluster (nats is the first). */
+  natsNodes: NatsServer[];
   coordinator: Coordinator;
   grpcServer: grpc.Server;
   /** The API as alice. */
@@ -102,6 +104,8 @@ export async function startFleet(
     offlineAfterMs?: number;
     /** The keyring's ACL, for coordinator and agents (default: Dragnet's defaults). */
     acl?: Record<string, AclRule>;
+    /** A NATS cluster of this many nodes (routes, JetStream replicated that many times) instead of one server. */
+    natsCluster?: number;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -120,20 +124,32 @@ export async function startFleet(
       serverName: "dragnet-test",
       storeDir: join(dir, "jetstream"),
     });
-  const nats = await startNatsServer({ config: natsConfig });
+  const natsNodes = options.natsCluster
+    ? await startNatsCluster(options.natsCluster, (port, cluster, i) =>
+        natsSecurity.serverConfig({
+          host: "127.0.0.1",
+          port,
+          serverName: `dragnet-test-${i + 1}`,
+          storeDir: join(dir, `jetstream-${i + 1}`),
+          cluster,
+        }),
+      )
+    : [await startNatsServer({ config: natsConfig })];
+  const nats = natsNodes[0]!;
+  const servers = natsNodes.map((node) => node.url);
   const coordinatorCreds = await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
   const leaf = await ca.issue({ commonName: "coordinator", dnsNames: ["localhost"], ips: ["127.0.0.1"] });
   writeFileSync(join(dir, "coordinator.pem"), leaf.cert);
   writeFileSync(join(dir, "coordinator.key"), leaf.key);
   const rawConfig = {
-    nats: { servers: [nats.url], ca: caFile, creds: coordinatorCreds },
+    nats: { servers, ca: caFile, creds: coordinatorCreds },
     grpc: { listen: "127.0.0.1:0", cert: "coordinator.pem", key: "coordinator.key" },
     database: "coordinator.db",
     keyring: "keyring.json",
     registry: { offlineAfterMs: options.offlineAfterMs ?? 300_000 },
     resultGraceMs: 15_000,
     // Results a killed coordinator held come back after 3 s rather than the default 10.
-    results: { ackWaitMs: 3000 },
+    results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
   };
   const config = parseCoordinatorConfig(rawConfig, dir);
   // DRAGNET_TEST_LOG=debug shows what coordinator and agents log while a test runs.
@@ -160,6 +176,7 @@ export async function startFleet(
   const fleet: TestFleet = {
     dir,
     nats,
+    natsNodes,
     coordinator,
     grpcServer: server,
     api,
@@ -194,7 +211,7 @@ export async function startFleet(
       const id = existsSync(idFile) ? readFileSync(idFile, "utf8").trim() : newId();
       writeFileAtomic(idFile, `${id}\n`, 0o600);
       const natsCreds = await natsSecurity.writeAgentCreds(id, join(stateDir, "agent.creds"));
-      return { id, nats: [fleet.nats.url], natsCa: caFile, natsCreds };
+      return { id, nats: servers, natsCa: caFile, natsCreds };
     },
     async connectNats(as) {
       let creds: string | undefined;
@@ -207,17 +224,17 @@ export async function startFleet(
       } else if (as !== "anonymous") {
         creds = await natsSecurity.writeAgentCreds(as.agentId, join(dir, `as-${as.agentId}.creds`));
       }
-      const nc = await connect(
-        natsConnectOptions({ servers: [fleet.nats.url], ca: caFile, creds, insecure: false }),
-      );
+      const nc = await connect(natsConnectOptions({ servers, ca: caFile, creds, insecure: false }));
       connections.push(nc);
       return nc;
     },
     async restartNats(pauseMs = 0) {
       const port = fleet.nats.port;
-      await fleet.nats.stop();
+      await Promise.allSettled(fleet.natsNodes.map((node) => node.stop()));
+      if (!fleet.natsNodes.includes(fleet.nats)) await fleet.nats.stop();
       if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
       fleet.nats = await startNatsServer({ port, config: natsConfig });
+      fleet.natsNodes[0] = fleet.nats;
     },
     async spawnCoordinator() {
       if (inProcess) {
@@ -273,7 +290,8 @@ export async function startFleet(
         fleet.grpcServer.forceShutdown();
         await fleet.coordinator.stop();
       }
-      await fleet.nats.stop();
+      await Promise.allSettled(fleet.natsNodes.map((node) => node.stop()));
+      if (!fleet.natsNodes.includes(fleet.nats)) await fleet.nats.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

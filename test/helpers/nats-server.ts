@@ -54,3 +54,33 @@ export async function startNatsServer(
     },
   };
 }
+
+/**
+ * A cluster of `size` nodes on loopback, each with its own client and route
+ * port, routes to all the others, and its own JetStream directory. `config`
+ * builds a node's configuration from its client port and cluster settings.
+ */
+export async function startNatsCluster(
+  size: number,
+  config: (port: number, cluster: { name: string; port: number; routes: number[] }, index: number) => string,
+): Promise<NatsServer[]> {
+  const clientPorts: number[] = [];
+  const routePorts: number[] = [];
+  for (let i = 0; i < size; i++) {
+    clientPorts.push(await freePort());
+    routePorts.push(await freePort());
+  }
+  return Promise.all(
+    clientPorts.map((port, i) =>
+      startNatsServer({
+        port,
+        config: () =>
+          config(
+            port,
+            { name: "dragnet-test", port: routePorts[i]!, routes: routePorts.filter((_, j) => j !== i) },
+            i,
+          ),
+      }),
+    ),
+  );
+}
