@@ -57,7 +57,7 @@ function heartbeat(id: string, i: number): Uint8Array {
 }
 
 // Heartbeats spread evenly over the interval, as a fleet's would be.
-ids.forEach((id, i) => nc.publish(`dragnet.hb.${id}`, heartbeat(id, i)));
+for (const [i, id] of ids.entries()) nc.publish(`dragnet.hb.${id}`, heartbeat(id, i));
 await nc.flush();
 const perTick = Math.ceil(spec.agents / (spec.heartbeatIntervalMs / 100));
 let cursor = 0;
