@@ -186,7 +186,7 @@ export class Coordinator {
     checkHeartbeat(hb);
     this.stats.heartbeats++;
     const effect = this.registry.observe(hb, this.now());
-    this.batcher.agent(effect.agent);
+    if (effect.persist) this.batcher.agent(effect.agent);
     if (effect.isNew) this.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });
     if (effect.cameBack && this.caughtUp(this.now())) {
       for (const { action, command } of this.book.openCommandsFor(agentId)) {

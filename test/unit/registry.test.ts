@@ -89,3 +89,21 @@ describe("heartbeat bounds", () => {
     }
   });
 });
+
+describe("what a heartbeat writes", () => {
+  it("writes a beat that changes nothing at most once a minute, and any change at once", () => {
+    const reg = new AgentRegistry({ offlineAfterMs: 300_000 });
+    expect(reg.observe(hb("a1"), 1000).persist).toBe(true);
+    expect(reg.observe(hb("a1"), 11_000).persist).toBe(false);
+    expect(reg.observe(hb("a1", { tags: { env: "staging" } }), 21_000).persist).toBe(true);
+    expect(reg.observe(hb("a1", { tags: { env: "staging" } }), 31_000).persist).toBe(false);
+    expect(reg.observe(hb("a1", { tags: { env: "staging" } }), 81_001).persist).toBe(true);
+    // A restart (new start time) is written at once.
+    expect(reg.observe(hb("a1", { tags: { env: "staging" }, startedAtMs: 90_000 }), 91_000).persist).toBe(
+      true,
+    );
+    // In memory, last seen is always current.
+    reg.observe(hb("a1", { tags: { env: "staging" }, startedAtMs: 90_000 }), 95_000);
+    expect(reg.get("a1")!.lastSeenMs).toBe(95_000);
+  });
+});
