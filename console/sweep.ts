@@ -26,22 +26,27 @@ function statusWord(status: CommandStatus): string {
   return (CommandStatus[status] ?? "unknown").replace("COMMAND_STATUS_", "").toLowerCase();
 }
 
+/** 9,842 rather than 9842: fleet-sized numbers are read at a glance. */
+export function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
 export function summaryLine(c: ActionSummary["counts"]): string {
   if (!c) return "";
   const answered = c.success + c.failed;
   const parts = [
-    `${c.targeted} targeted`,
-    `${answered} answered`,
-    `${c.failed + c.timeout} failed`,
-    `${c.found} found`,
+    `${count(c.targeted)} targeted`,
+    `${count(answered)} answered`,
+    `${count(c.failed + c.timeout)} failed`,
+    `${count(c.found)} found`,
   ];
-  if (c.rejected) parts.push(`${c.rejected} rejected`);
-  if (c.expired) parts.push(`${c.expired} expired`);
-  if (c.cancelled) parts.push(`${c.cancelled} cancelled`);
+  if (c.rejected) parts.push(`${count(c.rejected)} rejected`);
+  if (c.expired) parts.push(`${count(c.expired)} expired`);
+  if (c.cancelled) parts.push(`${count(c.cancelled)} cancelled`);
   const open = c.pending + c.sent + c.running;
   if (open)
     parts.push(
-      `${open} still open${c.waitingOffline ? ` (${c.waitingOffline} waiting for offline agents)` : ""}`,
+      `${count(open)} still open${c.waitingOffline ? ` (${count(c.waitingOffline)} waiting for offline agents)` : ""}`,
     );
   return parts.join(", ");
 }

@@ -244,9 +244,9 @@ export class Coordinator {
       if (this.onResult(m.data, agentId)) this.batcher.afterCommit(() => m.ack());
       else m.ack();
     } catch (err) {
+      const p = problemOf(err, Codes.DECODE);
       m.term();
       this.stats.refused++;
-      const p = problemOf(err, Codes.DECODE);
       this.log.warn("result refused", { subject: m.subject, code: p.code, reason: p.message });
       this.auditLog.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", "result refused", {
         agentId: agentId ?? "",

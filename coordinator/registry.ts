@@ -139,7 +139,9 @@ export class AgentRegistry {
     this.agents.set(agent.id, agent);
     // 10,000 agents beat 1,000 times a second: the store hears of a beat that changes nothing once a minute.
     const persist =
-      cameBack || !sameFacts(previous, agent) || now - (this.persistedAt.get(agent.id) ?? 0) >= PERSIST_SEEN_EVERY_MS;
+      cameBack ||
+      !sameFacts(previous, agent) ||
+      now - (this.persistedAt.get(agent.id) ?? 0) >= PERSIST_SEEN_EVERY_MS;
     if (persist) this.persistedAt.set(agent.id, now);
     return { agent, cameBack, isNew: !previous, persist };
   }

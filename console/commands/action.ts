@@ -4,7 +4,7 @@ import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { columnsFor, rowsOfOperation } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
-import { EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
+import { count, EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
 import { registerApproveCommand } from "./approve.js";
 
 // `dragnet action list|show|follow|approve`: what was asked, of whom, and what came back.
@@ -107,7 +107,7 @@ export function registerActionCommand(program: Command): void {
                       `approval:  weight ${s.weight} of ${s.requiredWeight}; nothing sent yet (dragnet action approve ${s.id})`,
                     ]
                   : []),
-                `${answered} of ${c.targeted} answered (${ratio}%): ${summaryLine(c)}`,
+                `${count(answered)} of ${count(c.targeted)} answered (${ratio}%): ${summaryLine(c)}`,
                 "",
               ].join("\n"),
             );
