@@ -19,10 +19,22 @@ export function registerLabCommand(program: Command): void {
     .option("--dir <dir>", "lab directory (default: HOME, i.e. --home, $DRAGNET_HOME or ~/.dragnet)")
     .option("--heartbeat-interval <ms>", "agents' heartbeat interval", nonNegativeInt("--heartbeat-interval"))
     .option("--insecure", "plaintext NATS and gRPC, for debugging only (credentials are still required)")
+    .option(
+      "--nats-nodes <n>",
+      "1 NATS server, or 3 as a cluster (results replicated on all 3)",
+      nonNegativeInt("--nats-nodes"),
+      1,
+    )
     .action(
       handle(
         async (
-          flags: { agents: number; dir?: string; heartbeatInterval?: number; insecure?: boolean },
+          flags: {
+            agents: number;
+            dir?: string;
+            heartbeatInterval?: number;
+            insecure?: boolean;
+            natsNodes: number;
+          },
           command: Command,
         ) => {
           const home = homeDir(globalsOf(command));
@@ -32,10 +44,11 @@ export function registerLabCommand(program: Command): void {
             agents: flags.agents,
             heartbeatIntervalMs: flags.heartbeatInterval || undefined,
             insecure: flags.insecure,
+            natsNodes: flags.natsNodes,
             log: (line) => process.stderr.write(`lab: ${line}\n`),
           });
           process.stdout.write(
-            `lab up in ${state.dir}: nats ${state.nats.url}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
+            `lab up in ${state.dir}: nats ${(state.natsNodes ?? [state.nats]).map((n) => n.url).join(" ")}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
               `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default; --key picks bob)\n` +
               (state.insecure ? "WARNING: plaintext NATS and gRPC (--insecure)\n" : ""),
           );

@@ -50,13 +50,18 @@ export interface LabAgent extends StartedProcess {
   tags: Record<string, string>;
 }
 
+export type LabNatsNode = StartedProcess & { url: string; port: number; config: string };
+
 export interface LabState {
   kind: "dragnet-lab";
   dir: string;
   running: boolean;
   startedAt: string;
   stoppedAt?: string;
-  nats: StartedProcess & { url: string; port: number; config: string };
+  /** The first NATS node (the only one unless the lab runs a cluster). */
+  nats: LabNatsNode;
+  /** Every NATS node (a cluster has 3). */
+  natsNodes?: LabNatsNode[];
   coordinator: StartedProcess & { address: string; port: number; config: string; database: string };
   agents: LabAgent[];
   ca: string;
@@ -79,7 +84,7 @@ function labProcesses(lab: LabState): Array<{ role: string } & StartedProcess> {
   return [
     ...lab.agents.map((a) => ({ role: `agent ${a.hostname}`, ...a })),
     { role: "coordinator", ...lab.coordinator },
-    { role: "nats-server", ...lab.nats },
+    ...(lab.natsNodes ?? [lab.nats]).map((node, i) => ({ role: `nats-server ${i + 1}`, ...node })),
   ];
 }
 
@@ -102,6 +107,8 @@ export interface LabUpOptions {
   heartbeatIntervalMs?: number;
   /** Plaintext NATS and gRPC (debugging only; credentials are still required). */
   insecure?: boolean;
+  /** NATS nodes: 1, or 3 for a cluster (routes, results replicated 3 times). */
+  natsNodes?: number;
   log?: (line: string) => void;
 }
 
@@ -118,6 +125,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       Codes.CONFIG,
       `a lab is already running in ${dir}; stop it first with: dragnet lab down`,
     );
+  }
+  if (opts.natsNodes !== undefined && opts.natsNodes !== 1 && opts.natsNodes !== 3) {
+    throw new DragnetError(Codes.PARAMS, "--nats-nodes must be 1 or 3");
   }
   if (!Number.isInteger(opts.agents) || opts.agents < 0 || opts.agents > 200) {
     throw new DragnetError(Codes.PARAMS, "--agents must be between 0 and 200");
@@ -180,27 +190,47 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
 
   const started: Array<{ role: string } & StartedProcess> = [];
   try {
-    // NATS on loopback only, TLS required unless asked otherwise, a JWT user per client.
-    const natsPort = await freePort();
-    const natsConfig = join(dir, "nats.conf");
-    let natsText = natsSecurity.serverConfig({
-      host: "127.0.0.1",
-      port: natsPort,
-      serverName: "dragnet-lab",
-      storeDir: join(dir, "nats", "jetstream"),
-    });
-    if (insecure) natsText = natsText.replace(/^tls \{[^}]*\}\n/m, "");
-    writeFileSync(natsConfig, natsText, { mode: 0o600 });
-    const natsProc = startDetached(nats, ["-c", natsConfig], {
-      log: join(dir, "logs", "nats.log"),
-      env: cleanEnv(),
-      cwd: dir,
-      marker: natsConfig,
-    });
-    started.push({ role: "nats-server", ...natsProc });
-    log(`nats-server pid ${natsProc.pid} on 127.0.0.1:${natsPort}${insecure ? " (PLAINTEXT)" : " (TLS)"}`);
-    await waitFor("nats-server to listen", 10_000, () => tcpReady(natsPort));
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
+    // NATS on loopback only, TLS required unless asked otherwise, a JWT user per client;
+    // with several nodes, a cluster whose routes join them all.
+    const nodeCount = opts.natsNodes ?? 1;
+    const clientPorts: number[] = [];
+    const routePorts: number[] = [];
+    for (let i = 0; i < nodeCount; i++) {
+      clientPorts.push(await freePort());
+      routePorts.push(await freePort());
+    }
+    const natsNodes: LabNatsNode[] = [];
+    for (const [i, port] of clientPorts.entries()) {
+      const config = join(dir, nodeCount === 1 ? "nats.conf" : `nats-${i + 1}.conf`);
+      let text = natsSecurity.serverConfig({
+        host: "127.0.0.1",
+        port,
+        serverName: nodeCount === 1 ? "dragnet-lab" : `dragnet-lab-${i + 1}`,
+        storeDir: join(dir, "nats", nodeCount === 1 ? "jetstream" : `jetstream-${i + 1}`),
+        ...(nodeCount > 1
+          ? {
+              cluster: {
+                name: "dragnet-lab",
+                port: routePorts[i]!,
+                routes: routePorts.filter((_, j) => j !== i),
+              },
+            }
+          : {}),
+      });
+      if (insecure) text = text.replace(/^tls \{[^}]*\}\n/m, "");
+      writeFileSync(config, text, { mode: 0o600 });
+      const proc = startDetached(nats, ["-c", config], {
+        log: join(dir, "logs", nodeCount === 1 ? "nats.log" : `nats-${i + 1}.log`),
+        env: cleanEnv(),
+        cwd: dir,
+        marker: config,
+      });
+      started.push({ role: `nats-server ${i + 1}`, ...proc });
+      natsNodes.push({ ...proc, url: `nats://127.0.0.1:${port}`, port, config });
+      log(`nats-server pid ${proc.pid} on 127.0.0.1:${port}${insecure ? " (PLAINTEXT)" : " (TLS)"}`);
+    }
+    for (const node of natsNodes) await waitFor("nats-server to listen", 10_000, () => tcpReady(node.port));
+    const natsUrls = natsNodes.map((node) => node.url);
 
     // The coordinator.
     const grpcPort = await freePort();
@@ -211,7 +241,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       coordConfig,
       `${JSON.stringify(
         {
-          nats: { servers: [natsUrl], ca: "ca.pem", creds: "coordinator.creds", insecure },
+          nats: { servers: natsUrls, ca: "ca.pem", creds: "coordinator.creds", insecure },
+          results: { replicas: nodeCount },
           grpc: insecure
             ? { listen: `127.0.0.1:${grpcPort}`, insecure: true }
             : { listen: `127.0.0.1:${grpcPort}`, cert: "coordinator.pem", key: "coordinator.key" },
@@ -266,7 +297,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
           config,
           `${JSON.stringify(
             {
-              nats: { servers: [natsUrl], ca: "../../ca.pem", creds: "agent.creds", insecure },
+              nats: { servers: natsUrls, ca: "../../ca.pem", creds: "agent.creds", insecure },
               stateDir: "state",
               keyring: "../../keyring.json",
               hostname,
@@ -309,7 +340,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         dir,
         running: true,
         startedAt: new Date().toISOString(),
-        nats: { ...natsProc, url: natsUrl, port: natsPort, config: natsConfig },
+        nats: natsNodes[0]!,
+        natsNodes,
         coordinator: {
           ...coordProc,
           address: consoleConfig.coordinator,
@@ -344,7 +376,8 @@ function startCoordinator(dist: string, dir: string, config: string): StartedPro
 }
 
 async function coordinatorReady(proc: StartedProcess, api: CoordinatorApi): Promise<void> {
-  await waitFor("the coordinator's API", 20_000, async () => {
+  // A NATS cluster elects its JetStream leader first: allow for it.
+  await waitFor("the coordinator's API", 60_000, async () => {
     if (!isOurs(proc)) throw new Error(`the coordinator exited:\n${tail(proc.log)}`);
     await api.listAgents();
     return true;

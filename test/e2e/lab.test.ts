@@ -242,14 +242,23 @@ describe("the lab", () => {
     expect(after.code).toBe(1);
   });
 
-  it("starts again, fresh, in the same directory", async () => {
-    const up = await dragnet(["--home", home, "lab", "up", "--agents", "1"]);
+  it("starts again, fresh, in the same directory — here with a 3-node NATS cluster that survives losing a node", async () => {
+    const up = await dragnet(["--home", home, "lab", "up", "--agents", "1", "--nats-nodes", "3"]);
     expect(up.code).toBe(0);
     lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState;
     const list = await dragnet(["--home", home, "action", "list", "--json"]);
     expect(list.stdout).toBe("");
     const agents = ndjson((await dragnet(["--home", home, "agents", "--json"])).stdout);
     expect(agents.map((a) => a.hostname)).toEqual(["lab-01"]);
+    expect(lab.natsNodes).toHaveLength(3);
+    const conf = readFileSync(lab.natsNodes![1]!.config, "utf8");
+    expect(conf).toMatch(/^cluster \{/m);
+    expect(JSON.parse(readFileSync(lab.coordinator.config, "utf8")).results).toEqual({ replicas: 3 });
+    // Lose the node everyone connected to first; the sweep still answers.
+    process.kill(lab.natsNodes![0]!.pid, "SIGKILL");
+    const sweep = await dragnet(["--home", home, "file", "-t", "all", "--path", "/etc/passwd", "--json"]);
+    expect(sweep.code).toBe(0);
+    expect(ndjson(sweep.stdout)).toHaveLength(1);
     expect((await dragnet(["--home", home, "lab", "down"])).code).toBe(0);
     lab.running = false;
   });

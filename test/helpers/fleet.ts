@@ -83,13 +83,6 @@ export interface TestFleet {
    * test can SIGKILL it. Call again to start another after a kill.
    */
   spawnCoordinator(): Promise<ChildProcess>;
-  /** Another coordinator on the same NATS, with its own database and API (several coordinators share result ingestion). */
-  addCoordinator(): Promise<{
-    coordinator: Coordinator;
-    api: CoordinatorApi;
-    database: string;
-    stop(): Promise<void>;
-  }>;
   /** Stops the coordinator, runs `whileDown` (e.g. to edit its database), and starts it again on the same API port. */
   restartCoordinator(whileDown?: (databasePath: string) => void): Promise<void>;
   addAgent(options?: {
@@ -173,7 +166,6 @@ export async function startFleet(
     JSON.stringify({ ...rawConfig, grpc: { ...rawConfig.grpc, listen: `127.0.0.1:${port}` } }),
   );
   let inProcess = true;
-  let extraCoordinators = 0;
   const apiAs = (key: InvestigatorKey) =>
     new CoordinatorApi(`localhost:${port}`, { key, ca: Buffer.from(ca.cert) });
   const api = apiAs(alice);
@@ -261,27 +253,6 @@ export async function startFleet(
       processes.push(child);
       await eventually(async () => ((await api.listAgents()) ? true : undefined), 20_000);
       return child;
-    },
-    async addCoordinator() {
-      const n = ++extraCoordinators;
-      const own = parseCoordinatorConfig({ ...rawConfig, database: `coordinator-${n}.db` }, dir);
-      const other = new Coordinator(own, { log });
-      await other.start();
-      const started = await startGrpcServer(other, "127.0.0.1:0", grpcTls, log);
-      const otherApi = new CoordinatorApi(`localhost:${started.port}`, {
-        key: alice,
-        ca: Buffer.from(ca.cert),
-      });
-      return {
-        coordinator: other,
-        api: otherApi,
-        database: own.database,
-        async stop() {
-          otherApi.close();
-          started.server.forceShutdown();
-          await other.stop();
-        },
-      };
     },
     async restartCoordinator(whileDown) {
       fleet.grpcServer.forceShutdown();
