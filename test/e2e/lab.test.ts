@@ -25,7 +25,9 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  if (lab?.running) await dragnet(["--home", home, "lab", "down"]);
+  // Whatever lab.json says now (a test may have failed half-way through a `lab up`).
+  const current = home ? (JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState) : undefined;
+  if (current?.running) await dragnet(["--home", home, "lab", "down"]);
 });
 
 describe("the lab", () => {
@@ -261,5 +263,5 @@ describe("the lab", () => {
     expect(ndjson(sweep.stdout)).toHaveLength(1);
     expect((await dragnet(["--home", home, "lab", "down"])).code).toBe(0);
     lab.running = false;
-  });
+  }, 120_000);
 });
