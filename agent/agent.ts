@@ -4,6 +4,7 @@ import { connect, type Msg, type NatsConnection, type Subscription } from "@nats
 import {
   Codes,
   createLogger,
+  DEFAULT_COORDINATOR,
   Keyring,
   type Logger,
   problemOf,
@@ -13,7 +14,7 @@ import {
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
 import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
-import { type AcceptedCommand, CommandRunner } from "./command-runner.js";
+import { type AcceptedCommand, CommandRunner, coordinatorOf } from "./command-runner.js";
 import type { AgentConfig } from "./config.js";
 import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
@@ -100,7 +101,7 @@ export class Agent {
    * host.
    */
   private recoverInterrupted(): void {
-    for (const { actionId, commandId } of this.replay.unfinished()) {
+    for (const { actionId, commandId, coordinator } of this.replay.unfinished()) {
       if (!this.outbox.has(commandId)) {
         const now = Date.now();
         const result: CommandResult = {
@@ -117,7 +118,7 @@ export class Agent {
           startedAtMs: now,
           finishedAtMs: now,
         };
-        this.outbox.add(commandId, CommandResult.encode(result).finish());
+        this.outbox.add(commandId, coordinator || DEFAULT_COORDINATOR, CommandResult.encode(result).finish());
         this.log.warn("reporting a command interrupted by a restart as failed", {
           command: commandId,
           action: actionId,
@@ -243,26 +244,29 @@ export class Agent {
   }
 
   private ack(
+    coordinator: string,
     commandId: string,
     actionId: string,
     status: AckStatus,
     problem?: { code: string; message: string },
   ) {
     const ack: CommandAck = { commandId, actionId, agentId: this.id, status, problem, atMs: Date.now() };
-    this.publish(this.subjects.ack(this.id), CommandAck.encode(ack).finish());
+    this.publish(this.subjects.ack(this.id, coordinator), CommandAck.encode(ack).finish());
   }
 
   private async onCommand(msg: Msg): Promise<void> {
     let commandId = "";
+    let coordinator = DEFAULT_COORDINATOR;
     let accepted: AcceptedCommand;
     try {
       const envelope = this.runner.decode(msg.data);
       commandId = envelope.commandId;
+      coordinator = coordinatorOf(envelope);
       accepted = this.runner.accept(envelope);
     } catch (err) {
       const problem = problemOf(err);
       this.log.warn("command rejected", { command: commandId, code: problem.code, reason: problem.message });
-      this.ack(commandId, "", AckStatus.ACK_STATUS_REJECTED, problem);
+      this.ack(coordinator, commandId, "", AckStatus.ACK_STATUS_REJECTED, problem);
       return;
     }
     const body = accepted.verified.body;
@@ -272,7 +276,7 @@ export class Agent {
       name: body.name,
       signers: accepted.verified.signers.map((s) => s.name),
     });
-    this.ack(commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
+    this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
     let result: CommandResult;
     try {
       result = await this.runner.execute(accepted, this.stopping.signal);
@@ -297,7 +301,7 @@ export class Agent {
       ms: result.finishedAtMs - result.startedAtMs,
     });
     const data = CommandResult.encode(result).finish();
-    this.outbox.add(commandId, data);
+    this.outbox.add(commandId, coordinator, data);
     this.replay.finished(commandId);
     await this.deliver(commandId, data);
   }
@@ -308,7 +312,11 @@ export class Agent {
     this.delivering.add(commandId);
     try {
       // The command id as message id: a result sent twice (a retry, a restart) is stored once.
-      await this.js.publish(this.subjects.result(this.id), data, { msgID: commandId, timeout: 10_000 });
+      const coordinator = this.outbox.coordinatorOf(commandId) ?? DEFAULT_COORDINATOR;
+      await this.js.publish(this.subjects.result(this.id, coordinator), data, {
+        msgID: commandId,
+        timeout: 10_000,
+      });
       this.outbox.remove(commandId);
       return true;
     } catch (err) {

@@ -1,8 +1,10 @@
 import {
   Codes,
   checkValidityWindow,
+  DEFAULT_COORDINATOR,
   DragnetError,
   isId,
+  isSubjectToken,
   type Keyring,
   type Logger,
   parseTarget,
@@ -29,6 +31,11 @@ export const MAX_TIMEOUT_MS = 6 * 3_600_000;
 /** The longest validity window an agent accepts (the coordinator enforces the same). */
 export const MAX_VALIDITY_MS = 30 * 86_400_000;
 export const COMMAND_ID_RE = /^[0-9A-Za-z_-]{1,64}$/;
+
+/** Where a command's ack and result go: the coordinator it names, if that is a plain token. */
+export function coordinatorOf(envelope: Pick<CommandEnvelope, "coordinator">): string {
+  return isSubjectToken(envelope.coordinator) ? envelope.coordinator : DEFAULT_COORDINATOR;
+}
 
 export interface AcceptedCommand {
   commandId: string;
@@ -120,7 +127,7 @@ export class CommandRunner {
       }
       return { module, params };
     });
-    this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId);
+    this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId, coordinatorOf(envelope));
     return { commandId: envelope.commandId, verified, operations };
   }
 

@@ -18,7 +18,8 @@ const SUFFIX = ".result";
 
 export class Outbox {
   private bytes = 0;
-  private readonly sizes = new Map<string, number>();
+  /** Per command: its size and the coordinator its result goes to (both in the file name). */
+  private readonly entries = new Map<string, { size: number; coordinator: string }>();
 
   constructor(
     private readonly dir: string,
@@ -31,31 +32,46 @@ export class Outbox {
         rmSync(join(dir, name), { force: true }); // a write cut short
         continue;
       }
+      const [commandId, coordinator] = name.slice(0, -SUFFIX.length).split(".");
+      if (!commandId || !coordinator) {
+        rmSync(join(dir, name), { force: true });
+        continue;
+      }
       const size = statSync(join(dir, name)).size;
-      this.sizes.set(name.slice(0, -SUFFIX.length), size);
+      this.entries.set(commandId, { size, coordinator });
       this.bytes += size;
     }
   }
 
   get size(): number {
-    return this.sizes.size;
+    return this.entries.size;
   }
 
   has(commandId: string): boolean {
-    return this.sizes.has(commandId);
+    return this.entries.has(commandId);
+  }
+
+  /** The coordinator a waiting result goes to. */
+  coordinatorOf(commandId: string): string | undefined {
+    return this.entries.get(commandId)?.coordinator;
+  }
+
+  private file(commandId: string, coordinator: string): string {
+    return join(this.dir, `${commandId}.${coordinator}${SUFFIX}`);
   }
 
   /**
    * Keeps a result until it is acknowledged. Written whole or not at all (a
    * rename), not synced: it must survive the agent, not the machine.
    */
-  add(commandId: string, data: Uint8Array): void {
+  add(commandId: string, coordinator: string, data: Uint8Array): void {
+    if (this.entries.has(commandId)) this.remove(commandId);
     const tmp = join(this.dir, `${commandId}.tmp`);
     writeFileSync(tmp, data, { mode: 0o600 });
-    renameSync(tmp, join(this.dir, commandId + SUFFIX));
-    this.bytes += data.length - (this.sizes.get(commandId) ?? 0);
-    this.sizes.set(commandId, data.length);
-    while (this.sizes.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {
+    renameSync(tmp, this.file(commandId, coordinator));
+    this.bytes += data.length;
+    this.entries.set(commandId, { size: data.length, coordinator });
+    while (this.entries.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {
       const oldest = this.ids()[0]!;
       if (oldest === commandId) break;
       this.log.warn("outbox full: dropping the oldest undelivered result", { command: oldest });
@@ -65,12 +81,14 @@ export class Outbox {
 
   /** Command ids waiting, oldest first (command ids sort by creation time). */
   ids(): string[] {
-    return [...this.sizes.keys()].sort();
+    return [...this.entries.keys()].sort();
   }
 
   read(commandId: string): Uint8Array | undefined {
+    const entry = this.entries.get(commandId);
+    if (!entry) return undefined;
     try {
-      return readFileSync(join(this.dir, commandId + SUFFIX));
+      return readFileSync(this.file(commandId, entry.coordinator));
     } catch {
       this.forget(commandId);
       return undefined;
@@ -78,12 +96,13 @@ export class Outbox {
   }
 
   remove(commandId: string): void {
-    rmSync(join(this.dir, commandId + SUFFIX), { force: true });
+    const entry = this.entries.get(commandId);
+    if (entry) rmSync(this.file(commandId, entry.coordinator), { force: true });
     this.forget(commandId);
   }
 
   private forget(commandId: string): void {
-    this.bytes -= this.sizes.get(commandId) ?? 0;
-    this.sizes.delete(commandId);
+    this.bytes -= this.entries.get(commandId)?.size ?? 0;
+    this.entries.delete(commandId);
   }
 }

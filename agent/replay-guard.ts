@@ -7,6 +7,8 @@ interface Entry {
   expiresAtMs: number;
   /** The command that carried the action here ("" in files from before commands were recorded). */
   commandId: string;
+  /** The coordinator that sent it (where a crash report goes). */
+  coordinator: string;
   /** Its result was produced (and handed to the outbox). */
   finished: boolean;
 }
@@ -20,8 +22,8 @@ interface Entry {
  * It also knows which accepted commands never produced a result: after a
  * crash or a kill those are reported as failed, never run again.
  *
- * File format, one line each: `<actionId> <expiresAtMs> <commandId>` when
- * accepted, `done <commandId>` when its result exists.
+ * File format, one line each: `<actionId> <expiresAtMs> <commandId> <coordinator>`
+ * when accepted, `done <commandId>` when its result exists.
  */
 export class ReplayGuard {
   private readonly seen = new Map<string, Entry>();
@@ -41,7 +43,7 @@ export class ReplayGuard {
     let lines = 0;
     const done = new Set<string>();
     for (const line of text.split("\n")) {
-      const [first, second, third] = line.split(" ");
+      const [first, second, third, fourth] = line.split(" ");
       if (!first || !second) continue;
       lines++;
       if (first === "done") {
@@ -50,7 +52,12 @@ export class ReplayGuard {
       }
       const at = Number(second);
       if (Number.isFinite(at) && at + skewMs > now) {
-        this.seen.set(first, { expiresAtMs: at, commandId: third ?? "", finished: !third });
+        this.seen.set(first, {
+          expiresAtMs: at,
+          commandId: third ?? "",
+          coordinator: fourth ?? "",
+          finished: !third,
+        });
       }
     }
     for (const e of this.seen.values()) if (done.has(e.commandId)) e.finished = true;
@@ -62,13 +69,13 @@ export class ReplayGuard {
   }
 
   /** Records the id durably before the action runs: a crash mid-run never re-runs it. */
-  remember(actionId: string, expiresAtMs: number, commandId = "", now = Date.now()): void {
-    this.seen.set(actionId, { expiresAtMs, commandId, finished: !commandId });
+  remember(actionId: string, expiresAtMs: number, commandId = "", coordinator = "", now = Date.now()): void {
+    this.seen.set(actionId, { expiresAtMs, commandId, coordinator, finished: !commandId });
     if (++this.sinceCompaction >= COMPACT_EVERY) {
       this.prune(now); // rewrites the file, this id included (writeFileAtomic syncs it)
       return;
     }
-    this.append(`${actionId} ${expiresAtMs} ${commandId}\n`, true);
+    this.append(`${actionId} ${expiresAtMs} ${commandId} ${coordinator}\n`, true);
   }
 
   /**
@@ -87,10 +94,10 @@ export class ReplayGuard {
   }
 
   /** Commands accepted but never finished: the agent stopped while running them. */
-  unfinished(): Array<{ actionId: string; commandId: string }> {
+  unfinished(): Array<{ actionId: string; commandId: string; coordinator: string }> {
     return [...this.seen]
       .filter(([, e]) => !e.finished && e.commandId)
-      .map(([actionId, e]) => ({ actionId, commandId: e.commandId }));
+      .map(([actionId, e]) => ({ actionId, commandId: e.commandId, coordinator: e.coordinator }));
   }
 
   /** Forgets ids whose actions have expired, in memory and on disk. */
@@ -118,7 +125,7 @@ export class ReplayGuard {
     const body = [...this.seen]
       .map(
         ([id, e]) =>
-          `${id} ${e.expiresAtMs} ${e.commandId}\n${e.finished && e.commandId ? `done ${e.commandId}\n` : ""}`,
+          `${id} ${e.expiresAtMs} ${e.commandId} ${e.coordinator}\n${e.finished && e.commandId ? `done ${e.commandId}\n` : ""}`,
       )
       .join("");
     writeFileAtomic(this.file, body, 0o600);

@@ -14,7 +14,7 @@ export async function startSimulator(
   options: { agents: number; heartbeatIntervalMs: number; answer: boolean },
 ): Promise<ChildProcess> {
   const creds = await fleet.natsSecurity.writeUserCreds(join(fleet.dir, "simulator.creds"), "simulator", {
-    pub: ["dragnet.hb.*", "dragnet.ack.*", "dragnet.res.*"],
+    pub: ["dragnet.hb.*", "dragnet.ack.*.*", "dragnet.res.*.*"],
     sub: ["dragnet.cmd.*", `${INBOX}.>`],
   });
   const spec: SimulatorSpec = {

@@ -73,7 +73,7 @@ if (spec.answer) {
       const env = CommandEnvelope.decode(m.data);
       const actionId = env.action ? ActionBody.decode(env.action.body).id : "";
       nc.publish(
-        `dragnet.ack.${agentId}`,
+        `dragnet.ack.${agentId}.${env.coordinator}`,
         CommandAck.encode({
           commandId: env.commandId,
           actionId,
@@ -97,7 +97,9 @@ if (spec.answer) {
       // what is measured here is the coordinator, not this producer.
       const h = headers();
       h.set("Nats-Msg-Id", env.commandId);
-      nc.publish(`dragnet.res.${agentId}`, CommandResult.encode(result).finish(), { headers: h });
+      nc.publish(`dragnet.res.${agentId}.${env.coordinator}`, CommandResult.encode(result).finish(), {
+        headers: h,
+      });
     },
   });
 }

@@ -32,7 +32,7 @@ export {
   type VerifiedAction,
   verifySignedAction,
 } from "./signing.js";
-export { DEFAULT_PREFIX, isSubjectToken, Subjects } from "./subjects.js";
+export { DEFAULT_COORDINATOR, DEFAULT_PREFIX, isSubjectToken, Subjects } from "./subjects.js";
 export {
   compareVersions,
   evaluateTarget,

@@ -94,7 +94,8 @@ export function agentCreds(a: NatsAuthority, agentId: string, prefix = DEFAULT_P
   return userCreds(
     a,
     `agent-${agentId}`,
-    [own("hb"), own("ack"), own("res"), own("alert")],
+    // Acks and results carry the coordinator they go to as a last token.
+    [own("hb"), `${own("ack")}.*`, `${own("res")}.*`, own("alert")],
     [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
   );
 }
@@ -105,6 +106,6 @@ export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Pro
     a,
     "coordinator",
     [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>"],
-    [`${prefix}.hb.*`, `${prefix}.ack.*`, `${prefix}.res.*`, `${prefix}.alert.*`, "_INBOX.>"],
+    [`${prefix}.hb.*`, `${prefix}.ack.*.*`, `${prefix}.res.*.*`, `${prefix}.alert.*`, "_INBOX.>"],
   );
 }

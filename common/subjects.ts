@@ -2,6 +2,8 @@
 // Agent ids are restricted to characters that are safe in a subject token.
 
 export const DEFAULT_PREFIX = "dragnet";
+/** The coordinator id of a fleet with one coordinator (and of commands that name none). */
+export const DEFAULT_COORDINATOR = "main";
 
 const TOKEN_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -22,28 +24,33 @@ export class Subjects {
   command(agentId: string): string {
     return `${this.prefix}.cmd.${agentId}`;
   }
-  ack(agentId: string): string {
-    return `${this.prefix}.ack.${agentId}`;
+  /** Acks and results go to the coordinator that sent the command. */
+  ack(agentId: string, coordinator: string): string {
+    return `${this.prefix}.ack.${agentId}.${coordinator}`;
   }
-  result(agentId: string): string {
-    return `${this.prefix}.res.${agentId}`;
+  result(agentId: string, coordinator: string): string {
+    return `${this.prefix}.res.${agentId}.${coordinator}`;
   }
 
-  /** Wildcards the coordinator subscribes to. */
+  /** Wildcards a coordinator subscribes to. */
   get allHeartbeats(): string {
     return `${this.prefix}.hb.*`;
   }
-  get allAcks(): string {
-    return `${this.prefix}.ack.*`;
+  acksFor(coordinator: string): string {
+    return `${this.prefix}.ack.*.${coordinator}`;
   }
+  resultsFor(coordinator: string): string {
+    return `${this.prefix}.res.*.${coordinator}`;
+  }
+  /** Every result, for every coordinator: the subjects of the results stream. */
   get allResults(): string {
-    return `${this.prefix}.res.*`;
+    return `${this.prefix}.res.*.*`;
   }
 
-  /** The agent id a message claims by the subject it was published on. */
+  /** The agent id a message claims by the subject it was published on (`<prefix>.<kind>.<agent>[.<coordinator>]`). */
   agentOf(subject: string): string | undefined {
-    const last = subject.lastIndexOf(".");
-    const token = subject.slice(last + 1);
-    return isSubjectToken(token) ? token : undefined;
+    if (!subject.startsWith(`${this.prefix}.`)) return undefined;
+    const token = subject.slice(this.prefix.length + 1).split(".")[1];
+    return token !== undefined && isSubjectToken(token) ? token : undefined;
   }
 }

@@ -1,9 +1,18 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
-import { Codes, DEFAULT_PREFIX, DragnetError, type Level } from "../common/mod.js";
+import {
+  Codes,
+  DEFAULT_COORDINATOR,
+  DEFAULT_PREFIX,
+  DragnetError,
+  isSubjectToken,
+  type Level,
+} from "../common/mod.js";
 import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
 
 export interface CoordinatorConfig {
+  /** This coordinator's name on the wire (agents answer to it); several coordinators need different ones. */
+  id: string;
   nats: NatsSettings;
   subjectPrefix: string;
   grpc: {
@@ -80,7 +89,10 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
   const logLevel = (json.logLevel ?? "info") as Level;
   if (!["debug", "info", "warn", "error"].includes(logLevel))
     fail("logLevel must be debug, info, warn or error");
+  const id = json.id ?? DEFAULT_COORDINATOR;
+  if (typeof id !== "string" || !isSubjectToken(id)) fail("id must be 1 to 64 letters, digits, '_' or '-'");
   return {
+    id,
     nats,
     subjectPrefix: typeof json.subjectPrefix === "string" ? json.subjectPrefix : DEFAULT_PREFIX,
     grpc: {

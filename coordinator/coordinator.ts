@@ -115,7 +115,9 @@ export class Coordinator {
     nc.subscribe(this.subjects.allHeartbeats, {
       callback: (_e, m) => this.guard("heartbeat", m, this.onHeartbeat),
     });
-    nc.subscribe(this.subjects.allAcks, { callback: (_e, m) => this.guard("ack", m, this.onAck) });
+    nc.subscribe(this.subjects.acksFor(this.config.id), {
+      callback: (_e, m) => this.guard("ack", m, this.onAck),
+    });
     await nc.flush();
     // Results come from the JetStream stream. Until the ones that waited there
     // while this coordinator was down are in, nothing is sent again: an agent
@@ -124,6 +126,7 @@ export class Coordinator {
       nc,
       {
         prefix: this.config.subjectPrefix,
+        coordinator: this.config.id,
         replicas: this.config.results.replicas,
         ackWaitMs: this.config.results.ackWaitMs,
       },
@@ -349,6 +352,7 @@ export class Coordinator {
       commandId: command.id,
       action: action.signed,
       sentAtMs: now,
+      coordinator: this.config.id,
     }).finish();
     this.nc.publish(this.subjects.command(command.agentId), envelope);
     this.book.transition(action, command, CommandStatus.COMMAND_STATUS_SENT, { sentAtMs: now });

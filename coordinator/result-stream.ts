@@ -13,13 +13,18 @@ import type { Logger } from "../common/mod.js";
 
 // Results travel on a JetStream work-queue stream: an agent's result is
 // stored by the NATS server (replicated in a cluster) before the agent lets it
-// go, and leaves the stream only when a coordinator has committed it to its
-// database and acknowledged it. Every coordinator pulls from the same durable
-// consumer, so each result is handed to one of them at a time; a result a
-// coordinator took but never acknowledged (it died) is handed out again.
+// go, and leaves the stream only when its coordinator has committed it to its
+// database and acknowledged it. Agents publish a result on
+// <prefix>.res.<agent>.<coordinator>, the coordinator that sent the command;
+// each coordinator pulls its own results through its own durable consumer, so
+// several coordinators share the stream without seeing each other's results.
+// A result a coordinator took but never acknowledged (it died) is handed out
+// again.
 
 export interface ResultStreamOptions {
   prefix: string;
+  /** This coordinator's id: the last token of the subjects its results come on. */
+  coordinator: string;
   /** Copies kept by a NATS cluster (1 for a single server, 3 for a 3-node cluster). */
   replicas: number;
   /** How long a coordinator has to store and acknowledge a result before it is handed out again. */
@@ -30,7 +35,7 @@ const NS_PER_MS = 1_000_000;
 
 export class ResultStream {
   readonly stream: string;
-  readonly consumer = "coordinators";
+  readonly consumer: string;
   private messages?: ConsumerMessages;
 
   constructor(
@@ -39,6 +44,7 @@ export class ResultStream {
     private readonly log: Logger,
   ) {
     this.stream = `${options.prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_RESULTS`;
+    this.consumer = `coordinator_${options.coordinator}`;
   }
 
   /**
@@ -63,7 +69,7 @@ export class ResultStream {
     const jsm = await jetstreamManager(this.nc);
     const config = {
       name: this.stream,
-      subjects: [`${this.options.prefix}.res.*`],
+      subjects: [`${this.options.prefix}.res.*.*`],
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       num_replicas: this.options.replicas,
@@ -81,6 +87,7 @@ export class ResultStream {
     }
     const consumer = {
       durable_name: this.consumer,
+      filter_subject: `${this.options.prefix}.res.*.${this.options.coordinator}`,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: this.options.ackWaitMs * NS_PER_MS,

@@ -11,12 +11,12 @@ import { eventually } from "./fleet.js";
 export async function sendDirect(nc: NatsConnection, agentId: string, payload: Uint8Array, waitMs = 700) {
   const acks: CommandAck[] = [];
   const results: CommandResult[] = [];
-  const ackSub = nc.subscribe(`dragnet.ack.${agentId}`, {
+  const ackSub = nc.subscribe(`dragnet.ack.${agentId}.*`, {
     callback: (_e, m) => {
       acks.push(CommandAck.decode(m.data));
     },
   });
-  const resSub = nc.subscribe(`dragnet.res.${agentId}`, {
+  const resSub = nc.subscribe(`dragnet.res.${agentId}.*`, {
     callback: (_e, m) => {
       results.push(CommandResult.decode(m.data));
     },
@@ -31,7 +31,7 @@ export async function sendDirect(nc: NatsConnection, agentId: string, payload: U
 }
 
 export function envelope(action: SignedAction, commandId = newId()): Uint8Array {
-  return CommandEnvelope.encode({ commandId, action, sentAtMs: Date.now() }).finish();
+  return CommandEnvelope.encode({ commandId, action, sentAtMs: Date.now(), coordinator: "main" }).finish();
 }
 
 /** The DragnetError a promise rejects with (fails if it resolves or rejects otherwise). */

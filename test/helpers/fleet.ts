@@ -83,6 +83,10 @@ export interface TestFleet {
    * test can SIGKILL it. Call again to start another after a kill.
    */
   spawnCoordinator(): Promise<ChildProcess>;
+  /** Another coordinator (id `id`) on the same NATS, with its own database and API. */
+  addCoordinator(
+    id: string,
+  ): Promise<{ coordinator: Coordinator; api: CoordinatorApi; database: string; stop(): Promise<void> }>;
   /** Stops the coordinator, runs `whileDown` (e.g. to edit its database), and starts it again on the same API port. */
   restartCoordinator(whileDown?: (databasePath: string) => void): Promise<void>;
   addAgent(options?: {
@@ -253,6 +257,26 @@ export async function startFleet(
       processes.push(child);
       await eventually(async () => ((await api.listAgents()) ? true : undefined), 20_000);
       return child;
+    },
+    async addCoordinator(id) {
+      const own = parseCoordinatorConfig({ ...rawConfig, id, database: `coordinator-${id}.db` }, dir);
+      const other = new Coordinator(own, { log });
+      await other.start();
+      const started = await startGrpcServer(other, "127.0.0.1:0", grpcTls, log);
+      const otherApi = new CoordinatorApi(`localhost:${started.port}`, {
+        key: alice,
+        ca: Buffer.from(ca.cert),
+      });
+      return {
+        coordinator: other,
+        api: otherApi,
+        database: own.database,
+        async stop() {
+          otherApi.close();
+          started.server.forceShutdown();
+          await other.stop();
+        },
+      };
     },
     async restartCoordinator(whileDown) {
       fleet.grpcServer.forceShutdown();

@@ -86,8 +86,8 @@ describe("NATS: one agent's credentials", () => {
     })();
     // A listener with the coordinator's rights sees what really reaches the bus.
     const seen: string[] = [];
-    const spies = ["hb", "res"].map((kind) =>
-      asCoordinator.subscribe(`dragnet.${kind}.${b.id}`, {
+    const spies = [`dragnet.hb.${b.id}`, `dragnet.res.${b.id}.*`].map((subject) =>
+      asCoordinator.subscribe(subject, {
         callback: (err, m) => {
           seen.push(err ? `error: ${err.message}` : m.subject);
         },
@@ -105,7 +105,7 @@ describe("NATS: one agent's credentials", () => {
       }).finish(),
     );
     stolen.publish(
-      `dragnet.res.${b.id}`,
+      `dragnet.res.${b.id}.main`,
       CommandResult.encode(
         CommandResult.fromPartial({
           agentId: b.id,

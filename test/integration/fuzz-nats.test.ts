@@ -62,7 +62,8 @@ describe("fuzzing over NATS", () => {
     for (let i = 0; i < 1500; i++) {
       const kind = kinds[i % 3]!;
       const data = i % 2 ? r.bytes(r.below(300)) : mutate(valid[kind], r);
-      nc.publish(`dragnet.${kind}.${id}`, data);
+      // Acks and results to the coordinator (main), heartbeats to all.
+      nc.publish(kind === "hb" ? `dragnet.hb.${id}` : `dragnet.${kind}.${id}.main`, data);
       if (i % 100 === 0) await nc.flush();
     }
     await nc.flush();
@@ -84,12 +85,12 @@ describe("fuzzing over NATS", () => {
     const nc = await fleet.connectNats("coordinator");
     const acks: CommandAck[] = [];
     const results: CommandResult[] = [];
-    nc.subscribe(`dragnet.ack.${agentId}`, {
+    nc.subscribe(`dragnet.ack.${agentId}.*`, {
       callback: (_e, m) => {
         acks.push(CommandAck.decode(m.data));
       },
     });
-    nc.subscribe(`dragnet.res.${agentId}`, {
+    nc.subscribe(`dragnet.res.${agentId}.*`, {
       callback: (_e, m) => {
         results.push(CommandResult.decode(m.data));
       },

@@ -22,14 +22,14 @@ describe("replay guard", () => {
     const file = join(tempDir(), "executed-actions");
     const now = 1_000_000;
     const g = new ReplayGuard(file, 0, now);
-    g.remember("a", now + 10_000, "c1", now);
-    g.remember("b", now + 100, "c2", now);
+    g.remember("a", now + 10_000, "c1", "main", now);
+    g.remember("b", now + 100, "c2", "main", now);
     expect(new ReplayGuard(file, 0, now).has("a")).toBe(true);
     const later = new ReplayGuard(file, 0, now + 1000);
     expect(later.has("a")).toBe(true);
     expect(later.has("b")).toBe(false);
     // Loading dropped the expired line from the file too.
-    expect(readFileSync(file, "utf8")).toBe(`a ${now + 10_000} c1\n`);
+    expect(readFileSync(file, "utf8")).toBe(`a ${now + 10_000} c1 main\n`);
     later.prune(now + 20_000);
     expect(later.size).toBe(0);
     expect(readFileSync(file, "utf8")).toBe("");
@@ -39,13 +39,15 @@ describe("replay guard", () => {
     const file = join(tempDir(), "executed-actions");
     const now = 1_000_000;
     const g = new ReplayGuard(file, 0, now);
-    g.remember("a", now + 10_000, "c1", now);
-    g.remember("b", now + 10_000, "c2", now);
+    g.remember("a", now + 10_000, "c1", "main", now);
+    g.remember("b", now + 10_000, "c2", "main", now);
     g.finished("c1");
-    expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([{ actionId: "b", commandId: "c2" }]);
+    expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([
+      { actionId: "b", commandId: "c2", coordinator: "main" },
+    ]);
     new ReplayGuard(file, 0, now).prune(now); // compacts, keeping the done marks
     const again = new ReplayGuard(file, 0, now);
-    expect(again.unfinished()).toEqual([{ actionId: "b", commandId: "c2" }]);
+    expect(again.unfinished()).toEqual([{ actionId: "b", commandId: "c2", coordinator: "main" }]);
     again.finished("c2");
     expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([]);
     expect(new ReplayGuard(file, 0, now).has("b")).toBe(true);

@@ -70,6 +70,7 @@ describe("fuzzing the agent's command decoder and checks", () => {
       commandId: `c${i}`,
       action: i ? coSign(signAction(body, alice), bob) : signAction(body, alice),
       sentAtMs: Date.now(),
+      coordinator: "main",
     }).finish(),
   );
 
@@ -138,6 +139,7 @@ describe("fuzzing the agent's command decoder and checks", () => {
         commandId: `m${i}`,
         action: { body: Buffer.from(body), signatures },
         sentAtMs: Date.now(),
+        coordinator: "main",
       }).finish();
       try {
         runner.accept(runner.decode(data));

@@ -120,6 +120,11 @@ export interface CommandEnvelope {
   commandId: string;
   action: SignedAction | undefined;
   sentAtMs: number;
+  /**
+   * The coordinator that sent the command (a subject token): the agent's ack
+   * and result go to it. Not signed: it routes answers and authorises nothing.
+   */
+  coordinator: string;
 }
 
 /** Published by the agent on <prefix>.ack.<agentId> as soon as it has judged a command. */
@@ -1071,7 +1076,7 @@ export const SignedAction: MessageFns<SignedAction> = {
 };
 
 function createBaseCommandEnvelope(): CommandEnvelope {
-  return { commandId: "", action: undefined, sentAtMs: 0 };
+  return { commandId: "", action: undefined, sentAtMs: 0, coordinator: "" };
 }
 
 export const CommandEnvelope: MessageFns<CommandEnvelope> = {
@@ -1084,6 +1089,9 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
     }
     if (message.sentAtMs !== 0) {
       writer.uint32(24).int64(message.sentAtMs);
+    }
+    if (message.coordinator !== "") {
+      writer.uint32(34).string(message.coordinator);
     }
     return writer;
   },
@@ -1125,6 +1133,14 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
             message.sentAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.coordinator = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1150,6 +1166,7 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
         : isSet(object.sent_at_ms)
         ? globalThis.Number(object.sent_at_ms)
         : 0,
+      coordinator: isSet(object.coordinator) ? globalThis.String(object.coordinator) : "",
     };
   },
 
@@ -1164,6 +1181,9 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
     if (message.sentAtMs !== 0) {
       obj.sentAtMs = Math.round(message.sentAtMs);
     }
+    if (message.coordinator !== "") {
+      obj.coordinator = message.coordinator;
+    }
     return obj;
   },
 
@@ -1177,6 +1197,7 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
       ? SignedAction.fromPartial(object.action)
       : undefined;
     message.sentAtMs = object.sentAtMs ?? 0;
+    message.coordinator = object.coordinator ?? "";
     return message;
   },
 };
