@@ -30,6 +30,8 @@ import { ReplayGuard } from "./replay-guard.js";
 
 /** How often undelivered results are tried again while the link is up. */
 const OUTBOX_RETRY_MS = 5000;
+/** The largest result sent: NATS' default message limit (1 MiB) less room for headers. */
+const MAX_RESULT_BYTES = 1024 * 1024 - 4096;
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
@@ -69,6 +71,7 @@ export class Agent {
   private sub?: Subscription;
   private heartbeatTimer?: NodeJS.Timeout;
   private running = new Set<Promise<void>>();
+  private commandsRunning = 0;
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
 
@@ -230,7 +233,7 @@ export class Agent {
       startedAtMs: this.startedAtMs,
       sentAtMs: Date.now(),
       intervalMs: this.config.heartbeatIntervalMs,
-      runningCommands: this.running.size,
+      runningCommands: this.commandsRunning,
     };
     this.publish(this.subjects.heartbeat(this.id), Heartbeat.encode(hb).finish());
   }
@@ -278,6 +281,7 @@ export class Agent {
     });
     this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
     let result: CommandResult;
+    this.commandsRunning++;
     try {
       result = await this.runner.execute(accepted, this.stopping.signal);
     } catch (err) {
@@ -292,6 +296,8 @@ export class Agent {
         startedAtMs: Date.now(),
         finishedAtMs: Date.now(),
       };
+    } finally {
+      this.commandsRunning--;
     }
     this.log.info("action done", {
       command: commandId,
@@ -300,7 +306,19 @@ export class Agent {
       found: result.found,
       ms: result.finishedAtMs - result.startedAtMs,
     });
-    const data = CommandResult.encode(result).finish();
+    let data = CommandResult.encode(result).finish();
+    if (data.length > MAX_RESULT_BYTES) {
+      // It could never be delivered (NATS carries at most 1 MiB): say so instead, and say how to fix it.
+      data = CommandResult.encode({
+        ...result,
+        status: CommandStatus.COMMAND_STATUS_FAILED,
+        operations: [],
+        problem: {
+          code: Codes.TOO_LARGE,
+          message: `the result has ${data.length} bytes, over the ${MAX_RESULT_BYTES}-byte limit: narrow the search (a lower --matchlimit, fewer or narrower paths)`,
+        },
+      }).finish();
+    }
     this.outbox.add(commandId, coordinator, data);
     this.replay.finished(commandId);
     await this.deliver(commandId, data);
@@ -314,7 +332,8 @@ export class Agent {
       // The command id as message id: a result sent twice (a retry, a restart) is stored once.
       const coordinator = this.outbox.coordinatorOf(commandId) ?? DEFAULT_COORDINATOR;
       await this.js.publish(this.subjects.result(this.id, coordinator), data, {
-        msgID: commandId,
+        // Agent and command: another agent cannot claim this result's id and have it dropped as a duplicate.
+        msgID: `${this.id}.${commandId}`,
         timeout: 10_000,
       });
       this.outbox.remove(commandId);

@@ -113,7 +113,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       ackWaitMs: ms(
         (json.results as Record<string, unknown> | undefined)?.ackWaitMs,
         "results.ackWaitMs",
-        30_000,
+        10_000,
       )!,
     },
     logLevel,

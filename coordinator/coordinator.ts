@@ -56,6 +56,10 @@ const SWEEP_INTERVAL_MS = 1000;
 const NO_PROBLEM = { code: "", message: "" };
 /** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
 const RESEND_AFTER_MS = 5000;
+/** Refusals that no retry can change: the result is dropped from the stream. */
+const REFUSED_FOR_GOOD = new Set<string>([Codes.DECODE, Codes.SUBJECT_MISMATCH, Codes.NOT_FOUND]);
+/** A result that could not be stored comes back after this long. */
+const NAK_DELAY_MS = 2000;
 /** How much longer than the stream's ack wait a restarted coordinator waits for queued results before sending again. */
 const CATCH_UP_MARGIN_MS = 2000;
 
@@ -79,7 +83,7 @@ export class Coordinator {
   private nc?: NatsConnection;
   private results?: ResultStream;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
-  private readonly ingest = { backlog: 0, seen: 0, until: 0 };
+  private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
   private readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
   private readonly auditLog: AuditLog;
@@ -132,7 +136,9 @@ export class Coordinator {
       },
       this.log,
     );
-    this.ingest.backlog = await this.results.ensure();
+    const waiting = await this.results.ensure();
+    this.ingest.backlog = waiting.backlog;
+    this.ingest.lastSeq = waiting.lastSeq;
     // Results a killed coordinator took but never acknowledged come back after the ack wait.
     this.ingest.until = this.now() + this.config.results.ackWaitMs + CATCH_UP_MARGIN_MS;
     await this.results.consume((m) => this.onStreamResult(m));
@@ -221,7 +227,15 @@ export class Coordinator {
     if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
       const problem = ack.problem ?? { code: Codes.INTERNAL, message: "rejected without a reason" };
       // A replay refusal of a command we re-sent means the agent already has it: keep waiting for its result.
-      if (problem.code === Codes.REPLAY && !isFinal(command.status)) return;
+      if (problem.code === Codes.REPLAY && !isFinal(command.status)) {
+        // It has the command already (the first acknowledgement was lost): it is running, and its deadline counts.
+        if (command.status !== CommandStatus.COMMAND_STATUS_RUNNING) {
+          this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, {
+            ackedAtMs: this.now(),
+          });
+        }
+        return;
+      }
       this.book.transition(action, command, CommandStatus.COMMAND_STATUS_REJECTED, { problem });
       this.audit(`agent ${agentId}`, "refused a command", {
         actionId: command.actionId,
@@ -240,14 +254,22 @@ export class Coordinator {
    * one that is refused is terminated, never handed out again.
    */
   private onStreamResult(m: JsMsg): void {
-    this.ingest.seen++;
+    // Results that were waiting at start are counted once each, however often they come.
+    if (m.seq <= this.ingest.lastSeq) this.ingest.seenSeqs.add(m.seq);
     const agentId = this.subjects.agentOf(m.subject);
     try {
       if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
-      if (this.onResult(m.data, agentId)) this.batcher.afterCommit(() => m.ack());
-      else m.ack();
+      this.onResult(m.data, agentId);
+      // A duplicate too: its first copy may not be committed yet, and must not leave the stream before it is.
+      this.batcher.afterCommit(() => m.ack());
     } catch (err) {
       const p = problemOf(err, Codes.DECODE);
+      if (!REFUSED_FOR_GOOD.has(p.code)) {
+        // Not the result's fault (the store is failing, say): it stays in the stream and comes back.
+        this.log.error("result not stored; it will be handed out again", { subject: m.subject, ...p });
+        m.nak(NAK_DELAY_MS);
+        return;
+      }
       m.term();
       this.stats.refused++;
       this.log.warn("result refused", { subject: m.subject, code: p.code, reason: p.message });
@@ -261,7 +283,7 @@ export class Coordinator {
 
   /** Whether the results that waited in the stream while this coordinator was down are in. */
   private caughtUp(now: number): boolean {
-    return this.ingest.seen >= this.ingest.backlog || now >= this.ingest.until;
+    return this.ingest.seenSeqs.size >= this.ingest.backlog || now >= this.ingest.until;
   }
 
   /** Stores a result; false when it was a duplicate. */

@@ -52,7 +52,7 @@ export class ResultStream {
    * results already waiting. A NATS cluster that is still electing its
    * JetStream leader is waited for (up to `patienceMs`).
    */
-  async ensure(patienceMs = 60_000): Promise<number> {
+  async ensure(patienceMs = 60_000): Promise<{ backlog: number; lastSeq: number }> {
     const deadline = Date.now() + patienceMs;
     for (;;) {
       try {
@@ -65,7 +65,7 @@ export class ResultStream {
     }
   }
 
-  private async ensureOnce(): Promise<number> {
+  private async ensureOnce(): Promise<{ backlog: number; lastSeq: number }> {
     const jsm = await jetstreamManager(this.nc);
     const config = {
       name: this.stream,
@@ -77,6 +77,9 @@ export class ResultStream {
       duplicate_window: 120_000 * NS_PER_MS,
       max_age: 7 * 86_400_000 * NS_PER_MS,
       max_msg_size: 1024 * 1024,
+      // Bounded, so that no agent can fill the server: 2 GiB in all, 1,000 waiting results per agent and coordinator.
+      max_bytes: 2 * 1024 * 1024 * 1024,
+      max_msgs_per_subject: 1000,
     };
     try {
       await jsm.streams.info(this.stream);
@@ -102,13 +105,16 @@ export class ResultStream {
       const { durable_name: _name, ...update } = consumer;
       info = await jsm.consumers.update(this.stream, this.consumer, update);
     }
-    return info.num_pending + info.num_ack_pending;
+    // The results waiting for this coordinator now are all at or below the stream's last sequence.
+    const { state } = await jsm.streams.info(this.stream);
+    return { backlog: info.num_pending + info.num_ack_pending, lastSeq: state.last_seq };
   }
 
   /** Hands every result to `onMessage` until stopped. */
   async consume(onMessage: (m: JsMsg) => void): Promise<void> {
     const c = await jetstream(this.nc).consumers.get(this.stream, this.consumer);
-    this.messages = await c.consume({ max_messages: 10_000, callback: onMessage });
+    // Bounded by bytes (results run up to 1 MiB each), not by count.
+    this.messages = await c.consume({ max_bytes: 32 * 1024 * 1024, callback: onMessage });
     this.messages.closed().then((err) => {
       if (err) this.log.error("result consumer stopped", { error: err });
     });

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../common/mod.js";
 import {
@@ -23,6 +24,7 @@ export class NatsSecurity {
     readonly certFile: string,
     readonly keyFile: string,
     readonly prefix: string,
+    private readonly routePassword: string = randomBytes(18).toString("hex"),
   ) {}
 
   /** Writes the server's certificate and key into `dir` and creates the NATS trust chain. */
@@ -71,7 +73,9 @@ export class NatsSecurity {
             "cluster {",
             `  name: ${cluster.name}`,
             `  listen: ${host}:${cluster.port}`,
-            `  routes: [${cluster.routes.map((p) => JSON.stringify(`nats-route://${host}:${p}`)).join(", ")}]`,
+            // Only the other nodes may join: a route could otherwise publish as any agent.
+            `  authorization { user: route, password: ${JSON.stringify(this.routePassword)} }`,
+            `  routes: [${cluster.routes.map((p) => JSON.stringify(`nats-route://route:${this.routePassword}@${host}:${p}`)).join(", ")}]`,
             "}",
           ]
         : []),

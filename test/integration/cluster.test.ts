@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
@@ -52,8 +53,14 @@ describe("a NATS node killed mid-sweep", () => {
         ? true
         : undefined;
     });
-    // The first node: every client's first server, so most connections move.
-    await fleet.natsNodes[0]!.stop();
+    // The node that leads the results stream (replicated on all three) goes.
+    const nc = await fleet.connectNats("coordinator");
+    const info = await (await jetstreamManager(nc)).streams.info("DRAGNET_RESULTS");
+    expect(info.config.num_replicas).toBe(3);
+    expect(info.cluster?.replicas).toHaveLength(2);
+    const leader = Number(/dragnet-test-(\d)/.exec(info.cluster!.leader!)![1]) - 1;
+    await nc.close();
+    await fleet.natsNodes[leader]!.stop();
     const { results, done } = await collectResults(fleet.api, body.id);
     expect(results).toHaveLength(AGENTS);
     expect(results.map((r) => r.status)).toEqual(Array(AGENTS).fill(CommandStatus.COMMAND_STATUS_SUCCESS));

@@ -1,3 +1,5 @@
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
 import { fileModule } from "../../agent/modules/file/index.js";
@@ -37,6 +39,37 @@ describe("an agent", () => {
     const { results } = await collectResults(fleet.api, body.id);
     expect(results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
   });
+
+  it("keeps a result produced while NATS is down in its outbox, and delivers it once NATS is back", async () => {
+    const slow = defineModule({
+      ...fileModule,
+      async run(params, ctx) {
+        await new Promise((r) => setTimeout(r, 1000));
+        return fileModule.run(params, ctx);
+      },
+    });
+    const agent = await fleet.addAgent({ hostname: "outbox", modules: [slow] });
+    await eventually(async () =>
+      (await fleet.api.listAgents("hostname == outbox")).length ? true : undefined,
+    );
+    const body = fileAction({ paths: ["/etc/passwd"] }, { target: `id == "${agent.id}"` });
+    await fleet.api.submitAction(signAction(body, fleet.alice));
+    await eventually(async () => {
+      const [r] = (await fleet.api.getAction(body.id, true)).results;
+      return r?.status === CommandStatus.COMMAND_STATUS_RUNNING ? true : undefined;
+    });
+    const outbox = join(fleet.dir, `agent-${fleet.agents.indexOf(agent) + 1}`, "outbox");
+    // Down for 3 s: the result is produced meanwhile and waits on disk.
+    let waited = false;
+    const restarted = fleet.restartNats(3000);
+    await eventually(() => (readdirSync(outbox).some((f) => f.endsWith(".result")) ? true : undefined), 2500);
+    waited = true;
+    await restarted;
+    const { results } = await collectResults(fleet.api, body.id);
+    expect(waited).toBe(true);
+    expect(results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+    await eventually(() => (readdirSync(outbox).length === 0 ? true : undefined), 5000);
+  }, 60_000);
 
   it("keeps running a command the action's expiry overtakes, and its result counts", async () => {
     // A real file search that takes longer than the action has left before it expires.
