@@ -105,6 +105,16 @@ export class ResultStream {
       const { durable_name: _name, ...update } = consumer;
       info = await jsm.consumers.update(this.stream, this.consumer, update);
     }
+    if (info.num_waiting > 0) {
+      // Pull requests already waiting: another coordinator with this id, or one that died moments ago.
+      this.log.warn(
+        "another consumer of this coordinator's results is active: every coordinator needs its own id",
+        {
+          consumer: this.consumer,
+          waiting: info.num_waiting,
+        },
+      );
+    }
     // The results waiting for this coordinator now are all at or below the stream's last sequence.
     const { state } = await jsm.streams.info(this.stream);
     return { backlog: info.num_pending + info.num_ack_pending, lastSeq: state.last_seq };
