@@ -249,14 +249,13 @@ export class SqliteStore implements Store {
       upsertCommand: db.prepare(`
         INSERT INTO commands (id, action_id, agent_id, status, problem_code, problem_message, found,
                               created_at, sent_at, acked_at, updated_at)
-        VALUES (@id, @actionId, @agentId, @status, @problemCode, @problemMessage, @found,
-                @createdAtMs, @sentAtMs, @ackedAtMs, @updatedAtMs)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET status = excluded.status, problem_code = excluded.problem_code,
           problem_message = excluded.problem_message, found = excluded.found, sent_at = excluded.sent_at,
           acked_at = excluded.acked_at, updated_at = excluded.updated_at`),
       insertResult: db.prepare(`
         INSERT OR IGNORE INTO results (command_id, action_id, agent_id, found, payload, received_at)
-        VALUES (@commandId, @actionId, @agentId, @found, @payload, @receivedAtMs)`),
+        VALUES (?, ?, ?, ?, ?, ?)`),
       complete: db.prepare("UPDATE actions SET completed_at = ? WHERE id = ?"),
       loadAgents: db.prepare("SELECT * FROM agents"),
       getAction: db.prepare("SELECT * FROM actions WHERE id = ?"),
@@ -288,9 +287,32 @@ export class SqliteStore implements Store {
           modules: JSON.stringify(a.modules),
         });
       }
-      for (const c of batch.commands) this.stmts.upsertCommand.run({ ...c, found: c.found ? 1 : 0 });
+      // Positional and without copies: thousands of these go into one transaction during a sweep.
+      for (const c of batch.commands) {
+        this.stmts.upsertCommand.run(
+          c.id,
+          c.actionId,
+          c.agentId,
+          c.status,
+          c.problemCode,
+          c.problemMessage,
+          c.found ? 1 : 0,
+          c.createdAtMs,
+          c.sentAtMs,
+          c.ackedAtMs,
+          c.updatedAtMs,
+        );
+      }
       for (const r of batch.results) {
-        this.stmts.insertResult.run({ ...r, found: r.found ? 1 : 0, payload: Buffer.from(r.payload) });
+        const payload = Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength);
+        this.stmts.insertResult.run(
+          r.commandId,
+          r.actionId,
+          r.agentId,
+          r.found ? 1 : 0,
+          payload,
+          r.receivedAtMs,
+        );
       }
       for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
       for (const e of batch.audit) this.stmts.insertAudit.run(e);
