@@ -19,7 +19,7 @@ import {
   silentLogger,
   writeFileAtomic,
 } from "../../common/mod.js";
-import { natsConnectOptions } from "../../common/nats-link.js";
+import { agentInboxPrefix, natsConnectOptions } from "../../common/nats-link.js";
 import { createCertificateAuthority } from "../../common/pki.js";
 import { CoordinatorApi } from "../../console/client.js";
 import { NatsSecurity } from "../../console/lab/nats-setup.js";
@@ -88,7 +88,7 @@ export interface TestFleet {
     id: string,
   ): Promise<{ coordinator: Coordinator; api: CoordinatorApi; database: string; stop(): Promise<void> }>;
   /** Stops the coordinator, runs `whileDown` (e.g. to edit its database), and starts it again on the same API port. */
-  restartCoordinator(whileDown?: (databasePath: string) => void): Promise<void>;
+  restartCoordinator(whileDown?: (databasePath: string) => void | Promise<void>): Promise<void>;
   addAgent(options?: {
     hostname?: string;
     tags?: Record<string, string>;
@@ -228,7 +228,11 @@ export async function startFleet(
       } else if (as !== "anonymous") {
         creds = await natsSecurity.writeAgentCreds(as.agentId, join(dir, `as-${as.agentId}.creds`));
       }
-      const nc = await connect(natsConnectOptions({ servers, ca: caFile, creds, insecure: false }));
+      const nc = await connect({
+        ...natsConnectOptions({ servers, ca: caFile, creds, insecure: false }),
+        // An agent's user may only read replies on its own inbox.
+        ...(typeof as === "object" && "agentId" in as ? { inboxPrefix: agentInboxPrefix(as.agentId) } : {}),
+      });
       connections.push(nc);
       return nc;
     },
@@ -281,7 +285,7 @@ export async function startFleet(
     async restartCoordinator(whileDown) {
       fleet.grpcServer.forceShutdown();
       await fleet.coordinator.stop();
-      whileDown?.(config.database);
+      await whileDown?.(config.database);
       fleet.coordinator = new Coordinator(config, { log });
       await fleet.coordinator.start();
       fleet.grpcServer = (await startGrpcServer(fleet.coordinator, `127.0.0.1:${port}`, grpcTls, log)).server;
