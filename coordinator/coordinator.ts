@@ -13,6 +13,7 @@ import {
   type TargetContext,
   type TargetExpr,
   VERSION,
+  type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
 import { natsConnectOptions } from "../common/nats-link.js";
@@ -62,6 +63,13 @@ const REFUSED_FOR_GOOD = new Set<string>([Codes.DECODE, Codes.SUBJECT_MISMATCH, 
 const NAK_DELAY_MS = 2000;
 /** How much longer than the stream's ack wait a restarted coordinator waits for queued results before sending again. */
 const CATCH_UP_MARGIN_MS = 2000;
+
+/** Refuses a stored row that holds another action than the one it names (only a database edit does that). */
+function checkStoredId(rowId: string, bodyId: string): void {
+  if (bodyId !== rowId) {
+    throw new DragnetError(Codes.ACTION_INVALID, `the stored row ${rowId} holds the signed action ${bodyId}`);
+  }
+}
 
 export interface CoordinatorOptions {
   log: Logger;
@@ -168,15 +176,24 @@ export class Coordinator {
       if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${msg.subject}`);
       handler.call(this, msg, agentId);
     } catch (err) {
-      this.stats.refused++;
-      const p = problemOf(err, Codes.DECODE);
-      this.log.warn(`${kind} refused`, { subject: msg.subject, code: p.code, reason: p.message });
-      this.auditLog.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
-        agentId: agentId ?? "",
-        code: p.code,
-        message: p.message,
-      });
+      this.refused(kind, msg.subject, agentId, problemOf(err, Codes.DECODE));
     }
+  }
+
+  /** Counts, logs and audits (rate-limited) a message refused from NATS. */
+  private refused(
+    kind: string,
+    subject: string,
+    agentId: string | undefined,
+    p: { code: string; message: string },
+  ) {
+    this.stats.refused++;
+    this.log.warn(`${kind} refused`, { subject, code: p.code, reason: p.message });
+    this.auditLog.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
+      agentId: agentId ?? "",
+      code: p.code,
+      message: p.message,
+    });
   }
 
   private decode<T>(kind: string, decode: (b: Uint8Array) => T, data: Uint8Array): T {
@@ -271,13 +288,7 @@ export class Coordinator {
         return;
       }
       m.term();
-      this.stats.refused++;
-      this.log.warn("result refused", { subject: m.subject, code: p.code, reason: p.message });
-      this.auditLog.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", "result refused", {
-        agentId: agentId ?? "",
-        code: p.code,
-        message: p.message,
-      });
+      this.refused("result", m.subject, agentId, p);
     }
   }
 
@@ -286,8 +297,8 @@ export class Coordinator {
     return this.ingest.seenSeqs.size >= this.ingest.backlog || now >= this.ingest.until;
   }
 
-  /** Stores a result; false when it was a duplicate. */
-  private onResult(data: Uint8Array, agentId: string): boolean {
+  /** Stores a result (a duplicate is recognised and dropped). */
+  private onResult(data: Uint8Array, agentId: string): void {
     const result = this.decode("result", CommandResult.decode, data);
     if (result.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
@@ -309,7 +320,7 @@ export class Coordinator {
       ? result.status
       : CommandStatus.COMMAND_STATUS_FAILED;
     // Stored once: a redelivered result is recognised and dropped.
-    if (action ? action.answered.has(command.id) : this.store.hasResult(command.id)) return false;
+    if (action ? action.answered.has(command.id) : this.store.hasResult(command.id)) return;
     action?.answered.add(command.id);
     this.stats.results++;
     this.batcher.result({
@@ -332,7 +343,6 @@ export class Coordinator {
       command.problemMessage = patch.problem.message;
       this.batcher.command(command);
     }
-    return true;
   }
 
   /** The command, checked to belong to the agent; `action` is set while the action is open. */
@@ -444,24 +454,13 @@ export class Coordinator {
   private reloadPendingActions(): void {
     for (const record of this.store.pendingActions()) {
       try {
-        const body = verifySignedAction(SignedAction.decode(record.signed), this.keyring).body;
-        if (body.id !== record.id) {
-          throw new DragnetError(
-            Codes.ACTION_INVALID,
-            `the stored row ${record.id} holds the signed action ${body.id}`,
-          );
-        }
+        const { body } = this.verifyStored(record).verified;
         if (body.target !== record.target || body.expiresAtMs !== record.expiresAtMs) {
           throw new DragnetError(Codes.ACTION_INVALID, "the stored summary does not match the signed action");
         }
         this.pending.set(record.id, record);
       } catch (err) {
-        const p = problemOf(err);
-        this.audit("coordinator", "stored action no longer verifies; not offered for approval", {
-          actionId: record.id,
-          code: p.code,
-          message: p.message,
-        });
+        this.storedRefused(record.id, "not offered for approval", err);
         record.state = ActionState.ACTION_STATE_UNAPPROVED;
         record.completedAtMs = this.now();
         this.batcher.action(record);
@@ -469,19 +468,29 @@ export class Coordinator {
     }
   }
 
+  /** A stored action's signatures checked again, and the row checked to hold the action it names. */
+  private verifyStored(record: StoredAction): { signed: SignedAction; verified: VerifiedAction } {
+    const signed = SignedAction.decode(record.signed);
+    const verified = verifySignedAction(signed, this.keyring);
+    checkStoredId(record.id, verified.body.id);
+    return { signed, verified };
+  }
+
+  private storedRefused(actionId: string, outcome: string, err: unknown): void {
+    const p = problemOf(err);
+    this.log.error(`stored action no longer verifies; ${outcome}`, { action: actionId, ...p });
+    this.audit("coordinator", `stored action no longer verifies; ${outcome}`, {
+      actionId,
+      code: p.code,
+      message: p.message,
+    });
+  }
+
   private reloadOpenActions(): void {
     for (const record of this.store.openActions()) {
-      let signed: SignedAction;
       try {
-        signed = SignedAction.decode(record.signed);
-        const verified = verifySignedAction(signed, this.keyring);
+        const { signed, verified } = this.verifyStored(record);
         const body = verified.body;
-        if (body.id !== record.id) {
-          throw new DragnetError(
-            Codes.ACTION_INVALID,
-            `the stored row ${record.id} holds the signed action ${body.id}`,
-          );
-        }
         const modules = body.operations.map((op) => op.module?.$case ?? "unknown");
         const short = this.keyring.acl.shortfall(modules, verified.signers);
         if (short) {
@@ -495,13 +504,7 @@ export class Coordinator {
         this.book.add(action);
       } catch (err) {
         // Someone changed the database: nothing of this action is sent.
-        const p = problemOf(err);
-        this.log.error("stored action no longer verifies; leaving it closed", { action: record.id, ...p });
-        this.audit("coordinator", "stored action no longer verifies; not sent", {
-          actionId: record.id,
-          code: p.code,
-          message: p.message,
-        });
+        this.storedRefused(record.id, "not sent", err);
         this.batcher.complete(record.id, this.now());
       }
     }
@@ -665,13 +668,7 @@ export class Coordinator {
     }
     const signed: SignedAction = { body: current.body, signatures: [...current.signatures, signature] };
     const { verified, body, expr, shortfall } = vetAction(signed, this.keyring, now);
-    if (body.id !== id) {
-      // Only someone writing to the database can get here.
-      throw new DragnetError(
-        Codes.ACTION_INVALID,
-        `the stored action ${id} holds the signed action ${body.id}; refusing it`,
-      );
-    }
+    checkStoredId(id, body.id);
     // Everything that can refuse comes before the record changes: a refused approval leaves no trace but the audit.
     const targets = shortfall ? [] : this.targetsOf(expr, body.target, now);
     record.signed = SignedAction.encode(signed).finish();
