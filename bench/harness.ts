@@ -1,8 +1,10 @@
-// What the coordinator benchmarks share: a fleet (NATS, coordinator in this
-// process) and a simulator process standing in for many agents.
+// What the benchmarks share: a fleet (NATS, coordinator in this process), a
+// simulator process standing in for many agents, and timing one sweep.
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { signAction } from "../common/mod.js";
+import type { ActionBody } from "../proto/mod.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { eventually, type TestFleet } from "../test/helpers/fleet.js";
 import type { SimulatorSpec } from "./simulator.js";
@@ -44,6 +46,36 @@ export async function startSimulator(
 }
 
 /** Percentile of sorted numbers. */
-export function percentile(sorted: number[], p: number): number {
+function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+/**
+ * Signs and submits `body`, watches it to the end, and returns the figures
+ * every sweep benchmark prints: times from submit to each result being
+ * stored (a watcher hears of a result only once it is committed), and this
+ * process's RSS (the coordinator's: it runs here).
+ */
+export async function timeSweep(fleet: TestFleet, body: ActionBody) {
+  const signed = signAction(body, fleet.alice);
+  const arrivals: number[] = [];
+  const submitted = performance.now();
+  await fleet.api.submitAction(signed);
+  let allMs = 0;
+  await fleet.api.watchAction(body.id, (event) => {
+    if (event.event?.$case === "result") arrivals.push(performance.now() - submitted);
+    if (event.event?.$case === "done") allMs = performance.now() - submitted;
+    return true;
+  });
+  arrivals.sort((a, b) => a - b);
+  const spread = (arrivals.at(-1)! - arrivals[0]!) / 1000;
+  return {
+    answered: arrivals.length,
+    first_ms: Math.round(percentile(arrivals, 0)),
+    p50_ms: Math.round(percentile(arrivals, 50)),
+    p99_ms: Math.round(percentile(arrivals, 99)),
+    all_ms: Math.round(allMs),
+    ingest_per_s: spread > 0 ? Math.round(arrivals.length / spread) : arrivals.length,
+    coordinator_rss_mb: Math.round(process.memoryUsage().rss / 1048576),
+  };
 }

@@ -16,11 +16,12 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_PREFIX, signAction } from "../common/mod.js";
+import { DEFAULT_PREFIX } from "../common/mod.js";
 import { fileAction } from "../test/helpers/actions.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { eventually, startFleet, type TestFleet } from "../test/helpers/fleet.js";
 import type { SwarmSpec } from "./agent-swarm.js";
+import { timeSweep } from "./harness.js";
 
 const { values } = parseArgs({
   options: { agents: { type: "string", default: "1000" }, procs: { type: "string" } },
@@ -103,33 +104,12 @@ try {
     { paths: [fixture], names: ["^file-1\\.conf$"] },
     { timeoutMs: 60_000, target: 'tags.bench == "true"' },
   );
-  const signed = signAction(body, fleet.alice);
-  const arrivals: number[] = [];
-  const submitted = performance.now();
-  await fleet.api.submitAction(signed);
-  let allMs = 0;
-  await fleet.api.watchAction(body.id, (event) => {
-    if (event.event?.$case === "result") arrivals.push(performance.now() - submitted);
-    if (event.event?.$case === "done") allMs = performance.now() - submitted;
-    return true;
-  });
-  arrivals.sort((a, b) => a - b);
-  const pct = (p: number) =>
-    arrivals[Math.min(arrivals.length - 1, Math.floor((p / 100) * arrivals.length))] ?? 0;
-  const spread = (arrivals.at(-1)! - arrivals[0]!) / 1000;
   console.log(
     JSON.stringify({
       bench: "sweep",
       agents: n,
       processes: children.length,
-      answered: arrivals.length,
-      first_ms: Math.round(pct(0)),
-      p50_ms: Math.round(pct(50)),
-      p99_ms: Math.round(pct(99)),
-      all_ms: Math.round(allMs),
-      ingest_per_s: spread > 0 ? Math.round(arrivals.length / spread) : arrivals.length,
-      // This process: the coordinator, its gRPC server and the watching console client.
-      coordinator_rss_mb: Math.round(process.memoryUsage().rss / 1048576),
+      ...(await timeSweep(fleet, body)),
     }),
   );
 } finally {

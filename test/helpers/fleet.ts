@@ -239,7 +239,6 @@ export async function startFleet(
     async restartNats(pauseMs = 0) {
       const port = fleet.nats.port;
       await Promise.allSettled(fleet.natsNodes.map((node) => node.stop()));
-      if (!fleet.natsNodes.includes(fleet.nats)) await fleet.nats.stop();
       if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
       fleet.nats = await startNatsServer({ port, config: natsConfig });
       fleet.natsNodes[0] = fleet.nats;
@@ -319,7 +318,6 @@ export async function startFleet(
         await fleet.coordinator.stop();
       }
       await Promise.allSettled(fleet.natsNodes.map((node) => node.stop()));
-      if (!fleet.natsNodes.includes(fleet.nats)) await fleet.nats.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
