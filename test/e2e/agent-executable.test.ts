@@ -27,26 +27,12 @@ afterAll(async () => {
 /** Starts the executable with its own NATS credentials over TLS, as an enrolled endpoint would. */
 async function startAgentExe(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
   const cwd = tempDir("dragnet-empty-");
-  const link = await fleet.prepareAgent(stateDir);
   const child = spawn(
     AGENT_EXE,
     [
-      "--nats",
-      fleet.nats.url,
-      "--nats-ca",
-      link.natsCa!,
-      "--nats-creds",
-      link.natsCreds!,
-      "--state-dir",
-      stateDir,
-      "--keyring",
-      fleet.keyringPath,
-      "--hostname",
-      "exe-host",
-      "--heartbeat-interval",
-      "500",
-      "--tag",
-      "kind=exe",
+      ...(await fleet.agentExeFlags(stateDir)),
+      ...["--keyring", fleet.keyringPath, "--hostname", "exe-host", "--heartbeat-interval", "500"],
+      ...["--tag", "kind=exe"],
     ],
     { cwd, env, stdio: ["ignore", "ignore", "pipe"] },
   );
@@ -121,23 +107,11 @@ describe("the agent executable", () => {
     const ring = join(dir, "keyring.json");
     copyFileSync(fleet.keyringPath, ring);
     chmodSync(ring, 0o664);
-    const link = await fleet.prepareAgent(join(dir, "state"));
-    const child = spawn(
-      AGENT_EXE,
-      [
-        "--nats",
-        fleet.nats.url,
-        "--nats-ca",
-        link.natsCa!,
-        "--nats-creds",
-        link.natsCreds!,
-        "--state-dir",
-        join(dir, "state"),
-        "--keyring",
-        ring,
-      ],
-      { env: {}, stdio: ["ignore", "ignore", "pipe"] },
-    );
+    const flags = await fleet.agentExeFlags(join(dir, "state"));
+    const child = spawn(AGENT_EXE, [...flags, "--keyring", ring], {
+      env: {},
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     running.push(child);
     let stderr = "";
     child.stderr!.on("data", (d) => {

@@ -111,23 +111,11 @@ describe("an agent SIGKILLed while it runs a command", () => {
   it("reports the command failed when it comes back, and does not run it again", async () => {
     await fleet.spawnCoordinator();
     const stateDir = join(tempDir(), "state");
-    const link = await fleet.prepareAgent(stateDir);
+    const flags = await fleet.agentExeFlags(stateDir);
     const start = (): ChildProcess =>
       spawn(
         AGENT_EXE,
-        [
-          ...["--nats", fleet.nats.url, "--nats-ca", link.natsCa!, "--nats-creds", link.natsCreds!],
-          ...[
-            "--state-dir",
-            stateDir,
-            "--keyring",
-            fleet.keyringPath,
-            "--hostname",
-            "killed",
-            "--heartbeat-interval",
-            "500",
-          ],
-        ],
+        [...flags, "--keyring", fleet.keyringPath, "--hostname", "killed", "--heartbeat-interval", "500"],
         { env: {}, stdio: "ignore" },
       );
     let agent = start();

@@ -71,6 +71,8 @@ export interface TestFleet {
   apiAs(key: InvestigatorKey): CoordinatorApi;
   /** Gives an agent state directory an id and that id's NATS credentials; returns the agent flags to reach NATS. */
   prepareAgent(stateDir: string): Promise<{ id: string } & Pick<AgentFlags, "nats" | "natsCa" | "natsCreds">>;
+  /** prepareAgent, as the agent executable's flags (--nats, --nats-ca, --nats-creds, --state-dir). */
+  agentExeFlags(stateDir: string): Promise<string[]>;
   /** A NATS connection with the coordinator's credentials, an agent's, or none at all. */
   connectNats(
     as: "coordinator" | { agentId: string } | { observe: string[] } | "anonymous",
@@ -216,6 +218,13 @@ export async function startFleet(
       writeFileAtomic(idFile, `${id}\n`, 0o600);
       const natsCreds = await natsSecurity.writeAgentCreds(id, join(stateDir, "agent.creds"));
       return { id, nats: servers, natsCa: caFile, natsCreds };
+    },
+    async agentExeFlags(stateDir) {
+      const link = await fleet.prepareAgent(stateDir);
+      return [
+        ...link.nats!.flatMap((url) => ["--nats", url]),
+        ...["--nats-ca", link.natsCa!, "--nats-creds", link.natsCreds!, "--state-dir", stateDir],
+      ];
     },
     async connectNats(as) {
       let creds: string | undefined;
