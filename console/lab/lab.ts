@@ -18,7 +18,7 @@ import { createCertificateAuthority } from "../../common/pki.js";
 import { AgentStatus } from "../../proto/mod.js";
 import { CoordinatorApi } from "../client.js";
 import { CONSOLE_CONFIG_FILE, type ConsoleConfig } from "../home.js";
-import { NatsSecurity } from "./nats-setup.js";
+import { NatsSecurity, planNatsNodes } from "./nats-setup.js";
 import {
   findNatsServer,
   isOurs,
@@ -193,31 +193,17 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     // NATS on loopback only, TLS required unless asked otherwise, a JWT user per client;
     // with several nodes, a cluster whose routes join them all.
     const nodeCount = opts.natsNodes ?? 1;
-    const clientPorts: number[] = [];
-    const routePorts: number[] = [];
-    for (let i = 0; i < nodeCount; i++) {
-      clientPorts.push(await freePort());
-      routePorts.push(await freePort());
-    }
     const natsNodes: LabNatsNode[] = [];
-    for (const [i, port] of clientPorts.entries()) {
+    for (const [i, { port, cluster }] of (await planNatsNodes(nodeCount, "dragnet-lab")).entries()) {
       const config = join(dir, nodeCount === 1 ? "nats.conf" : `nats-${i + 1}.conf`);
-      let text = natsSecurity.serverConfig({
+      const text = natsSecurity.serverConfig({
         host: "127.0.0.1",
         port,
         serverName: nodeCount === 1 ? "dragnet-lab" : `dragnet-lab-${i + 1}`,
         storeDir: join(dir, "nats", nodeCount === 1 ? "jetstream" : `jetstream-${i + 1}`),
-        ...(nodeCount > 1
-          ? {
-              cluster: {
-                name: "dragnet-lab",
-                port: routePorts[i]!,
-                routes: routePorts.filter((_, j) => j !== i),
-              },
-            }
-          : {}),
+        cluster,
+        insecure,
       });
-      if (insecure) text = text.replace(/^tls \{[^}]*\}\n/m, "");
       writeFileSync(config, text, { mode: 0o600 });
       const proc = startDetached(nats, ["-c", config], {
         log: join(dir, "logs", nodeCount === 1 ? "nats.log" : `nats-${i + 1}.log`),

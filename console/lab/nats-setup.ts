@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { writeFileAtomic } from "../../common/mod.js";
+import { freePort, writeFileAtomic } from "../../common/mod.js";
 import {
   agentCreds,
   coordinatorCreds,
@@ -15,6 +15,33 @@ import type { CertificateAuthority } from "../../common/pki.js";
 // in tests: TLS with a certificate from the lab CA (clients must use TLS), and
 // decentralised JWT auth so that every agent connects as its own user, limited
 // to its own subjects. Credentials files are written 0600.
+
+export interface ClusterSettings {
+  name: string;
+  /** This node's route port. */
+  port: number;
+  /** The other nodes' route ports. */
+  routes: number[];
+}
+
+/** Free client and route ports for `size` nodes on loopback; a single node gets no cluster settings. */
+export async function planNatsNodes(
+  size: number,
+  name: string,
+): Promise<Array<{ port: number; cluster?: ClusterSettings }>> {
+  const clientPorts: number[] = [];
+  const routePorts: number[] = [];
+  for (let i = 0; i < size; i++) {
+    clientPorts.push(await freePort());
+    routePorts.push(await freePort());
+  }
+  return clientPorts.map((port, i) => ({
+    port,
+    ...(size > 1
+      ? { cluster: { name, port: routePorts[i]!, routes: routePorts.filter((_, j) => j !== i) } }
+      : {}),
+  }));
+}
 
 export class NatsSecurity {
   private constructor(
@@ -52,17 +79,23 @@ export class NatsSecurity {
     port: number;
     serverName: string;
     storeDir: string;
-    cluster?: { name: string; port: number; routes: number[] };
+    cluster?: ClusterSettings;
+    /** Plaintext clients (an explicit opt-out for debugging). */
+    insecure?: boolean;
   }): string {
     const { host, port, serverName, storeDir, cluster } = options;
     return [
       `listen: ${host}:${port}`,
       `server_name: ${serverName}`,
-      "tls {",
-      `  cert_file: ${JSON.stringify(this.certFile)}`,
-      `  key_file: ${JSON.stringify(this.keyFile)}`,
-      "  timeout: 5",
-      "}",
+      ...(options.insecure
+        ? []
+        : [
+            "tls {",
+            `  cert_file: ${JSON.stringify(this.certFile)}`,
+            `  key_file: ${JSON.stringify(this.keyFile)}`,
+            "  timeout: 5",
+            "}",
+          ]),
       "jetstream {",
       `  store_dir: ${JSON.stringify(storeDir)}`,
       "  max_memory_store: 256MB",

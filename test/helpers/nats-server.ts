@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../common/mod.js";
+import { type ClusterSettings, planNatsNodes } from "../../console/lab/nats-setup.js";
 import { findNatsServer, tcpReady, waitFor } from "../../console/lab/processes.js";
 
 // The one launcher every test uses: a real nats-server on a free loopback
@@ -62,25 +63,10 @@ export async function startNatsServer(
  */
 export async function startNatsCluster(
   size: number,
-  config: (port: number, cluster: { name: string; port: number; routes: number[] }, index: number) => string,
+  config: (port: number, cluster: ClusterSettings, index: number) => string,
 ): Promise<NatsServer[]> {
-  const clientPorts: number[] = [];
-  const routePorts: number[] = [];
-  for (let i = 0; i < size; i++) {
-    clientPorts.push(await freePort());
-    routePorts.push(await freePort());
-  }
+  const plan = await planNatsNodes(size, "dragnet-test");
   return Promise.all(
-    clientPorts.map((port, i) =>
-      startNatsServer({
-        port,
-        config: () =>
-          config(
-            port,
-            { name: "dragnet-test", port: routePorts[i]!, routes: routePorts.filter((_, j) => j !== i) },
-            i,
-          ),
-      }),
-    ),
+    plan.map(({ port, cluster }, i) => startNatsServer({ port, config: () => config(port, cluster!, i) })),
   );
 }
