@@ -27,6 +27,7 @@ export function apiAuthToken(key: InvestigatorKey, method: string, now = Date.no
 export class ApiAuthenticator {
   /** Nonces seen within the window, so a captured token cannot be replayed. */
   private readonly nonces = new Map<string, number>();
+  private prunedAt = 0;
 
   constructor(
     private readonly keyring: Keyring,
@@ -62,8 +63,10 @@ export class ApiAuthenticator {
     return investigator;
   }
 
+  /** Drops nonces whose tokens are stale anyway; at most once a second, not on every call of a busy API. */
   private prune(now: number): void {
-    if (this.nonces.size < 1024) return;
+    if (this.nonces.size < 1024 || now - this.prunedAt < 1000) return;
+    this.prunedAt = now;
     for (const [n, until] of this.nonces) if (until < now - this.windowMs) this.nonces.delete(n);
   }
 }
