@@ -106,21 +106,10 @@ export class Agent {
   private recoverInterrupted(): void {
     for (const { actionId, commandId, coordinator } of this.replay.unfinished()) {
       if (!this.outbox.has(commandId)) {
-        const now = Date.now();
-        const result: CommandResult = {
-          commandId,
-          actionId,
-          agentId: this.id,
-          status: CommandStatus.COMMAND_STATUS_FAILED,
-          problem: {
-            code: Codes.AGENT_LOST,
-            message: "the agent stopped while running this command; it is not run again",
-          },
-          operations: [],
-          found: false,
-          startedAtMs: now,
-          finishedAtMs: now,
-        };
+        const result = this.failedResult(commandId, actionId, {
+          code: Codes.AGENT_LOST,
+          message: "the agent stopped while running this command; it is not run again",
+        });
         this.outbox.add(commandId, coordinator || DEFAULT_COORDINATOR, CommandResult.encode(result).finish());
         this.log.warn("reporting a command interrupted by a restart as failed", {
           command: commandId,
@@ -129,6 +118,26 @@ export class Agent {
       }
       this.replay.finished(commandId);
     }
+  }
+
+  /** A result that reports a command failed as a whole, with no operation's output. */
+  private failedResult(
+    commandId: string,
+    actionId: string,
+    problem: { code: string; message: string },
+  ): CommandResult {
+    const now = Date.now();
+    return {
+      commandId,
+      actionId,
+      agentId: this.id,
+      status: CommandStatus.COMMAND_STATUS_FAILED,
+      problem,
+      operations: [],
+      found: false,
+      startedAtMs: now,
+      finishedAtMs: now,
+    };
   }
 
   /** What the agent knows of itself, to judge whether an action's target means it. */
@@ -285,17 +294,7 @@ export class Agent {
     try {
       result = await this.runner.execute(accepted, this.stopping.signal);
     } catch (err) {
-      result = {
-        commandId,
-        actionId: body.id,
-        agentId: this.id,
-        status: CommandStatus.COMMAND_STATUS_FAILED,
-        problem: problemOf(err),
-        operations: [],
-        found: false,
-        startedAtMs: Date.now(),
-        finishedAtMs: Date.now(),
-      };
+      result = this.failedResult(commandId, body.id, problemOf(err));
     } finally {
       this.commandsRunning--;
     }
@@ -310,13 +309,13 @@ export class Agent {
     if (data.length > MAX_RESULT_BYTES) {
       // It could never be delivered (NATS carries at most 1 MiB): say so instead, and say how to fix it.
       data = CommandResult.encode({
-        ...result,
-        status: CommandStatus.COMMAND_STATUS_FAILED,
-        operations: [],
-        problem: {
+        ...this.failedResult(commandId, body.id, {
           code: Codes.TOO_LARGE,
           message: `the result has ${data.length} bytes, over the ${MAX_RESULT_BYTES}-byte limit: narrow the search (a lower --matchlimit, fewer or narrower paths)`,
-        },
+        }),
+        found: result.found,
+        startedAtMs: result.startedAtMs,
+        finishedAtMs: result.finishedAtMs,
       }).finish();
     }
     this.outbox.add(commandId, coordinator, data);
