@@ -1,7 +1,7 @@
 // What the benchmarks share: a fleet (NATS, coordinator in this process), a
 // simulator process standing in for many agents, and timing one sweep.
-import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { signAction } from "../common/mod.js";
 import type { ActionBody } from "../proto/mod.js";
@@ -50,14 +50,37 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
+const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" })) || 100;
+
+/** CPU seconds (user + system) the processes have used so far, from /proc. */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Gone: it counts for nothing from here on.
+    }
+  }
+  return ticks / CLOCK_TICKS;
+}
+
 /**
  * Signs and submits `body`, watches it to the end, and returns the figures
  * every sweep benchmark prints: times from submit to each result being
  * stored (a watcher hears of a result only once it is committed), and this
  * process's RSS (the coordinator's: it runs here).
  */
-export async function timeSweep(fleet: TestFleet, body: ActionBody) {
+export async function timeSweep(fleet: TestFleet, body: ActionBody, agentPids: number[] = []) {
   const signed = signAction(body, fleet.alice);
+  const natsPids = fleet.natsNodes.map((node) => node.pid);
+  const before = {
+    agents: cpuSeconds(agentPids),
+    nats: cpuSeconds(natsPids),
+    coordinator: process.cpuUsage(),
+  };
   const arrivals: number[] = [];
   const submitted = performance.now();
   await fleet.api.submitAction(signed);
@@ -67,6 +90,13 @@ export async function timeSweep(fleet: TestFleet, body: ActionBody) {
     if (event.event?.$case === "done") allMs = performance.now() - submitted;
     return true;
   });
+  const coordinatorCpu = process.cpuUsage(before.coordinator);
+  // Where the CPU went while the sweep ran (this machine's cores are shared by all three).
+  const cpu_s = {
+    coordinator: Number(((coordinatorCpu.user + coordinatorCpu.system) / 1e6).toFixed(2)),
+    nats: Number((cpuSeconds(natsPids) - before.nats).toFixed(2)),
+    agents: Number((cpuSeconds(agentPids) - before.agents).toFixed(2)),
+  };
   arrivals.sort((a, b) => a - b);
   const spread = (arrivals.at(-1)! - arrivals[0]!) / 1000;
   return {
@@ -77,5 +107,6 @@ export async function timeSweep(fleet: TestFleet, body: ActionBody) {
     all_ms: Math.round(allMs),
     ingest_per_s: spread > 0 ? Math.round(arrivals.length / spread) : arrivals.length,
     coordinator_rss_mb: Math.round(process.memoryUsage().rss / 1048576),
+    cpu_s,
   };
 }

@@ -17,7 +17,7 @@ const fleet = await startFleet({ heartbeatIntervalMs: 10_000 });
 const sim = await startSimulator(fleet, { agents: n, heartbeatIntervalMs: 10_000, answer: true });
 try {
   const body = fileAction({ paths: ["/etc/hostname"] }, { target: 'tags.sim == "true"' });
-  console.log(JSON.stringify({ bench: "ingest", agents: n, ...(await timeSweep(fleet, body)) }));
+  console.log(JSON.stringify({ bench: "ingest", agents: n, ...(await timeSweep(fleet, body, [sim.pid!])) }));
 } finally {
   sim.kill("SIGTERM");
   await fleet.stop();

@@ -21,7 +21,7 @@ import { fileAction } from "../test/helpers/actions.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { eventually, startFleet, type TestFleet } from "../test/helpers/fleet.js";
 import type { SwarmSpec } from "./agent-swarm.js";
-import { timeSweep } from "./harness.js";
+import { cpuSeconds, timeSweep } from "./harness.js";
 
 const { values } = parseArgs({
   options: { agents: { type: "string", default: "1000" }, procs: { type: "string" } },
@@ -98,7 +98,12 @@ try {
     600_000,
   );
   log(`${n} agents in ${children.length} processes online in ${Date.now() - t0} ms`);
-  await new Promise((r) => setTimeout(r, 1000));
+  // What the connected swarm costs while nothing is asked of it (heartbeats, outbox timers).
+  const pids = children.map((c) => c.pid!);
+  const idleFrom = cpuSeconds(pids);
+  await new Promise((r) => setTimeout(r, 3000));
+  const idleCpuPct = Math.round(((cpuSeconds(pids) - idleFrom) / 3) * 100);
+  log(`agent processes idle: ${idleCpuPct}% of one core`);
 
   const body = fileAction(
     { paths: [fixture], names: ["^file-1\\.conf$"] },
@@ -109,7 +114,8 @@ try {
       bench: "sweep",
       agents: n,
       processes: children.length,
-      ...(await timeSweep(fleet, body)),
+      ...(await timeSweep(fleet, body, pids)),
+      agents_idle_cpu_pct: idleCpuPct,
     }),
   );
 } finally {
