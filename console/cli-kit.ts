@@ -32,12 +32,15 @@ export interface SweepFlags {
 }
 
 /** Flags of every command that sends an action to agents. */
-export function addActionFlags(cmd: Command): Command {
+export function addActionFlags(cmd: Command, options: { targetRequired?: boolean } = {}): Command {
+  const target = new Option(
+    "-t, --target <expr>",
+    'which agents (target expression, e.g. all, os == "linux", tags.env == "prod")',
+  );
+  // A command with subcommands (`file help`) checks -t itself: commander would demand it of them too.
+  if (options.targetRequired !== false) target.makeOptionMandatory();
   return cmd
-    .requiredOption(
-      "-t, --target <expr>",
-      'which agents (target expression, e.g. all, os == "linux", tags.env == "prod")',
-    )
+    .addOption(target)
     .option("--expires <duration>", "how long agents may receive the action", DEFAULT_EXPIRES)
     .option("--timeout <duration>", "how long each agent may run it", DEFAULT_TIMEOUT)
     .option("--action-name <name>", "a name for the action (shown in action list)")

@@ -1,9 +1,22 @@
 import { newId } from "../../common/mod.js";
 import type { CoordinatorApi } from "../../console/client.js";
-import type { ActionBody, ActionEvent, AgentResult, FileSearch } from "../../proto/mod.js";
+import {
+  type ActionBody,
+  type ActionEvent,
+  type AgentResult,
+  FileSearch,
+  type FileSearchOptions,
+} from "../../proto/mod.js";
+
+/** A file search with only the fields a test cares about; the rest take their proto defaults. */
+export type SearchInput = Omit<Partial<FileSearch>, "options"> & { options?: Partial<FileSearchOptions> };
+
+export function fileSearch(search: SearchInput): FileSearch {
+  return FileSearch.fromPartial({ label: "s1", paths: ["/etc"], ...search } as FileSearch);
+}
 
 /** An ActionBody for a file search, valid now for a minute unless told otherwise. */
-export function fileAction(search: Partial<FileSearch>, overrides: Partial<ActionBody> = {}): ActionBody {
+export function fileAction(search: SearchInput, overrides: Partial<ActionBody> = {}): ActionBody {
   const now = Date.now();
   return {
     id: newId(now),
@@ -14,9 +27,7 @@ export function fileAction(search: Partial<FileSearch>, overrides: Partial<Actio
         module: {
           $case: "file",
           value: {
-            searches: [
-              { label: "s1", paths: ["/etc"], names: [], sha256: [], options: undefined, ...search },
-            ],
+            searches: [fileSearch(search)],
           },
         },
       },

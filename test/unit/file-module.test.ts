@@ -1,19 +1,22 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, DragnetError, silentLogger } from "../../common/mod.js";
-import type { FileParams, FileResult, FileSearch } from "../../proto/mod.js";
+import type { FileParams, FileResult } from "../../proto/mod.js";
+import { fileSearch, type SearchInput } from "../helpers/actions.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // The file module against the system's own tools, on a tree made here.
 
 let root: string;
 
-function search(s: Partial<FileSearch>): FileParams {
-  return { searches: [{ label: "s1", paths: [root], names: [], sha256: [], options: undefined, ...s }] };
+function search(s: SearchInput): FileParams {
+  return { searches: [fileSearch({ paths: [root], ...s })] };
 }
+
+const paths = (r: FileResult) => r.matches.map((m) => m.path).sort();
 
 async function run(params: FileParams): Promise<FileResult> {
   fileModule.check(params);
@@ -45,6 +48,10 @@ beforeAll(() => {
     mkdirSync(join(root, rel, ".."), { recursive: true });
     writeFileSync(join(root, rel), content);
   }
+  chmodSync(join(root, "b.txt"), 0o755);
+  chmodSync(join(root, "etc/passwd"), 0o600);
+  const tenDaysAgo = Date.now() / 1000 - 10 * 86_400;
+  utimesSync(join(root, "deep/1/same.txt"), tenDaysAgo, tenDaysAgo);
   symlinkSync(join(root, "etc/passwd"), join(root, "link-to-passwd"));
   symlinkSync(join(root, "etc"), join(root, "link-to-etc"));
   symlinkSync(join(root, "nowhere"), join(root, "broken-link"));
@@ -125,13 +132,7 @@ describe("file module", () => {
   it("a missing path is an error in the result, not a failure", async () => {
     const result = await run({
       searches: [
-        {
-          label: "x",
-          paths: [join(root, "missing"), join(root, "etc")],
-          names: ["^passwd$"],
-          sha256: [],
-          options: undefined,
-        },
+        fileSearch({ label: "x", paths: [join(root, "missing"), join(root, "etc")], names: ["^passwd$"] }),
       ],
     });
     expect(result.errors).toEqual([`${join(root, "missing")}: does not exist`]);

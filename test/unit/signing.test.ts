@@ -16,7 +16,7 @@ import {
   signAction,
   verifySignedAction,
 } from "../../common/mod.js";
-import type { ActionBody, SignedAction } from "../../proto/mod.js";
+import { type ActionBody, FileSearch, type SignedAction } from "../../proto/mod.js";
 import { tempDir } from "../helpers/fleet.js";
 
 const alice = generateInvestigatorKey("alice");
@@ -35,7 +35,7 @@ function body(overrides: Partial<ActionBody> = {}): ActionBody {
         module: {
           $case: "file",
           value: {
-            searches: [{ label: "s1", paths: ["/etc"], names: ["^passwd$"], sha256: [], options: undefined }],
+            searches: [FileSearch.fromPartial({ label: "s1", paths: ["/etc"], names: ["^passwd$"] })],
           },
         },
       },

@@ -1,15 +1,19 @@
 import { Codes, DragnetError } from "../../../common/mod.js";
 import type { FileResult } from "../../../proto/mod.js";
 import { defineModule } from "../registry.js";
-import { compileSearch, runSearch, type SearchTally } from "./search.js";
+import { compileSearch } from "./criteria.js";
+import { runSearch, type SearchTally } from "./search.js";
 
 const MAX_SEARCHES = 64;
 
-/** `file`: find files by path, name and SHA-256 (full MIG semantics come with their own issue). */
+/**
+ * `file`: find files by name, content, size, mode, mtime and hashes — every
+ * search MIG's file module can express (see criteria.ts for the semantics).
+ */
 export const fileModule = defineModule({
   name: "file",
   kind: "investigation",
-  summary: "search files by path, name regex and SHA-256",
+  summary: "search files by name, content, size, mode, mtime and hash",
   check(params) {
     if (params.searches.length === 0)
       throw new DragnetError(Codes.PARAMS, "the file operation has no search");
@@ -25,6 +29,7 @@ export const fileModule = defineModule({
     const result: FileResult = {
       matches: [],
       errors: [],
+      warnings: [],
       stats: {
         filesExamined: 0,
         dirsWalked: 0,
@@ -33,12 +38,20 @@ export const fileModule = defineModule({
         errorsTotal: 0,
         durationMs: 0,
         truncated: false,
+        filesRead: 0,
+        bytesRead: 0,
+        warningsTotal: 0,
       },
     };
     const tally: SearchTally = result.stats!;
     for (const search of searches) {
-      const matches = await runSearch(search, ctx.signal, tally, (message) => {
-        if (result.errors.length < maxErrors) result.errors.push(message);
+      const matches = await runSearch(search, ctx.signal, tally, {
+        error: (message) => {
+          if (result.errors.length < maxErrors) result.errors.push(message);
+        },
+        warning: (message) => {
+          if (result.warnings.length < maxErrors) result.warnings.push(message);
+        },
       });
       result.matches.push(...matches);
     }

@@ -1,113 +1,17 @@
-import { createHash } from "node:crypto";
-import { createReadStream, type Dirent, type Stats } from "node:fs";
+import type { Dirent, Stats } from "node:fs";
 import { lstat, readdir, readlink, stat } from "node:fs/promises";
-import { basename, isAbsolute, join, normalize } from "node:path";
-import { Codes, DragnetError } from "../../../common/mod.js";
-import type { FileMatch, FileSearch } from "../../../proto/mod.js";
+import { basename, join } from "node:path";
+import type { FileMatch } from "../../../proto/mod.js";
+import { type CompiledSearch, type CriterionKind, HASH_FIELD, type HashName, within } from "./criteria.js";
 import { modeString } from "./mode-string.js";
+import { readOnce } from "./read-once.js";
 
-// One named search of the file module: walk its roots, match each regular file
-// (or symlink to one) against the criteria, cheapest first (name, then
-// metadata, then content hashes), and report what matched.
+// One search of the file module: walk its roots, decide for each regular file
+// (or symlink to one) whether it matches, cheapest checks first (name, then
+// metadata, then one read for content and hashes), and report the matches.
 
-export const FILE_DEFAULTS = {
-  /** Deep enough for any real tree; bounded so a loop of bind mounts cannot run forever. */
-  maxDepth: 64,
-  matchLimit: 1000,
-  maxErrors: 20,
-} as const;
-
-const MAX_ROOTS = 64;
-const MAX_PATTERN = 4096;
-const LIMITS = { matchLimit: 1_000_000, maxDepth: 1024, maxErrors: 100_000 };
-const MAX_CRITERIA = 256;
-const HASH_KINDS = new Set(["sha256"]);
-
-interface NameCriterion {
-  re: RegExp;
-  invert: boolean;
-  source: string;
-}
-
-export interface CompiledSearch {
-  label: string;
-  roots: string[];
-  names: NameCriterion[];
-  sha256: Set<string>;
-  maxDepth: number;
-  matchLimit: number;
-  maxErrors: number;
-  hashes: Set<string>;
-}
-
-function paramsError(label: string, message: string): DragnetError {
-  return new DragnetError(Codes.PARAMS, `file search "${label}": ${message}`);
-}
-
-function compileRegex(label: string, source: string, what: string): NameCriterion {
-  if (source.length > MAX_PATTERN)
-    throw paramsError(label, `${what} is longer than ${MAX_PATTERN} characters`);
-  const invert = source.startsWith("!");
-  const pattern = invert ? source.slice(1) : source;
-  try {
-    return { re: new RegExp(pattern), invert, source };
-  } catch (err) {
-    throw paramsError(label, `${what} ${JSON.stringify(source)} does not compile: ${(err as Error).message}`);
-  }
-}
-
-/** Validates a search and prepares it; throws DragnetError(PARAMS) saying what is wrong. */
-export function compileSearch(search: FileSearch, index: number): CompiledSearch {
-  const label = search.label || `s${index + 1}`;
-  if (search.paths.length === 0) throw paramsError(label, "no path to search (give at least one)");
-  if (search.paths.length > MAX_ROOTS) throw paramsError(label, `more than ${MAX_ROOTS} paths`);
-  const roots: string[] = [];
-  for (const p of search.paths) {
-    if (!isAbsolute(p) || p.includes("\0") || p.length > 4096) {
-      throw paramsError(label, `path ${JSON.stringify(p.slice(0, 200))} is not an absolute path`);
-    }
-    const n = normalize(p);
-    if (!roots.includes(n)) roots.push(n);
-  }
-  if (search.names.length + search.sha256.length > MAX_CRITERIA) {
-    throw paramsError(label, `more than ${MAX_CRITERIA} criteria`);
-  }
-  const names = search.names.map((n) => compileRegex(label, n, "name regex"));
-  const sha256 = new Set<string>();
-  for (const h of search.sha256) {
-    if (!/^[0-9a-fA-F]{64}$/.test(h))
-      throw paramsError(label, `${JSON.stringify(h)} is not a SHA-256 (64 hex digits)`);
-    sha256.add(h.toLowerCase());
-  }
-  const opts = search.options;
-  const hashes = new Set<string>();
-  for (const h of opts?.returnHashes ?? []) {
-    if (!HASH_KINDS.has(h))
-      throw paramsError(label, `cannot return hash "${h}" (known: ${[...HASH_KINDS].join(", ")})`);
-    hashes.add(h);
-  }
-  if (sha256.size) hashes.add("sha256");
-  // uint32 on the wire: a negative number sent by a buggy or hostile client
-  // arrives as a huge one, so upper bounds catch it.
-  const bounded = (v: number | undefined, name: string, min: number, max: number, dflt: number) => {
-    const n = v ?? dflt;
-    if (n < min || n > max) throw paramsError(label, `${name} must be between ${min} and ${max} (got ${n})`);
-    return n;
-  };
-  const matchLimit = bounded(opts?.matchLimit, "matchlimit", 1, LIMITS.matchLimit, FILE_DEFAULTS.matchLimit);
-  const maxDepth = bounded(opts?.maxDepth, "maxdepth", 0, LIMITS.maxDepth, FILE_DEFAULTS.maxDepth);
-  const maxErrors = bounded(opts?.maxErrors, "maxerrors", 0, LIMITS.maxErrors, FILE_DEFAULTS.maxErrors);
-  return {
-    label,
-    roots,
-    names,
-    sha256,
-    maxDepth,
-    matchLimit,
-    maxErrors,
-    hashes,
-  };
-}
+/** Files examined at once: enough to keep both cores and the disk busy. */
+const PARALLEL = 8;
 
 export interface SearchTally {
   filesExamined: number;
@@ -115,13 +19,14 @@ export interface SearchTally {
   openFailures: number;
   errorsTotal: number;
   truncated: boolean;
+  filesRead: number;
+  bytesRead: number;
+  warningsTotal: number;
 }
 
-async function sha256Of(path: string, signal: AbortSignal): Promise<string> {
-  const hash = createHash("sha256");
-  const stream = createReadStream(path, { highWaterMark: 1 << 20, signal });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.digest("hex");
+export interface SearchReport {
+  error(message: string): void;
+  warning(message: string): void;
 }
 
 function errno(err: unknown): string {
@@ -129,60 +34,178 @@ function errno(err: unknown): string {
   return e.code ? `${e.code}` : String((err as Error).message ?? err);
 }
 
+type Verdict = "match" | "reject" | undefined;
+
 export async function runSearch(
   search: CompiledSearch,
   signal: AbortSignal,
   tally: SearchTally,
-  onError: (message: string) => void,
+  report: SearchReport,
 ): Promise<FileMatch[]> {
   const matches: FileMatch[] = [];
   const fail = (message: string) => {
     tally.errorsTotal++;
-    onError(message);
+    report.error(message);
+  };
+  const warn = (message: string) => {
+    tally.warningsTotal++;
+    report.warning(message);
+  };
+  const checkCount =
+    search.names.length +
+    search.contents.length +
+    search.sizes.length +
+    search.modes.length +
+    search.mtimes.length +
+    search.hashes.size;
+
+  /** One check's outcome under matchall / matchany, its kind inverted when asked (mismatch). */
+  const verdict = (kind: CriterionKind, hit: boolean): Verdict => {
+    const v = hit !== search.mismatch.has(kind);
+    if (search.matchAny) return v ? "match" : undefined;
+    return v ? undefined : "reject";
   };
 
-  const consider = async (path: string, depthStats: Stats | undefined, isLink: boolean): Promise<void> => {
+  const read = async (path: string, size: number, hashes: HashName[], withContent: boolean) => {
+    tally.filesRead++;
+    const outcome = await readOnce(
+      path,
+      size,
+      {
+        contents: withContent ? search.contents : [],
+        macroal: search.macroal,
+        hashes,
+        decompress: search.decompress,
+      },
+      signal,
+    );
+    tally.bytesRead += outcome.bytes;
+    return outcome;
+  };
+
+  /** Decides one file; `followed` is the target's stats for a symlink to a file. */
+  const consider = async (path: string, followed: Stats | undefined): Promise<void> => {
     tally.filesExamined++;
+    let decided: Verdict;
     const name = basename(path);
     for (const c of search.names) {
-      if (c.re.test(name) === c.invert) return;
+      decided = verdict("name", c.re.test(name) !== c.invert);
+      if (decided) break;
     }
+    if (decided === "reject") return;
+
     let st: Stats;
     let target = "";
     try {
-      st = depthStats ?? (isLink ? await stat(path) : await lstat(path));
-      if (isLink) target = await readlink(path);
+      st = followed ?? (await lstat(path));
+      if (followed) target = await readlink(path);
     } catch (err) {
       fail(`${path}: ${errno(err)}`);
       return;
     }
-    let sha256 = "";
-    if (search.hashes.has("sha256")) {
+    const mode = modeString(st);
+    if (!decided) {
+      for (const b of search.sizes) if ((decided = verdict("size", within(b, st.size)))) break;
+    }
+    if (!decided) {
+      for (const c of search.modes) if ((decided = verdict("mode", c.re.test(mode) !== c.invert))) break;
+    }
+    if (!decided) {
+      const age = Date.now() - st.mtimeMs;
+      for (const b of search.mtimes) if ((decided = verdict("mtime", within(b, age)))) break;
+    }
+    if (decided === "reject") return;
+
+    const digests: Partial<Record<HashName, string>> = {};
+    if (!decided && (search.contents.length > 0 || search.hashes.size > 0)) {
+      // One read answers every content and hash criterion, and the hashes to report.
+      let outcome: Awaited<ReturnType<typeof read>>;
       try {
-        sha256 = await sha256Of(path, signal);
+        outcome = await read(path, st.size, [...search.report], true);
       } catch (err) {
         if (signal.aborted) throw err;
         tally.openFailures++;
         fail(`${path}: ${errno(err)}`);
         return;
       }
-      if (search.sha256.size && !search.sha256.has(sha256)) return;
+      Object.assign(digests, outcome.digests);
+      for (const hit of outcome.contentHits) if ((decided = verdict("content", hit))) break;
+      if (!decided) {
+        for (const [h, wanted] of search.hashes) {
+          if ((decided = verdict(h, wanted.has(digests[h]!)))) break;
+        }
+      }
     }
-    matches.push({
+    // matchall: nothing rejected it. matchany: something hit, or there was nothing to check.
+    const matched = search.matchAny ? decided === "match" || checkCount === 0 : decided !== "reject";
+    if (!matched || matches.length >= search.matchLimit) {
+      if (matched) tally.truncated = true;
+      return;
+    }
+    const missing = [...search.report].filter((h) => digests[h] === undefined);
+    if (missing.length > 0) {
+      try {
+        Object.assign(digests, (await read(path, st.size, missing, false)).digests);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        tally.openFailures++;
+        fail(`${path}: ${errno(err)}`);
+        return;
+      }
+    }
+    const match: FileMatch = {
       search: search.label,
       path,
       size: st.size,
-      mode: modeString(st),
+      mode,
       mtimeMs: Math.floor(st.mtimeMs),
       uid: st.uid,
       gid: st.gid,
-      sha256,
       target,
-    });
+      md5: "",
+      sha1: "",
+      sha256: "",
+      sha384: "",
+      sha512: "",
+      sha3224: "",
+      sha3256: "",
+      sha3384: "",
+      sha3512: "",
+    };
+    for (const [h, digest] of Object.entries(digests)) match[HASH_FIELD[h as HashName]] = digest;
+    matches.push(match);
   };
 
+  // A few files in flight at once; the first real failure (an abort) stops the search.
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  const examine = async (path: string, followed: Stats | undefined) => {
+    while (inFlight.size >= PARALLEL) await Promise.race(inFlight);
+    if (failure) throw failure;
+    const p = consider(path, followed).catch((err) => {
+      failure ??= err;
+    });
+    inFlight.add(p);
+    p.finally(() => inFlight.delete(p));
+  };
+  const full = () => {
+    if (matches.length < search.matchLimit) return false;
+    tally.truncated = true;
+    return true;
+  };
+
+  /** A symlink met in a walk or as a root: followed to a file, reported for a directory. */
+  const symlink = async (path: string) => {
+    const st = await stat(path).catch(() => undefined);
+    if (st?.isFile()) await examine(path, st);
+    else if (st?.isDirectory()) warn(`${path}: symlink to a directory, not descended`);
+  };
+
+  // Each directory's files are examined once even when roots nest; a directory
+  // met again with more depth left is walked again for what lies deeper.
+  const depthLeftWhenWalked = new Map<string, number>();
   for (const root of search.roots) {
-    if (matches.length >= search.matchLimit) break;
+    if (full()) break;
     let rootStats: Stats;
     try {
       rootStats = await lstat(root);
@@ -191,23 +214,24 @@ export async function runSearch(
       continue;
     }
     if (rootStats.isFile()) {
-      await consider(root, rootStats, false);
+      await examine(root, undefined);
       continue;
     }
     if (rootStats.isSymbolicLink()) {
-      const st = await stat(root).catch(() => undefined);
-      if (st?.isFile()) await consider(root, st, true);
+      await symlink(root);
       continue;
     }
     if (!rootStats.isDirectory()) continue;
     const stack: Array<{ dir: string; depth: number }> = [{ dir: root, depth: 0 }];
     while (stack.length > 0) {
       if (signal.aborted) throw signal.reason;
-      if (matches.length >= search.matchLimit) {
-        tally.truncated = true;
-        break;
-      }
+      if (failure) throw failure;
+      if (full()) break;
       const { dir, depth } = stack.pop()!;
+      const left = search.maxDepth - depth;
+      const before = depthLeftWhenWalked.get(dir);
+      if (before !== undefined && before >= left) continue;
+      depthLeftWhenWalked.set(dir, left);
       let entries: Dirent[];
       try {
         entries = await readdir(dir, { withFileTypes: true });
@@ -217,29 +241,23 @@ export async function runSearch(
         continue;
       }
       tally.dirsWalked++;
-      // Reverse so the stack pops entries in directory order.
+      // Reverse so the stack pops subdirectories in directory order.
       for (let i = entries.length - 1; i >= 0; i--) {
         const entry = entries[i]!;
-        const path = join(dir, entry.name);
-        if (entry.isDirectory()) {
-          if (depth + 1 <= search.maxDepth) stack.push({ dir: path, depth: depth + 1 });
+        if (entry.isDirectory() && depth < search.maxDepth) {
+          stack.push({ dir: join(dir, entry.name), depth: depth + 1 });
         }
       }
+      if (before !== undefined) continue;
       for (const entry of entries) {
-        if (matches.length >= search.matchLimit) {
-          tally.truncated = true;
-          break;
-        }
-        const path = join(dir, entry.name);
-        if (entry.isFile()) {
-          await consider(path, undefined, false);
-        } else if (entry.isSymbolicLink()) {
-          // Symlinks to files are followed; symlinked directories are not descended.
-          const st = await stat(path).catch(() => undefined);
-          if (st?.isFile()) await consider(path, st, true);
-        }
+        if (full()) break;
+        if (entry.isFile()) await examine(join(dir, entry.name), undefined);
+        else if (entry.isSymbolicLink()) await symlink(join(dir, entry.name));
       }
     }
   }
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+  matches.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return matches;
 }

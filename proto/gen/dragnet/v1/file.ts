@@ -19,19 +19,45 @@ export interface FileSearch {
   /** Names the search in each match, so several searches can share an operation. */
   label: string;
   /**
-   * Absolute roots to walk. No globbing; a missing root is an error in the
-   * result, not a failure of the command.
+   * Absolute roots to walk. No globbing; duplicate and nested roots are walked
+   * once; a missing root is an error in the result, not a failure of the command.
    */
   paths: string[];
-  /** Regular expressions on the entry's base name. A leading `!` inverts one. */
+  /**
+   * Criteria. Regular expressions (names, contents, modes) may start with `!`
+   * to invert them. Each entry is one check; see FileSearchOptions.match_any.
+   * Regular expressions on the entry's base name (the link's own name for a symlink).
+   */
   names: string[];
-  /** Hex SHA-256 digests; a file matches when its digest is one of them. */
+  /** Regular expressions tried on each line of the file's content. */
+  contents: string[];
+  /** "N", "<N" or ">N" bytes, with an optional k/m/g/t suffix (powers of 1024). */
+  sizes: string[];
+  /** Regular expressions on the ls-style mode string, e.g. "^-rwx". */
+  modes: string[];
+  /** "<N" modified within, ">N" modified longer ago than; N with a d, h or m unit. */
+  mtimes: string[];
+  /**
+   * Hex digests. Per algorithm the list is a set: one check, hit when the
+   * file's digest is any of them.
+   */
+  md5: string[];
+  sha1: string[];
   sha256: string[];
+  sha384: string[];
+  sha512: string[];
+  sha3224: string[];
+  sha3256: string[];
+  sha3384: string[];
+  sha3512: string[];
   options: FileSearchOptions | undefined;
 }
 
 export interface FileSearchOptions {
-  /** How deep to descend below each root; the root itself is depth 0. */
+  /**
+   * How deep to descend below each root; the root itself is depth 0 (its
+   * files are examined at maxdepth 0).
+   */
   maxDepth?:
     | number
     | undefined;
@@ -44,16 +70,39 @@ export interface FileSearchOptions {
     | number
     | undefined;
   /**
-   * Hashes to report for each match ("sha256"); hashes used as criteria are
+   * Hashes to report for each match (md5, sha1, sha256, sha384, sha512,
+   * sha3_224, sha3_256, sha3_384, sha3_512); hashes used as criteria are
    * always reported.
    */
   returnHashes: string[];
+  /** A file matches when any one check hits (default: every check must hit). */
+  matchAny: boolean;
+  /**
+   * Match All Contents Against All Lines: a content check hits only when
+   * every line of the file matches it.
+   */
+  macroal: boolean;
+  /**
+   * Kinds of criteria whose outcome is inverted, to find what does not
+   * conform: name, content, size, mode, mtime, or a hash algorithm.
+   */
+  mismatch: string[];
+  /** Search gzip files (recognised by their magic bytes) decompressed. */
+  decompress: boolean;
 }
 
 export interface FileResult {
   matches: FileMatch[];
+  /**
+   * Paths that could not be searched (missing roots, unreadable files), at
+   * most max_errors of them; stats.errors_total counts them all.
+   */
   errors: string[];
-  stats: FileStats | undefined;
+  stats:
+    | FileStats
+    | undefined;
+  /** What was skipped on purpose, e.g. a symlinked directory (not descended). */
+  warnings: string[];
 }
 
 export interface FileMatch {
@@ -65,9 +114,18 @@ export interface FileMatch {
   mtimeMs: number;
   uid: number;
   gid: number;
-  sha256: string;
-  /** For a symlink to a file: where it points. */
+  /** For a symlink to a file: where it points (metadata and hashes are the target's). */
   target: string;
+  /** Hex digests, those asked for (return_hashes) and those used as criteria. */
+  md5: string;
+  sha1: string;
+  sha256: string;
+  sha384: string;
+  sha512: string;
+  sha3224: string;
+  sha3256: string;
+  sha3384: string;
+  sha3512: string;
 }
 
 export interface FileStats {
@@ -80,6 +138,10 @@ export interface FileStats {
   durationMs: number;
   /** A match limit stopped a search early. */
   truncated: boolean;
+  /** Files whose content was read (for content or hash criteria, or returned hashes). */
+  filesRead: number;
+  bytesRead: number;
+  warningsTotal: number;
 }
 
 function createBaseFileParams(): FileParams {
@@ -154,7 +216,25 @@ export const FileParams: MessageFns<FileParams> = {
 };
 
 function createBaseFileSearch(): FileSearch {
-  return { label: "", paths: [], names: [], sha256: [], options: undefined };
+  return {
+    label: "",
+    paths: [],
+    names: [],
+    contents: [],
+    sizes: [],
+    modes: [],
+    mtimes: [],
+    md5: [],
+    sha1: [],
+    sha256: [],
+    sha384: [],
+    sha512: [],
+    sha3224: [],
+    sha3256: [],
+    sha3384: [],
+    sha3512: [],
+    options: undefined,
+  };
 }
 
 export const FileSearch: MessageFns<FileSearch> = {
@@ -168,8 +248,44 @@ export const FileSearch: MessageFns<FileSearch> = {
     for (const v of message.names) {
       writer.uint32(26).string(v!);
     }
+    for (const v of message.contents) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.sizes) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.modes) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.mtimes) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.md5) {
+      writer.uint32(74).string(v!);
+    }
+    for (const v of message.sha1) {
+      writer.uint32(82).string(v!);
+    }
     for (const v of message.sha256) {
       writer.uint32(34).string(v!);
+    }
+    for (const v of message.sha384) {
+      writer.uint32(90).string(v!);
+    }
+    for (const v of message.sha512) {
+      writer.uint32(98).string(v!);
+    }
+    for (const v of message.sha3224) {
+      writer.uint32(106).string(v!);
+    }
+    for (const v of message.sha3256) {
+      writer.uint32(114).string(v!);
+    }
+    for (const v of message.sha3384) {
+      writer.uint32(130).string(v!);
+    }
+    for (const v of message.sha3512) {
+      writer.uint32(138).string(v!);
     }
     if (message.options !== undefined) {
       FileSearchOptions.encode(message.options, writer.uint32(122).fork()).join();
@@ -214,12 +330,108 @@ export const FileSearch: MessageFns<FileSearch> = {
             message.names.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.contents.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sizes.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.modes.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.mtimes.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.md5.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.sha1.push(reader.string());
+            continue;
+          }
           case 4: {
             if (tag !== 34) {
               break;
             }
 
             message.sha256.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.sha384.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.sha512.push(reader.string());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.sha3224.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.sha3256.push(reader.string());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.sha3384.push(reader.string());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.sha3512.push(reader.string());
             continue;
           }
           case 15: {
@@ -247,7 +459,35 @@ export const FileSearch: MessageFns<FileSearch> = {
       label: isSet(object.label) ? globalThis.String(object.label) : "",
       paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
       names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [],
+      contents: globalThis.Array.isArray(object?.contents) ? object.contents.map((e: any) => globalThis.String(e)) : [],
+      sizes: globalThis.Array.isArray(object?.sizes) ? object.sizes.map((e: any) => globalThis.String(e)) : [],
+      modes: globalThis.Array.isArray(object?.modes) ? object.modes.map((e: any) => globalThis.String(e)) : [],
+      mtimes: globalThis.Array.isArray(object?.mtimes) ? object.mtimes.map((e: any) => globalThis.String(e)) : [],
+      md5: globalThis.Array.isArray(object?.md5) ? object.md5.map((e: any) => globalThis.String(e)) : [],
+      sha1: globalThis.Array.isArray(object?.sha1) ? object.sha1.map((e: any) => globalThis.String(e)) : [],
       sha256: globalThis.Array.isArray(object?.sha256) ? object.sha256.map((e: any) => globalThis.String(e)) : [],
+      sha384: globalThis.Array.isArray(object?.sha384) ? object.sha384.map((e: any) => globalThis.String(e)) : [],
+      sha512: globalThis.Array.isArray(object?.sha512) ? object.sha512.map((e: any) => globalThis.String(e)) : [],
+      sha3224: globalThis.Array.isArray(object?.sha3224)
+        ? object.sha3224.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.sha3_224)
+        ? object.sha3_224.map((e: any) => globalThis.String(e))
+        : [],
+      sha3256: globalThis.Array.isArray(object?.sha3256)
+        ? object.sha3256.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.sha3_256)
+        ? object.sha3_256.map((e: any) => globalThis.String(e))
+        : [],
+      sha3384: globalThis.Array.isArray(object?.sha3384)
+        ? object.sha3384.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.sha3_384)
+        ? object.sha3_384.map((e: any) => globalThis.String(e))
+        : [],
+      sha3512: globalThis.Array.isArray(object?.sha3512)
+        ? object.sha3512.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.sha3_512)
+        ? object.sha3_512.map((e: any) => globalThis.String(e))
+        : [],
       options: isSet(object.options) ? FileSearchOptions.fromJSON(object.options) : undefined,
     };
   },
@@ -263,8 +503,44 @@ export const FileSearch: MessageFns<FileSearch> = {
     if (message.names?.length) {
       obj.names = message.names;
     }
+    if (message.contents?.length) {
+      obj.contents = message.contents;
+    }
+    if (message.sizes?.length) {
+      obj.sizes = message.sizes;
+    }
+    if (message.modes?.length) {
+      obj.modes = message.modes;
+    }
+    if (message.mtimes?.length) {
+      obj.mtimes = message.mtimes;
+    }
+    if (message.md5?.length) {
+      obj.md5 = message.md5;
+    }
+    if (message.sha1?.length) {
+      obj.sha1 = message.sha1;
+    }
     if (message.sha256?.length) {
       obj.sha256 = message.sha256;
+    }
+    if (message.sha384?.length) {
+      obj.sha384 = message.sha384;
+    }
+    if (message.sha512?.length) {
+      obj.sha512 = message.sha512;
+    }
+    if (message.sha3224?.length) {
+      obj.sha3224 = message.sha3224;
+    }
+    if (message.sha3256?.length) {
+      obj.sha3256 = message.sha3256;
+    }
+    if (message.sha3384?.length) {
+      obj.sha3384 = message.sha3384;
+    }
+    if (message.sha3512?.length) {
+      obj.sha3512 = message.sha3512;
     }
     if (message.options !== undefined) {
       obj.options = FileSearchOptions.toJSON(message.options);
@@ -280,7 +556,19 @@ export const FileSearch: MessageFns<FileSearch> = {
     message.label = object.label ?? "";
     message.paths = object.paths?.map((e) => e) || [];
     message.names = object.names?.map((e) => e) || [];
+    message.contents = object.contents?.map((e) => e) || [];
+    message.sizes = object.sizes?.map((e) => e) || [];
+    message.modes = object.modes?.map((e) => e) || [];
+    message.mtimes = object.mtimes?.map((e) => e) || [];
+    message.md5 = object.md5?.map((e) => e) || [];
+    message.sha1 = object.sha1?.map((e) => e) || [];
     message.sha256 = object.sha256?.map((e) => e) || [];
+    message.sha384 = object.sha384?.map((e) => e) || [];
+    message.sha512 = object.sha512?.map((e) => e) || [];
+    message.sha3224 = object.sha3224?.map((e) => e) || [];
+    message.sha3256 = object.sha3256?.map((e) => e) || [];
+    message.sha3384 = object.sha3384?.map((e) => e) || [];
+    message.sha3512 = object.sha3512?.map((e) => e) || [];
     message.options = (object.options !== undefined && object.options !== null)
       ? FileSearchOptions.fromPartial(object.options)
       : undefined;
@@ -289,7 +577,16 @@ export const FileSearch: MessageFns<FileSearch> = {
 };
 
 function createBaseFileSearchOptions(): FileSearchOptions {
-  return { maxDepth: undefined, matchLimit: undefined, maxErrors: undefined, returnHashes: [] };
+  return {
+    maxDepth: undefined,
+    matchLimit: undefined,
+    maxErrors: undefined,
+    returnHashes: [],
+    matchAny: false,
+    macroal: false,
+    mismatch: [],
+    decompress: false,
+  };
 }
 
 export const FileSearchOptions: MessageFns<FileSearchOptions> = {
@@ -305,6 +602,18 @@ export const FileSearchOptions: MessageFns<FileSearchOptions> = {
     }
     for (const v of message.returnHashes) {
       writer.uint32(34).string(v!);
+    }
+    if (message.matchAny !== false) {
+      writer.uint32(40).bool(message.matchAny);
+    }
+    if (message.macroal !== false) {
+      writer.uint32(48).bool(message.macroal);
+    }
+    for (const v of message.mismatch) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.decompress !== false) {
+      writer.uint32(64).bool(message.decompress);
     }
     return writer;
   },
@@ -354,6 +663,38 @@ export const FileSearchOptions: MessageFns<FileSearchOptions> = {
             message.returnHashes.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.matchAny = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.macroal = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.mismatch.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.decompress = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -388,6 +729,16 @@ export const FileSearchOptions: MessageFns<FileSearchOptions> = {
         : globalThis.Array.isArray(object?.return_hashes)
         ? object.return_hashes.map((e: any) => globalThis.String(e))
         : [],
+      matchAny: isSet(object.matchAny)
+        ? globalThis.Boolean(object.matchAny)
+        : isSet(object.match_any)
+        ? globalThis.Boolean(object.match_any)
+        : false,
+      macroal: isSet(object.macroal) ? globalThis.Boolean(object.macroal) : false,
+      mismatch: globalThis.Array.isArray(object?.mismatch)
+        ? object.mismatch.map((e: any) => globalThis.String(e))
+        : [],
+      decompress: isSet(object.decompress) ? globalThis.Boolean(object.decompress) : false,
     };
   },
 
@@ -405,6 +756,18 @@ export const FileSearchOptions: MessageFns<FileSearchOptions> = {
     if (message.returnHashes?.length) {
       obj.returnHashes = message.returnHashes;
     }
+    if (message.matchAny !== false) {
+      obj.matchAny = message.matchAny;
+    }
+    if (message.macroal !== false) {
+      obj.macroal = message.macroal;
+    }
+    if (message.mismatch?.length) {
+      obj.mismatch = message.mismatch;
+    }
+    if (message.decompress !== false) {
+      obj.decompress = message.decompress;
+    }
     return obj;
   },
 
@@ -417,12 +780,16 @@ export const FileSearchOptions: MessageFns<FileSearchOptions> = {
     message.matchLimit = object.matchLimit ?? undefined;
     message.maxErrors = object.maxErrors ?? undefined;
     message.returnHashes = object.returnHashes?.map((e) => e) || [];
+    message.matchAny = object.matchAny ?? false;
+    message.macroal = object.macroal ?? false;
+    message.mismatch = object.mismatch?.map((e) => e) || [];
+    message.decompress = object.decompress ?? false;
     return message;
   },
 };
 
 function createBaseFileResult(): FileResult {
-  return { matches: [], errors: [], stats: undefined };
+  return { matches: [], errors: [], stats: undefined, warnings: [] };
 }
 
 export const FileResult: MessageFns<FileResult> = {
@@ -435,6 +802,9 @@ export const FileResult: MessageFns<FileResult> = {
     }
     if (message.stats !== undefined) {
       FileStats.encode(message.stats, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.warnings) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -476,6 +846,14 @@ export const FileResult: MessageFns<FileResult> = {
             message.stats = FileStats.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -493,6 +871,7 @@ export const FileResult: MessageFns<FileResult> = {
       matches: globalThis.Array.isArray(object?.matches) ? object.matches.map((e: any) => FileMatch.fromJSON(e)) : [],
       errors: globalThis.Array.isArray(object?.errors) ? object.errors.map((e: any) => globalThis.String(e)) : [],
       stats: isSet(object.stats) ? FileStats.fromJSON(object.stats) : undefined,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -507,6 +886,9 @@ export const FileResult: MessageFns<FileResult> = {
     if (message.stats !== undefined) {
       obj.stats = FileStats.toJSON(message.stats);
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -520,12 +902,31 @@ export const FileResult: MessageFns<FileResult> = {
     message.stats = (object.stats !== undefined && object.stats !== null)
       ? FileStats.fromPartial(object.stats)
       : undefined;
+    message.warnings = object.warnings?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseFileMatch(): FileMatch {
-  return { search: "", path: "", size: 0, mode: "", mtimeMs: 0, uid: 0, gid: 0, sha256: "", target: "" };
+  return {
+    search: "",
+    path: "",
+    size: 0,
+    mode: "",
+    mtimeMs: 0,
+    uid: 0,
+    gid: 0,
+    target: "",
+    md5: "",
+    sha1: "",
+    sha256: "",
+    sha384: "",
+    sha512: "",
+    sha3224: "",
+    sha3256: "",
+    sha3384: "",
+    sha3512: "",
+  };
 }
 
 export const FileMatch: MessageFns<FileMatch> = {
@@ -551,11 +952,35 @@ export const FileMatch: MessageFns<FileMatch> = {
     if (message.gid !== 0) {
       writer.uint32(56).uint32(message.gid);
     }
+    if (message.target !== "") {
+      writer.uint32(74).string(message.target);
+    }
+    if (message.md5 !== "") {
+      writer.uint32(82).string(message.md5);
+    }
+    if (message.sha1 !== "") {
+      writer.uint32(90).string(message.sha1);
+    }
     if (message.sha256 !== "") {
       writer.uint32(66).string(message.sha256);
     }
-    if (message.target !== "") {
-      writer.uint32(74).string(message.target);
+    if (message.sha384 !== "") {
+      writer.uint32(98).string(message.sha384);
+    }
+    if (message.sha512 !== "") {
+      writer.uint32(106).string(message.sha512);
+    }
+    if (message.sha3224 !== "") {
+      writer.uint32(114).string(message.sha3224);
+    }
+    if (message.sha3256 !== "") {
+      writer.uint32(122).string(message.sha3256);
+    }
+    if (message.sha3384 !== "") {
+      writer.uint32(130).string(message.sha3384);
+    }
+    if (message.sha3512 !== "") {
+      writer.uint32(138).string(message.sha3512);
     }
     return writer;
   },
@@ -629,6 +1054,30 @@ export const FileMatch: MessageFns<FileMatch> = {
             message.gid = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.md5 = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.sha1 = reader.string();
+            continue;
+          }
           case 8: {
             if (tag !== 66) {
               break;
@@ -637,12 +1086,52 @@ export const FileMatch: MessageFns<FileMatch> = {
             message.sha256 = reader.string();
             continue;
           }
-          case 9: {
-            if (tag !== 74) {
+          case 12: {
+            if (tag !== 98) {
               break;
             }
 
-            message.target = reader.string();
+            message.sha384 = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.sha512 = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.sha3224 = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.sha3256 = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.sha3384 = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.sha3512 = reader.string();
             continue;
           }
         }
@@ -670,8 +1159,32 @@ export const FileMatch: MessageFns<FileMatch> = {
         : 0,
       uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
       gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
-      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
       target: isSet(object.target) ? globalThis.String(object.target) : "",
+      md5: isSet(object.md5) ? globalThis.String(object.md5) : "",
+      sha1: isSet(object.sha1) ? globalThis.String(object.sha1) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      sha384: isSet(object.sha384) ? globalThis.String(object.sha384) : "",
+      sha512: isSet(object.sha512) ? globalThis.String(object.sha512) : "",
+      sha3224: isSet(object.sha3224)
+        ? globalThis.String(object.sha3224)
+        : isSet(object.sha3_224)
+        ? globalThis.String(object.sha3_224)
+        : "",
+      sha3256: isSet(object.sha3256)
+        ? globalThis.String(object.sha3256)
+        : isSet(object.sha3_256)
+        ? globalThis.String(object.sha3_256)
+        : "",
+      sha3384: isSet(object.sha3384)
+        ? globalThis.String(object.sha3384)
+        : isSet(object.sha3_384)
+        ? globalThis.String(object.sha3_384)
+        : "",
+      sha3512: isSet(object.sha3512)
+        ? globalThis.String(object.sha3512)
+        : isSet(object.sha3_512)
+        ? globalThis.String(object.sha3_512)
+        : "",
     };
   },
 
@@ -698,11 +1211,35 @@ export const FileMatch: MessageFns<FileMatch> = {
     if (message.gid !== 0) {
       obj.gid = Math.round(message.gid);
     }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.md5 !== "") {
+      obj.md5 = message.md5;
+    }
+    if (message.sha1 !== "") {
+      obj.sha1 = message.sha1;
+    }
     if (message.sha256 !== "") {
       obj.sha256 = message.sha256;
     }
-    if (message.target !== "") {
-      obj.target = message.target;
+    if (message.sha384 !== "") {
+      obj.sha384 = message.sha384;
+    }
+    if (message.sha512 !== "") {
+      obj.sha512 = message.sha512;
+    }
+    if (message.sha3224 !== "") {
+      obj.sha3224 = message.sha3224;
+    }
+    if (message.sha3256 !== "") {
+      obj.sha3256 = message.sha3256;
+    }
+    if (message.sha3384 !== "") {
+      obj.sha3384 = message.sha3384;
+    }
+    if (message.sha3512 !== "") {
+      obj.sha3512 = message.sha3512;
     }
     return obj;
   },
@@ -719,8 +1256,16 @@ export const FileMatch: MessageFns<FileMatch> = {
     message.mtimeMs = object.mtimeMs ?? 0;
     message.uid = object.uid ?? 0;
     message.gid = object.gid ?? 0;
-    message.sha256 = object.sha256 ?? "";
     message.target = object.target ?? "";
+    message.md5 = object.md5 ?? "";
+    message.sha1 = object.sha1 ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.sha384 = object.sha384 ?? "";
+    message.sha512 = object.sha512 ?? "";
+    message.sha3224 = object.sha3224 ?? "";
+    message.sha3256 = object.sha3256 ?? "";
+    message.sha3384 = object.sha3384 ?? "";
+    message.sha3512 = object.sha3512 ?? "";
     return message;
   },
 };
@@ -734,6 +1279,9 @@ function createBaseFileStats(): FileStats {
     errorsTotal: 0,
     durationMs: 0,
     truncated: false,
+    filesRead: 0,
+    bytesRead: 0,
+    warningsTotal: 0,
   };
 }
 
@@ -759,6 +1307,15 @@ export const FileStats: MessageFns<FileStats> = {
     }
     if (message.truncated !== false) {
       writer.uint32(56).bool(message.truncated);
+    }
+    if (message.filesRead !== 0) {
+      writer.uint32(64).uint32(message.filesRead);
+    }
+    if (message.bytesRead !== 0) {
+      writer.uint32(72).uint64(message.bytesRead);
+    }
+    if (message.warningsTotal !== 0) {
+      writer.uint32(80).uint32(message.warningsTotal);
     }
     return writer;
   },
@@ -832,6 +1389,30 @@ export const FileStats: MessageFns<FileStats> = {
             message.truncated = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.filesRead = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.bytesRead = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.warningsTotal = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -873,6 +1454,21 @@ export const FileStats: MessageFns<FileStats> = {
         ? globalThis.Number(object.duration_ms)
         : 0,
       truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      filesRead: isSet(object.filesRead)
+        ? globalThis.Number(object.filesRead)
+        : isSet(object.files_read)
+        ? globalThis.Number(object.files_read)
+        : 0,
+      bytesRead: isSet(object.bytesRead)
+        ? globalThis.Number(object.bytesRead)
+        : isSet(object.bytes_read)
+        ? globalThis.Number(object.bytes_read)
+        : 0,
+      warningsTotal: isSet(object.warningsTotal)
+        ? globalThis.Number(object.warningsTotal)
+        : isSet(object.warnings_total)
+        ? globalThis.Number(object.warnings_total)
+        : 0,
     };
   },
 
@@ -899,6 +1495,15 @@ export const FileStats: MessageFns<FileStats> = {
     if (message.truncated !== false) {
       obj.truncated = message.truncated;
     }
+    if (message.filesRead !== 0) {
+      obj.filesRead = Math.round(message.filesRead);
+    }
+    if (message.bytesRead !== 0) {
+      obj.bytesRead = Math.round(message.bytesRead);
+    }
+    if (message.warningsTotal !== 0) {
+      obj.warningsTotal = Math.round(message.warningsTotal);
+    }
     return obj;
   },
 
@@ -914,6 +1519,9 @@ export const FileStats: MessageFns<FileStats> = {
     message.errorsTotal = object.errorsTotal ?? 0;
     message.durationMs = object.durationMs ?? 0;
     message.truncated = object.truncated ?? false;
+    message.filesRead = object.filesRead ?? 0;
+    message.bytesRead = object.bytesRead ?? 0;
+    message.warningsTotal = object.warningsTotal ?? 0;
     return message;
   },
 };
