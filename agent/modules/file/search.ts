@@ -66,6 +66,15 @@ export async function runSearch(
     return v ? undefined : "reject";
   };
 
+  /** The first decisive outcome among checks of one kind. */
+  const first = <T>(kind: CriterionKind, items: Iterable<T>, hit: (item: T) => boolean): Verdict => {
+    for (const item of items) {
+      const v = verdict(kind, hit(item));
+      if (v) return v;
+    }
+    return undefined;
+  };
+
   const read = async (path: string, size: number, hashes: HashName[], withContent: boolean) => {
     tally.filesRead++;
     const outcome = await readOnce(
@@ -86,12 +95,8 @@ export async function runSearch(
   /** Decides one file; `followed` is the target's stats for a symlink to a file. */
   const consider = async (path: string, followed: Stats | undefined): Promise<void> => {
     tally.filesExamined++;
-    let decided: Verdict;
     const name = basename(path);
-    for (const c of search.names) {
-      decided = verdict("name", c.re.test(name) !== c.invert);
-      if (decided) break;
-    }
+    let decided = first("name", search.names, (c) => c.re.test(name) !== c.invert);
     if (decided === "reject") return;
 
     let st: Stats;
@@ -104,16 +109,10 @@ export async function runSearch(
       return;
     }
     const mode = modeString(st);
-    if (!decided) {
-      for (const b of search.sizes) if ((decided = verdict("size", within(b, st.size)))) break;
-    }
-    if (!decided) {
-      for (const c of search.modes) if ((decided = verdict("mode", c.re.test(mode) !== c.invert))) break;
-    }
-    if (!decided) {
-      const age = Date.now() - st.mtimeMs;
-      for (const b of search.mtimes) if ((decided = verdict("mtime", within(b, age)))) break;
-    }
+    const age = Date.now() - st.mtimeMs;
+    decided ??= first("size", search.sizes, (b) => within(b, st.size));
+    decided ??= first("mode", search.modes, (c) => c.re.test(mode) !== c.invert);
+    decided ??= first("mtime", search.mtimes, (b) => within(b, age));
     if (decided === "reject") return;
 
     const digests: Partial<Record<HashName, string>> = {};
@@ -129,12 +128,8 @@ export async function runSearch(
         return;
       }
       Object.assign(digests, outcome.digests);
-      for (const hit of outcome.contentHits) if ((decided = verdict("content", hit))) break;
-      if (!decided) {
-        for (const [h, wanted] of search.hashes) {
-          if ((decided = verdict(h, wanted.has(digests[h]!)))) break;
-        }
-      }
+      decided = first("content", outcome.contentHits, (hit) => hit);
+      for (const [h, wanted] of search.hashes) decided ??= verdict(h, wanted.has(digests[h]!));
     }
     // matchall: nothing rejected it. matchany: something hit, or there was nothing to check.
     const matched = search.matchAny ? decided === "match" || checkCount === 0 : decided !== "reject";
