@@ -6,6 +6,7 @@ import { columnsFor, rowsOfOperation } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { count, EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
 import { registerApproveCommand } from "./approve.js";
+import { registerImportCommand } from "./import.js";
 
 // `dragnet action list|show|follow|approve`: what was asked, of whom, and what came back.
 
@@ -176,4 +177,5 @@ export function registerActionCommand(program: Command): void {
     );
 
   registerApproveCommand(action);
+  registerImportCommand(action);
 }

@@ -1,0 +1,109 @@
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import type { Command } from "commander";
+import { fileModule } from "../../agent/modules/file/index.js";
+import { Codes, DragnetError } from "../../common/mod.js";
+import { Operation } from "../../proto/mod.js";
+import { buildAction } from "../action-builder.js";
+import { actionOptionsOf, addActionFlags, globalsOf, handle, type SweepFlags } from "../cli-kit.js";
+import { openClient } from "../home.js";
+import { importMigAction } from "../mig-import.js";
+import { formatOf, printable } from "../output/rows.js";
+import { sweep } from "../sweep.js";
+
+// `dragnet action import FILE.json [--submit]`: a MIG v2 action as a Dragnet
+// action. Without --submit it only shows what it would send.
+
+interface ImportFlags extends Omit<SweepFlags, "target"> {
+  target?: string;
+  submit?: boolean;
+}
+
+function fail(message: string): never {
+  throw new DragnetError(Codes.PARAMS, message);
+}
+
+export function registerImportCommand(action: Command): void {
+  const cmd = action
+    .command("import <file>")
+    .description("convert a MIG v2 action file (file searches) into a Dragnet action; --submit sends it")
+    .option("--submit", "sign and send it (needs -t): without it, only show the conversion");
+  addActionFlags(cmd, { targetRequired: false });
+  cmd.addHelpText(
+    "after",
+    `
+MIG's target is a SQL condition over its own database: it is shown, never run.
+Give the Dragnet target yourself. Operations of modules Dragnet does not have
+are listed and the import refused, rather than dropped.
+
+Examples:
+  dragnet action import sshd_backdoor.json                 # show the conversion
+  dragnet action import sshd_backdoor.json -t 'os == "linux"' --submit`,
+  );
+  cmd.action(
+    handle(async (file: string, flags: ImportFlags, command: Command) => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(readFileSync(file, "utf8"));
+      } catch (err) {
+        fail(`cannot read MIG action ${file}: ${(err as Error).message}`);
+      }
+      let imported: ReturnType<typeof importMigAction>;
+      try {
+        imported = importMigAction(raw, basename(file));
+        for (const op of imported.operations) {
+          if (op.module?.$case === "file") fileModule.check(op.module.value);
+        }
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      const note = imported.migTarget
+        ? `MIG target (not run; give a Dragnet target with -t): ${imported.migTarget}`
+        : "MIG target: none given";
+      if (!flags.submit) {
+        const globals = globalsOf(command);
+        const shown = {
+          name: imported.name,
+          description: imported.description,
+          migTarget: imported.migTarget,
+          target: flags.target ?? null,
+          operations: imported.operations.map((op) => Operation.toJSON(op)),
+        };
+        if (formatOf(globals) === "json") {
+          process.stdout.write(`${JSON.stringify(shown)}\n`);
+        } else {
+          process.stdout.write(
+            `${printable(imported.name)}\n${printable(imported.description, true)}\n${printable(note)}\n` +
+              `${JSON.stringify(shown.operations, null, 2)}\n` +
+              `To send it: dragnet action import ${file} -t EXPR --submit\n`,
+          );
+        }
+        return 0;
+      }
+      if (!flags.target) fail(`--submit needs a Dragnet target (-t EXPR). ${note}`);
+      const globals = globalsOf(command);
+      process.stderr.write(`${printable(note)}\n`);
+      const body = buildAction(
+        {
+          ...actionOptionsOf({ ...flags, target: flags.target }),
+          name: flags.actionName ?? imported.name,
+          description: flags.description ?? imported.description,
+        },
+        imported.name,
+        imported.operations,
+      );
+      const api = openClient(globals);
+      try {
+        return await sweep(api, body, {
+          format: formatOf(globals),
+          modules: [...new Set(imported.operations.map((op) => op.module!.$case))],
+          noWait: !flags.wait,
+          waitOffline: flags.waitOffline,
+          quiet: flags.quiet,
+        });
+      } finally {
+        api.close();
+      }
+    }),
+  );
+}

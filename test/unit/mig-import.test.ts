@@ -1,0 +1,100 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { fileModule } from "../../agent/modules/file/index.js";
+import { importMigAction } from "../../console/mig-import.js";
+import type { FileSearch } from "../../proto/mod.js";
+import { ROOT } from "../helpers/cli.js";
+
+// MIG v2 action files (test/fixtures/mig-actions, from mozilla/mig) converted
+// into Dragnet operations: each criterion lands in its field, nothing is
+// dropped, and what Dragnet cannot run is refused by name.
+
+const FIXTURES = join(ROOT, "test", "fixtures", "mig-actions");
+const load = (name: string) =>
+  JSON.parse(readFileSync(join(FIXTURES, name), "utf8")) as Record<string, unknown>;
+
+function searchesOf(imported: ReturnType<typeof importMigAction>): FileSearch[] {
+  return imported.operations.flatMap((op) => (op.module?.$case === "file" ? op.module.value.searches : []));
+}
+
+describe("MIG action import", () => {
+  it("sshd_backdoor: name, threat, author and target kept; its sha2 digest becomes a SHA-256 criterion", () => {
+    const raw = load("sshd_backdoor.json");
+    const imported = importMigAction(raw, "sshd_backdoor.json");
+    expect(imported.name).toBe(raw.name);
+    expect(imported.migTarget).toBe("agents.queueloc like 'linux.%'");
+    expect(imported.description).toMatch(/Threat: level alert, family backdoor\./);
+    expect(imported.description).toMatch(/Author: Julien Vehent <jvehent@mozilla.com>/);
+    expect(imported.description).toMatch(/sucuri\.net/);
+    const [s] = searchesOf(imported);
+    const original = (
+      raw.operations as Array<{ parameters: { searches: Record<string, { sha2: string[] }> } }>
+    )[0]!.parameters.searches.lookforbackdooredsshdinentiresbindirectory!;
+    expect(s!.label).toBe("lookforbackdooredsshdinentiresbindirectory");
+    expect(s!.paths).toEqual(["/usr/sbin/"]);
+    expect(s!.sha256).toEqual(original.sha2);
+    expect(s!.sha512).toEqual([]);
+    fileModule.check({ searches: searchesOf(imported) });
+  });
+
+  it("linux-botcode: every named search kept with its sha1", () => {
+    const raw = load("linux-botcode.json");
+    const original = (
+      raw.operations as Array<{ parameters: { searches: Record<string, { sha1: string[] }> } }>
+    )[0]!.parameters.searches;
+    const searches = searchesOf(importMigAction(raw, "linux-botcode.json"));
+    expect(searches.map((s) => [s.label, s.sha1])).toEqual(
+      Object.entries(original).map(([k, v]) => [k, v.sha1]),
+    );
+    fileModule.check({ searches });
+  });
+
+  it("glibc check: a content regex, anchored, on one file", () => {
+    const [s] = searchesOf(importMigAction(load("glibc_ubuntu_cve-2015-0235.json"), "glibc.json"));
+    expect([s!.paths, s!.contents]).toEqual([["/var/lib/dpkg/status"], ["^Version: 2.15-0ubuntu10.10$"]]);
+  });
+
+  it("refuses an action with modules Dragnet lacks, naming each, instead of dropping them", () => {
+    expect(() => importMigAction(load("example_v2.json"), "example_v2.json")).toThrow(
+      /netstat \(operation 2: no Dragnet network module yet\); agentdestroy \(operation 3: MIG agent management/,
+    );
+  });
+
+  it("example_v2's file searches: md5, names, contents, sizes, mtimes, modes and options all carried", () => {
+    const raw = load("example_v2.json");
+    raw.operations = (raw.operations as Array<{ module: string }>).filter((op) => op.module === "file");
+    const searches = searchesOf(importMigAction(raw, "example_v2.json"));
+    const by = Object.fromEntries(searches.map((s) => [s.label, s]));
+    expect(Object.keys(by)).toEqual(["s1", "s2", "s3", "s4", "s5", "s6", "s7"]);
+    expect([by.s1!.md5, by.s1!.names, by.s1!.options!.maxDepth, by.s1!.options!.matchAny]).toEqual([
+      ["6a7f0de60c4f43522882f2fb8a69209a"],
+      ["fusermount"],
+      2,
+      false,
+    ]);
+    expect([by.s2!.contents, by.s2!.paths]).toEqual([["gpgcheck=1"], ["/etc/"]]);
+    expect([by.s6!.sizes, by.s6!.mtimes]).toEqual([[">1g"], ["<90d"]]);
+    expect(by.s7!.modes).toEqual(["gt"]);
+    fileModule.check({ searches });
+  });
+
+  it("refuses unknown criteria and options, and digests of no known length", () => {
+    const action = (search: unknown) => ({
+      name: "x",
+      operations: [{ module: "file", parameters: { searches: { s1: search } } }],
+    });
+    expect(() => importMigAction(action({ paths: ["/"], colour: ["red"] }), "a.json")).toThrow(
+      /operation 1 \(file\): search "s1": unknown criterion "colour"/,
+    );
+    expect(() => importMigAction(action({ paths: ["/"], options: { fast: true } }), "a.json")).toThrow(
+      /unknown option "fast"/,
+    );
+    expect(() => importMigAction(action({ paths: ["/"], sha2: ["abcd"] }), "a.json")).toThrow(
+      /sha2 digest "abcd" has 4 characters \(expected 64, 96, 128\)/,
+    );
+    expect(() => importMigAction({ ...action({ paths: ["/"] }), syntaxversion: 1 }, "a.json")).toThrow(
+      /syntax 1; only version 2/,
+    );
+  });
+});
