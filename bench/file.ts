@@ -1,0 +1,166 @@
+// npm run bench:file [-- --runs 5 --cases name,hash,content]
+//
+// The agent's file module, in this process, against GNU find, sha256sum and
+// grep on the same tree: at least 40,000 files and 1 GB copied from /usr/lib
+// and /usr/share/doc into bench/.cache/file-tree (made once, then reused).
+// Each case runs once to warm the page cache, then --runs times each way; the
+// medians are compared. One JSON line per case:
+// {"bench":"file","case":..,"files":..,"bytes":..,"dragnet_ms":..,"gnu_ms":..,"ratio":..}
+import { spawnSync } from "node:child_process";
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { parseArgs } from "node:util";
+import { fileModule } from "../agent/modules/file/index.js";
+import { silentLogger } from "../common/mod.js";
+import type { FileResult } from "../proto/mod.js";
+import { fileSearch, type SearchInput } from "../test/helpers/actions.js";
+import { ROOT } from "../test/helpers/cli.js";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    cases: { type: "string", default: "name,hash,content" },
+  },
+});
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs takes a positive number");
+
+const TREE = join(ROOT, "bench", ".cache", "file-tree");
+const MARKER = join(ROOT, "bench", ".cache", "file-tree.json");
+const MIN_FILES = 40_000;
+const MIN_BYTES = 1024 ** 3;
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+/** Regular files under dir, depth first in name order (symlinks and special files skipped). */
+function* regularFiles(dir: string): Generator<{ path: string; size: number }> {
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (st?.isDirectory()) yield* regularFiles(path);
+    else if (st?.isFile()) yield { path, size: st.size };
+  }
+}
+
+/** Copies /usr/share/doc, then /usr/lib until the tree is big enough. */
+function buildTree(): { files: number; bytes: number } {
+  if (existsSync(MARKER)) return JSON.parse(readFileSync(MARKER, "utf8"));
+  log(`building ${TREE} (once)…`);
+  let files = 0;
+  let bytes = 0;
+  const copy = (source: string, under: string) => {
+    for (const f of regularFiles(source)) {
+      if (files >= MIN_FILES && bytes >= MIN_BYTES) return;
+      const to = join(TREE, under, relative(source, f.path));
+      mkdirSync(dirname(to), { recursive: true });
+      try {
+        copyFileSync(f.path, to);
+      } catch {
+        continue; // unreadable: not part of the tree
+      }
+      files++;
+      bytes += f.size;
+    }
+  };
+  copy("/usr/share/doc", "doc");
+  copy("/usr/lib", "lib");
+  if (files < MIN_FILES || bytes < MIN_BYTES) {
+    throw new Error(`this machine's /usr/lib and /usr/share/doc hold only ${files} files, ${bytes} bytes`);
+  }
+  writeFileSync(MARKER, JSON.stringify({ files, bytes }));
+  return { files, bytes };
+}
+
+async function dragnet(search: SearchInput): Promise<FileResult> {
+  const params = {
+    searches: [
+      fileSearch({ paths: [TREE], ...search, options: { matchLimit: 1_000_000, ...search.options } }),
+    ],
+  };
+  fileModule.check(params);
+  const out = await fileModule.run(params, {
+    signal: new AbortController().signal,
+    log: silentLogger,
+    stateDir: TREE,
+  });
+  return out.result;
+}
+
+function gnu(script: string): number {
+  const r = spawnSync("sh", ["-c", script], { env: { ...process.env, LC_ALL: "C" }, maxBuffer: 1 << 30 });
+  // grep -l exits 1 when nothing matched, and xargs 123 when one of its greps did.
+  if (![0, 1, 123].includes(r.status ?? -1)) throw new Error(`${script}: ${r.stderr}`);
+  return r.stdout.toString().split("\n").filter(Boolean).length;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+interface Case {
+  name: string;
+  search: SearchInput;
+  gnu: string;
+}
+
+const quoted = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+const CASES: Case[] = [
+  {
+    name: "name",
+    search: { names: ["\\.so\\.[0-9]+$"] },
+    gnu: `find ${quoted(TREE)} -regextype posix-extended -regex '.*/[^/]*\\.so\\.[0-9]+' -xtype f`,
+  },
+  {
+    name: "hash",
+    search: { options: { returnHashes: ["sha256"] } },
+    gnu: `find ${quoted(TREE)} -xtype f -print0 | xargs -0 sha256sum`,
+  },
+  {
+    name: "content",
+    search: { contents: ["[Pp]ermission is hereby granted"] },
+    gnu: `find ${quoted(TREE)} -xtype f -print0 | xargs -0 grep -l -E -e '[Pp]ermission is hereby granted'`,
+  },
+];
+
+const tree = buildTree();
+for (const c of CASES.filter((c) => values.cases.split(",").includes(c.name))) {
+  // Warm the cache, and check both sides found the same number of files.
+  const found = (await dragnet(c.search)).matches.length;
+  const gnuFound = gnu(c.gnu);
+  if (found !== gnuFound) log(`${c.name}: dragnet found ${found} files, GNU ${gnuFound}`);
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let t = performance.now();
+    await dragnet(c.search);
+    ours.push(performance.now() - t);
+    t = performance.now();
+    gnu(c.gnu);
+    theirs.push(performance.now() - t);
+  }
+  const d = median(ours);
+  const g = median(theirs);
+  console.log(
+    JSON.stringify({
+      bench: "file",
+      case: c.name,
+      files: tree.files,
+      bytes: tree.bytes,
+      matches: found,
+      dragnet_ms: Math.round(d),
+      gnu_ms: Math.round(g),
+      ratio: Number((d / g).toFixed(2)),
+    }),
+  );
+}
