@@ -118,8 +118,8 @@ const quoted = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
 const CASES: Case[] = [
   {
     name: "name",
-    search: { names: ["\\.so\\.[0-9]+$"] },
-    gnu: `find ${quoted(TREE)} -regextype posix-extended -regex '.*/[^/]*\\.so\\.[0-9]+' -xtype f`,
+    search: { names: ["\\.(h|json)$"] },
+    gnu: `find ${quoted(TREE)} -regextype posix-extended -regex '.*/[^/]*\\.(h|json)' -xtype f`,
   },
   {
     name: "hash",

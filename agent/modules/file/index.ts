@@ -44,8 +44,8 @@ export const fileModule = defineModule({
       },
     };
     const tally: SearchTally = result.stats!;
-    for (const search of searches) {
-      const matches = await runSearch(search, ctx.signal, tally, {
+    for (const [i, search] of searches.entries()) {
+      const matches = await runSearch(search, params.searches[i]!, i, ctx.signal, tally, {
         error: (message) => {
           if (result.errors.length < maxErrors) result.errors.push(message);
         },

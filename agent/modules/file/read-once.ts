@@ -1,28 +1,19 @@
-import { createHash, webcrypto } from "node:crypto";
-import { open, readFile } from "node:fs/promises";
-import { pipeline } from "node:stream";
+import { createHash } from "node:crypto";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
-import { createGunzip } from "node:zlib";
+import { gunzipSync } from "node:zlib";
 import { HASHES, type HashName, type RegexCheck } from "./criteria.js";
+import { requiredLiteral } from "./literal.js";
 
 // Reading a file once for everything a search asks of its content: the
 // content regexes (line by line) and every hash wanted, from the same bytes.
 
-/** Files up to this size are read whole and hashed on the thread pool (both cores). */
-const WHOLE_FILE_MAX = 32 * 1024 * 1024;
-const CHUNK = 1024 * 1024;
+/** What one read takes; search workers allocate one buffer this size and reuse it. */
+export const CHUNK = 1024 * 1024;
 /** A line longer than this is matched in windows of this size… */
 export const MAX_LINE = 1024 * 1024;
 /** …each overlapping the previous by this much, so a match that short is never cut in two. */
 export const LINE_OVERLAP = 4096;
-
-/** Hashes WebCrypto computes off the main thread; the others run on it, chunk by chunk. */
-const WEBCRYPTO: Partial<Record<HashName, string>> = {
-  sha1: "SHA-1",
-  sha256: "SHA-256",
-  sha384: "SHA-384",
-  sha512: "SHA-512",
-};
 
 export interface ReadPlan {
   contents: RegexCheck[];
@@ -46,6 +37,8 @@ interface LineState {
   mode: "any" | "all";
   decided: boolean;
   hit: boolean;
+  /** Bytes every matching line contains (any-mode, byte-matched patterns only): see literal.ts. */
+  literal?: Buffer;
 }
 
 /**
@@ -58,18 +51,41 @@ export class LineMatcher {
   private sawLine = false;
   private readonly states: LineState[];
   private readonly decoder: StringDecoder;
+  private readonly bytewise: boolean;
 
   constructor(checks: RegexCheck[], macroal: boolean) {
-    this.states = checks.map((check) => ({
-      check,
-      scan: new RegExp(check.re.source, [...new Set(`${check.re.flags}gm`)].join("")),
-      mode: macroal && !check.invert ? "all" : "any",
-      decided: false,
-      hit: false,
-    }));
     // biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is the point
-    const ascii = checks.every((c) => /^[\x00-\x7f]*$/.test(c.re.source));
-    this.decoder = new StringDecoder(ascii ? "latin1" : "utf8");
+    this.bytewise = checks.every((c) => /^[\x00-\x7f]*$/.test(c.re.source));
+    this.decoder = new StringDecoder(this.bytewise ? "latin1" : "utf8");
+    this.states = checks.map((check) => {
+      const mode = macroal && !check.invert ? "all" : "any";
+      const literal = this.bytewise && mode === "any" ? requiredLiteral(check.re) : undefined;
+      return {
+        check,
+        scan: new RegExp(check.re.source, [...new Set(`${check.re.flags}gm`)].join("")),
+        mode,
+        decided: false,
+        hit: false,
+        literal: literal === undefined ? undefined : Buffer.from(literal, "latin1"),
+      };
+    });
+  }
+
+  /**
+   * Whether no line ending in this chunk can match: every undecided check has
+   * a literal, and none occurs in the chunk, the partial line before it, or
+   * across their boundary.
+   */
+  private cannotMatch(chunk: Buffer): boolean {
+    const open = this.states.filter((s) => !s.decided);
+    if (!this.bytewise || open.length === 0 || open.some((s) => !s.literal)) return false;
+    return open.every((s) => {
+      const lit = s.literal!;
+      const text = lit.toString("latin1");
+      if (chunk.indexOf(lit) >= 0 || this.carry.includes(text)) return false;
+      const seam = this.carry.slice(-(lit.length - 1)) + chunk.toString("latin1", 0, lit.length - 1);
+      return !seam.includes(text);
+    });
   }
 
   get done(): boolean {
@@ -77,6 +93,18 @@ export class LineMatcher {
   }
 
   push(chunk: Buffer): void {
+    if (this.cannotMatch(chunk)) {
+      // Only the partial line at the end is kept (decoded): it may yet meet a literal in the next chunk.
+      const last = chunk.lastIndexOf(0x0a);
+      if (last >= 0) {
+        this.sawLine = true;
+        this.carry = chunk.toString("latin1", last + 1);
+      } else {
+        this.carry += chunk.toString("latin1");
+        if (this.carry.length > MAX_LINE) this.carry = this.carry.slice(-LINE_OVERLAP);
+      }
+      return;
+    }
     const text = this.carry + this.decoder.write(chunk);
     const last = text.lastIndexOf("\n");
     if (last < 0) {
@@ -135,55 +163,54 @@ export class LineMatcher {
   }
 }
 
-async function* chunksOf(path: string, decompress: boolean, signal: AbortSignal): AsyncGenerator<Buffer> {
-  const fh = await open(path, "r");
-  try {
-    let gzip = false;
-    if (decompress) {
-      const head = Buffer.alloc(2);
-      const { bytesRead } = await fh.read(head, 0, 2, 0);
-      gzip = bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
-    }
-    const raw = fh.createReadStream({ start: 0, highWaterMark: CHUNK, autoClose: false, signal });
-    const source = gzip ? pipeline(raw, createGunzip({ chunkSize: CHUNK }), () => undefined) : raw;
-    for await (const chunk of source) yield chunk as Buffer;
-  } finally {
-    await fh.close();
-  }
-}
+/** Compressed files bigger than this are not decompressed (gzip has no bounded synchronous stream in Node). */
+export const GZIP_INPUT_MAX = 256 * 1024 * 1024;
+/** …nor is more than this much decompressed output kept: a zip bomb is an error, not an outage. */
+export const GZIP_OUTPUT_MAX = 1024 * 1024 * 1024;
 
 /**
- * Reads `path` once and returns what `plan` asks: content outcomes and
- * digests. Stops early when every content check is decided and no hash is
- * wanted. `size` (from stat) picks the whole-file path for small files.
+ * Reads `path` once, synchronously (it runs on a search worker thread, where
+ * blocking calls are cheaper than round trips to the thread pool), and
+ * returns what `plan` asks: content outcomes and digests. Stops early when
+ * every content check is decided and no hash is wanted. `buffer` is reused
+ * from file to file.
  */
-export async function readOnce(
-  path: string,
-  size: number,
-  plan: ReadPlan,
-  signal: AbortSignal,
-): Promise<ReadOutcome> {
-  if (plan.contents.length === 0 && !plan.decompress && size <= WHOLE_FILE_MAX) {
-    const data = await readFile(path, { signal });
-    const digests: Partial<Record<HashName, string>> = {};
-    await Promise.all(
-      plan.hashes.map(async (h) => {
-        const web = WEBCRYPTO[h];
-        digests[h] = web
-          ? Buffer.from(await webcrypto.subtle.digest(web, data)).toString("hex")
-          : createHash(HASHES[h].node).update(data).digest("hex");
-      }),
-    );
-    return { contentHits: [], digests, bytes: data.length };
-  }
+export function readOnce(path: string, plan: ReadPlan, buffer: Buffer): ReadOutcome {
   const hashers = plan.hashes.map((h) => [h, createHash(HASHES[h].node)] as const);
   const matcher = plan.contents.length ? new LineMatcher(plan.contents, plan.macroal) : undefined;
   let bytes = 0;
-  for await (const chunk of chunksOf(path, plan.decompress, signal)) {
+  const take = (chunk: Buffer): boolean => {
     bytes += chunk.length;
     for (const [, hash] of hashers) hash.update(chunk);
     if (matcher && !matcher.done) matcher.push(chunk);
-    if (hashers.length === 0 && (!matcher || matcher.done)) break;
+    return hashers.length > 0 || (matcher !== undefined && !matcher.done);
+  };
+  const fd = openSync(path, "r");
+  try {
+    let n = readSync(fd, buffer, 0, buffer.length, null);
+    if (plan.decompress && n >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) {
+      const size = fstatSync(fd).size;
+      if (size > GZIP_INPUT_MAX)
+        throw new Error(`gzip file over ${GZIP_INPUT_MAX / 1048576} MiB, not decompressed`);
+      const parts = [Buffer.from(buffer.subarray(0, n))];
+      while ((n = readSync(fd, buffer, 0, buffer.length, null)) > 0)
+        parts.push(Buffer.from(buffer.subarray(0, n)));
+      let data: Buffer;
+      try {
+        data = gunzipSync(Buffer.concat(parts), { maxOutputLength: GZIP_OUTPUT_MAX });
+      } catch (err) {
+        throw new Error(`not decompressed: ${(err as Error).message}`);
+      }
+      for (let at = 0; at < data.length; at += CHUNK) if (!take(data.subarray(at, at + CHUNK))) break;
+      if (data.length === 0) take(data);
+    } else {
+      // A short read of a regular file is its end: no extra call to be told so.
+      while (n > 0 && take(buffer.subarray(0, n)) && n === buffer.length) {
+        n = readSync(fd, buffer, 0, buffer.length, null);
+      }
+    }
+  } finally {
+    closeSync(fd);
   }
   const digests: Partial<Record<HashName, string>> = {};
   for (const [h, hash] of hashers) digests[h] = hash.digest("hex");

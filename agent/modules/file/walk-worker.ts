@@ -1,0 +1,39 @@
+import { parentPort } from "node:worker_threads";
+import type { FileSearch } from "../../../proto/mod.js";
+import { compileSearch } from "./criteria.js";
+import { CHUNK } from "./read-once.js";
+import { Walker, type WalkOutput, type WalkTask } from "./walk.js";
+
+// A search worker thread: runs walk tasks one at a time, with blocking file
+// calls (much cheaper here than a round trip to libuv's thread pool per call),
+// while the agent's main thread stays free for NATS and other commands.
+
+export interface WalkRequest {
+  searchId: number;
+  search: FileSearch;
+  index: number;
+  task: WalkTask;
+  budgetMs: number;
+}
+
+export type WalkReply = { ok: true; out: WalkOutput } | { ok: false; error: string };
+
+/** Compiled searches by id; a few are kept since several commands may search at once. */
+const walkers = new Map<number, Walker>();
+const buffer = Buffer.allocUnsafeSlow(CHUNK);
+
+parentPort!.on("message", (req: WalkRequest) => {
+  let reply: WalkReply;
+  try {
+    let walker = walkers.get(req.searchId);
+    if (!walker) {
+      walker = new Walker(compileSearch(req.search, req.index), buffer);
+      walkers.set(req.searchId, walker);
+      if (walkers.size > 16) walkers.delete(walkers.keys().next().value!);
+    }
+    reply = { ok: true, out: walker.run(req.task, req.budgetMs) };
+  } catch (err) {
+    reply = { ok: false, error: (err as Error).message ?? String(err) };
+  }
+  parentPort!.postMessage(reply);
+});

@@ -1,0 +1,268 @@
+import { type Dirent, lstatSync, readdirSync, readlinkSync, type Stats, statSync } from "node:fs";
+import { basename, join } from "node:path";
+import type { FileMatch } from "../../../proto/mod.js";
+import { type CompiledSearch, type CriterionKind, HASH_FIELD, type HashName, within } from "./criteria.js";
+import { modeString } from "./mode-string.js";
+import { readOnce } from "./read-once.js";
+
+// The synchronous half of a file search, run on a search worker thread: walk
+// part of a tree, decide for each regular file (or symlink to one) whether it
+// matches — cheapest checks first (name, then metadata, then one read for
+// content and hashes) — and hand back what it found and what is left to walk.
+
+export interface WalkTask {
+  /** A root (depth 0, may be a file or a symlink) or a directory met in a walk. */
+  path: string;
+  depth: number;
+  /** Directories down to this depth were searched before (nested roots): only deeper ones' files are examined. */
+  examinedToDepth: number;
+  /** Stop after this many matches (what the search's limit leaves). */
+  matchesLeft: number;
+}
+
+export interface WalkTally {
+  filesExamined: number;
+  dirsWalked: number;
+  openFailures: number;
+  errorsTotal: number;
+  filesRead: number;
+  bytesRead: number;
+  warningsTotal: number;
+}
+
+export interface WalkOutput {
+  matches: FileMatch[];
+  errors: string[];
+  warnings: string[];
+  /** Directories not walked here: out of time, or another root of the search (the scheduler decides). */
+  deferred: WalkTask[];
+  tally: WalkTally;
+}
+
+type Verdict = "match" | "reject" | undefined;
+
+function errno(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code ? `${e.code}` : String((err as Error).message ?? err);
+}
+
+export class Walker {
+  private readonly checkCount: number;
+
+  constructor(
+    private readonly search: CompiledSearch,
+    private readonly buffer: Buffer,
+  ) {
+    this.checkCount =
+      search.names.length +
+      search.contents.length +
+      search.sizes.length +
+      search.modes.length +
+      search.mtimes.length +
+      search.hashes.size;
+  }
+
+  /** Walks from `task` until done, out of matches, or past `budgetMs`; the rest comes back deferred. */
+  run(task: WalkTask, budgetMs: number): WalkOutput {
+    const out: WalkOutput = {
+      matches: [],
+      errors: [],
+      warnings: [],
+      deferred: [],
+      tally: {
+        filesExamined: 0,
+        dirsWalked: 0,
+        openFailures: 0,
+        errorsTotal: 0,
+        filesRead: 0,
+        bytesRead: 0,
+        warningsTotal: 0,
+      },
+    };
+    const started = performance.now();
+    const roots = new Set(this.search.roots);
+    const stack: WalkTask[] = [];
+    if (task.depth === 0) this.root(task, out, stack);
+    else stack.push(task);
+    while (stack.length > 0) {
+      if (out.matches.length >= task.matchesLeft || performance.now() - started > budgetMs) {
+        out.deferred.push(...stack.reverse());
+        break;
+      }
+      const t = stack.pop()!;
+      this.directory(t, out, stack, roots);
+    }
+    return out;
+  }
+
+  private fail(out: WalkOutput, message: string): void {
+    out.tally.errorsTotal++;
+    if (out.errors.length < this.search.maxErrors) out.errors.push(message);
+  }
+
+  private warn(out: WalkOutput, message: string): void {
+    out.tally.warningsTotal++;
+    if (out.warnings.length < this.search.maxErrors) out.warnings.push(message);
+  }
+
+  private root(task: WalkTask, out: WalkOutput, stack: WalkTask[]): void {
+    let st: Stats;
+    try {
+      st = lstatSync(task.path);
+    } catch (err) {
+      const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
+      this.fail(out, `${task.path}: ${missing ? "does not exist" : errno(err)}`);
+      return;
+    }
+    if (st.isFile()) {
+      if (task.examinedToDepth < 0) this.consider(task.path, undefined, st, out);
+    } else if (st.isSymbolicLink()) {
+      if (task.examinedToDepth < 0) this.symlink(task.path, out);
+    } else if (st.isDirectory()) {
+      stack.push(task);
+    }
+  }
+
+  private symlink(path: string, out: WalkOutput): void {
+    let st: Stats | undefined;
+    try {
+      st = statSync(path);
+    } catch {
+      return; // broken, or a loop: find -xtype f does not list it either
+    }
+    if (st.isFile()) this.consider(path, st, undefined, out);
+    else if (st.isDirectory()) this.warn(out, `${path}: symlink to a directory, not descended`);
+  }
+
+  private directory(task: WalkTask, out: WalkOutput, stack: WalkTask[], roots: Set<string>): void {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(task.path, { withFileTypes: true });
+    } catch (err) {
+      out.tally.openFailures++;
+      this.fail(out, `${task.path}: ${errno(err)}`);
+      return;
+    }
+    out.tally.dirsWalked++;
+    if (task.depth < this.search.maxDepth) {
+      // Reverse so the stack pops subdirectories in directory order.
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const entry = entries[i]!;
+        if (!entry.isDirectory()) continue;
+        const sub: WalkTask = { ...task, path: join(task.path, entry.name), depth: task.depth + 1 };
+        // Another root of this search: the scheduler knows whether it was walked already.
+        if (roots.has(sub.path)) out.deferred.push(sub);
+        else stack.push(sub);
+      }
+    }
+    if (task.depth <= task.examinedToDepth) return;
+    for (const entry of entries) {
+      if (out.matches.length >= task.matchesLeft) return;
+      if (entry.isFile()) this.consider(join(task.path, entry.name), undefined, undefined, out);
+      else if (entry.isSymbolicLink()) this.symlink(join(task.path, entry.name), out);
+    }
+  }
+
+  /** One check's outcome under matchall / matchany, its kind inverted when asked (mismatch). */
+  private verdict(kind: CriterionKind, hit: boolean): Verdict {
+    const v = hit !== this.search.mismatch.has(kind);
+    if (this.search.matchAny) return v ? "match" : undefined;
+    return v ? undefined : "reject";
+  }
+
+  /** The first decisive outcome among checks of one kind. */
+  private first<T>(kind: CriterionKind, items: Iterable<T>, hit: (item: T) => boolean): Verdict {
+    for (const item of items) {
+      const v = this.verdict(kind, hit(item));
+      if (v) return v;
+    }
+    return undefined;
+  }
+
+  private read(path: string, hashes: HashName[], withContent: boolean, out: WalkOutput) {
+    out.tally.filesRead++;
+    const outcome = readOnce(
+      path,
+      {
+        contents: withContent ? this.search.contents : [],
+        macroal: this.search.macroal,
+        hashes,
+        decompress: this.search.decompress,
+      },
+      this.buffer,
+    );
+    out.tally.bytesRead += outcome.bytes;
+    return outcome;
+  }
+
+  /** Decides one file; `followed` is the target's stats for a symlink to a file. */
+  private consider(
+    path: string,
+    followed: Stats | undefined,
+    known: Stats | undefined,
+    out: WalkOutput,
+  ): void {
+    const search = this.search;
+    out.tally.filesExamined++;
+    const name = basename(path);
+    let decided = this.first("name", search.names, (c) => c.re.test(name) !== c.invert);
+    if (decided === "reject") return;
+
+    let st: Stats;
+    let target = "";
+    try {
+      st = followed ?? known ?? lstatSync(path);
+      if (followed) target = readlinkSync(path);
+    } catch (err) {
+      this.fail(out, `${path}: ${errno(err)}`);
+      return;
+    }
+    const mode = modeString(st);
+    const age = Date.now() - st.mtimeMs;
+    decided ??= this.first("size", search.sizes, (b) => within(b, st.size));
+    decided ??= this.first("mode", search.modes, (c) => c.re.test(mode) !== c.invert);
+    decided ??= this.first("mtime", search.mtimes, (b) => within(b, age));
+    if (decided === "reject") return;
+
+    const digests: Partial<Record<HashName, string>> = {};
+    try {
+      if (!decided && (search.contents.length > 0 || search.hashes.size > 0)) {
+        // One read answers every content and hash criterion, and the hashes to report.
+        const outcome = this.read(path, [...search.report], true, out);
+        Object.assign(digests, outcome.digests);
+        decided = this.first("content", outcome.contentHits, (hit) => hit);
+        for (const [h, wanted] of search.hashes) decided ??= this.verdict(h, wanted.has(digests[h]!));
+      }
+      // matchall: nothing rejected it. matchany: something hit, or there was nothing to check.
+      const matched = search.matchAny ? decided === "match" || this.checkCount === 0 : decided !== "reject";
+      if (!matched) return;
+      const missing = [...search.report].filter((h) => digests[h] === undefined);
+      if (missing.length > 0) Object.assign(digests, this.read(path, missing, false, out).digests);
+    } catch (err) {
+      out.tally.openFailures++;
+      this.fail(out, `${path}: ${errno(err)}`);
+      return;
+    }
+    const match: FileMatch = {
+      search: search.label,
+      path,
+      size: st.size,
+      mode,
+      mtimeMs: Math.floor(st.mtimeMs),
+      uid: st.uid,
+      gid: st.gid,
+      target,
+      md5: "",
+      sha1: "",
+      sha256: "",
+      sha384: "",
+      sha512: "",
+      sha3224: "",
+      sha3256: "",
+      sha3384: "",
+      sha3512: "",
+    };
+    for (const [h, digest] of Object.entries(digests)) match[HASH_FIELD[h as HashName]] = digest;
+    out.matches.push(match);
+  }
+}
