@@ -26,9 +26,23 @@ const common = {
   absWorkingDir: root,
 };
 
+// The file module's search worker, as code the bundles carry in a string: a
+// single executable has no file to start a worker thread from.
+const fileWorker = await esbuild.build({
+  ...common,
+  entryPoints: ["agent/modules/file/walk-worker.ts"],
+  format: "cjs",
+  sourcemap: false,
+  write: false,
+});
+const withWorker = {
+  define: { __DRAGNET_FILE_WORKER__: JSON.stringify(fileWorker.outputFiles[0].text) },
+};
+
 await Promise.all([
   esbuild.build({
     ...common,
+    ...withWorker,
     entryPoints: ["console/main.ts"],
     outfile: "dist/dragnet.mjs",
     format: "esm",
@@ -43,6 +57,9 @@ await Promise.all([
   }),
   esbuild.build({
     ...common,
+    ...withWorker,
+    // worker-pool.ts reads import.meta.url only when run from source, never in this bundle.
+    logOverride: { "empty-import-meta": "silent" },
     entryPoints: ["agent/main.ts"],
     outfile: "dist/agent.cjs",
     format: "cjs",

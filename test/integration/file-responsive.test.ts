@@ -1,0 +1,64 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signAction } from "../../common/mod.js";
+import { collectResults, fileAction } from "../helpers/actions.js";
+import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
+
+// A long file search must not stall the agent: it runs on search worker
+// threads, so heartbeats keep flowing and a second command is answered while
+// the first is still hashing.
+
+let fleet: TestFleet;
+
+beforeAll(async () => {
+  fleet = await startFleet({ agents: 1, heartbeatIntervalMs: 250 });
+  await eventually(async () => ((await fleet.api.listAgents()).length === 1 ? true : undefined));
+});
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+describe("an agent busy with a long file search", () => {
+  it("keeps heartbeating and answers another command before the search ends", async () => {
+    const hb = await fleet.connectNats({ observe: ["dragnet.hb.*"] });
+    const beats: number[] = [];
+    hb.subscribe("dragnet.hb.*", {
+      callback: () => {
+        beats.push(Date.now());
+      },
+    });
+    await hb.flush();
+
+    // Hash every file under /usr/lib (matching none): seconds of work on any machine.
+    const long = fileAction(
+      { paths: ["/usr/lib"], sha256: ["00".repeat(32)], options: { matchLimit: 1_000_000 } },
+      { timeoutMs: 120_000 },
+    );
+    const longStarted = Date.now();
+    await fleet.api.submitAction(signAction(long, fleet.alice));
+    const longDone = collectResults(fleet.api, long.id).then((r) => ({ ...r, at: Date.now() }));
+    await new Promise((r) => setTimeout(r, 1000));
+
+    const quick = fileAction({ paths: ["/etc/hostname"] });
+    const quickStarted = Date.now();
+    await fleet.api.submitAction(signAction(quick, fleet.alice));
+    const quickResult = await collectResults(fleet.api, quick.id);
+    const quickAt = Date.now();
+    expect(quickResult.results).toHaveLength(1);
+    expect(quickAt - quickStarted).toBeLessThan(2000);
+
+    const longResult = await longDone;
+    // The quick command really overlapped the long one.
+    expect(longResult.at).toBeGreaterThan(quickAt);
+    const busyMs = longResult.at - longStarted;
+    expect(busyMs).toBeGreaterThan(2000);
+    const file = longResult.results[0]!.result!.operations[0]!.module;
+    expect(file?.$case === "file" && file.value.stats!.filesRead).toBeGreaterThan(1000);
+    // Heartbeats every 250 ms all along: no gap of a second while the search ran.
+    const during = beats.filter((t) => t >= longStarted && t <= longResult.at);
+    const gaps = during.slice(1).map((t, i) => t - during[i]!);
+    expect(during.length).toBeGreaterThan(busyMs / 250 / 2);
+    expect(Math.max(...gaps)).toBeLessThan(1000);
+    await hb.close();
+  }, 120_000);
+});
