@@ -325,6 +325,17 @@ describe("file search walking", () => {
     expect(r.stats!.truncated).toBe(true);
   });
 
+  it("a file that cannot be read is an error in the result; the rest of the search goes on", async () => {
+    // /proc/self/mem is a regular file whose first bytes cannot be read (EIO), even by root.
+    const dir = tempDir("dragnet-unreadable-");
+    symlinkSync("/proc/self/mem", join(dir, "mem"));
+    writeFileSync(join(dir, "fine.txt"), "fine\n");
+    const r = await run(search({ paths: [dir], options: { returnHashes: ["sha256"] } }));
+    expect(paths(r)).toEqual([join(dir, "fine.txt")]);
+    expect(r.errors).toEqual([`${join(dir, "mem")}: EIO`]);
+    expect(r.stats!.openFailures).toBe(1);
+  });
+
   it("errors are capped by maxerrors and counted in full", async () => {
     const missing = Array.from({ length: 5 }, (_, i) => join(root, `missing-${i}`));
     const r = await run(search({ paths: missing, options: { maxErrors: 2 } }));
