@@ -16,8 +16,6 @@ function search(s: SearchInput): FileParams {
   return { searches: [fileSearch({ paths: [root], ...s })] };
 }
 
-const paths = (r: FileResult) => r.matches.map((m) => m.path).sort();
-
 async function run(params: FileParams): Promise<FileResult> {
   fileModule.check(params);
   const out = await fileModule.run(params, {

@@ -193,8 +193,11 @@ export function readOnce(path: string, plan: ReadPlan, buffer: Buffer): ReadOutc
       if (size > GZIP_INPUT_MAX)
         throw new Error(`gzip file over ${GZIP_INPUT_MAX / 1048576} MiB, not decompressed`);
       const parts = [Buffer.from(buffer.subarray(0, n))];
-      while ((n = readSync(fd, buffer, 0, buffer.length, null)) > 0)
+      for (;;) {
+        n = readSync(fd, buffer, 0, buffer.length, null);
+        if (n === 0) break;
         parts.push(Buffer.from(buffer.subarray(0, n)));
+      }
       let data: Buffer;
       try {
         data = gunzipSync(Buffer.concat(parts), { maxOutputLength: GZIP_OUTPUT_MAX });
