@@ -1,5 +1,5 @@
 import type { Operation } from "../proto/mod.js";
-import { SearchFormatError, searchesFromMig } from "./mig-search.js";
+import { type Notes, SearchFormatError, searchesFromMig } from "./mig-search.js";
 
 // A MIG v2 action file (name, target, threat, description, operations)
 // turned into what a Dragnet action needs. MIG's target is a SQL condition
@@ -11,13 +11,13 @@ import { SearchFormatError, searchesFromMig } from "./mig-search.js";
 export class MigImportError extends Error {}
 
 /** MIG module → its Dragnet conversion. netstat, ping and timedrift join this table when those modules exist. */
-const CONVERTERS: Record<string, (parameters: unknown) => Operation> = {
-  file: (parameters) => {
+const CONVERTERS: Record<string, (parameters: unknown, notes: Notes) => Operation> = {
+  file: (parameters, notes) => {
     const p = parameters as { searches?: unknown } | null;
     if (typeof p !== "object" || p === null || p.searches === undefined) {
       throw new SearchFormatError('file parameters have no "searches"');
     }
-    return { module: { $case: "file", value: { searches: searchesFromMig(p.searches) } } };
+    return { module: { $case: "file", value: { searches: searchesFromMig(p.searches, notes) } } };
   },
 };
 
@@ -37,6 +37,8 @@ export interface ImportedAction {
   /** MIG's SQL target, shown to the investigator, never run. */
   migTarget: string;
   operations: Operation[];
+  /** Where the conversion could not carry MIG's meaning exactly. */
+  notes: Notes;
 }
 
 function text(v: unknown): string {
@@ -83,6 +85,7 @@ export function importMigAction(raw: unknown, source: string): ImportedAction {
   }
   const unsupported: string[] = [];
   const operations: Operation[] = [];
+  const notes: Notes = [];
   for (const [i, op] of (a.operations as unknown[]).entries()) {
     const module = text((op as { module?: unknown })?.module);
     const convert = CONVERTERS[module];
@@ -93,7 +96,7 @@ export function importMigAction(raw: unknown, source: string): ImportedAction {
       continue;
     }
     try {
-      operations.push(convert((op as { parameters?: unknown }).parameters));
+      operations.push(convert((op as { parameters?: unknown }).parameters, notes));
     } catch (err) {
       throw new MigImportError(`${source}, operation ${i + 1} (${module}): ${(err as Error).message}`);
     }
@@ -104,5 +107,11 @@ export function importMigAction(raw: unknown, source: string): ImportedAction {
         "Remove them from the file to import the rest.",
     );
   }
-  return { name: a.name.trim(), description: describe(a, source), migTarget: text(a.target), operations };
+  return {
+    name: a.name.trim(),
+    description: describe(a, source),
+    migTarget: text(a.target),
+    operations,
+    notes,
+  };
 }

@@ -34,7 +34,20 @@ const OPTION_KEYS = new Set([
   "decompress",
   "returnhashes",
   "returnsha256", // MIG's older spelling of returnhashes: ["sha256"]
+  "debug", // MIG's agent-side logging: nothing to carry
+  "remotefs", // MIG skips network filesystems unless set; Dragnet always searches them (noted)
 ]);
+
+/**
+ * How a search's JSON is read. "mig": as MIG reads it — without `matchall` a
+ * file matches when any check hits, 0 for maxdepth/matchlimit/maxerrors means
+ * "no limit", and `<N`/`>N` sizes include N. "dragnet": the console's flags,
+ * with Dragnet's defaults (every check must hit).
+ */
+export type SearchForm = "mig" | "dragnet";
+
+/** What a conversion changed or could not carry exactly, to show the investigator. */
+export type Notes = string[];
 
 export class SearchFormatError extends Error {}
 
@@ -52,7 +65,7 @@ function count(label: string, key: string, value: unknown): number {
   return value;
 }
 
-function optionsOf(label: string, raw: unknown): Partial<FileSearchOptions> {
+function optionsOf(label: string, raw: unknown, form: SearchForm, notes: Notes): Partial<FileSearchOptions> {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new SearchFormatError(`search "${label}": "options" must be an object`);
@@ -75,12 +88,26 @@ function optionsOf(label: string, raw: unknown): Partial<FileSearchOptions> {
     throw new SearchFormatError(`search "${label}": matchall and matchany cannot both be set`);
   }
   const returnHashes = o.returnhashes === undefined ? [] : stringList(label, "returnhashes", o.returnhashes);
+  if (o.remotefs !== undefined && form === "mig") {
+    notes.push(`search "${label}": remotefs ignored — Dragnet searches every filesystem under the paths`);
+  }
+  // MIG's 0 means "no limit": Dragnet's default bound is used instead, and said so.
+  const limit = (key: "maxdepth" | "matchlimit" | "maxerrors") => {
+    if (o[key] === undefined) return undefined;
+    const n = count(label, key, o[key]);
+    if (n === 0 && form === "mig") {
+      notes.push(`search "${label}": ${key} 0 means no limit in MIG; Dragnet's default ${key} is used`);
+      return undefined;
+    }
+    return n;
+  };
+  const matchAny = o.matchany !== undefined ? flag("matchany") : form === "mig" ? !flag("matchall") : false;
   if (flag("returnsha256") && !returnHashes.includes("sha256")) returnHashes.push("sha256");
   return {
-    maxDepth: o.maxdepth === undefined ? undefined : count(label, "maxdepth", o.maxdepth),
-    matchLimit: o.matchlimit === undefined ? undefined : count(label, "matchlimit", o.matchlimit),
-    maxErrors: o.maxerrors === undefined ? undefined : count(label, "maxerrors", o.maxerrors),
-    matchAny: flag("matchany"),
+    maxDepth: limit("maxdepth"),
+    matchLimit: limit("matchlimit"),
+    maxErrors: limit("maxerrors"),
+    matchAny,
     macroal: flag("macroal"),
     mismatch: o.mismatch === undefined ? [] : stringList(label, "mismatch", o.mismatch),
     decompress: flag("decompress"),
@@ -88,8 +115,24 @@ function optionsOf(label: string, raw: unknown): Partial<FileSearchOptions> {
   };
 }
 
+const SIZE = /^\s*([<>]?)\s*(\d+)\s*([kmgt]?)\s*$/i;
+const UNIT: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** MIG's `<N` and `>N` include N; Dragnet's exclude it: the bound moves by one byte. */
+function migSize(size: string): string {
+  const m = SIZE.exec(size);
+  if (!m || !m[1]) return size;
+  const n = Number(m[2]) * UNIT[m[3]!.toLowerCase()]!;
+  return m[1] === "<" ? `<${n + 1}` : `>${Math.max(0, n - 1)}`;
+}
+
 /** One search in MIG's form. */
-export function searchFromMig(label: string, raw: unknown): FileSearch {
+export function searchFromMig(
+  label: string,
+  raw: unknown,
+  form: SearchForm = "mig",
+  notes: Notes = [],
+): FileSearch {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new SearchFormatError(`search "${label}" must be an object`);
   }
@@ -97,8 +140,10 @@ export function searchFromMig(label: string, raw: unknown): FileSearch {
   const out: Record<string, unknown> = { label };
   const hashes: Record<string, string[]> = {};
   for (const [key, value] of Object.entries(s)) {
-    if (key === "options") continue;
-    if ((LIST_FIELDS as readonly string[]).includes(key)) {
+    if (key === "options" || key === "description") continue;
+    if (key === "sizes" && form === "mig") {
+      out.sizes = stringList(label, key, value).map(migSize);
+    } else if ((LIST_FIELDS as readonly string[]).includes(key)) {
       out[key] = stringList(label, key, value);
     } else if (key in HASH_FIELDS) {
       const field = HASH_FIELDS[key as keyof typeof HASH_FIELDS];
@@ -121,19 +166,24 @@ export function searchFromMig(label: string, raw: unknown): FileSearch {
       );
     }
   }
+  if (form === "mig" && Array.isArray(out.modes) && out.modes.length > 0) {
+    notes.push(
+      `search "${label}": modes are matched against ls-style strings (-rwsr-xr-x); MIG used Go's, which write setuid, setgid and sticky as leading u, g, t`,
+    );
+  }
   return FileSearch.fromPartial({
     ...out,
     ...hashes,
-    options: FileSearchOptions.fromPartial(optionsOf(label, s.options)),
+    options: FileSearchOptions.fromPartial(optionsOf(label, s.options, form, notes)),
   } as FileSearch);
 }
 
 /** `{"label": {search}, …}`, the value of MIG's file parameters "searches". */
-export function searchesFromMig(raw: unknown): FileSearch[] {
+export function searchesFromMig(raw: unknown, notes: Notes = []): FileSearch[] {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new SearchFormatError('searches must be an object of named searches: {"s1": {"paths": […], …}}');
   }
   const entries = Object.entries(raw as Record<string, unknown>);
   if (entries.length === 0) throw new SearchFormatError("there is no search");
-  return entries.map(([label, s]) => searchFromMig(label, s));
+  return entries.map(([label, s]) => searchFromMig(label, s, "mig", notes));
 }

@@ -16,7 +16,7 @@ import {
 import { openClient } from "../home.js";
 import { searchesFromMig, searchFromMig } from "../mig-search.js";
 import { registerFormatter } from "../output/formatters.js";
-import { formatOf, isoTime } from "../output/rows.js";
+import { formatOf, isoTime, printable } from "../output/rows.js";
 import { sweep } from "../sweep.js";
 
 // `dragnet file`: find files across the fleet by name, content, metadata and hash.
@@ -113,7 +113,7 @@ export function searchFromFlags(flags: FileFlags): FileSearch {
       .filter(Boolean),
   };
   for (const k of Object.keys(options)) if (options[k] === undefined) delete options[k];
-  return searchFromMig("s1", { ...criteria, options });
+  return searchFromMig("s1", { ...criteria, options }, "dragnet");
 }
 
 /** The searches of one `dragnet file` run: from --searches FILE, or the one the flags describe. */
@@ -149,7 +149,10 @@ export function searchesOf(flags: FileFlags): FileSearch[] {
     // Either {"s1": {...}} or MIG's file parameters {"searches": {"s1": {...}}}.
     const named = (raw as { searches?: unknown })?.searches ?? raw;
     try {
-      return searchesFromMig(named);
+      const notes: string[] = [];
+      const searches = searchesFromMig(named, notes);
+      for (const note of notes) process.stderr.write(`dragnet: note: ${printable(note)}\n`);
+      return searches;
     } catch (err) {
       fail(`${flags.searches}: ${(err as Error).message}`);
     }

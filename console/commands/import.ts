@@ -57,6 +57,7 @@ Examples:
       } catch (err) {
         fail((err as Error).message);
       }
+      for (const n of imported.notes) process.stderr.write(`dragnet: note: ${printable(n)}\n`);
       const note = imported.migTarget
         ? `MIG target (not run; give a Dragnet target with -t): ${imported.migTarget}`
         : "MIG target: none given";
@@ -66,6 +67,7 @@ Examples:
           name: imported.name,
           description: imported.description,
           migTarget: imported.migTarget,
+          notes: imported.notes,
           target: flags.target ?? null,
           operations: imported.operations.map((op) => Operation.toJSON(op)),
         };

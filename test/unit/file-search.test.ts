@@ -326,14 +326,75 @@ describe("file search walking", () => {
   });
 
   it("a file that cannot be read is an error in the result; the rest of the search goes on", async () => {
-    // /proc/self/mem is a regular file whose first bytes cannot be read (EIO), even by root.
     const dir = tempDir("dragnet-unreadable-");
-    symlinkSync("/proc/self/mem", join(dir, "mem"));
+    // gzip's magic bytes, then garbage: decompressing it fails.
+    writeFileSync(join(dir, "broken.gz"), Buffer.from([0x1f, 0x8b, 0x08, 0, 1, 2, 3, 4, 5, 6, 7]));
     writeFileSync(join(dir, "fine.txt"), "fine\n");
-    const r = await run(search({ paths: [dir], options: { returnHashes: ["sha256"] } }));
+    const r = await run(search({ paths: [dir], options: { decompress: true, returnHashes: ["sha256"] } }));
     expect(paths(r)).toEqual([join(dir, "fine.txt")]);
-    expect(r.errors).toEqual([`${join(dir, "mem")}: EIO`]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(new RegExp(`^${join(dir, "broken.gz")}: not decompressed: `));
     expect(r.stats!.openFailures).toBe(1);
+  });
+
+  it("files on /proc are searched by name and metadata but never read (a read can block or consume)", async () => {
+    const dir = tempDir("dragnet-proc-");
+    symlinkSync("/proc/self/status", join(dir, "status-link"));
+    const byName = await run(search({ paths: ["/proc/self/status", dir] }));
+    expect(paths(byName)).toEqual(["/proc/self/status", join(dir, "status-link")]);
+    const read = await run(search({ paths: ["/proc/self/status", dir], contents: ["^Name:"] }));
+    expect(paths(read)).toEqual([]);
+    expect(read.warnings).toHaveLength(2);
+    for (const w of read.warnings)
+      expect(w).toMatch(/on a pseudo filesystem \(proc, debugfs, tracefs\), not read$/);
+    expect(read.stats!.filesRead).toBe(0);
+  });
+
+  it("a line over 16 MiB is an error for that file, not a silent miss; hashes still work", async () => {
+    const dir = tempDir("dragnet-longline-");
+    const huge = join(dir, "huge.txt");
+    writeFileSync(huge, Buffer.alloc(17 * 1024 * 1024, 0x78));
+    const r = await run(search({ paths: [dir], contents: ["needle"] }));
+    expect(r.errors).toEqual([`${huge}: a line longer than 16 MiB: content not searched`]);
+    const sum = execFileSync("sha256sum", [huge], { encoding: "utf8" }).split(" ")[0];
+    const hashed = await run(search({ paths: [dir], options: { returnHashes: ["sha256"] } }));
+    expect(hashed.matches[0]!.sha256).toBe(sum);
+  });
+
+  it("a file root inside a directory root is reported once; a root linking to a directory is searched", async () => {
+    const r = await run(search({ paths: [join(root, "etc"), join(root, "etc/passwd")] }));
+    expect(paths(r)).toEqual(findIn(join(root, "etc")));
+    const viaLink = await run(search({ paths: [join(root, "link-to-etc")] }));
+    expect(paths(viaLink)).toEqual(
+      findIn(join(root, "etc")).map((p) => p.replace(`${root}/etc`, `${root}/link-to-etc`)),
+    );
+  });
+
+  it("a symlink's target is reported resolved (absolute), as the file that was read", async () => {
+    const dir = tempDir("dragnet-relative-");
+    writeFileSync(join(dir, "real.txt"), "real\n");
+    symlinkSync("real.txt", join(dir, "rel-link"));
+    const r = await run(search({ paths: [join(dir, "rel-link")] }));
+    expect(r.matches.map((m) => m.target)).toEqual([join(dir, "real.txt")]);
+  });
+
+  it("the match limit met partway through a directory says the search was truncated", async () => {
+    const r = await run(search({ paths: [join(root, "etc/cron.d")], options: { matchLimit: 1 } }));
+    expect(r.matches).toHaveLength(1);
+    expect(r.stats!.truncated).toBe(true);
+    const all = await run(search({ paths: [join(root, "etc/cron.d")], options: { matchLimit: 2 } }));
+    expect([all.matches.length, all.stats!.truncated]).toEqual([2, false]);
+  });
+
+  it("a cancelled search stops promptly, and the next search runs", async () => {
+    const controller = new AbortController();
+    const params = search({ paths: ["/usr"], options: { returnHashes: ["sha256"], matchLimit: 1_000_000 } });
+    const started = Date.now();
+    const running = fileModule.run(params, { signal: controller.signal, log: silentLogger, stateDir: root });
+    setTimeout(() => controller.abort(new Error("cancelled by test")), 300);
+    await expect(running).rejects.toThrow("cancelled by test");
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(paths(await run(search({ paths: [join(root, "a.conf")] })))).toEqual([join(root, "a.conf")]);
   });
 
   it("errors are capped by maxerrors and counted in full", async () => {

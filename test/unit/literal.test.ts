@@ -20,6 +20,13 @@ describe("requiredLiteral", () => {
     expect(requiredLiteral(/needle/i)).toBeUndefined();
     expect(requiredLiteral(/Grüße/)).toBeUndefined();
     expect(requiredLiteral(/ab\dcd/)).toBeUndefined();
+    // Multi-character escapes and counted repetitions are not text.
+    expect(requiredLiteral(/\x7fELF/)).toBeUndefined();
+    expect(requiredLiteral(/\u0041BCD/)).toBeUndefined();
+    expect(requiredLiteral(/(?<n>ab)\k<n>/)).toBeUndefined();
+    expect(requiredLiteral(/[0-9]{100}/)).toBeUndefined();
+    expect(requiredLiteral(/[A-Za-z0-9+/]{100,}/)).toBeUndefined();
+    expect(requiredLiteral(/x{2}abcd/)).toBe("abcd");
     expect(requiredLiteral(/[abc]{3}/)).toBeUndefined();
   });
 

@@ -74,9 +74,56 @@ describe("MIG action import", () => {
       false,
     ]);
     expect([by.s2!.contents, by.s2!.paths]).toEqual([["gpgcheck=1"], ["/etc/"]]);
-    expect([by.s6!.sizes, by.s6!.mtimes]).toEqual([[">1g"], ["<90d"]]);
+    // MIG's ">1g" includes 1 GiB; Dragnet's > is strict, so the bound moves down a byte.
+    expect([by.s6!.sizes, by.s6!.mtimes]).toEqual([[`>${1024 ** 3 - 1}`], ["<90d"]]);
     expect(by.s7!.modes).toEqual(["gt"]);
+    // Without "matchall", MIG matches a file when any check hits (s3: either name, or the content).
+    expect(Object.fromEntries(searches.map((s) => [s.label, s.options!.matchAny]))).toEqual({
+      s1: false,
+      s2: false,
+      s3: true,
+      s4: false,
+      s5: true,
+      s6: false,
+      s7: false,
+    });
     fileModule.check({ searches });
+  });
+
+  it("MIG's 0 (no limit), remotefs and Go-style modes are converted with a note, never silently", () => {
+    const imported = importMigAction(
+      {
+        name: "limits",
+        operations: [
+          {
+            module: "file",
+            parameters: {
+              searches: {
+                s1: {
+                  paths: ["/etc"],
+                  sizes: ["<1k"],
+                  modes: ["^u"],
+                  options: { maxdepth: 0, matchlimit: 0, remotefs: true, matchall: true },
+                },
+              },
+            },
+          },
+        ],
+      },
+      "limits.json",
+    );
+    const [s] = searchesOf(imported);
+    expect([s!.options!.maxDepth, s!.options!.matchLimit, s!.sizes]).toEqual([
+      undefined,
+      undefined,
+      ["<1025"],
+    ]);
+    expect(imported.notes).toEqual([
+      'search "s1": modes are matched against ls-style strings (-rwsr-xr-x); MIG used Go\'s, which write setuid, setgid and sticky as leading u, g, t',
+      'search "s1": remotefs ignored — Dragnet searches every filesystem under the paths',
+      'search "s1": maxdepth 0 means no limit in MIG; Dragnet\'s default maxdepth is used',
+      'search "s1": matchlimit 0 means no limit in MIG; Dragnet\'s default matchlimit is used',
+    ]);
   });
 
   it("refuses unknown criteria and options, and digests of no known length", () => {

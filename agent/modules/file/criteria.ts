@@ -47,6 +47,11 @@ export const HASH_FIELD = {
   sha3_512: "sha3512",
 } as const satisfies Record<HashName, keyof FileSearch & keyof FileMatch>;
 
+const HASH_FAMILIES: Record<"sha2" | "sha3", HashName[]> = {
+  sha2: ["sha256", "sha384", "sha512"],
+  sha3: ["sha3_224", "sha3_256", "sha3_384", "sha3_512"],
+};
+
 export type CriterionKind = "name" | "content" | "size" | "mode" | "mtime" | HashName;
 const KINDS = new Set<string>(["name", "content", "size", "mode", "mtime", ...HASH_NAMES]);
 
@@ -200,7 +205,7 @@ export function compileSearch(search: FileSearch, index: number): CompiledSearch
   const report = new Set<HashName>(hashes.keys());
   for (const h of opts?.returnHashes ?? []) {
     const name = h.trim().toLowerCase().replace("-", "_") as HashName;
-    if (!(name in HASHES)) {
+    if (!Object.hasOwn(HASHES, name)) {
       throw paramsError(label, `cannot return hash "${h}" (known: ${HASH_NAMES.join(", ")})`);
     }
     report.add(name);
@@ -208,8 +213,13 @@ export function compileSearch(search: FileSearch, index: number): CompiledSearch
   const mismatch = new Set<CriterionKind>();
   for (const k of opts?.mismatch ?? []) {
     const kind = k.trim().toLowerCase();
+    // MIG's names for families of hashes.
+    if (kind === "sha2" || kind === "sha3") {
+      for (const h of HASH_FAMILIES[kind]) mismatch.add(h);
+      continue;
+    }
     if (!KINDS.has(kind)) {
-      throw paramsError(label, `cannot mismatch "${k}" (known: ${[...KINDS].join(", ")})`);
+      throw paramsError(label, `cannot mismatch "${k}" (known: ${[...KINDS].join(", ")}, sha2, sha3)`);
     }
     mismatch.add(kind as CriterionKind);
   }

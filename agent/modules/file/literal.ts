@@ -33,8 +33,18 @@ export function requiredLiteral(re: RegExp): string | undefined {
     if (c === "\\") {
       const next = src[i + 1] ?? "";
       i++;
-      if (depth === 0 && PLAIN_ESCAPE.test(next) && !optionalNext(src, i)) run += next;
+      // \x7f, \u0041, \cA, \k<n>, \012, \d…: several characters or a class; rather than parse them, no literal.
+      if (!PLAIN_ESCAPE.test(next)) return undefined;
+      if (depth === 0 && !optionalNext(src, i)) run += next;
       else end();
+      continue;
+    }
+    if (c === "{") {
+      // A counted repetition: its digits are not text. Skip to its end.
+      end();
+      const close = src.indexOf("}", i);
+      if (close < 0) return undefined;
+      i = close;
       continue;
     }
     if (c === "[") {

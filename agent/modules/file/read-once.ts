@@ -10,10 +10,25 @@ import { requiredLiteral } from "./literal.js";
 
 /** What one read takes; search workers allocate one buffer this size and reuse it. */
 export const CHUNK = 1024 * 1024;
-/** A line longer than this is matched in windows of this size… */
-export const MAX_LINE = 1024 * 1024;
-/** …each overlapping the previous by this much, so a match that short is never cut in two. */
-export const LINE_OVERLAP = 4096;
+/**
+ * The longest line content regexes are tried on. A longer one is an error for
+ * that file (its content cannot be searched line by line), never skipped in
+ * silence and never cut into pieces that would change what ^ and $ mean.
+ */
+export const MAX_LINE = 16 * 1024 * 1024;
+
+/** The command was cancelled or ran out of time while a file was being read. */
+export class SearchAbortedError extends Error {
+  constructor() {
+    super("search stopped");
+  }
+}
+
+export class LineTooLongError extends Error {
+  constructor() {
+    super(`a line longer than ${MAX_LINE / 1048576} MiB: content not searched`);
+  }
+}
 
 export interface ReadPlan {
   contents: RegexCheck[];
@@ -101,7 +116,7 @@ export class LineMatcher {
         this.carry = chunk.toString("latin1", last + 1);
       } else {
         this.carry += chunk.toString("latin1");
-        if (this.carry.length > MAX_LINE) this.carry = this.carry.slice(-LINE_OVERLAP);
+        if (this.carry.length > MAX_LINE) throw new LineTooLongError();
       }
       return;
     }
@@ -109,10 +124,7 @@ export class LineMatcher {
     const last = text.lastIndexOf("\n");
     if (last < 0) {
       this.carry = text;
-      if (this.carry.length > MAX_LINE) {
-        this.lines(this.carry, this.carry.length, true);
-        this.carry = this.carry.slice(-LINE_OVERLAP);
-      }
+      if (this.carry.length > MAX_LINE) throw new LineTooLongError();
       return;
     }
     this.lines(text, last, false);
@@ -129,7 +141,7 @@ export class LineMatcher {
     });
   }
 
-  /** Applies the checks to the lines in text[0, end); `whole` when that span is one line (or window). */
+  /** Applies the checks to the lines in text[0, end); `whole` when that span is one line (the last, unterminated). */
   private lines(text: string, end: number, whole: boolean): void {
     this.sawLine = true;
     for (const s of this.states) {
@@ -164,9 +176,9 @@ export class LineMatcher {
 }
 
 /** Compressed files bigger than this are not decompressed (gzip has no bounded synchronous stream in Node). */
-export const GZIP_INPUT_MAX = 256 * 1024 * 1024;
+export const GZIP_INPUT_MAX = 64 * 1024 * 1024;
 /** …nor is more than this much decompressed output kept: a zip bomb is an error, not an outage. */
-export const GZIP_OUTPUT_MAX = 1024 * 1024 * 1024;
+export const GZIP_OUTPUT_MAX = 256 * 1024 * 1024;
 
 /**
  * Reads `path` once, synchronously (it runs on a search worker thread, where
@@ -175,11 +187,17 @@ export const GZIP_OUTPUT_MAX = 1024 * 1024 * 1024;
  * every content check is decided and no hash is wanted. `buffer` is reused
  * from file to file.
  */
-export function readOnce(path: string, plan: ReadPlan, buffer: Buffer): ReadOutcome {
+export function readOnce(
+  path: string,
+  plan: ReadPlan,
+  buffer: Buffer,
+  aborted: () => boolean = () => false,
+): ReadOutcome {
   const hashers = plan.hashes.map((h) => [h, createHash(HASHES[h].node)] as const);
   const matcher = plan.contents.length ? new LineMatcher(plan.contents, plan.macroal) : undefined;
   let bytes = 0;
   const take = (chunk: Buffer): boolean => {
+    if (aborted()) throw new SearchAbortedError();
     bytes += chunk.length;
     for (const [, hash] of hashers) hash.update(chunk);
     if (matcher && !matcher.done) matcher.push(chunk);
@@ -192,25 +210,27 @@ export function readOnce(path: string, plan: ReadPlan, buffer: Buffer): ReadOutc
       const size = fstatSync(fd).size;
       if (size > GZIP_INPUT_MAX)
         throw new Error(`gzip file over ${GZIP_INPUT_MAX / 1048576} MiB, not decompressed`);
-      const parts = [Buffer.from(buffer.subarray(0, n))];
-      for (;;) {
-        n = readSync(fd, buffer, 0, buffer.length, null);
-        if (n === 0) break;
-        parts.push(Buffer.from(buffer.subarray(0, n)));
+      // The whole compressed file in one buffer (no copies), then inflated with a bounded output.
+      const compressed = Buffer.allocUnsafe(size);
+      buffer.copy(compressed, 0, 0, n);
+      let have = n;
+      while (have < size) {
+        const got = readSync(fd, compressed, have, size - have, null);
+        if (got === 0) break;
+        have += got;
       }
       let data: Buffer;
       try {
-        data = gunzipSync(Buffer.concat(parts), { maxOutputLength: GZIP_OUTPUT_MAX });
+        data = gunzipSync(compressed.subarray(0, have), { maxOutputLength: GZIP_OUTPUT_MAX });
       } catch (err) {
         throw new Error(`not decompressed: ${(err as Error).message}`);
       }
       for (let at = 0; at < data.length; at += CHUNK) if (!take(data.subarray(at, at + CHUNK))) break;
       if (data.length === 0) take(data);
     } else {
-      // A short read of a regular file is its end: no extra call to be told so.
-      while (n > 0 && take(buffer.subarray(0, n)) && n === buffer.length) {
-        n = readSync(fd, buffer, 0, buffer.length, null);
-      }
+      // Read to the end the kernel reports (0), not the size stat gave: FUSE and other
+      // filesystems may answer short reads before the end.
+      while (n > 0 && take(buffer.subarray(0, n))) n = readSync(fd, buffer, 0, buffer.length, null);
     }
   } finally {
     closeSync(fd);

@@ -9,6 +9,8 @@ import { POOL_SIZE, searchWorkers } from "./worker-pool.js";
 
 /** How long a worker walks before handing back what is left, so both workers stay busy. */
 const TASK_BUDGET_MS = 5;
+/** How long a cancelled search's workers get to notice before they are replaced. */
+const ABANDON_AFTER_MS = 2000;
 
 export interface SearchTally extends WalkTally {
   truncated: boolean;
@@ -39,6 +41,9 @@ export async function runSearch(
     .reverse();
   const inFlight = new Set<Promise<void>>();
   let failure: Error | undefined;
+  // Read by the workers between files and between reads of a file.
+  const abort = new SharedArrayBuffer(4);
+  const stopWorkers = () => Atomics.store(new Int32Array(abort), 0, 1);
 
   const merge = (out: WalkOutput) => {
     for (const m of out.matches) {
@@ -48,6 +53,7 @@ export async function runSearch(
     for (const e of out.errors) report.error(e);
     for (const w of out.warnings) report.warning(w);
     for (const k of Object.keys(out.tally) as Array<keyof WalkTally>) tally[k] += out.tally[k];
+    if (out.truncated) tally.truncated = true;
     for (let i = out.deferred.length - 1; i >= 0; i--) pending.push(out.deferred[i]!);
   };
 
@@ -56,7 +62,8 @@ export async function runSearch(
     const before = depthLeftWhenWalked.get(task.path);
     if (before !== undefined && before >= left) return;
     depthLeftWhenWalked.set(task.path, left);
-    const examinedToDepth = before === undefined ? task.examinedToDepth : task.depth + before;
+    const examinedToDepth =
+      before === undefined ? task.examinedToDepth : Math.max(task.examinedToDepth, task.depth + before);
     const p = searchWorkers
       .run({
         searchId,
@@ -64,6 +71,7 @@ export async function runSearch(
         index,
         task: { ...task, examinedToDepth, matchesLeft: search.matchLimit - matches.length },
         budgetMs: TASK_BUDGET_MS,
+        abort,
       })
       .then(merge, (err: Error) => {
         failure ??= err;
@@ -74,7 +82,13 @@ export async function runSearch(
 
   while (pending.length > 0 || inFlight.size > 0) {
     if (signal.aborted) {
-      await Promise.allSettled(inFlight);
+      stopWorkers();
+      // A worker blocked in a read that never returns is replaced, so later searches are not queued behind it.
+      const settled = await Promise.race([
+        Promise.allSettled(inFlight).then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), ABANDON_AFTER_MS).unref()),
+      ]);
+      if (!settled) searchWorkers.abandon(searchId);
       throw signal.reason;
     }
     if (failure) break;
@@ -86,6 +100,7 @@ export async function runSearch(
     if (inFlight.size > 0) await Promise.race(inFlight);
   }
   await Promise.allSettled(inFlight);
+  stopWorkers();
   if (failure) throw failure;
   matches.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return matches;

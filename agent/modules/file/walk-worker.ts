@@ -14,6 +14,8 @@ export interface WalkRequest {
   index: number;
   task: WalkTask;
   budgetMs: number;
+  /** One Int32 the scheduler sets to 1 when the command is cancelled or out of time (shared, not copied). */
+  abort: SharedArrayBuffer;
 }
 
 export type WalkReply = { ok: true; out: WalkOutput } | { ok: false; error: string };
@@ -27,7 +29,8 @@ parentPort!.on("message", (req: WalkRequest) => {
   try {
     let walker = walkers.get(req.searchId);
     if (!walker) {
-      walker = new Walker(compileSearch(req.search, req.index), buffer);
+      const flag = new Int32Array(req.abort);
+      walker = new Walker(compileSearch(req.search, req.index), buffer, () => Atomics.load(flag, 0) !== 0);
       walkers.set(req.searchId, walker);
       if (walkers.size > 16) walkers.delete(walkers.keys().next().value!);
     }

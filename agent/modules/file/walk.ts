@@ -1,9 +1,9 @@
-import { type Dirent, lstatSync, readdirSync, readlinkSync, type Stats, statSync } from "node:fs";
+import { type Dirent, lstatSync, readdirSync, realpathSync, type Stats, statfsSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { FileMatch } from "../../../proto/mod.js";
 import { type CompiledSearch, type CriterionKind, HASH_FIELD, type HashName, within } from "./criteria.js";
 import { modeString } from "./mode-string.js";
-import { readOnce } from "./read-once.js";
+import { LineTooLongError, readOnce, SearchAbortedError } from "./read-once.js";
 
 // The synchronous half of a file search, run on a search worker thread: walk
 // part of a tree, decide for each regular file (or symlink to one) whether it
@@ -36,10 +36,42 @@ export interface WalkOutput {
   warnings: string[];
   /** Directories not walked here: out of time, or another root of the search (the scheduler decides). */
   deferred: WalkTask[];
+  /** The match limit stopped this task with files left to examine. */
+  truncated: boolean;
   tally: WalkTally;
 }
 
 type Verdict = "match" | "reject" | undefined;
+
+/**
+ * Filesystems whose files are not read: reading can block for ever
+ * (/proc/kmsg, tracefs' trace_pipe) or take data from its owner (/proc/kmsg
+ * hands kernel messages to whoever reads first). Names and metadata are
+ * still searched. sysfs is read: its attributes are small and harmless.
+ */
+const PSEUDO_FILESYSTEMS = new Set([
+  0x9fa0, // proc
+  0x64626720, // debugfs
+  0x74726163, // tracefs
+  0x73636673, // securityfs
+  0x42494e4d, // binfmt_misc
+]);
+const pseudoByDir = new Map<string, boolean>();
+
+function isPseudoFilesystem(path: string): boolean {
+  const dir = path.slice(0, Math.max(1, path.lastIndexOf("/")));
+  let pseudo = pseudoByDir.get(dir);
+  if (pseudo === undefined) {
+    try {
+      pseudo = PSEUDO_FILESYSTEMS.has(Number(statfsSync(dir).type));
+    } catch {
+      pseudo = false;
+    }
+    if (pseudoByDir.size > 4096) pseudoByDir.clear();
+    pseudoByDir.set(dir, pseudo);
+  }
+  return pseudo;
+}
 
 function errno(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
@@ -52,6 +84,8 @@ export class Walker {
   constructor(
     private readonly search: CompiledSearch,
     private readonly buffer: Buffer,
+    /** Set by the scheduler when the command is cancelled or out of time. */
+    private readonly aborted: () => boolean,
   ) {
     this.checkCount =
       search.names.length +
@@ -69,6 +103,7 @@ export class Walker {
       errors: [],
       warnings: [],
       deferred: [],
+      truncated: false,
       tally: {
         filesExamined: 0,
         dirsWalked: 0,
@@ -84,13 +119,19 @@ export class Walker {
     const stack: WalkTask[] = [];
     if (task.depth === 0) this.root(task, out, stack);
     else stack.push(task);
+    // The task's own directory is always walked here: handed back unwalked, the scheduler
+    // would take it for one already walked and skip it.
+    let walked = 0;
     while (stack.length > 0) {
-      if (out.matches.length >= task.matchesLeft || performance.now() - started > budgetMs) {
+      if (this.aborted()) throw new SearchAbortedError();
+      const outOfTime = walked > 0 && performance.now() - started > budgetMs;
+      if (out.matches.length >= task.matchesLeft || outOfTime) {
+        if (out.matches.length >= task.matchesLeft) out.truncated = true;
         out.deferred.push(...stack.reverse());
         break;
       }
-      const t = stack.pop()!;
-      this.directory(t, out, stack, roots);
+      this.directory(stack.pop()!, out, stack, roots);
+      walked++;
     }
     return out;
   }
@@ -115,9 +156,13 @@ export class Walker {
       return;
     }
     if (st.isFile()) {
-      if (task.examinedToDepth < 0) this.consider(task.path, undefined, st, out);
+      if (task.examinedToDepth < 0)
+        this.consider(task.path, undefined, st, out, isPseudoFilesystem(task.path));
     } else if (st.isSymbolicLink()) {
-      if (task.examinedToDepth < 0) this.symlink(task.path, out);
+      // A root given as a link to a directory (/bin on merged-/usr systems) is searched, as find -H does.
+      const target = statSync(task.path, { throwIfNoEntry: false });
+      if (target?.isDirectory()) stack.push(task);
+      else if (task.examinedToDepth < 0) this.symlink(task.path, out);
     } else if (st.isDirectory()) {
       stack.push(task);
     }
@@ -156,10 +201,18 @@ export class Walker {
       }
     }
     if (task.depth <= task.examinedToDepth) return;
+    const unread = isPseudoFilesystem(task.path);
     for (const entry of entries) {
-      if (out.matches.length >= task.matchesLeft) return;
-      if (entry.isFile()) this.consider(join(task.path, entry.name), undefined, undefined, out);
-      else if (entry.isSymbolicLink()) this.symlink(join(task.path, entry.name), out);
+      if (!entry.isFile() && !entry.isSymbolicLink()) continue;
+      const path = join(task.path, entry.name);
+      // A file that is also a root of this search is examined by that root's task.
+      if (roots.has(path)) continue;
+      if (out.matches.length >= task.matchesLeft) {
+        out.truncated = true;
+        return;
+      }
+      if (entry.isFile()) this.consider(path, undefined, undefined, out, unread);
+      else this.symlink(path, out);
     }
   }
 
@@ -190,17 +243,22 @@ export class Walker {
         decompress: this.search.decompress,
       },
       this.buffer,
+      this.aborted,
     );
     out.tally.bytesRead += outcome.bytes;
     return outcome;
   }
 
-  /** Decides one file; `followed` is the target's stats for a symlink to a file. */
+  /**
+   * Decides one file; `followed` is the target's stats for a symlink to a file;
+   * `unread`: on a pseudo filesystem, where reading can block or consume (see isPseudoFilesystem).
+   */
   private consider(
     path: string,
     followed: Stats | undefined,
     known: Stats | undefined,
     out: WalkOutput,
+    unread = false,
   ): void {
     const search = this.search;
     out.tally.filesExamined++;
@@ -212,7 +270,11 @@ export class Walker {
     let target = "";
     try {
       st = followed ?? known ?? lstatSync(path);
-      if (followed) target = readlinkSync(path);
+      // Where the link leads, resolved: the file that was read and hashed — and whose filesystem counts.
+      if (followed) {
+        target = realpathSync(path);
+        unread = isPseudoFilesystem(target);
+      }
     } catch (err) {
       this.fail(out, `${path}: ${errno(err)}`);
       return;
@@ -225,6 +287,12 @@ export class Walker {
     if (decided === "reject") return;
 
     const digests: Partial<Record<HashName, string>> = {};
+    const wantsRead =
+      (!decided && (search.contents.length > 0 || search.hashes.size > 0)) || search.report.size > 0;
+    if (unread && wantsRead) {
+      this.warn(out, `${path}: on a pseudo filesystem (proc, debugfs, tracefs), not read`);
+      return;
+    }
     try {
       if (!decided && (search.contents.length > 0 || search.hashes.size > 0)) {
         // One read answers every content and hash criterion, and the hashes to report.
@@ -239,7 +307,8 @@ export class Walker {
       const missing = [...search.report].filter((h) => digests[h] === undefined);
       if (missing.length > 0) Object.assign(digests, this.read(path, missing, false, out).digests);
     } catch (err) {
-      out.tally.openFailures++;
+      if (err instanceof SearchAbortedError) throw err;
+      if (!(err instanceof LineTooLongError)) out.tally.openFailures++;
       this.fail(out, `${path}: ${errno(err)}`);
       return;
     }

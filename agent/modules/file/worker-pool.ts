@@ -110,6 +110,26 @@ class WorkerPool {
     return slot;
   }
 
+  /**
+   * Gives up on the workers running jobs of a cancelled search: they are
+   * dropped from the pool (and asked to stop) so new jobs go to fresh ones. A
+   * thread blocked in a system call stays blocked until that call returns.
+   */
+  abandon(searchId: number): void {
+    for (const slot of [...this.slots]) {
+      if (!slot.jobs.some((j) => j.request.searchId === searchId)) continue;
+      this.slots.splice(this.slots.indexOf(slot), 1);
+      for (const job of slot.jobs.splice(0)) {
+        // Another search's job waiting behind it goes to a fresh worker instead.
+        if (job.request.searchId === searchId) job.reject(new Error("search worker abandoned"));
+        else this.queue.unshift(job);
+      }
+      slot.worker.removeAllListeners("message");
+      void slot.worker.terminate();
+    }
+    this.pump();
+  }
+
   private stopAll(): void {
     for (const slot of this.slots.splice(0)) void slot.worker.terminate();
   }
