@@ -121,7 +121,7 @@ const UNIT: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 
 /** MIG's `<N` and `>N` include N; Dragnet's exclude it: the bound moves by one byte. */
 function migSize(size: string): string {
   const m = SIZE.exec(size);
-  if (!m || !m[1]) return size;
+  if (!m?.[1]) return size;
   const n = Number(m[2]) * UNIT[m[3]!.toLowerCase()]!;
   return m[1] === "<" ? `<${n + 1}` : `>${Math.max(0, n - 1)}`;
 }

@@ -155,6 +155,25 @@ describe("file search criteria", () => {
     ]);
   });
 
+  it("Go regex syntax from MIG actions: \\A, \\z and POSIX classes translated; \\Q and \\p refused", async () => {
+    expect(paths(await run(search({ contents: ["\\Aroot:x:0:0:root:/root:/bin/bash\\z"] })))).toEqual(
+      grepL("^root:x:0:0:root:/root:/bin/bash$"),
+    );
+    expect(paths(await run(search({ contents: ["[[:digit:]]{3}[.][[:digit:]]+[.]"] })))).toEqual(
+      grepL("[[:digit:]]{3}[.][[:digit:]]+[.]"),
+    );
+    expect(paths(await run(search({ names: ["^[^[:upper:]]+\\.TXT$"] })))).toEqual([]);
+    expect(paths(await run(search({ names: ["^[[:upper:]][[:alpha:]]+\\.TXT$"] })))).toEqual([
+      join(root, "mixed/CaseFile.TXT"),
+    ]);
+    expect(() => fileModule.check(search({ contents: ["\\Qa.b\\E"] }))).toThrow(
+      /\\Q \(Go\/PCRE syntax\) is not supported/,
+    );
+    expect(() => fileModule.check(search({ names: ["\\pL+"] }))).toThrow(
+      /\\p \(Go\/PCRE syntax\) is not supported/,
+    );
+  });
+
   it("macroal: every line must match; with mismatch content it finds authorized_keys holding an unknown key", async () => {
     const ours = `^(#.*|${KNOWN_KEY.replace(/[.+]/g, "\\$&")})$`;
     const keys = { names: ["^authorized_keys$"], contents: [ours] };

@@ -94,6 +94,73 @@ function paramsError(label: string, message: string): DragnetError {
   return new DragnetError(Codes.PARAMS, `file search "${label}": ${message}`);
 }
 
+/** POSIX bracket classes (Go accepts them, JavaScript reads them as plain characters). */
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: "A-Za-z0-9",
+  alpha: "A-Za-z",
+  blank: " \\t",
+  cntrl: "\\x00-\\x1f\\x7f",
+  digit: "0-9",
+  graph: "!-~",
+  lower: "a-z",
+  print: " -~",
+  punct: "!-\\/:-@\\[-`{-~",
+  space: " \\t\\n\\r\\f\\v",
+  upper: "A-Z",
+  word: "\\w",
+  xdigit: "0-9A-Fa-f",
+};
+
+class GoSyntaxError extends Error {}
+
+/**
+ * Go (RE2) syntax MIG actions use, in JavaScript's: \A and \z become ^ and $
+ * (each line is matched on its own), [[:digit:]] and its kin become ranges.
+ * What has no equivalent here (\Q…\E, \p{…}, \C) is refused rather than
+ * left to mean something else.
+ */
+function fromGoSyntax(pattern: string): string {
+  let out = "";
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === "\\") {
+      const n = pattern[i + 1] ?? "";
+      i++;
+      if (!inClass && n === "A") out += "^";
+      else if (!inClass && n === "z") out += "$";
+      else if ("QEpPC".includes(n) && n !== "")
+        throw new GoSyntaxError(`\\${n} (Go/PCRE syntax) is not supported`);
+      else out += c + n;
+      continue;
+    }
+    if (inClass) {
+      const posix = c === "[" && pattern[i + 1] === ":" ? /^\[:([a-z]+):\]/.exec(pattern.slice(i)) : null;
+      if (posix && POSIX_CLASSES[posix[1]!]) {
+        out += POSIX_CLASSES[posix[1]!];
+        i += posix[0].length - 1;
+        continue;
+      }
+      if (c === "]") inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === "[") {
+      inClass = true;
+      out += c;
+      if (pattern[i + 1] === "^") out += pattern[++i];
+      // A leading ] is a member in Go; in JavaScript it would close the class.
+      if (pattern[i + 1] === "]") {
+        out += "\\]";
+        i++;
+      }
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 function compileRegex(label: string, source: string, what: string): RegexCheck {
   if (source.length > MAX_PATTERN)
     throw paramsError(label, `${what} is longer than ${MAX_PATTERN} characters`);
@@ -104,8 +171,10 @@ function compileRegex(label: string, source: string, what: string): RegexCheck {
   const flags = inline ? [...new Set(inline[1])].join("") : "";
   if (inline) pattern = pattern.slice(inline[0].length);
   try {
-    return { re: new RegExp(pattern, flags), invert, source };
+    return { re: new RegExp(fromGoSyntax(pattern), flags), invert, source };
   } catch (err) {
+    if (err instanceof GoSyntaxError)
+      throw paramsError(label, `${what} ${JSON.stringify(source)}: ${err.message}`);
     throw paramsError(label, `${what} ${JSON.stringify(source)} does not compile: ${(err as Error).message}`);
   }
 }
