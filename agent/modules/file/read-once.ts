@@ -189,6 +189,8 @@ export const GZIP_OUTPUT_MAX = 256 * 1024 * 1024;
  */
 export function readOnce(
   path: string,
+  /** The size stat gave (0 when unknown). */
+  size: number,
   plan: ReadPlan,
   buffer: Buffer,
   aborted: () => boolean = () => false,
@@ -207,7 +209,7 @@ export function readOnce(
   try {
     let n = readSync(fd, buffer, 0, buffer.length, null);
     if (plan.decompress && n >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) {
-      const size = fstatSync(fd).size;
+      size = fstatSync(fd).size;
       if (size > GZIP_INPUT_MAX)
         throw new Error(`gzip file over ${GZIP_INPUT_MAX / 1048576} MiB, not decompressed`);
       // The whole compressed file in one buffer (no copies), then inflated with a bounded output.
@@ -228,9 +230,14 @@ export function readOnce(
       for (let at = 0; at < data.length; at += CHUNK) if (!take(data.subarray(at, at + CHUNK))) break;
       if (data.length === 0) take(data);
     } else {
-      // Read to the end the kernel reports (0), not the size stat gave: FUSE and other
-      // filesystems may answer short reads before the end.
-      while (n > 0 && take(buffer.subarray(0, n))) n = readSync(fd, buffer, 0, buffer.length, null);
+      // A short read that reaches the size stat gave is the end: no extra call to be told so.
+      // Anything else (FUSE and pseudo files may answer short reads early) reads on to 0.
+      let total = 0;
+      while (n > 0 && take(buffer.subarray(0, n))) {
+        total += n;
+        if (n < buffer.length && size > 0 && total >= size) break;
+        n = readSync(fd, buffer, 0, buffer.length, null);
+      }
     }
   } finally {
     closeSync(fd);

@@ -56,26 +56,26 @@ const PSEUDO_FILESYSTEMS = new Set([
   0x73636673, // securityfs
   0x42494e4d, // binfmt_misc
 ]);
-const pseudoByDir = new Map<string, boolean>();
-
-function isPseudoFilesystem(path: string): boolean {
-  const dir = path.slice(0, Math.max(1, path.lastIndexOf("/")));
-  let pseudo = pseudoByDir.get(dir);
-  if (pseudo === undefined) {
-    try {
-      pseudo = PSEUDO_FILESYSTEMS.has(Number(statfsSync(dir).type));
-    } catch {
-      pseudo = false;
-    }
-    if (pseudoByDir.size > 4096) pseudoByDir.clear();
-    pseudoByDir.set(dir, pseudo);
-  }
-  return pseudo;
-}
-
 function errno(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   return e.code ? `${e.code}` : String((err as Error).message ?? err);
+}
+
+/** Per device (st.dev): one statfs per filesystem, not per directory. */
+const pseudoByDevice = new Map<number, boolean>();
+
+/** Whether `path` (whose stats are `st`) is on one of those filesystems. */
+function isPseudoFilesystem(path: string, st: Stats): boolean {
+  let pseudo = pseudoByDevice.get(st.dev);
+  if (pseudo === undefined) {
+    try {
+      pseudo = PSEUDO_FILESYSTEMS.has(Number(statfsSync(path).type));
+    } catch {
+      pseudo = false;
+    }
+    pseudoByDevice.set(st.dev, pseudo);
+  }
+  return pseudo;
 }
 
 export class Walker {
@@ -156,8 +156,7 @@ export class Walker {
       return;
     }
     if (st.isFile()) {
-      if (task.examinedToDepth < 0)
-        this.consider(task.path, undefined, st, out, isPseudoFilesystem(task.path));
+      if (task.examinedToDepth < 0) this.consider(task.path, undefined, st, out);
     } else if (st.isSymbolicLink()) {
       // A root given as a link to a directory (/bin on merged-/usr systems) is searched, as find -H does.
       const target = statSync(task.path, { throwIfNoEntry: false });
@@ -201,7 +200,6 @@ export class Walker {
       }
     }
     if (task.depth <= task.examinedToDepth) return;
-    const unread = isPseudoFilesystem(task.path);
     for (const entry of entries) {
       if (!entry.isFile() && !entry.isSymbolicLink()) continue;
       const path = join(task.path, entry.name);
@@ -211,7 +209,7 @@ export class Walker {
         out.truncated = true;
         return;
       }
-      if (entry.isFile()) this.consider(path, undefined, undefined, out, unread);
+      if (entry.isFile()) this.consider(path, undefined, undefined, out);
       else this.symlink(path, out);
     }
   }
@@ -232,10 +230,11 @@ export class Walker {
     return undefined;
   }
 
-  private read(path: string, hashes: HashName[], withContent: boolean, out: WalkOutput) {
+  private read(path: string, size: number, hashes: HashName[], withContent: boolean, out: WalkOutput) {
     out.tally.filesRead++;
     const outcome = readOnce(
       path,
+      size,
       {
         contents: withContent ? this.search.contents : [],
         macroal: this.search.macroal,
@@ -249,16 +248,12 @@ export class Walker {
     return outcome;
   }
 
-  /**
-   * Decides one file; `followed` is the target's stats for a symlink to a file;
-   * `unread`: on a pseudo filesystem, where reading can block or consume (see isPseudoFilesystem).
-   */
+  /** Decides one file; `followed` is the target's stats for a symlink to a file. */
   private consider(
     path: string,
     followed: Stats | undefined,
     known: Stats | undefined,
     out: WalkOutput,
-    unread = false,
   ): void {
     const search = this.search;
     out.tally.filesExamined++;
@@ -270,11 +265,8 @@ export class Walker {
     let target = "";
     try {
       st = followed ?? known ?? lstatSync(path);
-      // Where the link leads, resolved: the file that was read and hashed — and whose filesystem counts.
-      if (followed) {
-        target = realpathSync(path);
-        unread = isPseudoFilesystem(target);
-      }
+      // Where the link leads, resolved: the file that was read and hashed.
+      if (followed) target = realpathSync(path);
     } catch (err) {
       this.fail(out, `${path}: ${errno(err)}`);
       return;
@@ -289,14 +281,15 @@ export class Walker {
     const digests: Partial<Record<HashName, string>> = {};
     const wantsRead =
       (!decided && (search.contents.length > 0 || search.hashes.size > 0)) || search.report.size > 0;
-    if (unread && wantsRead) {
+    // The target's filesystem, for a link (st is the target's stats then).
+    if (wantsRead && isPseudoFilesystem(target || path, st)) {
       this.warn(out, `${path}: on a pseudo filesystem (proc, debugfs, tracefs), not read`);
       return;
     }
     try {
       if (!decided && (search.contents.length > 0 || search.hashes.size > 0)) {
         // One read answers every content and hash criterion, and the hashes to report.
-        const outcome = this.read(path, [...search.report], true, out);
+        const outcome = this.read(path, st.size, [...search.report], true, out);
         Object.assign(digests, outcome.digests);
         decided = this.first("content", outcome.contentHits, (hit) => hit);
         for (const [h, wanted] of search.hashes) decided ??= this.verdict(h, wanted.has(digests[h]!));
@@ -305,7 +298,7 @@ export class Walker {
       const matched = search.matchAny ? decided === "match" || this.checkCount === 0 : decided !== "reject";
       if (!matched) return;
       const missing = [...search.report].filter((h) => digests[h] === undefined);
-      if (missing.length > 0) Object.assign(digests, this.read(path, missing, false, out).digests);
+      if (missing.length > 0) Object.assign(digests, this.read(path, st.size, missing, false, out).digests);
     } catch (err) {
       if (err instanceof SearchAbortedError) throw err;
       if (!(err instanceof LineTooLongError)) out.tally.openFailures++;
