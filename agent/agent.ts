@@ -19,7 +19,7 @@ import type { AgentConfig } from "./config.js";
 import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
 import { builtinModules } from "./modules/index.js";
-import { type AgentModule, type ModuleName, ModuleRegistry } from "./modules/registry.js";
+import { ModuleRegistry, type SomeModule } from "./modules/registry.js";
 import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
 
@@ -50,7 +50,7 @@ export function reconnectDelay(downForMs: number, random = Math.random()): numbe
 
 export interface AgentOptions {
   log?: Logger;
-  modules?: readonly AgentModule<ModuleName>[];
+  modules?: readonly SomeModule[];
 }
 
 export class Agent {

@@ -3,5 +3,5 @@ export { Agent, type AgentOptions } from "./agent.js";
 export { CommandRunner, MAX_COMMAND_BYTES } from "./command-runner.js";
 export { type AgentConfig, type AgentFlags, loadAgentConfig } from "./config.js";
 export { builtinModules } from "./modules/index.js";
-export { type AgentModule, defineModule, ModuleRegistry } from "./modules/registry.js";
+export { type AgentModule, defineModule, ModuleRegistry, type SomeModule } from "./modules/registry.js";
 export { ReplayGuard } from "./replay-guard.js";

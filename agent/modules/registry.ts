@@ -36,6 +36,9 @@ export interface AgentModule<N extends ModuleName = ModuleName> {
   run(params: ParamsOf<N>, ctx: ModuleContext): Promise<ModuleOutcome<N>>;
 }
 
+/** Any one module, whichever its name: what lists of modules hold. */
+export type SomeModule = { [N in ModuleName]: AgentModule<N> }[ModuleName];
+
 export function defineModule<N extends ModuleName>(module: AgentModule<N>): AgentModule<N> {
   return module;
 }
@@ -48,13 +51,13 @@ export function resultCase<N extends ModuleName>(name: N, result: ResultOf<N>): 
 export class ModuleRegistry {
   private readonly modules = new Map<string, AgentModule>();
 
-  constructor(modules: readonly AgentModule<ModuleName>[] = []) {
+  constructor(modules: readonly SomeModule[] = []) {
     for (const m of modules) this.register(m);
   }
 
-  register(module: AgentModule<ModuleName>): void {
+  register(module: SomeModule): void {
     if (this.modules.has(module.name)) throw new Error(`module ${module.name} is registered twice`);
-    this.modules.set(module.name, module);
+    this.modules.set(module.name, module as unknown as AgentModule);
   }
 
   get(name: string): AgentModule | undefined {

@@ -8,6 +8,8 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
 import { FileParams, FileResult } from "./file.js";
+import { NetstatParams, NetstatResult } from "./netstat.js";
+import { ProcessParams, ProcessResult } from "./process.js";
 
 export enum AckStatus {
   ACK_STATUS_UNSPECIFIED = 0,
@@ -99,7 +101,10 @@ export interface ActionBody {
  * a case here and a folder under agent/modules/.
  */
 export interface Operation {
-  module: { $case: "file"; value: FileParams } | undefined;
+  module: { $case: "file"; value: FileParams } | { $case: "process"; value: ProcessParams } | {
+    $case: "netstat";
+    value: NetstatParams;
+  } | undefined;
 }
 
 export interface Signature {
@@ -158,7 +163,10 @@ export interface OperationResult {
   /** Set when this operation failed; the others still report. */
   problem: Problem | undefined;
   durationMs: number;
-  module: { $case: "file"; value: FileResult } | undefined;
+  module: { $case: "file"; value: FileResult } | { $case: "process"; value: ProcessResult } | {
+    $case: "netstat";
+    value: NetstatResult;
+  } | undefined;
 }
 
 function createBaseHeartbeat(): Heartbeat {
@@ -833,6 +841,12 @@ export const Operation: MessageFns<Operation> = {
       case "file":
         FileParams.encode(message.module.value, writer.uint32(10).fork()).join();
         break;
+      case "process":
+        ProcessParams.encode(message.module.value, writer.uint32(18).fork()).join();
+        break;
+      case "netstat":
+        NetstatParams.encode(message.module.value, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
@@ -858,6 +872,22 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "file", value: FileParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.module = { $case: "process", value: ProcessParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.module = { $case: "netstat", value: NetstatParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -871,13 +901,25 @@ export const Operation: MessageFns<Operation> = {
   },
 
   fromJSON(object: any): Operation {
-    return { module: isSet(object.file) ? { $case: "file", value: FileParams.fromJSON(object.file) } : undefined };
+    return {
+      module: isSet(object.file)
+        ? { $case: "file", value: FileParams.fromJSON(object.file) }
+        : isSet(object.process)
+        ? { $case: "process", value: ProcessParams.fromJSON(object.process) }
+        : isSet(object.netstat)
+        ? { $case: "netstat", value: NetstatParams.fromJSON(object.netstat) }
+        : undefined,
+    };
   },
 
   toJSON(message: Operation): unknown {
     const obj: any = {};
     if (message.module?.$case === "file") {
       obj.file = FileParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "process") {
+      obj.process = ProcessParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "netstat") {
+      obj.netstat = NetstatParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -891,6 +933,18 @@ export const Operation: MessageFns<Operation> = {
       case "file": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "file", value: FileParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "process": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "process", value: ProcessParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "netstat": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "netstat", value: NetstatParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -1619,6 +1673,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "file":
         FileResult.encode(message.module.value, writer.uint32(82).fork()).join();
         break;
+      case "process":
+        ProcessResult.encode(message.module.value, writer.uint32(90).fork()).join();
+        break;
+      case "netstat":
+        NetstatResult.encode(message.module.value, writer.uint32(98).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1668,6 +1728,22 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "file", value: FileResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.module = { $case: "process", value: ProcessResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.module = { $case: "netstat", value: NetstatResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1689,7 +1765,13 @@ export const OperationResult: MessageFns<OperationResult> = {
         : isSet(object.duration_ms)
         ? globalThis.Number(object.duration_ms)
         : 0,
-      module: isSet(object.file) ? { $case: "file", value: FileResult.fromJSON(object.file) } : undefined,
+      module: isSet(object.file)
+        ? { $case: "file", value: FileResult.fromJSON(object.file) }
+        : isSet(object.process)
+        ? { $case: "process", value: ProcessResult.fromJSON(object.process) }
+        : isSet(object.netstat)
+        ? { $case: "netstat", value: NetstatResult.fromJSON(object.netstat) }
+        : undefined,
     };
   },
 
@@ -1706,6 +1788,10 @@ export const OperationResult: MessageFns<OperationResult> = {
     }
     if (message.module?.$case === "file") {
       obj.file = FileResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "process") {
+      obj.process = ProcessResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "netstat") {
+      obj.netstat = NetstatResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1724,6 +1810,18 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "file": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "file", value: FileResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "process": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "process", value: ProcessResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "netstat": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "netstat", value: NetstatResult.fromPartial(object.module.value) };
         }
         break;
       }

@@ -1,0 +1,160 @@
+import { createHash } from "node:crypto";
+import { createReadStream, statSync } from "node:fs";
+import { Codes, DragnetError } from "../../../common/mod.js";
+import type { ProcessInfo, ProcessParams, ProcessResult } from "../../../proto/mod.js";
+import {
+  hasProcfs,
+  listPids,
+  type RawProcess,
+  readProcess,
+  socketInodes,
+  userNames,
+  yielder,
+} from "../host/procfs.js";
+import { listeningInodes } from "../netstat/index.js";
+import { defineModule } from "../registry.js";
+import { otherPlatformProcesses } from "./other-platforms.js";
+
+// `process`: which processes run, read from /proc on Linux (every field ps
+// shows, straight from the kernel), from systeminformation elsewhere.
+
+const MAX_PATTERN = 4096;
+
+interface Compiled {
+  name?: RegExp;
+  cmdline?: RegExp;
+  exe?: RegExp;
+  uid?: number;
+  userName?: string;
+  sha256: Set<string>;
+}
+
+function regex(what: string, source: string): RegExp | undefined {
+  if (!source) return undefined;
+  if (source.length > MAX_PATTERN) throw new DragnetError(Codes.PARAMS, `process ${what} regex is too long`);
+  try {
+    return new RegExp(source);
+  } catch (err) {
+    throw new DragnetError(
+      Codes.PARAMS,
+      `process ${what} regex ${JSON.stringify(source)}: ${(err as Error).message}`,
+    );
+  }
+}
+
+function compile(p: ProcessParams): Compiled {
+  const sha256 = new Set<string>();
+  for (const h of p.exeSha256) {
+    if (!/^[0-9a-fA-F]{64}$/.test(h))
+      throw new DragnetError(Codes.PARAMS, `"${h}" is not a SHA-256 (64 hex digits)`);
+    sha256.add(h.toLowerCase());
+  }
+  if (p.user.length > 256) throw new DragnetError(Codes.PARAMS, "process user is too long");
+  return {
+    name: regex("name", p.name),
+    cmdline: regex("cmdline", p.cmdline),
+    exe: regex("exe", p.exe),
+    uid: /^\d+$/.test(p.user) ? Number(p.user) : undefined,
+    userName: p.user && !/^\d+$/.test(p.user) ? p.user : undefined,
+    sha256,
+  };
+}
+
+async function sha256Of(path: string, signal: AbortSignal): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal }))
+    hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** Everything but the hash and the listening test, which cost more and come last. */
+function cheapMatch(p: ProcessParams, c: Compiled, proc: RawProcess, user: string): boolean {
+  if (p.pid !== undefined && proc.pid !== p.pid) return false;
+  if (p.ppid !== undefined && proc.ppid !== p.ppid) return false;
+  if (c.uid !== undefined && proc.uid !== c.uid) return false;
+  if (c.userName !== undefined && user !== c.userName) return false;
+  if (c.name && !c.name.test(proc.name)) return false;
+  if (c.cmdline && !c.cmdline.test(proc.cmdline)) return false;
+  if (c.exe && !c.exe.test(proc.exe)) return false;
+  if (p.deletedExe && !proc.exeDeleted) return false;
+  if (p.startedAfterMs !== undefined && !(proc.startedAtMs > p.startedAfterMs)) return false;
+  if (p.startedBeforeMs !== undefined && !(proc.startedAtMs < p.startedBeforeMs)) return false;
+  return true;
+}
+
+export const processModule = defineModule({
+  name: "process",
+  kind: "investigation",
+  summary:
+    "list processes by name, command line, user, executable (path, hash, deleted), start time, listening",
+  check(params) {
+    compile(params);
+  },
+  async run(params, ctx) {
+    const c = compile(params);
+    const result: ProcessResult = { processes: [], scanned: 0, errors: [] };
+    if (!hasProcfs) {
+      if (params.deletedExe || params.listening) {
+        throw new DragnetError(Codes.PARAMS, "--deleted-exe and --listening need Linux's /proc");
+      }
+      const all = await otherPlatformProcesses();
+      result.scanned = all.length;
+      result.processes = all
+        .filter((proc) => cheapMatch(params, c, proc, proc.user))
+        .map((proc) => info(proc, proc.user));
+      return { found: result.processes.length > 0, result };
+    }
+    const users = userNames();
+    const listening = params.listening ? listeningInodes(result.errors) : undefined;
+    const hashes = new Map<string, string>();
+    const breathe = yielder();
+    for (const pid of listPids()) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      await breathe();
+      const proc = readProcess(pid);
+      if (!proc) continue; // exited between the listing and the read
+      result.scanned++;
+      const user = users.get(proc.uid) ?? String(proc.uid);
+      if (!cheapMatch(params, c, proc, user)) continue;
+      if (listening && !socketInodes(pid).some((inode) => listening.has(inode))) continue;
+      const row = info(proc, user);
+      if (params.hashExe || c.sha256.size > 0) {
+        // /proc/PID/exe opens the file the process runs, even when its path was deleted or replaced.
+        try {
+          const st = statSync(`/proc/${pid}/exe`);
+          const key = `${st.dev}:${st.ino}:${st.mtimeMs}`;
+          let digest = hashes.get(key);
+          if (digest === undefined) {
+            digest = await sha256Of(`/proc/${pid}/exe`, ctx.signal);
+            hashes.set(key, digest);
+          }
+          row.exeSha256 = digest;
+        } catch (err) {
+          if (ctx.signal.aborted) throw err;
+          if (proc.exe)
+            result.errors.push(`${pid} ${proc.exe}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+        }
+        if (c.sha256.size > 0 && !c.sha256.has(row.exeSha256)) continue;
+      }
+      result.processes.push(row);
+    }
+    return { found: result.processes.length > 0, result };
+  },
+});
+
+function info(proc: RawProcess, user: string): ProcessInfo {
+  return {
+    pid: proc.pid,
+    ppid: proc.ppid,
+    uid: proc.uid,
+    user,
+    name: proc.name,
+    cmdline: proc.cmdline,
+    exe: proc.exe,
+    exeSha256: "",
+    exeDeleted: proc.exeDeleted,
+    startedAtMs: proc.startedAtMs,
+    rssBytes: proc.rssBytes,
+    state: proc.state,
+  };
+}

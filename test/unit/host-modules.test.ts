@@ -1,0 +1,212 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { copyFileSync, existsSync, readFileSync, unlinkSync } from "node:fs";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { netstatModule } from "../../agent/modules/netstat/index.js";
+import { processModule } from "../../agent/modules/process/index.js";
+import { silentLogger } from "../../common/mod.js";
+import { NetstatParams, ProcessParams } from "../../proto/mod.js";
+import { tempDir } from "../helpers/fleet.js";
+
+// The process and netstat modules against ps and ss on this machine, with
+// fixtures started here: listeners, UDP sockets (bound and connected), a
+// connected TCP pair, and a process whose executable is deleted after start.
+
+const ctx = () => ({ signal: new AbortController().signal, log: silentLogger, stateDir: "/tmp" });
+const processes = async (p: Partial<ProcessParams>) =>
+  (await processModule.run(ProcessParams.fromPartial(p), ctx())).result;
+const sockets = async (p: Partial<NetstatParams>) =>
+  (await netstatModule.run(NetstatParams.fromPartial(p), ctx())).result;
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
+
+let server: Server;
+let client: Socket;
+let accepted: Socket;
+let udpBound: UdpSocket;
+let udpConnected: UdpSocket;
+let deleted: ChildProcess;
+let deletedCopy: string;
+let port: number;
+
+beforeAll(async () => {
+  server = createServer((s) => {
+    accepted = s;
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  port = (server.address() as { port: number }).port;
+  client = tcpConnect(port, "127.0.0.1");
+  await new Promise<void>((r) => client.once("connect", r));
+  udpBound = createSocket("udp4");
+  await new Promise<void>((r) => udpBound.bind(0, "127.0.0.1", r));
+  udpConnected = createSocket("udp4");
+  await new Promise<void>((r) => udpConnected.connect(udpBound.address().port, "127.0.0.1", r));
+  // A process whose executable is deleted after it starts.
+  deletedCopy = join(tempDir("dragnet-deleted-"), "implant");
+  copyFileSync("/bin/sleep", deletedCopy);
+  execFileSync("chmod", ["755", deletedCopy]);
+  deleted = spawn(deletedCopy, ["300"], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 200));
+  unlinkSync(deletedCopy);
+});
+
+afterAll(() => {
+  deleted?.kill("SIGKILL");
+  client?.destroy();
+  accepted?.destroy();
+  server?.close();
+  udpBound?.close();
+  udpConnected?.close();
+});
+
+const psPids = () =>
+  new Set(
+    sh("ps", ["-e", "-o", "pid="])
+      .split("\n")
+      .map((l) => Number(l.trim()))
+      .filter((n) => n > 0),
+  );
+
+describe("process module", () => {
+  it("lists exactly the processes ps -e lists (those that start or exit meanwhile aside)", async () => {
+    const before = psPids();
+    const ours = new Set((await processes({})).processes.map((p) => p.pid));
+    const after = psPids();
+    for (const pid of before)
+      if (after.has(pid)) expect(ours.has(pid), `pid ${pid} (in ps before and after)`).toBe(true);
+    // What only we saw must have been short-lived: gone by now.
+    for (const pid of ours)
+      if (!before.has(pid) && !after.has(pid)) expect(existsSync(`/proc/${pid}`)).toBe(false);
+  });
+
+  it("reports each field as ps does for this process", async () => {
+    const [row] = (await processes({ pid: process.pid })).processes;
+    const [ppid, user, comm, rssKb] = sh("ps", ["-o", "ppid=,user=,comm=,rss=", "-p", String(process.pid)])
+      .trim()
+      .split(/\s+/);
+    expect([row!.ppid, row!.user, row!.name]).toEqual([Number(ppid), user, comm]);
+    expect(row!.exe).toBe(process.execPath);
+    expect(row!.cmdline).toBe(
+      readFileSync(`/proc/${process.pid}/cmdline`, "utf8").replace(/\0$/, "").replaceAll("\0", " "),
+    );
+    expect(Math.abs(row!.rssBytes / 1024 - Number(rssKb))).toBeLessThan(Number(rssKb) * 0.2 + 2048);
+    const lstart = Date.parse(sh("ps", ["-o", "lstart=", "-p", String(process.pid)]).trim());
+    expect(Math.abs(row!.startedAtMs - lstart)).toBeLessThan(1500);
+  });
+
+  it("flags a process whose executable was deleted, and hashes what it runs", async () => {
+    const found = (await processes({ deletedExe: true })).processes;
+    const implant = found.find((p) => p.pid === deleted.pid)!;
+    expect(implant).toBeDefined();
+    expect([implant.exe, implant.exeDeleted]).toEqual([deletedCopy, true]);
+    expect(found.every((p) => p.exeDeleted)).toBe(true);
+    const sleepSum = createHash("sha256").update(readFileSync("/bin/sleep")).digest("hex");
+    const hashed = (await processes({ pid: deleted.pid, hashExe: true })).processes;
+    expect(hashed.map((p) => p.exeSha256)).toEqual([sleepSum]);
+    const byHash = (await processes({ exeSha256: [sleepSum] })).processes.map((p) => p.pid);
+    expect(byHash).toContain(deleted.pid);
+  });
+
+  it("filters by name, user and listening", async () => {
+    // The kernel names a process after its executable's file: the copy, not "sleep".
+    const byName = (await processes({ name: "^implant$" })).processes;
+    expect(byName.map((p) => p.pid)).toEqual([deleted.pid]);
+    const root = (await processes({ user: "root", pid: process.pid })).processes;
+    expect(root.map((p) => p.pid)).toEqual([process.pid]);
+    const listeners = (await processes({ listening: true })).processes.map((p) => p.pid);
+    expect(listeners).toContain(process.pid);
+    expect(listeners).not.toContain(deleted.pid);
+  });
+
+  it("refuses bad filters before running", () => {
+    expect(() => processModule.check(ProcessParams.fromPartial({ name: "(" }))).toThrow(/process name regex/);
+    expect(() => processModule.check(ProcessParams.fromPartial({ exeSha256: ["abc"] }))).toThrow(
+      /not a SHA-256/,
+    );
+  });
+});
+
+/** ss's address:port, normalised: brackets and %interface dropped, wildcards as "*". */
+function ssEndpoint(text: string): string {
+  const at = text.lastIndexOf(":");
+  let ip = text
+    .slice(0, at)
+    .replace(/^\[|\]$/g, "")
+    .replace(/%.*$/, "");
+  if (ip === "0.0.0.0" || ip === "::" || ip === "") ip = "*";
+  const port = text.slice(at + 1);
+  return `${ip}:${port === "*" ? "0" : port}`;
+}
+const ourEndpoint = (ip: string, port: number) => `${ip === "0.0.0.0" || ip === "::" ? "*" : ip}:${port}`;
+
+function ssSet(proto: "t" | "u"): Set<string> {
+  return new Set(
+    sh("ss", [`-${proto}an`, "-H"])
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => {
+        const f = l.trim().split(/\s+/);
+        return `${f[0]} ${ssEndpoint(f[3]!)} ${ssEndpoint(f[4]!)}`;
+      }),
+  );
+}
+
+describe("netstat module", () => {
+  for (const [proto, flag] of [
+    ["tcp", "t"],
+    ["udp", "u"],
+  ] as const) {
+    it(`lists the ${proto} sockets ss -${flag}an lists (state, local, peer)`, async () => {
+      const before = ssSet(flag);
+      const ours = new Set(
+        (await sockets({ proto })).sockets.map(
+          (s) => `${s.state} ${ourEndpoint(s.localIp, s.localPort)} ${ourEndpoint(s.remoteIp, s.remotePort)}`,
+        ),
+      );
+      const after = ssSet(flag);
+      const stable = [...before].filter((k) => after.has(k));
+      expect(stable.length).toBeGreaterThan(1);
+      for (const k of stable) expect(ours.has(k), k).toBe(true);
+      for (const k of ours)
+        if (!before.has(k) && !after.has(k)) expect(k).toMatch(/^(TIME-WAIT|SYN-|FIN-|CLOSE|LAST)/);
+    });
+  }
+
+  it("finds the fixtures by port, state and address, each owned by this process as ss -p says", async () => {
+    const listen = (await sockets({ listening: true, localPort: port })).sockets;
+    expect(listen.map((s) => [s.proto, s.state, s.localIp, s.pid])).toEqual([
+      ["tcp", "LISTEN", "127.0.0.1", process.pid],
+    ]);
+    const ssOwner = sh("ss", ["-tlnpH", `sport = :${port}`]);
+    expect(ssOwner).toContain(`pid=${process.pid},`);
+    const estab = (await sockets({ state: "established", remoteIp: "127.0.0.0/8", remotePort: port }))
+      .sockets;
+    expect(estab.map((s) => [s.localPort, s.pid])).toEqual([
+      [(client.address() as { port: number }).port, process.pid],
+    ]);
+    const udp = (await sockets({ proto: "udp", localPort: udpBound.address().port })).sockets;
+    expect(udp.map((s) => [s.state, s.pid])).toEqual([["UNCONN", process.pid]]);
+    const connectedUdp = (await sockets({ proto: "udp", remotePort: udpBound.address().port })).sockets;
+    expect(connectedUdp.map((s) => [s.state, s.localPort])).toEqual([["ESTAB", udpConnected.address().port]]);
+    const byProcess = (await sockets({ process: "^implant$" })).sockets;
+    expect(byProcess).toEqual([]);
+  });
+
+  it("reports the IPv4 neighbour table as /proc/net/arp has it", async () => {
+    const arp = readFileSync("/proc/net/arp", "utf8").split("\n").slice(1).filter(Boolean).length;
+    const r = await sockets({ neighbors: true, localPort: 1 });
+    expect(r.neighbors.filter((n) => !n.ip.includes(":")).length).toBe(arp);
+  });
+
+  it("refuses bad filters before running", () => {
+    expect(() => netstatModule.check(NetstatParams.fromPartial({ remoteIp: "10.0.0.0/33" }))).toThrow(
+      /not an IP address or CIDR/,
+    );
+    expect(() => netstatModule.check(NetstatParams.fromPartial({ state: "DANCING" }))).toThrow(
+      /is not one of/,
+    );
+    expect(() => netstatModule.check(NetstatParams.fromPartial({ proto: "sctp" }))).toThrow(/tcp or udp/);
+  });
+});
