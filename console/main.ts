@@ -4,6 +4,7 @@ import { registerActionCommand } from "./commands/action.js";
 import { registerAgentsCommand } from "./commands/agents.js";
 import { registerAuditCommand } from "./commands/audit.js";
 import { registerFileCommand } from "./commands/file.js";
+import { registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
 
@@ -31,6 +32,8 @@ Exit status: 0 when something was found, 1 when nothing was, 2 on error
 registerKeyCommand(program);
 registerAgentsCommand(program);
 registerFileCommand(program);
+registerProcessCommand(program);
+registerNetstatCommand(program);
 registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);

@@ -1,0 +1,259 @@
+import type { Command } from "commander";
+import { netstatModule } from "../../agent/modules/netstat/index.js";
+import { processModule } from "../../agent/modules/process/index.js";
+import { Codes, DragnetError, parseDuration } from "../../common/mod.js";
+import type {
+  NetstatParams,
+  NetstatResult,
+  Operation,
+  ProcessParams,
+  ProcessResult,
+} from "../../proto/mod.js";
+import { buildAction } from "../action-builder.js";
+import {
+  actionOptionsOf,
+  addActionFlags,
+  collect,
+  globalsOf,
+  handle,
+  nonNegativeInt,
+  type SweepFlags,
+} from "../cli-kit.js";
+import { openClient } from "../home.js";
+import { registerFormatter } from "../output/formatters.js";
+import { formatOf, isoTime } from "../output/rows.js";
+import { sweep } from "../sweep.js";
+
+// `dragnet process` and `dragnet netstat`: what runs and who talks to whom,
+// across the fleet.
+
+registerFormatter("process", {
+  columns: [
+    { key: "pid", header: "pid" },
+    { key: "ppid", header: "ppid" },
+    { key: "user", header: "user" },
+    { key: "name", header: "name" },
+    { key: "exe", header: "exe" },
+    { key: "started", header: "started" },
+    { key: "cmdline", header: "cmdline" },
+  ],
+  rows(result) {
+    return (result as ProcessResult).processes.map((p) => ({
+      pid: p.pid,
+      ppid: p.ppid,
+      user: p.user,
+      uid: p.uid,
+      name: p.name,
+      exe: p.exeDeleted ? `${p.exe} (deleted)` : p.exe,
+      exeDeleted: p.exeDeleted,
+      ...(p.exeSha256 ? { exeSha256: p.exeSha256 } : {}),
+      started: isoTime(p.startedAtMs),
+      rssBytes: p.rssBytes,
+      state: p.state,
+      cmdline: p.cmdline,
+    }));
+  },
+});
+
+const endpoint = (ip: string, port: number) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+registerFormatter("netstat", {
+  columns: [
+    { key: "proto", header: "proto" },
+    { key: "state", header: "state" },
+    { key: "local", header: "local" },
+    { key: "remote", header: "remote" },
+    { key: "pid", header: "pid" },
+    { key: "process", header: "process" },
+    { key: "ip", header: "neighbour" },
+    { key: "mac", header: "mac" },
+  ],
+  rows(result) {
+    const r = result as NetstatResult;
+    return [
+      ...r.sockets.map((s) => ({
+        proto: s.proto,
+        state: s.state,
+        local: endpoint(s.localIp, s.localPort),
+        remote: endpoint(s.remoteIp, s.remotePort),
+        pid: s.pid || "",
+        process: s.process,
+        uid: s.uid,
+        inode: s.inode,
+      })),
+      ...r.neighbors.map((n) => ({ proto: "neigh", ip: n.ip, mac: n.mac, device: n.device, state: n.state })),
+    ];
+  },
+});
+
+function fail(message: string): never {
+  throw new DragnetError(Codes.PARAMS, message);
+}
+
+/** An ISO time, or a duration meaning that long ago ("2h"). */
+function instant(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const iso = Date.parse(value);
+  if (!Number.isNaN(iso) && /\d{4}-\d{2}-\d{2}/.test(value)) return iso;
+  try {
+    return Date.now() - parseDuration(value);
+  } catch {
+    fail(`${flag} takes an ISO time (2026-11-24T10:00:00Z) or a duration ago (2h, 3d), not "${value}"`);
+  }
+}
+
+async function run(
+  flags: SweepFlags,
+  command: Command,
+  module: "process" | "netstat",
+  op: Operation,
+  what: string,
+) {
+  if (!flags.target) fail("give the agents to ask with -t EXPR (e.g. -t all)");
+  const globals = globalsOf(command);
+  const body = buildAction(actionOptionsOf(flags), what, [op]);
+  const api = openClient(globals);
+  try {
+    return await sweep(api, body, {
+      format: formatOf(globals),
+      modules: [module],
+      noWait: !flags.wait,
+      waitOffline: flags.waitOffline,
+      quiet: flags.quiet,
+    });
+  } finally {
+    api.close();
+  }
+}
+
+interface ProcessFlags extends SweepFlags {
+  name?: string;
+  cmdline?: string;
+  user?: string;
+  pid?: number;
+  ppid?: number;
+  exe?: string;
+  exeSha256?: string[];
+  hashExe?: boolean;
+  deletedExe?: boolean;
+  startedAfter?: string;
+  startedBefore?: string;
+  listening?: boolean;
+}
+
+export function registerProcessCommand(program: Command): void {
+  const cmd = program
+    .command("process")
+    .description("list processes on the targeted agents (filters combine with AND)")
+    .option(
+      "--name <regex>",
+      "regex on the process name (Linux: 15 characters, from the executable's file name)",
+    )
+    .option("--cmdline <regex>", "regex on the command line")
+    .option("--user <name|uid>", "the effective user")
+    .option("--pid <n>", "this process id", nonNegativeInt("--pid"))
+    .option("--ppid <n>", "children of this process id", nonNegativeInt("--ppid"))
+    .option("--exe <regex>", "regex on the executable's path")
+    .option("--exe-sha256 <hex>", "the executable has this SHA-256 (repeatable: any of them)", collect)
+    .option("--hash-exe", "report each executable's SHA-256")
+    .option("--deleted-exe", "only processes whose executable was deleted after start (Linux only)")
+    .option("--started-after <time>", "started after an ISO time, or a duration ago (2h)")
+    .option("--started-before <time>", "started before an ISO time, or a duration ago")
+    .option("--listening", "only processes owning a listening TCP or bound UDP socket (Linux only)");
+  addActionFlags(cmd);
+  cmd.addHelpText(
+    "after",
+    `
+Examples:
+  dragnet process -t all --deleted-exe --hash-exe          # running from a deleted file
+  dragnet process -t 'os == "linux"' --name '^(nc|ncat|socat)$' --listening
+  dragnet process -t all --user www-data --cmdline 'curl|wget' --started-after 2h`,
+  );
+  cmd.action(
+    handle(async (flags: ProcessFlags, command: Command) => {
+      const params: ProcessParams = {
+        name: flags.name ?? "",
+        cmdline: flags.cmdline ?? "",
+        user: flags.user ?? "",
+        pid: flags.pid,
+        ppid: flags.ppid,
+        exe: flags.exe ?? "",
+        exeSha256: flags.exeSha256 ?? [],
+        hashExe: flags.hashExe ?? false,
+        deletedExe: flags.deletedExe ?? false,
+        startedAfterMs: instant("--started-after", flags.startedAfter),
+        startedBeforeMs: instant("--started-before", flags.startedBefore),
+        listening: flags.listening ?? false,
+      };
+      try {
+        processModule.check(params);
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      return run(flags, command, "process", { module: { $case: "process", value: params } }, "process");
+    }),
+  );
+}
+
+interface NetstatFlags extends SweepFlags {
+  proto?: string;
+  listening?: boolean;
+  localPort?: number;
+  localIp?: string;
+  remoteIp?: string;
+  remotePort?: number;
+  state?: string;
+  pid?: number;
+  process?: string;
+  neighbors?: boolean;
+  neighborMac?: string;
+}
+
+export function registerNetstatCommand(program: Command): void {
+  const cmd = program
+    .command("netstat")
+    .description("list TCP and UDP sockets with their processes, and neighbours (Linux)")
+    .option("--proto <tcp|udp>", "one protocol (default both)")
+    .option("--listening", "listening TCP sockets and bound, unconnected UDP sockets")
+    .option("--local-port <n>", "local port", nonNegativeInt("--local-port"))
+    .option("--local-ip <ip|cidr>", "local address or network")
+    .option("--remote-ip <ip|cidr>", "remote address or network")
+    .option("--remote-port <n>", "remote port", nonNegativeInt("--remote-port"))
+    .option("--state <state>", "TCP state as ss writes it: ESTAB, LISTEN, TIME-WAIT…")
+    .option("--pid <n>", "sockets of this process", nonNegativeInt("--pid"))
+    .option("--process <regex>", "regex on the owning process's name")
+    .option("--neighbors", "also the neighbour table (ARP, NDP): IP and MAC")
+    .option("--neighbor-mac <regex>", "neighbours whose MAC matches (lowercase, colons)");
+  addActionFlags(cmd);
+  cmd.addHelpText(
+    "after",
+    `
+Examples:
+  dragnet netstat -t all --remote-ip 203.0.113.0/24                # who talks to that network
+  dragnet netstat -t all --listening --local-port 4444
+  dragnet netstat -t all --neighbors --neighbor-mac '^30:05:5c:'   # which hosts saw that MAC`,
+  );
+  cmd.action(
+    handle(async (flags: NetstatFlags, command: Command) => {
+      const params: NetstatParams = {
+        proto: flags.proto ?? "",
+        listening: flags.listening ?? false,
+        localPort: flags.localPort,
+        localIp: flags.localIp ?? "",
+        remoteIp: flags.remoteIp ?? "",
+        remotePort: flags.remotePort,
+        state: flags.state ?? "",
+        pid: flags.pid,
+        process: flags.process ?? "",
+        neighbors: flags.neighbors ?? flags.neighborMac !== undefined,
+        neighborMac: flags.neighborMac ?? "",
+      };
+      try {
+        netstatModule.check(params);
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      return run(flags, command, "netstat", { module: { $case: "netstat", value: params } }, "netstat");
+    }),
+  );
+}
