@@ -1,7 +1,8 @@
 import { fileModule } from "./file/index.js";
+import { memoryModule } from "./memory/index.js";
 import { netstatModule } from "./netstat/index.js";
 import { processModule } from "./process/index.js";
 import type { SomeModule } from "./registry.js";
 
 /** Every module the agent ships, as a table (the MIG way): adding one is one line here. */
-export const builtinModules: readonly SomeModule[] = [fileModule, processModule, netstatModule];
+export const builtinModules: readonly SomeModule[] = [fileModule, processModule, netstatModule, memoryModule];

@@ -5,10 +5,11 @@ import { copyFileSync, existsSync, readFileSync, unlinkSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { memoryModule } from "../../agent/modules/memory/index.js";
 import { netstatModule } from "../../agent/modules/netstat/index.js";
 import { processModule } from "../../agent/modules/process/index.js";
 import { silentLogger } from "../../common/mod.js";
-import { NetstatParams, ProcessParams } from "../../proto/mod.js";
+import { MemoryParams, NetstatParams, ProcessParams } from "../../proto/mod.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // The process and netstat modules against ps and ss on this machine, with
@@ -208,5 +209,90 @@ describe("netstat module", () => {
       /is not one of/,
     );
     expect(() => netstatModule.check(NetstatParams.fromPartial({ proto: "sctp" }))).toThrow(/tcp or udp/);
+  });
+});
+
+describe("memory module", () => {
+  it("finds a string in the process that holds it and in no other, with its region and context", async () => {
+    const token = `${process.pid}-${Date.now()}`;
+    // The needle only ever exists assembled at run time, in the holder's heap.
+    const holder = spawn(
+      process.execPath,
+      [
+        "-e",
+        "const s = ['DRAGNET', 'NEEDLE', process.argv[1]].join('~'); setInterval(() => s.length, 1000);",
+        token,
+        "dragnet-memory-fixture",
+      ],
+      { stdio: "ignore" },
+    );
+    const bystander = spawn(
+      process.execPath,
+      ["-e", "setInterval(() => 0, 1000);", token, "dragnet-memory-fixture"],
+      {
+        stdio: "ignore",
+      },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 800));
+      const needle = ["DRAGNET", "NEEDLE", token].join("~");
+      const r = (
+        await memoryModule.run(
+          MemoryParams.fromPartial({ processes: { cmdline: "dragnet-memory-fixture" }, string: needle }),
+          ctx(),
+        )
+      ).result;
+      expect(r.processesSearched).toBe(2);
+      expect(new Set(r.matches.map((m) => m.pid))).toEqual(new Set([holder.pid]));
+      expect(r.matches[0]!.context).toContain(needle);
+      expect(r.matches[0]!.region).toMatch(/^[0-9a-f]+-[0-9a-f]+ r/);
+      expect(r.bytesRead).toBeGreaterThan(1_000_000);
+      // The same needle as hex and as a regex.
+      const hex = (
+        await memoryModule.run(
+          MemoryParams.fromPartial({
+            processes: { pid: holder.pid },
+            hex: Buffer.from(needle).toString("hex"),
+          }),
+          ctx(),
+        )
+      ).result;
+      expect(hex.matches.length).toBeGreaterThan(0);
+      const re = (
+        await memoryModule.run(
+          MemoryParams.fromPartial({
+            processes: { pid: holder.pid },
+            regex: `DRAGNET~NEEDLE~${token.split("-")[0]}-\\d+`,
+          }),
+          ctx(),
+        )
+      ).result;
+      expect(re.matches.length).toBeGreaterThan(0);
+      // A byte budget stops it and says so.
+      const small = (
+        await memoryModule.run(
+          MemoryParams.fromPartial({
+            processes: { pid: holder.pid },
+            string: "no such needle anywhere",
+            maxBytes: 65536,
+          }),
+          ctx(),
+        )
+      ).result;
+      expect([small.bytesRead, small.truncated]).toEqual([65536, true]);
+    } finally {
+      holder.kill("SIGKILL");
+      bystander.kill("SIGKILL");
+    }
+  });
+
+  it("refuses a search with no needle or two", () => {
+    expect(() => memoryModule.check(MemoryParams.fromPartial({}))).toThrow(/exactly one of/);
+    expect(() => memoryModule.check(MemoryParams.fromPartial({ string: "a", hex: "61" }))).toThrow(
+      /exactly one of/,
+    );
+    expect(() => memoryModule.check(MemoryParams.fromPartial({ hex: "abc" }))).toThrow(
+      /even number of hex digits/,
+    );
   });
 });

@@ -8,6 +8,7 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
 import { FileParams, FileResult } from "./file.js";
+import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
 import { ProcessParams, ProcessResult } from "./process.js";
 
@@ -101,10 +102,12 @@ export interface ActionBody {
  * a case here and a folder under agent/modules/.
  */
 export interface Operation {
-  module: { $case: "file"; value: FileParams } | { $case: "process"; value: ProcessParams } | {
-    $case: "netstat";
-    value: NetstatParams;
-  } | undefined;
+  module:
+    | { $case: "file"; value: FileParams }
+    | { $case: "process"; value: ProcessParams }
+    | { $case: "netstat"; value: NetstatParams }
+    | { $case: "memory"; value: MemoryParams }
+    | undefined;
 }
 
 export interface Signature {
@@ -163,10 +166,12 @@ export interface OperationResult {
   /** Set when this operation failed; the others still report. */
   problem: Problem | undefined;
   durationMs: number;
-  module: { $case: "file"; value: FileResult } | { $case: "process"; value: ProcessResult } | {
-    $case: "netstat";
-    value: NetstatResult;
-  } | undefined;
+  module:
+    | { $case: "file"; value: FileResult }
+    | { $case: "process"; value: ProcessResult }
+    | { $case: "netstat"; value: NetstatResult }
+    | { $case: "memory"; value: MemoryResult }
+    | undefined;
 }
 
 function createBaseHeartbeat(): Heartbeat {
@@ -847,6 +852,9 @@ export const Operation: MessageFns<Operation> = {
       case "netstat":
         NetstatParams.encode(message.module.value, writer.uint32(26).fork()).join();
         break;
+      case "memory":
+        MemoryParams.encode(message.module.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -888,6 +896,14 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "netstat", value: NetstatParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.module = { $case: "memory", value: MemoryParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -908,6 +924,8 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "process", value: ProcessParams.fromJSON(object.process) }
         : isSet(object.netstat)
         ? { $case: "netstat", value: NetstatParams.fromJSON(object.netstat) }
+        : isSet(object.memory)
+        ? { $case: "memory", value: MemoryParams.fromJSON(object.memory) }
         : undefined,
     };
   },
@@ -920,6 +938,8 @@ export const Operation: MessageFns<Operation> = {
       obj.process = ProcessParams.toJSON(message.module.value);
     } else if (message.module?.$case === "netstat") {
       obj.netstat = NetstatParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "memory") {
+      obj.memory = MemoryParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -945,6 +965,12 @@ export const Operation: MessageFns<Operation> = {
       case "netstat": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "netstat", value: NetstatParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "memory": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "memory", value: MemoryParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -1679,6 +1705,9 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "netstat":
         NetstatResult.encode(message.module.value, writer.uint32(98).fork()).join();
         break;
+      case "memory":
+        MemoryResult.encode(message.module.value, writer.uint32(106).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1744,6 +1773,14 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "netstat", value: NetstatResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.module = { $case: "memory", value: MemoryResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1771,6 +1808,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "process", value: ProcessResult.fromJSON(object.process) }
         : isSet(object.netstat)
         ? { $case: "netstat", value: NetstatResult.fromJSON(object.netstat) }
+        : isSet(object.memory)
+        ? { $case: "memory", value: MemoryResult.fromJSON(object.memory) }
         : undefined,
     };
   },
@@ -1792,6 +1831,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.process = ProcessResult.toJSON(message.module.value);
     } else if (message.module?.$case === "netstat") {
       obj.netstat = NetstatResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "memory") {
+      obj.memory = MemoryResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1822,6 +1863,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "netstat": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "netstat", value: NetstatResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "memory": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "memory", value: MemoryResult.fromPartial(object.module.value) };
         }
         break;
       }
