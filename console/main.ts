@@ -4,7 +4,7 @@ import { registerActionCommand } from "./commands/action.js";
 import { registerAgentsCommand } from "./commands/agents.js";
 import { registerAuditCommand } from "./commands/audit.js";
 import { registerFileCommand } from "./commands/file.js";
-import { registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
+import { registerMemoryCommand, registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
 
@@ -34,6 +34,7 @@ registerAgentsCommand(program);
 registerFileCommand(program);
 registerProcessCommand(program);
 registerNetstatCommand(program);
+registerMemoryCommand(program);
 registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);

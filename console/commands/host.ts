@@ -1,8 +1,11 @@
 import type { Command } from "commander";
+import { memoryModule } from "../../agent/modules/memory/index.js";
 import { netstatModule } from "../../agent/modules/netstat/index.js";
 import { processModule } from "../../agent/modules/process/index.js";
 import { Codes, DragnetError, parseDuration } from "../../common/mod.js";
 import type {
+  MemoryParams,
+  MemoryResult,
   NetstatParams,
   NetstatResult,
   Operation,
@@ -86,6 +89,24 @@ registerFormatter("netstat", {
   },
 });
 
+registerFormatter("memory", {
+  columns: [
+    { key: "pid", header: "pid" },
+    { key: "process", header: "process" },
+    { key: "address", header: "address" },
+    { key: "context", header: "context" },
+  ],
+  rows(result) {
+    return (result as MemoryResult).matches.map((m) => ({
+      pid: m.pid,
+      process: m.process,
+      address: `0x${m.address.toString(16)}`,
+      region: m.region,
+      context: m.context,
+    }));
+  },
+});
+
 function fail(message: string): never {
   throw new DragnetError(Codes.PARAMS, message);
 }
@@ -105,7 +126,7 @@ function instant(flag: string, value: string | undefined): number | undefined {
 async function run(
   flags: SweepFlags,
   command: Command,
-  module: "process" | "netstat",
+  module: "process" | "netstat" | "memory",
   op: Operation,
   what: string,
 ) {
@@ -141,10 +162,9 @@ interface ProcessFlags extends SweepFlags {
   listening?: boolean;
 }
 
-export function registerProcessCommand(program: Command): void {
-  const cmd = program
-    .command("process")
-    .description("list processes on the targeted agents (filters combine with AND)")
+/** The process filters, shared by `dragnet process` and `dragnet memory`. */
+function addProcessFilters(cmd: Command): Command {
+  return cmd
     .option(
       "--name <regex>",
       "regex on the process name (Linux: 15 characters, from the executable's file name)",
@@ -160,6 +180,32 @@ export function registerProcessCommand(program: Command): void {
     .option("--started-after <time>", "started after an ISO time, or a duration ago (2h)")
     .option("--started-before <time>", "started before an ISO time, or a duration ago")
     .option("--listening", "only processes owning a listening TCP or bound UDP socket (Linux only)");
+}
+
+function processParamsOf(flags: ProcessFlags): ProcessParams {
+  const params: ProcessParams = {
+    name: flags.name ?? "",
+    cmdline: flags.cmdline ?? "",
+    user: flags.user ?? "",
+    pid: flags.pid,
+    ppid: flags.ppid,
+    exe: flags.exe ?? "",
+    exeSha256: flags.exeSha256 ?? [],
+    hashExe: flags.hashExe ?? false,
+    deletedExe: flags.deletedExe ?? false,
+    startedAfterMs: instant("--started-after", flags.startedAfter),
+    startedBeforeMs: instant("--started-before", flags.startedBefore),
+    listening: flags.listening ?? false,
+  };
+  return params;
+}
+
+export function registerProcessCommand(program: Command): void {
+  const cmd = addProcessFilters(
+    program
+      .command("process")
+      .description("list processes on the targeted agents (filters combine with AND)"),
+  );
   addActionFlags(cmd);
   cmd.addHelpText(
     "after",
@@ -171,26 +217,70 @@ Examples:
   );
   cmd.action(
     handle(async (flags: ProcessFlags, command: Command) => {
-      const params: ProcessParams = {
-        name: flags.name ?? "",
-        cmdline: flags.cmdline ?? "",
-        user: flags.user ?? "",
-        pid: flags.pid,
-        ppid: flags.ppid,
-        exe: flags.exe ?? "",
-        exeSha256: flags.exeSha256 ?? [],
-        hashExe: flags.hashExe ?? false,
-        deletedExe: flags.deletedExe ?? false,
-        startedAfterMs: instant("--started-after", flags.startedAfter),
-        startedBeforeMs: instant("--started-before", flags.startedBefore),
-        listening: flags.listening ?? false,
-      };
+      const params = processParamsOf(flags);
       try {
         processModule.check(params);
       } catch (err) {
         fail((err as Error).message);
       }
       return run(flags, command, "process", { module: { $case: "process", value: params } }, "process");
+    }),
+  );
+}
+
+interface MemoryFlags extends ProcessFlags {
+  string?: string;
+  hex?: string;
+  regex?: string;
+  maxBytes?: number;
+  maxMatches?: number;
+}
+
+export function registerMemoryCommand(program: Command): void {
+  const cmd = addProcessFilters(
+    program
+      .command("memory")
+      .description(
+        "search the memory of the processes the filters select (Linux; root for other users' processes)",
+      ),
+  )
+    .option("--string <text>", "a literal, as UTF-8 bytes")
+    .option("--hex <bytes>", "bytes as hex, e.g. 4d5a9000")
+    .option("--regex <regex>", "a regex over the bytes read as Latin-1")
+    .option(
+      "--max-bytes <n>",
+      "stop after reading this many bytes per agent (default 1 GiB)",
+      nonNegativeInt("--max-bytes"),
+    )
+    .option(
+      "--max-matches <n>",
+      "stop after this many matches per agent (default 100)",
+      nonNegativeInt("--max-matches"),
+    );
+  addActionFlags(cmd);
+  cmd.addHelpText(
+    "after",
+    `
+Examples:
+  dragnet memory -t all --name '^(bash|sh)$' --string 'curl -s http://203.0.113.7'
+  dragnet memory -t 'hostname == "web-3"' --pid 4242 --regex 'AKIA[0-9A-Z]{16}'`,
+  );
+  cmd.action(
+    handle(async (flags: MemoryFlags, command: Command) => {
+      const params: MemoryParams = {
+        processes: processParamsOf(flags),
+        string: flags.string ?? "",
+        hex: flags.hex ?? "",
+        regex: flags.regex ?? "",
+        maxBytes: flags.maxBytes,
+        maxMatches: flags.maxMatches,
+      };
+      try {
+        memoryModule.check(params);
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      return run(flags, command, "memory", { module: { $case: "memory", value: params } }, "memory");
     }),
   );
 }
@@ -247,6 +337,21 @@ Examples:
         process: flags.process ?? "",
         neighbors: flags.neighbors ?? flags.neighborMac !== undefined,
         neighborMac: flags.neighborMac ?? "",
+        // --neighbor-mac alone asks about neighbours only: a host is "found" when one matched.
+        onlyNeighbors:
+          flags.neighborMac !== undefined &&
+          !flags.neighbors &&
+          [
+            flags.proto,
+            flags.listening,
+            flags.localPort,
+            flags.localIp,
+            flags.remoteIp,
+            flags.remotePort,
+            flags.state,
+            flags.pid,
+            flags.process,
+          ].every((v) => v === undefined),
       };
       try {
         netstatModule.check(params);

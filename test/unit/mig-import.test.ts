@@ -56,9 +56,42 @@ describe("MIG action import", () => {
   });
 
   it("refuses an action with modules Dragnet lacks, naming each, instead of dropping them", () => {
-    expect(() => importMigAction(load("example_v2.json"), "example_v2.json")).toThrow(
-      /netstat \(operation 2: no Dragnet network module yet\); agentdestroy \(operation 3: MIG agent management/,
+    const raw = load("example_v2.json");
+    raw.operations = (raw.operations as Array<{ module: string }>).filter((op) => op.module !== "netstat");
+    expect(() => importMigAction(raw, "example_v2.json")).toThrow(
+      /agentdestroy \(operation 2: MIG agent management/,
     );
+    // Its netstat asks about interface addresses, which Dragnet does not search: refused by name.
+    expect(() => importMigAction(load("example_v2.json"), "example_v2.json")).toThrow(
+      /operation 2 \(netstat\): netstat localip, localmac, neighborip have no Dragnet equivalent/,
+    );
+  });
+
+  it("MIG netstat: each connected IP, listening port and neighbour MAC becomes one netstat operation", () => {
+    const imported = importMigAction(
+      {
+        name: "c2",
+        operations: [
+          {
+            module: "netstat",
+            parameters: {
+              connectedip: ["203.0.113.0/24"],
+              listeningport: ["4444"],
+              neighbormac: ["^30:05:5C"],
+            },
+          },
+        ],
+      },
+      "c2.json",
+    );
+    expect(
+      imported.operations.map((op) => (op.module?.$case === "netstat" ? op.module.value : undefined)),
+    ).toEqual([
+      expect.objectContaining({ remoteIp: "203.0.113.0/24", listening: false }),
+      expect.objectContaining({ listening: true, localPort: 4444 }),
+      expect.objectContaining({ onlyNeighbors: true, neighborMac: "^30:05:5c" }),
+    ]);
+    expect(imported.notes).toEqual(["netstat: 3 checks become 3 netstat operations"]);
   });
 
   it("example_v2's file searches: md5, names, contents, sizes, mtimes, modes and options all carried", () => {

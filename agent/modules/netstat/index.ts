@@ -150,7 +150,7 @@ export const netstatModule = defineModule({
     const c = compile(params);
     if (!hasProcfs) throw new DragnetError(Codes.PARAMS, "netstat needs Linux's /proc on this version");
     const result: NetstatResult = { sockets: [], neighbors: [], errors: [] };
-    const wanted = readSockets(c.protos, result.errors).filter(
+    const wanted = (params.onlyNeighbors ? [] : readSockets(c.protos, result.errors)).filter(
       (s) =>
         (!params.listening || isListening(s)) &&
         (params.localPort === undefined || s.localPort === params.localPort) &&
@@ -166,7 +166,7 @@ export const netstatModule = defineModule({
       if (c.process && !c.process.test(owner?.name ?? "")) continue;
       result.sockets.push(socket(s, owner));
     }
-    if (params.neighbors) {
+    if (params.neighbors || params.onlyNeighbors) {
       const all = [...readArp(result.errors), ...(await ipv6Neighbors(result.errors))];
       result.neighbors = all
         .filter((n) => !c.neighborMac || c.neighborMac.test(n.mac))

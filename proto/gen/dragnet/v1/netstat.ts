@@ -36,6 +36,8 @@ export interface NetstatParams {
   neighbors: boolean;
   /** Regular expression on a neighbour's MAC address (lowercase, colon-separated). */
   neighborMac: string;
+  /** Only the neighbour table, no sockets ("which hosts saw MAC X": found means a neighbour matched). */
+  onlyNeighbors: boolean;
 }
 
 export interface NetstatResult {
@@ -82,6 +84,7 @@ function createBaseNetstatParams(): NetstatParams {
     process: "",
     neighbors: false,
     neighborMac: "",
+    onlyNeighbors: false,
   };
 }
 
@@ -119,6 +122,9 @@ export const NetstatParams: MessageFns<NetstatParams> = {
     }
     if (message.neighborMac !== "") {
       writer.uint32(90).string(message.neighborMac);
+    }
+    if (message.onlyNeighbors !== false) {
+      writer.uint32(96).bool(message.onlyNeighbors);
     }
     return writer;
   },
@@ -224,6 +230,14 @@ export const NetstatParams: MessageFns<NetstatParams> = {
             message.neighborMac = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.onlyNeighbors = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -269,6 +283,11 @@ export const NetstatParams: MessageFns<NetstatParams> = {
         : isSet(object.neighbor_mac)
         ? globalThis.String(object.neighbor_mac)
         : "",
+      onlyNeighbors: isSet(object.onlyNeighbors)
+        ? globalThis.Boolean(object.onlyNeighbors)
+        : isSet(object.only_neighbors)
+        ? globalThis.Boolean(object.only_neighbors)
+        : false,
     };
   },
 
@@ -307,6 +326,9 @@ export const NetstatParams: MessageFns<NetstatParams> = {
     if (message.neighborMac !== "") {
       obj.neighborMac = message.neighborMac;
     }
+    if (message.onlyNeighbors !== false) {
+      obj.onlyNeighbors = message.onlyNeighbors;
+    }
     return obj;
   },
 
@@ -326,6 +348,7 @@ export const NetstatParams: MessageFns<NetstatParams> = {
     message.process = object.process ?? "";
     message.neighbors = object.neighbors ?? false;
     message.neighborMac = object.neighborMac ?? "";
+    message.onlyNeighbors = object.onlyNeighbors ?? false;
     return message;
   },
 };
