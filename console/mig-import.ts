@@ -126,7 +126,9 @@ export function importMigAction(raw: unknown, source: string): ImportedAction {
   if (!Array.isArray(a.operations) || a.operations.length === 0) {
     throw new MigImportError(`${source} has no operations`);
   }
+  // Every problem is collected, so one run of the import names all of them.
   const unsupported: string[] = [];
+  const malformed: string[] = [];
   const operations: Operation[] = [];
   const notes: Notes = [];
   for (const [i, op] of (a.operations as unknown[]).entries()) {
@@ -141,13 +143,16 @@ export function importMigAction(raw: unknown, source: string): ImportedAction {
     try {
       operations.push(...convert((op as { parameters?: unknown }).parameters, notes));
     } catch (err) {
-      throw new MigImportError(`${source}, operation ${i + 1} (${module}): ${(err as Error).message}`);
+      malformed.push(`operation ${i + 1} (${module}): ${(err as Error).message}`);
     }
   }
-  if (unsupported.length > 0) {
+  if (unsupported.length > 0 || malformed.length > 0) {
+    const parts = [
+      ...(malformed.length ? [malformed.join("; ")] : []),
+      ...(unsupported.length ? [`these operations have no Dragnet module: ${unsupported.join("; ")}`] : []),
+    ];
     throw new MigImportError(
-      `${source} cannot be imported whole; these operations have no Dragnet module: ${unsupported.join("; ")}. ` +
-        "Remove them from the file to import the rest.",
+      `${source} cannot be imported whole: ${parts.join(". ")}. Remove or change them to import the rest.`,
     );
   }
   return {

@@ -61,7 +61,9 @@ describe("dragnet action import", () => {
       "--submit",
     ]);
     expect(partial.code).toBe(2);
-    expect(partial.stderr).toMatch(/no Dragnet module: netstat .*agentdestroy/);
+    expect(partial.stderr).toMatch(
+      /operation 2 \(netstat\): netstat localip, localmac, neighborip have no Dragnet equivalent.*no Dragnet module: agentdestroy \(operation 3/,
+    );
     expect((await fleet.api.listActions(100)).length).toBe(0);
   });
 
