@@ -54,11 +54,10 @@ function netstatFromMig(parameters: unknown, notes: Notes): Operation[] {
     ...list("listeningport").map((port) => {
       if (!/^\d{1,5}$/.test(port) || Number(port) > 65535)
         throw new SearchFormatError(`netstat listeningport "${port}" is not a port`);
-      return NetstatParams.fromPartial({ listening: true, localPort: Number(port) });
+      // MIG's listeningport matches a socket on that local port in any state (an nc that accepted and stopped listening too).
+      return NetstatParams.fromPartial({ localPort: Number(port) });
     }),
-    ...list("neighbormac").map((mac) =>
-      NetstatParams.fromPartial({ onlyNeighbors: true, neighborMac: mac.toLowerCase() }),
-    ),
+    ...list("neighbormac").map((mac) => NetstatParams.fromPartial({ onlyNeighbors: true, neighborMac: mac })),
   ];
   if (ops.length === 0) throw new SearchFormatError("netstat has no check");
   if (ops.length > 1) notes.push(`netstat: ${ops.length} checks become ${ops.length} netstat operations`);

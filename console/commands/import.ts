@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { fileModule } from "../../agent/modules/file/index.js";
+import { netstatModule } from "../../agent/modules/netstat/index.js";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { Operation } from "../../proto/mod.js";
 import { buildAction } from "../action-builder.js";
@@ -53,6 +54,7 @@ Examples:
         imported = importMigAction(raw, basename(file));
         for (const op of imported.operations) {
           if (op.module?.$case === "file") fileModule.check(op.module.value);
+          if (op.module?.$case === "netstat") netstatModule.check(op.module.value);
         }
       } catch (err) {
         fail((err as Error).message);

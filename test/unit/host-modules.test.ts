@@ -202,7 +202,63 @@ describe("netstat module", () => {
     expect(r.sockets).toEqual([]);
   });
 
+  it("credits a socket shared by a forked server to every process holding it", async () => {
+    const py = spawn(
+      "python3",
+      [
+        "-c",
+        "import os,socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\nos.fork()\ntime.sleep(300)",
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    try {
+      const shared = Number(await new Promise<string>((r) => py.stdout!.once("data", (d) => r(String(d)))));
+      await new Promise((r) => setTimeout(r, 300));
+      const child = Number(sh("pgrep", ["-P", String(py.pid)]).trim());
+      const byChild = (await sockets({ localPort: shared, pid: child })).sockets;
+      expect(byChild).toHaveLength(1);
+      expect(byChild[0]!.owners.map((o) => o.pid).sort()).toEqual([py.pid!, child].sort());
+      // ss says the same.
+      const ss = sh("ss", ["-tlnpH", `sport = :${shared}`]);
+      expect(ss).toContain(`pid=${py.pid},`);
+      expect(ss).toContain(`pid=${child},`);
+    } finally {
+      execFileSync("pkill", ["-KILL", "-P", String(py.pid)]);
+      py.kill("SIGKILL");
+    }
+  });
+
+  it("writes an IPv4 peer of a dual-stack socket as ss does, and matches it with an IPv4 network", async () => {
+    const six = createSocket("udp6");
+    try {
+      await new Promise<void>((r) => six.connect(udpBound.address().port, "::ffff:127.0.0.1", r));
+      const found = (await sockets({ proto: "udp", localPort: six.address().port })).sockets;
+      expect(found.map((s) => [s.family, s.remoteIp])).toEqual([[6, "::ffff:127.0.0.1"]]);
+      const ss = sh("ss", ["-uanH", `sport = :${six.address().port}`]);
+      expect(ss).toContain("[::ffff:127.0.0.1]");
+      const byCidr = (await sockets({ proto: "udp", remoteIp: "127.0.0.0/8", localPort: six.address().port }))
+        .sockets;
+      expect(byCidr).toHaveLength(1);
+    } finally {
+      six.close();
+    }
+  });
+
+  it("is found only when every filter holds: a socket filter matching nothing is not rescued by neighbours", async () => {
+    const r = await netstatModule.run(
+      NetstatParams.fromPartial({ remoteIp: "198.51.100.0/24", neighbors: true }),
+      ctx(),
+    );
+    expect([r.found, r.result.sockets.length]).toEqual([false, 0]);
+  });
+
   it("refuses bad filters before running", () => {
+    expect(() => netstatModule.check(NetstatParams.fromPartial({ remoteIp: "127.0.0.1/" }))).toThrow(
+      /not an IP address or CIDR/,
+    );
+    expect(() => netstatModule.check(NetstatParams.fromPartial({ remoteIp: "1.2.3.4/8/x" }))).toThrow(
+      /not an IP address or CIDR/,
+    );
     expect(() => netstatModule.check(NetstatParams.fromPartial({ remoteIp: "10.0.0.0/33" }))).toThrow(
       /not an IP address or CIDR/,
     );
@@ -287,7 +343,33 @@ describe("memory module", () => {
     }
   });
 
+  it("a costly regex never stalls the agent: the search yields and stops when the command is aborted", async () => {
+    const controller = new AbortController();
+    const started = Date.now();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 50);
+    const search = memoryModule.run(
+      MemoryParams.fromPartial({ processes: { name: "^node$" }, regex: ".*x.*y.*z.*secret" }),
+      {
+        ...ctx(),
+        signal: controller.signal,
+      },
+    );
+    setTimeout(() => controller.abort(new Error("timed out")), 1000);
+    await search.then(
+      () => undefined,
+      (err: Error) => expect(err.message).toBe("timed out"),
+    );
+    clearInterval(timer);
+    // Either it finished or it stopped within moments of the abort, and timers kept firing meanwhile.
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(ticks).toBeGreaterThan(((Date.now() - started) / 50) * 0.5);
+  });
+
   it("refuses a search with no needle or two", () => {
+    expect(() => memoryModule.check(MemoryParams.fromPartial({ string: "a", maxMatches: 0 }))).toThrow(
+      /max matches/,
+    );
     expect(() => memoryModule.check(MemoryParams.fromPartial({}))).toThrow(/exactly one of/);
     expect(() => memoryModule.check(MemoryParams.fromPartial({ string: "a", hex: "61" }))).toThrow(
       /exactly one of/,

@@ -88,8 +88,8 @@ describe("MIG action import", () => {
       imported.operations.map((op) => (op.module?.$case === "netstat" ? op.module.value : undefined)),
     ).toEqual([
       expect.objectContaining({ remoteIp: "203.0.113.0/24", listening: false }),
-      expect.objectContaining({ listening: true, localPort: 4444 }),
-      expect.objectContaining({ onlyNeighbors: true, neighborMac: "^30:05:5c" }),
+      expect.objectContaining({ listening: false, localPort: 4444 }),
+      expect.objectContaining({ onlyNeighbors: true, neighborMac: "^30:05:5C" }),
     ]);
     expect(imported.notes).toEqual(["netstat: 3 checks become 3 netstat operations"]);
   });

@@ -39,6 +39,10 @@ function address(hex: string): string {
   const bytes = Buffer.from(hex, "hex");
   if (LITTLE_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
   if (bytes.length === 4) return bytes.join(".");
+  // An IPv4 peer of a dual-stack socket: written ::ffff:a.b.c.d, as ss writes it.
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return `::ffff:${bytes.subarray(12).join(".")}`;
+  }
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
   // The URL parser writes IPv6 the canonical way (RFC 5952), as ss and ip do.
@@ -84,7 +88,8 @@ export function readSockets(protos: Array<"tcp" | "udp">, errors: string[]): Raw
           errors.push(`${file}: ${(err as Error).message}`);
         continue;
       }
-      out.push(...parseTable(proto, family, text));
+      // A loop, not a spread: a busy proxy's table can hold more rows than a call takes arguments.
+      for (const socket of parseTable(proto, family, text)) out.push(socket);
     }
   }
   return out;

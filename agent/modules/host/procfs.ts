@@ -57,7 +57,7 @@ export function readProcess(pid: number): RawProcess | undefined {
   let status: string;
   let stat: string;
   try {
-    status = readFileSync(`/proc/${pid}/status`, "latin1");
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
     stat = readFileSync(`/proc/${pid}/stat`, "latin1");
   } catch {
     return undefined;
@@ -88,14 +88,16 @@ export function readProcess(pid: number): RawProcess | undefined {
   } catch {
     // kernel threads have none; other users' processes need root
   }
+  const name = field("Name");
   return {
     pid,
     ppid: Number(field("PPid")),
     // The effective uid, the one ps shows.
     uid: Number(field("Uid").split(/\s+/)[1] ?? -1),
-    name: field("Name"),
+    name,
     state: rest[0] ?? "",
-    cmdline,
+    // Kernel threads have no command line; ps shows their name in brackets, and so does this.
+    cmdline: cmdline || `[${name}]`,
     exe,
     exeDeleted,
     startedAtMs: Math.round(bootTimeMs() + (startTicks * 1000) / CLOCK_TICKS),

@@ -11,8 +11,8 @@ import { defineModule } from "../registry.js";
 // (its memory holds the needle it was sent).
 
 const CHUNK = 1024 * 1024;
-/** A regex match that crosses a chunk boundary is found if it is shorter than this. */
-const REGEX_OVERLAP = 4096;
+/** A regex is tried on NUL-free runs of at most this many bytes (C strings, in practice). */
+const RUN_MAX = 16 * 1024;
 const DEFAULT_MAX_BYTES = 1024 ** 3;
 const DEFAULT_MAX_MATCHES = 100;
 const CONTEXT = 32;
@@ -52,6 +52,18 @@ function needleOf(p: { string: string; hex: string; regex: string }): Needle {
   }
 }
 
+const MAX_MATCHES_LIMIT = 10_000;
+
+function budgets(p: { maxBytes?: number; maxMatches?: number }): { maxBytes: number; maxMatches: number } {
+  const maxBytes = p.maxBytes ?? DEFAULT_MAX_BYTES;
+  const maxMatches = p.maxMatches ?? DEFAULT_MAX_MATCHES;
+  if (maxBytes < 1) throw new DragnetError(Codes.PARAMS, "memory max bytes must be at least 1");
+  if (maxMatches < 1 || maxMatches > MAX_MATCHES_LIMIT) {
+    throw new DragnetError(Codes.PARAMS, `memory max matches must be between 1 and ${MAX_MATCHES_LIMIT}`);
+  }
+  return { maxBytes, maxMatches };
+}
+
 function printable(buf: Buffer): string {
   let s = "";
   for (const b of buf) s += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".";
@@ -83,13 +95,13 @@ export const memoryModule = defineModule({
   summary: "search processes' memory for a string, bytes or a regex",
   check(params) {
     needleOf(params);
+    budgets(params);
     processModule.check(params.processes ?? ProcessParams.fromPartial({}));
   },
   async run(params, ctx) {
     const needle = needleOf(params);
     if (!hasProcfs) throw new DragnetError(Codes.PARAMS, "memory search needs Linux's /proc");
-    const maxBytes = params.maxBytes ?? DEFAULT_MAX_BYTES;
-    const maxMatches = params.maxMatches ?? DEFAULT_MAX_MATCHES;
+    const { maxBytes, maxMatches } = budgets(params);
     const selected = await processModule.run(params.processes ?? ProcessParams.fromPartial({}), ctx);
     const result: MemoryResult = {
       matches: [],
@@ -100,7 +112,6 @@ export const memoryModule = defineModule({
       truncated: false,
     };
     const buffer = Buffer.allocUnsafe(CHUNK);
-    const overlap = needle.bytes ? needle.bytes.length - 1 : REGEX_OVERLAP;
     const full = () => result.matches.length >= maxMatches || result.bytesRead >= maxBytes;
     for (const proc of selected.result.processes) {
       if (proc.pid === process.pid) continue;
@@ -124,8 +135,16 @@ export const memoryModule = defineModule({
       result.processesSearched++;
       try {
         for (const region of regions) {
+          if (isDeviceMapping(region.line)) continue;
           let address = region.start;
           let carry = Buffer.alloc(0);
+          const report = (data: Buffer, base: number, offset: number, length: number) => {
+            if (result.matches.length < maxMatches) {
+              result.matches.push(
+                match(proc.pid, proc.name, region.line, base + offset, data, offset, length),
+              );
+            }
+          };
           while (address < region.end && !full()) {
             if (ctx.signal.aborted) throw ctx.signal.reason;
             const length = Math.min(CHUNK, region.end - address, maxBytes - result.bytesRead);
@@ -138,18 +157,36 @@ export const memoryModule = defineModule({
             }
             if (n === 0) break;
             result.bytesRead += n;
-            // The tail of the previous chunk goes first, so a needle across the boundary is found.
+            // What was left of the previous read goes first, so nothing is cut at the boundary.
             const data = carry.length ? Buffer.concat([carry, buffer.subarray(0, n)]) : buffer.subarray(0, n);
             const base = address - carry.length;
-            for (const [offset, length] of find(needle, data)) {
-              if (offset + length <= carry.length) continue; // wholly in the previous chunk: reported then
-              result.matches.push(
-                match(proc.pid, proc.name, region.line, base + offset, data, offset, length),
-              );
-              if (result.matches.length >= maxMatches) break;
-            }
-            carry = Buffer.from(data.subarray(Math.max(0, data.length - overlap)));
             address += n;
+            if (needle.bytes) {
+              for (const at of occurrences(needle.bytes, data)) {
+                if (at + needle.bytes.length > carry.length) report(data, base, at, needle.bytes.length);
+              }
+              carry = Buffer.from(data.subarray(Math.max(0, data.length - (needle.bytes.length - 1))));
+            } else {
+              // Regex matches stay within NUL-free runs (C strings), each tried once when complete.
+              const end = address >= region.end ? data.length : data.lastIndexOf(0) + 1;
+              await regexRuns(needle.regex!, data.subarray(0, end), ctx.signal, (offset, len) =>
+                report(data, base, offset, len),
+              );
+              carry = Buffer.from(data.subarray(end));
+              if (carry.length > RUN_MAX) {
+                // A run longer than any tried at once: tried now, in pieces, and not carried further.
+                const long = carry;
+                await regexRuns(needle.regex!, long, ctx.signal, (offset, len) =>
+                  report(long, base + end, offset, len),
+                );
+                carry = Buffer.alloc(0);
+              }
+            }
+          }
+          if (carry.length && needle.regex && !full()) {
+            await regexRuns(needle.regex, carry, ctx.signal, (offset, len) =>
+              report(carry, address - carry.length, offset, len),
+            );
           }
         }
       } finally {
@@ -162,21 +199,50 @@ export const memoryModule = defineModule({
   },
 });
 
-/** Where the needle occurs in data: offset and length of each match. */
-function* find(needle: Needle, data: Buffer): Generator<[number, number]> {
-  if (needle.bytes) {
-    const len = needle.bytes.length;
-    for (let at = data.indexOf(needle.bytes); at >= 0; at = data.indexOf(needle.bytes, at + 1))
-      yield [at, len];
-    return;
+/** Offsets of every occurrence of bytes in data. */
+function* occurrences(bytes: Buffer, data: Buffer): Generator<number> {
+  for (let at = data.indexOf(bytes); at >= 0; at = data.indexOf(bytes, at + 1)) yield at;
+}
+
+/**
+ * Tries a regex on each NUL-free run of data (at most RUN_MAX bytes; longer
+ * ones in RUN_MAX pieces), yielding to the event loop every few milliseconds
+ * and stopping when the command is aborted: a costly regex slows the search,
+ * never the agent.
+ */
+async function regexRuns(
+  re: RegExp,
+  data: Buffer,
+  signal: AbortSignal,
+  found: (offset: number, length: number) => void,
+): Promise<void> {
+  let since = performance.now();
+  let start = 0;
+  while (start < data.length) {
+    let end = data.indexOf(0, start);
+    if (end < 0) end = data.length;
+    for (let at = start; at < end; at += RUN_MAX) {
+      const piece = Math.min(end, at + RUN_MAX);
+      const text = data.toString("latin1", at, piece);
+      re.lastIndex = 0;
+      for (let m = re.exec(text); m; m = re.exec(text)) {
+        found(at + m.index, Math.max(1, m[0].length));
+        if (m[0].length === 0) re.lastIndex++;
+      }
+      if (performance.now() - since > 10) {
+        await new Promise((r) => setImmediate(r));
+        if (signal.aborted) throw signal.reason;
+        since = performance.now();
+      }
+    }
+    start = end + 1;
   }
-  const text = data.toString("latin1");
-  const re = needle.regex!;
-  re.lastIndex = 0;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    yield [m.index, Math.max(1, m[0].length)];
-    if (m[0].length === 0) re.lastIndex++;
-  }
+}
+
+/** Device mappings other than /dev/zero and shared memory: reading them may touch hardware registers. */
+function isDeviceMapping(line: string): boolean {
+  const path = line.split(" ").slice(5).join(" ");
+  return path.startsWith("/dev/") && !path.startsWith("/dev/zero") && !path.startsWith("/dev/shm/");
 }
 
 function match(

@@ -27,10 +27,12 @@ const STATES = new Set([
 /** An address or CIDR as a matcher; undefined when none was given. */
 function addressMatcher(what: string, spec: string): ((ip: string) => boolean) | undefined {
   if (!spec) return undefined;
-  const [addr, bits] = spec.split("/");
+  const parts = spec.split("/");
+  const [addr, bits] = parts;
   const family = isIP(addr ?? "");
-  const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits);
-  if (!family || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 6 ? 128 : 32)) {
+  const prefix =
+    bits === undefined ? (family === 6 ? 128 : 32) : /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
+  if (parts.length > 2 || !family || !Number.isInteger(prefix) || prefix > (family === 6 ? 128 : 32)) {
     throw new DragnetError(Codes.PARAMS, `netstat ${what} "${spec}" is not an IP address or CIDR`);
   }
   const list = new BlockList();
@@ -39,7 +41,7 @@ function addressMatcher(what: string, spec: string): ((ip: string) => boolean) |
     const f = isIP(ip);
     if (!f) return false;
     if (list.check(ip, f === 6 ? "ipv6" : "ipv4")) return true;
-    // An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d.
+    // An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d: it is in an IPv4 network too.
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
     return mapped ? list.check(mapped[1]!, "ipv4") : false;
   };
@@ -72,11 +74,11 @@ function compile(p: NetstatParams): Compiled {
     if (port !== undefined && port > 65535)
       throw new DragnetError(Codes.PARAMS, `netstat ${what} ${port} is over 65535`);
   }
-  const re = (what: string, source: string) => {
+  const re = (what: string, source: string, flags = "") => {
     if (!source) return undefined;
     if (source.length > 4096) throw new DragnetError(Codes.PARAMS, `netstat ${what} regex is too long`);
     try {
-      return new RegExp(source);
+      return new RegExp(source, flags);
     } catch (err) {
       throw new DragnetError(
         Codes.PARAMS,
@@ -89,7 +91,7 @@ function compile(p: NetstatParams): Compiled {
     local: addressMatcher("local address", p.localIp),
     remote: addressMatcher("remote address", p.remoteIp),
     process: re("process", p.process),
-    neighborMac: re("neighbour MAC", p.neighborMac),
+    neighborMac: re("neighbour MAC", p.neighborMac, "i"),
     state: state || undefined,
   };
 }
@@ -108,9 +110,14 @@ export function listeningInodes(errors: string[]): Set<number> {
   );
 }
 
-/** socket inode → owning pid and name, from every process's open files. */
-async function socketOwners(signal: AbortSignal): Promise<Map<number, { pid: number; name: string }>> {
-  const owners = new Map<number, { pid: number; name: string }>();
+interface Owner {
+  pid: number;
+  name: string;
+}
+
+/** socket inode → every process holding it (a forked server, a shell and its children share one). */
+async function socketOwners(signal: AbortSignal): Promise<Map<number, Owner[]>> {
+  const owners = new Map<number, Owner[]>();
   const breathe = yielder(50);
   for (const pid of listPids()) {
     if (signal.aborted) throw signal.reason;
@@ -118,7 +125,11 @@ async function socketOwners(signal: AbortSignal): Promise<Map<number, { pid: num
     const inodes = socketInodes(pid);
     if (inodes.length === 0) continue;
     const name = readProcess(pid)?.name ?? "";
-    for (const inode of inodes) if (!owners.has(inode)) owners.set(inode, { pid, name });
+    for (const inode of inodes) {
+      const list = owners.get(inode);
+      if (list) list.push({ pid, name });
+      else owners.set(inode, [{ pid, name }]);
+    }
   }
   return owners;
 }
@@ -159,12 +170,13 @@ export const netstatModule = defineModule({
         (!c.remote || c.remote(s.remoteIp)) &&
         (!c.state || s.state === c.state),
     );
-    const owners = wanted.length > 0 ? await socketOwners(ctx.signal) : new Map();
+    const owners = wanted.length > 0 ? await socketOwners(ctx.signal) : new Map<number, Owner[]>();
     for (const s of wanted) {
-      const owner = owners.get(s.inode);
-      if (params.pid !== undefined && owner?.pid !== params.pid) continue;
-      if (c.process && !c.process.test(owner?.name ?? "")) continue;
-      result.sockets.push(socket(s, owner));
+      const all = owners.get(s.inode) ?? [];
+      // Any owner may satisfy --pid / --process.
+      if (params.pid !== undefined && !all.some((o) => o.pid === params.pid)) continue;
+      if (c.process && !all.some((o) => c.process!.test(o.name))) continue;
+      result.sockets.push(socket(s, all));
     }
     if (params.neighbors || params.onlyNeighbors) {
       const all = [...readArp(result.errors), ...(await ipv6Neighbors(result.errors))];
@@ -172,11 +184,17 @@ export const netstatModule = defineModule({
         .filter((n) => !c.neighborMac || c.neighborMac.test(n.mac))
         .map((n): Neighbor => ({ ...n }));
     }
-    return { found: result.sockets.length > 0 || result.neighbors.length > 0, result };
+    // Every filter given must hold: sockets when socket filters apply, a neighbour when a MAC was asked for.
+    const socketsFound = params.onlyNeighbors || result.sockets.length > 0;
+    const neighborFound = !c.neighborMac || result.neighbors.length > 0;
+    return {
+      found: socketsFound && neighborFound && (result.sockets.length > 0 || result.neighbors.length > 0),
+      result,
+    };
   },
 });
 
-function socket(s: RawSocket, owner: { pid: number; name: string } | undefined): Socket {
+function socket(s: RawSocket, owners: Owner[]): Socket {
   return {
     proto: s.proto,
     family: s.family,
@@ -185,9 +203,10 @@ function socket(s: RawSocket, owner: { pid: number; name: string } | undefined):
     remoteIp: s.remoteIp,
     remotePort: s.remotePort,
     state: s.state,
-    pid: owner?.pid ?? 0,
-    process: owner?.name ?? "",
+    pid: owners[0]?.pid ?? 0,
+    process: owners[0]?.name ?? "",
     uid: s.uid,
     inode: s.inode,
+    owners: owners.map((o) => ({ pid: o.pid, process: o.name })),
   };
 }

@@ -57,11 +57,20 @@ export interface Socket {
   remotePort: number;
   /** As ss writes it: ESTAB, LISTEN, TIME-WAIT, UNCONN (UDP not connected)… */
   state: string;
-  /** The owning process, when the kernel says (0: none found, e.g. TIME-WAIT). */
+  /**
+   * The owning process, when the kernel says (0: none found, e.g. TIME-WAIT);
+   * the lowest pid when several share the socket (all are in owners).
+   */
   pid: number;
   process: string;
   uid: number;
   inode: number;
+  owners: SocketOwner[];
+}
+
+export interface SocketOwner {
+  pid: number;
+  process: string;
 }
 
 export interface Neighbor {
@@ -469,6 +478,7 @@ function createBaseSocket(): Socket {
     process: "",
     uid: 0,
     inode: 0,
+    owners: [],
   };
 }
 
@@ -506,6 +516,9 @@ export const Socket: MessageFns<Socket> = {
     }
     if (message.inode !== 0) {
       writer.uint32(88).uint64(message.inode);
+    }
+    for (const v of message.owners) {
+      SocketOwner.encode(v!, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -611,6 +624,14 @@ export const Socket: MessageFns<Socket> = {
             message.inode = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.owners.push(SocketOwner.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -652,6 +673,9 @@ export const Socket: MessageFns<Socket> = {
       process: isSet(object.process) ? globalThis.String(object.process) : "",
       uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
       inode: isSet(object.inode) ? globalThis.Number(object.inode) : 0,
+      owners: globalThis.Array.isArray(object?.owners)
+        ? object.owners.map((e: any) => SocketOwner.fromJSON(e))
+        : [],
     };
   },
 
@@ -690,6 +714,9 @@ export const Socket: MessageFns<Socket> = {
     if (message.inode !== 0) {
       obj.inode = Math.round(message.inode);
     }
+    if (message.owners?.length) {
+      obj.owners = message.owners.map((e) => SocketOwner.toJSON(e));
+    }
     return obj;
   },
 
@@ -709,6 +736,92 @@ export const Socket: MessageFns<Socket> = {
     message.process = object.process ?? "";
     message.uid = object.uid ?? 0;
     message.inode = object.inode ?? 0;
+    message.owners = object.owners?.map((e) => SocketOwner.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSocketOwner(): SocketOwner {
+  return { pid: 0, process: "" };
+}
+
+export const SocketOwner: MessageFns<SocketOwner> = {
+  encode(message: SocketOwner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.process !== "") {
+      writer.uint32(18).string(message.process);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SocketOwner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSocketOwner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.process = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SocketOwner {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      process: isSet(object.process) ? globalThis.String(object.process) : "",
+    };
+  },
+
+  toJSON(message: SocketOwner): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.process !== "") {
+      obj.process = message.process;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SocketOwner>, I>>(base?: I): SocketOwner {
+    return SocketOwner.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SocketOwner>, I>>(object: I): SocketOwner {
+    const message = createBaseSocketOwner();
+    message.pid = object.pid ?? 0;
+    message.process = object.process ?? "";
     return message;
   },
 };
