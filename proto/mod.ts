@@ -3,6 +3,7 @@
 export * from "./gen/dragnet/v1/agent.js";
 export * from "./gen/dragnet/v1/common.js";
 export * from "./gen/dragnet/v1/coordinator.js";
+export * from "./gen/dragnet/v1/drift.js";
 export * from "./gen/dragnet/v1/file.js";
 export * from "./gen/dragnet/v1/memory.js";
 export * from "./gen/dragnet/v1/netstat.js";

@@ -1,3 +1,4 @@
+import { driftModule } from "./drift/index.js";
 import { fileModule } from "./file/index.js";
 import { memoryModule } from "./memory/index.js";
 import { netstatModule } from "./netstat/index.js";
@@ -5,4 +6,10 @@ import { processModule } from "./process/index.js";
 import type { SomeModule } from "./registry.js";
 
 /** Every module the agent ships, as a table (the MIG way): adding one is one line here. */
-export const builtinModules: readonly SomeModule[] = [fileModule, processModule, netstatModule, memoryModule];
+export const builtinModules: readonly SomeModule[] = [
+  fileModule,
+  processModule,
+  netstatModule,
+  memoryModule,
+  driftModule,
+];

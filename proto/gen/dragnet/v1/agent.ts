@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
+import { DriftParams, DriftResult } from "./drift.js";
 import { FileParams, FileResult } from "./file.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
@@ -107,6 +108,7 @@ export interface Operation {
     | { $case: "process"; value: ProcessParams }
     | { $case: "netstat"; value: NetstatParams }
     | { $case: "memory"; value: MemoryParams }
+    | { $case: "drift"; value: DriftParams }
     | undefined;
 }
 
@@ -171,6 +173,7 @@ export interface OperationResult {
     | { $case: "process"; value: ProcessResult }
     | { $case: "netstat"; value: NetstatResult }
     | { $case: "memory"; value: MemoryResult }
+    | { $case: "drift"; value: DriftResult }
     | undefined;
 }
 
@@ -855,6 +858,9 @@ export const Operation: MessageFns<Operation> = {
       case "memory":
         MemoryParams.encode(message.module.value, writer.uint32(34).fork()).join();
         break;
+      case "drift":
+        DriftParams.encode(message.module.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -904,6 +910,14 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "memory", value: MemoryParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.module = { $case: "drift", value: DriftParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -926,6 +940,8 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "netstat", value: NetstatParams.fromJSON(object.netstat) }
         : isSet(object.memory)
         ? { $case: "memory", value: MemoryParams.fromJSON(object.memory) }
+        : isSet(object.drift)
+        ? { $case: "drift", value: DriftParams.fromJSON(object.drift) }
         : undefined,
     };
   },
@@ -940,6 +956,8 @@ export const Operation: MessageFns<Operation> = {
       obj.netstat = NetstatParams.toJSON(message.module.value);
     } else if (message.module?.$case === "memory") {
       obj.memory = MemoryParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "drift") {
+      obj.drift = DriftParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -971,6 +989,12 @@ export const Operation: MessageFns<Operation> = {
       case "memory": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "memory", value: MemoryParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "drift": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "drift", value: DriftParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -1708,6 +1732,9 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "memory":
         MemoryResult.encode(message.module.value, writer.uint32(106).fork()).join();
         break;
+      case "drift":
+        DriftResult.encode(message.module.value, writer.uint32(114).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1781,6 +1808,14 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "memory", value: MemoryResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.module = { $case: "drift", value: DriftResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1810,6 +1845,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "netstat", value: NetstatResult.fromJSON(object.netstat) }
         : isSet(object.memory)
         ? { $case: "memory", value: MemoryResult.fromJSON(object.memory) }
+        : isSet(object.drift)
+        ? { $case: "drift", value: DriftResult.fromJSON(object.drift) }
         : undefined,
     };
   },
@@ -1833,6 +1870,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.netstat = NetstatResult.toJSON(message.module.value);
     } else if (message.module?.$case === "memory") {
       obj.memory = MemoryResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "drift") {
+      obj.drift = DriftResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1869,6 +1908,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "memory": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "memory", value: MemoryResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "drift": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "drift", value: DriftResult.fromPartial(object.module.value) };
         }
         break;
       }
