@@ -1,6 +1,12 @@
 import cliProgress from "cli-progress";
 import { formatDuration, signAction } from "../common/mod.js";
-import { type ActionBody, type ActionSummary, type AgentResult, CommandStatus } from "../proto/mod.js";
+import {
+  type ActionBody,
+  type ActionSummary,
+  type AgentResult,
+  CommandStatus,
+  type OperationResult,
+} from "../proto/mod.js";
 import type { CoordinatorApi } from "./client.js";
 import { columnsFor, rowsOfOperation } from "./output/formatters.js";
 import { type Format, RowWriter } from "./output/rows.js";
@@ -20,6 +26,8 @@ export interface FollowOptions {
   waitOffline?: boolean;
   quiet?: boolean;
   err?: NodeJS.WritableStream;
+  /** Called with each agent's operations instead of printing rows (views that need every answer first). */
+  collect?: (agent: { id: string; hostname: string }, op: OperationResult) => void;
 }
 
 function statusWord(status: CommandStatus): string {
@@ -106,7 +114,8 @@ export async function followAction(
     if (r.result && !printed.has(r.commandId)) {
       printed.add(r.commandId);
       for (const op of r.result.operations) {
-        for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
+        if (opts.collect) opts.collect(agent, op);
+        else for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
         if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
       }
     }
