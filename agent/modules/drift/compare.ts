@@ -9,7 +9,7 @@ import type { SnapshotEntry } from "./snapshot.js";
 const MAX_DIFF = 16 * 1024;
 
 function plain(e: SnapshotEntry): DriftEntry {
-  const { content: _content, ctimeMs: _ctime, ...rest } = e;
+  const { content64: _content, ctimeMs: _ctime, ...rest } = e;
   return rest;
 }
 
@@ -41,8 +41,11 @@ export function compare(
     if (a.uid !== b.uid || a.gid !== b.gid) what.push("owner");
     if (what.length === 0) continue;
     let diff = "";
-    if (what.includes("content") && b.content !== undefined && a.content !== undefined) {
-      diff = createTwoFilesPatch(path, path, b.content, a.content, "baseline", "now", { context: 3 });
+    if (what.includes("content") && b.content64 !== undefined && a.content64 !== undefined) {
+      const text = (b64: string) => Buffer.from(b64, "base64").toString("utf8");
+      diff = createTwoFilesPatch(path, path, text(b.content64), text(a.content64), "baseline", "now", {
+        context: 3,
+      });
       if (diff.length > MAX_DIFF) diff = `${diff.slice(0, MAX_DIFF)}\n[diff cut at ${MAX_DIFF} bytes]\n`;
     }
     changes.push({ path, kind: "changed", what, before: plain(b), after: plain(a), diff });

@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, normalize } from "node:path";
-import { Codes, DragnetError, writeFileAtomic } from "../../../common/mod.js";
+import { Codes, DragnetError, writeFileAtomicParts } from "../../../common/mod.js";
 import type { BaselineInfo, DriftParams, DriftResult } from "../../../proto/mod.js";
 import { defineModule } from "../registry.js";
 import { compare } from "./compare.js";
@@ -14,7 +14,7 @@ import { type SnapshotEntry, takeSnapshot } from "./snapshot.js";
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const DEFAULTS = { maxEntries: 200_000, maxContentBytes: 65_536 };
 const LIMITS = { maxEntries: 2_000_000, maxContentBytes: 1024 * 1024 };
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 
 interface StoredBaseline {
   version: number;
@@ -148,7 +148,21 @@ export const driftModule = defineModule({
         entries: [...snap.entries],
       };
       mkdirSync(dirOf(ctx.stateDir), { recursive: true, mode: 0o700 });
-      writeFileAtomic(fileOf(ctx.stateDir, o.name), JSON.stringify(stored), 0o600);
+      // Entry by entry: a big tree's baseline is hundreds of MB, never one string.
+      const { entries, ...header } = stored;
+      writeFileAtomicParts(
+        fileOf(ctx.stateDir, o.name),
+        (function* () {
+          yield `${JSON.stringify(header).slice(0, -1)},"entries":[`;
+          let first = true;
+          for (const e of entries) {
+            yield `${first ? "" : ","}${JSON.stringify(e)}`;
+            first = false;
+          }
+          yield "]}";
+        })(),
+        0o600,
+      );
       Object.assign(result, {
         baselineAtMs: stored.createdAtMs,
         entries: snap.entries.size,

@@ -9,8 +9,12 @@ import { modeString } from "../file/mode-string.js";
 // so a later comparison can show a diff. Symlinks are recorded, not followed.
 
 export interface SnapshotEntry extends DriftEntry {
-  /** Small text files only (no NUL byte, at most maxContentBytes). */
-  content?: string;
+  /**
+   * Small text files only (no NUL byte, at most maxContentBytes), as base64 of
+   * the bytes: cheaper to keep and to serialise than decoded text (no escaping),
+   * and decoded only for the files a check finds changed.
+   */
+  content64?: string;
   /** Inode change time: userland cannot set it, so a restored mtime does not hide an edit. */
   ctimeMs?: number;
 }
@@ -58,8 +62,8 @@ function readFileFacts(path: string, size: number, maxContent: number, buffer: B
   } finally {
     closeSync(fd);
   }
-  const text = keep && kept === keep.length && !keep.includes(0) ? keep.toString("utf8") : undefined;
-  return { sha256: hash.digest("hex"), content: text };
+  const text = keep && kept === keep.length && !keep.includes(0) ? keep.toString("base64") : undefined;
+  return { sha256: hash.digest("hex"), content64: text };
 }
 
 export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
@@ -112,7 +116,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
           before.sha256
         ) {
           entry.sha256 = before.sha256;
-          entry.content = before.content;
+          entry.content64 = before.content64;
           snap.hashesReused++;
         } else {
           Object.assign(entry, readFileFacts(path, st.size, o.maxContentBytes, buffer));
