@@ -20,6 +20,16 @@ export function nonNegativeInt(flag: string) {
   };
 }
 
+/** A whole number that fits the wire's uint32 (pids, ports, counts). */
+export function uint32(flag: string, max = 0xffffffff) {
+  const parse = nonNegativeInt(flag);
+  return (value: string): number => {
+    const n = parse(value);
+    if (n > max) throw new InvalidArgumentError(`${flag} takes a whole number up to ${max}, not "${value}"`);
+    return n;
+  };
+}
+
 export interface SweepFlags {
   target: string;
   expires: string;

@@ -21,6 +21,7 @@ import {
   handle,
   nonNegativeInt,
   type SweepFlags,
+  uint32,
 } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { registerFormatter } from "../output/formatters.js";
@@ -171,8 +172,8 @@ function addProcessFilters(cmd: Command): Command {
     )
     .option("--cmdline <regex>", "regex on the command line")
     .option("--user <name|uid>", "the effective user")
-    .option("--pid <n>", "this process id", nonNegativeInt("--pid"))
-    .option("--ppid <n>", "children of this process id", nonNegativeInt("--ppid"))
+    .option("--pid <n>", "this process id", uint32("--pid"))
+    .option("--ppid <n>", "children of this process id", uint32("--ppid"))
     .option("--exe <regex>", "regex on the executable's path")
     .option("--exe-sha256 <hex>", "the executable has this SHA-256 (repeatable: any of them)", collect)
     .option("--hash-exe", "report each executable's SHA-256")
@@ -255,7 +256,7 @@ export function registerMemoryCommand(program: Command): void {
     .option(
       "--max-matches <n>",
       "stop after this many matches per agent (default 100)",
-      nonNegativeInt("--max-matches"),
+      uint32("--max-matches"),
     );
   addActionFlags(cmd);
   cmd.addHelpText(
@@ -305,12 +306,12 @@ export function registerNetstatCommand(program: Command): void {
     .description("list TCP and UDP sockets with their processes, and neighbours (Linux)")
     .option("--proto <tcp|udp>", "one protocol (default both)")
     .option("--listening", "listening TCP sockets and bound, unconnected UDP sockets")
-    .option("--local-port <n>", "local port", nonNegativeInt("--local-port"))
+    .option("--local-port <n>", "local port", uint32("--local-port", 65535))
     .option("--local-ip <ip|cidr>", "local address or network")
     .option("--remote-ip <ip|cidr>", "remote address or network")
-    .option("--remote-port <n>", "remote port", nonNegativeInt("--remote-port"))
+    .option("--remote-port <n>", "remote port", uint32("--remote-port", 65535))
     .option("--state <state>", "TCP state as ss writes it: ESTAB, LISTEN, TIME-WAIT…")
-    .option("--pid <n>", "sockets of this process", nonNegativeInt("--pid"))
+    .option("--pid <n>", "sockets of this process", uint32("--pid"))
     .option("--process <regex>", "regex on the owning process's name")
     .option("--neighbors", "also the neighbour table (ARP, NDP): IP and MAC")
     .option("--neighbor-mac <regex>", "neighbours whose MAC matches (lowercase, colons)");

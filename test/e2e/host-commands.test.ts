@@ -88,6 +88,9 @@ describe("dragnet process and netstat", () => {
     const r = await dragnet(["--home", home, "netstat", "-t", "all", "--remote-ip", "10.0.0.0/40"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/remote address "10\.0\.0\.0\/40" is not an IP address or CIDR/);
+    const port = await dragnet(["--home", home, "netstat", "-t", "all", "--local-port", "70000"]);
+    expect(port.code).toBe(2);
+    expect(port.stderr).toMatch(/--local-port takes a whole number up to 65535, not "70000"/);
     expect((await fleet.api.listActions(100)).length).toBe(before);
   });
 });
