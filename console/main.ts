@@ -30,6 +30,12 @@ Exit status: 0 when something was found, 1 when nothing was, 2 on error
 (nothing found while some agents failed or refused is an error: the answer is incomplete).`,
   );
 
+// Before the commands are added: subcommands copy this setting when they are created.
+program.exitOverride((err) => {
+  // Usage errors (unknown flag, missing argument) exit 2 like every other error.
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
 registerKeyCommand(program);
 registerAgentsCommand(program);
 registerFileCommand(program);
@@ -40,10 +46,5 @@ registerDriftCommand(program);
 registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);
-
-program.exitOverride((err) => {
-  // Usage errors (unknown flag, missing argument) exit 2 like every other error.
-  process.exit(err.exitCode === 0 ? 0 : 2);
-});
 
 await program.parseAsync(process.argv);
