@@ -1,21 +1,9 @@
 import type { Command } from "commander";
-import { driftModule } from "../../agent/modules/drift/index.js";
-import { Codes, DragnetError } from "../../common/mod.js";
-import type { DriftChange, DriftParams, DriftResult, Operation, OperationResult } from "../../proto/mod.js";
-import { buildAction } from "../action-builder.js";
-import {
-  actionOptionsOf,
-  addActionFlags,
-  collect,
-  globalsOf,
-  handle,
-  nonNegativeInt,
-  type SweepFlags,
-} from "../cli-kit.js";
-import { openClient } from "../home.js";
+import type { DriftChange, DriftParams, DriftResult, OperationResult } from "../../proto/mod.js";
+import { addActionFlags, collect, globalsOf, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
 import { registerFormatter } from "../output/formatters.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
-import { sweep } from "../sweep.js";
+import { paramsError, sendAction } from "../send.js";
 
 // `dragnet drift`: baselines of paths on the agents, and what changed since —
 // per host, or stacked across the fleet so the odd ones out stand out.
@@ -54,10 +42,6 @@ registerFormatter("drift", {
     }));
   },
 });
-
-function fail(message: string): never {
-  throw new DragnetError(Codes.PARAMS, message);
-}
 
 /** What makes two hosts' changes "the same": path, kind, what, and the resulting state. */
 function stackKey(c: DriftChange): string {
@@ -117,15 +101,6 @@ async function run(
   params: DriftParams,
   stack: boolean,
 ): Promise<number> {
-  try {
-    driftModule.check(params);
-  } catch (err) {
-    fail((err as Error).message);
-  }
-  const globals = globalsOf(command);
-  const op: Operation = { module: { $case: "drift", value: params } };
-  const body = buildAction(actionOptionsOf(flags), `drift ${params.mode} ${params.name}`, [op]);
-  const api = openClient(globals);
   const stacks = new Map<string, Stack>();
   const gather = (agent: { id: string; hostname: string }, o: OperationResult) => {
     if (o.module?.$case !== "drift") return;
@@ -136,20 +111,15 @@ async function run(
       stacks.set(key, s);
     }
   };
-  try {
-    const code = await sweep(api, body, {
-      format: formatOf(globals),
-      modules: ["drift"],
-      noWait: !flags.wait,
-      waitOffline: flags.waitOffline,
-      quiet: flags.quiet,
-      ...(stack ? { collect: gather } : {}),
-    });
-    if (stack) printStacks(stacks, formatOf(globals));
-    return code;
-  } finally {
-    api.close();
-  }
+  const code = await sendAction(
+    command,
+    flags,
+    `drift ${params.mode} ${params.name}`,
+    [{ module: { $case: "drift", value: params } }],
+    stack ? { collect: gather } : {},
+  );
+  if (stack) printStacks(stacks, formatOf(globalsOf(command)));
+  return code;
 }
 
 interface BaselineFlags extends SweepFlags {
@@ -198,7 +168,7 @@ Examples:
   );
   baseline.action(
     handle(async (flags: BaselineFlags, command: Command) => {
-      if (!flags.list && !flags.path) fail("give --path (repeatable) to record, or --list");
+      if (!flags.list && !flags.path) paramsError("give --path (repeatable) to record, or --list");
       const params: DriftParams = {
         mode: flags.list ? "list" : "baseline",
         name: flags.name ?? "default",

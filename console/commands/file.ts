@@ -1,23 +1,11 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { fileModule } from "../../agent/modules/file/index.js";
-import { Codes, DragnetError } from "../../common/mod.js";
 import type { FileMatch, FileResult, FileSearch } from "../../proto/mod.js";
-import { buildAction } from "../action-builder.js";
-import {
-  actionOptionsOf,
-  addActionFlags,
-  collect,
-  globalsOf,
-  handle,
-  nonNegativeInt,
-  type SweepFlags,
-} from "../cli-kit.js";
-import { openClient } from "../home.js";
+import { addActionFlags, collect, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
 import { searchesFromMig, searchFromMig } from "../mig-search.js";
 import { registerFormatter } from "../output/formatters.js";
-import { formatOf, isoTime, printable } from "../output/rows.js";
-import { sweep } from "../sweep.js";
+import { isoTime, printable } from "../output/rows.js";
+import { paramsError, sendAction } from "../send.js";
 
 // `dragnet file`: find files across the fleet by name, content, metadata and hash.
 
@@ -136,7 +124,7 @@ export function searchesOf(flags: FileFlags): FileSearch[] {
   ].filter((k) => flags[k as keyof FileFlags] !== undefined);
   if (flags.searches) {
     if (flags.path || criteria.length) {
-      fail(
+      paramsError(
         `--searches FILE holds whole searches; it cannot be combined with --path or --${criteria[0] ?? "path"}`,
       );
     }
@@ -144,7 +132,7 @@ export function searchesOf(flags: FileFlags): FileSearch[] {
     try {
       raw = JSON.parse(readFileSync(flags.searches, "utf8"));
     } catch (err) {
-      fail(`cannot read searches from ${flags.searches}: ${(err as Error).message}`);
+      paramsError(`cannot read searches from ${flags.searches}: ${(err as Error).message}`);
     }
     // Either {"s1": {...}} or MIG's file parameters {"searches": {"s1": {...}}}.
     const named = (raw as { searches?: unknown })?.searches ?? raw;
@@ -154,19 +142,15 @@ export function searchesOf(flags: FileFlags): FileSearch[] {
       for (const note of notes) process.stderr.write(`dragnet: note: ${printable(note)}\n`);
       return searches;
     } catch (err) {
-      fail(`${flags.searches}: ${(err as Error).message}`);
+      paramsError(`${flags.searches}: ${(err as Error).message}`);
     }
   }
-  if (!flags.path) fail("give --path (repeatable) or --searches FILE; see dragnet file help");
+  if (!flags.path) paramsError("give --path (repeatable) or --searches FILE; see dragnet file help");
   try {
     return [searchFromFlags(flags)];
   } catch (err) {
-    fail((err as Error).message);
+    paramsError((err as Error).message);
   }
-}
-
-function fail(message: string): never {
-  throw new DragnetError(Codes.PARAMS, message);
 }
 
 const GUIDE = `dragnet file: find files across the fleet
@@ -286,31 +270,10 @@ Examples (more: dragnet file help):
     });
   cmd.action(
     handle(async (flags: FileFlags, command: Command) => {
-      const globals = globalsOf(command);
-      if (!flags.target) fail("give the agents to search with -t EXPR (e.g. -t all)");
+      if (!flags.target) paramsError("give the agents to search with -t EXPR (e.g. -t all)");
       const searches = searchesOf(flags);
-      try {
-        // Refuse here what every agent would refuse (a bad size, regex or digest), before anything is signed.
-        fileModule.check({ searches });
-      } catch (err) {
-        fail((err as Error).message);
-      }
       const what = flags.searches ?? searches.flatMap((s) => s.paths).join(" ");
-      const body = buildAction(actionOptionsOf(flags), `file ${what}`, [
-        { module: { $case: "file", value: { searches } } },
-      ]);
-      const api = openClient(globals);
-      try {
-        return await sweep(api, body, {
-          format: formatOf(globals),
-          modules: ["file"],
-          noWait: !flags.wait,
-          waitOffline: flags.waitOffline,
-          quiet: flags.quiet,
-        });
-      } finally {
-        api.close();
-      }
+      return sendAction(command, flags, `file ${what}`, [{ module: { $case: "file", value: { searches } } }]);
     }),
   );
 }

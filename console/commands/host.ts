@@ -1,32 +1,17 @@
 import type { Command } from "commander";
-import { memoryModule } from "../../agent/modules/memory/index.js";
-import { netstatModule } from "../../agent/modules/netstat/index.js";
-import { processModule } from "../../agent/modules/process/index.js";
-import { Codes, DragnetError, parseDuration } from "../../common/mod.js";
+import { parseDuration } from "../../common/mod.js";
 import type {
   MemoryParams,
   MemoryResult,
   NetstatParams,
   NetstatResult,
-  Operation,
   ProcessParams,
   ProcessResult,
 } from "../../proto/mod.js";
-import { buildAction } from "../action-builder.js";
-import {
-  actionOptionsOf,
-  addActionFlags,
-  collect,
-  globalsOf,
-  handle,
-  nonNegativeInt,
-  type SweepFlags,
-  uint32,
-} from "../cli-kit.js";
-import { openClient } from "../home.js";
+import { addActionFlags, collect, handle, nonNegativeInt, type SweepFlags, uint32 } from "../cli-kit.js";
 import { registerFormatter } from "../output/formatters.js";
-import { formatOf, isoTime } from "../output/rows.js";
-import { sweep } from "../sweep.js";
+import { isoTime } from "../output/rows.js";
+import { paramsError, sendAction } from "../send.js";
 
 // `dragnet process` and `dragnet netstat`: what runs and who talks to whom,
 // across the fleet.
@@ -108,10 +93,6 @@ registerFormatter("memory", {
   },
 });
 
-function fail(message: string): never {
-  throw new DragnetError(Codes.PARAMS, message);
-}
-
 /** An ISO time, or a duration meaning that long ago ("2h"). */
 function instant(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -120,31 +101,9 @@ function instant(flag: string, value: string | undefined): number | undefined {
   try {
     return Date.now() - parseDuration(value);
   } catch {
-    fail(`${flag} takes an ISO time (2026-11-24T10:00:00Z) or a duration ago (2h, 3d), not "${value}"`);
-  }
-}
-
-async function run(
-  flags: SweepFlags,
-  command: Command,
-  module: "process" | "netstat" | "memory",
-  op: Operation,
-  what: string,
-) {
-  if (!flags.target) fail("give the agents to ask with -t EXPR (e.g. -t all)");
-  const globals = globalsOf(command);
-  const body = buildAction(actionOptionsOf(flags), what, [op]);
-  const api = openClient(globals);
-  try {
-    return await sweep(api, body, {
-      format: formatOf(globals),
-      modules: [module],
-      noWait: !flags.wait,
-      waitOffline: flags.waitOffline,
-      quiet: flags.quiet,
-    });
-  } finally {
-    api.close();
+    paramsError(
+      `${flag} takes an ISO time (2026-11-24T10:00:00Z) or a duration ago (2h, 3d), not "${value}"`,
+    );
   }
 }
 
@@ -219,12 +178,7 @@ Examples:
   cmd.action(
     handle(async (flags: ProcessFlags, command: Command) => {
       const params = processParamsOf(flags);
-      try {
-        processModule.check(params);
-      } catch (err) {
-        fail((err as Error).message);
-      }
-      return run(flags, command, "process", { module: { $case: "process", value: params } }, "process");
+      return sendAction(command, flags, "process", [{ module: { $case: "process", value: params } }]);
     }),
   );
 }
@@ -276,12 +230,7 @@ Examples:
         maxBytes: flags.maxBytes,
         maxMatches: flags.maxMatches,
       };
-      try {
-        memoryModule.check(params);
-      } catch (err) {
-        fail((err as Error).message);
-      }
-      return run(flags, command, "memory", { module: { $case: "memory", value: params } }, "memory");
+      return sendAction(command, flags, "memory", [{ module: { $case: "memory", value: params } }]);
     }),
   );
 }
@@ -354,12 +303,7 @@ Examples:
             flags.process,
           ].every((v) => v === undefined),
       };
-      try {
-        netstatModule.check(params);
-      } catch (err) {
-        fail((err as Error).message);
-      }
-      return run(flags, command, "netstat", { module: { $case: "netstat", value: params } }, "netstat");
+      return sendAction(command, flags, "netstat", [{ module: { $case: "netstat", value: params } }]);
     }),
   );
 }

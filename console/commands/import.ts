@@ -1,16 +1,11 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
-import { fileModule } from "../../agent/modules/file/index.js";
-import { netstatModule } from "../../agent/modules/netstat/index.js";
-import { Codes, DragnetError } from "../../common/mod.js";
 import { Operation } from "../../proto/mod.js";
-import { buildAction } from "../action-builder.js";
-import { actionOptionsOf, addActionFlags, globalsOf, handle, type SweepFlags } from "../cli-kit.js";
-import { openClient } from "../home.js";
+import { addActionFlags, globalsOf, handle, type SweepFlags } from "../cli-kit.js";
 import { importMigAction } from "../mig-import.js";
 import { formatOf, printable } from "../output/rows.js";
-import { sweep } from "../sweep.js";
+import { checkOperations, paramsError, sendAction } from "../send.js";
 
 // `dragnet action import FILE.json [--submit]`: a MIG v2 action as a Dragnet
 // action. Without --submit it only shows what it would send.
@@ -18,10 +13,6 @@ import { sweep } from "../sweep.js";
 interface ImportFlags extends Omit<SweepFlags, "target"> {
   target?: string;
   submit?: boolean;
-}
-
-function fail(message: string): never {
-  throw new DragnetError(Codes.PARAMS, message);
 }
 
 export function registerImportCommand(action: Command): void {
@@ -47,17 +38,14 @@ Examples:
       try {
         raw = JSON.parse(readFileSync(file, "utf8"));
       } catch (err) {
-        fail(`cannot read MIG action ${file}: ${(err as Error).message}`);
+        paramsError(`cannot read MIG action ${file}: ${(err as Error).message}`);
       }
       let imported: ReturnType<typeof importMigAction>;
       try {
         imported = importMigAction(raw, basename(file));
-        for (const op of imported.operations) {
-          if (op.module?.$case === "file") fileModule.check(op.module.value);
-          if (op.module?.$case === "netstat") netstatModule.check(op.module.value);
-        }
+        checkOperations(imported.operations);
       } catch (err) {
-        fail((err as Error).message);
+        paramsError((err as Error).message);
       }
       for (const n of imported.notes) process.stderr.write(`dragnet: note: ${printable(n)}\n`);
       const note = imported.migTarget
@@ -84,30 +72,14 @@ Examples:
         }
         return 0;
       }
-      if (!flags.target) fail(`--submit needs a Dragnet target (-t EXPR). ${note}`);
-      const globals = globalsOf(command);
+      if (!flags.target) paramsError(`--submit needs a Dragnet target (-t EXPR). ${note}`);
       process.stderr.write(`${printable(note)}\n`);
-      const body = buildAction(
-        {
-          ...actionOptionsOf({ ...flags, target: flags.target }),
+      return sendAction(command, { ...flags, target: flags.target }, imported.name, imported.operations, {
+        options: {
           name: flags.actionName ?? imported.name,
           description: flags.description ?? imported.description,
         },
-        imported.name,
-        imported.operations,
-      );
-      const api = openClient(globals);
-      try {
-        return await sweep(api, body, {
-          format: formatOf(globals),
-          modules: [...new Set(imported.operations.map((op) => op.module!.$case))],
-          noWait: !flags.wait,
-          waitOffline: flags.waitOffline,
-          quiet: flags.quiet,
-        });
-      } finally {
-        api.close();
-      }
+      });
     }),
   );
 }
