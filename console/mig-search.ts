@@ -1,3 +1,10 @@
+import {
+  HASH_FAMILIES,
+  HASH_FIELD,
+  HASH_NAMES,
+  HASHES,
+  type HashName,
+} from "../agent/modules/file/criteria.js";
 import { FileSearch, FileSearchOptions } from "../proto/mod.js";
 
 // File searches written as MIG writes them — an object of named searches,
@@ -7,22 +14,13 @@ import { FileSearch, FileSearchOptions } from "../proto/mod.js";
 // on the way would widen or narrow a search without anyone noticing.
 
 const LIST_FIELDS = ["paths", "names", "contents", "sizes", "modes", "mtimes"] as const;
-const HASH_FIELDS = {
-  md5: "md5",
-  sha1: "sha1",
-  sha256: "sha256",
-  sha384: "sha384",
-  sha512: "sha512",
-  sha3_224: "sha3224",
-  sha3_256: "sha3256",
-  sha3_384: "sha3384",
-  sha3_512: "sha3512",
-} as const;
 /** MIG's "sha2" and "sha3" lists hold digests of several lengths; the length says which variant. */
-const BY_LENGTH: Record<"sha2" | "sha3", Record<number, keyof typeof HASH_FIELDS>> = {
-  sha2: { 64: "sha256", 96: "sha384", 128: "sha512" },
-  sha3: { 56: "sha3_224", 64: "sha3_256", 96: "sha3_384", 128: "sha3_512" },
-};
+const BY_LENGTH = Object.fromEntries(
+  Object.entries(HASH_FAMILIES).map(([family, names]) => [
+    family,
+    Object.fromEntries(names.map((h) => [HASHES[h].hex, h])) as Record<number, HashName>,
+  ]),
+) as Record<keyof typeof HASH_FAMILIES, Record<number, HashName>>;
 const OPTION_KEYS = new Set([
   "maxdepth",
   "matchlimit",
@@ -145,8 +143,8 @@ export function searchFromMig(
       out.sizes = stringList(label, key, value).map(migSize);
     } else if ((LIST_FIELDS as readonly string[]).includes(key)) {
       out[key] = stringList(label, key, value);
-    } else if (key in HASH_FIELDS) {
-      const field = HASH_FIELDS[key as keyof typeof HASH_FIELDS];
+    } else if (Object.hasOwn(HASH_FIELD, key)) {
+      const field = HASH_FIELD[key as HashName];
       hashes[field] = [...(hashes[field] ?? []), ...stringList(label, key, value)];
     } else if (key === "sha2" || key === "sha3") {
       for (const digest of stringList(label, key, value)) {
@@ -157,12 +155,12 @@ export function searchFromMig(
             `search "${label}": ${key} digest ${JSON.stringify(digest)} has ${digest.length} characters (expected ${lengths})`,
           );
         }
-        const field = HASH_FIELDS[variant];
+        const field = HASH_FIELD[variant];
         hashes[field] = [...(hashes[field] ?? []), digest];
       }
     } else {
       throw new SearchFormatError(
-        `search "${label}": unknown criterion "${key}" (known: ${[...LIST_FIELDS, ...Object.keys(HASH_FIELDS), "sha2", "sha3", "options"].join(", ")})`,
+        `search "${label}": unknown criterion "${key}" (known: ${[...LIST_FIELDS, ...HASH_NAMES, "sha2", "sha3", "options"].join(", ")})`,
       );
     }
   }

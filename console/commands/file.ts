@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { HASH_FIELD, HASH_NAMES } from "../../agent/modules/file/criteria.js";
 import type { FileMatch, FileResult, FileSearch } from "../../proto/mod.js";
 import { addActionFlags, collect, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
 import { searchesFromMig, searchFromMig } from "../mig-search.js";
@@ -28,9 +29,7 @@ registerFormatter("file", {
       mtime: isoTime(m.mtimeMs),
       ...(m.sha256 ? { sha256: m.sha256 } : {}),
       ...Object.fromEntries(
-        (["md5", "sha1", "sha384", "sha512", "sha3224", "sha3256", "sha3384", "sha3512"] as const)
-          .filter((h) => m[h])
-          .map((h) => [h.replace(/^sha3(\d)/, "sha3_$1"), m[h]]),
+        HASH_NAMES.filter((h) => h !== "sha256" && m[HASH_FIELD[h]]).map((h) => [h, m[HASH_FIELD[h]]]),
       ),
       ...(m.target ? { target: m.target } : {}),
     }));

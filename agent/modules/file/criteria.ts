@@ -47,7 +47,8 @@ export const HASH_FIELD = {
   sha3_512: "sha3512",
 } as const satisfies Record<HashName, keyof FileSearch & keyof FileMatch>;
 
-const HASH_FAMILIES: Record<"sha2" | "sha3", HashName[]> = {
+/** MIG's names for families of hashes (in mismatch, and its sha2/sha3 digest lists). */
+export const HASH_FAMILIES: Record<"sha2" | "sha3", HashName[]> = {
   sha2: ["sha256", "sha384", "sha512"],
   sha3: ["sha3_224", "sha3_256", "sha3_384", "sha3_512"],
 };
