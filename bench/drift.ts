@@ -16,22 +16,14 @@ import { driftModule } from "../agent/modules/drift/index.js";
 import { silentLogger } from "../common/mod.js";
 import { DriftParams } from "../proto/mod.js";
 import { ROOT } from "../test/helpers/cli.js";
+import { medianMs } from "./timing.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
 const runs = Number(values.runs);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const state = mkdtempSync(join(tmpdir(), "dragnet-bench-drift-"));
 const ctx = { signal: new AbortController().signal, log: silentLogger, stateDir: state };
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const ms: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    ms.push(performance.now() - t);
-  }
-  return median(ms);
-}
+const timed = (fn: () => Promise<unknown>) => medianMs(runs, fn);
 
 async function bench(label: string, tree: string) {
   const baseline = DriftParams.fromPartial({

@@ -23,6 +23,7 @@ import { silentLogger } from "../common/mod.js";
 import type { FileResult } from "../proto/mod.js";
 import { fileSearch, type SearchInput } from "../test/helpers/actions.js";
 import { ROOT } from "../test/helpers/cli.js";
+import { median } from "./timing.js";
 
 const { values } = parseArgs({
   options: {
@@ -105,8 +106,6 @@ function gnu(script: string): number {
   if (![0, 1, 123].includes(r.status ?? -1)) throw new Error(`${script}: ${r.stderr}`);
   return r.stdout.toString().split("\n").filter(Boolean).length;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 interface Case {
   name: string;

@@ -14,6 +14,7 @@ import { netstatModule } from "../agent/modules/netstat/index.js";
 import { processModule } from "../agent/modules/process/index.js";
 import { silentLogger } from "../common/mod.js";
 import { MemoryParams, NetstatParams, ProcessParams } from "../proto/mod.js";
+import { medianMs } from "./timing.js";
 
 const { values } = parseArgs({
   options: {
@@ -26,18 +27,9 @@ const runs = Number(values.runs);
 const extraProcesses = Number(values.processes);
 const extraSockets = Number(values.sockets);
 const ctx = () => ({ signal: new AbortController().signal, log: silentLogger, stateDir: "/tmp" });
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function time(fn: () => unknown): Promise<number> {
-  await fn(); // warm
-  const ms: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    ms.push(performance.now() - t);
-  }
-  return median(ms);
-}
+/** Median of --runs, after one warm-up run. */
+const time = (fn: () => unknown) => medianMs(runs, fn, 1);
 
 function tool(cmd: string, args: string[]): () => void {
   return () => {
