@@ -3,6 +3,7 @@ import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, ty
 import { join } from "node:path";
 import type { DriftEntry } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
+import { timeSlicer } from "../time-slice.js";
 
 // A snapshot of some paths: every entry's type, mode, owner, size, mtime,
 // SHA-256 (files) and target (symlinks), and the content of small text files
@@ -70,14 +71,10 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
   const snap: Snapshot = { entries: new Map(), skipped: 0, errors: [], hashesReused: 0 };
   const buffer = Buffer.allocUnsafe(CHUNK);
   const stack = [...o.paths].reverse();
-  let since = performance.now();
+  // A big tree must not stall the agent.
+  const slice = timeSlicer(o.signal);
   while (stack.length > 0) {
-    // Yield now and then: a big tree must not stall the agent.
-    if (performance.now() - since > 10) {
-      await new Promise((r) => setImmediate(r));
-      if (o.signal.aborted) throw o.signal.reason;
-      since = performance.now();
-    }
+    await slice();
     const path = stack.pop()!;
     if (o.excludes.some((re) => re.test(path))) continue;
     if (snap.entries.size >= o.maxEntries) {

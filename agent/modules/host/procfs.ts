@@ -105,6 +105,15 @@ export function readProcess(pid: number): RawProcess | undefined {
   };
 }
 
+/** A process's name (its comm) alone: one read, for callers that need nothing else. */
+export function processName(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").replace(/\n$/, "");
+  } catch {
+    return "";
+  }
+}
+
 /** uid → user name from /etc/passwd (numeric when unknown). */
 export function userNames(): Map<number, string> {
   const names = new Map<number, string>();
@@ -138,12 +147,4 @@ export function socketInodes(pid: number): number[] {
     }
   }
   return inodes;
-}
-
-/** Lets the event loop turn every `every` calls. */
-export function yielder(every = 100): () => Promise<void> {
-  let n = 0;
-  return async () => {
-    if (++n % every === 0) await new Promise((r) => setImmediate(r));
-  };
 }

@@ -4,6 +4,7 @@ import { type MemoryMatch, type MemoryResult, ProcessParams } from "../../../pro
 import { hasProcfs } from "../host/procfs.js";
 import { processModule } from "../process/index.js";
 import { defineModule } from "../registry.js";
+import { timeSlicer } from "../time-slice.js";
 
 // `memory`: search processes' memory for a string, bytes or a regex, reading
 // /proc/PID/maps and /proc/PID/mem in bounded chunks. The processes are the
@@ -216,7 +217,7 @@ async function regexRuns(
   signal: AbortSignal,
   found: (offset: number, length: number) => void,
 ): Promise<void> {
-  let since = performance.now();
+  const slice = timeSlicer(signal);
   let start = 0;
   while (start < data.length) {
     let end = data.indexOf(0, start);
@@ -229,11 +230,7 @@ async function regexRuns(
         found(at + m.index, Math.max(1, m[0].length));
         if (m[0].length === 0) re.lastIndex++;
       }
-      if (performance.now() - since > 10) {
-        await new Promise((r) => setImmediate(r));
-        if (signal.aborted) throw signal.reason;
-        since = performance.now();
-      }
+      await slice();
     }
     start = end + 1;
   }

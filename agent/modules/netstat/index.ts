@@ -4,8 +4,9 @@ import { promisify } from "node:util";
 import { Codes, DragnetError } from "../../../common/mod.js";
 import type { Neighbor, NetstatParams, NetstatResult, Socket } from "../../../proto/mod.js";
 import { type RawNeighbor, type RawSocket, readArp, readSockets } from "../host/proc-net.js";
-import { hasProcfs, listPids, readProcess, socketInodes, yielder } from "../host/procfs.js";
+import { hasProcfs, listPids, processName, socketInodes } from "../host/procfs.js";
 import { defineModule } from "../registry.js";
+import { timeSlicer } from "../time-slice.js";
 
 // `netstat`: every TCP and UDP socket (unconnected UDP included) with the
 // process that owns it, and the neighbour table — from /proc on Linux.
@@ -118,13 +119,12 @@ interface Owner {
 /** socket inode → every process holding it (a forked server, a shell and its children share one). */
 async function socketOwners(signal: AbortSignal): Promise<Map<number, Owner[]>> {
   const owners = new Map<number, Owner[]>();
-  const breathe = yielder(50);
+  const slice = timeSlicer(signal);
   for (const pid of listPids()) {
-    if (signal.aborted) throw signal.reason;
-    await breathe();
+    await slice();
     const inodes = socketInodes(pid);
     if (inodes.length === 0) continue;
-    const name = readProcess(pid)?.name ?? "";
+    const name = processName(pid);
     for (const inode of inodes) {
       const list = owners.get(inode);
       if (list) list.push({ pid, name });

@@ -9,10 +9,10 @@ import {
   readProcess,
   socketInodes,
   userNames,
-  yielder,
 } from "../host/procfs.js";
 import { listeningInodes } from "../netstat/index.js";
 import { defineModule } from "../registry.js";
+import { timeSlicer } from "../time-slice.js";
 import { otherPlatformProcesses } from "./other-platforms.js";
 
 // `process`: which processes run, read from /proc on Linux (every field ps
@@ -107,10 +107,9 @@ export const processModule = defineModule({
     const users = userNames();
     const listening = params.listening ? listeningInodes(result.errors) : undefined;
     const hashes = new Map<string, string>();
-    const breathe = yielder();
+    const slice = timeSlicer(ctx.signal);
     for (const pid of listPids()) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      await breathe();
+      await slice();
       const proc = readProcess(pid);
       if (!proc) continue; // exited between the listing and the read
       result.scanned++;
