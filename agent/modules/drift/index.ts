@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, normalize } from "node:path";
 import { Codes, DragnetError, writeFileAtomicParts } from "../../../common/mod.js";
 import type { BaselineInfo, DriftParams, DriftResult } from "../../../proto/mod.js";
+import { userRegex } from "../params.js";
 import { defineModule } from "../registry.js";
 import { compare } from "./compare.js";
 import { type SnapshotEntry, takeSnapshot } from "./snapshot.js";
@@ -50,14 +51,7 @@ function params(p: DriftParams) {
     ),
   ];
   if (p.excludes.length > 64) fail("more than 64 excludes");
-  const excludes = p.excludes.map((source) => {
-    try {
-      if (source.length > 4096) throw new Error("longer than 4096");
-      return new RegExp(source);
-    } catch (err) {
-      return fail(`exclude regex ${JSON.stringify(source.slice(0, 200))}: ${(err as Error).message}`);
-    }
-  });
+  const excludes = p.excludes.map((source) => userRegex("drift: exclude regex", source));
   const maxEntries = p.maxEntries ?? DEFAULTS.maxEntries;
   const maxContentBytes = p.maxContentBytes ?? DEFAULTS.maxContentBytes;
   if (maxEntries < 1 || maxEntries > LIMITS.maxEntries)

@@ -2,6 +2,7 @@ import { open, readFile } from "node:fs/promises";
 import { Codes, DragnetError } from "../../../common/mod.js";
 import { type MemoryMatch, type MemoryResult, ProcessParams } from "../../../proto/mod.js";
 import { hasProcfs } from "../host/procfs.js";
+import { userRegex } from "../params.js";
 import { processModule } from "../process/index.js";
 import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
@@ -42,15 +43,7 @@ function needleOf(p: { string: string; hex: string; regex: string }): Needle {
     }
     return { bytes: Buffer.from(hex, "hex") };
   }
-  if (p.regex.length > 4096) throw new DragnetError(Codes.PARAMS, "memory search regex is longer than 4096");
-  try {
-    return { regex: new RegExp(p.regex, "g") };
-  } catch (err) {
-    throw new DragnetError(
-      Codes.PARAMS,
-      `memory search regex ${JSON.stringify(p.regex)}: ${(err as Error).message}`,
-    );
-  }
+  return { regex: userRegex("memory search regex", p.regex, "g") };
 }
 
 const MAX_MATCHES_LIMIT = 10_000;

@@ -5,6 +5,7 @@ import { Codes, DragnetError } from "../../../common/mod.js";
 import type { Neighbor, NetstatParams, NetstatResult, Socket } from "../../../proto/mod.js";
 import { type RawNeighbor, type RawSocket, readArp, readSockets } from "../host/proc-net.js";
 import { hasProcfs, listPids, processName, socketInodes } from "../host/procfs.js";
+import { optionalRegex } from "../params.js";
 import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
 
@@ -75,24 +76,13 @@ function compile(p: NetstatParams): Compiled {
     if (port !== undefined && port > 65535)
       throw new DragnetError(Codes.PARAMS, `netstat ${what} ${port} is over 65535`);
   }
-  const re = (what: string, source: string, flags = "") => {
-    if (!source) return undefined;
-    if (source.length > 4096) throw new DragnetError(Codes.PARAMS, `netstat ${what} regex is too long`);
-    try {
-      return new RegExp(source, flags);
-    } catch (err) {
-      throw new DragnetError(
-        Codes.PARAMS,
-        `netstat ${what} regex ${JSON.stringify(source)}: ${(err as Error).message}`,
-      );
-    }
-  };
+
   return {
     protos: proto ? [proto as "tcp" | "udp"] : ["tcp", "udp"],
     local: addressMatcher("local address", p.localIp),
     remote: addressMatcher("remote address", p.remoteIp),
-    process: re("process", p.process),
-    neighborMac: re("neighbour MAC", p.neighborMac, "i"),
+    process: optionalRegex("netstat process regex", p.process),
+    neighborMac: optionalRegex("netstat neighbour MAC regex", p.neighborMac, "i"),
     state: state || undefined,
   };
 }

@@ -11,14 +11,13 @@ import {
   userNames,
 } from "../host/procfs.js";
 import { listeningInodes } from "../netstat/index.js";
+import { optionalRegex } from "../params.js";
 import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
 import { otherPlatformProcesses } from "./other-platforms.js";
 
 // `process`: which processes run, read from /proc on Linux (every field ps
 // shows, straight from the kernel), from systeminformation elsewhere.
-
-const MAX_PATTERN = 4096;
 
 interface Compiled {
   name?: RegExp;
@@ -27,19 +26,6 @@ interface Compiled {
   uid?: number;
   userName?: string;
   sha256: Set<string>;
-}
-
-function regex(what: string, source: string): RegExp | undefined {
-  if (!source) return undefined;
-  if (source.length > MAX_PATTERN) throw new DragnetError(Codes.PARAMS, `process ${what} regex is too long`);
-  try {
-    return new RegExp(source);
-  } catch (err) {
-    throw new DragnetError(
-      Codes.PARAMS,
-      `process ${what} regex ${JSON.stringify(source)}: ${(err as Error).message}`,
-    );
-  }
 }
 
 function compile(p: ProcessParams): Compiled {
@@ -51,9 +37,9 @@ function compile(p: ProcessParams): Compiled {
   }
   if (p.user.length > 256) throw new DragnetError(Codes.PARAMS, "process user is too long");
   return {
-    name: regex("name", p.name),
-    cmdline: regex("cmdline", p.cmdline),
-    exe: regex("exe", p.exe),
+    name: optionalRegex("process name regex", p.name),
+    cmdline: optionalRegex("process cmdline regex", p.cmdline),
+    exe: optionalRegex("process exe regex", p.exe),
     uid: /^\d+$/.test(p.user) ? Number(p.user) : undefined,
     userName: p.user && !/^\d+$/.test(p.user) ? p.user : undefined,
     sha256,
