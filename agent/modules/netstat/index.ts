@@ -39,13 +39,10 @@ function addressMatcher(what: string, spec: string): ((ip: string) => boolean) |
   }
   const list = new BlockList();
   list.addSubnet(addr!, prefix, family === 6 ? "ipv6" : "ipv4");
+  // BlockList also places an IPv4 peer of a dual-stack socket (::ffff:a.b.c.d) in IPv4 networks.
   return (ip) => {
     const f = isIP(ip);
-    if (!f) return false;
-    if (list.check(ip, f === 6 ? "ipv6" : "ipv4")) return true;
-    // An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d: it is in an IPv4 network too.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-    return mapped ? list.check(mapped[1]!, "ipv4") : false;
+    return f !== 0 && list.check(ip, f === 6 ? "ipv6" : "ipv4");
   };
 }
 
