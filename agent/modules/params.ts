@@ -1,7 +1,9 @@
+import { isAbsolute, normalize, sep } from "node:path";
 import { Codes, DragnetError } from "../../common/mod.js";
 
 // Checking module parameters that came over the network: one way to compile
-// an investigator's regular expression, with one kind of refusal.
+// an investigator's regular expression, with one kind of refusal, and one
+// reading of the paths they name.
 
 const MAX_PATTERN = 4096;
 
@@ -26,4 +28,14 @@ export function userRegex(label: string, source: string, flags = ""): RegExp {
 /** userRegex for an optional filter: none when the source is empty. */
 export function optionalRegex(label: string, source: string, flags = ""): RegExp | undefined {
   return source ? userRegex(label, source, flags) : undefined;
+}
+
+/**
+ * An absolute path, normalised and without a trailing separator, or undefined
+ * when `path` is not one (relative, holding NUL, over 4096 characters).
+ */
+export function absolutePath(path: string): string | undefined {
+  if (!isAbsolute(path) || path.includes("\0") || path.length > 4096) return undefined;
+  const n = normalize(path);
+  return n.length > 1 && n.endsWith(sep) ? n.slice(0, -1) : n;
 }

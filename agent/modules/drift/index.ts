@@ -1,8 +1,8 @@
 import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { isAbsolute, join, normalize } from "node:path";
+import { join } from "node:path";
 import { Codes, DragnetError, writeFileAtomicParts } from "../../../common/mod.js";
 import type { BaselineInfo, DriftParams, DriftResult } from "../../../proto/mod.js";
-import { userRegex } from "../params.js";
+import { absolutePath, userRegex } from "../params.js";
 import { defineModule } from "../registry.js";
 import { compare } from "./compare.js";
 import { type SnapshotEntry, takeSnapshot } from "./snapshot.js";
@@ -42,12 +42,7 @@ function params(p: DriftParams) {
   if (p.paths.length > 64) fail("more than 64 paths");
   const paths = [
     ...new Set(
-      p.paths.map((path) => {
-        if (!isAbsolute(path) || path.includes("\0") || path.length > 4096)
-          fail(`path "${path.slice(0, 200)}" is not absolute`);
-        const n = normalize(path);
-        return n.length > 1 && n.endsWith("/") ? n.slice(0, -1) : n;
-      }),
+      p.paths.map((path) => absolutePath(path) ?? fail(`path "${path.slice(0, 200)}" is not absolute`)),
     ),
   ];
   if (p.excludes.length > 64) fail("more than 64 excludes");

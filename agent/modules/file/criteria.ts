@@ -1,6 +1,6 @@
-import { isAbsolute, normalize, sep } from "node:path";
 import { Codes, DragnetError } from "../../../common/mod.js";
 import type { FileMatch, FileSearch } from "../../../proto/mod.js";
+import { absolutePath } from "../params.js";
 
 // One search of the file module, validated and compiled: what the walker
 // needs to decide whether a file matches. Everything that can be wrong with a
@@ -224,11 +224,9 @@ function compileRoots(label: string, paths: string[]): string[] {
   if (paths.length > MAX_ROOTS) throw paramsError(label, `more than ${MAX_ROOTS} paths`);
   const roots: string[] = [];
   for (const p of paths) {
-    if (!isAbsolute(p) || p.includes("\0") || p.length > 4096) {
+    const n = absolutePath(p);
+    if (n === undefined)
       throw paramsError(label, `path ${JSON.stringify(p.slice(0, 200))} is not an absolute path`);
-    }
-    let n = normalize(p);
-    if (n.length > 1 && n.endsWith(sep)) n = n.slice(0, -1);
     if (!roots.includes(n)) roots.push(n);
   }
   return roots;
