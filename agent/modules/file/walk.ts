@@ -80,6 +80,8 @@ function isPseudoFilesystem(path: string, st: Stats): boolean {
 
 export class Walker {
   private readonly checkCount: number;
+  /** The search's roots: a walk defers to a root's own task what lies under it. */
+  private readonly roots: Set<string>;
 
   constructor(
     private readonly search: CompiledSearch,
@@ -87,6 +89,7 @@ export class Walker {
     /** Set by the scheduler when the command is cancelled or out of time. */
     private readonly aborted: () => boolean,
   ) {
+    this.roots = new Set(search.roots);
     this.checkCount =
       search.names.length +
       search.contents.length +
@@ -115,7 +118,6 @@ export class Walker {
       },
     };
     const started = performance.now();
-    const roots = new Set(this.search.roots);
     const stack: WalkTask[] = [];
     if (task.depth === 0) this.root(task, out, stack);
     else stack.push(task);
@@ -130,7 +132,7 @@ export class Walker {
         out.deferred.push(...stack.reverse());
         break;
       }
-      this.directory(stack.pop()!, out, stack, roots);
+      this.directory(stack.pop()!, out, stack);
       walked++;
     }
     return out;
@@ -178,7 +180,7 @@ export class Walker {
     else if (st.isDirectory()) this.warn(out, `${path}: symlink to a directory, not descended`);
   }
 
-  private directory(task: WalkTask, out: WalkOutput, stack: WalkTask[], roots: Set<string>): void {
+  private directory(task: WalkTask, out: WalkOutput, stack: WalkTask[]): void {
     let entries: Dirent[];
     try {
       entries = readdirSync(task.path, { withFileTypes: true });
@@ -195,7 +197,7 @@ export class Walker {
         if (!entry.isDirectory()) continue;
         const sub: WalkTask = { ...task, path: join(task.path, entry.name), depth: task.depth + 1 };
         // Another root of this search: the scheduler knows whether it was walked already.
-        if (roots.has(sub.path)) out.deferred.push(sub);
+        if (this.roots.has(sub.path)) out.deferred.push(sub);
         else stack.push(sub);
       }
     }
@@ -204,7 +206,7 @@ export class Walker {
       if (!entry.isFile() && !entry.isSymbolicLink()) continue;
       const path = join(task.path, entry.name);
       // A file that is also a root of this search is examined by that root's task.
-      if (roots.has(path)) continue;
+      if (this.roots.has(path)) continue;
       if (out.matches.length >= task.matchesLeft) {
         out.truncated = true;
         return;
