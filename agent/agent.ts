@@ -13,9 +13,10 @@ import {
   VERSION,
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
-import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
+import { AckStatus, Alert, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
 import { type AcceptedCommand, CommandRunner, coordinatorOf } from "./command-runner.js";
 import type { AgentConfig } from "./config.js";
+import { Courier } from "./courier.js";
 import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
 import { builtinModules } from "./modules/index.js";
@@ -24,14 +25,17 @@ import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
 
 // The endpoint agent: one outbound NATS connection (it never listens), a
-// heartbeat, and a subscription to its own command subject. Results go out
-// through JetStream and stay in an on-disk outbox until the server has
-// acknowledged them.
+// heartbeat, and a subscription to its own command subject. Results, and
+// alerts from modules' services (persistent watches), go out through
+// JetStream and stay in an on-disk outbox until the server has acknowledged
+// them.
 
-/** How often undelivered results are tried again while the link is up. */
+/** How often undelivered results and alerts are tried again while the link is up. */
 const OUTBOX_RETRY_MS = 5000;
 /** The largest result sent: NATS' default message limit (1 MiB) less room for headers. */
 const MAX_RESULT_BYTES = 1024 * 1024 - 4096;
+/** Alerts waiting for NATS: fewer and smaller than results may be (a watch bounds each alert). */
+const ALERT_OUTBOX_LIMITS = { maxEntries: 1000, maxBytes: 32 * 1024 * 1024 };
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
@@ -59,12 +63,11 @@ export class Agent {
   private readonly subjects: Subjects;
   private readonly runner: CommandRunner;
   private readonly replay: ReplayGuard;
-  private readonly outbox: Outbox;
+  private readonly modules: ModuleRegistry;
+  private readonly results: Courier;
+  private readonly alerts: Courier;
   private js?: JetStreamClient;
   private outboxTimer?: NodeJS.Timeout;
-  private flushing = false;
-  /** Results being published now (not to be sent twice at once). */
-  private readonly delivering = new Set<string>();
   private readonly startedAtMs = Date.now();
   private readonly stopping = new AbortController();
   private nc?: NatsConnection;
@@ -83,12 +86,29 @@ export class Agent {
     this.log = (options.log ?? createLogger("agent", { level: config.logLevel })).child({ agent: this.id });
     this.subjects = new Subjects(config.subjectPrefix);
     this.replay = new ReplayGuard(join(config.stateDir, "executed-actions"), config.clockSkewMs);
-    this.outbox = new Outbox(join(config.stateDir, "outbox"), this.log);
+    const link = () => (this.nc && !this.nc.isClosed() ? this.js : undefined);
+    this.results = new Courier(
+      new Outbox(join(config.stateDir, "outbox"), this.log),
+      // Agent and command as message id: another agent cannot claim this result's id and have it dropped as a duplicate.
+      (commandId, coordinator) => ({
+        subject: this.subjects.result(this.id, coordinator || DEFAULT_COORDINATOR),
+        msgID: `${this.id}.${commandId}`,
+      }),
+      link,
+      this.log,
+    );
+    this.alerts = new Courier(
+      new Outbox(join(config.stateDir, "alert-outbox"), this.log, ALERT_OUTBOX_LIMITS, ".alert"),
+      (alertId) => ({ subject: this.subjects.alert(this.id), msgID: `${this.id}.${alertId}` }),
+      link,
+      this.log,
+    );
     this.recoverInterrupted();
+    this.modules = new ModuleRegistry(options.modules ?? builtinModules);
     this.runner = new CommandRunner({
       agentId: this.id,
       keyring: Keyring.load(config.keyring),
-      modules: new ModuleRegistry(options.modules ?? builtinModules),
+      modules: this.modules,
       replay: this.replay,
       clockSkewMs: config.clockSkewMs,
       stateDir: config.stateDir,
@@ -105,12 +125,16 @@ export class Agent {
    */
   private recoverInterrupted(): void {
     for (const { actionId, commandId, coordinator } of this.replay.unfinished()) {
-      if (!this.outbox.has(commandId)) {
+      if (!this.results.outbox.has(commandId)) {
         const result = this.failedResult(commandId, actionId, {
           code: Codes.AGENT_LOST,
           message: "the agent stopped while running this command; it is not run again",
         });
-        this.outbox.add(commandId, coordinator || DEFAULT_COORDINATOR, CommandResult.encode(result).finish());
+        this.results.outbox.add(
+          commandId,
+          coordinator || DEFAULT_COORDINATOR,
+          CommandResult.encode(result).finish(),
+        );
         this.log.warn("reporting a command interrupted by a restart as failed", {
           command: commandId,
           action: actionId,
@@ -182,8 +206,14 @@ export class Agent {
     });
     this.publishHeartbeat();
     this.heartbeatTimer = setInterval(() => this.publishHeartbeat(), this.config.heartbeatIntervalMs);
-    this.outboxTimer = setInterval(() => this.track(this.flushOutbox()), OUTBOX_RETRY_MS);
-    this.track(this.flushOutbox());
+    this.outboxTimer = setInterval(() => this.flushOutboxes(), OUTBOX_RETRY_MS);
+    this.flushOutboxes();
+    await this.modules.startServices({
+      stateDir: this.config.stateDir,
+      log: this.log,
+      self: () => ({ agentId: this.id, hostname: hostFacts(this.config.hostname).hostname }),
+      alert: (alert) => this.raiseAlert(alert),
+    });
   }
 
   async stop(): Promise<void> {
@@ -191,6 +221,7 @@ export class Agent {
     clearInterval(this.outboxTimer);
     this.stopping.abort();
     this.sub?.unsubscribe();
+    await this.modules.stopServices();
     await Promise.allSettled([...this.running]);
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => this.nc?.close());
   }
@@ -210,7 +241,7 @@ export class Agent {
           this.linkLostAt = undefined;
           this.log.info("reconnected to NATS", { server: s.server });
           this.publishHeartbeat();
-          this.track(this.flushOutbox());
+          this.flushOutboxes();
           break;
         case "error":
           this.log.warn("NATS error", { error: s.error });
@@ -318,46 +349,19 @@ export class Agent {
         finishedAtMs: result.finishedAtMs,
       }).finish();
     }
-    this.outbox.add(commandId, coordinator, data);
+    const sending = this.results.send(commandId, coordinator, data);
     this.replay.finished(commandId);
-    await this.deliver(commandId, data);
+    await sending;
   }
 
-  /** Publishes a result through JetStream; it leaves the outbox once the server acknowledged it. */
-  private async deliver(commandId: string, data: Uint8Array): Promise<boolean> {
-    if (!this.js || !this.nc || this.nc.isClosed() || this.delivering.has(commandId)) return false;
-    this.delivering.add(commandId);
-    try {
-      // The command id as message id: a result sent twice (a retry, a restart) is stored once.
-      const coordinator = this.outbox.coordinatorOf(commandId) ?? DEFAULT_COORDINATOR;
-      await this.js.publish(this.subjects.result(this.id, coordinator), data, {
-        // Agent and command: another agent cannot claim this result's id and have it dropped as a duplicate.
-        msgID: `${this.id}.${commandId}`,
-        timeout: 10_000,
-      });
-      this.outbox.remove(commandId);
-      return true;
-    } catch (err) {
-      this.log.debug("result not delivered yet; it stays in the outbox", { command: commandId, error: err });
-      return false;
-    } finally {
-      this.delivering.delete(commandId);
-    }
+  /** An alert from a module's service: kept until the alerts stream has it. */
+  private raiseAlert(alert: Alert): void {
+    this.log.info("alert", { source: alert.source, watch: alert.watch, changes: alert.changes.length });
+    this.track(this.alerts.send(alert.id, "all", Alert.encode(alert).finish()).then(() => undefined));
   }
 
-  /** Tries the outbox again, oldest first, stopping at the first failure (the link or server is down). */
-  private async flushOutbox(): Promise<void> {
-    if (this.flushing || this.outbox.size === 0) return;
-    this.flushing = true;
-    try {
-      for (const commandId of this.outbox.ids()) {
-        if (this.stopping.signal.aborted) return;
-        if (this.delivering.has(commandId)) continue;
-        const data = this.outbox.read(commandId);
-        if (data && !(await this.deliver(commandId, data))) return;
-      }
-    } finally {
-      this.flushing = false;
-    }
+  private flushOutboxes(): void {
+    this.track(this.results.flush(this.stopping.signal));
+    this.track(this.alerts.flush(this.stopping.signal));
   }
 }

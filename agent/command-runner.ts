@@ -178,6 +178,8 @@ export class CommandRunner {
               signal: controller.signal,
               log: this.deps.log.child({ module: op.module.name, action: body.id }),
               stateDir: this.deps.stateDir,
+              actionId: body.id,
+              service: this.deps.modules.serviceOf(op.module.name),
             }),
             controller.signal,
           );

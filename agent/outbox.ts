@@ -2,11 +2,13 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { join } from "node:path";
 import type { Logger } from "../common/mod.js";
 
-// Results waiting for the NATS server to acknowledge them, one file per
-// command in the state directory, so that a result produced while NATS or the
-// coordinator is away — or just before the agent restarts — is delivered
-// later. Bounded: past the limits the oldest results are dropped, with a log
-// line (the coordinator then reports those commands as timed out).
+// Messages (results, alerts) waiting for the NATS server to acknowledge
+// them, one file per message in the state directory, so that one produced
+// while NATS or the destination is away — or just before the agent restarts —
+// is delivered later. Bounded: past the limits the oldest are dropped, with a
+// log line (the destination then reports a dropped result's command as timed
+// out). Message ids sort by creation time; each message keeps a destination
+// token (a result's destination) in its file name.
 
 export interface OutboxLimits {
   maxEntries: number;
@@ -14,31 +16,32 @@ export interface OutboxLimits {
 }
 
 const DEFAULT_LIMITS: OutboxLimits = { maxEntries: 1000, maxBytes: 64 * 1024 * 1024 };
-const SUFFIX = ".result";
 
 export class Outbox {
   private bytes = 0;
-  /** Per command: its size and the coordinator its result goes to (both in the file name). */
-  private readonly entries = new Map<string, { size: number; coordinator: string }>();
+  /** Per message: its size and destination (both in the file name). */
+  private readonly entries = new Map<string, { size: number; destination: string }>();
 
   constructor(
     private readonly dir: string,
     private readonly log: Logger,
     private readonly limits: OutboxLimits = DEFAULT_LIMITS,
+    /** File name ending, saying what the messages are (".result", ".alert"). */
+    private readonly suffix = ".result",
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(dir)) {
-      if (!name.endsWith(SUFFIX)) {
+      if (!name.endsWith(suffix)) {
         rmSync(join(dir, name), { force: true }); // a write cut short
         continue;
       }
-      const [commandId, coordinator] = name.slice(0, -SUFFIX.length).split(".");
-      if (!commandId || !coordinator) {
+      const [id, destination] = name.slice(0, -suffix.length).split(".");
+      if (!id || !destination) {
         rmSync(join(dir, name), { force: true });
         continue;
       }
       const size = statSync(join(dir, name)).size;
-      this.entries.set(commandId, { size, coordinator });
+      this.entries.set(id, { size, destination });
       this.bytes += size;
     }
   }
@@ -47,62 +50,65 @@ export class Outbox {
     return this.entries.size;
   }
 
-  has(commandId: string): boolean {
-    return this.entries.has(commandId);
+  has(id: string): boolean {
+    return this.entries.has(id);
   }
 
-  /** The coordinator a waiting result goes to. */
-  coordinatorOf(commandId: string): string | undefined {
-    return this.entries.get(commandId)?.coordinator;
+  /** Where a waiting message goes (a result: its coordinator). */
+  destinationOf(id: string): string | undefined {
+    return this.entries.get(id)?.destination;
   }
 
-  private file(commandId: string, coordinator: string): string {
-    return join(this.dir, `${commandId}.${coordinator}${SUFFIX}`);
+  private file(id: string, destination: string): string {
+    return join(this.dir, `${id}.${destination}${this.suffix}`);
   }
 
   /**
-   * Keeps a result until it is acknowledged. Written whole or not at all (a
+   * Keeps a message until it is acknowledged. Written whole or not at all (a
    * rename), not synced: it must survive the agent, not the machine.
    */
-  add(commandId: string, coordinator: string, data: Uint8Array): void {
-    if (this.entries.has(commandId)) this.remove(commandId);
-    const tmp = join(this.dir, `${commandId}.tmp`);
+  add(id: string, destination: string, data: Uint8Array): void {
+    if (this.entries.has(id)) this.remove(id);
+    const tmp = join(this.dir, `${id}.tmp`);
     writeFileSync(tmp, data, { mode: 0o600 });
-    renameSync(tmp, this.file(commandId, coordinator));
+    renameSync(tmp, this.file(id, destination));
     this.bytes += data.length;
-    this.entries.set(commandId, { size: data.length, coordinator });
+    this.entries.set(id, { size: data.length, destination });
     while (this.entries.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {
       const oldest = this.ids()[0]!;
-      if (oldest === commandId) break;
-      this.log.warn("outbox full: dropping the oldest undelivered result", { command: oldest });
+      if (oldest === id) break;
+      this.log.warn("outbox full: dropping the oldest undelivered message", {
+        id: oldest,
+        kind: this.suffix,
+      });
       this.remove(oldest);
     }
   }
 
-  /** Command ids waiting, oldest first (command ids sort by creation time). */
+  /** Message ids waiting, oldest first (ids sort by creation time). */
   ids(): string[] {
     return [...this.entries.keys()].sort();
   }
 
-  read(commandId: string): Uint8Array | undefined {
-    const entry = this.entries.get(commandId);
+  read(id: string): Uint8Array | undefined {
+    const entry = this.entries.get(id);
     if (!entry) return undefined;
     try {
-      return readFileSync(this.file(commandId, entry.coordinator));
+      return readFileSync(this.file(id, entry.destination));
     } catch {
-      this.forget(commandId);
+      this.forget(id);
       return undefined;
     }
   }
 
-  remove(commandId: string): void {
-    const entry = this.entries.get(commandId);
-    if (entry) rmSync(this.file(commandId, entry.coordinator), { force: true });
-    this.forget(commandId);
+  remove(id: string): void {
+    const entry = this.entries.get(id);
+    if (entry) rmSync(this.file(id, entry.destination), { force: true });
+    this.forget(id);
   }
 
-  private forget(commandId: string): void {
-    this.bytes -= this.entries.get(commandId)?.size ?? 0;
-    this.entries.delete(commandId);
+  private forget(id: string): void {
+    this.bytes -= this.entries.get(id)?.size ?? 0;
+    this.entries.delete(id);
   }
 }

@@ -31,6 +31,10 @@ export class Subjects {
   result(agentId: string, coordinator: string): string {
     return `${this.prefix}.res.${agentId}.${coordinator}`;
   }
+  /** Alerts go to every coordinator: each keeps its own copy from the alerts stream. */
+  alert(agentId: string): string {
+    return `${this.prefix}.alert.${agentId}`;
+  }
 
   /** Wildcards a coordinator subscribes to. */
   get allHeartbeats(): string {
@@ -45,6 +49,10 @@ export class Subjects {
   /** Every result, for every coordinator: the subjects of the results stream. */
   get allResults(): string {
     return `${this.prefix}.res.*.*`;
+  }
+  /** The subjects of the alerts stream. */
+  get allAlerts(): string {
+    return `${this.prefix}.alert.*`;
   }
 
   /** The agent id a message claims by the subject it was published on (`<prefix>.<kind>.<agent>[.<coordinator>]`). */

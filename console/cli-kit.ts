@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { describeError } from "../common/mod.js";
+import { Codes, DragnetError, describeError, parseDuration } from "../common/mod.js";
 import { type ActionOptions, DEFAULT_EXPIRES, DEFAULT_TIMEOUT } from "./action-builder.js";
 import type { GlobalOptions } from "./home.js";
 import { EXIT_ERROR } from "./sweep.js";
@@ -28,6 +28,32 @@ export function uint32(flag: string, max = 0xffffffff) {
     if (n > max) throw new InvalidArgumentError(`${flag} takes a whole number up to ${max}, not "${value}"`);
     return n;
   };
+}
+
+/** A duration flag ("30s", "5m"), in milliseconds. */
+export function duration(flag: string) {
+  return (value: string): number => {
+    try {
+      return parseDuration(value);
+    } catch {
+      throw new InvalidArgumentError(`${flag} takes a duration (30s, 5m, 2h), not "${value}"`);
+    }
+  };
+}
+
+/** An ISO time, or a duration meaning that long ago ("2h"); undefined when not given. */
+export function instantOf(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const iso = Date.parse(value);
+  if (!Number.isNaN(iso) && /\d{4}-\d{2}-\d{2}/.test(value)) return iso;
+  try {
+    return Date.now() - parseDuration(value);
+  } catch {
+    throw new DragnetError(
+      Codes.PARAMS,
+      `${flag} takes an ISO time (2026-11-24T10:00:00Z) or a duration ago (2h, 3d), not "${value}"`,
+    );
+  }
 }
 
 export interface SweepFlags {

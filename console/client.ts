@@ -18,6 +18,7 @@ import {
   CoordinatorService,
   type Signature,
   type SignedAction,
+  type StoredAlert,
   type SubmitActionResponse,
 } from "../proto/mod.js";
 
@@ -126,14 +127,45 @@ export class CoordinatorApi {
       .entries;
   }
 
+  async listAlerts(target: string, sinceMs: number, limit: number): Promise<StoredAlert[]> {
+    return (
+      await this.call(this.client.listAlerts, CoordinatorService.listAlerts.path, { target, sinceMs, limit })
+    ).alerts;
+  }
+
   /** Calls `onEvent` for each event until the stream ends (resolves) or fails (rejects). */
   watchAction(actionId: string, onEvent: (event: ActionEvent) => boolean | undefined): Promise<void> {
+    return this.follow(
+      this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path)),
+      onEvent,
+    );
+  }
+
+  /** Alerts after `afterSeq` (0: only new ones), then each new one, until `onAlert` returns false or `signal` aborts. */
+  watchAlerts(
+    target: string,
+    afterSeq: number,
+    onAlert: (alert: StoredAlert) => boolean | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const stream = this.client.watchAlerts(
+      { target, afterSeq },
+      this.auth(CoordinatorService.watchAlerts.path),
+    );
+    signal?.addEventListener("abort", () => stream.cancel(), { once: true });
+    return this.follow(stream, onAlert);
+  }
+
+  /** Reads a server stream until it ends (resolves), `onMessage` returns false (cancels it) or it fails (rejects). */
+  private follow<T>(
+    stream: grpc.ClientReadableStream<T>,
+    onMessage: (m: T) => boolean | undefined,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
-      const stream = this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path));
       let stopped = false;
-      stream.on("data", (event: ActionEvent) => {
+      stream.on("data", (event: T) => {
         if (stopped) return;
-        if (onEvent(event) === false) {
+        if (onMessage(event) === false) {
           stopped = true;
           stream.cancel();
           resolve();

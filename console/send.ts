@@ -33,7 +33,7 @@ export async function sendAction(
   flags: SweepFlags,
   defaultName: string,
   operations: Operation[],
-  extra: { options?: Partial<ActionOptions>; collect?: FollowOptions["collect"] } = {},
+  extra: { options?: Partial<ActionOptions> } & Pick<FollowOptions, "collect" | "rowsToo"> = {},
 ): Promise<number> {
   checkOperations(operations);
   const globals = globalsOf(command);
@@ -47,6 +47,7 @@ export async function sendAction(
       waitOffline: flags.waitOffline,
       quiet: flags.quiet,
       collect: extra.collect,
+      rowsToo: extra.rowsToo,
     });
   } finally {
     api.close();

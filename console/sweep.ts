@@ -28,6 +28,8 @@ export interface FollowOptions {
   err?: NodeJS.WritableStream;
   /** Called with each agent's operations instead of printing rows (views that need every answer first). */
   collect?: (agent: { id: string; hostname: string }, op: OperationResult) => void;
+  /** With `collect`: print the rows as well (the view adds to them rather than replacing them). */
+  rowsToo?: boolean;
 }
 
 function statusWord(status: CommandStatus): string {
@@ -114,8 +116,9 @@ export async function followAction(
     if (r.result && !printed.has(r.commandId)) {
       printed.add(r.commandId);
       for (const op of r.result.operations) {
-        if (opts.collect) opts.collect(agent, op);
-        else for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
+        opts.collect?.(agent, op);
+        if (!opts.collect || opts.rowsToo)
+          for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
         if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
       }
     }

@@ -38,13 +38,14 @@ import {
 } from "../proto/mod.js";
 import { ActionBook, type ActionListener, OpenAction, summarize } from "./action-book.js";
 import { vetAction } from "./action-vetting.js";
+import { AlertBook, type AlertFilter } from "./alert-book.js";
 import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
-import { ResultStream } from "./result-stream.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
+import { alertsFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { WriteBatcher } from "./write-batcher.js";
 
 // The coordinator: registry from heartbeats, actions verified and fanned out
@@ -89,7 +90,9 @@ export class Coordinator {
   /** Actions waiting for co-signatures (not in the book: they have no commands yet). */
   private readonly pending = new Map<string, StoredAction>();
   private nc?: NatsConnection;
-  private results?: ResultStream;
+  private results?: StreamFeed;
+  private alertFeed?: StreamFeed;
+  readonly alerts: AlertBook;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
   private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
@@ -110,6 +113,14 @@ export class Coordinator {
     this.auditLog = new AuditLog(this.batcher, this.log, this.now);
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
+    this.alerts = new AlertBook(
+      this.store,
+      this.batcher,
+      this.subjects,
+      this.log,
+      (agentId, subject, p) => this.refused("alert", subject, agentId, p),
+      this.now,
+    );
     this.reloadOpenActions();
     this.reloadPendingActions();
   }
@@ -134,22 +145,22 @@ export class Coordinator {
     // Results come from the JetStream stream. Until the ones that waited there
     // while this coordinator was down are in, nothing is sent again: an agent
     // that already answered must not be asked twice.
-    this.results = new ResultStream(
-      nc,
-      {
-        prefix: this.config.subjectPrefix,
-        coordinator: this.config.id,
-        replicas: this.config.results.replicas,
-        ackWaitMs: this.config.results.ackWaitMs,
-      },
-      this.log,
-    );
+    const feed = {
+      prefix: this.config.subjectPrefix,
+      coordinator: this.config.id,
+      replicas: this.config.results.replicas,
+      ackWaitMs: this.config.results.ackWaitMs,
+    };
+    this.results = new StreamFeed(nc, feed, resultsFeed, this.log);
     const waiting = await this.results.ensure();
     this.ingest.backlog = waiting.backlog;
     this.ingest.lastSeq = waiting.lastSeq;
     // Results a killed coordinator took but never acknowledged come back after the ack wait.
     this.ingest.until = this.now() + this.config.results.ackWaitMs + CATCH_UP_MARGIN_MS;
     await this.results.consume((m) => this.onStreamResult(m));
+    this.alertFeed = new StreamFeed(nc, feed, alertsFeed, this.log);
+    await this.alertFeed.ensure();
+    await this.alertFeed.consume((m) => this.alerts.onMessage(m));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.log.info("coordinator started", {
       nats: nc.getServer(),
@@ -161,6 +172,7 @@ export class Coordinator {
   async stop(): Promise<void> {
     clearInterval(this.sweeper);
     await this.results?.stop();
+    await this.alertFeed?.stop();
     this.book.stop();
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
     this.batcher.flush();
@@ -852,7 +864,17 @@ export class Coordinator {
     return unsubscribe;
   }
 
+  /** Which agents a target expression selects now, for filtering alerts; none given: every agent. */
+  alertFilter(target: string): AlertFilter {
+    if (!target.trim()) return {};
+    return {
+      agents: new Set(
+        this.registry.select(parseTarget(target), this.targetContext(this.now())).map((a) => a.id),
+      ),
+    };
+  }
+
   counters() {
-    return { ...this.stats, agents: this.registry.size };
+    return { ...this.stats, agents: this.registry.size, alerts: this.alerts.counters() };
   }
 }

@@ -8,7 +8,13 @@ import {
   problemOf,
   type TrustedInvestigator,
 } from "../common/mod.js";
-import { type ActionEvent, type CoordinatorServer, CoordinatorService } from "../proto/mod.js";
+import {
+  type ActionEvent,
+  type CoordinatorServer,
+  CoordinatorService,
+  type StoredAlert,
+} from "../proto/mod.js";
+import type { AuditFields } from "./audit-log.js";
 import type { Coordinator } from "./coordinator.js";
 
 // The Coordinator gRPC service over TLS: each call is authenticated (an
@@ -134,7 +140,40 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
       (q, r) => `target ${q.target || "all"}: ${r.agents.length} agents`,
     ),
     listAudit: unary("ListAudit", (req) => ({ entries: coordinator.listAudit(req.limit, req.actionId) })),
-    watchAction(call) {
+    listAlerts: unary(
+      "ListAlerts",
+      (req) => ({
+        alerts: coordinator.alerts.list(
+          coordinator.alertFilter(req.target),
+          req.sinceMs,
+          Math.min(Math.max(req.limit || 100, 1), 10_000),
+        ),
+      }),
+      (q, r) => `target ${q.target || "(all)"}: ${r.alerts.length} alerts`,
+    ),
+    watchAction: serverStream<{ actionId: string }, ActionEvent>(
+      "WatchAction",
+      (req) => ({ actionId: actionIdOf(req) }),
+      (req, send, end) => coordinator.watch(req.actionId, send, end),
+    ),
+    watchAlerts: serverStream<{ target: string; afterSeq: number }, StoredAlert>(
+      "WatchAlerts",
+      (req) => ({ message: `target ${req.target || "(all)"}` }),
+      (req, send) => coordinator.alerts.follow(coordinator.alertFilter(req.target), req.afterSeq, send),
+    ),
+  };
+
+  /**
+   * A streaming call: authenticated and audited, then `subscribe` pushes
+   * messages until it calls `end` or the caller cancels. A caller that does
+   * not read is cut off rather than make the coordinator hoard its messages.
+   */
+  function serverStream<Req, Res>(
+    method: string,
+    describe: (req: Req) => AuditFields,
+    subscribe: (req: Req, send: (m: Res) => void, end: () => void) => () => void,
+  ): grpc.handleServerStreamingCall<Req, Res> {
+    return (call) => {
       let unsubscribe: () => void = () => {};
       let ended = false;
       const end = () => {
@@ -148,11 +187,10 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
         unsubscribe();
       });
       try {
-        const investigator = investigatorOf(call, "WatchAction").name;
-        coordinator.audit(investigator, "WatchAction", { actionId: actionIdOf(call.request) });
-        const send = (event: ActionEvent) => {
+        const investigator = investigatorOf(call, method).name;
+        coordinator.audit(investigator, method, describe(call.request));
+        const send = (m: Res) => {
           if (ended) return;
-          // A watcher that does not read must not make the coordinator hoard its events.
           if (call.writableLength > MAX_WATCH_BUFFER_BYTES) {
             ended = true;
             unsubscribe();
@@ -162,16 +200,16 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
             } as grpc.ServiceError);
             return;
           }
-          call.write(event);
+          call.write(m);
         };
-        unsubscribe = coordinator.watch(call.request.actionId, send, end);
+        unsubscribe = subscribe(call.request, send, end);
         if (ended) unsubscribe();
       } catch (err) {
         ended = true;
-        call.destroy(toServiceError(err, log, "WatchAction") as grpc.ServiceError);
+        call.destroy(toServiceError(err, log, method) as grpc.ServiceError);
       }
-    },
-  };
+    };
+  }
 }
 
 export interface GrpcTls {

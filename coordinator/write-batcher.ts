@@ -19,6 +19,7 @@ export class WriteBatcher {
   private results: StoredResult[] = [];
   private completed: WriteBatch["completed"] = [];
   private audits: WriteBatch["audit"] = [];
+  private alerts: WriteBatch["alerts"] = [];
   private committed: Array<() => void> = [];
   private timer?: NodeJS.Timeout;
   private immediate?: NodeJS.Immediate;
@@ -50,6 +51,10 @@ export class WriteBatcher {
   }
   audit(entry: WriteBatch["audit"][number]): void {
     this.audits.push(entry);
+    this.added();
+  }
+  alert(a: WriteBatch["alerts"][number]): void {
+    this.alerts.push(a);
     this.added();
   }
   complete(actionId: string, atMs: number): void {
@@ -109,6 +114,7 @@ export class WriteBatcher {
       results: this.results,
       completed: this.completed,
       audit: this.audits,
+      alerts: this.alerts,
     };
     this.agents = new Map();
     this.actions = [];
@@ -116,6 +122,7 @@ export class WriteBatcher {
     this.results = [];
     this.completed = [];
     this.audits = [];
+    this.alerts = [];
     this.size = 0;
     try {
       this.store.apply(batch);
@@ -128,8 +135,9 @@ export class WriteBatcher {
       this.results = [...batch.results, ...this.results];
       this.completed = [...batch.completed, ...this.completed];
       this.audits = [...batch.audit, ...this.audits];
+      this.alerts = [...batch.alerts, ...this.alerts];
       this.size += batch.agents.length + batch.actions.length + batch.commands.length;
-      this.size += batch.results.length + batch.completed.length + batch.audit.length;
+      this.size += batch.results.length + batch.completed.length + batch.audit.length + batch.alerts.length;
       throw err;
     }
   }

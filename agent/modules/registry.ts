@@ -1,10 +1,12 @@
 import type { Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import type { Operation, OperationResult } from "../../proto/mod.js";
+import type { Alert, Operation, OperationResult } from "../../proto/mod.js";
 
 // A module is one place: its name (the Operation oneof case), a params check
-// and a run function. The registry is built from the list in ./index.ts; no
-// switch elsewhere names modules.
+// and a run function, and for modules that keep working between commands
+// (persistent watches) a service the agent starts and stops with itself. The
+// registry is built from the list in ./index.ts; no switch elsewhere names
+// modules.
 
 type OperationCase = NonNullable<Operation["module"]>;
 type ResultCase = NonNullable<OperationResult["module"]>;
@@ -13,12 +15,32 @@ export type ModuleName = OperationCase["$case"];
 export type ParamsOf<N extends ModuleName> = Extract<OperationCase, { $case: N }>["value"];
 export type ResultOf<N extends ModuleName> = Extract<ResultCase, { $case: N }>["value"];
 
-export interface ModuleContext {
+export interface ModuleContext<S = undefined> {
   /** Aborted when the action's timeout passes or the agent stops. */
   signal: AbortSignal;
   log: Logger;
   /** The agent's state directory, for modules that keep state (baselines, vaults). */
   stateDir: string;
+  /** The action being run (absent when a module is called directly, as benchmarks do). */
+  actionId?: string;
+  /** This agent's instance of the module's service (see AgentModule.service), once the agent started it. */
+  service?: S;
+}
+
+/** What a module's service may use of the agent. */
+export interface ModuleHost {
+  stateDir: string;
+  log: Logger;
+  /** The agent's id and host name as its heartbeat gives them. */
+  self(): { agentId: string; hostname: string };
+  /** Hands an alert to the agent, which keeps it on disk until NATS has stored it. */
+  alert(alert: Alert): void;
+}
+
+/** Work a module does between commands, once per agent: started with the agent, stopped with it. */
+export interface ModuleService {
+  start(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 export interface ModuleOutcome<N extends ModuleName> {
@@ -26,20 +48,27 @@ export interface ModuleOutcome<N extends ModuleName> {
   result: ResultOf<N>;
 }
 
-export interface AgentModule<N extends ModuleName = ModuleName> {
+export interface AgentModule<
+  N extends ModuleName = ModuleName,
+  S extends ModuleService | undefined = ModuleService | undefined,
+> {
   name: N;
   /** Response modules change the host; the ACL treats them more strictly. */
   kind: "investigation" | "response";
   summary: string;
   /** Throws DragnetError(PARAMS) saying what is wrong. Runs before anything executes. */
   check(params: ParamsOf<N>): void;
-  run(params: ParamsOf<N>, ctx: ModuleContext): Promise<ModuleOutcome<N>>;
+  /** Makes this agent's instance of the module's service, for modules that keep working between commands. */
+  service?(host: ModuleHost): S;
+  run(params: ParamsOf<N>, ctx: ModuleContext<S>): Promise<ModuleOutcome<N>>;
 }
 
 /** Any one module, whichever its name: what lists of modules hold. */
 export type SomeModule = { [N in ModuleName]: AgentModule<N> }[ModuleName];
 
-export function defineModule<N extends ModuleName>(module: AgentModule<N>): AgentModule<N> {
+export function defineModule<N extends ModuleName, S extends ModuleService | undefined = undefined>(
+  module: AgentModule<N, S>,
+): AgentModule<N, S> {
   return module;
 }
 
@@ -50,6 +79,7 @@ export function resultCase<N extends ModuleName>(name: N, result: ResultOf<N>): 
 
 export class ModuleRegistry {
   private readonly modules = new Map<string, AgentModule>();
+  private readonly services = new Map<string, ModuleService>();
 
   constructor(modules: readonly SomeModule[] = []) {
     for (const m of modules) this.register(m);
@@ -66,6 +96,28 @@ export class ModuleRegistry {
 
   names(): string[] {
     return [...this.modules.keys()].sort();
+  }
+
+  /** Makes and starts every module's service for one agent; a service that fails to start is logged, not fatal. */
+  async startServices(host: ModuleHost): Promise<void> {
+    for (const m of this.modules.values()) {
+      const service = m.service?.(host);
+      if (!service) continue;
+      this.services.set(m.name, service);
+      await service
+        .start()
+        .catch((err) => host.log.error("module service did not start", { module: m.name, error: err }));
+    }
+  }
+
+  async stopServices(): Promise<void> {
+    await Promise.allSettled([...this.services.values()].map((s) => s.stop()));
+    this.services.clear();
+  }
+
+  /** This agent's instance of a module's service, if it has one and it was started. */
+  serviceOf(name: string): ModuleService | undefined {
+    return this.services.get(name);
   }
 
   /** The module for an operation, or a refusal naming what is unknown. */

@@ -1,12 +1,23 @@
 import type { Command } from "commander";
 import type { DriftChange, DriftParams, DriftResult, OperationResult } from "../../proto/mod.js";
-import { addActionFlags, collect, globalsOf, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
+import {
+  addActionFlags,
+  collect,
+  duration,
+  globalsOf,
+  handle,
+  nonNegativeInt,
+  type SweepFlags,
+} from "../cli-kit.js";
 import { registerFormatter } from "../output/formatters.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { paramsError, sendAction } from "../send.js";
 
 // `dragnet drift`: baselines of paths on the agents, and what changed since —
-// per host, or stacked across the fleet so the odd ones out stand out.
+// per host, or stacked across the fleet so the odd ones out stand out; and
+// persistent watches that alert on change (read with `dragnet alerts`).
+
+const listOf = (v: unknown) => (Array.isArray(v) ? v.join(" ") : "");
 
 registerFormatter("drift", {
   columns: [
@@ -16,9 +27,23 @@ registerFormatter("drift", {
     { key: "name", header: "baseline" },
     { key: "entries", header: "entries" },
     { key: "created", header: "created" },
+    { key: "watch", header: "watch" },
+    { key: "paths", header: "paths", show: listOf },
+    { key: "directoriesNotified", header: "dirs notified" },
+    { key: "alertsSent", header: "alerts" },
+    { key: "lastAlert", header: "last alert" },
   ],
   rows(result) {
     const r = result as DriftResult;
+    if (r.mode.startsWith("watch_")) {
+      return r.watches.map((w) => ({
+        ...w,
+        watch: w.name,
+        created: isoTime(w.createdAtMs),
+        lastAlert: isoTime(w.lastAlertAtMs),
+        stopped: r.mode === "watch_stop",
+      }));
+    }
     if (r.mode === "list") {
       return r.baselines.map((b) => ({
         name: b.name,
@@ -42,6 +67,13 @@ registerFormatter("drift", {
     }));
   },
 });
+
+/** A change's unified diff, headed by where it was seen, for a terminal. */
+export function diffBlock(where: string, change: DriftChange): string {
+  return change.diff
+    ? `\n${printable(where)}: ${printable(change.path)}\n${printable(change.diff, true)}`
+    : "";
+}
 
 /** What makes two hosts' changes "the same": path, kind, what, and the resulting state. */
 function stackKey(c: DriftChange): string {
@@ -86,11 +118,7 @@ function printStacks(stacks: Map<string, Stack>, format: ReturnType<typeof forma
   writer.end();
   if (format === "table") {
     for (const s of ordered) {
-      if (!s.change.diff) continue;
-      process.stdout.write(
-        `\n${s.hosts.length} host${s.hosts.length === 1 ? "" : "s"}: ${printable(s.change.path)}\n`,
-      );
-      process.stdout.write(`${printable(s.change.diff, true)}`);
+      process.stdout.write(diffBlock(`${s.hosts.length} host${s.hosts.length === 1 ? "" : "s"}`, s.change));
     }
   }
 }
@@ -101,10 +129,17 @@ async function run(
   params: DriftParams,
   stack: boolean,
 ): Promise<number> {
+  const format = formatOf(globalsOf(command));
   const stacks = new Map<string, Stack>();
+  /** Diffs to print under the table (JSON and CSV rows carry them already). */
+  let diffs = "";
   const gather = (agent: { id: string; hostname: string }, o: OperationResult) => {
     if (o.module?.$case !== "drift") return;
     for (const change of o.module.value.changes) {
+      if (!stack) {
+        diffs += diffBlock(agent.hostname || agent.id, change);
+        continue;
+      }
       const key = stackKey(change);
       const s = stacks.get(key) ?? { change, hosts: [] };
       s.hosts.push(agent.hostname || agent.id);
@@ -114,12 +149,29 @@ async function run(
   const code = await sendAction(
     command,
     flags,
-    `drift ${params.mode} ${params.name}`,
+    `drift ${params.mode.replace("_", " ")} ${params.name}`,
     [{ module: { $case: "drift", value: params } }],
-    stack ? { collect: gather } : {},
+    { collect: gather, rowsToo: !stack },
   );
-  if (stack) printStacks(stacks, formatOf(globalsOf(command)));
+  if (stack) printStacks(stacks, format);
+  else if (format === "table") process.stdout.write(diffs);
   return code;
+}
+
+/** Parameters of a drift operation: the given ones over the defaults. */
+function driftParams(p: Partial<DriftParams> & Pick<DriftParams, "mode">): DriftParams {
+  const given = Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined));
+  return {
+    mode: p.mode,
+    name: "default",
+    paths: [],
+    excludes: [],
+    maxEntries: undefined,
+    maxContentBytes: undefined,
+    rehash: false,
+    rescanSeconds: undefined,
+    ...given,
+  };
 }
 
 interface BaselineFlags extends SweepFlags {
@@ -169,15 +221,14 @@ Examples:
   baseline.action(
     handle(async (flags: BaselineFlags, command: Command) => {
       if (!flags.list && !flags.path) paramsError("give --path (repeatable) to record, or --list");
-      const params: DriftParams = {
+      const params = driftParams({
         mode: flags.list ? "list" : "baseline",
-        name: flags.name ?? "default",
-        paths: flags.path ?? [],
-        excludes: flags.exclude ?? [],
+        name: flags.name,
+        paths: flags.path,
+        excludes: flags.exclude,
         maxEntries: flags.maxEntries,
         maxContentBytes: flags.maxContentBytes,
-        rehash: false,
-      };
+      });
       return run(flags, command, params, false);
     }),
   );
@@ -197,16 +248,87 @@ Examples:
   );
   check.action(
     handle(async (flags: CheckFlags, command: Command) => {
-      const params: DriftParams = {
-        mode: "check",
-        name: flags.name ?? "default",
-        paths: [],
-        excludes: [],
-        maxEntries: undefined,
-        maxContentBytes: undefined,
-        rehash: flags.rehash ?? false,
-      };
+      const params = driftParams({ mode: "check", name: flags.name, rehash: flags.rehash });
       return run(flags, command, params, flags.stack ?? false);
     }),
+  );
+  registerWatchCommands(drift);
+}
+
+interface WatchFlags extends SweepFlags {
+  path?: string[];
+  exclude?: string[];
+  name?: string;
+  rescan?: number;
+  maxEntries?: number;
+  maxContentBytes?: number;
+}
+
+function registerWatchCommands(drift: Command): void {
+  const watch = drift
+    .command("watch")
+    .description(
+      "persistent watches on the agents: an alert within seconds of a change (see: dragnet alerts)",
+    );
+  const start = watch
+    .command("start")
+    .description("install (or replace) a watch on the targeted agents; it survives agent restarts")
+    .option("--path <path>", "absolute path to watch (repeatable)", collect)
+    .option("--exclude <regex>", "leave out paths matching this regex (repeatable)", collect)
+    .option("--name <name>", "the watch's name (default: default)")
+    .option(
+      "--rescan <duration>",
+      "full rescan interval, the safety net for missed notifications (default 5m, 5s to 24h)",
+      (v: string) => Math.round(duration("--rescan")(v) / 1000),
+    )
+    .option(
+      "--max-entries <n>",
+      "watch at most this many entries (default 200,000)",
+      nonNegativeInt("--max-entries"),
+    )
+    .option(
+      "--max-content-bytes <n>",
+      "keep the text of files up to this size, for diffs (default 65,536)",
+      nonNegativeInt("--max-content-bytes"),
+    );
+  addActionFlags(start);
+  start.addHelpText(
+    "after",
+    `
+Examples:
+  dragnet drift watch start -t 'tags.role == "web"' --path /etc/ssh --path /etc/cron.d --name sshcron
+  dragnet alerts --follow -t 'tags.role == "web"'`,
+  );
+  start.action(
+    handle(async (flags: WatchFlags, command: Command) => {
+      if (!flags.path) paramsError("give --path (repeatable): what to watch");
+      const params = driftParams({
+        mode: "watch_start",
+        name: flags.name,
+        paths: flags.path,
+        excludes: flags.exclude,
+        maxEntries: flags.maxEntries,
+        maxContentBytes: flags.maxContentBytes,
+        rescanSeconds: flags.rescan,
+      });
+      return run(flags, command, params, false);
+    }),
+  );
+  const list = watch.command("list").description("the watches on the targeted agents, with alert counts");
+  addActionFlags(list);
+  list.action(
+    handle(async (flags: WatchFlags, command: Command) =>
+      run(flags, command, driftParams({ mode: "watch_list" }), false),
+    ),
+  );
+  const stop = watch
+    .command("stop")
+    .description("remove a watch from the targeted agents")
+    .requiredOption("--name <name>", "the watch to remove");
+  addActionFlags(stop);
+  stop.action(
+    handle(async (flags: WatchFlags, command: Command) =>
+      run(flags, command, driftParams({ mode: "watch_stop", name: flags.name }), false),
+    ),
   );
 }

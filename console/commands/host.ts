@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { parseDuration } from "../../common/mod.js";
 import type {
   MemoryParams,
   MemoryResult,
@@ -8,10 +7,18 @@ import type {
   ProcessParams,
   ProcessResult,
 } from "../../proto/mod.js";
-import { addActionFlags, collect, handle, nonNegativeInt, type SweepFlags, uint32 } from "../cli-kit.js";
+import {
+  addActionFlags,
+  collect,
+  handle,
+  instantOf,
+  nonNegativeInt,
+  type SweepFlags,
+  uint32,
+} from "../cli-kit.js";
 import { registerFormatter } from "../output/formatters.js";
 import { isoTime } from "../output/rows.js";
-import { paramsError, sendAction } from "../send.js";
+import { sendAction } from "../send.js";
 
 // `dragnet process` and `dragnet netstat`: what runs and who talks to whom,
 // across the fleet.
@@ -93,20 +100,6 @@ registerFormatter("memory", {
   },
 });
 
-/** An ISO time, or a duration meaning that long ago ("2h"). */
-function instant(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const iso = Date.parse(value);
-  if (!Number.isNaN(iso) && /\d{4}-\d{2}-\d{2}/.test(value)) return iso;
-  try {
-    return Date.now() - parseDuration(value);
-  } catch {
-    paramsError(
-      `${flag} takes an ISO time (2026-11-24T10:00:00Z) or a duration ago (2h, 3d), not "${value}"`,
-    );
-  }
-}
-
 interface ProcessFlags extends SweepFlags {
   name?: string;
   cmdline?: string;
@@ -153,8 +146,8 @@ function processParamsOf(flags: ProcessFlags): ProcessParams {
     exeSha256: flags.exeSha256 ?? [],
     hashExe: flags.hashExe ?? false,
     deletedExe: flags.deletedExe ?? false,
-    startedAfterMs: instant("--started-after", flags.startedAfter),
-    startedBeforeMs: instant("--started-before", flags.startedBefore),
+    startedAfterMs: instantOf("--started-after", flags.startedAfter),
+    startedBeforeMs: instantOf("--started-before", flags.startedBefore),
     listening: flags.listening ?? false,
   };
   return params;

@@ -71,7 +71,8 @@ export class RowWriter {
   /** Prints the table (tables need every row to size their columns). */
   end(): void {
     if (this.format !== "table" || this.buffered.length === 0) return;
-    const cols = this.allColumns;
+    // A column no row fills is left out (one formatter serves several modes of a module).
+    const cols = this.allColumns.filter((c) => this.buffered.some((r) => cell(c, r) !== ""));
     const table = new Table({
       head: cols.map((c) => c.header),
       style: { head: [], border: [], compact: true },

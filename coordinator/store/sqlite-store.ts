@@ -1,6 +1,14 @@
 import Database from "better-sqlite3";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
-import type { Store, StoredAction, StoredAgent, StoredCommand, StoredResult, WriteBatch } from "./store.js";
+import type {
+  Store,
+  StoredAction,
+  StoredAgent,
+  StoredAlert,
+  StoredCommand,
+  StoredResult,
+  WriteBatch,
+} from "./store.js";
 
 // The default store: one embedded SQLite file in WAL mode. Writes arrive in
 // batches (one transaction each); reads are plain prepared statements.
@@ -81,6 +89,19 @@ CREATE TABLE audit (
   message TEXT NOT NULL
 );
 CREATE INDEX audit_action ON audit (action_id);
+`,
+  // 3: alerts from the agents' persistent watches.
+  `
+CREATE TABLE alerts (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  UNIQUE (agent_id, id)
+);
+CREATE INDEX alerts_received ON alerts (received_at);
 `,
 ];
 
@@ -202,6 +223,24 @@ const toResult = (r: ResultRow): StoredResult => ({
   receivedAtMs: r.received_at,
 });
 
+interface AlertRow {
+  seq: number;
+  id: string;
+  agent_id: string;
+  at: number;
+  received_at: number;
+  payload: Buffer;
+}
+
+const toAlert = (r: AlertRow): StoredAlert => ({
+  seq: r.seq,
+  id: r.id,
+  agentId: r.agent_id,
+  atMs: r.at,
+  receivedAtMs: r.received_at,
+  payload: r.payload,
+});
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts;
@@ -267,6 +306,12 @@ export class SqliteStore implements Store {
       resultsOf: db.prepare("SELECT * FROM results WHERE action_id = ?"),
       hasResult: db.prepare("SELECT 1 FROM results WHERE command_id = ?"),
       matched: db.prepare("SELECT agent_id FROM results WHERE action_id = ? AND found = 1"),
+      insertAlert: db.prepare(`
+        INSERT OR IGNORE INTO alerts (id, agent_id, at, received_at, payload) VALUES (?, ?, ?, ?, ?)`),
+      alertsAfter: db.prepare("SELECT * FROM alerts WHERE seq > ? ORDER BY seq LIMIT ?"),
+      alertsBefore: db.prepare(
+        "SELECT * FROM alerts WHERE seq < ? AND received_at >= ? ORDER BY seq DESC LIMIT ?",
+      ),
     };
     this.applyTx = this.db.transaction((batch: WriteBatch) => {
       for (const a of batch.agents) {
@@ -316,6 +361,9 @@ export class SqliteStore implements Store {
       }
       for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
       for (const e of batch.audit) this.stmts.insertAudit.run(e);
+      for (const a of batch.alerts) {
+        this.stmts.insertAlert.run(a.id, a.agentId, a.atMs, a.receivedAtMs, Buffer.from(a.payload));
+      }
     });
   }
 
@@ -409,6 +457,14 @@ export class SqliteStore implements Store {
 
   matchedAgents(actionId: string): string[] {
     return (this.stmts.matched.all(actionId) as Array<{ agent_id: string }>).map((r) => r.agent_id);
+  }
+
+  alertsAfter(afterSeq: number, limit: number): StoredAlert[] {
+    return (this.stmts.alertsAfter.all(afterSeq, limit) as AlertRow[]).map(toAlert);
+  }
+
+  alertsBefore(beforeSeq: number, sinceMs: number, limit: number): StoredAlert[] {
+    return (this.stmts.alertsBefore.all(beforeSeq, sinceMs, limit) as AlertRow[]).map(toAlert);
   }
 
   close(): void {

@@ -65,6 +65,17 @@ export interface StoredResult {
   receivedAtMs: number;
 }
 
+export interface StoredAlert {
+  /** The store's sequence number (assigned when stored): a cursor for following. */
+  seq: number;
+  id: string;
+  agentId: string;
+  atMs: number;
+  receivedAtMs: number;
+  /** The Alert as the agent encoded it. */
+  payload: Uint8Array;
+}
+
 /** Writes gathered by the coordinator and applied together, in one transaction. */
 export interface WriteBatch {
   agents: StoredAgent[];
@@ -73,6 +84,8 @@ export interface WriteBatch {
   results: StoredResult[];
   completed: Array<{ actionId: string; atMs: number }>;
   audit: AuditEntry[];
+  /** Alerts (without seq); one an agent sent twice is stored once. */
+  alerts: Array<Omit<StoredAlert, "seq">>;
 }
 
 export interface Store {
@@ -94,5 +107,9 @@ export interface Store {
   hasResult(commandId: string): boolean;
   /** Agents whose result for the action found something (target `matched(id)`). */
   matchedAgents(actionId: string): string[];
+  /** Alerts with a sequence number above `afterSeq`, oldest first. */
+  alertsAfter(afterSeq: number, limit: number): StoredAlert[];
+  /** Alerts received at or after `sinceMs` with a sequence number below `beforeSeq`, newest first. */
+  alertsBefore(beforeSeq: number, sinceMs: number, limit: number): StoredAlert[];
   close(): void;
 }

@@ -77,6 +77,7 @@ describe("SQLite store", () => {
           message: "1 agents targeted",
         },
       ],
+      alerts: [],
     });
     store.close();
     const again = new SqliteStore(file);
@@ -116,7 +117,15 @@ describe("SQLite store", () => {
       weight: 1,
       requiredWeight: 2,
     };
-    const empty = { agents: [], actions: [], commands: [], results: [], completed: [], audit: [] };
+    const empty = {
+      agents: [],
+      actions: [],
+      commands: [],
+      results: [],
+      completed: [],
+      audit: [],
+      alerts: [],
+    };
     store.apply({ ...empty, actions: [pending] });
     expect(store.pendingActions().map((a) => [a.id, a.weight, a.requiredWeight])).toEqual([
       [pending.id, 1, 2],

@@ -13,9 +13,11 @@ function plain(e: SnapshotEntry): DriftEntry {
   return rest;
 }
 
+/** `label` names the earlier state in diffs: "baseline" for a check, "before" for a watch's alert. */
 export function compare(
   before: Map<string, SnapshotEntry>,
   after: Map<string, SnapshotEntry>,
+  label = "baseline",
 ): DriftChange[] {
   const changes: DriftChange[] = [];
   const paths = [...new Set([...before.keys(), ...after.keys()])].sort();
@@ -43,7 +45,7 @@ export function compare(
     let diff = "";
     if (what.includes("content") && b.content64 !== undefined && a.content64 !== undefined) {
       const text = (b64: string) => Buffer.from(b64, "base64").toString("utf8");
-      diff = createTwoFilesPatch(path, path, text(b.content64), text(a.content64), "baseline", "now", {
+      diff = createTwoFilesPatch(path, path, text(b.content64), text(a.content64), label, "now", {
         context: 3,
       });
       if (diff.length > MAX_DIFF) diff = `${diff.slice(0, MAX_DIFF)}\n[diff cut at ${MAX_DIFF} bytes]\n`;

@@ -1,44 +1,34 @@
-import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Codes, DragnetError, writeFileAtomicParts } from "../../../common/mod.js";
+import { Codes, DragnetError } from "../../../common/mod.js";
 import type { BaselineInfo, DriftParams, DriftResult } from "../../../proto/mod.js";
 import { absolutePath, userRegex } from "../params.js";
 import { defineModule } from "../registry.js";
 import { compare } from "./compare.js";
-import { type SnapshotEntry, takeSnapshot } from "./snapshot.js";
+import { takeSnapshot } from "./snapshot.js";
+import { FORMAT_VERSION, loadSnapshotFile, type SnapshotFile, saveSnapshotFile } from "./snapshot-file.js";
+import { DriftWatches } from "./watch.js";
 
 // `drift`: "what changed on this host since we knew it was good?" A named
 // baseline of some paths is kept in the agent's state directory (it survives
 // restarts and upgrades: a versioned JSON file), and a check compares the
-// present with it.
+// present with it. Watches (watch.ts) do the same continuously and alert.
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
-const DEFAULTS = { maxEntries: 200_000, maxContentBytes: 65_536 };
-const LIMITS = { maxEntries: 2_000_000, maxContentBytes: 1024 * 1024 };
-const FORMAT_VERSION = 2;
-
-interface StoredBaseline {
-  version: number;
-  name: string;
-  createdAtMs: number;
-  paths: string[];
-  excludes: string[];
-  maxEntries: number;
-  maxContentBytes: number;
-  skipped: number;
-  entries: Array<[string, SnapshotEntry]>;
-}
+const MODES = ["baseline", "check", "list", "watch_start", "watch_list", "watch_stop"];
+const DEFAULTS = { maxEntries: 200_000, maxContentBytes: 65_536, rescanSeconds: 300 };
+const LIMITS = { maxEntries: 2_000_000, maxContentBytes: 1024 * 1024, rescanSeconds: [5, 86_400] };
 
 function params(p: DriftParams) {
   const fail = (message: string): never => {
     throw new DragnetError(Codes.PARAMS, `drift: ${message}`);
   };
   const mode = p.mode || "check";
-  if (!["baseline", "check", "list"].includes(mode)) fail(`mode is baseline, check or list, not "${p.mode}"`);
+  if (!MODES.includes(mode)) fail(`mode is one of ${MODES.join(", ")}, not "${p.mode.slice(0, 40)}"`);
   const name = p.name || "default";
-  if (!NAME.test(name))
-    fail(`baseline name "${name.slice(0, 80)}" may hold only letters, digits, . _ - (at most 64)`);
-  if (mode === "baseline" && p.paths.length === 0) fail("a baseline needs at least one path");
+  if (!NAME.test(name)) fail(`name "${name.slice(0, 80)}" may hold only letters, digits, . _ - (at most 64)`);
+  if ((mode === "baseline" || mode === "watch_start") && p.paths.length === 0)
+    fail(`${mode === "baseline" ? "a baseline" : "a watch"} needs at least one path`);
   if (p.paths.length > 64) fail("more than 64 paths");
   const paths = [
     ...new Set(
@@ -49,31 +39,31 @@ function params(p: DriftParams) {
   const excludes = p.excludes.map((source) => userRegex("drift: exclude regex", source));
   const maxEntries = p.maxEntries ?? DEFAULTS.maxEntries;
   const maxContentBytes = p.maxContentBytes ?? DEFAULTS.maxContentBytes;
+  const rescanSeconds = p.rescanSeconds ?? DEFAULTS.rescanSeconds;
   if (maxEntries < 1 || maxEntries > LIMITS.maxEntries)
     fail(`max entries must be between 1 and ${LIMITS.maxEntries}`);
   if (maxContentBytes > LIMITS.maxContentBytes)
     fail(`max content bytes must be at most ${LIMITS.maxContentBytes}`);
-  return { mode, name, paths, excludes, maxEntries, maxContentBytes };
+  const [minRescan, maxRescan] = LIMITS.rescanSeconds as [number, number];
+  if (rescanSeconds < minRescan || rescanSeconds > maxRescan)
+    fail(`rescan seconds must be between ${minRescan} and ${maxRescan}`);
+  return { mode, name, paths, excludes, maxEntries, maxContentBytes, rescanSeconds };
 }
 
 const dirOf = (stateDir: string) => join(stateDir, "drift");
 const fileOf = (stateDir: string, name: string) => join(dirOf(stateDir), `${name}.json`);
 
-function load(stateDir: string, name: string): StoredBaseline {
-  let text: string;
+function load(stateDir: string, name: string): SnapshotFile {
+  let stored: SnapshotFile | undefined;
   try {
-    text = readFileSync(fileOf(stateDir, name), "utf8");
-  } catch {
+    stored = loadSnapshotFile(fileOf(stateDir, name));
+  } catch (err) {
+    throw new DragnetError(Codes.PARAMS, `drift: baseline "${name}": ${(err as Error).message}`);
+  }
+  if (!stored) {
     throw new DragnetError(
       Codes.PARAMS,
       `drift: no baseline named "${name}" on this agent; record one with: dragnet drift baseline --name ${name}`,
-    );
-  }
-  const stored = JSON.parse(text) as StoredBaseline;
-  if (stored.version !== FORMAT_VERSION) {
-    throw new DragnetError(
-      Codes.PARAMS,
-      `drift: baseline "${name}" has format ${stored.version}; record it again`,
     );
   }
   return stored;
@@ -82,10 +72,11 @@ function load(stateDir: string, name: string): StoredBaseline {
 export const driftModule = defineModule({
   name: "drift",
   kind: "investigation",
-  summary: "record a baseline of paths, and report what changed since (with diffs)",
+  summary: "record a baseline of paths, and report what changed since (with diffs); watch paths and alert",
   check(p) {
     params(p);
   },
+  service: (host) => new DriftWatches(host),
   async run(p, ctx) {
     const o = params(p);
     const result: DriftResult = {
@@ -98,7 +89,21 @@ export const driftModule = defineModule({
       baselines: [],
       errors: [],
       hashesReused: 0,
+      watches: [],
     };
+    if (o.mode.startsWith("watch_")) {
+      const watches = ctx.service;
+      if (!watches) throw new DragnetError(Codes.MODULE_FAILED, "drift: this agent runs no watch service");
+      if (o.mode === "watch_start") {
+        const spec = { ...o, excludes: p.excludes, actionId: ctx.actionId ?? "" };
+        result.watches = [await watches.add(spec, ctx.signal)];
+      } else if (o.mode === "watch_stop") {
+        result.watches = [await watches.remove(o.name)];
+      } else {
+        result.watches = watches.list();
+      }
+      return { found: result.watches.length > 0, result };
+    }
     if (o.mode === "list") {
       let names: string[] = [];
       try {
@@ -125,35 +130,23 @@ export const driftModule = defineModule({
     }
     if (o.mode === "baseline") {
       const snap = await takeSnapshot({ ...o, signal: ctx.signal });
-      const stored: StoredBaseline = {
-        version: FORMAT_VERSION,
-        name: o.name,
-        createdAtMs: Date.now(),
-        paths: o.paths,
-        excludes: p.excludes,
-        maxEntries: o.maxEntries,
-        maxContentBytes: o.maxContentBytes,
-        skipped: snap.skipped,
-        entries: [...snap.entries],
-      };
-      mkdirSync(dirOf(ctx.stateDir), { recursive: true, mode: 0o700 });
-      // Entry by entry: a big tree's baseline is hundreds of MB, never one string.
-      const { entries, ...header } = stored;
-      writeFileAtomicParts(
+      const createdAtMs = Date.now();
+      saveSnapshotFile(
         fileOf(ctx.stateDir, o.name),
-        (function* () {
-          yield `${JSON.stringify(header).slice(0, -1)},"entries":[`;
-          let first = true;
-          for (const e of entries) {
-            yield `${first ? "" : ","}${JSON.stringify(e)}`;
-            first = false;
-          }
-          yield "]}";
-        })(),
-        0o600,
+        {
+          version: FORMAT_VERSION,
+          name: o.name,
+          createdAtMs,
+          paths: o.paths,
+          excludes: p.excludes,
+          maxEntries: o.maxEntries,
+          maxContentBytes: o.maxContentBytes,
+          skipped: snap.skipped,
+        },
+        snap.entries,
       );
       Object.assign(result, {
-        baselineAtMs: stored.createdAtMs,
+        baselineAtMs: createdAtMs,
         entries: snap.entries.size,
         skipped: snap.skipped,
         errors: snap.errors,

@@ -33,7 +33,7 @@ export interface SnapshotOptions {
   maxEntries: number;
   maxContentBytes: number;
   /** A previous snapshot whose hashes may be reused for files of unchanged size, mtime and ctime. */
-  reuse?: Map<string, SnapshotEntry>;
+  reuse?: Pick<ReadonlyMap<string, SnapshotEntry>, "get">;
   signal: AbortSignal;
 }
 

@@ -7,7 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
-import { DriftParams, DriftResult } from "./drift.js";
+import { DriftChange, DriftParams, DriftResult } from "./drift.js";
 import { FileParams, FileResult } from "./file.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
@@ -77,6 +77,34 @@ export interface Heartbeat {
 export interface Heartbeat_TagsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Published by an agent on <prefix>.alert.<agentId> (a JetStream stream) when
+ * one of its persistent watches sees a change. Kept in the agent's alert
+ * outbox until the server has stored it.
+ */
+export interface Alert {
+  /** Unique, sorts by creation time. */
+  id: string;
+  agentId: string;
+  hostname: string;
+  atMs: number;
+  /** The module whose watch fired ("drift"). */
+  source: string;
+  /** The watch's name. */
+  watch: string;
+  /** The action that installed the watch. */
+  actionId: string;
+  /**
+   * What noticed the change: "notify" (inotify), "rescan" (the periodic
+   * safety net) or "restart" (changed while the agent was not running).
+   */
+  detectedBy: string;
+  /** The same description as `drift check` gives. */
+  changes: DriftChange[];
+  /** Changes left out to keep the alert within its size limit. */
+  changesOmitted: number;
 }
 
 /**
@@ -589,6 +617,252 @@ export const Heartbeat_TagsEntry: MessageFns<Heartbeat_TagsEntry> = {
     const message = createBaseHeartbeat_TagsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseAlert(): Alert {
+  return {
+    id: "",
+    agentId: "",
+    hostname: "",
+    atMs: 0,
+    source: "",
+    watch: "",
+    actionId: "",
+    detectedBy: "",
+    changes: [],
+    changesOmitted: 0,
+  };
+}
+
+export const Alert: MessageFns<Alert> = {
+  encode(message: Alert, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.agentId !== "") {
+      writer.uint32(18).string(message.agentId);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(26).string(message.hostname);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(32).int64(message.atMs);
+    }
+    if (message.source !== "") {
+      writer.uint32(42).string(message.source);
+    }
+    if (message.watch !== "") {
+      writer.uint32(50).string(message.watch);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(58).string(message.actionId);
+    }
+    if (message.detectedBy !== "") {
+      writer.uint32(66).string(message.detectedBy);
+    }
+    for (const v of message.changes) {
+      DriftChange.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.changesOmitted !== 0) {
+      writer.uint32(80).uint32(message.changesOmitted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Alert {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAlert();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.watch = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.detectedBy = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.changes.push(DriftChange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.changesOmitted = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Alert {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      watch: isSet(object.watch) ? globalThis.String(object.watch) : "",
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      detectedBy: isSet(object.detectedBy)
+        ? globalThis.String(object.detectedBy)
+        : isSet(object.detected_by)
+        ? globalThis.String(object.detected_by)
+        : "",
+      changes: globalThis.Array.isArray(object?.changes)
+        ? object.changes.map((e: any) => DriftChange.fromJSON(e))
+        : [],
+      changesOmitted: isSet(object.changesOmitted)
+        ? globalThis.Number(object.changesOmitted)
+        : isSet(object.changes_omitted)
+        ? globalThis.Number(object.changes_omitted)
+        : 0,
+    };
+  },
+
+  toJSON(message: Alert): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.watch !== "") {
+      obj.watch = message.watch;
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.detectedBy !== "") {
+      obj.detectedBy = message.detectedBy;
+    }
+    if (message.changes?.length) {
+      obj.changes = message.changes.map((e) => DriftChange.toJSON(e));
+    }
+    if (message.changesOmitted !== 0) {
+      obj.changesOmitted = Math.round(message.changesOmitted);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Alert>, I>>(base?: I): Alert {
+    return Alert.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Alert>, I>>(object: I): Alert {
+    const message = createBaseAlert();
+    message.id = object.id ?? "";
+    message.agentId = object.agentId ?? "";
+    message.hostname = object.hostname ?? "";
+    message.atMs = object.atMs ?? 0;
+    message.source = object.source ?? "";
+    message.watch = object.watch ?? "";
+    message.actionId = object.actionId ?? "";
+    message.detectedBy = object.detectedBy ?? "";
+    message.changes = object.changes?.map((e) => DriftChange.fromPartial(e)) || [];
+    message.changesOmitted = object.changesOmitted ?? 0;
     return message;
   },
 };

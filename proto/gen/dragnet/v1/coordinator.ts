@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CommandResult, Signature, SignedAction } from "./agent.js";
+import { Alert, CommandResult, Signature, SignedAction } from "./agent.js";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
 
 export enum ActionState {
@@ -303,6 +303,32 @@ export interface PreviewTargetRequest {
 
 export interface PreviewTargetResponse {
   agents: AgentInfo[];
+}
+
+export interface StoredAlert {
+  /** The coordinator's sequence number: a cursor for following. */
+  seq: number;
+  receivedAtMs: number;
+  alert: Alert | undefined;
+}
+
+export interface ListAlertsRequest {
+  /** Optional target expression over the agents as the coordinator knows them. */
+  target: string;
+  /** Only alerts received at or after this time. */
+  sinceMs: number;
+  /** At most this many, the newest (default 100, at most 10,000). */
+  limit: number;
+}
+
+export interface ListAlertsResponse {
+  alerts: StoredAlert[];
+}
+
+export interface WatchAlertsRequest {
+  target: string;
+  /** Replay stored alerts with a higher sequence number first (0: only new ones). */
+  afterSeq: number;
 }
 
 function createBaseAgentInfo(): AgentInfo {
@@ -3150,6 +3176,374 @@ export const PreviewTargetResponse: MessageFns<PreviewTargetResponse> = {
   },
 };
 
+function createBaseStoredAlert(): StoredAlert {
+  return { seq: 0, receivedAtMs: 0, alert: undefined };
+}
+
+export const StoredAlert: MessageFns<StoredAlert> = {
+  encode(message: StoredAlert, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.receivedAtMs !== 0) {
+      writer.uint32(16).int64(message.receivedAtMs);
+    }
+    if (message.alert !== undefined) {
+      Alert.encode(message.alert, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StoredAlert {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStoredAlert();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.receivedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.alert = Alert.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StoredAlert {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      receivedAtMs: isSet(object.receivedAtMs)
+        ? globalThis.Number(object.receivedAtMs)
+        : isSet(object.received_at_ms)
+        ? globalThis.Number(object.received_at_ms)
+        : 0,
+      alert: isSet(object.alert) ? Alert.fromJSON(object.alert) : undefined,
+    };
+  },
+
+  toJSON(message: StoredAlert): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.receivedAtMs !== 0) {
+      obj.receivedAtMs = Math.round(message.receivedAtMs);
+    }
+    if (message.alert !== undefined) {
+      obj.alert = Alert.toJSON(message.alert);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StoredAlert>, I>>(base?: I): StoredAlert {
+    return StoredAlert.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StoredAlert>, I>>(object: I): StoredAlert {
+    const message = createBaseStoredAlert();
+    message.seq = object.seq ?? 0;
+    message.receivedAtMs = object.receivedAtMs ?? 0;
+    message.alert = (object.alert !== undefined && object.alert !== null) ? Alert.fromPartial(object.alert) : undefined;
+    return message;
+  },
+};
+
+function createBaseListAlertsRequest(): ListAlertsRequest {
+  return { target: "", sinceMs: 0, limit: 0 };
+}
+
+export const ListAlertsRequest: MessageFns<ListAlertsRequest> = {
+  encode(message: ListAlertsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.target !== "") {
+      writer.uint32(10).string(message.target);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(16).int64(message.sinceMs);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAlertsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAlertsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAlertsRequest {
+    return {
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      sinceMs: isSet(object.sinceMs)
+        ? globalThis.Number(object.sinceMs)
+        : isSet(object.since_ms)
+        ? globalThis.Number(object.since_ms)
+        : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListAlertsRequest): unknown {
+    const obj: any = {};
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.sinceMs !== 0) {
+      obj.sinceMs = Math.round(message.sinceMs);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAlertsRequest>, I>>(base?: I): ListAlertsRequest {
+    return ListAlertsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAlertsRequest>, I>>(object: I): ListAlertsRequest {
+    const message = createBaseListAlertsRequest();
+    message.target = object.target ?? "";
+    message.sinceMs = object.sinceMs ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListAlertsResponse(): ListAlertsResponse {
+  return { alerts: [] };
+}
+
+export const ListAlertsResponse: MessageFns<ListAlertsResponse> = {
+  encode(message: ListAlertsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.alerts) {
+      StoredAlert.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAlertsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAlertsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.alerts.push(StoredAlert.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAlertsResponse {
+    return {
+      alerts: globalThis.Array.isArray(object?.alerts) ? object.alerts.map((e: any) => StoredAlert.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListAlertsResponse): unknown {
+    const obj: any = {};
+    if (message.alerts?.length) {
+      obj.alerts = message.alerts.map((e) => StoredAlert.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAlertsResponse>, I>>(base?: I): ListAlertsResponse {
+    return ListAlertsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAlertsResponse>, I>>(object: I): ListAlertsResponse {
+    const message = createBaseListAlertsResponse();
+    message.alerts = object.alerts?.map((e) => StoredAlert.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWatchAlertsRequest(): WatchAlertsRequest {
+  return { target: "", afterSeq: 0 };
+}
+
+export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
+  encode(message: WatchAlertsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.target !== "") {
+      writer.uint32(10).string(message.target);
+    }
+    if (message.afterSeq !== 0) {
+      writer.uint32(16).uint64(message.afterSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchAlertsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchAlertsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSeq = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchAlertsRequest {
+    return {
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      afterSeq: isSet(object.afterSeq)
+        ? globalThis.Number(object.afterSeq)
+        : isSet(object.after_seq)
+        ? globalThis.Number(object.after_seq)
+        : 0,
+    };
+  },
+
+  toJSON(message: WatchAlertsRequest): unknown {
+    const obj: any = {};
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.afterSeq !== 0) {
+      obj.afterSeq = Math.round(message.afterSeq);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchAlertsRequest>, I>>(base?: I): WatchAlertsRequest {
+    return WatchAlertsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchAlertsRequest>, I>>(object: I): WatchAlertsRequest {
+    const message = createBaseWatchAlertsRequest();
+    message.target = object.target ?? "";
+    message.afterSeq = object.afterSeq ?? 0;
+    return message;
+  },
+};
+
 /** The coordinator's API for consoles, served over gRPC with TLS. */
 export type CoordinatorService = typeof CoordinatorService;
 export const CoordinatorService = {
@@ -3236,6 +3630,26 @@ export const CoordinatorService = {
     responseSerialize: (value: ListAuditResponse): Buffer => Buffer.from(ListAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditResponse => ListAuditResponse.decode(value),
   },
+  /** Alerts from the agents' persistent watches, newest last. */
+  listAlerts: {
+    path: "/dragnet.v1.Coordinator/ListAlerts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAlertsRequest): Buffer => Buffer.from(ListAlertsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAlertsRequest => ListAlertsRequest.decode(value),
+    responseSerialize: (value: ListAlertsResponse): Buffer => Buffer.from(ListAlertsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAlertsResponse => ListAlertsResponse.decode(value),
+  },
+  /** Alerts after a point, then each new one as it is stored, until cancelled. */
+  watchAlerts: {
+    path: "/dragnet.v1.Coordinator/WatchAlerts" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchAlertsRequest): Buffer => Buffer.from(WatchAlertsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchAlertsRequest => WatchAlertsRequest.decode(value),
+    responseSerialize: (value: StoredAlert): Buffer => Buffer.from(StoredAlert.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StoredAlert => StoredAlert.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -3255,6 +3669,10 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   approveAction: handleUnaryCall<ApproveActionRequest, ApproveActionResponse>;
   /** The coordinator's audit log: API calls, refusals, approvals, agent rejections. */
   listAudit: handleUnaryCall<ListAuditRequest, ListAuditResponse>;
+  /** Alerts from the agents' persistent watches, newest last. */
+  listAlerts: handleUnaryCall<ListAlertsRequest, ListAlertsResponse>;
+  /** Alerts after a point, then each new one as it is stored, until cancelled. */
+  watchAlerts: handleServerStreamingCall<WatchAlertsRequest, StoredAlert>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -3377,6 +3795,29 @@ export interface CoordinatorClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditResponse) => void,
   ): ClientUnaryCall;
+  /** Alerts from the agents' persistent watches, newest last. */
+  listAlerts(
+    request: ListAlertsRequest,
+    callback: (error: ServiceError | null, response: ListAlertsResponse) => void,
+  ): ClientUnaryCall;
+  listAlerts(
+    request: ListAlertsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAlertsResponse) => void,
+  ): ClientUnaryCall;
+  listAlerts(
+    request: ListAlertsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAlertsResponse) => void,
+  ): ClientUnaryCall;
+  /** Alerts after a point, then each new one as it is stored, until cancelled. */
+  watchAlerts(request: WatchAlertsRequest, options?: Partial<CallOptions>): ClientReadableStream<StoredAlert>;
+  watchAlerts(
+    request: WatchAlertsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StoredAlert>;
 }
 
 export const CoordinatorClient = makeGenericClientConstructor(

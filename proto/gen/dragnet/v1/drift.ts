@@ -9,10 +9,11 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 
 /**
  * Parameters of the `drift` module: record a named baseline of some paths in
- * the agent's state directory, compare the present with it, or list baselines.
+ * the agent's state directory, compare the present with it, or list baselines;
+ * or install, list and remove persistent watches that alert on change.
  */
 export interface DriftParams {
-  /** "baseline", "check" or "list". */
+  /** "baseline", "check", "list", "watch_start", "watch_list" or "watch_stop". */
   mode: string;
   /** The baseline's name (letters, digits, . _ -; default "default"). */
   name: string;
@@ -30,6 +31,11 @@ export interface DriftParams {
     | undefined;
   /** Check: hash every file again, even those whose size and mtime are unchanged. */
   rehash: boolean;
+  /**
+   * Watch: seconds between full rescans, the safety net for changes that
+   * notifications miss (default 300, at least 5).
+   */
+  rescanSeconds?: number | undefined;
 }
 
 export interface DriftResult {
@@ -45,6 +51,34 @@ export interface DriftResult {
   errors: string[];
   /** Check: files whose hash was reused because size and mtime had not changed. */
   hashesReused: number;
+  /** watch_start / watch_list / watch_stop: the watches concerned. */
+  watches: WatchInfo[];
+}
+
+/**
+ * A persistent watch on an agent: it survives restarts (kept in the state
+ * directory) and publishes an Alert on <prefix>.alert.<agentId> on change.
+ */
+export interface WatchInfo {
+  name: string;
+  paths: string[];
+  excludes: string[];
+  createdAtMs: number;
+  /** The action that installed it. */
+  actionId: string;
+  rescanSeconds: number;
+  /** Entries under watch, and directories with a change notification. */
+  entries: number;
+  directoriesNotified: number;
+  /**
+   * Directories that could not be given a notification (inotify limits):
+   * changes there are found by the rescan only.
+   */
+  directoriesUnnotified: number;
+  alertsSent: number;
+  lastAlertAtMs: number;
+  lastRescanAtMs: number;
+  errors: string[];
 }
 
 export interface DriftEntry {
@@ -91,6 +125,7 @@ function createBaseDriftParams(): DriftParams {
     maxEntries: undefined,
     maxContentBytes: undefined,
     rehash: false,
+    rescanSeconds: undefined,
   };
 }
 
@@ -116,6 +151,9 @@ export const DriftParams: MessageFns<DriftParams> = {
     }
     if (message.rehash !== false) {
       writer.uint32(56).bool(message.rehash);
+    }
+    if (message.rescanSeconds !== undefined) {
+      writer.uint32(64).uint32(message.rescanSeconds);
     }
     return writer;
   },
@@ -189,6 +227,14 @@ export const DriftParams: MessageFns<DriftParams> = {
             message.rehash = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.rescanSeconds = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -218,6 +264,11 @@ export const DriftParams: MessageFns<DriftParams> = {
         ? globalThis.Number(object.max_content_bytes)
         : undefined,
       rehash: isSet(object.rehash) ? globalThis.Boolean(object.rehash) : false,
+      rescanSeconds: isSet(object.rescanSeconds)
+        ? globalThis.Number(object.rescanSeconds)
+        : isSet(object.rescan_seconds)
+        ? globalThis.Number(object.rescan_seconds)
+        : undefined,
     };
   },
 
@@ -244,6 +295,9 @@ export const DriftParams: MessageFns<DriftParams> = {
     if (message.rehash !== false) {
       obj.rehash = message.rehash;
     }
+    if (message.rescanSeconds !== undefined) {
+      obj.rescanSeconds = Math.round(message.rescanSeconds);
+    }
     return obj;
   },
 
@@ -259,6 +313,7 @@ export const DriftParams: MessageFns<DriftParams> = {
     message.maxEntries = object.maxEntries ?? undefined;
     message.maxContentBytes = object.maxContentBytes ?? undefined;
     message.rehash = object.rehash ?? false;
+    message.rescanSeconds = object.rescanSeconds ?? undefined;
     return message;
   },
 };
@@ -274,6 +329,7 @@ function createBaseDriftResult(): DriftResult {
     baselines: [],
     errors: [],
     hashesReused: 0,
+    watches: [],
   };
 }
 
@@ -305,6 +361,9 @@ export const DriftResult: MessageFns<DriftResult> = {
     }
     if (message.hashesReused !== 0) {
       writer.uint32(72).uint32(message.hashesReused);
+    }
+    for (const v of message.watches) {
+      WatchInfo.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -394,6 +453,14 @@ export const DriftResult: MessageFns<DriftResult> = {
             message.hashesReused = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.watches.push(WatchInfo.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -427,6 +494,7 @@ export const DriftResult: MessageFns<DriftResult> = {
         : isSet(object.hashes_reused)
         ? globalThis.Number(object.hashes_reused)
         : 0,
+      watches: globalThis.Array.isArray(object?.watches) ? object.watches.map((e: any) => WatchInfo.fromJSON(e)) : [],
     };
   },
 
@@ -459,6 +527,9 @@ export const DriftResult: MessageFns<DriftResult> = {
     if (message.hashesReused !== 0) {
       obj.hashesReused = Math.round(message.hashesReused);
     }
+    if (message.watches?.length) {
+      obj.watches = message.watches.map((e) => WatchInfo.toJSON(e));
+    }
     return obj;
   },
 
@@ -476,6 +547,316 @@ export const DriftResult: MessageFns<DriftResult> = {
     message.baselines = object.baselines?.map((e) => BaselineInfo.fromPartial(e)) || [];
     message.errors = object.errors?.map((e) => e) || [];
     message.hashesReused = object.hashesReused ?? 0;
+    message.watches = object.watches?.map((e) => WatchInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWatchInfo(): WatchInfo {
+  return {
+    name: "",
+    paths: [],
+    excludes: [],
+    createdAtMs: 0,
+    actionId: "",
+    rescanSeconds: 0,
+    entries: 0,
+    directoriesNotified: 0,
+    directoriesUnnotified: 0,
+    alertsSent: 0,
+    lastAlertAtMs: 0,
+    lastRescanAtMs: 0,
+    errors: [],
+  };
+}
+
+export const WatchInfo: MessageFns<WatchInfo> = {
+  encode(message: WatchInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.paths) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.excludes) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(32).int64(message.createdAtMs);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(42).string(message.actionId);
+    }
+    if (message.rescanSeconds !== 0) {
+      writer.uint32(48).uint32(message.rescanSeconds);
+    }
+    if (message.entries !== 0) {
+      writer.uint32(56).uint32(message.entries);
+    }
+    if (message.directoriesNotified !== 0) {
+      writer.uint32(64).uint32(message.directoriesNotified);
+    }
+    if (message.directoriesUnnotified !== 0) {
+      writer.uint32(72).uint32(message.directoriesUnnotified);
+    }
+    if (message.alertsSent !== 0) {
+      writer.uint32(80).uint32(message.alertsSent);
+    }
+    if (message.lastAlertAtMs !== 0) {
+      writer.uint32(88).int64(message.lastAlertAtMs);
+    }
+    if (message.lastRescanAtMs !== 0) {
+      writer.uint32(96).int64(message.lastRescanAtMs);
+    }
+    for (const v of message.errors) {
+      writer.uint32(106).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.paths.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.excludes.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.rescanSeconds = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.entries = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.directoriesNotified = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.directoriesUnnotified = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.alertsSent = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.lastAlertAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.lastRescanAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.errors.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      excludes: globalThis.Array.isArray(object?.excludes) ? object.excludes.map((e: any) => globalThis.String(e)) : [],
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      rescanSeconds: isSet(object.rescanSeconds)
+        ? globalThis.Number(object.rescanSeconds)
+        : isSet(object.rescan_seconds)
+        ? globalThis.Number(object.rescan_seconds)
+        : 0,
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      directoriesNotified: isSet(object.directoriesNotified)
+        ? globalThis.Number(object.directoriesNotified)
+        : isSet(object.directories_notified)
+        ? globalThis.Number(object.directories_notified)
+        : 0,
+      directoriesUnnotified: isSet(object.directoriesUnnotified)
+        ? globalThis.Number(object.directoriesUnnotified)
+        : isSet(object.directories_unnotified)
+        ? globalThis.Number(object.directories_unnotified)
+        : 0,
+      alertsSent: isSet(object.alertsSent)
+        ? globalThis.Number(object.alertsSent)
+        : isSet(object.alerts_sent)
+        ? globalThis.Number(object.alerts_sent)
+        : 0,
+      lastAlertAtMs: isSet(object.lastAlertAtMs)
+        ? globalThis.Number(object.lastAlertAtMs)
+        : isSet(object.last_alert_at_ms)
+        ? globalThis.Number(object.last_alert_at_ms)
+        : 0,
+      lastRescanAtMs: isSet(object.lastRescanAtMs)
+        ? globalThis.Number(object.lastRescanAtMs)
+        : isSet(object.last_rescan_at_ms)
+        ? globalThis.Number(object.last_rescan_at_ms)
+        : 0,
+      errors: globalThis.Array.isArray(object?.errors)
+        ? object.errors.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: WatchInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.paths?.length) {
+      obj.paths = message.paths;
+    }
+    if (message.excludes?.length) {
+      obj.excludes = message.excludes;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.rescanSeconds !== 0) {
+      obj.rescanSeconds = Math.round(message.rescanSeconds);
+    }
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.directoriesNotified !== 0) {
+      obj.directoriesNotified = Math.round(message.directoriesNotified);
+    }
+    if (message.directoriesUnnotified !== 0) {
+      obj.directoriesUnnotified = Math.round(message.directoriesUnnotified);
+    }
+    if (message.alertsSent !== 0) {
+      obj.alertsSent = Math.round(message.alertsSent);
+    }
+    if (message.lastAlertAtMs !== 0) {
+      obj.lastAlertAtMs = Math.round(message.lastAlertAtMs);
+    }
+    if (message.lastRescanAtMs !== 0) {
+      obj.lastRescanAtMs = Math.round(message.lastRescanAtMs);
+    }
+    if (message.errors?.length) {
+      obj.errors = message.errors;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchInfo>, I>>(base?: I): WatchInfo {
+    return WatchInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchInfo>, I>>(object: I): WatchInfo {
+    const message = createBaseWatchInfo();
+    message.name = object.name ?? "";
+    message.paths = object.paths?.map((e) => e) || [];
+    message.excludes = object.excludes?.map((e) => e) || [];
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.actionId = object.actionId ?? "";
+    message.rescanSeconds = object.rescanSeconds ?? 0;
+    message.entries = object.entries ?? 0;
+    message.directoriesNotified = object.directoriesNotified ?? 0;
+    message.directoriesUnnotified = object.directoriesUnnotified ?? 0;
+    message.alertsSent = object.alertsSent ?? 0;
+    message.lastAlertAtMs = object.lastAlertAtMs ?? 0;
+    message.lastRescanAtMs = object.lastRescanAtMs ?? 0;
+    message.errors = object.errors?.map((e) => e) || [];
     return message;
   },
 };

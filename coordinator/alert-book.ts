@@ -1,0 +1,159 @@
+import type { JsMsg } from "@nats-io/jetstream";
+import { Codes, DragnetError, isId, type Logger, problemOf, type Subjects } from "../common/mod.js";
+import { Alert, type StoredAlert } from "../proto/mod.js";
+import type { Store, StoredAlert as StoredAlertRow } from "./store/store.js";
+import type { WriteBatcher } from "./write-batcher.js";
+
+// Alerts from the agents' persistent watches: taken from the alerts stream,
+// checked, stored, acknowledged once committed, and pushed to whoever follows
+// them (`dragnet alerts --follow`). An alert is refused when it does not
+// decode, claims another agent than the subject it came on (NATS credentials
+// bind an agent to its own subjects), or is out of bounds; a refusal is
+// logged and audited, and the alert leaves the stream.
+
+const MAX_CHANGES = 20_000;
+const TOKEN = /^[A-Za-z0-9._-]{0,64}$/;
+/** Rows read per query while filtering by target. */
+const PAGE = 1000;
+
+export interface AlertFilter {
+  /** Agents whose alerts to keep; undefined keeps every agent's. */
+  agents?: Set<string>;
+}
+
+type Listener = (alert: StoredAlert) => void;
+
+export function toApi(row: StoredAlertRow): StoredAlert {
+  return { seq: row.seq, receivedAtMs: row.receivedAtMs, alert: Alert.decode(row.payload) };
+}
+
+/** Checks what an agent sent; throws DragnetError saying what is wrong. */
+export function checkAlert(alert: Alert, agentId: string): void {
+  const refuse = (message: string): never => {
+    throw new DragnetError(Codes.DECODE, `alert: ${message}`);
+  };
+  if (alert.agentId !== agentId) {
+    throw new DragnetError(
+      Codes.SUBJECT_MISMATCH,
+      `alert from ${alert.agentId.slice(0, 64)} published as ${agentId}`,
+    );
+  }
+  if (!isId(alert.id)) refuse("the id is not a Dragnet id");
+  for (const [field, value] of [
+    ["source", alert.source],
+    ["watch", alert.watch],
+    ["detected_by", alert.detectedBy],
+  ] as const) {
+    if (!TOKEN.test(value)) refuse(`${field} must be at most 64 letters, digits, . _ -`);
+  }
+  if (alert.actionId && !isId(alert.actionId)) refuse("the action id is not a Dragnet id");
+  if (alert.hostname.length > 255) refuse("the hostname is longer than 255 characters");
+  if (alert.changes.length > MAX_CHANGES) refuse(`more than ${MAX_CHANGES} changes`);
+  if (alert.changes.length === 0 && alert.changesOmitted === 0) refuse("no change");
+}
+
+export class AlertBook {
+  private readonly listeners = new Set<{ filter: AlertFilter; send: Listener; cursor: number }>();
+  private readonly stats = { stored: 0, refused: 0 };
+
+  constructor(
+    private readonly store: Store,
+    private readonly batcher: WriteBatcher,
+    private readonly subjects: Subjects,
+    private readonly log: Logger,
+    private readonly refused: (
+      agentId: string | undefined,
+      subject: string,
+      p: { code: string; message: string },
+    ) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** One alert from the stream: stored, then acknowledged and pushed to followers once committed. */
+  onMessage(m: JsMsg): void {
+    const agentId = this.subjects.agentOf(m.subject);
+    try {
+      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
+      let alert: Alert;
+      try {
+        alert = Alert.decode(m.data);
+      } catch (err) {
+        throw new DragnetError(Codes.DECODE, `alert does not decode: ${(err as Error).message}`);
+      }
+      checkAlert(alert, agentId);
+      this.batcher.alert({
+        id: alert.id,
+        agentId,
+        atMs: alert.atMs,
+        receivedAtMs: this.now(),
+        payload: m.data,
+      });
+      this.stats.stored++;
+      this.batcher.afterCommit(() => {
+        m.ack();
+        this.deliver();
+      });
+    } catch (err) {
+      const p = problemOf(err, Codes.DECODE);
+      if (p.code !== Codes.DECODE && p.code !== Codes.SUBJECT_MISMATCH) {
+        // Not the alert's fault (the store is failing): it comes back.
+        this.log.error("alert not stored; it will be handed out again", { subject: m.subject, ...p });
+        m.nak(2000);
+        return;
+      }
+      this.stats.refused++;
+      m.term();
+      this.refused(agentId, m.subject, p);
+    }
+  }
+
+  /** Newest alerts first, at most `limit`, received at or after `sinceMs`, of the agents in the filter. */
+  list(filter: AlertFilter, sinceMs: number, limit: number): StoredAlert[] {
+    this.batcher.flush();
+    const out: StoredAlertRow[] = [];
+    let before = Number.MAX_SAFE_INTEGER;
+    while (out.length < limit) {
+      const rows = this.store.alertsBefore(before, sinceMs, PAGE);
+      for (const r of rows) if (!filter.agents || filter.agents.has(r.agentId)) out.push(r);
+      if (rows.length < PAGE) break;
+      before = rows[rows.length - 1]!.seq;
+    }
+    return out.slice(0, limit).map(toApi);
+  }
+
+  /**
+   * Sends the stored alerts after `afterSeq` (0: none of the past), then each
+   * new one as it is committed, until the returned function is called.
+   */
+  follow(filter: AlertFilter, afterSeq: number, send: Listener): () => void {
+    this.batcher.flush();
+    const listener = { filter, send, cursor: afterSeq > 0 ? afterSeq : this.lastSeq() };
+    this.listeners.add(listener);
+    this.catchUp(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private lastSeq(): number {
+    return this.store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 1)[0]?.seq ?? 0;
+  }
+
+  private deliver(): void {
+    for (const l of this.listeners) this.catchUp(l);
+  }
+
+  private catchUp(l: { filter: AlertFilter; send: Listener; cursor: number }): void {
+    for (;;) {
+      const rows = this.store.alertsAfter(l.cursor, PAGE);
+      for (const r of rows) {
+        l.cursor = r.seq;
+        if (!l.filter.agents || l.filter.agents.has(r.agentId)) l.send(toApi(r));
+        if (!this.listeners.has(l)) return;
+      }
+      if (rows.length < PAGE) return;
+    }
+  }
+
+  counters() {
+    return { ...this.stats };
+  }
+}

@@ -1,0 +1,180 @@
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "../common/mod.js";
+
+// What agents send that must not be lost travels on JetStream streams, each
+// read by every coordinator through its own durable consumer, acknowledged
+// only once committed to its database; a message a coordinator took but never
+// acknowledged (it died) is handed out again.
+//
+// - Results: a work-queue stream. An agent publishes a result on
+//   <prefix>.res.<agent>.<coordinator>, the coordinator that sent the command;
+//   each coordinator's consumer takes only its own, and a result leaves the
+//   stream once acknowledged.
+// - Alerts: a limits stream on <prefix>.alert.<agent>. Every coordinator
+//   keeps every alert, so each consumer sees them all; they age out.
+
+export interface FeedOptions {
+  prefix: string;
+  /** This coordinator's id: its consumer's name (and, for results, the last token of their subjects). */
+  coordinator: string;
+  /** Copies kept by a NATS cluster (1 for a single server, 3 for a 3-node cluster). */
+  replicas: number;
+  /** How long a coordinator has to store and acknowledge a message before it is handed out again. */
+  ackWaitMs: number;
+}
+
+interface FeedShape {
+  /** Stream name after the prefix: <PREFIX>_<suffix>. */
+  suffix: string;
+  subjects: string[];
+  filter: string;
+  retention: RetentionPolicy;
+  maxAgeMs: number;
+  maxBytes: number;
+  maxMsgsPerSubject: number;
+}
+
+const NS_PER_MS = 1_000_000;
+const DAY_MS = 86_400_000;
+
+export function resultsFeed(o: FeedOptions): FeedShape {
+  return {
+    suffix: "RESULTS",
+    subjects: [`${o.prefix}.res.*.*`],
+    filter: `${o.prefix}.res.*.${o.coordinator}`,
+    retention: RetentionPolicy.Workqueue,
+    maxAgeMs: 7 * DAY_MS,
+    // Bounded, so that no agent can fill the server: 2 GiB in all, 1,000 waiting results per agent and coordinator.
+    maxBytes: 2 * 1024 * 1024 * 1024,
+    maxMsgsPerSubject: 1000,
+  };
+}
+
+export function alertsFeed(o: FeedOptions): FeedShape {
+  return {
+    suffix: "ALERTS",
+    subjects: [`${o.prefix}.alert.*`],
+    filter: `${o.prefix}.alert.*`,
+    retention: RetentionPolicy.Limits,
+    // Long enough for a coordinator that was down over a holiday to catch up.
+    maxAgeMs: 30 * DAY_MS,
+    // A flapping watch on one host cannot push out every other host's alerts.
+    maxBytes: 1024 * 1024 * 1024,
+    maxMsgsPerSubject: 10_000,
+  };
+}
+
+export class StreamFeed {
+  readonly stream: string;
+  readonly consumer: string;
+  private readonly shape: FeedShape;
+  private messages?: ConsumerMessages;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: FeedOptions,
+    shapeOf: (o: FeedOptions) => FeedShape,
+    private readonly log: Logger,
+  ) {
+    this.shape = shapeOf(options);
+    this.stream = `${options.prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_${this.shape.suffix}`;
+    this.consumer = `coordinator_${options.coordinator}`;
+  }
+
+  /**
+   * Creates (or updates) the stream and this coordinator's consumer; resolves
+   * with the messages already waiting. A NATS cluster that is still electing
+   * its JetStream leader is waited for (up to `patienceMs`).
+   */
+  async ensure(patienceMs = 60_000): Promise<{ backlog: number; lastSeq: number }> {
+    const deadline = Date.now() + patienceMs;
+    for (;;) {
+      try {
+        return await this.ensureOnce();
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        this.log.info("JetStream not ready yet; trying again", { stream: this.stream, error: err });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async ensureOnce(): Promise<{ backlog: number; lastSeq: number }> {
+    const jsm = await jetstreamManager(this.nc);
+    const config = {
+      name: this.stream,
+      subjects: this.shape.subjects,
+      retention: this.shape.retention,
+      storage: StorageType.File,
+      num_replicas: this.options.replicas,
+      // A message published again within this window (a retry) is stored once.
+      duplicate_window: 120_000 * NS_PER_MS,
+      max_age: this.shape.maxAgeMs * NS_PER_MS,
+      max_msg_size: 1024 * 1024,
+      max_bytes: this.shape.maxBytes,
+      max_msgs_per_subject: this.shape.maxMsgsPerSubject,
+    };
+    try {
+      await jsm.streams.info(this.stream);
+      await jsm.streams.update(this.stream, config);
+    } catch (err) {
+      if (!/stream not found/i.test(String(err))) throw err;
+      await jsm.streams.add(config);
+    }
+    const consumer = {
+      durable_name: this.consumer,
+      filter_subject: this.shape.filter,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: this.options.ackWaitMs * NS_PER_MS,
+      max_ack_pending: 100_000,
+      max_deliver: -1,
+    };
+    let info: Awaited<ReturnType<typeof jsm.consumers.info>>;
+    try {
+      info = await jsm.consumers.add(this.stream, consumer);
+    } catch {
+      // It exists with other settings (an older coordinator made it): bring them up to date.
+      const { durable_name: _name, ...update } = consumer;
+      info = await jsm.consumers.update(this.stream, this.consumer, update);
+    }
+    if (info.num_waiting > 0) {
+      // Pull requests already waiting: another coordinator with this id, or one that died moments ago.
+      this.log.warn(
+        "another consumer with this coordinator's id is active: every coordinator needs its own id",
+        {
+          stream: this.stream,
+          consumer: this.consumer,
+          waiting: info.num_waiting,
+        },
+      );
+    }
+    // The messages waiting for this coordinator now are all at or below the stream's last sequence.
+    const { state } = await jsm.streams.info(this.stream);
+    return { backlog: info.num_pending + info.num_ack_pending, lastSeq: state.last_seq };
+  }
+
+  /** Hands every message to `onMessage` until stopped. */
+  async consume(onMessage: (m: JsMsg) => void): Promise<void> {
+    const c = await jetstream(this.nc).consumers.get(this.stream, this.consumer);
+    // Bounded by bytes (messages run up to 1 MiB each), not by count.
+    this.messages = await c.consume({ max_bytes: 32 * 1024 * 1024, callback: onMessage });
+    this.messages.closed().then((err) => {
+      if (err) this.log.error("stream consumer stopped", { stream: this.stream, error: err });
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close().catch(() => undefined);
+  }
+}
