@@ -67,6 +67,10 @@ describe("dragnet drift", () => {
     const sshd = perHost.filter((r) => String(r.path).endsWith("sshd_config"));
     expect(sshd.map((r) => (r.agent as { hostname: string }).hostname)).toEqual([odd]);
     expect(sshd[0]!.diff).toContain("-PermitRootLogin no\n+PermitRootLogin yes");
+    // The table shows each host's diffs under it.
+    const table = await cli(["drift", "check", "-t", "all", "--name", "etc", "-q"]);
+    expect(table.stdout).toContain(`${odd}: ${join(tree, "ssh/sshd_config")}\n`);
+    expect(table.stdout).toContain("-PermitRootLogin no\n+PermitRootLogin yes");
 
     const stacked = await cli(["--json", "drift", "check", "-t", "all", "--name", "etc", "--stack"]);
     expect(stacked.code).toBe(0);

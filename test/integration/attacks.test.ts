@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +17,7 @@ import {
 import { natsConnectOptions } from "../../common/nats-link.js";
 import {
   AckStatus,
+  Alert,
   CommandResult,
   CommandStatus,
   CoordinatorClient,
@@ -127,6 +129,59 @@ describe("NATS: one agent's credentials", () => {
     await eventually(() => (seen.length > 0 ? true : undefined), 3000);
     expect(seen.every((s) => s === `dragnet.hb.${b.id}`)).toBe(true);
     for (const spy of spies) spy.unsubscribe();
+    await stolen.close();
+  });
+
+  it("cannot raise alerts as another agent; malformed alerts are refused and audited, good ones stored", async () => {
+    const stolen = await fleet.connectNats({ agentId: a.id });
+    const js = jetstream(stolen);
+    const alert = (over: Partial<Alert>) =>
+      Alert.encode(
+        Alert.fromPartial({
+          id: newId(),
+          agentId: a.id,
+          hostname: "host-a",
+          atMs: Date.now(),
+          source: "drift",
+          watch: "etc",
+          detectedBy: "notify",
+          changes: [{ path: "/etc/shadow", kind: "changed", what: ["content"] }],
+          ...over,
+        }),
+      ).finish();
+    // On B's subject: the server refuses the publish outright.
+    await expect(
+      js.publish(`dragnet.alert.${b.id}`, alert({ agentId: b.id }), { timeout: 2000 }),
+    ).rejects.toThrow();
+    // On its own subject, claiming B; not a protobuf; an id that is not a Dragnet id: stored by the stream, refused by the coordinator.
+    const refusedBefore = fleet.coordinator.counters().alerts.refused;
+    await js.publish(`dragnet.alert.${a.id}`, alert({ agentId: b.id }));
+    await js.publish(`dragnet.alert.${a.id}`, new Uint8Array([0xff, 0xff, 0xff]));
+    await js.publish(`dragnet.alert.${a.id}`, alert({ id: "../../etc" }));
+    await js.publish(`dragnet.alert.${a.id}`, alert({ watch: "x".repeat(500) }));
+    // And a well-formed one of its own, sent twice: stored once.
+    const good = alert({});
+    const goodId = Alert.decode(good).id;
+    await js.publish(`dragnet.alert.${a.id}`, good, { msgID: `${a.id}.${goodId}` });
+    await js.publish(`dragnet.alert.${a.id}`, good, { msgID: `${a.id}.${goodId}` });
+    await eventually(
+      () => (fleet.coordinator.counters().alerts.refused - refusedBefore >= 4 ? true : undefined),
+      5000,
+    );
+    const stored = await eventually(async () => {
+      const list = await fleet.api.listAlerts("", 0, 100);
+      return list.some((s) => s.alert?.id === goodId) ? list : undefined;
+    });
+    expect(stored.map((s) => [s.alert?.agentId, s.alert?.changes[0]?.path])).toEqual([[a.id, "/etc/shadow"]]);
+    const audit = await fleet.api.listAudit(200);
+    const refusals = audit.filter((e) => e.event === "alert refused").map((e) => [e.code, e.agentId]);
+    expect(refusals).toEqual(
+      expect.arrayContaining([
+        [Codes.SUBJECT_MISMATCH, a.id],
+        [Codes.DECODE, a.id],
+      ]),
+    );
+    expect(refusals.length).toBeGreaterThanOrEqual(4);
     await stolen.close();
   });
 

@@ -154,4 +154,41 @@ describe("SQLite store", () => {
     expect(store.listActions(10).length).toBe(1);
     store.close();
   });
+
+  it("stores an alert once per agent and id, and pages alerts by sequence both ways", () => {
+    const store = new SqliteStore(join(tempDir(), "alerts.db"));
+    const empty = {
+      agents: [],
+      actions: [],
+      commands: [],
+      results: [],
+      completed: [],
+      audit: [],
+      alerts: [],
+    };
+    const alert = (id: string, agentId: string, receivedAtMs: number) => ({
+      id,
+      agentId,
+      atMs: receivedAtMs - 1,
+      receivedAtMs,
+      payload: Buffer.from(`${agentId}/${id}`),
+    });
+    store.apply({ ...empty, alerts: [alert("x1", "a1", 100), alert("x2", "a1", 200)] });
+    // A resent alert is stored once; another agent may use the same id (it cannot suppress a1's).
+    store.apply({ ...empty, alerts: [alert("x2", "a1", 250), alert("x2", "a2", 300)] });
+    const all = store.alertsAfter(0, 10);
+    expect(all.map((r) => [r.agentId, r.id, r.receivedAtMs, Buffer.from(r.payload).toString()])).toEqual([
+      ["a1", "x1", 100, "a1/x1"],
+      ["a1", "x2", 200, "a1/x2"],
+      ["a2", "x2", 300, "a2/x2"],
+    ]);
+    // Sequence numbers only grow (an ignored duplicate may leave a gap: they are cursors, not counts).
+    const [s1, s2, s3] = all.map((r) => r.seq) as [number, number, number];
+    expect(s1 < s2 && s2 < s3).toBe(true);
+    expect(store.alertsAfter(s2, 10).map((r) => r.seq)).toEqual([s3]);
+    expect(store.alertsAfter(0, 1).map((r) => r.seq)).toEqual([s1]);
+    expect(store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 10).map((r) => r.seq)).toEqual([s3, s2, s1]);
+    expect(store.alertsBefore(s3, 150, 10).map((r) => r.seq)).toEqual([s2]);
+    store.close();
+  });
 });
