@@ -5,16 +5,20 @@
 // `npm run bench:file`, ~40,000 files), beside `find TREE -type f -exec
 // sha256sum {} +` on the same tree. A check where nothing changed reuses the
 // hashes of files whose size, mtime and ctime are unchanged; `check --rehash`
-// hashes everything again. One JSON line per tree:
-// {"bench":"drift","tree":..,"entries":..,"baseline_ms":..,"check_ms":..,"check_rehash_ms":..,"gnu_ms":..,"ratio":..}
+// hashes everything again. A live watch on the same tree: how long installing
+// it takes, how many directories inotify watches, and the median time from a
+// file written to its alert. One JSON line per tree:
+// {"bench":"drift","tree":..,"entries":..,"baseline_ms":..,"check_ms":..,"check_rehash_ms":..,"gnu_ms":..,"ratio":..,
+//  "watch_start_ms":..,"watch_dirs":..,"alert_ms":..}
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { driftModule } from "../agent/modules/drift/index.js";
+import { DriftWatches } from "../agent/modules/drift/watch.js";
 import { silentLogger } from "../common/mod.js";
-import { DriftParams } from "../proto/mod.js";
+import { type Alert, DriftParams } from "../proto/mod.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { medianMs } from "./timing.js";
 
@@ -24,6 +28,52 @@ const state = mkdtempSync(join(tmpdir(), "dragnet-bench-drift-"));
 const ctx = { signal: new AbortController().signal, log: silentLogger, stateDir: state };
 
 const timed = (fn: () => Promise<unknown>) => medianMs(runs, fn);
+
+/** Installs a watch on the tree, then times file writes (in a scratch directory under it) to their alerts. */
+async function benchWatch(label: string, tree: string) {
+  const alerts: Alert[] = [];
+  const watches = new DriftWatches({
+    stateDir: state,
+    log: silentLogger,
+    self: () => ({ agentId: "bench", hostname: "bench" }),
+    alert: (a) => alerts.push(a),
+  });
+  await watches.start();
+  const scratch = join(tree, ".dragnet-bench-watch");
+  mkdirSync(scratch, { recursive: true });
+  try {
+    const t0 = performance.now();
+    const params = DriftParams.fromPartial({
+      mode: "watch_start",
+      name: label,
+      paths: [tree],
+      maxEntries: 2_000_000,
+    });
+    const started = await driftModule.run(params, { ...ctx, service: watches });
+    const watchStartMs = performance.now() - t0;
+    const latencies: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const file = join(scratch, `f${i}`);
+      const before = alerts.length;
+      const t = performance.now();
+      writeFileSync(file, `edit ${i}\n`);
+      while (!alerts.slice(before).some((a) => a.changes.some((c) => c.path === file))) {
+        if (performance.now() - t > 10_000) throw new Error(`${label}: no alert for ${file} within 10 s`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      latencies.push(performance.now() - t);
+    }
+    latencies.sort((a, b) => a - b);
+    return {
+      watch_start_ms: Math.round(watchStartMs),
+      watch_dirs: started.result.watches[0]?.directoriesNotified ?? 0,
+      alert_ms: Math.round(latencies[Math.floor(latencies.length / 2)]!),
+    };
+  } finally {
+    await watches.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
 
 async function bench(label: string, tree: string) {
   const baseline = DriftParams.fromPartial({
@@ -44,6 +94,7 @@ async function bench(label: string, tree: string) {
     const r = spawnSync("sh", ["-c", `find '${tree}' -type f -exec sha256sum {} + > /dev/null`]);
     if (r.status !== 0 && r.status !== 1) throw new Error(`find | sha256sum exited with ${r.status}`);
   });
+  const watch = await benchWatch(label, tree);
   console.log(
     JSON.stringify({
       bench: "drift",
@@ -55,6 +106,7 @@ async function bench(label: string, tree: string) {
       check_rehash_ms: Math.round(rehashMs),
       gnu_ms: Math.round(gnuMs),
       ratio: Number((baselineMs / gnuMs).toFixed(2)),
+      ...watch,
     }),
   );
 }

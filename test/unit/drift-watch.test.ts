@@ -139,6 +139,24 @@ describe("drift watches", () => {
     expect(summary(later.changes)).toEqual([["/cron.d/new/deeper/second", "added", []]]);
   });
 
+  it("a directory removed and made again is watched again", async () => {
+    await run({ mode: "watch_start", name: "w", paths: [root], rescanSeconds: 300 });
+    rmSync(join(root, "cron.d"), { recursive: true });
+    const gone = await changesFor([join(root, "cron.d/backup")]);
+    expect(summary(gone.changes)).toEqual([
+      ["/cron.d", "removed", []],
+      ["/cron.d/backup", "removed", []],
+    ]);
+    alerts = [];
+    mkdirSync(join(root, "cron.d"));
+    const back = await changesFor([join(root, "cron.d")]);
+    expect(summary(back.changes)).toEqual([["/cron.d", "added", []]]);
+    alerts = [];
+    writeFileSync(join(root, "cron.d/again"), "x\n");
+    const inside = await changesFor([join(root, "cron.d/again")]);
+    expect(summary(inside.changes)).toEqual([["/cron.d/again", "added", []]]);
+  });
+
   it("survives a restart: resumes watching and reports what changed while it was down", async () => {
     await run({ mode: "watch_start", name: "w", paths: [join(root, "ssh")], rescanSeconds: 300 });
     await watches.stop();

@@ -174,7 +174,9 @@ describe("drift", () => {
     expect(refuse({ mode: "baseline" })).toThrow(/needs at least one path/);
     expect(refuse({ mode: "baseline", paths: ["etc"] })).toThrow(/not absolute/);
     expect(refuse({ mode: "check", name: "../../x" })).toThrow(/may hold only letters/);
-    expect(refuse({ mode: "destroy" })).toThrow(/mode is baseline, check or list/);
+    expect(refuse({ mode: "destroy" })).toThrow(
+      /mode is one of baseline, check, list, watch_start, watch_list, watch_stop, not "destroy"/,
+    );
     expect(refuse({ mode: "baseline", paths: ["/etc"], excludes: ["("] })).toThrow(/exclude regex/);
   });
 });

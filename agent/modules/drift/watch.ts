@@ -1,4 +1,4 @@
-import { type FSWatcher, watch as fsWatch, readdirSync, rmSync } from "node:fs";
+import { type FSWatcher, watch as fsWatch, lstatSync, readdirSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Codes, DragnetError, newId } from "../../../common/mod.js";
 import { Alert, DriftChange, type WatchInfo } from "../../../proto/mod.js";
@@ -68,8 +68,12 @@ function hasAncestorIn(path: string, set: Set<string>): boolean {
 
 class Watch {
   private readonly excludes: RegExp[];
-  /** Directory watchers by directory; a root's parent is watched for that root's name only. */
-  private readonly watchers = new Map<string, FSWatcher>();
+  /**
+   * Directory watchers by directory, with the inode watched (a directory
+   * removed and made again under the same name needs a new watcher). A root's
+   * parent is watched for that root's name only.
+   */
+  private readonly watchers = new Map<string, { w: FSWatcher; ino: number }>();
   private readonly unnotified = new Set<string>();
   private dirty = new Set<string>();
   private settleTimer?: NodeJS.Timeout;
@@ -95,10 +99,11 @@ class Watch {
 
   /** Starts notifications and the periodic rescan; `resumed` also compares with the state kept on disk now. */
   start(resumed: boolean): void {
+    // Directories first: a root's parent that is itself under watch (overlapping paths) gets a full watcher.
+    this.syncWatchers();
     for (const root of this.header.paths) {
       if (root !== "/") this.notify(dirname(root), basename(root));
     }
-    this.syncWatchers();
     this.rescanTimer = setInterval(
       () => this.enqueue(() => this.rescan("rescan")),
       this.header.rescanSeconds * 1000,
@@ -111,7 +116,7 @@ class Watch {
     this.stopping.abort(new DragnetError(Codes.AGENT_LOST, "the watch is stopping"));
     clearInterval(this.rescanTimer);
     clearTimeout(this.settleTimer);
-    for (const w of this.watchers.values()) w.close();
+    for (const { w } of this.watchers.values()) w.close();
     this.watchers.clear();
     await this.queue;
   }
@@ -152,6 +157,7 @@ class Watch {
   private notify(dir: string, only?: string): void {
     if (this.watchers.has(dir)) return;
     try {
+      const ino = lstatSync(dir).ino;
       const w = fsWatch(dir, { persistent: false }, (_event, filename) => {
         const name = filename?.toString();
         if (only !== undefined && name !== only) return;
@@ -163,7 +169,7 @@ class Watch {
         this.watchers.delete(dir);
         this.changed(dir);
       });
-      this.watchers.set(dir, w);
+      this.watchers.set(dir, { w, ino });
       this.unnotified.delete(dir);
     } catch {
       // ENOENT for a root's missing parent, ENOSPC past the inotify limit: the rescan covers it.
@@ -176,7 +182,7 @@ class Watch {
     const parents = new Set(this.header.paths.map((p) => dirname(p)));
     const wanted = new Set<string>();
     for (const [path, e] of this.reference) if (e.type === "dir") wanted.add(path);
-    for (const [dir, w] of this.watchers) {
+    for (const [dir, { w }] of this.watchers) {
       if (!wanted.has(dir) && !parents.has(dir)) {
         w.close();
         this.watchers.delete(dir);
@@ -184,14 +190,19 @@ class Watch {
     }
     for (const dir of this.unnotified) if (!wanted.has(dir)) this.unnotified.delete(dir);
     const added = new Set<string>();
+    let used = 0;
+    for (const dir of this.watchers.keys()) if (wanted.has(dir)) used++;
     for (const dir of wanted) {
       if (this.watchers.has(dir)) continue;
-      if (this.watchers.size - parents.size >= this.limits.maxNotifiedDirs) {
+      if (used >= this.limits.maxNotifiedDirs) {
         this.unnotified.add(dir);
         continue;
       }
       this.notify(dir);
-      if (this.watchers.has(dir)) added.add(dir);
+      if (this.watchers.has(dir)) {
+        added.add(dir);
+        used++;
+      }
     }
     return added;
   }
@@ -231,10 +242,31 @@ class Watch {
       for (const k of before.keys()) this.reference.delete(k);
       for (const [k, v] of snap.entries) this.reference.set(k, v);
       changes.push(...compare(before, snap.entries, "before"));
+      this.dropStaleWatchers(path);
     }
     // A directory that appeared may have gained entries before its own watcher existed: look once more.
     for (const dir of this.syncWatchers()) this.changed(dir);
     if (changes.length > 0) this.alert(changes, "notify");
+  }
+
+  /** A directory removed (and perhaps made again): its watchers, and those under it, watch nothing now. */
+  private dropStaleWatchers(path: string): void {
+    const watched = this.watchers.get(path);
+    if (!watched) return;
+    let ino: number | undefined;
+    try {
+      ino = lstatSync(path).ino;
+    } catch {
+      // gone
+    }
+    if (ino === watched.ino) return;
+    const prefix = path === "/" ? path : `${path}/`;
+    for (const [dir, { w }] of this.watchers) {
+      if (dir === path || dir.startsWith(prefix)) {
+        w.close();
+        this.watchers.delete(dir);
+      }
+    }
   }
 
   private async rescan(detectedBy: DetectedBy): Promise<void> {
