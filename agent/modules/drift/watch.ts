@@ -26,6 +26,13 @@ export interface WatchLimits {
   /** Directories per watch given an inotify watch (the kernel's budget is per user, often 8,192 to 65,536 in all). */
   maxNotifiedDirs: number;
 }
+/**
+ * The reference state is written back at most this long after an alert, and
+ * never more often than 20 times as long as the last write took: a big tree's
+ * state is hundreds of MB, and rewriting it on every alert would stall the
+ * agent. An agent killed in between repeats those changes when it restarts.
+ */
+const SAVE_AFTER_MS = 2000;
 /** Alerts travel in one NATS message: room for the envelope under the 1 MiB limit. */
 const MAX_ALERT_BYTES = 512 * 1024;
 export const MAX_WATCHES = 32;
@@ -77,6 +84,8 @@ class Watch {
   private readonly unnotified = new Set<string>();
   private dirty = new Set<string>();
   private settleTimer?: NodeJS.Timeout;
+  private saveTimer?: NodeJS.Timeout;
+  private lastSaveMs = 0;
   private rescanTimer?: NodeJS.Timeout;
   private queue: Promise<void> = Promise.resolve();
   private readonly stopping = new AbortController();
@@ -119,6 +128,7 @@ class Watch {
     for (const { w } of this.watchers.values()) w.close();
     this.watchers.clear();
     await this.queue;
+    if (this.saveTimer) this.save();
   }
 
   info(): WatchInfo {
@@ -307,13 +317,21 @@ class Watch {
     );
     this.header.alertsSent++;
     this.header.lastAlertAtMs = atMs;
-    this.save();
+    // Between passes, never in the middle of one: what is saved has been alerted.
+    this.saveTimer ??= setTimeout(
+      () => this.enqueue(async () => this.save()),
+      Math.max(SAVE_AFTER_MS, 20 * this.lastSaveMs),
+    );
   }
 
-  /** The reference state as it is now: what a restarted agent compares with. */
+  /** Writes the reference state as it is now: what a restarted agent compares with. */
   save(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    const started = performance.now();
     try {
       saveSnapshotFile(this.file, this.header, this.reference);
+      this.lastSaveMs = performance.now() - started;
     } catch (err) {
       this.host.log.error("drift watch state not saved", { watch: this.name, error: err });
     }
