@@ -166,16 +166,16 @@ export class Agent {
 
   /** What the agent knows of itself, to judge whether an action's target means it. */
   private targetSubject(): TargetSubject {
-    const facts = hostFacts(this.config.hostname);
+    const hb = this.heartbeat();
     return {
       id: this.id,
-      hostname: facts.hostname,
-      os: facts.os,
-      arch: facts.arch,
+      hostname: hb.hostname,
+      os: hb.os,
+      arch: hb.arch,
       version: VERSION,
-      addresses: facts.addresses,
+      addresses: hb.addresses,
       tags: this.config.tags,
-      isolated: false,
+      isolated: hb.isolated,
     };
   }
 
@@ -211,9 +211,15 @@ export class Agent {
     await this.modules.startServices({
       stateDir: this.config.stateDir,
       log: this.log,
+      natsServers: this.config.nats.servers,
+      lab: this.config.lab,
+      linkDownSince: () => this.linkLostAt,
       self: () => ({ agentId: this.id, hostname: hostFacts(this.config.hostname).hostname }),
       alert: (alert) => this.raiseAlert(alert),
+      heartbeat: () => this.publishHeartbeat(),
     });
+    // What the services changed (isolation re-applied) is in the next heartbeat: send it now.
+    this.publishHeartbeat();
   }
 
   async stop(): Promise<void> {
@@ -259,6 +265,11 @@ export class Agent {
 
   private publishHeartbeat(): void {
     if (!this.nc || this.nc.isClosed()) return;
+    this.publish(this.subjects.heartbeat(this.id), Heartbeat.encode(this.heartbeat()).finish());
+  }
+
+  /** The agent as its heartbeat describes it, with what module services add (isolation). */
+  private heartbeat(): Heartbeat {
     const facts = hostFacts(this.config.hostname);
     const hb: Heartbeat = {
       agentId: this.id,
@@ -274,8 +285,11 @@ export class Agent {
       sentAtMs: Date.now(),
       intervalMs: this.config.heartbeatIntervalMs,
       runningCommands: this.commandsRunning,
+      isolatedSinceMs: 0,
+      isolationActionId: "",
     };
-    this.publish(this.subjects.heartbeat(this.id), Heartbeat.encode(hb).finish());
+    this.modules.describe(hb);
+    return hb;
   }
 
   private publish(subject: string, data: Uint8Array): void {

@@ -20,6 +20,8 @@ export interface AgentConfig {
   /** Tolerance for clock differences when checking an action's validity window. */
   clockSkewMs: number;
   logLevel: Level;
+  /** A lab agent (`dragnet lab up`): it refuses to isolate the machine it shares with the investigator. */
+  lab: boolean;
 }
 
 export interface AgentFlags {
@@ -141,6 +143,7 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     heartbeatIntervalMs,
     clockSkewMs: positiveInt(file.clockSkewMs, "clockSkewMs") ?? DEFAULTS.clockSkewMs,
     logLevel,
+    lab: file.lab === true,
   };
   // What decides who may command this agent must be writable by root alone.
   if (runsAsRoot()) {

@@ -35,6 +35,10 @@ async function benchWatch(label: string, tree: string) {
   const watches = new DriftWatches({
     stateDir: state,
     log: silentLogger,
+    natsServers: [],
+    lab: false,
+    linkDownSince: () => undefined,
+    heartbeat: () => undefined,
     self: () => ({ agentId: "bench", hostname: "bench" }),
     alert: (a) => alerts.push(a),
   });

@@ -9,6 +9,7 @@ import { registerFileCommand } from "./commands/file.js";
 import { registerMemoryCommand, registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
+import { registerIsolationCommands } from "./commands/respond.js";
 
 // The investigator's CLI. Each command registers itself (flags, action,
 // renderer); global options say where the coordinator and key are and how to
@@ -45,6 +46,7 @@ registerNetstatCommand(program);
 registerMemoryCommand(program);
 registerDriftCommand(program);
 registerAlertsCommand(program);
+registerIsolationCommands(program);
 registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);

@@ -5,6 +5,7 @@ export * from "./gen/dragnet/v1/common.js";
 export * from "./gen/dragnet/v1/coordinator.js";
 export * from "./gen/dragnet/v1/drift.js";
 export * from "./gen/dragnet/v1/file.js";
+export * from "./gen/dragnet/v1/isolate.js";
 export * from "./gen/dragnet/v1/memory.js";
 export * from "./gen/dragnet/v1/netstat.js";
 export * from "./gen/dragnet/v1/process.js";

@@ -1,5 +1,6 @@
 import { driftModule } from "./drift/index.js";
 import { fileModule } from "./file/index.js";
+import { isolateModule, unisolateModule } from "./isolate/index.js";
 import { memoryModule } from "./memory/index.js";
 import { netstatModule } from "./netstat/index.js";
 import { processModule } from "./process/index.js";
@@ -12,4 +13,6 @@ export const builtinModules: readonly SomeModule[] = [
   netstatModule,
   memoryModule,
   driftModule,
+  isolateModule,
+  unisolateModule,
 ];

@@ -1,6 +1,6 @@
 import type { Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import type { Alert, Operation, OperationResult } from "../../proto/mod.js";
+import type { Alert, Heartbeat, Operation, OperationResult } from "../../proto/mod.js";
 
 // A module is one place: its name (the Operation oneof case), a params check
 // and a run function, and for modules that keep working between commands
@@ -31,16 +31,26 @@ export interface ModuleContext<S = undefined> {
 export interface ModuleHost {
   stateDir: string;
   log: Logger;
+  /** The NATS server URLs the agent is configured with. */
+  natsServers: readonly string[];
+  /** A lab agent (dragnet lab up): it must not cut off the investigator's own machine. */
+  lab: boolean;
+  /** Since when the link to NATS has been down; undefined while connected. */
+  linkDownSince(): number | undefined;
   /** The agent's id and host name as its heartbeat gives them. */
   self(): { agentId: string; hostname: string };
   /** Hands an alert to the agent, which keeps it on disk until NATS has stored it. */
   alert(alert: Alert): void;
+  /** Publishes a heartbeat now (a service's state that heartbeats carry has changed). */
+  heartbeat(): void;
 }
 
 /** Work a module does between commands, once per agent: started with the agent, stopped with it. */
 export interface ModuleService {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Adds the service's state to the agent's heartbeat. */
+  describe?(hb: Heartbeat): void;
 }
 
 export interface ModuleOutcome<N extends ModuleName> {
@@ -60,6 +70,8 @@ export interface AgentModule<
   check(params: ParamsOf<N>): void;
   /** Makes this agent's instance of the module's service, for modules that keep working between commands. */
   service?(host: ModuleHost): S;
+  /** Works through another module's service (unisolate through isolate's) instead of one of its own. */
+  serviceFrom?: ModuleName;
   run(params: ParamsOf<N>, ctx: ModuleContext<S>): Promise<ModuleOutcome<N>>;
 }
 
@@ -115,9 +127,14 @@ export class ModuleRegistry {
     this.services.clear();
   }
 
-  /** This agent's instance of a module's service, if it has one and it was started. */
+  /** This agent's instance of a module's service (or of the module it works through), once started. */
   serviceOf(name: string): ModuleService | undefined {
-    return this.services.get(name);
+    return this.services.get(this.modules.get(name)?.serviceFrom ?? name);
+  }
+
+  /** Lets every service add what it knows to a heartbeat (isolation state, say). */
+  describe(hb: Heartbeat): void {
+    for (const s of this.services.values()) s.describe?.(hb);
   }
 
   /** The module for an operation, or a refusal naming what is unknown. */

@@ -288,6 +288,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
               keyring: "../../keyring.json",
               hostname,
               tags,
+              // Refuses to isolate the machine it shares with the investigator (unless --force-host).
+              lab: true,
               ...(opts.heartbeatIntervalMs ? { heartbeatIntervalMs: opts.heartbeatIntervalMs } : {}),
             },
             null,

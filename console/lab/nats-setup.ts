@@ -60,8 +60,10 @@ export class NatsSecurity {
     ca: CertificateAuthority,
     caFile: string,
     prefix: string,
+    /** Addresses clients reach the server on (loopback, and a lab bridge's address with --netns). */
+    ips: string[] = ["127.0.0.1"],
   ): Promise<NatsSecurity> {
-    const leaf = await ca.issue({ commonName: "dragnet-nats", dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+    const leaf = await ca.issue({ commonName: "dragnet-nats", dnsNames: ["localhost"], ips });
     const certFile = join(dir, "nats-server.pem");
     const keyFile = join(dir, "nats-server.key");
     writeFileAtomic(certFile, leaf.cert, 0o644);

@@ -112,6 +112,8 @@ export async function startFleet(
     acl?: Record<string, AclRule>;
     /** A NATS cluster of this many nodes (routes, JetStream replicated that many times) instead of one server. */
     natsCluster?: number;
+    /** The address NATS listens on (default 127.0.0.1; a veth address for agents in network namespaces). */
+    natsHost?: string;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -121,11 +123,14 @@ export async function startFleet(
   const ca = await createCertificateAuthority("test CA");
   const caFile = join(dir, "ca.pem");
   writeFileSync(caFile, ca.cert);
-  const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX);
+  const natsHost = options.natsHost ?? "127.0.0.1";
+  const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX, [
+    ...new Set(["127.0.0.1", natsHost]),
+  ]);
   // The same JetStream directory across restarts: what the server stored survives them.
   const natsConfig = (port: number) =>
     natsSecurity.serverConfig({
-      host: "127.0.0.1",
+      host: natsHost,
       port,
       serverName: "dragnet-test",
       storeDir: join(dir, "jetstream"),
@@ -140,7 +145,7 @@ export async function startFleet(
           cluster,
         }),
       )
-    : [await startNatsServer({ config: natsConfig })];
+    : [await startNatsServer({ config: natsConfig, host: natsHost })];
   const nats = natsNodes[0]!;
   const servers = natsNodes.map((node) => node.url);
   const coordinatorCreds = await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
@@ -249,7 +254,7 @@ export async function startFleet(
       const port = fleet.nats.port;
       await Promise.allSettled(fleet.natsNodes.map((node) => node.stop()));
       if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
-      fleet.nats = await startNatsServer({ port, config: natsConfig });
+      fleet.nats = await startNatsServer({ port, config: natsConfig, host: natsHost });
       fleet.natsNodes[0] = fleet.nats;
     },
     async spawnCoordinator() {

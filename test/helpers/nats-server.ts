@@ -18,13 +18,14 @@ export interface NatsServer {
 }
 
 export async function startNatsServer(
-  options: { args?: string[]; port?: number; config?: (port: number) => string } = {},
+  options: { args?: string[]; port?: number; host?: string; config?: (port: number) => string } = {},
 ): Promise<NatsServer> {
   const bin = findNatsServer();
   if (!bin) throw new Error("nats-server is not installed (apt-get install nats-server)");
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), "dragnet-nats-"));
-  const args = ["-a", "127.0.0.1", "-p", String(port)];
+  const host = options.host ?? "127.0.0.1";
+  const args = ["-a", host, "-p", String(port)];
   if (options.config) {
     writeFileSync(join(dir, "nats.conf"), options.config(port));
     args.push("-c", join(dir, "nats.conf"));
@@ -39,10 +40,10 @@ export async function startNatsServer(
   });
   await waitFor(`nats-server on ${port}`, 10_000, () => {
     if (child.exitCode !== null) throw new Error(`nats-server exited: ${stderr}`);
-    return tcpReady(port);
+    return tcpReady(port, host);
   });
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${host}:${port}`,
     port,
     pid: child.pid!,
     async stop() {

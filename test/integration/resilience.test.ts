@@ -125,6 +125,7 @@ describe("the coordinator", () => {
       nc.publish(
         `dragnet.hb.${id}`,
         Heartbeat.encode({
+          ...Heartbeat.fromPartial({}),
           agentId: id,
           hostname: "deaf",
           os: "linux",

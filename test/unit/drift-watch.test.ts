@@ -22,6 +22,10 @@ function host(): ModuleHost {
   return {
     stateDir: state,
     log: silentLogger,
+    natsServers: [],
+    lab: false,
+    linkDownSince: () => undefined,
+    heartbeat: () => undefined,
     self: () => ({ agentId: "agent-1", hostname: "host-1" }),
     alert: (a) => alerts.push(a),
   };

@@ -19,6 +19,8 @@ function hb(id: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
     sentAtMs: 2000,
     intervalMs: 10_000,
     runningCommands: 0,
+    isolatedSinceMs: 0,
+    isolationActionId: "",
     ...overrides,
   };
 }

@@ -9,6 +9,7 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
 import { DriftChange, DriftParams, DriftResult } from "./drift.js";
 import { FileParams, FileResult } from "./file.js";
+import { IsolateParams, IsolateResult, UnisolateParams } from "./isolate.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
 import { ProcessParams, ProcessResult } from "./process.js";
@@ -72,6 +73,9 @@ export interface Heartbeat {
   /** The agent's own heartbeat interval, so staleness can be judged per agent. */
   intervalMs: number;
   runningCommands: number;
+  /** While isolated: since when, and by which action. */
+  isolatedSinceMs: number;
+  isolationActionId: string;
 }
 
 export interface Heartbeat_TagsEntry {
@@ -137,6 +141,8 @@ export interface Operation {
     | { $case: "netstat"; value: NetstatParams }
     | { $case: "memory"; value: MemoryParams }
     | { $case: "drift"; value: DriftParams }
+    | { $case: "isolate"; value: IsolateParams }
+    | { $case: "unisolate"; value: UnisolateParams }
     | undefined;
 }
 
@@ -202,6 +208,8 @@ export interface OperationResult {
     | { $case: "netstat"; value: NetstatResult }
     | { $case: "memory"; value: MemoryResult }
     | { $case: "drift"; value: DriftResult }
+    | { $case: "isolate"; value: IsolateResult }
+    | { $case: "unisolate"; value: IsolateResult }
     | undefined;
 }
 
@@ -220,6 +228,8 @@ function createBaseHeartbeat(): Heartbeat {
     sentAtMs: 0,
     intervalMs: 0,
     runningCommands: 0,
+    isolatedSinceMs: 0,
+    isolationActionId: "",
   };
 }
 
@@ -263,6 +273,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.runningCommands !== 0) {
       writer.uint32(104).uint32(message.runningCommands);
+    }
+    if (message.isolatedSinceMs !== 0) {
+      writer.uint32(112).int64(message.isolatedSinceMs);
+    }
+    if (message.isolationActionId !== "") {
+      writer.uint32(122).string(message.isolationActionId);
     }
     return writer;
   },
@@ -387,6 +403,22 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.runningCommands = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.isolatedSinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.isolationActionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -453,6 +485,16 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.running_commands)
         ? globalThis.Number(object.running_commands)
         : 0,
+      isolatedSinceMs: isSet(object.isolatedSinceMs)
+        ? globalThis.Number(object.isolatedSinceMs)
+        : isSet(object.isolated_since_ms)
+        ? globalThis.Number(object.isolated_since_ms)
+        : 0,
+      isolationActionId: isSet(object.isolationActionId)
+        ? globalThis.String(object.isolationActionId)
+        : isSet(object.isolation_action_id)
+        ? globalThis.String(object.isolation_action_id)
+        : "",
     };
   },
 
@@ -503,6 +545,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.runningCommands !== 0) {
       obj.runningCommands = Math.round(message.runningCommands);
     }
+    if (message.isolatedSinceMs !== 0) {
+      obj.isolatedSinceMs = Math.round(message.isolatedSinceMs);
+    }
+    if (message.isolationActionId !== "") {
+      obj.isolationActionId = message.isolationActionId;
+    }
     return obj;
   },
 
@@ -532,6 +580,8 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.sentAtMs = object.sentAtMs ?? 0;
     message.intervalMs = object.intervalMs ?? 0;
     message.runningCommands = object.runningCommands ?? 0;
+    message.isolatedSinceMs = object.isolatedSinceMs ?? 0;
+    message.isolationActionId = object.isolationActionId ?? "";
     return message;
   },
 };
@@ -1135,6 +1185,12 @@ export const Operation: MessageFns<Operation> = {
       case "drift":
         DriftParams.encode(message.module.value, writer.uint32(42).fork()).join();
         break;
+      case "isolate":
+        IsolateParams.encode(message.module.value, writer.uint32(50).fork()).join();
+        break;
+      case "unisolate":
+        UnisolateParams.encode(message.module.value, writer.uint32(58).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1192,6 +1248,22 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "drift", value: DriftParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.module = { $case: "isolate", value: IsolateParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.module = { $case: "unisolate", value: UnisolateParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1216,6 +1288,10 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "memory", value: MemoryParams.fromJSON(object.memory) }
         : isSet(object.drift)
         ? { $case: "drift", value: DriftParams.fromJSON(object.drift) }
+        : isSet(object.isolate)
+        ? { $case: "isolate", value: IsolateParams.fromJSON(object.isolate) }
+        : isSet(object.unisolate)
+        ? { $case: "unisolate", value: UnisolateParams.fromJSON(object.unisolate) }
         : undefined,
     };
   },
@@ -1232,6 +1308,10 @@ export const Operation: MessageFns<Operation> = {
       obj.memory = MemoryParams.toJSON(message.module.value);
     } else if (message.module?.$case === "drift") {
       obj.drift = DriftParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "isolate") {
+      obj.isolate = IsolateParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "unisolate") {
+      obj.unisolate = UnisolateParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1269,6 +1349,18 @@ export const Operation: MessageFns<Operation> = {
       case "drift": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "drift", value: DriftParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "isolate": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "isolate", value: IsolateParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "unisolate": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "unisolate", value: UnisolateParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2009,6 +2101,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "drift":
         DriftResult.encode(message.module.value, writer.uint32(114).fork()).join();
         break;
+      case "isolate":
+        IsolateResult.encode(message.module.value, writer.uint32(122).fork()).join();
+        break;
+      case "unisolate":
+        IsolateResult.encode(message.module.value, writer.uint32(130).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2090,6 +2188,22 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "drift", value: DriftResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.module = { $case: "isolate", value: IsolateResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.module = { $case: "unisolate", value: IsolateResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2121,6 +2235,10 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "memory", value: MemoryResult.fromJSON(object.memory) }
         : isSet(object.drift)
         ? { $case: "drift", value: DriftResult.fromJSON(object.drift) }
+        : isSet(object.isolate)
+        ? { $case: "isolate", value: IsolateResult.fromJSON(object.isolate) }
+        : isSet(object.unisolate)
+        ? { $case: "unisolate", value: IsolateResult.fromJSON(object.unisolate) }
         : undefined,
     };
   },
@@ -2146,6 +2264,10 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.memory = MemoryResult.toJSON(message.module.value);
     } else if (message.module?.$case === "drift") {
       obj.drift = DriftResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "isolate") {
+      obj.isolate = IsolateResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "unisolate") {
+      obj.unisolate = IsolateResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2188,6 +2310,18 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "drift": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "drift", value: DriftResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "isolate": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "isolate", value: IsolateResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "unisolate": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "unisolate", value: IsolateResult.fromPartial(object.module.value) };
         }
         break;
       }
