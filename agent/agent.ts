@@ -112,6 +112,13 @@ export class Agent {
       replay: this.replay,
       clockSkewMs: config.clockSkewMs,
       stateDir: config.stateDir,
+      protectedPaths: [
+        config.stateDir,
+        config.keyring,
+        config.nats.creds,
+        config.nats.ca,
+        config.configFile,
+      ].filter((p): p is string => !!p),
       log: this.log,
       self: () => this.targetSubject(),
     });

@@ -50,6 +50,8 @@ export interface CommandRunnerDeps {
   replay: ReplayGuard;
   clockSkewMs: number;
   stateDir: string;
+  /** The agent's own files (state, keyring, credentials, config), which response modules never touch. */
+  protectedPaths: readonly string[];
   log: Logger;
   /** The agent as a target expression sees it. */
   self: () => TargetSubject;
@@ -179,6 +181,7 @@ export class CommandRunner {
               log: this.deps.log.child({ module: op.module.name, action: body.id }),
               stateDir: this.deps.stateDir,
               actionId: body.id,
+              protectedPaths: this.deps.protectedPaths,
               service: this.deps.modules.serviceOf(op.module.name),
             }),
             controller.signal,

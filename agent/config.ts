@@ -22,6 +22,8 @@ export interface AgentConfig {
   logLevel: Level;
   /** A lab agent (`dragnet lab up`): it refuses to isolate the machine it shares with the investigator. */
   lab: boolean;
+  /** The config file it was read from, if any. */
+  configFile?: string;
 }
 
 export interface AgentFlags {
@@ -144,6 +146,7 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     clockSkewMs: positiveInt(file.clockSkewMs, "clockSkewMs") ?? DEFAULTS.clockSkewMs,
     logLevel,
     lab: file.lab === true,
+    configFile: flags.config ? resolve(flags.config) : undefined,
   };
   // What decides who may command this agent must be writable by root alone.
   if (runsAsRoot()) {

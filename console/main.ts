@@ -9,7 +9,11 @@ import { registerFileCommand } from "./commands/file.js";
 import { registerMemoryCommand, registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
-import { registerIsolationCommands } from "./commands/respond.js";
+import {
+  registerIsolationCommands,
+  registerKillCommand,
+  registerQuarantineCommand,
+} from "./commands/respond.js";
 
 // The investigator's CLI. Each command registers itself (flags, action,
 // renderer); global options say where the coordinator and key are and how to
@@ -47,6 +51,8 @@ registerMemoryCommand(program);
 registerDriftCommand(program);
 registerAlertsCommand(program);
 registerIsolationCommands(program);
+registerKillCommand(program);
+registerQuarantineCommand(program);
 registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);

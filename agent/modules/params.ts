@@ -1,3 +1,4 @@
+import { lstatSync, readlinkSync, realpathSync, type Stats } from "node:fs";
 import { isAbsolute, normalize, sep } from "node:path";
 import { Codes, DragnetError } from "../../common/mod.js";
 
@@ -38,4 +39,54 @@ export function absolutePath(path: string): string | undefined {
   if (!isAbsolute(path) || path.includes("\0") || path.length > 4096) return undefined;
   const n = normalize(path);
   return n.length > 1 && n.endsWith(sep) ? n.slice(0, -1) : n;
+}
+
+/** Pseudo-filesystems: nothing there is a file to move or collect. */
+const PSEUDO_ROOTS = ["/proc", "/sys", "/dev"];
+
+const within = (path: string, root: string) =>
+  path === root || path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
+
+/**
+ * The regular file a response module may act on (quarantine, collect), or a
+ * PARAMS refusal saying why not: not absolute, missing, a symlink (unless
+ * `followSymlinks`: then what it points to), not a regular file, under /proc,
+ * /sys or /dev, or one of the agent's own files (state, keys, credentials).
+ */
+export function responseFile(
+  what: string,
+  path: string,
+  options: { followSymlinks: boolean; protectedPaths: readonly string[] },
+): { path: string; stats: Stats } {
+  const refuse = (m: string): never => {
+    throw new DragnetError(Codes.PARAMS, `${what}: ${m}`);
+  };
+  const abs = absolutePath(path) ?? refuse(`"${path.slice(0, 200)}" is not an absolute path`);
+  let real = abs;
+  let stats: Stats;
+  try {
+    stats = lstatSync(abs);
+    if (stats.isSymbolicLink()) {
+      if (!options.followSymlinks) {
+        refuse(
+          `${abs} is a symlink (to ${readlinkSync(abs)}); it is not followed unless asked (--follow-symlinks)`,
+        );
+      }
+      real = realpathSync(abs);
+      stats = lstatSync(real);
+    }
+  } catch (err) {
+    if (DragnetError.is(err)) throw err;
+    return refuse(`${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (PSEUDO_ROOTS.some((r) => within(real, r)))
+    refuse(`${real} is in ${real.split(sep)[1]} (not a file on disk)`);
+  for (const p of options.protectedPaths) {
+    if (within(real, p))
+      refuse(
+        `${real} is one of the agent's own files (${p}): its keys and credentials are never moved or sent`,
+      );
+  }
+  if (!stats.isFile()) refuse(`${real} is not a regular file`);
+  return { path: real, stats };
 }

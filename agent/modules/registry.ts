@@ -23,6 +23,8 @@ export interface ModuleContext<S = undefined> {
   stateDir: string;
   /** The action being run (absent when a module is called directly, as benchmarks do). */
   actionId?: string;
+  /** The agent's own files (state, keyring, credentials, config): response modules never move or send them. */
+  protectedPaths?: readonly string[];
   /** This agent's instance of the module's service (see AgentModule.service), once the agent started it. */
   service?: S;
 }

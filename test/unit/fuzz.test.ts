@@ -46,6 +46,7 @@ describe("fuzzing the agent's command decoder and checks", () => {
     replay: new ReplayGuard(join(tempDir(), "executed-actions"), 60_000),
     clockSkewMs: 60_000,
     stateDir: tempDir(),
+    protectedPaths: [],
     log: silentLogger,
     self: () => ({
       id: "01m8fuzz000000000000000000",

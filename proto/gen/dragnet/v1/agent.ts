@@ -13,6 +13,7 @@ import { IsolateParams, IsolateResult, UnisolateParams } from "./isolate.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
 import { ProcessParams, ProcessResult } from "./process.js";
+import { CollectParams, CollectResult, KillParams, KillResult, QuarantineParams, QuarantineResult } from "./respond.js";
 
 export enum AckStatus {
   ACK_STATUS_UNSPECIFIED = 0,
@@ -143,6 +144,9 @@ export interface Operation {
     | { $case: "drift"; value: DriftParams }
     | { $case: "isolate"; value: IsolateParams }
     | { $case: "unisolate"; value: UnisolateParams }
+    | { $case: "kill"; value: KillParams }
+    | { $case: "quarantine"; value: QuarantineParams }
+    | { $case: "collect"; value: CollectParams }
     | undefined;
 }
 
@@ -210,6 +214,9 @@ export interface OperationResult {
     | { $case: "drift"; value: DriftResult }
     | { $case: "isolate"; value: IsolateResult }
     | { $case: "unisolate"; value: IsolateResult }
+    | { $case: "kill"; value: KillResult }
+    | { $case: "quarantine"; value: QuarantineResult }
+    | { $case: "collect"; value: CollectResult }
     | undefined;
 }
 
@@ -1191,6 +1198,15 @@ export const Operation: MessageFns<Operation> = {
       case "unisolate":
         UnisolateParams.encode(message.module.value, writer.uint32(58).fork()).join();
         break;
+      case "kill":
+        KillParams.encode(message.module.value, writer.uint32(66).fork()).join();
+        break;
+      case "quarantine":
+        QuarantineParams.encode(message.module.value, writer.uint32(74).fork()).join();
+        break;
+      case "collect":
+        CollectParams.encode(message.module.value, writer.uint32(82).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1264,6 +1280,30 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "unisolate", value: UnisolateParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.module = { $case: "kill", value: KillParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.module = { $case: "quarantine", value: QuarantineParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.module = { $case: "collect", value: CollectParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1292,6 +1332,12 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "isolate", value: IsolateParams.fromJSON(object.isolate) }
         : isSet(object.unisolate)
         ? { $case: "unisolate", value: UnisolateParams.fromJSON(object.unisolate) }
+        : isSet(object.kill)
+        ? { $case: "kill", value: KillParams.fromJSON(object.kill) }
+        : isSet(object.quarantine)
+        ? { $case: "quarantine", value: QuarantineParams.fromJSON(object.quarantine) }
+        : isSet(object.collect)
+        ? { $case: "collect", value: CollectParams.fromJSON(object.collect) }
         : undefined,
     };
   },
@@ -1312,6 +1358,12 @@ export const Operation: MessageFns<Operation> = {
       obj.isolate = IsolateParams.toJSON(message.module.value);
     } else if (message.module?.$case === "unisolate") {
       obj.unisolate = UnisolateParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "kill") {
+      obj.kill = KillParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "quarantine") {
+      obj.quarantine = QuarantineParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "collect") {
+      obj.collect = CollectParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1361,6 +1413,24 @@ export const Operation: MessageFns<Operation> = {
       case "unisolate": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "unisolate", value: UnisolateParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "kill": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "kill", value: KillParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "quarantine": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "quarantine", value: QuarantineParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "collect": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "collect", value: CollectParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2107,6 +2177,15 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "unisolate":
         IsolateResult.encode(message.module.value, writer.uint32(130).fork()).join();
         break;
+      case "kill":
+        KillResult.encode(message.module.value, writer.uint32(138).fork()).join();
+        break;
+      case "quarantine":
+        QuarantineResult.encode(message.module.value, writer.uint32(146).fork()).join();
+        break;
+      case "collect":
+        CollectResult.encode(message.module.value, writer.uint32(154).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2204,6 +2283,30 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "unisolate", value: IsolateResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.module = { $case: "kill", value: KillResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.module = { $case: "quarantine", value: QuarantineResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.module = { $case: "collect", value: CollectResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2239,6 +2342,12 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "isolate", value: IsolateResult.fromJSON(object.isolate) }
         : isSet(object.unisolate)
         ? { $case: "unisolate", value: IsolateResult.fromJSON(object.unisolate) }
+        : isSet(object.kill)
+        ? { $case: "kill", value: KillResult.fromJSON(object.kill) }
+        : isSet(object.quarantine)
+        ? { $case: "quarantine", value: QuarantineResult.fromJSON(object.quarantine) }
+        : isSet(object.collect)
+        ? { $case: "collect", value: CollectResult.fromJSON(object.collect) }
         : undefined,
     };
   },
@@ -2268,6 +2377,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.isolate = IsolateResult.toJSON(message.module.value);
     } else if (message.module?.$case === "unisolate") {
       obj.unisolate = IsolateResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "kill") {
+      obj.kill = KillResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "quarantine") {
+      obj.quarantine = QuarantineResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "collect") {
+      obj.collect = CollectResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2322,6 +2437,24 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "unisolate": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "unisolate", value: IsolateResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "kill": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "kill", value: KillResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "quarantine": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "quarantine", value: QuarantineResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "collect": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "collect", value: CollectResult.fromPartial(object.module.value) };
         }
         break;
       }
