@@ -5,6 +5,7 @@ import {
   Codes,
   createLogger,
   DEFAULT_COORDINATOR,
+  DragnetError,
   Keyring,
   type Logger,
   problemOf,
@@ -13,7 +14,15 @@ import {
   VERSION,
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
-import { AckStatus, Alert, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
+import {
+  AckStatus,
+  Alert,
+  CommandAck,
+  CommandResult,
+  CommandStatus,
+  EvidenceChunk,
+  Heartbeat,
+} from "../proto/mod.js";
 import { type AcceptedCommand, CommandRunner, coordinatorOf } from "./command-runner.js";
 import type { AgentConfig } from "./config.js";
 import { Courier } from "./courier.js";
@@ -121,6 +130,7 @@ export class Agent {
       ].filter((p): p is string => !!p),
       log: this.log,
       self: () => this.targetSubject(),
+      sendEvidence: (coordinator, chunk) => this.sendEvidence(coordinator, chunk),
     });
   }
 
@@ -373,6 +383,21 @@ export class Agent {
     const sending = this.results.send(commandId, coordinator, data);
     this.replay.finished(commandId);
     await sending;
+  }
+
+  /** A piece of a collected file, on the evidence stream; resolves once the server stored it. */
+  private async sendEvidence(coordinator: string, chunk: EvidenceChunk): Promise<void> {
+    if (!this.js || !this.nc || this.nc.isClosed()) {
+      throw new DragnetError(Codes.UNAVAILABLE, "collect: NATS is not reachable now; collect again later");
+    }
+    await this.js.publish(
+      this.subjects.evidence(this.id, coordinator),
+      EvidenceChunk.encode(chunk).finish(),
+      {
+        msgID: `${this.id}.${chunk.uploadId}.${chunk.offset}${chunk.last ? ".end" : ""}`,
+        timeout: 30_000,
+      },
+    );
   }
 
   /** An alert from a module's service: kept until the alerts stream has it. */

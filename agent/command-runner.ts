@@ -15,7 +15,13 @@ import {
   type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
-import { CommandEnvelope, type CommandResult, CommandStatus, type OperationResult } from "../proto/mod.js";
+import {
+  CommandEnvelope,
+  type CommandResult,
+  CommandStatus,
+  type EvidenceChunk,
+  type OperationResult,
+} from "../proto/mod.js";
 import { type AgentModule, type ModuleRegistry, resultCase } from "./modules/registry.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
@@ -39,6 +45,8 @@ export function coordinatorOf(envelope: Pick<CommandEnvelope, "coordinator">): s
 
 export interface AcceptedCommand {
   commandId: string;
+  /** The coordinator that sent it: answers and evidence go there. */
+  coordinator: string;
   verified: VerifiedAction;
   operations: Array<{ module: AgentModule; params: unknown }>;
 }
@@ -52,6 +60,8 @@ export interface CommandRunnerDeps {
   stateDir: string;
   /** The agent's own files (state, keyring, credentials, config), which response modules never touch. */
   protectedPaths: readonly string[];
+  /** Publishes an evidence chunk to a coordinator (through JetStream). */
+  sendEvidence?: (coordinator: string, chunk: EvidenceChunk) => Promise<void>;
   log: Logger;
   /** The agent as a target expression sees it. */
   self: () => TargetSubject;
@@ -130,7 +140,7 @@ export class CommandRunner {
       return { module, params };
     });
     this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId, coordinatorOf(envelope));
-    return { commandId: envelope.commandId, verified, operations };
+    return { commandId: envelope.commandId, coordinator: coordinatorOf(envelope), verified, operations };
   }
 
   /**
@@ -182,6 +192,8 @@ export class CommandRunner {
               stateDir: this.deps.stateDir,
               actionId: body.id,
               protectedPaths: this.deps.protectedPaths,
+              sendEvidence:
+                this.deps.sendEvidence && ((chunk) => this.deps.sendEvidence!(command.coordinator, chunk)),
               service: this.deps.modules.serviceOf(op.module.name),
             }),
             controller.signal,

@@ -86,7 +86,7 @@ export async function userCreds(
 }
 
 /**
- * An agent may publish only its own heartbeats, acks, results and alerts, and
+ * An agent may publish only its own heartbeats, acks, results, alerts and evidence, and
  * read only its own commands and the replies to its own requests.
  */
 export function agentCreds(a: NatsAuthority, agentId: string, prefix = DEFAULT_PREFIX): Promise<string> {
@@ -95,7 +95,7 @@ export function agentCreds(a: NatsAuthority, agentId: string, prefix = DEFAULT_P
     a,
     `agent-${agentId}`,
     // Acks and results carry the coordinator they go to as a last token.
-    [own("hb"), `${own("ack")}.*`, `${own("res")}.*`, own("alert")],
+    [own("hb"), `${own("ack")}.*`, `${own("res")}.*`, own("alert"), `${own("evidence")}.*`],
     [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
   );
 }

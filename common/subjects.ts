@@ -31,6 +31,10 @@ export class Subjects {
   result(agentId: string, coordinator: string): string {
     return `${this.prefix}.res.${agentId}.${coordinator}`;
   }
+  /** Pieces of a collected file, to the coordinator that sent the collect command. */
+  evidence(agentId: string, coordinator: string): string {
+    return `${this.prefix}.evidence.${agentId}.${coordinator}`;
+  }
   /** Alerts go to every coordinator: each keeps its own copy from the alerts stream. */
   alert(agentId: string): string {
     return `${this.prefix}.alert.${agentId}`;

@@ -11,6 +11,8 @@ export interface ActionOptions {
   timeout: string;
   name?: string;
   description?: string;
+  /** The incident the action belongs to (the notebook records it). */
+  incidentId?: string;
 }
 
 export const DEFAULT_EXPIRES = "10m";
@@ -47,7 +49,7 @@ export function buildAction(
     validFromMs: now,
     expiresAtMs: now + expiresIn,
     timeoutMs: timeout,
-    incidentId: "",
+    incidentId: opts.incidentId ?? "",
     description: opts.description ?? "",
     createdAtMs: now,
   };

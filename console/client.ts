@@ -16,6 +16,8 @@ import {
   type AuditEntry,
   CoordinatorClient,
   CoordinatorService,
+  type EvidenceItem,
+  type EvidencePart,
   type Signature,
   type SignedAction,
   type StoredAlert,
@@ -131,6 +133,28 @@ export class CoordinatorApi {
     return (
       await this.call(this.client.listAlerts, CoordinatorService.listAlerts.path, { target, sinceMs, limit })
     ).alerts;
+  }
+
+  async listEvidence(incidentId: string, limit: number): Promise<EvidenceItem[]> {
+    return (
+      await this.call(this.client.listEvidence, CoordinatorService.listEvidence.path, { incidentId, limit })
+    ).items;
+  }
+
+  /** Streams one evidence item: `onItem` with its record first, then `onData` for each piece of its bytes. */
+  getEvidence(
+    id: string,
+    onItem: (item: EvidenceItem) => void,
+    onData: (data: Buffer) => void,
+  ): Promise<void> {
+    return this.follow(
+      this.client.getEvidence({ id }, this.auth(CoordinatorService.getEvidence.path)),
+      (part: EvidencePart) => {
+        if (part.part?.$case === "item") onItem(part.part.value);
+        if (part.part?.$case === "data") onData(part.part.value);
+        return true;
+      },
+    );
   }
 
   /** Calls `onEvent` for each event until the stream ends (resolves) or fails (rejects). */

@@ -26,6 +26,8 @@ export interface CoordinatorConfig {
   };
   /** SQLite database file. */
   database: string;
+  /** Where collected files are kept (default: an "evidence" directory beside the database). */
+  evidenceDir: string;
   /** Investigators whose signatures the coordinator accepts on submit. */
   keyring: string;
   registry: {
@@ -102,6 +104,10 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       insecure,
     },
     database: file(json.database, "database"),
+    evidenceDir:
+      json.evidenceDir === undefined
+        ? resolve(file(json.database, "database"), "..", "evidence")
+        : file(json.evidenceDir, "evidenceDir"),
     keyring: file(json.keyring, "keyring"),
     registry: {
       onlineWithinMs: ms(registry.onlineWithinMs, "registry.onlineWithinMs", undefined),

@@ -42,10 +42,11 @@ import { AlertBook, type AlertFilter } from "./alert-book.js";
 import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
+import { EvidenceDesk } from "./evidence-desk.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
-import { alertsFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
+import { alertsFeed, evidenceFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { WriteBatcher } from "./write-batcher.js";
 
 // The coordinator: registry from heartbeats, actions verified and fanned out
@@ -92,7 +93,9 @@ export class Coordinator {
   private nc?: NatsConnection;
   private results?: StreamFeed;
   private alertFeed?: StreamFeed;
+  private evidenceFeed?: StreamFeed;
   readonly alerts: AlertBook;
+  readonly evidence: EvidenceDesk;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
   private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
@@ -119,6 +122,29 @@ export class Coordinator {
       this.subjects,
       this.log,
       (agentId, subject, p) => this.refused("alert", subject, agentId, p),
+      this.now,
+    );
+    this.evidence = new EvidenceDesk(
+      config.evidenceDir,
+      this.store,
+      this.batcher,
+      this.subjects,
+      {
+        action: (id) => {
+          this.batcher.flush();
+          const a = this.store.getAction(id);
+          if (!a) return undefined;
+          const agents = new Set(this.store.commandsOf(id).map((c) => c.agentId));
+          return {
+            incidentId: a.incidentId,
+            collectors: a.signerNames,
+            collectsFrom: (agentId) => a.modules.includes("collect") && agents.has(agentId),
+          };
+        },
+        hostname: (agentId) => this.registry.get(agentId)?.hostname ?? "",
+      },
+      this.log,
+      (agentId, subject, p) => this.refused("evidence", subject, agentId, p),
       this.now,
     );
     this.reloadOpenActions();
@@ -161,6 +187,9 @@ export class Coordinator {
     this.alertFeed = new StreamFeed(nc, feed, alertsFeed, this.log);
     await this.alertFeed.ensure();
     await this.alertFeed.consume((m) => this.alerts.onMessage(m));
+    this.evidenceFeed = new StreamFeed(nc, feed, evidenceFeed, this.log);
+    await this.evidenceFeed.ensure();
+    await this.evidenceFeed.consume((m) => this.evidence.onMessage(m));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.log.info("coordinator started", {
       nats: nc.getServer(),
@@ -173,6 +202,7 @@ export class Coordinator {
     clearInterval(this.sweeper);
     await this.results?.stop();
     await this.alertFeed?.stop();
+    await this.evidenceFeed?.stop();
     this.book.stop();
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
     this.batcher.flush();

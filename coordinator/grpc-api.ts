@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import {
   API_AUTH_HEADER,
@@ -151,6 +151,40 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
       }),
       (q, r) => `target ${q.target || "(all)"}: ${r.alerts.length} alerts`,
     ),
+    listEvidence: unary(
+      "ListEvidence",
+      (req) => ({
+        items: coordinator.evidence.list(req.incidentId, Math.min(Math.max(req.limit || 100, 1), 10_000)),
+      }),
+      (q, r) => `incident ${q.incidentId || "(any)"}: ${r.items.length} items`,
+    ),
+    getEvidence(call) {
+      try {
+        const investigator = investigatorOf(call, "GetEvidence").name;
+        const { item, file } = coordinator.evidence.get(call.request.id);
+        coordinator.audit(investigator, "GetEvidence", {
+          actionId: item.actionId,
+          agentId: item.agentId,
+          message: `evidence ${item.id} (${item.path}, ${item.size} bytes, sha256 ${item.sha256})`,
+        });
+        call.write({ part: { $case: "item", value: item } });
+        const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
+        call.on("cancelled", () => stream.destroy());
+        stream.on("data", (data) => {
+          // Back-pressure: pause reading while gRPC's buffer drains.
+          if (!call.write({ part: { $case: "data", value: data as Buffer } })) {
+            stream.pause();
+            call.once("drain", () => stream.resume());
+          }
+        });
+        stream.on("end", () => call.end());
+        stream.on("error", (err) =>
+          call.destroy(toServiceError(err, log, "GetEvidence") as grpc.ServiceError),
+        );
+      } catch (err) {
+        call.destroy(toServiceError(err, log, "GetEvidence") as grpc.ServiceError);
+      }
+    },
     watchAction: serverStream<{ actionId: string }, ActionEvent>(
       "WatchAction",
       (req) => ({ actionId: actionIdOf(req) }),

@@ -2,6 +2,7 @@ import {
   AckPolicy,
   type ConsumerMessages,
   DeliverPolicy,
+  DiscardPolicy,
   type JsMsg,
   jetstream,
   jetstreamManager,
@@ -22,6 +23,8 @@ import type { Logger } from "../common/mod.js";
 //   stream once acknowledged.
 // - Alerts: a limits stream on <prefix>.alert.<agent>. Every coordinator
 //   keeps every alert, so each consumer sees them all; they age out.
+// - Evidence: collected files in chunks on <prefix>.evidence.<agent>.<coordinator>,
+//   a work-queue stream like results.
 
 export interface FeedOptions {
   prefix: string;
@@ -42,6 +45,8 @@ interface FeedShape {
   maxAgeMs: number;
   maxBytes: number;
   maxMsgsPerSubject: number;
+  /** Refuse new messages when full instead of dropping the oldest. */
+  discardNew?: boolean;
 }
 
 const NS_PER_MS = 1_000_000;
@@ -71,6 +76,21 @@ export function alertsFeed(o: FeedOptions): FeedShape {
     // A flapping watch on one host cannot push out every other host's alerts.
     maxBytes: 1024 * 1024 * 1024,
     maxMsgsPerSubject: 10_000,
+  };
+}
+
+export function evidenceFeed(o: FeedOptions): FeedShape {
+  return {
+    suffix: "EVIDENCE",
+    subjects: [`${o.prefix}.evidence.*.*`],
+    filter: `${o.prefix}.evidence.*.${o.coordinator}`,
+    retention: RetentionPolicy.Workqueue,
+    maxAgeMs: 7 * DAY_MS,
+    // Only files in transit (the coordinator takes chunks as they come); when full, publishes
+    // are refused — never old chunks dropped — and the collection fails, saying so.
+    maxBytes: 512 * 1024 ** 2,
+    maxMsgsPerSubject: -1,
+    discardNew: true,
   };
 }
 
@@ -123,6 +143,7 @@ export class StreamFeed {
       max_msg_size: 1024 * 1024,
       max_bytes: this.shape.maxBytes,
       max_msgs_per_subject: this.shape.maxMsgsPerSubject,
+      discard: this.shape.discardNew ? DiscardPolicy.New : DiscardPolicy.Old,
     };
     try {
       await jsm.streams.info(this.stream);

@@ -20,6 +20,7 @@ export class WriteBatcher {
   private completed: WriteBatch["completed"] = [];
   private audits: WriteBatch["audit"] = [];
   private alerts: WriteBatch["alerts"] = [];
+  private evidenceItems: WriteBatch["evidence"] = [];
   private committed: Array<() => void> = [];
   private timer?: NodeJS.Timeout;
   private immediate?: NodeJS.Immediate;
@@ -51,6 +52,10 @@ export class WriteBatcher {
   }
   audit(entry: WriteBatch["audit"][number]): void {
     this.audits.push(entry);
+    this.added();
+  }
+  evidence(e: WriteBatch["evidence"][number]): void {
+    this.evidenceItems.push(e);
     this.added();
   }
   alert(a: WriteBatch["alerts"][number]): void {
@@ -115,6 +120,7 @@ export class WriteBatcher {
       completed: this.completed,
       audit: this.audits,
       alerts: this.alerts,
+      evidence: this.evidenceItems,
     };
     this.agents = new Map();
     this.actions = [];
@@ -123,6 +129,7 @@ export class WriteBatcher {
     this.completed = [];
     this.audits = [];
     this.alerts = [];
+    this.evidenceItems = [];
     this.size = 0;
     try {
       this.store.apply(batch);
@@ -136,8 +143,10 @@ export class WriteBatcher {
       this.completed = [...batch.completed, ...this.completed];
       this.audits = [...batch.audit, ...this.audits];
       this.alerts = [...batch.alerts, ...this.alerts];
+      this.evidenceItems = [...batch.evidence, ...this.evidenceItems];
       this.size += batch.agents.length + batch.actions.length + batch.commands.length;
       this.size += batch.results.length + batch.completed.length + batch.audit.length + batch.alerts.length;
+      this.size += batch.evidence.length;
       throw err;
     }
   }

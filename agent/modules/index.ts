@@ -1,3 +1,4 @@
+import { collectModule } from "./collect/index.js";
 import { driftModule } from "./drift/index.js";
 import { fileModule } from "./file/index.js";
 import { isolateModule, unisolateModule } from "./isolate/index.js";
@@ -19,4 +20,5 @@ export const builtinModules: readonly SomeModule[] = [
   unisolateModule,
   killModule,
   quarantineModule,
+  collectModule,
 ];

@@ -1,6 +1,6 @@
 import type { Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import type { Alert, Heartbeat, Operation, OperationResult } from "../../proto/mod.js";
+import type { Alert, EvidenceChunk, Heartbeat, Operation, OperationResult } from "../../proto/mod.js";
 
 // A module is one place: its name (the Operation oneof case), a params check
 // and a run function, and for modules that keep working between commands
@@ -25,6 +25,8 @@ export interface ModuleContext<S = undefined> {
   actionId?: string;
   /** The agent's own files (state, keyring, credentials, config): response modules never move or send them. */
   protectedPaths?: readonly string[];
+  /** Sends a piece of a collected file to the coordinator that sent the command; resolves once NATS stored it. */
+  sendEvidence?: (chunk: EvidenceChunk) => Promise<void>;
   /** This agent's instance of the module's service (see AgentModule.service), once the agent started it. */
   service?: S;
 }

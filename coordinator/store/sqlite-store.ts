@@ -6,6 +6,7 @@ import type {
   StoredAgent,
   StoredAlert,
   StoredCommand,
+  StoredEvidence,
   StoredResult,
   WriteBatch,
 } from "./store.js";
@@ -102,6 +103,17 @@ CREATE TABLE alerts (
   UNIQUE (agent_id, id)
 );
 CREATE INDEX alerts_received ON alerts (received_at);
+`,
+  // 4: evidence collected from agents (the files live in the evidence directory).
+  `
+CREATE TABLE evidence (
+  id TEXT PRIMARY KEY,
+  agent_id TEXT NOT NULL,
+  incident_id TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  payload BLOB NOT NULL
+);
+CREATE INDEX evidence_incident ON evidence (incident_id, received_at);
 `,
 ];
 
@@ -241,6 +253,22 @@ const toAlert = (r: AlertRow): StoredAlert => ({
   payload: r.payload,
 });
 
+interface EvidenceRow {
+  id: string;
+  agent_id: string;
+  incident_id: string;
+  received_at: number;
+  payload: Buffer;
+}
+
+const toEvidence = (r: EvidenceRow): StoredEvidence => ({
+  id: r.id,
+  agentId: r.agent_id,
+  incidentId: r.incident_id,
+  receivedAtMs: r.received_at,
+  payload: r.payload,
+});
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts;
@@ -309,6 +337,14 @@ export class SqliteStore implements Store {
       insertAlert: db.prepare(`
         INSERT OR IGNORE INTO alerts (id, agent_id, at, received_at, payload) VALUES (?, ?, ?, ?, ?)`),
       alertsAfter: db.prepare("SELECT * FROM alerts WHERE seq > ? ORDER BY seq LIMIT ?"),
+      insertEvidence: db.prepare(
+        "INSERT OR IGNORE INTO evidence (id, agent_id, incident_id, received_at, payload) VALUES (?, ?, ?, ?, ?)",
+      ),
+      listEvidence: db.prepare("SELECT * FROM evidence ORDER BY received_at DESC, id DESC LIMIT ?"),
+      listEvidenceOf: db.prepare(
+        "SELECT * FROM evidence WHERE incident_id = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+      ),
+      getEvidence: db.prepare("SELECT * FROM evidence WHERE id = ?"),
       alertsBefore: db.prepare(
         "SELECT * FROM alerts WHERE seq < ? AND received_at >= ? ORDER BY seq DESC LIMIT ?",
       ),
@@ -361,6 +397,9 @@ export class SqliteStore implements Store {
       }
       for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
       for (const e of batch.audit) this.stmts.insertAudit.run(e);
+      for (const e of batch.evidence) {
+        this.stmts.insertEvidence.run(e.id, e.agentId, e.incidentId, e.receivedAtMs, Buffer.from(e.payload));
+      }
       for (const a of batch.alerts) {
         this.stmts.insertAlert.run(a.id, a.agentId, a.atMs, a.receivedAtMs, Buffer.from(a.payload));
       }
@@ -465,6 +504,18 @@ export class SqliteStore implements Store {
 
   alertsBefore(beforeSeq: number, sinceMs: number, limit: number): StoredAlert[] {
     return (this.stmts.alertsBefore.all(beforeSeq, sinceMs, limit) as AlertRow[]).map(toAlert);
+  }
+
+  listEvidence(incidentId: string, limit: number): StoredEvidence[] {
+    const rows = (
+      incidentId ? this.stmts.listEvidenceOf.all(incidentId, limit) : this.stmts.listEvidence.all(limit)
+    ) as EvidenceRow[];
+    return rows.map(toEvidence);
+  }
+
+  getEvidence(id: string): StoredEvidence | undefined {
+    const row = this.stmts.getEvidence.get(id) as EvidenceRow | undefined;
+    return row && toEvidence(row);
   }
 
   close(): void {

@@ -76,6 +76,15 @@ export interface StoredAlert {
   payload: Uint8Array;
 }
 
+export interface StoredEvidence {
+  id: string;
+  agentId: string;
+  incidentId: string;
+  receivedAtMs: number;
+  /** The EvidenceItem, encoded. */
+  payload: Uint8Array;
+}
+
 /** Writes gathered by the coordinator and applied together, in one transaction. */
 export interface WriteBatch {
   agents: StoredAgent[];
@@ -86,6 +95,7 @@ export interface WriteBatch {
   audit: AuditEntry[];
   /** Alerts (without seq); one an agent sent twice is stored once. */
   alerts: Array<Omit<StoredAlert, "seq">>;
+  evidence: StoredEvidence[];
 }
 
 export interface Store {
@@ -111,5 +121,8 @@ export interface Store {
   alertsAfter(afterSeq: number, limit: number): StoredAlert[];
   /** Alerts received at or after `sinceMs` with a sequence number below `beforeSeq`, newest first. */
   alertsBefore(beforeSeq: number, sinceMs: number, limit: number): StoredAlert[];
+  /** Evidence items, newest first, of one incident or all. */
+  listEvidence(incidentId: string, limit: number): StoredEvidence[];
+  getEvidence(id: string): StoredEvidence | undefined;
   close(): void;
 }

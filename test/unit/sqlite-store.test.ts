@@ -78,6 +78,7 @@ describe("SQLite store", () => {
         },
       ],
       alerts: [],
+      evidence: [],
     });
     store.close();
     const again = new SqliteStore(file);
@@ -125,6 +126,7 @@ describe("SQLite store", () => {
       completed: [],
       audit: [],
       alerts: [],
+      evidence: [],
     };
     store.apply({ ...empty, actions: [pending] });
     expect(store.pendingActions().map((a) => [a.id, a.weight, a.requiredWeight])).toEqual([
@@ -165,6 +167,7 @@ describe("SQLite store", () => {
       completed: [],
       audit: [],
       alerts: [],
+      evidence: [],
     };
     const alert = (id: string, agentId: string, receivedAtMs: number) => ({
       id,

@@ -331,6 +331,47 @@ export interface WatchAlertsRequest {
   afterSeq: number;
 }
 
+export interface EvidenceItem {
+  id: string;
+  agentId: string;
+  hostname: string;
+  actionId: string;
+  incidentId: string;
+  uploadId: string;
+  /** On the agent. */
+  path: string;
+  size: number;
+  /** Computed by the agent before sending, and checked by the coordinator on receipt. */
+  sha256: string;
+  mtimeMs: number;
+  mode: string;
+  uid: number;
+  gid: number;
+  receivedAtMs: number;
+  /** The investigators whose signatures the collecting action carried. */
+  collectors: string[];
+  /** "verified", or "rejected" with the reason in problem (the bytes are kept aside). */
+  status: string;
+  problem: string;
+}
+
+export interface ListEvidenceRequest {
+  incidentId: string;
+  limit: number;
+}
+
+export interface ListEvidenceResponse {
+  items: EvidenceItem[];
+}
+
+export interface GetEvidenceRequest {
+  id: string;
+}
+
+export interface EvidencePart {
+  part: { $case: "item"; value: EvidenceItem } | { $case: "data"; value: Buffer } | undefined;
+}
+
 function createBaseAgentInfo(): AgentInfo {
   return {
     id: "",
@@ -3544,6 +3585,701 @@ export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
   },
 };
 
+function createBaseEvidenceItem(): EvidenceItem {
+  return {
+    id: "",
+    agentId: "",
+    hostname: "",
+    actionId: "",
+    incidentId: "",
+    uploadId: "",
+    path: "",
+    size: 0,
+    sha256: "",
+    mtimeMs: 0,
+    mode: "",
+    uid: 0,
+    gid: 0,
+    receivedAtMs: 0,
+    collectors: [],
+    status: "",
+    problem: "",
+  };
+}
+
+export const EvidenceItem: MessageFns<EvidenceItem> = {
+  encode(message: EvidenceItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.agentId !== "") {
+      writer.uint32(18).string(message.agentId);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(26).string(message.hostname);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(34).string(message.actionId);
+    }
+    if (message.incidentId !== "") {
+      writer.uint32(42).string(message.incidentId);
+    }
+    if (message.uploadId !== "") {
+      writer.uint32(50).string(message.uploadId);
+    }
+    if (message.path !== "") {
+      writer.uint32(58).string(message.path);
+    }
+    if (message.size !== 0) {
+      writer.uint32(64).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(74).string(message.sha256);
+    }
+    if (message.mtimeMs !== 0) {
+      writer.uint32(80).int64(message.mtimeMs);
+    }
+    if (message.mode !== "") {
+      writer.uint32(90).string(message.mode);
+    }
+    if (message.uid !== 0) {
+      writer.uint32(96).uint32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(104).uint32(message.gid);
+    }
+    if (message.receivedAtMs !== 0) {
+      writer.uint32(112).int64(message.receivedAtMs);
+    }
+    for (const v of message.collectors) {
+      writer.uint32(122).string(v!);
+    }
+    if (message.status !== "") {
+      writer.uint32(130).string(message.status);
+    }
+    if (message.problem !== "") {
+      writer.uint32(138).string(message.problem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvidenceItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvidenceItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.incidentId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.uploadId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.mtimeMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.uid = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.gid = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.receivedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.collectors.push(reader.string());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.problem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvidenceItem {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      incidentId: isSet(object.incidentId)
+        ? globalThis.String(object.incidentId)
+        : isSet(object.incident_id)
+        ? globalThis.String(object.incident_id)
+        : "",
+      uploadId: isSet(object.uploadId)
+        ? globalThis.String(object.uploadId)
+        : isSet(object.upload_id)
+        ? globalThis.String(object.upload_id)
+        : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      mtimeMs: isSet(object.mtimeMs)
+        ? globalThis.Number(object.mtimeMs)
+        : isSet(object.mtime_ms)
+        ? globalThis.Number(object.mtime_ms)
+        : 0,
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+      receivedAtMs: isSet(object.receivedAtMs)
+        ? globalThis.Number(object.receivedAtMs)
+        : isSet(object.received_at_ms)
+        ? globalThis.Number(object.received_at_ms)
+        : 0,
+      collectors: globalThis.Array.isArray(object?.collectors)
+        ? object.collectors.map((e: any) => globalThis.String(e))
+        : [],
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      problem: isSet(object.problem) ? globalThis.String(object.problem) : "",
+    };
+  },
+
+  toJSON(message: EvidenceItem): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.incidentId !== "") {
+      obj.incidentId = message.incidentId;
+    }
+    if (message.uploadId !== "") {
+      obj.uploadId = message.uploadId;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.mtimeMs !== 0) {
+      obj.mtimeMs = Math.round(message.mtimeMs);
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    if (message.receivedAtMs !== 0) {
+      obj.receivedAtMs = Math.round(message.receivedAtMs);
+    }
+    if (message.collectors?.length) {
+      obj.collectors = message.collectors;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.problem !== "") {
+      obj.problem = message.problem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvidenceItem>, I>>(base?: I): EvidenceItem {
+    return EvidenceItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvidenceItem>, I>>(object: I): EvidenceItem {
+    const message = createBaseEvidenceItem();
+    message.id = object.id ?? "";
+    message.agentId = object.agentId ?? "";
+    message.hostname = object.hostname ?? "";
+    message.actionId = object.actionId ?? "";
+    message.incidentId = object.incidentId ?? "";
+    message.uploadId = object.uploadId ?? "";
+    message.path = object.path ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.mtimeMs = object.mtimeMs ?? 0;
+    message.mode = object.mode ?? "";
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    message.receivedAtMs = object.receivedAtMs ?? 0;
+    message.collectors = object.collectors?.map((e) => e) || [];
+    message.status = object.status ?? "";
+    message.problem = object.problem ?? "";
+    return message;
+  },
+};
+
+function createBaseListEvidenceRequest(): ListEvidenceRequest {
+  return { incidentId: "", limit: 0 };
+}
+
+export const ListEvidenceRequest: MessageFns<ListEvidenceRequest> = {
+  encode(message: ListEvidenceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incidentId !== "") {
+      writer.uint32(10).string(message.incidentId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEvidenceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEvidenceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incidentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEvidenceRequest {
+    return {
+      incidentId: isSet(object.incidentId)
+        ? globalThis.String(object.incidentId)
+        : isSet(object.incident_id)
+        ? globalThis.String(object.incident_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListEvidenceRequest): unknown {
+    const obj: any = {};
+    if (message.incidentId !== "") {
+      obj.incidentId = message.incidentId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEvidenceRequest>, I>>(base?: I): ListEvidenceRequest {
+    return ListEvidenceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEvidenceRequest>, I>>(object: I): ListEvidenceRequest {
+    const message = createBaseListEvidenceRequest();
+    message.incidentId = object.incidentId ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListEvidenceResponse(): ListEvidenceResponse {
+  return { items: [] };
+}
+
+export const ListEvidenceResponse: MessageFns<ListEvidenceResponse> = {
+  encode(message: ListEvidenceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      EvidenceItem.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEvidenceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEvidenceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(EvidenceItem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEvidenceResponse {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => EvidenceItem.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListEvidenceResponse): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => EvidenceItem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEvidenceResponse>, I>>(base?: I): ListEvidenceResponse {
+    return ListEvidenceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEvidenceResponse>, I>>(object: I): ListEvidenceResponse {
+    const message = createBaseListEvidenceResponse();
+    message.items = object.items?.map((e) => EvidenceItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetEvidenceRequest(): GetEvidenceRequest {
+  return { id: "" };
+}
+
+export const GetEvidenceRequest: MessageFns<GetEvidenceRequest> = {
+  encode(message: GetEvidenceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetEvidenceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetEvidenceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetEvidenceRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetEvidenceRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetEvidenceRequest>, I>>(base?: I): GetEvidenceRequest {
+    return GetEvidenceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetEvidenceRequest>, I>>(object: I): GetEvidenceRequest {
+    const message = createBaseGetEvidenceRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseEvidencePart(): EvidencePart {
+  return { part: undefined };
+}
+
+export const EvidencePart: MessageFns<EvidencePart> = {
+  encode(message: EvidencePart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "item":
+        EvidenceItem.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.part.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvidencePart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvidencePart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "item", value: EvidenceItem.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvidencePart {
+    return {
+      part: isSet(object.item)
+        ? { $case: "item", value: EvidenceItem.fromJSON(object.item) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: EvidencePart): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "item") {
+      obj.item = EvidenceItem.toJSON(message.part.value);
+    } else if (message.part?.$case === "data") {
+      obj.data = base64FromBytes(message.part.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvidencePart>, I>>(base?: I): EvidencePart {
+    return EvidencePart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvidencePart>, I>>(object: I): EvidencePart {
+    const message = createBaseEvidencePart();
+    switch (object.part?.$case) {
+      case "item": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "item", value: EvidenceItem.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "data", value: object.part.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 /** The coordinator's API for consoles, served over gRPC with TLS. */
 export type CoordinatorService = typeof CoordinatorService;
 export const CoordinatorService = {
@@ -3650,6 +4386,27 @@ export const CoordinatorService = {
     responseSerialize: (value: StoredAlert): Buffer => Buffer.from(StoredAlert.encode(value).finish()),
     responseDeserialize: (value: Buffer): StoredAlert => StoredAlert.decode(value),
   },
+  /** Files collected from agents, as the coordinator keeps them. */
+  listEvidence: {
+    path: "/dragnet.v1.Coordinator/ListEvidence" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListEvidenceRequest): Buffer => Buffer.from(ListEvidenceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListEvidenceRequest => ListEvidenceRequest.decode(value),
+    responseSerialize: (value: ListEvidenceResponse): Buffer =>
+      Buffer.from(ListEvidenceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListEvidenceResponse => ListEvidenceResponse.decode(value),
+  },
+  /** One evidence item: its record first, then its bytes in chunks. */
+  getEvidence: {
+    path: "/dragnet.v1.Coordinator/GetEvidence" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetEvidenceRequest): Buffer => Buffer.from(GetEvidenceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetEvidenceRequest => GetEvidenceRequest.decode(value),
+    responseSerialize: (value: EvidencePart): Buffer => Buffer.from(EvidencePart.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EvidencePart => EvidencePart.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -3673,6 +4430,10 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   listAlerts: handleUnaryCall<ListAlertsRequest, ListAlertsResponse>;
   /** Alerts after a point, then each new one as it is stored, until cancelled. */
   watchAlerts: handleServerStreamingCall<WatchAlertsRequest, StoredAlert>;
+  /** Files collected from agents, as the coordinator keeps them. */
+  listEvidence: handleUnaryCall<ListEvidenceRequest, ListEvidenceResponse>;
+  /** One evidence item: its record first, then its bytes in chunks. */
+  getEvidence: handleServerStreamingCall<GetEvidenceRequest, EvidencePart>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -3818,6 +4579,29 @@ export interface CoordinatorClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StoredAlert>;
+  /** Files collected from agents, as the coordinator keeps them. */
+  listEvidence(
+    request: ListEvidenceRequest,
+    callback: (error: ServiceError | null, response: ListEvidenceResponse) => void,
+  ): ClientUnaryCall;
+  listEvidence(
+    request: ListEvidenceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListEvidenceResponse) => void,
+  ): ClientUnaryCall;
+  listEvidence(
+    request: ListEvidenceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListEvidenceResponse) => void,
+  ): ClientUnaryCall;
+  /** One evidence item: its record first, then its bytes in chunks. */
+  getEvidence(request: GetEvidenceRequest, options?: Partial<CallOptions>): ClientReadableStream<EvidencePart>;
+  getEvidence(
+    request: GetEvidenceRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<EvidencePart>;
 }
 
 export const CoordinatorClient = makeGenericClientConstructor(
@@ -3828,6 +4612,14 @@ export const CoordinatorClient = makeGenericClientConstructor(
   service: typeof CoordinatorService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -62,8 +62,8 @@ export interface QuarantinedFile {
 
 /**
  * `collect`: upload a file as evidence. The agent hashes it, then sends it in
- * chunks on <prefix>.evidence.<agent>.<command> (a JetStream stream); the
- * coordinator reassembles it, checks size and hash, and keeps it.
+ * EvidenceChunks on <prefix>.evidence.<agent>.<coordinator> (a JetStream
+ * stream); the coordinator reassembles it, checks size and hash, and keeps it.
  */
 export interface CollectParams {
   path: string;
@@ -85,6 +85,19 @@ export interface CollectResult {
   uid: number;
   gid: number;
   chunks: number;
+  /** Names the upload: the coordinator's evidence item carries it. */
+  uploadId: string;
+}
+
+/** One piece of a collected file, in order; the last one describes the whole. */
+export interface EvidenceChunk {
+  uploadId: string;
+  actionId: string;
+  offset: number;
+  data: Buffer;
+  last: boolean;
+  /** On the last chunk: the file as the agent hashed it before sending. */
+  file: CollectResult | undefined;
 }
 
 function createBaseKillParams(): KillParams {
@@ -852,7 +865,7 @@ export const CollectParams: MessageFns<CollectParams> = {
 };
 
 function createBaseCollectResult(): CollectResult {
-  return { path: "", size: 0, sha256: "", mtimeMs: 0, mode: "", uid: 0, gid: 0, chunks: 0 };
+  return { path: "", size: 0, sha256: "", mtimeMs: 0, mode: "", uid: 0, gid: 0, chunks: 0, uploadId: "" };
 }
 
 export const CollectResult: MessageFns<CollectResult> = {
@@ -880,6 +893,9 @@ export const CollectResult: MessageFns<CollectResult> = {
     }
     if (message.chunks !== 0) {
       writer.uint32(64).uint32(message.chunks);
+    }
+    if (message.uploadId !== "") {
+      writer.uint32(74).string(message.uploadId);
     }
     return writer;
   },
@@ -961,6 +977,14 @@ export const CollectResult: MessageFns<CollectResult> = {
             message.chunks = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.uploadId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -987,6 +1011,11 @@ export const CollectResult: MessageFns<CollectResult> = {
       uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
       gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
       chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+      uploadId: isSet(object.uploadId)
+        ? globalThis.String(object.uploadId)
+        : isSet(object.upload_id)
+        ? globalThis.String(object.upload_id)
+        : "",
     };
   },
 
@@ -1016,6 +1045,9 @@ export const CollectResult: MessageFns<CollectResult> = {
     if (message.chunks !== 0) {
       obj.chunks = Math.round(message.chunks);
     }
+    if (message.uploadId !== "") {
+      obj.uploadId = message.uploadId;
+    }
     return obj;
   },
 
@@ -1032,9 +1064,177 @@ export const CollectResult: MessageFns<CollectResult> = {
     message.uid = object.uid ?? 0;
     message.gid = object.gid ?? 0;
     message.chunks = object.chunks ?? 0;
+    message.uploadId = object.uploadId ?? "";
     return message;
   },
 };
+
+function createBaseEvidenceChunk(): EvidenceChunk {
+  return { uploadId: "", actionId: "", offset: 0, data: Buffer.alloc(0), last: false, file: undefined };
+}
+
+export const EvidenceChunk: MessageFns<EvidenceChunk> = {
+  encode(message: EvidenceChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uploadId !== "") {
+      writer.uint32(10).string(message.uploadId);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(18).string(message.actionId);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(34).bytes(message.data);
+    }
+    if (message.last !== false) {
+      writer.uint32(40).bool(message.last);
+    }
+    if (message.file !== undefined) {
+      CollectResult.encode(message.file, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvidenceChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvidenceChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uploadId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.last = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.file = CollectResult.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvidenceChunk {
+    return {
+      uploadId: isSet(object.uploadId)
+        ? globalThis.String(object.uploadId)
+        : isSet(object.upload_id)
+        ? globalThis.String(object.upload_id)
+        : "",
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      last: isSet(object.last) ? globalThis.Boolean(object.last) : false,
+      file: isSet(object.file) ? CollectResult.fromJSON(object.file) : undefined,
+    };
+  },
+
+  toJSON(message: EvidenceChunk): unknown {
+    const obj: any = {};
+    if (message.uploadId !== "") {
+      obj.uploadId = message.uploadId;
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.last !== false) {
+      obj.last = message.last;
+    }
+    if (message.file !== undefined) {
+      obj.file = CollectResult.toJSON(message.file);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvidenceChunk>, I>>(base?: I): EvidenceChunk {
+    return EvidenceChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvidenceChunk>, I>>(object: I): EvidenceChunk {
+    const message = createBaseEvidenceChunk();
+    message.uploadId = object.uploadId ?? "";
+    message.actionId = object.actionId ?? "";
+    message.offset = object.offset ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.last = object.last ?? false;
+    message.file = (object.file !== undefined && object.file !== null)
+      ? CollectResult.fromPartial(object.file)
+      : undefined;
+    return message;
+  },
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

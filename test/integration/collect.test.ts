@@ -1,0 +1,158 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Agent } from "../../agent/mod.js";
+import { coSign, newId, signAction } from "../../common/mod.js";
+import { type ActionBody, CollectParams, CommandStatus, EvidenceChunk } from "../../proto/mod.js";
+import { collectResults } from "../helpers/actions.js";
+import { dragnet, requireBuild } from "../helpers/cli.js";
+import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
+
+// `collect` end to end: an agent hashes a 50 MB file and sends it in chunks
+// through JetStream; the coordinator reassembles it, checks size and SHA-256,
+// and keeps it; `dragnet evidence get` copies it out and checks it again.
+// A forged upload whose bytes do not match its hash is caught and kept aside.
+
+let fleet: TestFleet;
+let agent: Agent;
+let home: string;
+const dir = tempDir("dragnet-collect-");
+const sha256sum = (path: string) => execFileSync("sha256sum", [path], { encoding: "utf8" }).split(" ")[0]!;
+
+async function collect(p: Partial<CollectParams>, incidentId = "") {
+  const now = Date.now();
+  const body: ActionBody = {
+    id: newId(now),
+    name: "collect test",
+    target: `id == "${agent.id}"`,
+    operations: [{ module: { $case: "collect", value: CollectParams.fromPartial(p) } }],
+    validFromMs: now - 1000,
+    expiresAtMs: now + 60_000,
+    timeoutMs: 60_000,
+    incidentId,
+    description: "",
+    createdAtMs: now,
+  };
+  const res = await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
+  const r = (await collectResults(fleet.api, res.actionId)).results[0]!;
+  const m = r.result?.operations[0]?.module;
+  return {
+    actionId: res.actionId,
+    status: r.status,
+    problem: r.problem?.message,
+    file: m?.$case === "collect" ? m.value : undefined,
+  };
+}
+
+beforeAll(async () => {
+  requireBuild();
+  fleet = await startFleet({ agents: 1 });
+  agent = fleet.agents[0]!;
+  home = fleet.consoleHome();
+});
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+describe("collect and evidence", () => {
+  let actionId = "";
+
+  it("a 50 MB file arrives bit-identical, hash-checked, with its origin and collectors; evidence get checks it again", async () => {
+    const file = join(dir, "auth.log");
+    writeFileSync(file, randomBytes(50 * 1024 * 1024));
+    const expected = sha256sum(file);
+    const r = await collect({ path: file }, "IR-7");
+    actionId = r.actionId;
+    expect([r.status, r.problem]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, undefined]);
+    expect([r.file?.sha256, r.file?.size, r.file?.chunks]).toEqual([expected, 50 * 1024 * 1024, 200]);
+    const item = await eventually(async () => (await fleet.api.listEvidence("IR-7", 10))[0]);
+    expect([
+      item.status,
+      item.sha256,
+      item.size,
+      item.path,
+      item.agentId,
+      item.actionId,
+      item.uploadId,
+    ]).toEqual(["verified", expected, 50 * 1024 * 1024, file, agent.id, actionId, r.file!.uploadId]);
+    expect(item.collectors.sort()).toEqual(["alice", "bob"]);
+    const out = join(dir, "copy.log");
+    const got = await dragnet(["--home", home, "evidence", "get", item.id, "--out", out]);
+    expect(got.code).toBe(0);
+    expect(got.stdout).toContain(`sha256 ${expected} (verified; verified)`);
+    expect(sha256sum(out)).toBe(expected);
+    expect(readFileSync(out).equals(readFileSync(file))).toBe(true);
+    // It never overwrites.
+    const again = await dragnet(["--home", home, "evidence", "get", item.id, "--out", out]);
+    expect([again.code, again.stderr]).toEqual([
+      2,
+      expect.stringMatching(/exists: evidence get never overwrites/),
+    ]);
+  }, 120_000);
+
+  it("a chunk that does not match the agent's hash is caught: the item is kept aside as rejected, with the reason", async () => {
+    // What a corrupted (or forged) upload looks like on the wire, sent with the agent's own credentials.
+    const nc = await fleet.connectNats({ agentId: agent.id });
+    const js = jetstream(nc);
+    const good = randomBytes(300_000);
+    const bad = Buffer.from(good);
+    bad[123_456] ^= 0xff;
+    const uploadId = newId();
+    const subject = `dragnet.evidence.${agent.id}.main`;
+    const send = (c: Partial<EvidenceChunk>) =>
+      js.publish(
+        subject,
+        EvidenceChunk.encode(EvidenceChunk.fromPartial({ uploadId, actionId, ...c })).finish(),
+      );
+    await send({ offset: 0, data: bad.subarray(0, 200_000) });
+    await send({ offset: 200_000, data: bad.subarray(200_000) });
+    const goodHash = execFileSync("sha256sum", { input: good, encoding: "utf8" }).split(" ")[0]!;
+    await send({
+      offset: 300_000,
+      last: true,
+      file: {
+        path: "/var/log/forged",
+        size: 300_000,
+        sha256: goodHash,
+        mtimeMs: 0,
+        mode: "",
+        uid: 0,
+        gid: 0,
+        chunks: 2,
+        uploadId,
+      },
+    });
+    await nc.close();
+    const item = await eventually(async () =>
+      (await fleet.api.listEvidence("IR-7", 10)).find((i) => i.uploadId === uploadId),
+    );
+    expect(item.status).toBe("rejected");
+    expect(item.problem).toMatch(
+      new RegExp(`what arrived hashes to [0-9a-f]{64}, the agent hashed ${goodHash} before sending`),
+    );
+    const got = await dragnet(["--home", home, "evidence", "get", item.id, "--out", join(dir, "forged")]);
+    // The rejected bytes are kept aside and can be examined: they match what arrived, not the claim.
+    expect(got.code).toBe(2);
+    expect(got.stderr).toMatch(/not kept/);
+    expect(existsSync(join(dir, "forged"))).toBe(false);
+  });
+
+  it("refuses symlinks (unless asked), files over the limit and the agent's own credentials, saying why", async () => {
+    const file = join(dir, "small");
+    writeFileSync(file, "x".repeat(5000));
+    symlinkSync(file, join(dir, "link"));
+    const link = await collect({ path: join(dir, "link") });
+    expect(link.problem).toMatch(/is a symlink .* it is not followed unless asked \(--follow-symlinks\)/);
+    const followed = await collect({ path: join(dir, "link"), followSymlinks: true });
+    expect([followed.status, followed.file?.path]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, file]);
+    const big = await collect({ path: file, maxBytes: 1000 });
+    expect(big.problem).toMatch(/has 5000 bytes, over the 1000-byte limit/);
+    // The keyring that decides who may command the agent is one of its own files.
+    const own = await collect({ path: fleet.keyringPath });
+    expect(own.problem).toMatch(/is one of the agent's own files .*never moved or sent/);
+  });
+});
