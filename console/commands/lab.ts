@@ -19,6 +19,7 @@ export function registerLabCommand(program: Command): void {
     .option("--dir <dir>", "lab directory (default: HOME, i.e. --home, $DRAGNET_HOME or ~/.dragnet)")
     .option("--heartbeat-interval <ms>", "agents' heartbeat interval", nonNegativeInt("--heartbeat-interval"))
     .option("--insecure", "plaintext NATS and gRPC, for debugging only (credentials are still required)")
+    .option("--netns", "each agent in its own network namespace on a lab bridge (198.18.0.0/24; root only)")
     .option(
       "--nats-nodes <n>",
       "1 NATS server, or 3 as a cluster (results replicated on all 3)",
@@ -34,6 +35,7 @@ export function registerLabCommand(program: Command): void {
             heartbeatInterval?: number;
             insecure?: boolean;
             natsNodes: number;
+            netns?: boolean;
           },
           command: Command,
         ) => {
@@ -45,6 +47,7 @@ export function registerLabCommand(program: Command): void {
             heartbeatIntervalMs: flags.heartbeatInterval || undefined,
             insecure: flags.insecure,
             natsNodes: flags.natsNodes,
+            netns: flags.netns,
             log: (line) => process.stderr.write(`lab: ${line}\n`),
           });
           process.stdout.write(

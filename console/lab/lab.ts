@@ -19,6 +19,7 @@ import { AgentStatus } from "../../proto/mod.js";
 import { CoordinatorApi } from "../client.js";
 import { CONSOLE_CONFIG_FILE, type ConsoleConfig } from "../home.js";
 import { NatsSecurity, planNatsNodes } from "./nats-setup.js";
+import { createLabNetwork, destroyLabNetwork, LAB_BRIDGE_IP } from "./netns.js";
 import {
   findNatsServer,
   isOurs,
@@ -48,6 +49,9 @@ export interface LabAgent extends StartedProcess {
   config: string;
   stateDir: string;
   tags: Record<string, string>;
+  /** With --netns: the agent's network namespace and address there. */
+  namespace?: string;
+  address?: string;
 }
 
 export type LabNatsNode = StartedProcess & { url: string; port: number; config: string };
@@ -68,6 +72,8 @@ export interface LabState {
   keyring: string;
   keys: Record<string, string>;
   insecure: boolean;
+  /** Agents in network namespaces on a lab bridge (--netns). */
+  netns?: boolean;
 }
 
 export function readLab(dir: string): LabState | undefined {
@@ -109,6 +115,8 @@ export interface LabUpOptions {
   insecure?: boolean;
   /** NATS nodes: 1, or 3 for a cluster (routes, results replicated 3 times). */
   natsNodes?: number;
+  /** Each agent in its own network namespace on a lab bridge (root only; one NATS node). */
+  netns?: boolean;
   log?: (line: string) => void;
 }
 
@@ -131,6 +139,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   }
   if (!Number.isInteger(opts.agents) || opts.agents < 0 || opts.agents > 200) {
     throw new DragnetError(Codes.PARAMS, "--agents must be between 0 and 200");
+  }
+  if (opts.netns && (opts.natsNodes ?? 1) !== 1) {
+    throw new DragnetError(Codes.PARAMS, "--netns runs one NATS node (not --nats-nodes 3)");
   }
   const nats = findNatsServer();
   if (!nats) {
@@ -186,7 +197,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   );
   const insecure = opts.insecure === true;
   const caFile = join(dir, "ca.pem");
-  const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX);
+  // With --netns, NATS listens on the lab bridge (agents in namespaces reach it there), else on loopback.
+  const net = opts.netns ? createLabNetwork(opts.agents) : undefined;
+  const natsHost = net ? LAB_BRIDGE_IP : "127.0.0.1";
+  const natsSecurity = await NatsSecurity.create(dir, ca, caFile, DEFAULT_PREFIX, [
+    ...new Set(["127.0.0.1", natsHost]),
+  ]);
 
   const started: Array<{ role: string } & StartedProcess> = [];
   try {
@@ -197,7 +213,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     for (const [i, { port, cluster }] of (await planNatsNodes(nodeCount, "dragnet-lab")).entries()) {
       const config = join(dir, nodeCount === 1 ? "nats.conf" : `nats-${i + 1}.conf`);
       const text = natsSecurity.serverConfig({
-        host: "127.0.0.1",
+        host: natsHost,
         port,
         serverName: nodeCount === 1 ? "dragnet-lab" : `dragnet-lab-${i + 1}`,
         storeDir: join(dir, "nats", nodeCount === 1 ? "jetstream" : `jetstream-${i + 1}`),
@@ -212,10 +228,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         marker: config,
       });
       started.push({ role: `nats-server ${i + 1}`, ...proc });
-      natsNodes.push({ ...proc, url: `nats://127.0.0.1:${port}`, port, config });
-      log(`nats-server pid ${proc.pid} on 127.0.0.1:${port}${insecure ? " (PLAINTEXT)" : " (TLS)"}`);
+      natsNodes.push({ ...proc, url: `nats://${natsHost}:${port}`, port, config });
+      log(`nats-server pid ${proc.pid} on ${natsHost}:${port}${insecure ? " (PLAINTEXT)" : " (TLS)"}`);
     }
-    for (const node of natsNodes) await waitFor("nats-server to listen", 10_000, () => tcpReady(node.port));
+    for (const node of natsNodes) {
+      await waitFor("nats-server to listen", 10_000, () => tcpReady(node.port, natsHost));
+    }
     const natsUrls = natsNodes.map((node) => node.url);
 
     // The coordinator.
@@ -296,14 +314,19 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
             2,
           )}\n`,
         );
-        const proc = startDetached(agentExe, ["--config", config], {
+        const where = net?.[index - 1];
+        // `ip netns exec` execs the agent: the pid is the agent's.
+        const [command, args] = where
+          ? ["ip", ["netns", "exec", where.namespace, agentExe, "--config", config]]
+          : [agentExe, ["--config", config]];
+        const proc = startDetached(command, args, {
           log: join(dir, "logs", `${hostname}.log`),
           env: cleanEnv(),
           cwd: home,
           marker: config,
         });
         started.push({ role: `agent ${hostname}`, ...proc });
-        agents.push({ ...proc, marker: config, index, id: "", hostname, config, stateDir, tags });
+        agents.push({ ...proc, marker: config, index, id: "", hostname, config, stateDir, tags, ...where });
       }
       for (const a of agents) {
         a.id = await waitFor(`${a.hostname} to create its id`, 20_000, () => {
@@ -342,6 +365,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         keyring,
         keys,
         insecure,
+        ...(net ? { netns: true } : {}),
       };
       writeFileAtomic(join(dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
       return lab;
@@ -350,6 +374,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     }
   } catch (err) {
     for (const p of started.reverse()) await stopProcess(p, 3000);
+    if (net) destroyLabNetwork(opts.agents);
     throw err;
   }
 }
@@ -410,6 +435,7 @@ export async function labDown(dir: string): Promise<ProcessReport[]> {
   const report: ProcessReport[] = [];
   // Agents first, then the coordinator, then NATS: nothing is left talking to a dead peer.
   for (const p of labProcesses(lab)) report.push({ role: p.role, pid: p.pid, state: await stopProcess(p) });
+  if (lab.netns) destroyLabNetwork(lab.agents.length);
   lab.running = false;
   lab.stoppedAt = new Date().toISOString();
   writeFileAtomic(join(lab.dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
