@@ -153,7 +153,7 @@ Example:
         }
         renameSync(tmp, flags.out);
         process.stdout.write(
-          `${flags.out}: ${size} bytes, sha256 ${digest} (verified; ${item.status}), from ${item.hostname || item.agentId}:${item.path}\n`,
+          `${flags.out}: ${size} bytes, sha256 ${digest} (checked again; ${item.status} on receipt), from ${item.hostname || item.agentId}:${item.path}\n`,
         );
         return EXIT_FOUND;
       }),

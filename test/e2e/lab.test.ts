@@ -232,6 +232,25 @@ describe("the lab", () => {
     expect(ndjson(sweep.stdout)).toHaveLength(3);
   });
 
+  it("refuses to isolate a lab agent in the machine's own network namespace, saying why", async () => {
+    const submitted = await dragnet(["--home", home, "isolate", "-t", 'hostname == "lab-01"', "--no-wait"]);
+    const id = submitted.stdout.trim().split("\n").at(-1)!;
+    const approved = await dragnet([
+      "--home",
+      home,
+      "--key",
+      join(home, "bob.key"),
+      "action",
+      "approve",
+      id,
+      "--yes",
+    ]);
+    expect(approved.code).toBe(2);
+    expect(approved.stderr).toMatch(
+      /this lab agent runs in the machine's own network namespace.*lab up --netns`, or --force-host/,
+    );
+  });
+
   it("stops exactly what it started", async () => {
     const status = await dragnet(["--home", home, "lab", "status"]);
     expect(status.code).toBe(0);

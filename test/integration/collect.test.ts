@@ -83,7 +83,7 @@ describe("collect and evidence", () => {
     const out = join(dir, "copy.log");
     const got = await dragnet(["--home", home, "evidence", "get", item.id, "--out", out]);
     expect(got.code).toBe(0);
-    expect(got.stdout).toContain(`sha256 ${expected} (verified; verified)`);
+    expect(got.stdout).toContain(`sha256 ${expected} (checked again; verified on receipt)`);
     expect(sha256sum(out)).toBe(expected);
     expect(readFileSync(out).equals(readFileSync(file))).toBe(true);
     // It never overwrites.

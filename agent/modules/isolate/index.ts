@@ -1,5 +1,5 @@
 import { lookup } from "node:dns/promises";
-import { readFileSync, readlinkSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { Codes, DragnetError, writeFileAtomic } from "../../../common/mod.js";
@@ -61,12 +61,28 @@ function checkParams(p: IsolateParams): void {
   }
 }
 
-/** Whether this process shares the network namespace of PID 1 (the machine's own network). */
+/**
+ * Whether this process runs in the machine's own network namespace: the one
+ * PID 1 is in or, where PID 1's cannot be read (containers, sandboxes), not
+ * one of the namespaces `ip netns` made (the lab's). Cannot tell: assume it is.
+ */
 function inHostNetworkNamespace(): boolean {
+  const self = statSync("/proc/self/ns/net").ino;
   try {
-    return readlinkSync("/proc/self/ns/net") === readlinkSync("/proc/1/ns/net");
+    return statSync("/proc/1/ns/net").ino === self;
   } catch {
-    return true; // cannot tell: assume the worst
+    // not readable here
+  }
+  try {
+    return !readdirSync("/run/netns").some((n) => {
+      try {
+        return statSync(join("/run/netns", n)).ino === self;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return true;
   }
 }
 
