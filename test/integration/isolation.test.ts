@@ -339,6 +339,27 @@ describe.skipIf(skip !== undefined)("isolate and unisolate in network namespaces
     expect(existsSync(join(stateDir, "isolation.json"))).toBe(false);
   });
 
+  it("keeps isolation when the NATS link is cut (the default); --release-on-link-loss lifts it", async () => {
+    expect((await isolate()).result?.isolated).toBe(true);
+    // An attacker who cuts the link does not free the host.
+    await fleet.restartNats(7000);
+    await eventually(
+      async () => ((await fleet.api.listAgents("isolated")).length === 1 ? true : undefined),
+      20_000,
+    );
+    expect(connectFromHost(8080)).toBe("timeout");
+    expect((await unisolate()).result?.removed).toBe(true);
+    // The action chose otherwise: two seconds without NATS lift it (looked at every 5 s).
+    expect((await isolate({ releaseOnLinkLossSeconds: 2 })).result?.releaseOnLinkLossSeconds).toBe(2);
+    await fleet.restartNats(8000);
+    expect(inHost(["nft", "list", "table", "inet", "dragnet_isolation"]).status).not.toBe(0);
+    expect(connectFromHost(8080)).toBe("ok");
+    await eventually(
+      async () => ((await fleet.api.listAgents("isolated")).length === 0 ? true : undefined),
+      20_000,
+    );
+  }, 60_000);
+
   it("falls back to iptables where nft is absent: its own chains, first in line, removed exactly", async () => {
     await stopAgent();
     const before = inHost(["iptables", "-S"]).stdout;
