@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, createReadStream, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 
 /** Writes a file so that readers see either the old or the new content, never half of it. */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
@@ -45,4 +45,18 @@ export function writeFileAtomicParts(path: string, parts: Iterable<string | Uint
   }
   closeSync(fd);
   renameSync(tmp, path);
+}
+
+/** SHA-256 (hex) and size of a file, read 1 MiB at a time; rejects when `signal` aborts. */
+export async function sha256OfFile(
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest("hex"), size };
 }

@@ -1,17 +1,16 @@
-import { createHash } from "node:crypto";
-import {
-  closeSync,
-  constants,
-  createReadStream,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { JsMsg } from "@nats-io/jetstream";
-import { Codes, DragnetError, isId, type Logger, newId, problemOf, type Subjects } from "../common/mod.js";
+import {
+  Codes,
+  DragnetError,
+  isId,
+  type Logger,
+  newId,
+  problemOf,
+  type Subjects,
+  sha256OfFile,
+} from "../common/mod.js";
 import { EvidenceChunk, EvidenceItem } from "../proto/mod.js";
 import type { Store } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
@@ -139,7 +138,7 @@ export class EvidenceDesk {
     const { size, sha256 } = await this.hash(partial);
     let problem = "";
     if (!file) problem = "the last chunk does not describe the file";
-    else if (!action || !action.collectsFrom(agentId))
+    else if (!action?.collectsFrom(agentId))
       problem = `action ${last.actionId} did not ask this agent to collect`;
     else if (size !== file.size) problem = `${size} bytes arrived, the agent sent ${file.size}`;
     else if (sha256 !== file.sha256)
@@ -167,19 +166,9 @@ export class EvidenceDesk {
   }
 
   private async hash(path: string): Promise<{ size: number; sha256: string }> {
-    const h = createHash("sha256");
-    let size = 0;
-    try {
-      for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-        h.update(chunk as Buffer);
-        size += (chunk as Buffer).length;
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      // Nothing arrived (an empty file has no data chunk): an empty partial file stands for it.
-      closeSync(openSync(path, "a", 0o600));
-    }
-    return { size, sha256: h.digest("hex") };
+    // Nothing arrived when the file is empty (no data chunk): an empty partial file stands for it.
+    closeSync(openSync(path, "a", 0o600));
+    return sha256OfFile(path);
   }
 
   list(incidentId: string, limit: number): EvidenceItem[] {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { Codes, DragnetError, newId } from "../../../common/mod.js";
+import { Codes, DragnetError, newId, sha256OfFile } from "../../../common/mod.js";
 import type { CollectResult } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
 import { absolutePath, responseFile } from "../params.js";
@@ -16,13 +16,6 @@ const DEFAULT_MAX = 1024 ** 3;
 const HARD_MAX = 64 * 1024 ** 3;
 const CHUNK = 256 * 1024;
 const WINDOW = 8;
-
-async function sha256Of(path: string, signal: AbortSignal): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal }))
-    hash.update(chunk as Buffer);
-  return hash.digest("hex");
-}
 
 export const collectModule = defineModule({
   name: "collect",
@@ -50,7 +43,7 @@ export const collectModule = defineModule({
         `collect: ${f.path} has ${f.stats.size} bytes, over the ${max}-byte limit (--max-bytes)`,
       );
     }
-    const sha256 = await sha256Of(f.path, ctx.signal);
+    const { sha256 } = await sha256OfFile(f.path, ctx.signal);
     const file: CollectResult = {
       path: f.path,
       size: f.stats.size,

@@ -111,15 +111,14 @@ export async function takeVolatileState(
 ): Promise<VolatileState> {
   const errors: string[] = [];
   const takenAtMs = Date.now();
+  /** A part of the snapshot that failed is noted, and the rest is still taken. */
+  const noting = (what: string) => (err: unknown) => {
+    errors.push(`${what}: ${(err as Error).message}`);
+    return undefined;
+  };
   const [processes, sockets] = await Promise.all([
-    processModule.run(ALL_PROCESSES, ctx).then(
-      (o) => o.result,
-      (err) => (errors.push(`processes: ${(err as Error).message}`), undefined),
-    ),
-    netstatModule.run(ALL_SOCKETS, ctx).then(
-      (o) => o.result,
-      (err) => (errors.push(`sockets: ${(err as Error).message}`), undefined),
-    ),
+    processModule.run(ALL_PROCESSES, ctx).then((o) => o.result, noting("processes")),
+    netstatModule.run(ALL_SOCKETS, ctx).then((o) => o.result, noting("sockets")),
   ]);
   errors.push(...(processes?.errors ?? []), ...(sockets?.errors ?? []));
   return {

@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
-import { createReadStream, statSync } from "node:fs";
-import { Codes, DragnetError } from "../../../common/mod.js";
+import { statSync } from "node:fs";
+import { Codes, DragnetError, sha256OfFile } from "../../../common/mod.js";
 import type { ProcessInfo, ProcessParams, ProcessResult } from "../../../proto/mod.js";
 import {
   hasProcfs,
@@ -44,13 +43,6 @@ function compile(p: ProcessParams): Compiled {
     userName: p.user && !/^\d+$/.test(p.user) ? p.user : undefined,
     sha256,
   };
-}
-
-async function sha256Of(path: string, signal: AbortSignal): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal }))
-    hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 /** Everything but the hash and the listening test, which cost more and come last. */
@@ -110,7 +102,7 @@ export const processModule = defineModule({
           const key = `${st.dev}:${st.ino}:${st.mtimeMs}`;
           let digest = hashes.get(key);
           if (digest === undefined) {
-            digest = await sha256Of(`/proc/${pid}/exe`, ctx.signal);
+            digest = (await sha256OfFile(`/proc/${pid}/exe`, ctx.signal)).sha256;
             hashes.set(key, digest);
           }
           row.exeSha256 = digest;

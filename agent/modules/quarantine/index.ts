@@ -1,22 +1,18 @@
-import { createHash } from "node:crypto";
 import {
   chmodSync,
   chownSync,
-  closeSync,
   copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   utimesSync,
 } from "node:fs";
 import { join } from "node:path";
-import { Codes, DragnetError, newId, writeFileAtomic } from "../../../common/mod.js";
+import { Codes, DragnetError, newId, sha256OfFile, writeFileAtomic } from "../../../common/mod.js";
 import type { QuarantinedFile, QuarantineParams } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
 import { absolutePath, responseFile } from "../params.js";
@@ -44,21 +40,10 @@ interface VaultRecord {
 
 const ID = /^[0-9a-z]{26}$/;
 
-/** SHA-256 of a file, read 1 MiB at a time (quarantined files may be large). */
-function sha256File(path: string): string {
-  const hash = createHash("sha256");
-  const buffer = Buffer.allocUnsafe(1 << 20);
-  const fd = openSync(path, "r");
-  try {
-    for (let n = readSync(fd, buffer); n > 0; n = readSync(fd, buffer)) hash.update(buffer.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest("hex");
-}
+const sha256File = async (path: string) => (await sha256OfFile(path)).sha256;
 
 /** A rename, or across filesystems a copy checked by hash and then the original removed. */
-function move(from: string, to: string, sha256: string): void {
+async function move(from: string, to: string, sha256: string): Promise<void> {
   try {
     renameSync(from, to);
     return;
@@ -66,7 +51,7 @@ function move(from: string, to: string, sha256: string): void {
     if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
   }
   copyFileSync(from, to);
-  if (sha256File(to) !== sha256) {
+  if ((await sha256File(to)) !== sha256) {
     rmSync(to, { force: true });
     throw new DragnetError(
       Codes.MODULE_FAILED,
@@ -137,13 +122,13 @@ export const quarantineModule = defineModule({
           `quarantine: ${record.originalPath} exists again; move it away before restoring item ${p.id} there`,
         );
       }
-      if (sha256File(fileOf(p.id)) !== record.sha256) {
+      if ((await sha256File(fileOf(p.id))) !== record.sha256) {
         throw new DragnetError(
           Codes.MODULE_FAILED,
           `quarantine: vault item ${p.id} no longer hashes as recorded: not restored`,
         );
       }
-      move(fileOf(p.id), record.originalPath, record.sha256);
+      await move(fileOf(p.id), record.originalPath, record.sha256);
       chownSync(record.originalPath, record.uid, record.gid);
       chmodSync(record.originalPath, record.modeBits);
       utimesSync(record.originalPath, new Date(), new Date(record.mtimeMs));
@@ -164,7 +149,7 @@ export const quarantineModule = defineModule({
       uid: st.uid,
       gid: st.gid,
       size: st.size,
-      sha256: sha256File(target.path),
+      sha256: await sha256File(target.path),
       mtimeMs: Math.floor(st.mtimeMs),
       quarantinedAtMs: Date.now(),
       actionId: ctx.actionId ?? "",
@@ -172,7 +157,7 @@ export const quarantineModule = defineModule({
     // The record first: a file in the vault is never without its origin.
     writeFileAtomic(recordOf(id), `${JSON.stringify(record)}\n`, 0o600);
     try {
-      move(target.path, fileOf(id), record.sha256);
+      await move(target.path, fileOf(id), record.sha256);
     } catch (err) {
       rmSync(recordOf(id), { force: true });
       throw err;
