@@ -65,6 +65,7 @@ export interface SweepFlags {
   wait: boolean;
   waitOffline?: boolean;
   quiet?: boolean;
+  incident?: string;
 }
 
 /** Flags of every command that sends an action to agents. */
@@ -83,6 +84,10 @@ export function addActionFlags(cmd: Command, options: { targetRequired?: boolean
     .addOption(new Option("--description <text>", "why this action is run").hideHelp())
     .option("--no-wait", "print the action id and return without waiting for results")
     .option("--wait-offline", "keep waiting for offline agents until the action expires")
+    .option(
+      "--incident <id>",
+      "the incident this action belongs to (default: dragnet incident use); its notebook records it",
+    )
     .option("-q, --quiet", "no progress, summary or per-agent problems on stderr");
 }
 

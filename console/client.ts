@@ -18,10 +18,14 @@ import {
   CoordinatorService,
   type EvidenceItem,
   type EvidencePart,
+  type Incident,
+  type IncidentDetail,
+  type JournalPage,
   type Signature,
   type SignedAction,
   type StoredAlert,
   type SubmitActionResponse,
+  type VerifyIncidentResponse,
 } from "../proto/mod.js";
 
 // The console's side of the Coordinator gRPC service: promises instead of
@@ -133,6 +137,43 @@ export class CoordinatorApi {
     return (
       await this.call(this.client.listAlerts, CoordinatorService.listAlerts.path, { target, sinceMs, limit })
     ).alerts;
+  }
+
+  openIncident(title: string, severity: string): Promise<Incident> {
+    return this.call(this.client.openIncident, CoordinatorService.openIncident.path, { title, severity });
+  }
+
+  async listIncidents(limit: number): Promise<Incident[]> {
+    return (await this.call(this.client.listIncidents, CoordinatorService.listIncidents.path, { limit }))
+      .incidents;
+  }
+
+  getIncident(id: string): Promise<IncidentDetail> {
+    return this.call(this.client.getIncident, CoordinatorService.getIncident.path, { id });
+  }
+
+  changePhase(id: string, phase: string, note: string): Promise<JournalPage> {
+    return this.call(this.client.changePhase, CoordinatorService.changePhase.path, { id, phase, note });
+  }
+
+  addNote(id: string, text: string, atMs: number, signature: string, corrects: number): Promise<JournalPage> {
+    return this.call(this.client.addNote, CoordinatorService.addNote.path, {
+      id,
+      text,
+      atMs,
+      signature,
+      corrects,
+    });
+  }
+
+  verifyIncident(id: string): Promise<VerifyIncidentResponse> {
+    return this.call(this.client.verifyIncident, CoordinatorService.verifyIncident.path, { id });
+  }
+
+  async incidentReport(id: string, format: string): Promise<string> {
+    return (
+      await this.call(this.client.incidentReport, CoordinatorService.incidentReport.path, { id, format })
+    ).content;
   }
 
   async listEvidence(incidentId: string, limit: number): Promise<EvidenceItem[]> {

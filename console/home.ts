@@ -1,7 +1,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { Codes, DragnetError, type InvestigatorKey, Keyring, loadInvestigatorKey } from "../common/mod.js";
+import {
+  Codes,
+  DragnetError,
+  type InvestigatorKey,
+  Keyring,
+  loadInvestigatorKey,
+  writeFileAtomic,
+} from "../common/mod.js";
 import { CoordinatorApi } from "./client.js";
 
 // Where the console finds its coordinator and key: flags, then environment,
@@ -32,6 +39,8 @@ export interface ConsoleConfig {
    * checks against it who really signed, instead of taking the coordinator's word.
    */
   keyring?: string;
+  /** The incident actions belong to unless --incident says otherwise (dragnet incident use ID). */
+  incident?: string;
 }
 
 export function homeDir(opts: GlobalOptions): string {
@@ -58,7 +67,19 @@ export function loadConsoleConfig(home: string): ConsoleConfig | undefined {
     insecure: json.insecure === true,
     key: rel(json.key),
     keyring: rel(json.keyring),
+    incident: typeof json.incident === "string" ? json.incident : undefined,
   };
+}
+
+/** Sets (or clears) the default incident in HOME/console.json, keeping everything else in it. */
+export function setDefaultIncident(home: string, incidentId: string | undefined): void {
+  const path = join(home, CONSOLE_CONFIG_FILE);
+  if (!existsSync(path))
+    throw new DragnetError(Codes.CONFIG, `no ${path} to record the incident in (dragnet lab up writes one)`);
+  const json = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+  if (incidentId) json.incident = incidentId;
+  else delete json.incident;
+  writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`, 0o644);
 }
 
 export function openClient(opts: GlobalOptions): CoordinatorApi {

@@ -8,6 +8,7 @@ import { registerDriftCommand } from "./commands/drift.js";
 import { registerEvidenceCommands } from "./commands/evidence.js";
 import { registerFileCommand } from "./commands/file.js";
 import { registerMemoryCommand, registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
+import { registerIncidentCommand } from "./commands/incident.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
 import {
@@ -55,6 +56,7 @@ registerIsolationCommands(program);
 registerKillCommand(program);
 registerQuarantineCommand(program);
 registerEvidenceCommands(program);
+registerIncidentCommand(program);
 registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);

@@ -5,7 +5,7 @@ import { Codes, DragnetError } from "../common/mod.js";
 import type { Operation } from "../proto/mod.js";
 import { type ActionOptions, buildAction } from "./action-builder.js";
 import { actionOptionsOf, globalsOf, type SweepFlags } from "./cli-kit.js";
-import { openClient } from "./home.js";
+import { homeDir, loadConsoleConfig, openClient } from "./home.js";
 import { formatOf } from "./output/rows.js";
 import { type FollowOptions, sweep } from "./sweep.js";
 
@@ -37,9 +37,16 @@ export async function sendAction(
 ): Promise<number> {
   checkOperations(operations);
   const globals = globalsOf(command);
-  const body = buildAction({ ...actionOptionsOf(flags), ...extra.options }, defaultName, operations);
   const api = openClient(globals);
   try {
+    // The signed action names the incident by its full id: a prefix or the default is resolved first.
+    const incident = flags.incident ?? loadConsoleConfig(homeDir(globals))?.incident;
+    const incidentId = incident ? (await api.getIncident(incident)).incident!.id : "";
+    const body = buildAction(
+      { ...actionOptionsOf(flags), ...extra.options, incidentId },
+      defaultName,
+      operations,
+    );
     return await sweep(api, body, {
       format: formatOf(globals),
       modules: [...new Set(operations.map((op) => op.module!.$case))],

@@ -61,6 +61,8 @@ export class ActionBook {
   private readonly byCommand = new Map<string, OpenAction>();
   private readonly listeners = new Map<string, Set<ActionListener>>();
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
+  /** Told of each action once every command is final (the notebook's results summary). */
+  onComplete: (action: OpenAction) => void = () => undefined;
 
   constructor(
     private readonly batcher: WriteBatcher,
@@ -210,6 +212,7 @@ export class ActionBook {
     this.emit(id, { event: { $case: "done", value: this.summary(action) } });
     this.batcher.afterCommit(() => this.listeners.delete(id));
     this.log.info("action complete", { action: id, ...action.counts });
+    this.onComplete(action);
   }
 
   stop(): void {

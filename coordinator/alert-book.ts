@@ -55,6 +55,8 @@ export function checkAlert(alert: Alert, agentId: string): void {
 export class AlertBook {
   private readonly listeners = new Set<{ filter: AlertFilter; send: Listener; cursor: number }>();
   private readonly stats = { stored: 0, refused: 0 };
+  /** Told of each alert once it is committed (the notebook's alert page). */
+  onAlert: (alert: Alert) => void = () => undefined;
 
   constructor(
     private readonly store: Store,
@@ -92,6 +94,7 @@ export class AlertBook {
       this.batcher.afterCommit(() => {
         m.ack();
         this.deliver();
+        this.onAlert(alert);
       });
     } catch (err) {
       const p = problemOf(err, Codes.DECODE);

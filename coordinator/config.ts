@@ -28,6 +28,8 @@ export interface CoordinatorConfig {
   database: string;
   /** Where collected files are kept (default: an "evidence" directory beside the database). */
   evidenceDir: string;
+  /** The key that seals notebook pages (made on first start; default: journal.key beside the database). */
+  journalKey: string;
   /** Investigators whose signatures the coordinator accepts on submit. */
   keyring: string;
   registry: {
@@ -108,6 +110,10 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       json.evidenceDir === undefined
         ? resolve(file(json.database, "database"), "..", "evidence")
         : file(json.evidenceDir, "evidenceDir"),
+    journalKey:
+      json.journalKey === undefined
+        ? resolve(file(json.database, "database"), "..", "journal.key")
+        : file(json.journalKey, "journalKey"),
     keyring: file(json.keyring, "keyring"),
     registry: {
       onlineWithinMs: ms(registry.onlineWithinMs, "registry.onlineWithinMs", undefined),

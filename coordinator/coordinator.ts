@@ -25,13 +25,17 @@ import {
   type ActionSummary,
   type AgentInfo,
   type AgentResult,
+  Alert,
   type ApproveActionResponse,
   type AuditEntry,
   CommandAck,
   CommandEnvelope,
   CommandResult,
   CommandStatus,
+  EvidenceItem,
   Heartbeat,
+  type Incident,
+  IsolateResult,
   type Signature,
   SignedAction,
   type SubmitActionResponse,
@@ -43,9 +47,11 @@ import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { EvidenceDesk } from "./evidence-desk.js";
+import { loadJournalKey, Notebook } from "./notebook.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
+import { type ReportInput, renderHtml, renderMarkdown } from "./report.js";
 import { SqliteStore } from "./store/sqlite-store.js";
-import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
+import type { Store, StoredAction, StoredAgent, StoredCommand, StoredIncident } from "./store/store.js";
 import { alertsFeed, evidenceFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { WriteBatcher } from "./write-batcher.js";
 
@@ -96,6 +102,7 @@ export class Coordinator {
   private evidenceFeed?: StreamFeed;
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
+  readonly notebook: Notebook;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
   private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
@@ -116,6 +123,15 @@ export class Coordinator {
     this.auditLog = new AuditLog(this.batcher, this.log, this.now);
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
+    this.notebook = new Notebook(
+      this.store,
+      loadJournalKey(config.journalKey),
+      this.keyring,
+      this.log,
+      this.now,
+    );
+    this.book.onComplete = (action) =>
+      this.notebook.recordFor(action.record.incidentId, "results summary", this.resultsSummary(action));
     this.alerts = new AlertBook(
       this.store,
       this.batcher,
@@ -147,6 +163,10 @@ export class Coordinator {
       (agentId, subject, p) => this.refused("evidence", subject, agentId, p),
       this.now,
     );
+    this.alerts.onAlert = (alert) =>
+      this.notebook.recordFor(this.incidentOf(alert.actionId), "alert", Alert.toJSON(alert));
+    this.evidence.onEvidence = (item) =>
+      this.notebook.recordFor(item.incidentId, "evidence collected", EvidenceItem.toJSON(item));
     this.reloadOpenActions();
     this.reloadPendingActions();
   }
@@ -373,6 +393,7 @@ export class Coordinator {
       payload: data,
       receivedAtMs: this.now(),
     });
+    this.recordContainment(command.actionId, agentId, result);
     const patch = { found: result.found, problem: result.problem ?? NO_PROBLEM, result };
     if (action) {
       this.book.transition(action, command, status, patch);
@@ -566,6 +587,12 @@ export class Coordinator {
     if (this.book.get(body.id) || this.pending.has(body.id) || this.store.getAction(body.id)) {
       throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
     }
+    if (body.incidentId && !this.store.getIncident(body.incidentId)) {
+      throw new DragnetError(
+        Codes.NOT_FOUND,
+        `no incident ${body.incidentId.slice(0, 40)}: open one with dragnet incident open (actions name an incident by its full id)`,
+      );
+    }
     const targets = this.targetsOf(expr, body.target, now);
     const record: StoredAction = {
       id: body.id,
@@ -586,6 +613,19 @@ export class Coordinator {
       requiredWeight: shortfall?.required ?? 0,
     };
     const signers = verified.signers.map((s) => s.name).join(", ");
+    this.notebook.recordFor(
+      body.incidentId,
+      "action submitted",
+      {
+        actionId: body.id,
+        name: body.name,
+        target: body.target,
+        operations: body.operations.map((op) => op.module),
+        signers: verified.signers.map((s) => s.name),
+        heldForApproval: shortfall !== undefined,
+      },
+      actor,
+    );
     if (shortfall) {
       record.state = ActionState.ACTION_STATE_PENDING_APPROVAL;
       this.pending.set(record.id, record);
@@ -719,6 +759,12 @@ export class Coordinator {
     record.weight = shortfall?.weight ?? verified.weight;
     record.requiredWeight = shortfall?.required ?? record.requiredWeight;
     const by = signer?.name ?? signature.keyId;
+    this.notebook.recordFor(
+      record.incidentId,
+      "action approved",
+      { actionId: id, name: record.name, approver: by, signers: record.signerNames, released: !shortfall },
+      actor,
+    );
     if (shortfall) {
       this.batcher.action(record);
       this.audit(actor, "action co-signed", {
@@ -748,6 +794,88 @@ export class Coordinator {
       targeted,
       offline,
     };
+  }
+
+  /** An incident as the API shows it. */
+  incidentInfo(i: StoredIncident): Incident {
+    return {
+      id: i.id,
+      title: i.title,
+      severity: i.severity,
+      phase: i.phase,
+      openedAtMs: i.openedAtMs,
+      openedBy: i.openedBy,
+      pages: i.headPages,
+    };
+  }
+
+  /** The post-incident report of an incident, as Markdown or a self-contained HTML page. */
+  incidentReport(idOrPrefix: string, format: string): string {
+    if (format && format !== "md" && format !== "html")
+      throw new DragnetError(Codes.PARAMS, `report format is md or html, not "${format.slice(0, 10)}"`);
+    const incident = this.notebook.get(idOrPrefix);
+    const pages = this.notebook.pages(incident.id);
+    const actionIds = [
+      ...new Set(
+        pages
+          .filter((p) => p.kind === "action submitted")
+          .map((p) => (JSON.parse(p.content) as { actionId?: string }).actionId)
+          .filter((id): id is string => typeof id === "string"),
+      ),
+    ];
+    const input: ReportInput = {
+      incident,
+      pages,
+      actions: actionIds.flatMap((id) => {
+        try {
+          return [this.actionSummary(id)];
+        } catch {
+          return [];
+        }
+      }),
+      evidence: this.evidence.list(incident.id, 10_000),
+      chain: this.notebook.verify(incident.id),
+      generatedAtMs: this.now(),
+    };
+    return format === "html" ? renderHtml(input) : renderMarkdown(input);
+  }
+
+  /** The incident an action belongs to ("" when none, or no such action). */
+  private incidentOf(actionId: string): string {
+    if (!actionId) return "";
+    return this.book.get(actionId)?.record.incidentId ?? this.store.getAction(actionId)?.incidentId ?? "";
+  }
+
+  /** The notebook page when an action completes: its counts and which hosts found something. */
+  private resultsSummary(action: OpenAction) {
+    const found = [...action.byId.values()]
+      .filter((c) => c.found)
+      .map((c) => this.registry.get(c.agentId)?.hostname || c.agentId);
+    return {
+      actionId: action.record.id,
+      name: action.record.name,
+      modules: action.record.modules,
+      counts: action.counts,
+      found: found.slice(0, 100),
+      foundMore: Math.max(0, found.length - 100),
+    };
+  }
+
+  /** Isolation and its lifting go into the action's incident, with the snapshot taken before isolating. */
+  private recordContainment(actionId: string, agentId: string, result: CommandResult): void {
+    const incidentId =
+      this.book.get(actionId)?.record.incidentId ?? this.store.getAction(actionId)?.incidentId ?? "";
+    if (!incidentId) return;
+    for (const op of result.operations) {
+      const m = op.module;
+      if (m?.$case !== "isolate" && m?.$case !== "unisolate") continue;
+      this.notebook.recordFor(incidentId, m.$case === "isolate" ? "isolation" : "unisolation", {
+        actionId,
+        agentId,
+        hostname: this.registry.get(agentId)?.hostname ?? "",
+        ...(IsolateResult.toJSON(m.value) as object),
+      });
+    }
   }
 
   /** Records who did what in the audit log (stored, and logged). */

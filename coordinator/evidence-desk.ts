@@ -39,6 +39,8 @@ export interface CollectingAction {
 export class EvidenceDesk {
   private readonly partialDir: string;
   private readonly rejectedDir: string;
+  /** Told of each item once it is committed (the notebook's evidence page). */
+  onEvidence: (item: EvidenceItem) => void = () => undefined;
 
   constructor(
     private readonly dir: string,
@@ -162,7 +164,10 @@ export class EvidenceDesk {
       receivedAtMs: item.receivedAtMs,
       payload: EvidenceItem.encode(item).finish(),
     });
-    this.batcher.afterCommit(() => m.ack());
+    this.batcher.afterCommit(() => {
+      m.ack();
+      this.onEvidence(item);
+    });
   }
 
   private async hash(path: string): Promise<{ size: number; sha256: string }> {

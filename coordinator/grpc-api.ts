@@ -151,6 +151,49 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
       }),
       (q, r) => `target ${q.target || "(all)"}: ${r.alerts.length} alerts`,
     ),
+    openIncident: unary(
+      "OpenIncident",
+      (req, who) =>
+        coordinator.incidentInfo(coordinator.notebook.open(req.title, req.severity || "medium", who.name)),
+      (_q, r) => `incident ${r.id} opened: ${r.title}`,
+    ),
+    listIncidents: unary("ListIncidents", (req) => ({
+      incidents: coordinator.notebook
+        .list(Math.min(Math.max(req.limit || 50, 1), 1000))
+        .map((i) => coordinator.incidentInfo(i)),
+    })),
+    getIncident: unary("GetIncident", (req) => {
+      const incident = coordinator.notebook.get(req.id);
+      return { incident: coordinator.incidentInfo(incident), pages: coordinator.notebook.pages(incident.id) };
+    }),
+    changePhase: unary(
+      "ChangePhase",
+      (req, who) => coordinator.notebook.phase(req.id, req.phase, req.note, who.name),
+      (q) => `incident ${q.id}: phase ${q.phase}`,
+    ),
+    addNote: unary(
+      "AddNote",
+      (req, who) =>
+        coordinator.notebook.note(
+          req.id,
+          { text: req.text, atMs: req.atMs, signature: req.signature, corrects: req.corrects },
+          { name: who.name, keyId: who.keyId },
+        ),
+      (q, r) => `incident ${q.id}: note, page ${r.seq}`,
+    ),
+    verifyIncident: unary(
+      "VerifyIncident",
+      (req) => {
+        const r = coordinator.notebook.verify(req.id);
+        return r.ok
+          ? { ok: true, pages: r.pages, brokenPage: 0, problem: "" }
+          : { ok: false, pages: r.pages, brokenPage: r.seq, problem: r.problem };
+      },
+      (q, r) => `incident ${q.id}: ${r.ok ? "intact" : `broken at page ${r.brokenPage}`}`,
+    ),
+    incidentReport: unary("IncidentReport", (req) => ({
+      content: coordinator.incidentReport(req.id, req.format),
+    })),
     listEvidence: unary(
       "ListEvidence",
       (req) => ({

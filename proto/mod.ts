@@ -8,5 +8,6 @@ export * from "./gen/dragnet/v1/file.js";
 export * from "./gen/dragnet/v1/isolate.js";
 export * from "./gen/dragnet/v1/memory.js";
 export * from "./gen/dragnet/v1/netstat.js";
+export * from "./gen/dragnet/v1/notebook.js";
 export * from "./gen/dragnet/v1/process.js";
 export * from "./gen/dragnet/v1/respond.js";

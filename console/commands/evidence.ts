@@ -28,7 +28,6 @@ interface CollectFlags extends SweepFlags {
   path: string;
   maxBytes?: number;
   followSymlinks?: boolean;
-  incident?: string;
 }
 
 const EVIDENCE_COLUMNS = [
@@ -49,8 +48,7 @@ export function registerEvidenceCommands(program: Command): void {
     .description("upload a file from each targeted agent as evidence (SHA-256 checked; needs two signatures)")
     .requiredOption("--path <path>", "the file (absolute path)")
     .option("--max-bytes <n>", "refuse files larger than this (default 1 GiB)", nonNegativeInt("--max-bytes"))
-    .option("--follow-symlinks", "collect what a symlink points to (by default a symlink is refused)")
-    .option("--incident <id>", "the incident this evidence belongs to");
+    .option("--follow-symlinks", "collect what a symlink points to (by default a symlink is refused)");
   addActionFlags(collect);
   collect.addHelpText(
     "after",
@@ -61,24 +59,18 @@ Example:
   );
   collect.action(
     handle(async (flags: CollectFlags, command: Command) =>
-      sendAction(
-        command,
-        flags,
-        `collect ${flags.path}`,
-        [
-          {
-            module: {
-              $case: "collect",
-              value: {
-                path: flags.path,
-                maxBytes: flags.maxBytes,
-                followSymlinks: flags.followSymlinks ?? false,
-              },
+      sendAction(command, flags, `collect ${flags.path}`, [
+        {
+          module: {
+            $case: "collect",
+            value: {
+              path: flags.path,
+              maxBytes: flags.maxBytes,
+              followSymlinks: flags.followSymlinks ?? false,
             },
           },
-        ],
-        { options: { incidentId: flags.incident } },
-      ),
+        },
+      ]),
     ),
   );
 

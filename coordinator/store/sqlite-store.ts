@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import type { Page } from "../../common/journal.js";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
 import type {
   Store,
@@ -7,6 +8,7 @@ import type {
   StoredAlert,
   StoredCommand,
   StoredEvidence,
+  StoredIncident,
   StoredResult,
   WriteBatch,
 } from "./store.js";
@@ -114,6 +116,36 @@ CREATE TABLE evidence (
   payload BLOB NOT NULL
 );
 CREATE INDEX evidence_incident ON evidence (incident_id, received_at);
+`,
+  // 5: incidents and their notebooks (an append-only chain of sealed pages).
+  `
+CREATE TABLE incidents (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL,
+  severity TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  opened_at INTEGER NOT NULL,
+  opened_by TEXT NOT NULL,
+  head_pages INTEGER NOT NULL,
+  head_hash TEXT NOT NULL,
+  head_seal TEXT NOT NULL
+);
+CREATE TABLE journal (
+  row INTEGER PRIMARY KEY AUTOINCREMENT,
+  incident_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  author TEXT NOT NULL,
+  author_key_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  content TEXT NOT NULL,
+  content_sha256 TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  page_hash TEXT NOT NULL,
+  author_signature TEXT NOT NULL,
+  seal TEXT NOT NULL
+);
+CREATE INDEX journal_incident ON journal (incident_id, row);
 `,
 ];
 
@@ -253,6 +285,45 @@ const toAlert = (r: AlertRow): StoredAlert => ({
   payload: r.payload,
 });
 
+interface IncidentRow {
+  id: string;
+  title: string;
+  severity: string;
+  phase: string;
+  opened_at: number;
+  opened_by: string;
+  head_pages: number;
+  head_hash: string;
+  head_seal: string;
+}
+
+const toIncident = (r: IncidentRow): StoredIncident => ({
+  id: r.id,
+  title: r.title,
+  severity: r.severity,
+  phase: r.phase,
+  openedAtMs: r.opened_at,
+  openedBy: r.opened_by,
+  headPages: r.head_pages,
+  headHash: r.head_hash,
+  headSeal: r.head_seal,
+});
+
+interface PageRow {
+  incident_id: string;
+  seq: number;
+  at: number;
+  author: string;
+  author_key_id: string;
+  kind: string;
+  content: string;
+  content_sha256: string;
+  prev_hash: string;
+  page_hash: string;
+  author_signature: string;
+  seal: string;
+}
+
 interface EvidenceRow {
   id: string;
   agent_id: string;
@@ -345,6 +416,21 @@ export class SqliteStore implements Store {
         "SELECT * FROM evidence WHERE incident_id = ? ORDER BY received_at DESC, id DESC LIMIT ?",
       ),
       getEvidence: db.prepare("SELECT * FROM evidence WHERE id = ?"),
+      putIncident: db.prepare(`
+        INSERT INTO incidents (id, title, severity, phase, opened_at, opened_by, head_pages, head_hash, head_seal)
+        VALUES (@id, @title, @severity, @phase, @openedAtMs, @openedBy, @headPages, @headHash, @headSeal)`),
+      getIncident: db.prepare("SELECT * FROM incidents WHERE id = ?"),
+      incidentsByPrefix: db.prepare("SELECT id FROM incidents WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),
+      listIncidents: db.prepare("SELECT * FROM incidents ORDER BY opened_at DESC, id DESC LIMIT ?"),
+      insertPage: db.prepare(`
+        INSERT INTO journal (incident_id, seq, at, author, author_key_id, kind, content, content_sha256,
+                             prev_hash, page_hash, author_signature, seal)
+        VALUES (@incidentId, @seq, @atMs, @author, @authorKeyId, @kind, @content, @contentSha256,
+                @prevHash, @pageHash, @authorSignature, @seal)`),
+      moveHead: db.prepare(
+        "UPDATE incidents SET head_pages = ?, head_hash = ?, head_seal = ?, phase = COALESCE(?, phase) WHERE id = ?",
+      ),
+      pagesOf: db.prepare("SELECT * FROM journal WHERE incident_id = ? ORDER BY row"),
       alertsBefore: db.prepare(
         "SELECT * FROM alerts WHERE seq < ? AND received_at >= ? ORDER BY seq DESC LIMIT ?",
       ),
@@ -516,6 +602,53 @@ export class SqliteStore implements Store {
   getEvidence(id: string): StoredEvidence | undefined {
     const row = this.stmts.getEvidence.get(id) as EvidenceRow | undefined;
     return row && toEvidence(row);
+  }
+
+  putIncident(incident: StoredIncident): void {
+    this.stmts.putIncident.run(incident);
+  }
+
+  getIncident(id: string): StoredIncident | undefined {
+    const r = this.stmts.getIncident.get(id) as IncidentRow | undefined;
+    return r && toIncident(r);
+  }
+
+  incidentIdsByPrefix(prefix: string, limit: number): string[] {
+    return (this.stmts.incidentsByPrefix.all(prefix, `${prefix}\uffff`, limit) as Array<{ id: string }>).map(
+      (r) => r.id,
+    );
+  }
+
+  listIncidents(limit: number): StoredIncident[] {
+    return (this.stmts.listIncidents.all(limit) as IncidentRow[]).map(toIncident);
+  }
+
+  appendPage(
+    page: Page,
+    head: Pick<StoredIncident, "headPages" | "headHash" | "headSeal">,
+    phase?: string,
+  ): void {
+    this.db.transaction(() => {
+      this.stmts.insertPage.run(page);
+      this.stmts.moveHead.run(head.headPages, head.headHash, head.headSeal, phase ?? null, page.incidentId);
+    })();
+  }
+
+  pagesOf(incidentId: string): Page[] {
+    return (this.stmts.pagesOf.all(incidentId) as PageRow[]).map((r) => ({
+      incidentId: r.incident_id,
+      seq: r.seq,
+      atMs: r.at,
+      author: r.author,
+      authorKeyId: r.author_key_id,
+      kind: r.kind,
+      content: r.content,
+      contentSha256: r.content_sha256,
+      prevHash: r.prev_hash,
+      pageHash: r.page_hash,
+      authorSignature: r.author_signature,
+      seal: r.seal,
+    }));
   }
 
   close(): void {

@@ -1,3 +1,4 @@
+import type { Page } from "../../common/journal.js";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
 
 // What the coordinator keeps. The interface is what a second backend
@@ -85,6 +86,19 @@ export interface StoredEvidence {
   payload: Uint8Array;
 }
 
+export interface StoredIncident {
+  id: string;
+  title: string;
+  severity: string;
+  phase: string;
+  openedAtMs: number;
+  openedBy: string;
+  /** The notebook's sealed head: how many pages, the last page's hash, the journal key's seal over both. */
+  headPages: number;
+  headHash: string;
+  headSeal: string;
+}
+
 /** Writes gathered by the coordinator and applied together, in one transaction. */
 export interface WriteBatch {
   agents: StoredAgent[];
@@ -124,5 +138,18 @@ export interface Store {
   /** Evidence items, newest first, of one incident or all. */
   listEvidence(incidentId: string, limit: number): StoredEvidence[];
   getEvidence(id: string): StoredEvidence | undefined;
+  /** Incidents and their notebooks: written at once (not batched), one transaction per page. */
+  putIncident(incident: StoredIncident): void;
+  getIncident(id: string): StoredIncident | undefined;
+  incidentIdsByPrefix(prefix: string, limit: number): string[];
+  listIncidents(limit: number): StoredIncident[];
+  /** Appends a page and moves the incident's head (phase too, when given) in one transaction. */
+  appendPage(
+    page: Page,
+    head: Pick<StoredIncident, "headPages" | "headHash" | "headSeal">,
+    phase?: string,
+  ): void;
+  /** An incident's pages in the order they were stored. */
+  pagesOf(incidentId: string): Page[];
   close(): void;
 }

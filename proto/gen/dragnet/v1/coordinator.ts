@@ -22,6 +22,21 @@ import {
 } from "@grpc/grpc-js";
 import { Alert, CommandResult, Signature, SignedAction } from "./agent.js";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
+import {
+  AddNoteRequest,
+  ChangePhaseRequest,
+  GetIncidentRequest,
+  Incident,
+  IncidentDetail,
+  IncidentReportRequest,
+  IncidentReportResponse,
+  JournalPage,
+  ListIncidentsRequest,
+  ListIncidentsResponse,
+  OpenIncidentRequest,
+  VerifyIncidentRequest,
+  VerifyIncidentResponse,
+} from "./notebook.js";
 
 export enum ActionState {
   ACTION_STATE_UNSPECIFIED = 0,
@@ -4407,6 +4422,75 @@ export const CoordinatorService = {
     responseSerialize: (value: EvidencePart): Buffer => Buffer.from(EvidencePart.encode(value).finish()),
     responseDeserialize: (value: Buffer): EvidencePart => EvidencePart.decode(value),
   },
+  /** The incident notebook. */
+  openIncident: {
+    path: "/dragnet.v1.Coordinator/OpenIncident" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OpenIncidentRequest): Buffer => Buffer.from(OpenIncidentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenIncidentRequest => OpenIncidentRequest.decode(value),
+    responseSerialize: (value: Incident): Buffer => Buffer.from(Incident.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Incident => Incident.decode(value),
+  },
+  listIncidents: {
+    path: "/dragnet.v1.Coordinator/ListIncidents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListIncidentsRequest): Buffer => Buffer.from(ListIncidentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListIncidentsRequest => ListIncidentsRequest.decode(value),
+    responseSerialize: (value: ListIncidentsResponse): Buffer =>
+      Buffer.from(ListIncidentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListIncidentsResponse => ListIncidentsResponse.decode(value),
+  },
+  getIncident: {
+    path: "/dragnet.v1.Coordinator/GetIncident" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetIncidentRequest): Buffer => Buffer.from(GetIncidentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetIncidentRequest => GetIncidentRequest.decode(value),
+    responseSerialize: (value: IncidentDetail): Buffer => Buffer.from(IncidentDetail.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IncidentDetail => IncidentDetail.decode(value),
+  },
+  changePhase: {
+    path: "/dragnet.v1.Coordinator/ChangePhase" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangePhaseRequest): Buffer => Buffer.from(ChangePhaseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangePhaseRequest => ChangePhaseRequest.decode(value),
+    responseSerialize: (value: JournalPage): Buffer => Buffer.from(JournalPage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JournalPage => JournalPage.decode(value),
+  },
+  addNote: {
+    path: "/dragnet.v1.Coordinator/AddNote" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddNoteRequest): Buffer => Buffer.from(AddNoteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddNoteRequest => AddNoteRequest.decode(value),
+    responseSerialize: (value: JournalPage): Buffer => Buffer.from(JournalPage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JournalPage => JournalPage.decode(value),
+  },
+  verifyIncident: {
+    path: "/dragnet.v1.Coordinator/VerifyIncident" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyIncidentRequest): Buffer =>
+      Buffer.from(VerifyIncidentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyIncidentRequest => VerifyIncidentRequest.decode(value),
+    responseSerialize: (value: VerifyIncidentResponse): Buffer =>
+      Buffer.from(VerifyIncidentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyIncidentResponse => VerifyIncidentResponse.decode(value),
+  },
+  incidentReport: {
+    path: "/dragnet.v1.Coordinator/IncidentReport" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IncidentReportRequest): Buffer =>
+      Buffer.from(IncidentReportRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IncidentReportRequest => IncidentReportRequest.decode(value),
+    responseSerialize: (value: IncidentReportResponse): Buffer =>
+      Buffer.from(IncidentReportResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IncidentReportResponse => IncidentReportResponse.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -4434,6 +4518,14 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   listEvidence: handleUnaryCall<ListEvidenceRequest, ListEvidenceResponse>;
   /** One evidence item: its record first, then its bytes in chunks. */
   getEvidence: handleServerStreamingCall<GetEvidenceRequest, EvidencePart>;
+  /** The incident notebook. */
+  openIncident: handleUnaryCall<OpenIncidentRequest, Incident>;
+  listIncidents: handleUnaryCall<ListIncidentsRequest, ListIncidentsResponse>;
+  getIncident: handleUnaryCall<GetIncidentRequest, IncidentDetail>;
+  changePhase: handleUnaryCall<ChangePhaseRequest, JournalPage>;
+  addNote: handleUnaryCall<AddNoteRequest, JournalPage>;
+  verifyIncident: handleUnaryCall<VerifyIncidentRequest, VerifyIncidentResponse>;
+  incidentReport: handleUnaryCall<IncidentReportRequest, IncidentReportResponse>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -4602,6 +4694,112 @@ export interface CoordinatorClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<EvidencePart>;
+  /** The incident notebook. */
+  openIncident(
+    request: OpenIncidentRequest,
+    callback: (error: ServiceError | null, response: Incident) => void,
+  ): ClientUnaryCall;
+  openIncident(
+    request: OpenIncidentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Incident) => void,
+  ): ClientUnaryCall;
+  openIncident(
+    request: OpenIncidentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Incident) => void,
+  ): ClientUnaryCall;
+  listIncidents(
+    request: ListIncidentsRequest,
+    callback: (error: ServiceError | null, response: ListIncidentsResponse) => void,
+  ): ClientUnaryCall;
+  listIncidents(
+    request: ListIncidentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListIncidentsResponse) => void,
+  ): ClientUnaryCall;
+  listIncidents(
+    request: ListIncidentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListIncidentsResponse) => void,
+  ): ClientUnaryCall;
+  getIncident(
+    request: GetIncidentRequest,
+    callback: (error: ServiceError | null, response: IncidentDetail) => void,
+  ): ClientUnaryCall;
+  getIncident(
+    request: GetIncidentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IncidentDetail) => void,
+  ): ClientUnaryCall;
+  getIncident(
+    request: GetIncidentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IncidentDetail) => void,
+  ): ClientUnaryCall;
+  changePhase(
+    request: ChangePhaseRequest,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  changePhase(
+    request: ChangePhaseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  changePhase(
+    request: ChangePhaseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  addNote(
+    request: AddNoteRequest,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  addNote(
+    request: AddNoteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  addNote(
+    request: AddNoteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  verifyIncident(
+    request: VerifyIncidentRequest,
+    callback: (error: ServiceError | null, response: VerifyIncidentResponse) => void,
+  ): ClientUnaryCall;
+  verifyIncident(
+    request: VerifyIncidentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyIncidentResponse) => void,
+  ): ClientUnaryCall;
+  verifyIncident(
+    request: VerifyIncidentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyIncidentResponse) => void,
+  ): ClientUnaryCall;
+  incidentReport(
+    request: IncidentReportRequest,
+    callback: (error: ServiceError | null, response: IncidentReportResponse) => void,
+  ): ClientUnaryCall;
+  incidentReport(
+    request: IncidentReportRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IncidentReportResponse) => void,
+  ): ClientUnaryCall;
+  incidentReport(
+    request: IncidentReportRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IncidentReportResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const CoordinatorClient = makeGenericClientConstructor(

@@ -1,0 +1,239 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Command } from "commander";
+import { sha256Hex, signNote } from "../../common/journal.js";
+import { Codes, DragnetError } from "../../common/mod.js";
+import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import { homeDir, loadKey, openClient, setDefaultIncident } from "../home.js";
+import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
+import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
+
+// `dragnet incident`: the team's notebook. Incidents with a phase, and a
+// journal of numbered pages the coordinator chains and seals; notes are
+// signed by their author's own key here, before they leave the console.
+
+const INCIDENT_COLUMNS = [
+  { key: "id", header: "id" },
+  { key: "title", header: "title" },
+  { key: "severity", header: "severity" },
+  { key: "phase", header: "phase" },
+  { key: "opened", header: "opened" },
+  { key: "openedBy", header: "by" },
+  { key: "pages", header: "pages" },
+];
+
+/** A note's text: the argument, a file, or standard input ("-"). */
+function noteText(text: string | undefined, file: string | undefined): string {
+  if (file) return readFileSync(file === "-" ? 0 : file, "utf8");
+  if (text === "-") return readFileSync(0, "utf8");
+  if (text) return text;
+  throw new DragnetError(
+    Codes.PARAMS,
+    'give the note as an argument, --file FILE, or "-" for standard input',
+  );
+}
+
+export function registerIncidentCommand(program: Command): void {
+  const incident = program.command("incident").description("incidents and their tamper-evident notebook");
+
+  incident
+    .command("open")
+    .description("open an incident; prints its id")
+    .requiredOption("--title <text>", "what happened, in a line")
+    .option("--severity <s>", "low, medium, high or critical", "medium")
+    .action(
+      handle(async (flags: { title: string; severity: string }, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const i = await api.openIncident(flags.title, flags.severity);
+          process.stdout.write(`${i.id}\n`);
+          process.stderr.write(
+            `incident ${i.id} opened (phase ${i.phase}); make it the default with: dragnet incident use ${i.id}\n`,
+          );
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
+    .command("list")
+    .description("incidents, newest first")
+    .option("--limit <n>", "how many", nonNegativeInt("--limit"), 50)
+    .action(
+      handle(async (flags: { limit: number }, command: Command) => {
+        const globals = globalsOf(command);
+        const api = openClient(globals);
+        try {
+          const list = await api.listIncidents(flags.limit);
+          const writer = new RowWriter(formatOf(globals), INCIDENT_COLUMNS, { withAgent: false });
+          for (const i of list) writer.add({ ...i, opened: isoTime(i.openedAtMs) });
+          writer.end();
+          return list.length > 0 ? EXIT_FOUND : EXIT_NOTHING;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
+    .command("show <id>")
+    .description("an incident and every page of its notebook")
+    .action(
+      handle(async (id: string, _flags: unknown, command: Command) => {
+        const globals = globalsOf(command);
+        const api = openClient(globals);
+        try {
+          const detail = await api.getIncident(id);
+          const i = detail.incident!;
+          if (formatOf(globals) === "table") {
+            process.stdout.write(
+              `${i.id}  ${printable(i.title)}\nseverity ${i.severity}, phase ${i.phase}, opened ${isoTime(i.openedAtMs)} by ${i.openedBy}\n\n`,
+            );
+          }
+          const writer = new RowWriter(
+            formatOf(globals),
+            [
+              { key: "seq", header: "page" },
+              { key: "at", header: "time" },
+              { key: "author", header: "author" },
+              { key: "kind", header: "kind" },
+              { key: "content", header: "content" },
+            ],
+            { withAgent: false },
+          );
+          for (const p of detail.pages)
+            writer.add({ ...p, at: isoTime(p.atMs), content: p.content.slice(0, 300) });
+          writer.end();
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
+    .command("use [id]")
+    .description("make actions belong to this incident by default (no id: stop)")
+    .action(
+      handle(async (id: string | undefined, _flags: unknown, command: Command) => {
+        const globals = globalsOf(command);
+        if (!id) {
+          setDefaultIncident(homeDir(globals), undefined);
+          process.stdout.write("no default incident\n");
+          return EXIT_FOUND;
+        }
+        const api = openClient(globals);
+        try {
+          const full = (await api.getIncident(id)).incident!;
+          setDefaultIncident(homeDir(globals), full.id);
+          process.stdout.write(
+            `actions now belong to incident ${full.id} (${printable(full.title)}) unless --incident says otherwise\n`,
+          );
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
+    .command("phase <id> <phase>")
+    .description(
+      "move an incident to a phase: preparation, identification, notification, containment, eradication, recovery, 'post-incident review', 'lessons learned'",
+    )
+    .option("--note <text>", "why", "")
+    .action(
+      handle(async (id: string, phase: string, flags: { note: string }, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const page = await api.changePhase(id, phase, flags.note);
+          process.stdout.write(`page ${page.seq}: phase ${phase}\n`);
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
+    .command("note <id> [text]")
+    .description('add a page, signed with your key (text, --file FILE, or "-" for standard input)')
+    .option("--file <file>", "the note's text from a file (- for standard input)")
+    .option(
+      "--corrects <page>",
+      "this note corrects that page (pages are never edited)",
+      nonNegativeInt("--corrects"),
+      0,
+    )
+    .action(
+      handle(
+        async (
+          id: string,
+          text: string | undefined,
+          flags: { file?: string; corrects: number },
+          command: Command,
+        ) => {
+          const globals = globalsOf(command);
+          const body = noteText(text, flags.file);
+          const key = loadKey(globals);
+          const api = openClient(globals);
+          try {
+            const full = (await api.getIncident(id)).incident!.id;
+            const atMs = Date.now();
+            // The content exactly as the coordinator will store and hash it.
+            const content = JSON.stringify(
+              flags.corrects ? { text: body, corrects: flags.corrects } : { text: body },
+            );
+            const signature = signNote(key.privateKey, full, atMs, "note", sha256Hex(content));
+            const page = await api.addNote(full, body, atMs, signature, flags.corrects);
+            process.stdout.write(`page ${page.seq} of incident ${full}, signed by ${key.name}\n`);
+            return EXIT_FOUND;
+          } finally {
+            api.close();
+          }
+        },
+      ),
+    );
+
+  incident
+    .command("verify <id>")
+    .description(
+      "recompute the notebook's chain and signatures; names the first broken page (exit 0 when intact, 1 when not)",
+    )
+    .action(
+      handle(async (id: string, _flags: unknown, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const r = await api.verifyIncident(id);
+          if (r.ok) {
+            process.stdout.write(`intact: ${r.pages} pages, chain and signatures verified\n`);
+            return EXIT_FOUND;
+          }
+          process.stdout.write(`BROKEN at page ${r.brokenPage}: ${r.problem}\n`);
+          return EXIT_NOTHING;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
+    .command("report <id>")
+    .description("the post-incident report: timeline, actions, evidence, isolation, phases, review questions")
+    .option("--format <f>", "md or html (one self-contained file)", "md")
+    .option("--out <file>", "write it here instead of standard output")
+    .action(
+      handle(async (id: string, flags: { format: string; out?: string }, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const report = await api.incidentReport(id, flags.format);
+          if (flags.out) writeFileSync(flags.out, report);
+          else process.stdout.write(report);
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,196 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
+
+// The notebook as a team keeps it through the CLI: an incident opened, a
+// sweep and a two-person collection attached to it, notes (one correcting
+// another), a phase change — each leaving exactly the expected pages, in
+// order; verify holds; an edit made directly in SQLite is named by verify;
+// the report carries every page and the review questions.
+
+let fleet: TestFleet;
+let home: string;
+let incident = "";
+const dir = tempDir("dragnet-notebook-");
+const cli = (args: string[]) => dragnet(["--home", home, ...args]);
+
+async function pages() {
+  return (await fleet.api.getIncident(incident)).pages;
+}
+
+beforeAll(async () => {
+  requireBuild();
+  fleet = await startFleet({ agents: 2 });
+  home = fleet.consoleHome();
+  await eventually(async () => ((await fleet.api.listAgents()).length === 2 ? true : undefined));
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+describe("the incident notebook", () => {
+  it("opens an incident: page 1 records the phase, title and who opened it", async () => {
+    const opened = await cli([
+      "incident",
+      "open",
+      "--title",
+      "web-7 beaconing to 203.0.113.9",
+      "--severity",
+      "high",
+    ]);
+    expect(opened.code).toBe(0);
+    incident = opened.stdout.trim();
+    expect(incident).toMatch(/^[0-9a-z]{26}$/);
+    const [p1] = await pages();
+    expect([p1!.seq, p1!.kind, p1!.author, JSON.parse(p1!.content).phase]).toEqual([
+      1,
+      "phase change",
+      "alice",
+      "identification",
+    ]);
+  });
+
+  it("records a sweep and a two-person collection with --incident, then notes and a phase change, in order", async () => {
+    const sweep = await cli([
+      "process",
+      "-t",
+      "all",
+      "--name",
+      "^node$",
+      "--incident",
+      incident.slice(0, 10),
+      "-q",
+    ]);
+    expect(sweep.code).toBe(0);
+    await eventually(async () => ((await pages()).length >= 3 ? true : undefined));
+
+    const file = join(dir, "auth.log");
+    writeFileSync(file, "Nov 26 22:01:13 web sshd[812]: Accepted password for root from 203.0.113.9\n");
+    const held = await cli([
+      "collect",
+      "-t",
+      `id == "${fleet.agents[0]!.id}"`,
+      "--path",
+      file,
+      "--incident",
+      incident,
+      "--no-wait",
+    ]);
+    const actionId = held.stdout.trim().split("\n").at(-1)!;
+    const approved = await cli([
+      "--key",
+      join(home, "bob.key"),
+      "action",
+      "approve",
+      actionId,
+      "--yes",
+      "-q",
+    ]);
+    expect(approved.code).toBe(0);
+    await eventually(async () => {
+      const kinds = (await pages()).map((p) => p.kind);
+      return kinds.includes("evidence collected") && kinds.filter((k) => k === "results summary").length === 2
+        ? true
+        : undefined;
+    });
+
+    expect(
+      (await cli(["incident", "note", incident, "Beacon every 60 s to 203.0.113.9:443 seen on web-7."])).code,
+    ).toBe(0);
+    expect(
+      (await cli(["incident", "note", incident, "It is every 30 s, not 60.", "--corrects", "8"])).code,
+    ).toBe(0);
+    expect(
+      (await cli(["incident", "phase", incident, "containment", "--note", "isolating web-7"])).code,
+    ).toBe(0);
+
+    const all = await pages();
+    expect(all.map((p) => p.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(all.slice(0, 5).map((p) => [p.kind, p.author])).toEqual([
+      ["phase change", "alice"],
+      ["action submitted", "alice"],
+      ["results summary", "coordinator"],
+      ["action submitted", "alice"],
+      ["action approved", "bob"],
+    ]);
+    // Evidence and the collection's summary, in whichever order they were stored.
+    expect(
+      all
+        .slice(5, 7)
+        .map((p) => p.kind)
+        .sort(),
+    ).toEqual(["evidence collected", "results summary"]);
+    expect(all.slice(7).map((p) => [p.kind, p.author])).toEqual([
+      ["note", "alice"],
+      ["note", "alice"],
+      ["phase change", "alice"],
+    ]);
+    const evidence = JSON.parse(all.find((p) => p.kind === "evidence collected")!.content);
+    expect([evidence.path, evidence.status, evidence.incidentId, evidence.collectors]).toEqual([
+      file,
+      "verified",
+      incident,
+      ["alice", "bob"],
+    ]);
+    expect(JSON.parse(all[8]!.content)).toEqual({ text: "It is every 30 s, not 60.", corrects: 8 });
+    expect(all[7]!.authorKeyId).toBe(fleet.alice.keyId);
+    expect(JSON.parse(all[9]!.content)).toMatchObject({ phase: "containment", from: "identification" });
+    const verified = await cli(["incident", "verify", incident]);
+    expect([verified.code, verified.stdout]).toEqual([
+      0,
+      "intact: 10 pages, chain and signatures verified\n",
+    ]);
+    const list = ndjson((await cli(["--json", "incident", "list"])).stdout);
+    expect(list.map((i) => [i.id, i.phase, i.pages])).toEqual([[incident, "containment", 10]]);
+  });
+
+  it("refuses an action naming an incident that does not exist, and a note with a forged signature", async () => {
+    const none = await cli(["process", "-t", "all", "--incident", "0000000000"]);
+    expect([none.code, none.stderr]).toEqual([2, expect.stringMatching(/no incident 0000000000/)]);
+    const forged = fleet.api.addNote(
+      incident,
+      "nothing happened",
+      Date.now(),
+      Buffer.alloc(64).toString("base64"),
+      0,
+    );
+    await expect(forged).rejects.toThrow(/the note's signature by alice does not verify/);
+  });
+
+  it("writes a report with every page and the review questions (md and self-contained html)", async () => {
+    const md = await cli(["incident", "report", incident]);
+    expect(md.code).toBe(0);
+    for (let seq = 1; seq <= 10; seq++) expect(md.stdout).toMatch(new RegExp(`^\\| ${seq} \\|`, "m"));
+    expect(md.stdout).toContain("chain verified intact");
+    expect(md.stdout).toContain("### What would have detected the incident sooner?");
+    expect(md.stdout).toMatch(/- identification: .* for \d+ s/);
+    const out = join(dir, "report.html");
+    expect((await cli(["incident", "report", incident, "--format", "html", "--out", out])).code).toBe(0);
+    const html = (await import("node:fs")).readFileSync(out, "utf8");
+    expect(html).toContain('<svg id="timeline"');
+    expect(html).not.toMatch(/<script|src="http|href="http/);
+    expect(html.match(/<tr><td>\d+<\/td>/g)?.length).toBeGreaterThanOrEqual(10);
+  });
+
+  it("names the page that was edited directly in the database", async () => {
+    await fleet.restartCoordinator((database) => {
+      const db = new Database(database);
+      db.prepare("UPDATE journal SET content = ? WHERE incident_id = ? AND seq = 8").run(
+        JSON.stringify({ text: "Nothing to see." }),
+        incident,
+      );
+      db.close();
+    });
+    const r = await cli(["incident", "verify", incident]);
+    expect([r.code, r.stdout]).toEqual([
+      1,
+      "BROKEN at page 8: page 8's content does not match its SHA-256\n",
+    ]);
+    const report = await cli(["incident", "report", incident]);
+    expect(report.stdout).toContain("CHAIN BROKEN at page 8");
+  });
+});
