@@ -21,10 +21,13 @@ import {
   type Incident,
   type IncidentDetail,
   type JournalPage,
+  type NotifyResponse,
+  type RegisterEvidenceRequest,
   type Signature,
   type SignedAction,
   type StoredAlert,
   type SubmitActionResponse,
+  type VerifyEvidenceResponse,
   type VerifyIncidentResponse,
 } from "../proto/mod.js";
 
@@ -174,6 +177,34 @@ export class CoordinatorApi {
     return (
       await this.call(this.client.incidentReport, CoordinatorService.incidentReport.path, { id, format })
     ).content;
+  }
+
+  recordCustody(
+    evidenceId: string,
+    event: string,
+    to: string,
+    note: string,
+    sha256: string,
+  ): Promise<JournalPage> {
+    return this.call(this.client.recordCustody, CoordinatorService.recordCustody.path, {
+      evidenceId,
+      event,
+      to,
+      note,
+      sha256,
+    });
+  }
+
+  registerEvidence(req: RegisterEvidenceRequest): Promise<EvidenceItem> {
+    return this.call(this.client.registerEvidence, CoordinatorService.registerEvidence.path, req);
+  }
+
+  verifyEvidence(id: string): Promise<VerifyEvidenceResponse> {
+    return this.call(this.client.verifyEvidence, CoordinatorService.verifyEvidence.path, { id });
+  }
+
+  notify(incidentId: string, to: string, message: string): Promise<NotifyResponse> {
+    return this.call(this.client.notify, CoordinatorService.notify.path, { incidentId, to, message });
   }
 
   async listEvidence(incidentId: string, limit: number): Promise<EvidenceItem[]> {

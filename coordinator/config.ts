@@ -30,6 +30,8 @@ export interface CoordinatorConfig {
   evidenceDir: string;
   /** The key that seals notebook pages (made on first start; default: journal.key beside the database). */
   journalKey: string;
+  /** Webhooks by role for `incident notify` (HTTP POST of a JSON summary). */
+  notify: Record<string, string>;
   /** Investigators whose signatures the coordinator accepts on submit. */
   keyring: string;
   registry: {
@@ -54,6 +56,18 @@ function replicasOf(v: unknown): number {
   if (v === undefined) return 1;
   if (v !== 1 && v !== 3 && v !== 5) fail("results.replicas must be 1, 3 or 5");
   return v;
+}
+
+function notifyOf(v: unknown): Record<string, string> {
+  if (v === undefined) return {};
+  if (typeof v !== "object" || v === null || Array.isArray(v)) fail("notify must map roles to webhook URLs");
+  const out: Record<string, string> = {};
+  for (const [role, url] of Object.entries(v)) {
+    if (typeof url !== "string" || !/^https?:\/\/\S+$/.test(url))
+      fail(`notify.${role} must be an http(s) URL`);
+    out[role] = url;
+  }
+  return out;
 }
 
 function fail(message: string): never {
@@ -110,6 +124,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       json.evidenceDir === undefined
         ? resolve(file(json.database, "database"), "..", "evidence")
         : file(json.evidenceDir, "evidenceDir"),
+    notify: notifyOf(json.notify),
     journalKey:
       json.journalKey === undefined
         ? resolve(file(json.database, "database"), "..", "journal.key")

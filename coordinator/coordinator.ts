@@ -48,6 +48,7 @@ import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { EvidenceDesk } from "./evidence-desk.js";
 import { loadJournalKey, Notebook } from "./notebook.js";
+import { Notifier } from "./notifier.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
 import { type ReportInput, renderHtml, renderMarkdown } from "./report.js";
 import { SqliteStore } from "./store/sqlite-store.js";
@@ -103,6 +104,7 @@ export class Coordinator {
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
   readonly notebook: Notebook;
+  private readonly notifier: Notifier;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
   private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
@@ -123,6 +125,7 @@ export class Coordinator {
     this.auditLog = new AuditLog(this.batcher, this.log, this.now);
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
+    this.notifier = new Notifier(config.notify, this.log);
     this.notebook = new Notebook(
       this.store,
       loadJournalKey(config.journalKey),
@@ -794,6 +797,57 @@ export class Coordinator {
       targeted,
       offline,
     };
+  }
+
+  /** A custody event (hand-over or export) of an evidence item, on its incident's notebook. */
+  recordCustody(evidenceId: string, event: string, to: string, note: string, sha256: string, who: string) {
+    if (event !== "transfer" && event !== "export")
+      throw new DragnetError(Codes.PARAMS, "custody event is transfer or export");
+    if (!to.trim() || to.length > 500)
+      throw new DragnetError(Codes.PARAMS, "say to whom (name/organisation) or where it went");
+    const { item } = this.evidence.get(evidenceId);
+    if (!item.incidentId) {
+      throw new DragnetError(
+        Codes.PARAMS,
+        `evidence ${item.id} belongs to no incident: its custody has no notebook to go in`,
+      );
+    }
+    return this.notebook.record(
+      item.incidentId,
+      "custody transfer",
+      {
+        evidenceId: item.id,
+        event,
+        to,
+        note,
+        sha256: sha256 || item.sha256,
+        path: item.path,
+        hostname: item.hostname,
+      },
+      who,
+    );
+  }
+
+  /** Tells a role about an incident: the page records who, what, when, and what the role's webhook answered. */
+  async notify(incidentId: string, to: string, message: string, who: string) {
+    if (!to.trim() || to.length > 200)
+      throw new DragnetError(Codes.PARAMS, "say who is notified (a role: legal counsel, management…)");
+    const incident = this.notebook.get(incidentId);
+    const atMs = this.now();
+    const webhook = await this.notifier.send({
+      incident: {
+        id: incident.id,
+        title: incident.title,
+        severity: incident.severity,
+        phase: incident.phase,
+      },
+      to,
+      message,
+      by: who,
+      atMs,
+    });
+    const page = this.notebook.record(incident.id, "notification", { to, message, webhook }, who);
+    return { page, webhook };
   }
 
   /** An incident as the API shows it. */

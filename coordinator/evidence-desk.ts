@@ -176,6 +176,72 @@ export class EvidenceDesk {
     return sha256OfFile(path);
   }
 
+  /** Evidence that did not come through collect, entered by hand with its hash (no file is kept). */
+  register(
+    input: { incidentId: string; hostname: string; path: string; sha256: string; size: number; note: string },
+    who: string,
+  ): EvidenceItem {
+    if (!/^[0-9a-f]{64}$/.test(input.sha256))
+      throw new DragnetError(Codes.PARAMS, "evidence: the SHA-256 is 64 lowercase hex digits");
+    if (!input.path || input.path.length > 4096)
+      throw new DragnetError(Codes.PARAMS, "evidence: give the item's path or description (at most 4096)");
+    const item: EvidenceItem = {
+      ...EvidenceItem.fromPartial({}),
+      id: newId(this.now()),
+      hostname: input.hostname,
+      incidentId: input.incidentId,
+      path: input.path,
+      size: input.size,
+      sha256: input.sha256,
+      receivedAtMs: this.now(),
+      collectors: [who],
+      status: "registered",
+      problem: input.note,
+    };
+    this.batcher.evidence({
+      id: item.id,
+      agentId: "",
+      incidentId: item.incidentId,
+      receivedAtMs: item.receivedAtMs,
+      payload: EvidenceItem.encode(item).finish(),
+    });
+    this.batcher.flush();
+    this.onEvidence(item);
+    return item;
+  }
+
+  /** Hashes the stored file again and compares with what was recorded on receipt. */
+  async verifyStored(
+    id: string,
+  ): Promise<{ ok: boolean; sha256: string; expected: string; problem: string }> {
+    const { item, file } = this.get(id);
+    if (item.status === "registered") {
+      return {
+        ok: false,
+        sha256: "",
+        expected: item.sha256,
+        problem: "registered by hand: Dragnet keeps no copy to hash",
+      };
+    }
+    try {
+      const { sha256, size } = await sha256OfFile(file);
+      const ok = sha256 === item.sha256 && size === item.size;
+      return {
+        ok,
+        sha256,
+        expected: item.sha256,
+        problem: ok ? "" : `the stored file (${size} bytes) no longer hashes as recorded`,
+      };
+    } catch (err) {
+      return {
+        ok: false,
+        sha256: "",
+        expected: item.sha256,
+        problem: `the stored file cannot be read: ${(err as Error).message}`,
+      };
+    }
+  }
+
   list(incidentId: string, limit: number): EvidenceItem[] {
     this.batcher.flush();
     return this.store.listEvidence(incidentId, limit).map((e) => EvidenceItem.decode(e.payload));

@@ -84,21 +84,12 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
 
   function unary<Req, Res>(
     method: string,
-    fn: (req: Req, investigator: TrustedInvestigator) => Res,
+    fn: (req: Req, investigator: TrustedInvestigator) => Res | Promise<Res>,
     describe: (req: Req, res: Res) => string = () => "",
   ): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       let investigator: string | undefined;
-      try {
-        const who = investigatorOf(call, method);
-        investigator = who.name;
-        const res = fn(call.request, who);
-        coordinator.audit(investigator, method, {
-          actionId: actionIdOf(res) || actionIdOf(call.request),
-          message: describe(call.request, res),
-        });
-        callback(null, res);
-      } catch (err) {
+      const refuse = (err: unknown) => {
         const p = problemOf(err);
         if (investigator !== undefined) {
           coordinator.audit(investigator, method, {
@@ -109,6 +100,22 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
         }
         log.info("API refusal", { method, investigator, ...p });
         callback(toServiceError(err, log, method), null);
+      };
+      const answer = (res: Res) => {
+        coordinator.audit(investigator!, method, {
+          actionId: actionIdOf(res) || actionIdOf(call.request),
+          message: describe(call.request, res),
+        });
+        callback(null, res);
+      };
+      try {
+        const who = investigatorOf(call, method);
+        investigator = who.name;
+        const res = fn(call.request, who);
+        if (res instanceof Promise) res.then(answer, refuse);
+        else answer(res);
+      } catch (err) {
+        refuse(err);
       }
     };
   }
@@ -194,6 +201,27 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
     incidentReport: unary("IncidentReport", (req) => ({
       content: coordinator.incidentReport(req.id, req.format),
     })),
+    recordCustody: unary(
+      "RecordCustody",
+      (req, who) =>
+        coordinator.recordCustody(req.evidenceId, req.event, req.to, req.note, req.sha256, who.name),
+      (q) => `evidence ${q.evidenceId}: ${q.event} to ${q.to}`,
+    ),
+    registerEvidence: unary(
+      "RegisterEvidence",
+      (req, who) =>
+        coordinator.evidence.register(
+          { ...req, incidentId: coordinator.notebook.get(req.incidentId).id },
+          who.name,
+        ),
+      (_q, r) => `evidence ${r.id} registered: ${r.path}`,
+    ),
+    verifyEvidence: unary("VerifyEvidence", (req) => coordinator.evidence.verifyStored(req.id)),
+    notify: unary(
+      "Notify",
+      (req, who) => coordinator.notify(req.incidentId, req.to, req.message, who.name),
+      (q, r) => `incident ${q.incidentId}: notified ${q.to}${r.webhook ? ` (webhook ${r.webhook})` : ""}`,
+    ),
     listEvidence: unary(
       "ListEvidence",
       (req) => ({

@@ -1,10 +1,22 @@
-import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { createHash, sign } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
-import type { CollectResult, EvidenceItem } from "../../proto/mod.js";
+import { type CollectResult, EvidenceItem } from "../../proto/mod.js";
 import { addActionFlags, globalsOf, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
-import { openClient } from "../home.js";
+import type { CoordinatorApi } from "../client.js";
+import { loadKey, openClient } from "../home.js";
 import { registerFormatter } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { sendAction } from "../send.js";
@@ -105,49 +117,169 @@ Example:
     .requiredOption("--out <file>", "where to write it (must not exist)")
     .action(
       handle(async (id: string, flags: { out: string }, command: Command) => {
-        if (existsSync(flags.out)) {
-          throw new DragnetError(Codes.PARAMS, `${flags.out} exists: evidence get never overwrites a file`);
-        }
         const api = openClient(globalsOf(command));
-        const tmp = `${flags.out}.part`;
-        // "wx": never overwrite what is there.
-        const fd = openSync(tmp, "wx", 0o600);
-        let item: EvidenceItem | undefined;
-        const hash = createHash("sha256");
-        let size = 0;
         try {
-          await api.getEvidence(
-            id,
-            (i) => {
-              item = i;
-            },
-            (data) => {
-              hash.update(data);
-              size += data.length;
-              writeSync(fd, data);
-            },
+          const { item, size, sha256 } = await download(api, id, flags.out);
+          process.stdout.write(
+            `${flags.out}: ${size} bytes, sha256 ${sha256} (checked again; ${item.status} on receipt), from ${item.hostname || item.agentId}:${item.path}\n`,
           );
-          fsyncSync(fd);
-        } catch (err) {
-          rmSync(tmp, { force: true });
-          throw err;
+          return EXIT_FOUND;
         } finally {
-          closeSync(fd);
           api.close();
         }
-        const digest = hash.digest("hex");
-        if (!item || digest !== item.sha256 || size !== item.size) {
-          rmSync(tmp, { force: true });
-          throw new DragnetError(
-            Codes.MODULE_FAILED,
-            `evidence ${id}: received ${size} bytes hashing to ${digest}, the record says ${item?.size} bytes, ${item?.sha256}: not kept`,
-          );
-        }
-        renameSync(tmp, flags.out);
-        process.stdout.write(
-          `${flags.out}: ${size} bytes, sha256 ${digest} (checked again; ${item.status} on receipt), from ${item.hostname || item.agentId}:${item.path}\n`,
-        );
-        return EXIT_FOUND;
       }),
     );
+
+  evidence
+    .command("export <id>")
+    .description("copy an item out with a custody record signed by you, and note the export on the notebook")
+    .requiredOption("--out <dir>", "the directory to write the file and its custody record into")
+    .option("--note <text>", "why, for whom", "")
+    .action(
+      handle(async (id: string, flags: { out: string; note: string }, command: Command) => {
+        const globals = globalsOf(command);
+        const key = loadKey(globals);
+        const api = openClient(globals);
+        try {
+          mkdirSync(flags.out, { recursive: true });
+          const target = join(flags.out, `${id}.evidence`);
+          const { item, sha256 } = await download(api, id, target);
+          const record = {
+            kind: "dragnet-custody-record",
+            evidence: EvidenceItem.toJSON(item),
+            exportedTo: resolve(target),
+            exportedBy: key.name,
+            exportedAt: new Date().toISOString(),
+            sha256,
+            note: flags.note,
+          };
+          const text = JSON.stringify(record);
+          const signature = sign(null, Buffer.from(`dragnet-custody-v1\n${text}`), key.privateKey).toString(
+            "base64",
+          );
+          writeFileSync(
+            join(flags.out, `${id}.custody.json`),
+            `${JSON.stringify({ record: text, keyId: key.keyId, signature }, null, 2)}\n`,
+            { flag: "wx" },
+          );
+          const page = await api.recordCustody(item.id, "export", resolve(target), flags.note, sha256);
+          process.stdout.write(`${target} and ${id}.custody.json written; custody page ${page.seq}\n`);
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  evidence
+    .command("transfer <id>")
+    .description("record a hand-over of an item on its incident's notebook")
+    .requiredOption("--to <who>", 'who received it ("name/organisation")')
+    .option("--note <text>", "what was handed over, how", "")
+    .action(
+      handle(async (id: string, flags: { to: string; note: string }, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const page = await api.recordCustody(id, "transfer", flags.to, flags.note, "");
+          process.stdout.write(`custody page ${page.seq}: evidence ${id} to ${flags.to}\n`);
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  evidence
+    .command("verify <id>")
+    .description("hash the stored file again (exit 0 when it still matches, 1 when not)")
+    .action(
+      handle(async (id: string, _flags: unknown, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const r = await api.verifyEvidence(id);
+          process.stdout.write(
+            r.ok
+              ? `intact: sha256 ${r.sha256}\n`
+              : `NOT INTACT: ${r.problem} (recorded ${r.expected}, now ${r.sha256 || "-"})\n`,
+          );
+          return r.ok ? EXIT_FOUND : EXIT_NOTHING;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  evidence
+    .command("register")
+    .description("enter evidence gathered outside Dragnet, with its hash, on an incident")
+    .requiredOption("--incident <id>", "the incident")
+    .requiredOption("--sha256 <hex>", "its SHA-256")
+    .requiredOption("--path <what>", "its path or a description")
+    .option("--host <name>", "where it came from", "")
+    .option("--size <n>", "its size in bytes", nonNegativeInt("--size"), 0)
+    .option("--note <text>", "how it was obtained", "")
+    .action(
+      handle(
+        async (
+          flags: { incident: string; sha256: string; path: string; host: string; size: number; note: string },
+          command: Command,
+        ) => {
+          const api = openClient(globalsOf(command));
+          try {
+            const item = await api.registerEvidence({
+              incidentId: flags.incident,
+              hostname: flags.host,
+              path: flags.path,
+              sha256: flags.sha256.toLowerCase(),
+              size: flags.size,
+              note: flags.note,
+            });
+            process.stdout.write(`${item.id}\n`);
+            return EXIT_FOUND;
+          } finally {
+            api.close();
+          }
+        },
+      ),
+    );
+}
+
+/** Streams an item into `out` (never overwriting), checks size and SHA-256 against its record, then keeps it. */
+async function download(api: CoordinatorApi, id: string, out: string) {
+  if (existsSync(out))
+    throw new DragnetError(Codes.PARAMS, `${out} exists: evidence is never written over a file`);
+  const tmp = `${out}.part`;
+  const fd = openSync(tmp, "wx", 0o600);
+  let item: EvidenceItem | undefined;
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    await api.getEvidence(
+      id,
+      (i) => {
+        item = i;
+      },
+      (data) => {
+        hash.update(data);
+        size += data.length;
+        writeSync(fd, data);
+      },
+    );
+    fsyncSync(fd);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+  const sha256 = hash.digest("hex");
+  if (!item || sha256 !== item.sha256 || size !== item.size) {
+    rmSync(tmp, { force: true });
+    throw new DragnetError(
+      Codes.MODULE_FAILED,
+      `evidence ${id}: received ${size} bytes hashing to ${sha256}, the record says ${item?.size} bytes, ${item?.sha256}: not kept`,
+    );
+  }
+  renameSync(tmp, out);
+  return { item, size, sha256 };
 }

@@ -197,6 +197,28 @@ export function registerIncidentCommand(program: Command): void {
     );
 
   incident
+    .command("notify <id>")
+    .description(
+      "record who was told what and when (and call the role's webhook, if the coordinator has one)",
+    )
+    .requiredOption("--to <role>", "internal CSIRT, legal counsel, management, law enforcement, users …")
+    .option("--message <text>", "what they were told", "")
+    .action(
+      handle(async (id: string, flags: { to: string; message: string }, command: Command) => {
+        const api = openClient(globalsOf(command));
+        try {
+          const r = await api.notify(id, flags.to, flags.message);
+          process.stdout.write(
+            `page ${r.page!.seq}: notified ${flags.to}${r.webhook ? ` (webhook: ${r.webhook})` : ""}\n`,
+          );
+          return EXIT_FOUND;
+        } finally {
+          api.close();
+        }
+      }),
+    );
+
+  incident
     .command("verify <id>")
     .description(
       "recompute the notebook's chain and signatures; names the first broken page (exit 0 when intact, 1 when not)",

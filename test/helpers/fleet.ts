@@ -114,6 +114,8 @@ export async function startFleet(
     natsCluster?: number;
     /** The address NATS listens on (default 127.0.0.1; a veth address for agents in network namespaces). */
     natsHost?: string;
+    /** Webhooks by role for `incident notify`. */
+    notify?: Record<string, string>;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -161,6 +163,7 @@ export async function startFleet(
     resultGraceMs: 15_000,
     // Results a killed coordinator held come back after 3 s rather than the default 10.
     results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
+    ...(options.notify ? { notify: options.notify } : {}),
   };
   const config = parseCoordinatorConfig(rawConfig, dir);
   // DRAGNET_TEST_LOG=debug shows what coordinator and agents log while a test runs.

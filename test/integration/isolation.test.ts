@@ -107,7 +107,10 @@ async function stopAgent(): Promise<void> {
 }
 
 /** Signs with alice and bob (response modules need two people), submits, and returns the agent's result. */
-async function respond(op: Operation): Promise<{
+async function respond(
+  op: Operation,
+  incidentId = "",
+): Promise<{
   status: CommandStatus;
   result?: IsolateResult;
   problem?: string;
@@ -122,7 +125,7 @@ async function respond(op: Operation): Promise<{
     validFromMs: now - 1000,
     expiresAtMs: now + 60_000,
     timeoutMs: 30_000,
-    incidentId: "",
+    incidentId,
     description: "",
     createdAtMs: now,
   };
@@ -134,20 +137,23 @@ async function respond(op: Operation): Promise<{
   return { status: r.status, result, problem: r.problem?.message, module: m };
 }
 
-const isolate = (p: Partial<IsolateParams> = {}) =>
-  respond({
-    module: {
-      $case: "isolate",
-      value: {
-        allow: [],
-        allowDns: false,
-        releaseAfterSeconds: 0,
-        releaseOnLinkLossSeconds: 0,
-        forceHost: false,
-        ...p,
+const isolate = (p: Partial<IsolateParams> = {}, incidentId = "") =>
+  respond(
+    {
+      module: {
+        $case: "isolate",
+        value: {
+          allow: [],
+          allowDns: false,
+          releaseAfterSeconds: 0,
+          releaseOnLinkLossSeconds: 0,
+          forceHost: false,
+          ...p,
+        },
       },
     },
-  });
+    incidentId,
+  );
 const unisolate = () => respond({ module: { $case: "unisolate", value: { statusOnly: false } } });
 
 describe.skipIf(skip !== undefined)("isolate and unisolate in network namespaces", () => {
@@ -253,8 +259,16 @@ describe.skipIf(skip !== undefined)("isolate and unisolate in network namespaces
   });
 
   it("isolates with two signatures, after snapshotting volatile state; the host is cut off but answers", async () => {
-    const r = await isolate({ allow: [`${PEER_IP}/32:22`] });
+    const incident = await fleet.api.openIncident("peer beaconing", "high");
+    const r = await isolate({ allow: [`${PEER_IP}/32:22`] }, incident.id);
     expect([r.status, r.problem]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, undefined]);
+    // The notebook holds the isolation with the snapshot taken before it.
+    const page = await eventually(async () =>
+      (await fleet.api.getIncident(incident.id)).pages.find((p) => p.kind === "isolation"),
+    );
+    const recorded = JSON.parse(page.content);
+    expect([recorded.agentId, recorded.isolated]).toEqual([agentId, true]);
+    expect(recorded.snapshot.sockets.some((s: { remotePort: number }) => s.remotePort === 8080)).toBe(true);
     const res = r.result!;
     expect([res.isolated, res.method, res.kept]).toEqual([
       true,

@@ -1,4 +1,7 @@
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +16,8 @@ import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/flee
 
 let fleet: TestFleet;
 let home: string;
+let hooks: Server;
+const posted: Array<Record<string, unknown>> = [];
 let incident = "";
 const dir = tempDir("dragnet-notebook-");
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
@@ -23,13 +28,27 @@ async function pages() {
 
 beforeAll(async () => {
   requireBuild();
-  fleet = await startFleet({ agents: 2 });
+  // A role's webhook: a local HTTP server that keeps what it is sent.
+  hooks = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => {
+      body += d;
+    });
+    req.on("end", () => {
+      posted.push(JSON.parse(body) as Record<string, unknown>);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => hooks.listen(0, "127.0.0.1", r));
+  const port = (hooks.address() as AddressInfo).port;
+  fleet = await startFleet({ agents: 2, notify: { "legal counsel": `http://127.0.0.1:${port}/notify` } });
   home = fleet.consoleHome();
   await eventually(async () => ((await fleet.api.listAgents()).length === 2 ? true : undefined));
 }, 60_000);
 
 afterAll(async () => {
   await fleet?.stop();
+  hooks?.close();
 });
 
 describe("the incident notebook", () => {
@@ -148,6 +167,82 @@ describe("the incident notebook", () => {
     expect(list.map((i) => [i.id, i.phase, i.pages])).toEqual([[incident, "containment", 10]]);
   });
 
+  it("keeps custody: transfer, export with a signed record, verify, register by hand; notification on the record and to the webhook", async () => {
+    const item = (await fleet.api.listEvidence(incident, 10))[0]!;
+    const before = (await pages()).length;
+    const transfer = await cli([
+      "evidence",
+      "transfer",
+      item.id,
+      "--to",
+      "Jane Roe/Police Scotland",
+      "--note",
+      "USB stick, sealed bag 41",
+    ]);
+    expect(transfer.code).toBe(0);
+    const out = join(dir, "export");
+    const exported = await cli(["evidence", "export", item.id, "--out", out, "--note", "for counsel"]);
+    expect(exported.code).toBe(0);
+    const record = JSON.parse(readFileSync(join(out, `${item.id}.custody.json`), "utf8"));
+    expect(record.keyId).toBe(fleet.alice.keyId);
+    expect(JSON.parse(record.record).sha256).toBe(item.sha256);
+    expect(
+      spawnSync("sha256sum", [join(out, `${item.id}.evidence`)], { encoding: "utf8" }).stdout.split(" ")[0],
+    ).toBe(item.sha256);
+    const verified = await cli(["evidence", "verify", item.id]);
+    expect([verified.code, verified.stdout]).toEqual([0, `intact: sha256 ${item.sha256}\n`]);
+    const registered = await cli([
+      "evidence",
+      "register",
+      "--incident",
+      incident,
+      "--sha256",
+      "a".repeat(64),
+      "--path",
+      "disk image of web-7",
+      "--host",
+      "web-7",
+      "--size",
+      "1000",
+    ]);
+    expect(registered.code).toBe(0);
+    const notified = await cli([
+      "incident",
+      "notify",
+      incident,
+      "--to",
+      "legal counsel",
+      "--message",
+      "possible data exposure",
+    ]);
+    expect([notified.code, notified.stdout]).toEqual([0, expect.stringContaining("(webhook: HTTP 204)")]);
+    expect(posted.map((p) => [p.to, p.message, (p.incident as { id: string }).id, p.by])).toEqual([
+      ["legal counsel", "possible data exposure", incident, "alice"],
+    ]);
+    const added = (await pages()).slice(before);
+    expect(added.map((p) => p.kind)).toEqual([
+      "custody transfer",
+      "custody transfer",
+      "evidence collected",
+      "notification",
+    ]);
+    expect(JSON.parse(added[0]!.content)).toMatchObject({
+      event: "transfer",
+      to: "Jane Roe/Police Scotland",
+      evidenceId: item.id,
+    });
+    expect(JSON.parse(added[1]!.content)).toMatchObject({ event: "export", sha256: item.sha256 });
+    expect(JSON.parse(added[2]!.content)).toMatchObject({
+      status: "registered",
+      path: "disk image of web-7",
+    });
+    expect(JSON.parse(added[3]!.content)).toEqual({
+      to: "legal counsel",
+      message: "possible data exposure",
+      webhook: "HTTP 204",
+    });
+  });
+
   it("refuses an action naming an incident that does not exist, and a note with a forged signature", async () => {
     const none = await cli(["process", "-t", "all", "--incident", "0000000000"]);
     expect([none.code, none.stderr]).toEqual([2, expect.stringMatching(/no incident 0000000000/)]);
@@ -170,10 +265,33 @@ describe("the incident notebook", () => {
     expect(md.stdout).toMatch(/- identification: .* for \d+ s/);
     const out = join(dir, "report.html");
     expect((await cli(["incident", "report", incident, "--format", "html", "--out", out])).code).toBe(0);
-    const html = (await import("node:fs")).readFileSync(out, "utf8");
+    const html = readFileSync(out, "utf8");
     expect(html).toContain('<svg id="timeline"');
     expect(html).not.toMatch(/<script|src="http|href="http/);
-    expect(html.match(/<tr><td>\d+<\/td>/g)?.length).toBeGreaterThanOrEqual(10);
+    expect(html.match(/<tr><td>\d+<\/td>/g)?.length).toBeGreaterThanOrEqual(14);
+    // Rendered by a real browser, offline: the timeline and every page are there, and nothing complained.
+    const chromium = ["chromium", "chromium-browser"].find(
+      (c) => spawnSync("sh", ["-c", `command -v ${c}`]).status === 0,
+    );
+    if (!chromium)
+      throw new Error("chromium is not installed (.ci/run installs it): the HTML report cannot be checked");
+    const render = spawnSync(
+      chromium,
+      [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        `file://${out}`,
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    expect(render.stdout).toContain('<svg id="timeline"');
+    expect(render.stdout.match(/<tr><td>\d+<\/td>/g)?.length).toBeGreaterThanOrEqual(14);
+    expect(render.stdout).toContain("What should change in policies, tools, training and communication?");
+    expect(render.stderr).not.toMatch(/CONSOLE|Uncaught/);
   });
 
   it("names the page that was edited directly in the database", async () => {

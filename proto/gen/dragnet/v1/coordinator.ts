@@ -33,7 +33,13 @@ import {
   JournalPage,
   ListIncidentsRequest,
   ListIncidentsResponse,
+  NotifyRequest,
+  NotifyResponse,
   OpenIncidentRequest,
+  RecordCustodyRequest,
+  RegisterEvidenceRequest,
+  VerifyEvidenceRequest,
+  VerifyEvidenceResponse,
   VerifyIncidentRequest,
   VerifyIncidentResponse,
 } from "./notebook.js";
@@ -4491,6 +4497,49 @@ export const CoordinatorService = {
       Buffer.from(IncidentReportResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): IncidentReportResponse => IncidentReportResponse.decode(value),
   },
+  /** Chain of custody: a hand-over or an export of an evidence item, on its incident's notebook. */
+  recordCustody: {
+    path: "/dragnet.v1.Coordinator/RecordCustody" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordCustodyRequest): Buffer => Buffer.from(RecordCustodyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordCustodyRequest => RecordCustodyRequest.decode(value),
+    responseSerialize: (value: JournalPage): Buffer => Buffer.from(JournalPage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JournalPage => JournalPage.decode(value),
+  },
+  /** Evidence that did not come through collect, entered by hand with its hash. */
+  registerEvidence: {
+    path: "/dragnet.v1.Coordinator/RegisterEvidence" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterEvidenceRequest): Buffer =>
+      Buffer.from(RegisterEvidenceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterEvidenceRequest => RegisterEvidenceRequest.decode(value),
+    responseSerialize: (value: EvidenceItem): Buffer => Buffer.from(EvidenceItem.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EvidenceItem => EvidenceItem.decode(value),
+  },
+  /** Hashes the stored file again. */
+  verifyEvidence: {
+    path: "/dragnet.v1.Coordinator/VerifyEvidence" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyEvidenceRequest): Buffer =>
+      Buffer.from(VerifyEvidenceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyEvidenceRequest => VerifyEvidenceRequest.decode(value),
+    responseSerialize: (value: VerifyEvidenceResponse): Buffer =>
+      Buffer.from(VerifyEvidenceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyEvidenceResponse => VerifyEvidenceResponse.decode(value),
+  },
+  /** Who was told what, when (and the role's webhook, if configured), on the record. */
+  notify: {
+    path: "/dragnet.v1.Coordinator/Notify" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NotifyRequest): Buffer => Buffer.from(NotifyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NotifyRequest => NotifyRequest.decode(value),
+    responseSerialize: (value: NotifyResponse): Buffer => Buffer.from(NotifyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NotifyResponse => NotifyResponse.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -4526,6 +4575,14 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   addNote: handleUnaryCall<AddNoteRequest, JournalPage>;
   verifyIncident: handleUnaryCall<VerifyIncidentRequest, VerifyIncidentResponse>;
   incidentReport: handleUnaryCall<IncidentReportRequest, IncidentReportResponse>;
+  /** Chain of custody: a hand-over or an export of an evidence item, on its incident's notebook. */
+  recordCustody: handleUnaryCall<RecordCustodyRequest, JournalPage>;
+  /** Evidence that did not come through collect, entered by hand with its hash. */
+  registerEvidence: handleUnaryCall<RegisterEvidenceRequest, EvidenceItem>;
+  /** Hashes the stored file again. */
+  verifyEvidence: handleUnaryCall<VerifyEvidenceRequest, VerifyEvidenceResponse>;
+  /** Who was told what, when (and the role's webhook, if configured), on the record. */
+  notify: handleUnaryCall<NotifyRequest, NotifyResponse>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -4799,6 +4856,70 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: IncidentReportResponse) => void,
+  ): ClientUnaryCall;
+  /** Chain of custody: a hand-over or an export of an evidence item, on its incident's notebook. */
+  recordCustody(
+    request: RecordCustodyRequest,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  recordCustody(
+    request: RecordCustodyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  recordCustody(
+    request: RecordCustodyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JournalPage) => void,
+  ): ClientUnaryCall;
+  /** Evidence that did not come through collect, entered by hand with its hash. */
+  registerEvidence(
+    request: RegisterEvidenceRequest,
+    callback: (error: ServiceError | null, response: EvidenceItem) => void,
+  ): ClientUnaryCall;
+  registerEvidence(
+    request: RegisterEvidenceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EvidenceItem) => void,
+  ): ClientUnaryCall;
+  registerEvidence(
+    request: RegisterEvidenceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EvidenceItem) => void,
+  ): ClientUnaryCall;
+  /** Hashes the stored file again. */
+  verifyEvidence(
+    request: VerifyEvidenceRequest,
+    callback: (error: ServiceError | null, response: VerifyEvidenceResponse) => void,
+  ): ClientUnaryCall;
+  verifyEvidence(
+    request: VerifyEvidenceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyEvidenceResponse) => void,
+  ): ClientUnaryCall;
+  verifyEvidence(
+    request: VerifyEvidenceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyEvidenceResponse) => void,
+  ): ClientUnaryCall;
+  /** Who was told what, when (and the role's webhook, if configured), on the record. */
+  notify(
+    request: NotifyRequest,
+    callback: (error: ServiceError | null, response: NotifyResponse) => void,
+  ): ClientUnaryCall;
+  notify(
+    request: NotifyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: NotifyResponse) => void,
+  ): ClientUnaryCall;
+  notify(
+    request: NotifyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: NotifyResponse) => void,
   ): ClientUnaryCall;
 }
 

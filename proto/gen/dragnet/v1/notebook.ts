@@ -106,6 +106,54 @@ export interface IncidentReportResponse {
   content: string;
 }
 
+export interface RecordCustodyRequest {
+  evidenceId: string;
+  /** "transfer" (handed to someone) or "export" (copied out of Dragnet). */
+  event: string;
+  /** Who received it ("name/organisation"), or where it was exported to. */
+  to: string;
+  note: string;
+  /** Export: the SHA-256 of the exported copy, as the console computed it. */
+  sha256: string;
+}
+
+export interface RegisterEvidenceRequest {
+  incidentId: string;
+  hostname: string;
+  path: string;
+  sha256: string;
+  size: number;
+  note: string;
+}
+
+export interface VerifyEvidenceRequest {
+  id: string;
+}
+
+export interface VerifyEvidenceResponse {
+  ok: boolean;
+  /** What the stored file hashes to now. */
+  sha256: string;
+  /** What was recorded on receipt. */
+  expected: string;
+  problem: string;
+}
+
+export interface NotifyRequest {
+  incidentId: string;
+  /** A role: internal CSIRT, legal counsel, management, law enforcement, users… */
+  to: string;
+  message: string;
+}
+
+export interface NotifyResponse {
+  page:
+    | JournalPage
+    | undefined;
+  /** The webhook configured for the role: "" when none, else its HTTP status or the error. */
+  webhook: string;
+}
+
 function createBaseIncident(): Incident {
   return { id: "", title: "", severity: "", phase: "", openedAtMs: 0, openedBy: "", pages: 0 };
 }
@@ -1516,6 +1564,672 @@ export const IncidentReportResponse: MessageFns<IncidentReportResponse> = {
   fromPartial<I extends Exact<DeepPartial<IncidentReportResponse>, I>>(object: I): IncidentReportResponse {
     const message = createBaseIncidentReportResponse();
     message.content = object.content ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordCustodyRequest(): RecordCustodyRequest {
+  return { evidenceId: "", event: "", to: "", note: "", sha256: "" };
+}
+
+export const RecordCustodyRequest: MessageFns<RecordCustodyRequest> = {
+  encode(message: RecordCustodyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.evidenceId !== "") {
+      writer.uint32(10).string(message.evidenceId);
+    }
+    if (message.event !== "") {
+      writer.uint32(18).string(message.event);
+    }
+    if (message.to !== "") {
+      writer.uint32(26).string(message.to);
+    }
+    if (message.note !== "") {
+      writer.uint32(34).string(message.note);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(42).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordCustodyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordCustodyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.evidenceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordCustodyRequest {
+    return {
+      evidenceId: isSet(object.evidenceId)
+        ? globalThis.String(object.evidenceId)
+        : isSet(object.evidence_id)
+        ? globalThis.String(object.evidence_id)
+        : "",
+      event: isSet(object.event) ? globalThis.String(object.event) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: RecordCustodyRequest): unknown {
+    const obj: any = {};
+    if (message.evidenceId !== "") {
+      obj.evidenceId = message.evidenceId;
+    }
+    if (message.event !== "") {
+      obj.event = message.event;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordCustodyRequest>, I>>(base?: I): RecordCustodyRequest {
+    return RecordCustodyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordCustodyRequest>, I>>(object: I): RecordCustodyRequest {
+    const message = createBaseRecordCustodyRequest();
+    message.evidenceId = object.evidenceId ?? "";
+    message.event = object.event ?? "";
+    message.to = object.to ?? "";
+    message.note = object.note ?? "";
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterEvidenceRequest(): RegisterEvidenceRequest {
+  return { incidentId: "", hostname: "", path: "", sha256: "", size: 0, note: "" };
+}
+
+export const RegisterEvidenceRequest: MessageFns<RegisterEvidenceRequest> = {
+  encode(message: RegisterEvidenceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incidentId !== "") {
+      writer.uint32(10).string(message.incidentId);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(18).string(message.hostname);
+    }
+    if (message.path !== "") {
+      writer.uint32(26).string(message.path);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(34).string(message.sha256);
+    }
+    if (message.size !== 0) {
+      writer.uint32(40).int64(message.size);
+    }
+    if (message.note !== "") {
+      writer.uint32(50).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterEvidenceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterEvidenceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incidentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterEvidenceRequest {
+    return {
+      incidentId: isSet(object.incidentId)
+        ? globalThis.String(object.incidentId)
+        : isSet(object.incident_id)
+        ? globalThis.String(object.incident_id)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: RegisterEvidenceRequest): unknown {
+    const obj: any = {};
+    if (message.incidentId !== "") {
+      obj.incidentId = message.incidentId;
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterEvidenceRequest>, I>>(base?: I): RegisterEvidenceRequest {
+    return RegisterEvidenceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterEvidenceRequest>, I>>(object: I): RegisterEvidenceRequest {
+    const message = createBaseRegisterEvidenceRequest();
+    message.incidentId = object.incidentId ?? "";
+    message.hostname = object.hostname ?? "";
+    message.path = object.path ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.size = object.size ?? 0;
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyEvidenceRequest(): VerifyEvidenceRequest {
+  return { id: "" };
+}
+
+export const VerifyEvidenceRequest: MessageFns<VerifyEvidenceRequest> = {
+  encode(message: VerifyEvidenceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyEvidenceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyEvidenceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyEvidenceRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: VerifyEvidenceRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyEvidenceRequest>, I>>(base?: I): VerifyEvidenceRequest {
+    return VerifyEvidenceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyEvidenceRequest>, I>>(object: I): VerifyEvidenceRequest {
+    const message = createBaseVerifyEvidenceRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyEvidenceResponse(): VerifyEvidenceResponse {
+  return { ok: false, sha256: "", expected: "", problem: "" };
+}
+
+export const VerifyEvidenceResponse: MessageFns<VerifyEvidenceResponse> = {
+  encode(message: VerifyEvidenceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== false) {
+      writer.uint32(8).bool(message.ok);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(18).string(message.sha256);
+    }
+    if (message.expected !== "") {
+      writer.uint32(26).string(message.expected);
+    }
+    if (message.problem !== "") {
+      writer.uint32(34).string(message.problem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyEvidenceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyEvidenceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.expected = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.problem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyEvidenceResponse {
+    return {
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      expected: isSet(object.expected) ? globalThis.String(object.expected) : "",
+      problem: isSet(object.problem) ? globalThis.String(object.problem) : "",
+    };
+  },
+
+  toJSON(message: VerifyEvidenceResponse): unknown {
+    const obj: any = {};
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.expected !== "") {
+      obj.expected = message.expected;
+    }
+    if (message.problem !== "") {
+      obj.problem = message.problem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyEvidenceResponse>, I>>(base?: I): VerifyEvidenceResponse {
+    return VerifyEvidenceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyEvidenceResponse>, I>>(object: I): VerifyEvidenceResponse {
+    const message = createBaseVerifyEvidenceResponse();
+    message.ok = object.ok ?? false;
+    message.sha256 = object.sha256 ?? "";
+    message.expected = object.expected ?? "";
+    message.problem = object.problem ?? "";
+    return message;
+  },
+};
+
+function createBaseNotifyRequest(): NotifyRequest {
+  return { incidentId: "", to: "", message: "" };
+}
+
+export const NotifyRequest: MessageFns<NotifyRequest> = {
+  encode(message: NotifyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incidentId !== "") {
+      writer.uint32(10).string(message.incidentId);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NotifyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNotifyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incidentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NotifyRequest {
+    return {
+      incidentId: isSet(object.incidentId)
+        ? globalThis.String(object.incidentId)
+        : isSet(object.incident_id)
+        ? globalThis.String(object.incident_id)
+        : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: NotifyRequest): unknown {
+    const obj: any = {};
+    if (message.incidentId !== "") {
+      obj.incidentId = message.incidentId;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NotifyRequest>, I>>(base?: I): NotifyRequest {
+    return NotifyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NotifyRequest>, I>>(object: I): NotifyRequest {
+    const message = createBaseNotifyRequest();
+    message.incidentId = object.incidentId ?? "";
+    message.to = object.to ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseNotifyResponse(): NotifyResponse {
+  return { page: undefined, webhook: "" };
+}
+
+export const NotifyResponse: MessageFns<NotifyResponse> = {
+  encode(message: NotifyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.page !== undefined) {
+      JournalPage.encode(message.page, writer.uint32(10).fork()).join();
+    }
+    if (message.webhook !== "") {
+      writer.uint32(18).string(message.webhook);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NotifyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNotifyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.page = JournalPage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.webhook = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NotifyResponse {
+    return {
+      page: isSet(object.page) ? JournalPage.fromJSON(object.page) : undefined,
+      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
+    };
+  },
+
+  toJSON(message: NotifyResponse): unknown {
+    const obj: any = {};
+    if (message.page !== undefined) {
+      obj.page = JournalPage.toJSON(message.page);
+    }
+    if (message.webhook !== "") {
+      obj.webhook = message.webhook;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NotifyResponse>, I>>(base?: I): NotifyResponse {
+    return NotifyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NotifyResponse>, I>>(object: I): NotifyResponse {
+    const message = createBaseNotifyResponse();
+    message.page = (object.page !== undefined && object.page !== null)
+      ? JournalPage.fromPartial(object.page)
+      : undefined;
+    message.webhook = object.webhook ?? "";
     return message;
   },
 };
