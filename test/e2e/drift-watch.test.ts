@@ -88,8 +88,10 @@ afterAll(async () => {
 
 describe("dragnet drift watch and dragnet alerts", () => {
   let inProcessHost: string;
+  let incidentId: string;
 
   it("installs a watch on every targeted agent and lists it", async () => {
+    incidentId = (await fleet.api.openIncident("sshd tampering", "high")).id;
     inProcessHost = (await fleet.api.listAgents()).map((a) => a.hostname).find((h) => h !== EXE_HOST)!;
     const started = await cli([
       "--json",
@@ -104,6 +106,9 @@ describe("dragnet drift watch and dragnet alerts", () => {
       join(tree, "cron.d"),
       "--name",
       "sshcron",
+      // Alerts of this watch go into the incident's notebook.
+      "--incident",
+      incidentId,
     ]);
     expect(started.code).toBe(0);
     const rows = ndjson(started.stdout);
@@ -128,6 +133,12 @@ describe("dragnet drift watch and dragnet alerts", () => {
       expect(a.changes[0]!.diff).toContain("-PermitRootLogin no\n+PermitRootLogin yes");
     }
     expect(changesOf(alerts, EXE_HOST)).toEqual([["/ssh/sshd_config", "changed", "content"]]);
+    // Both alerts are pages of the incident the watch was installed for.
+    const pages = await eventually(async () => {
+      const p = (await fleet.api.getIncident(incidentId)).pages.filter((x) => x.kind === "alert");
+      return p.length >= 2 ? p : undefined;
+    });
+    expect(pages.map((p) => JSON.parse(p.content).watch)).toEqual(["sshcron", "sshcron"]);
     const followed = await follow;
     expect(followed.code).toBe(0);
     expect(

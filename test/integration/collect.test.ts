@@ -60,16 +60,18 @@ afterAll(async () => {
 
 describe("collect and evidence", () => {
   let actionId = "";
+  let incident = "";
 
   it("a 50 MB file arrives bit-identical, hash-checked, with its origin and collectors; evidence get checks it again", async () => {
     const file = join(dir, "auth.log");
     writeFileSync(file, randomBytes(50 * 1024 * 1024));
     const expected = sha256sum(file);
-    const r = await collect({ path: file }, "IR-7");
+    incident = (await fleet.api.openIncident("auth.log from web-7", "high")).id;
+    const r = await collect({ path: file }, incident);
     actionId = r.actionId;
     expect([r.status, r.problem]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, undefined]);
     expect([r.file?.sha256, r.file?.size, r.file?.chunks]).toEqual([expected, 50 * 1024 * 1024, 200]);
-    const item = await eventually(async () => (await fleet.api.listEvidence("IR-7", 10))[0]);
+    const item = await eventually(async () => (await fleet.api.listEvidence(incident, 10))[0]);
     expect([
       item.status,
       item.sha256,
@@ -90,7 +92,7 @@ describe("collect and evidence", () => {
     const again = await dragnet(["--home", home, "evidence", "get", item.id, "--out", out]);
     expect([again.code, again.stderr]).toEqual([
       2,
-      expect.stringMatching(/exists: evidence get never overwrites/),
+      expect.stringMatching(/exists: evidence is never written over a file/),
     ]);
   }, 120_000);
 
@@ -128,7 +130,7 @@ describe("collect and evidence", () => {
     });
     await nc.close();
     const item = await eventually(async () =>
-      (await fleet.api.listEvidence("IR-7", 10)).find((i) => i.uploadId === uploadId),
+      (await fleet.api.listEvidence(incident, 10)).find((i) => i.uploadId === uploadId),
     );
     expect(item.status).toBe("rejected");
     expect(item.problem).toMatch(
