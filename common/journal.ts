@@ -76,7 +76,7 @@ export function pageHashOf(p: PageFields): string {
 /** The next page after `prev` (undefined: the first), hashed and sealed. */
 export function sealPage(
   fields: Omit<PageFields, "seq" | "prevHash" | "contentSha256">,
-  prev: Page | undefined,
+  prev: Pick<Page, "seq" | "pageHash"> | undefined,
   journalKey: KeyObject,
 ): Page {
   const full: PageFields = {

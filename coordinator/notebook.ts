@@ -207,7 +207,9 @@ export class Notebook {
   ): Page {
     const incident = this.store.getIncident(incidentId);
     if (!incident) throw new DragnetError(Codes.NOT_FOUND, `no incident ${incidentId}`);
-    const last = this.store.pagesOf(incidentId).at(-1);
+    // The head says where the chain ends: no need to read every page to add one.
+    const last =
+      incident.headPages > 0 ? { seq: incident.headPages, pageHash: incident.headHash } : undefined;
     const page = sealPage({ ...fields, incidentId }, last, this.journalKey);
     this.store.appendPage(
       page,
