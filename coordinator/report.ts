@@ -24,6 +24,7 @@ export const REVIEW_QUESTIONS = [
   "What should change in policies, tools, training and communication?",
 ];
 
+const orNone = (lines: string[]) => (lines.length > 0 ? lines : ["(none)"]);
 const iso = (ms: number) => (ms ? new Date(ms).toISOString().replace(".000Z", "Z") : "");
 const minutes = (ms: number) =>
   ms < 60_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
@@ -148,10 +149,12 @@ export function renderMarkdown(r: ReportInput): string {
     "",
     "## Isolation",
     "",
-    ...(isolationPeriods(r.pages, r.generatedAtMs).map(
-      (p) =>
-        `- ${p.host}: ${iso(p.fromMs)} → ${p.open ? "still isolated" : iso(p.toMs)} (${minutes(p.toMs - p.fromMs)})`,
-    ) || []),
+    ...orNone(
+      isolationPeriods(r.pages, r.generatedAtMs).map(
+        (p) =>
+          `- ${p.host}: ${iso(p.fromMs)} → ${p.open ? "still isolated" : iso(p.toMs)} (${minutes(p.toMs - p.fromMs)})`,
+      ),
+    ),
     "",
     "## Post-incident review",
     "",

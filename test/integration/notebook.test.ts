@@ -261,6 +261,7 @@ describe("the incident notebook", () => {
     expect(md.code).toBe(0);
     for (let seq = 1; seq <= 10; seq++) expect(md.stdout).toMatch(new RegExp(`^\\| ${seq} \\|`, "m"));
     expect(md.stdout).toContain("chain verified intact");
+    expect(md.stdout).toContain("## Isolation\n\n(none)\n");
     expect(md.stdout).toContain("### What would have detected the incident sooner?");
     expect(md.stdout).toMatch(/- identification: .* for \d+ s/);
     const out = join(dir, "report.html");
