@@ -297,12 +297,13 @@ describe.skipIf(skip !== undefined)("isolate and unisolate in network namespaces
     // The allow-listed port still works.
     expect(connectFromHost(22)).toBe("ok");
     // The agent still answers over NATS: a process query finds the agent itself.
+    // (By pid: other tests' agents run on this machine too, in the same pid namespace.)
     const ps = await respond({
-      module: { $case: "process", value: ProcessParams.fromPartial({ name: "^dragnet-agent$" }) },
+      module: { $case: "process", value: ProcessParams.fromPartial({ pid: agent!.pid }) },
     });
     expect(ps.status).toBe(CommandStatus.COMMAND_STATUS_SUCCESS);
-    expect(ps.module?.$case === "process" && ps.module.value.processes.map((p) => p.pid)).toEqual([
-      agent!.pid,
+    expect(ps.module?.$case === "process" && ps.module.value.processes.map((p) => [p.pid, p.name])).toEqual([
+      [agent!.pid, "dragnet-agent"],
     ]);
     // And its heartbeat says it is isolated.
     const agents = await eventually(async () => {
