@@ -12,6 +12,7 @@ import {
   Subjects,
   type TargetSubject,
   VERSION,
+  writeFileAtomic,
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
 import {
@@ -45,6 +46,8 @@ const OUTBOX_RETRY_MS = 5000;
 const MAX_RESULT_BYTES = 1024 * 1024 - 4096;
 /** Alerts waiting for NATS: fewer and smaller than results may be (a watch bounds each alert). */
 const ALERT_OUTBOX_LIMITS = { maxEntries: 1000, maxBytes: 32 * 1024 * 1024 };
+/** In the state directory: what the agent is doing, for `dragnet-agent status`. */
+export const STATUS_FILE = "status.json";
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 30_000;
@@ -223,6 +226,7 @@ export class Agent {
     });
     this.publishHeartbeat();
     this.heartbeatTimer = setInterval(() => this.publishHeartbeat(), this.config.heartbeatIntervalMs);
+    // Heartbeats (and the status file) go on while the link is down: the status then says so.
     this.outboxTimer = setInterval(() => this.flushOutboxes(), OUTBOX_RETRY_MS);
     this.flushOutboxes();
     await this.modules.startServices({
@@ -281,8 +285,36 @@ export class Agent {
   }
 
   private publishHeartbeat(): void {
-    if (!this.nc || this.nc.isClosed()) return;
-    this.publish(this.subjects.heartbeat(this.id), Heartbeat.encode(this.heartbeat()).finish());
+    const hb = this.heartbeat();
+    const connected = !!this.nc && !this.nc.isClosed() && this.linkLostAt === undefined;
+    if (connected) this.publish(this.subjects.heartbeat(this.id), Heartbeat.encode(hb).finish());
+    this.writeStatus(hb, connected);
+  }
+
+  /** What `dragnet-agent status` shows: written with every heartbeat, whether or not NATS could take it. */
+  private writeStatus(hb: Heartbeat, connected: boolean): void {
+    const status = {
+      id: this.id,
+      pid: process.pid,
+      version: VERSION,
+      hostname: hb.hostname,
+      startedAt: new Date(this.startedAtMs).toISOString(),
+      connected,
+      server: connected ? this.nc?.getServer() : undefined,
+      linkLostAt: this.linkLostAt ? new Date(this.linkLostAt).toISOString() : undefined,
+      lastHeartbeatAt: new Date().toISOString(),
+      heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+      runningCommands: this.commandsRunning,
+      isolated: hb.isolated,
+      isolatedSince: hb.isolatedSinceMs ? new Date(hb.isolatedSinceMs).toISOString() : undefined,
+      isolationActionId: hb.isolationActionId || undefined,
+      undelivered: { results: this.results.outbox.size, alerts: this.alerts.outbox.size },
+    };
+    try {
+      writeFileAtomic(join(this.config.stateDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`, 0o600);
+    } catch (err) {
+      this.log.debug("status file not written", { error: err });
+    }
   }
 
   /** The agent as its heartbeat describes it, with what module services add (isolation). */

@@ -2,6 +2,8 @@ import { Command, Option } from "commander";
 import { createLogger, describeError, VERSION } from "../common/mod.js";
 import { Agent } from "./agent.js";
 import { loadAgentConfig } from "./config.js";
+import { describeStep, install, installableExecutable, PATHS, planInstall, uninstall } from "./install.js";
+import { describeStatus, stateDirOf } from "./local-status.js";
 
 // The agent executable. Node variables in the environment must not change
 // how an agent that runs as root behaves: the executable ignores NODE_OPTIONS
@@ -62,6 +64,48 @@ program
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
     await agent.start();
+  });
+
+program
+  .command("install")
+  .description(
+    "install this executable as a service: /usr/local/bin, /etc/dragnet (config, keyring, credentials), /var/lib/dragnet, a systemd unit",
+  )
+  .requiredOption(
+    "-c, --config <file>",
+    "the agent configuration to install (the files it names are copied with it)",
+  )
+  .option("--root <dir>", "install under this directory instead of / (images, tests)", "/")
+  .option("--dry-run", "print what would be written, and write nothing")
+  .action((opts: { config: string; root: string; dryRun?: boolean }) => {
+    const steps = planInstall(opts.config, installableExecutable());
+    if (opts.dryRun) {
+      for (const s of steps) process.stdout.write(`${describeStep(s, opts.root)}\n`);
+      return;
+    }
+    if (opts.root === "/" && process.getuid?.() !== 0) throw new Error("install needs root (or --root DIR)");
+    for (const line of install(steps, opts.root)) process.stdout.write(`${line}\n`);
+  });
+
+program
+  .command("uninstall")
+  .description("remove what install wrote (the state directory stays unless --purge)")
+  .option("--root <dir>", "the directory install used", "/")
+  .option("--purge", "also remove the state directory (actions run, baselines, the quarantine vault)")
+  .action((opts: { root: string; purge?: boolean }) => {
+    for (const line of uninstall(opts.root, opts.purge ?? false)) process.stdout.write(`${line}\n`);
+  });
+
+program
+  .command("status")
+  .description(
+    "what the local agent is doing: id, connection, last heartbeat, isolation, version, running commands",
+  )
+  .option("-c, --config <file>", "its configuration (for the state directory)", PATHS.config)
+  .option("--state-dir <dir>", "its state directory")
+  .action((opts: { config: string; stateDir?: string }) => {
+    const stateDir = opts.stateDir ?? stateDirOf(opts.config);
+    process.stdout.write(describeStatus(stateDir));
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
