@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { driftModule } from "../agent/modules/drift/index.js";
 import { DriftWatches } from "../agent/modules/drift/watch.js";
 import { silentLogger } from "../common/mod.js";
-import { type Alert, DriftParams } from "../proto/mod.js";
+import { type Alert, DriftParams } from "../proto/api.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { medianMs } from "./timing.js";
 

@@ -20,7 +20,7 @@ import { dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { fileModule } from "../agent/modules/file/index.js";
 import { silentLogger } from "../common/mod.js";
-import type { FileResult } from "../proto/mod.js";
+import type { FileResult } from "../proto/api.js";
 import { fileSearch, type SearchInput } from "../test/helpers/actions.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { median } from "./timing.js";

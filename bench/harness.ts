@@ -4,7 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { signAction } from "../common/mod.js";
-import type { ActionBody } from "../proto/mod.js";
+import type { ActionBody } from "../proto/api.js";
 import { ROOT } from "../test/helpers/cli.js";
 import { eventually, type TestFleet } from "../test/helpers/fleet.js";
 import type { SimulatorSpec } from "./simulator.js";

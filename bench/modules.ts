@@ -13,7 +13,7 @@ import { memoryModule } from "../agent/modules/memory/index.js";
 import { netstatModule } from "../agent/modules/netstat/index.js";
 import { processModule } from "../agent/modules/process/index.js";
 import { silentLogger } from "../common/mod.js";
-import { MemoryParams, NetstatParams, ProcessParams } from "../proto/mod.js";
+import { MemoryParams, NetstatParams, ProcessParams } from "../proto/api.js";
 import { medianMs } from "./timing.js";
 
 const { values } = parseArgs({

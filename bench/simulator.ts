@@ -16,7 +16,7 @@ import {
   CommandResult,
   CommandStatus,
   Heartbeat,
-} from "../proto/mod.js";
+} from "../proto/api.js";
 
 export interface SimulatorSpec {
   servers: string[];

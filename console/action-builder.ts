@@ -1,5 +1,5 @@
 import { Codes, DragnetError, newId, parseDuration, parseTarget, TargetParseError } from "../common/mod.js";
-import type { ActionBody, Operation } from "../proto/mod.js";
+import type { ActionBody, Operation } from "../proto/api.js";
 
 // Options every command that sends an action shares, and the ActionBody they
 // make. The target is parsed here, before signing, so a typo is shown with its

@@ -29,7 +29,7 @@ import {
   type SubmitActionResponse,
   type VerifyEvidenceResponse,
   type VerifyIncidentResponse,
-} from "../proto/mod.js";
+} from "../proto/api.js";
 
 // The console's side of the Coordinator gRPC service: promises instead of
 // callbacks, and gRPC errors turned back into DragnetErrors with the

@@ -1,4 +1,4 @@
-import { NetstatParams, type Operation } from "../proto/mod.js";
+import { NetstatParams, type Operation } from "../proto/api.js";
 import { type Notes, SearchFormatError, searchesFromMig } from "./mig-search.js";
 
 // A MIG v2 action file (name, target, threat, description, operations)

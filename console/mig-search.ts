@@ -5,7 +5,7 @@ import {
   HASHES,
   type HashName,
 } from "../agent/modules/file/criteria.js";
-import { FileSearch, FileSearchOptions } from "../proto/mod.js";
+import { FileSearch, FileSearchOptions } from "../proto/api.js";
 
 // File searches written as MIG writes them — an object of named searches,
 // each with paths, criteria lists and options — turned into Dragnet's

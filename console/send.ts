@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { builtinModules } from "../agent/modules/index.js";
 import { ModuleRegistry } from "../agent/modules/registry.js";
 import { Codes, DragnetError } from "../common/mod.js";
-import type { Operation } from "../proto/mod.js";
+import type { Operation } from "../proto/api.js";
 import { type ActionOptions, buildAction } from "./action-builder.js";
 import { actionOptionsOf, globalsOf, type SweepFlags } from "./cli-kit.js";
 import { homeDir, loadConsoleConfig, openClient } from "./home.js";

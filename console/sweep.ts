@@ -6,7 +6,7 @@ import {
   type AgentResult,
   CommandStatus,
   type OperationResult,
-} from "../proto/mod.js";
+} from "../proto/api.js";
 import type { CoordinatorApi } from "./client.js";
 import { columnsFor, rowsOfOperation } from "./output/formatters.js";
 import { type Format, RowWriter } from "./output/rows.js";

@@ -7,7 +7,7 @@ import type {
   CommandResult,
   CommandStatus,
   SignedAction,
-} from "../proto/mod.js";
+} from "../proto/api.js";
 import { canTransition, emptyCounts, isFinal, tally } from "./command-status.js";
 import type { AgentRegistry } from "./registry.js";
 import type { StoredAction, StoredCommand } from "./store/store.js";

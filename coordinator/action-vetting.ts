@@ -9,7 +9,7 @@ import {
   verifySignedAction,
   type WeightCheck,
 } from "../common/mod.js";
-import type { ActionBody, SignedAction } from "../proto/mod.js";
+import type { ActionBody, SignedAction } from "../proto/api.js";
 
 // The checks every submission and approval passes in the coordinator:
 // signatures against its keyring, a well-formed body, a sane validity window,

@@ -1,6 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { Codes, DragnetError, isId, type Logger, problemOf, type Subjects } from "../common/mod.js";
-import { Alert, type StoredAlert } from "../proto/mod.js";
+import { Alert, type StoredAlert } from "../proto/api.js";
 import type { Store, StoredAlert as StoredAlertRow } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
 

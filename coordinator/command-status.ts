@@ -1,4 +1,4 @@
-import { CommandStatus, type StatusCounts } from "../proto/mod.js";
+import { CommandStatus, type StatusCounts } from "../proto/api.js";
 
 const S = CommandStatus;
 

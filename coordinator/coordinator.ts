@@ -39,7 +39,7 @@ import {
   type Signature,
   SignedAction,
   type SubmitActionResponse,
-} from "../proto/mod.js";
+} from "../proto/api.js";
 import { ActionBook, type ActionListener, OpenAction, summarize } from "./action-book.js";
 import { vetAction } from "./action-vetting.js";
 import { AlertBook, type AlertFilter } from "./alert-book.js";

@@ -11,7 +11,7 @@ import {
   type Subjects,
   sha256OfFile,
 } from "../common/mod.js";
-import { EvidenceChunk, EvidenceItem } from "../proto/mod.js";
+import { EvidenceChunk, EvidenceItem } from "../proto/api.js";
 import type { Store } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
 

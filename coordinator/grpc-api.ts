@@ -13,7 +13,7 @@ import {
   type CoordinatorServer,
   CoordinatorService,
   type StoredAlert,
-} from "../proto/mod.js";
+} from "../proto/api.js";
 import type { AuditFields } from "./audit-log.js";
 import type { Coordinator } from "./coordinator.js";
 

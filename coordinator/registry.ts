@@ -1,6 +1,6 @@
 import type { TargetContext, TargetExpr, TargetSubject } from "../common/mod.js";
 import { Codes, DragnetError, evaluateTarget } from "../common/mod.js";
-import { AgentStatus, type Heartbeat } from "../proto/mod.js";
+import { AgentStatus, type Heartbeat } from "../proto/api.js";
 import type { StoredAgent } from "./store/store.js";
 
 // The agent registry lives in memory, rebuilt from the store at start and kept

@@ -1,5 +1,5 @@
 import type { ChainCheck, Page } from "../common/journal.js";
-import type { ActionSummary, EvidenceItem } from "../proto/mod.js";
+import type { ActionSummary, EvidenceItem } from "../proto/api.js";
 import type { StoredIncident } from "./store/store.js";
 
 // The post-incident report: the notebook's timeline, the actions with their

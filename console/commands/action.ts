@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { ActionState, type ActionSummary, CommandStatus } from "../../proto/mod.js";
+import { ActionState, type ActionSummary, CommandStatus } from "../../proto/api.js";
 import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { columnsFor, rowsOfOperation } from "../output/formatters.js";

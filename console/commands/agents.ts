@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { formatDuration } from "../../common/mod.js";
-import { AgentStatus } from "../../proto/mod.js";
+import { AgentStatus } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
 import { globalsOf, handle } from "../cli-kit.js";
 import { openClient } from "../home.js";

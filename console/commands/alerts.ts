@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { Alert, type StoredAlert } from "../../proto/mod.js";
+import { Alert, type StoredAlert } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
 import { globalsOf, handle, instantOf, nonNegativeInt } from "../cli-kit.js";
 import { openClient } from "../home.js";

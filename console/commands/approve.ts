@@ -1,7 +1,7 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { Codes, DragnetError, formatDuration, signBytes, verifySignedAction } from "../../common/mod.js";
-import { ActionBody, ActionState, Operation } from "../../proto/mod.js";
+import { ActionBody, ActionState, Operation } from "../../proto/api.js";
 import { globalsOf, handle } from "../cli-kit.js";
 import { loadConsoleKeyring, openClient } from "../home.js";
 import { formatOf, printable } from "../output/rows.js";

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import type { DriftChange, DriftParams, DriftResult, OperationResult } from "../../proto/mod.js";
+import type { DriftChange, DriftParams, DriftResult, OperationResult } from "../../proto/api.js";
 import {
   addActionFlags,
   collect,

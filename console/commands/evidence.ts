@@ -13,7 +13,7 @@ import {
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
-import { type CollectResult, EvidenceItem } from "../../proto/mod.js";
+import { type CollectResult, EvidenceItem } from "../../proto/api.js";
 import { addActionFlags, globalsOf, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
 import type { CoordinatorApi } from "../client.js";
 import { loadKey, openClient } from "../home.js";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { HASH_FIELD, HASH_NAMES } from "../../agent/modules/file/criteria.js";
-import type { FileMatch, FileResult, FileSearch } from "../../proto/mod.js";
+import type { FileMatch, FileResult, FileSearch } from "../../proto/api.js";
 import { addActionFlags, collect, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
 import { searchesFromMig, searchFromMig } from "../mig-search.js";
 import { registerFormatter } from "../output/formatters.js";

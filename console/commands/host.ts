@@ -6,7 +6,7 @@ import type {
   NetstatResult,
   ProcessParams,
   ProcessResult,
-} from "../../proto/mod.js";
+} from "../../proto/api.js";
 import {
   addActionFlags,
   collect,

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
-import { Operation } from "../../proto/mod.js";
+import { Operation } from "../../proto/api.js";
 import { addActionFlags, globalsOf, handle, type SweepFlags } from "../cli-kit.js";
 import { importMigAction } from "../mig-import.js";
 import { formatOf, printable } from "../output/rows.js";

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import type { IsolateParams, IsolateResult, KillResult, QuarantineResult } from "../../proto/mod.js";
+import type { IsolateParams, IsolateResult, KillResult, QuarantineResult } from "../../proto/api.js";
 import { addActionFlags, collect, duration, handle, type SweepFlags, uint32 } from "../cli-kit.js";
 import { registerFormatter } from "../output/formatters.js";
 import { isoTime } from "../output/rows.js";

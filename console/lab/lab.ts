@@ -15,7 +15,7 @@ import {
   writeFileAtomic,
 } from "../../common/mod.js";
 import { createCertificateAuthority } from "../../common/pki.js";
-import { AgentStatus } from "../../proto/mod.js";
+import { AgentStatus } from "../../proto/api.js";
 import { CoordinatorApi } from "../client.js";
 import { CONSOLE_CONFIG_FILE, type ConsoleConfig } from "../home.js";
 import { NatsSecurity, planNatsNodes } from "./nats-setup.js";

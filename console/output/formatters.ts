@@ -1,4 +1,4 @@
-import { OperationResult } from "../../proto/mod.js";
+import { OperationResult } from "../../proto/api.js";
 import type { Column, Row } from "./rows.js";
 
 // How a module's result becomes rows. Modules may register a formatter; any

@@ -1,6 +1,6 @@
 import Database from "better-sqlite3";
 import type { Page } from "../../common/journal.js";
-import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
+import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
 import type {
   Store,
   StoredAction,

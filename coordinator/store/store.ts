@@ -1,5 +1,5 @@
 import type { Page } from "../../common/journal.js";
-import type { ActionState, AuditEntry, CommandStatus } from "../../proto/mod.js";
+import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
 
 // What the coordinator keeps. The interface is what a second backend
 // (PostgreSQL, for several coordinators) has to provide; SQLite is the default.

@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "n
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signAction } from "../../common/mod.js";
-import { AgentStatus, CommandStatus } from "../../proto/mod.js";
+import { AgentStatus, CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { AGENT_EXE, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";

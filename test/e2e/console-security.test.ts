@@ -2,7 +2,7 @@ import { chmodSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Keyring } from "../../common/mod.js";
-import { ActionState } from "../../proto/mod.js";
+import { ActionState } from "../../proto/api.js";
 import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, writeKeyring } from "../helpers/fleet.js";
 

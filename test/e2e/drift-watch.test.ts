@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentStatus } from "../../proto/mod.js";
+import { AgentStatus } from "../../proto/api.js";
 import { AGENT_EXE, dragnet, ndjson, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, signAction } from "../../common/mod.js";
-import { CommandStatus } from "../../proto/mod.js";
+import { CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { AGENT_EXE, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";

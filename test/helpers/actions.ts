@@ -6,7 +6,7 @@ import {
   type AgentResult,
   FileSearch,
   type FileSearchOptions,
-} from "../../proto/mod.js";
+} from "../../proto/api.js";
 
 /** A file search with only the fields a test cares about; the rest take their proto defaults. */
 export type SearchInput = Omit<Partial<FileSearch>, "options"> & { options?: Partial<FileSearchOptions> };

@@ -1,6 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DragnetError, newId } from "../../common/mod.js";
-import { CommandAck, CommandEnvelope, CommandResult, type SignedAction } from "../../proto/mod.js";
+import { CommandAck, CommandEnvelope, CommandResult, type SignedAction } from "../../proto/api.js";
 import { eventually } from "./fleet.js";
 
 // Talking to an agent past the coordinator, as a compromised coordinator (or

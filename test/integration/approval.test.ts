@@ -2,7 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Codes, coSign, signAction, signBytes } from "../../common/mod.js";
-import { AckStatus, ActionState, CommandStatus, SignedAction } from "../../proto/mod.js";
+import { AckStatus, ActionState, CommandStatus, SignedAction } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { envelope, refusal, sendDirect } from "../helpers/direct.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";

@@ -23,7 +23,7 @@ import {
   CoordinatorClient,
   CoordinatorService,
   Heartbeat,
-} from "../../proto/mod.js";
+} from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { envelope, refusal, sendDirect } from "../helpers/direct.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";

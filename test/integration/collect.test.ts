@@ -6,7 +6,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../agent/mod.js";
 import { coSign, newId, signAction } from "../../common/mod.js";
-import { type ActionBody, CollectParams, CommandStatus, EvidenceChunk } from "../../proto/mod.js";
+import { type ActionBody, CollectParams, CommandStatus, EvidenceChunk } from "../../proto/api.js";
 import { collectResults } from "../helpers/actions.js";
 import { dragnet, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";

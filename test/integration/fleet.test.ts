@@ -3,7 +3,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signAction } from "../../common/mod.js";
-import { AgentStatus, CommandResult, CommandStatus } from "../../proto/mod.js";
+import { AgentStatus, CommandResult, CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId, signAction } from "../../common/mod.js";
-import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../../proto/mod.js";
+import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { envelope } from "../helpers/direct.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";

@@ -12,7 +12,7 @@ import {
   type Operation,
   type OperationResult,
   ProcessParams,
-} from "../../proto/mod.js";
+} from "../../proto/api.js";
 import { collectResults } from "../helpers/actions.js";
 import { AGENT_EXE, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, loadAgentConfig } from "../../agent/mod.js";
 import { Codes, signAction, silentLogger } from "../../common/mod.js";
-import { AgentStatus, CommandStatus } from "../../proto/mod.js";
+import { AgentStatus, CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 

@@ -1,7 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Codes, generateInvestigatorKey, signAction } from "../../common/mod.js";
-import { AckStatus, CommandStatus } from "../../proto/mod.js";
+import { AckStatus, CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { envelope, refusal, sendDirect as sendDirectTo } from "../helpers/direct.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, signAction } from "../../common/mod.js";
-import { CommandEnvelope, CommandStatus, Heartbeat } from "../../proto/mod.js";
+import { CommandEnvelope, CommandStatus, Heartbeat } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 

@@ -2,7 +2,7 @@ import { jetstream } from "@nats-io/jetstream";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signAction } from "../../common/mod.js";
-import { CommandStatus } from "../../proto/mod.js";
+import { CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 

@@ -5,7 +5,7 @@ import { driftModule } from "../../agent/modules/drift/index.js";
 import { DriftWatches } from "../../agent/modules/drift/watch.js";
 import type { ModuleHost } from "../../agent/modules/registry.js";
 import { silentLogger } from "../../common/mod.js";
-import { type Alert, type DriftChange, DriftParams, type DriftResult } from "../../proto/mod.js";
+import { type Alert, type DriftChange, DriftParams, type DriftResult } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // Persistent watches on a tree made here, with real inotify: each kind of

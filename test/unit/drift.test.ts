@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
 import { driftModule } from "../../agent/modules/drift/index.js";
 import { silentLogger } from "../../common/mod.js";
-import { DriftParams, type DriftResult } from "../../proto/mod.js";
+import { DriftParams, type DriftResult } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // Baselines and drift on a tree made here: every kind of change, exclusions,

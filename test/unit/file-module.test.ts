@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, DragnetError, silentLogger } from "../../common/mod.js";
-import type { FileParams, FileResult } from "../../proto/mod.js";
+import type { FileParams, FileResult } from "../../proto/api.js";
 import { fileSearch, type SearchInput } from "../helpers/actions.js";
 import { tempDir } from "../helpers/fleet.js";
 

@@ -16,7 +16,7 @@ import {
   silentLogger,
   TargetParseError,
 } from "../../common/mod.js";
-import { CommandEnvelope } from "../../proto/mod.js";
+import { CommandEnvelope } from "../../proto/api.js";
 import { fileAction } from "../helpers/actions.js";
 import { tempDir } from "../helpers/fleet.js";
 import { mutate, rng } from "../helpers/fuzz.js";

@@ -9,7 +9,7 @@ import { memoryModule } from "../../agent/modules/memory/index.js";
 import { netstatModule } from "../../agent/modules/netstat/index.js";
 import { processModule } from "../../agent/modules/process/index.js";
 import { silentLogger } from "../../common/mod.js";
-import { MemoryParams, NetstatParams, ProcessParams } from "../../proto/mod.js";
+import { MemoryParams, NetstatParams, ProcessParams } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // The process and netstat modules against ps and ss on this machine, with

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { importMigAction } from "../../console/mig-import.js";
-import type { FileSearch } from "../../proto/mod.js";
+import type { FileSearch } from "../../proto/api.js";
 import { ROOT } from "../helpers/cli.js";
 
 // MIG v2 action files (test/fixtures/mig-actions, from mozilla/mig) converted

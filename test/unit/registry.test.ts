@@ -2,7 +2,7 @@ import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { describe, expect, it } from "vitest";
 import { parseTarget } from "../../common/mod.js";
 import { AgentRegistry, checkHeartbeat } from "../../coordinator/registry.js";
-import { AgentStatus, type Heartbeat, Heartbeat as HeartbeatMsg } from "../../proto/mod.js";
+import { AgentStatus, type Heartbeat, Heartbeat as HeartbeatMsg } from "../../proto/api.js";
 
 function hb(id: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
   return {

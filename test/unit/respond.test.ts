@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { killModule } from "../../agent/modules/kill/index.js";
 import { quarantineModule } from "../../agent/modules/quarantine/index.js";
 import { silentLogger } from "../../common/mod.js";
-import { KillParams, QuarantineParams } from "../../proto/mod.js";
+import { KillParams, QuarantineParams } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // kill and quarantine on this machine: real processes (checked with ps) and

@@ -16,7 +16,7 @@ import {
   signAction,
   verifySignedAction,
 } from "../../common/mod.js";
-import { type ActionBody, FileSearch, type SignedAction } from "../../proto/mod.js";
+import { type ActionBody, FileSearch, type SignedAction } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 const alice = generateInvestigatorKey("alice");

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { SqliteStore } from "../../coordinator/mod.js";
-import { ActionState, CommandStatus } from "../../proto/mod.js";
+import { ActionState, CommandStatus } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 describe("SQLite store", () => {
