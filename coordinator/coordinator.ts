@@ -25,17 +25,13 @@ import {
   type ActionSummary,
   type AgentInfo,
   type AgentResult,
-  Alert,
   type ApproveActionResponse,
   type AuditEntry,
   CommandAck,
   CommandEnvelope,
   CommandResult,
   CommandStatus,
-  EvidenceItem,
   Heartbeat,
-  type Incident,
-  IsolateResult,
   type Signature,
   SignedAction,
   type SubmitActionResponse,
@@ -47,12 +43,12 @@ import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
 import { EvidenceDesk } from "./evidence-desk.js";
+import { IncidentDesk } from "./incident-desk.js";
 import { loadJournalKey, Notebook } from "./notebook.js";
 import { Notifier } from "./notifier.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
-import { type ReportInput, renderHtml, renderMarkdown } from "./report.js";
 import { SqliteStore } from "./store/sqlite-store.js";
-import type { Store, StoredAction, StoredAgent, StoredCommand, StoredIncident } from "./store/store.js";
+import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
 import { alertsFeed, evidenceFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { WriteBatcher } from "./write-batcher.js";
 
@@ -103,8 +99,7 @@ export class Coordinator {
   private evidenceFeed?: StreamFeed;
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
-  readonly notebook: Notebook;
-  private readonly notifier: Notifier;
+  readonly incidents: IncidentDesk;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
   private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
@@ -125,16 +120,13 @@ export class Coordinator {
     this.auditLog = new AuditLog(this.batcher, this.log, this.now);
     this.registry = new AgentRegistry(config.registry, this.store.loadAgents());
     this.book = new ActionBook(this.batcher, this.registry, this.log, this.now);
-    this.notifier = new Notifier(config.notify, this.log);
-    this.notebook = new Notebook(
+    const notebook = new Notebook(
       this.store,
       loadJournalKey(config.journalKey),
       this.keyring,
       this.log,
       this.now,
     );
-    this.book.onComplete = (action) =>
-      this.notebook.recordFor(action.record.incidentId, "results summary", this.resultsSummary(action));
     this.alerts = new AlertBook(
       this.store,
       this.batcher,
@@ -166,10 +158,19 @@ export class Coordinator {
       (agentId, subject, p) => this.refused("evidence", subject, agentId, p),
       this.now,
     );
-    this.alerts.onAlert = (alert) =>
-      this.notebook.recordFor(this.incidentOf(alert.actionId), "alert", Alert.toJSON(alert));
-    this.evidence.onEvidence = (item) =>
-      this.notebook.recordFor(item.incidentId, "evidence collected", EvidenceItem.toJSON(item));
+    this.incidents = new IncidentDesk({
+      notebook,
+      notifier: new Notifier(config.notify, this.log),
+      evidence: this.evidence,
+      store: this.store,
+      openAction: (id) => this.book.get(id),
+      hostname: (agentId) => this.registry.get(agentId)?.hostname ?? "",
+      actionSummary: (id) => this.actionSummary(id),
+      now: this.now,
+    });
+    this.book.onComplete = (action) => this.incidents.actionCompleted(action);
+    this.alerts.onAlert = (alert) => this.incidents.alertStored(alert);
+    this.evidence.onEvidence = (item) => this.incidents.evidenceStored(item);
     this.reloadOpenActions();
     this.reloadPendingActions();
   }
@@ -396,7 +397,7 @@ export class Coordinator {
       payload: data,
       receivedAtMs: this.now(),
     });
-    this.recordContainment(command.actionId, agentId, result);
+    this.incidents.resultStored(command.actionId, agentId, result);
     const patch = { found: result.found, problem: result.problem ?? NO_PROBLEM, result };
     if (action) {
       this.book.transition(action, command, status, patch);
@@ -616,19 +617,7 @@ export class Coordinator {
       requiredWeight: shortfall?.required ?? 0,
     };
     const signers = verified.signers.map((s) => s.name).join(", ");
-    this.notebook.recordFor(
-      body.incidentId,
-      "action submitted",
-      {
-        actionId: body.id,
-        name: body.name,
-        target: body.target,
-        operations: body.operations.map((op) => op.module),
-        signers: verified.signers.map((s) => s.name),
-        heldForApproval: shortfall !== undefined,
-      },
-      actor,
-    );
+    this.incidents.actionSubmitted(body, record.signerNames, shortfall !== undefined, actor);
     if (shortfall) {
       record.state = ActionState.ACTION_STATE_PENDING_APPROVAL;
       this.pending.set(record.id, record);
@@ -762,12 +751,7 @@ export class Coordinator {
     record.weight = shortfall?.weight ?? verified.weight;
     record.requiredWeight = shortfall?.required ?? record.requiredWeight;
     const by = signer?.name ?? signature.keyId;
-    this.notebook.recordFor(
-      record.incidentId,
-      "action approved",
-      { actionId: id, name: record.name, approver: by, signers: record.signerNames, released: !shortfall },
-      actor,
-    );
+    this.incidents.actionApproved(record, by, !shortfall, actor);
     if (shortfall) {
       this.batcher.action(record);
       this.audit(actor, "action co-signed", {
@@ -797,139 +781,6 @@ export class Coordinator {
       targeted,
       offline,
     };
-  }
-
-  /** A custody event (hand-over or export) of an evidence item, on its incident's notebook. */
-  recordCustody(evidenceId: string, event: string, to: string, note: string, sha256: string, who: string) {
-    if (event !== "transfer" && event !== "export")
-      throw new DragnetError(Codes.PARAMS, "custody event is transfer or export");
-    if (!to.trim() || to.length > 500)
-      throw new DragnetError(Codes.PARAMS, "say to whom (name/organisation) or where it went");
-    const { item } = this.evidence.get(evidenceId);
-    if (!item.incidentId) {
-      throw new DragnetError(
-        Codes.PARAMS,
-        `evidence ${item.id} belongs to no incident: its custody has no notebook to go in`,
-      );
-    }
-    return this.notebook.record(
-      item.incidentId,
-      "custody transfer",
-      {
-        evidenceId: item.id,
-        event,
-        to,
-        note,
-        sha256: sha256 || item.sha256,
-        path: item.path,
-        hostname: item.hostname,
-      },
-      who,
-    );
-  }
-
-  /** Tells a role about an incident: the page records who, what, when, and what the role's webhook answered. */
-  async notify(incidentId: string, to: string, message: string, who: string) {
-    if (!to.trim() || to.length > 200)
-      throw new DragnetError(Codes.PARAMS, "say who is notified (a role: legal counsel, management…)");
-    const incident = this.notebook.get(incidentId);
-    const atMs = this.now();
-    const webhook = await this.notifier.send({
-      incident: {
-        id: incident.id,
-        title: incident.title,
-        severity: incident.severity,
-        phase: incident.phase,
-      },
-      to,
-      message,
-      by: who,
-      atMs,
-    });
-    const page = this.notebook.record(incident.id, "notification", { to, message, webhook }, who);
-    return { page, webhook };
-  }
-
-  /** An incident as the API shows it. */
-  incidentInfo(i: StoredIncident): Incident {
-    return {
-      id: i.id,
-      title: i.title,
-      severity: i.severity,
-      phase: i.phase,
-      openedAtMs: i.openedAtMs,
-      openedBy: i.openedBy,
-      pages: i.headPages,
-    };
-  }
-
-  /** The post-incident report of an incident, as Markdown or a self-contained HTML page. */
-  incidentReport(idOrPrefix: string, format: string): string {
-    if (format && format !== "md" && format !== "html")
-      throw new DragnetError(Codes.PARAMS, `report format is md or html, not "${format.slice(0, 10)}"`);
-    const incident = this.notebook.get(idOrPrefix);
-    const pages = this.notebook.pages(incident.id);
-    const actionIds = [
-      ...new Set(
-        pages
-          .filter((p) => p.kind === "action submitted")
-          .map((p) => (JSON.parse(p.content) as { actionId?: string }).actionId)
-          .filter((id): id is string => typeof id === "string"),
-      ),
-    ];
-    const input: ReportInput = {
-      incident,
-      pages,
-      actions: actionIds.flatMap((id) => {
-        try {
-          return [this.actionSummary(id)];
-        } catch {
-          return [];
-        }
-      }),
-      evidence: this.evidence.list(incident.id, 10_000),
-      chain: this.notebook.verify(incident.id),
-      generatedAtMs: this.now(),
-    };
-    return format === "html" ? renderHtml(input) : renderMarkdown(input);
-  }
-
-  /** The incident an action belongs to ("" when none, or no such action). */
-  private incidentOf(actionId: string): string {
-    if (!actionId) return "";
-    return this.book.get(actionId)?.record.incidentId ?? this.store.getAction(actionId)?.incidentId ?? "";
-  }
-
-  /** The notebook page when an action completes: its counts and which hosts found something. */
-  private resultsSummary(action: OpenAction) {
-    const found = [...action.byId.values()]
-      .filter((c) => c.found)
-      .map((c) => this.registry.get(c.agentId)?.hostname || c.agentId);
-    return {
-      actionId: action.record.id,
-      name: action.record.name,
-      modules: action.record.modules,
-      counts: action.counts,
-      found: found.slice(0, 100),
-      foundMore: Math.max(0, found.length - 100),
-    };
-  }
-
-  /** Isolation and its lifting go into the action's incident, with the snapshot taken before isolating. */
-  private recordContainment(actionId: string, agentId: string, result: CommandResult): void {
-    const incidentId =
-      this.book.get(actionId)?.record.incidentId ?? this.store.getAction(actionId)?.incidentId ?? "";
-    if (!incidentId) return;
-    for (const op of result.operations) {
-      const m = op.module;
-      if (m?.$case !== "isolate" && m?.$case !== "unisolate") continue;
-      this.notebook.recordFor(incidentId, m.$case === "isolate" ? "isolation" : "unisolation", {
-        actionId,
-        agentId,
-        hostname: this.registry.get(agentId)?.hostname ?? "",
-        ...(IsolateResult.toJSON(m.value) as object),
-      });
-    }
   }
 
   /** Records who did what in the audit log (stored, and logged). */

@@ -161,27 +161,32 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
     openIncident: unary(
       "OpenIncident",
       (req, who) =>
-        coordinator.incidentInfo(coordinator.notebook.open(req.title, req.severity || "medium", who.name)),
+        coordinator.incidents.info(
+          coordinator.incidents.notebook.open(req.title, req.severity || "medium", who.name),
+        ),
       (_q, r) => `incident ${r.id} opened: ${r.title}`,
     ),
     listIncidents: unary("ListIncidents", (req) => ({
-      incidents: coordinator.notebook
+      incidents: coordinator.incidents.notebook
         .list(Math.min(Math.max(req.limit || 50, 1), 1000))
-        .map((i) => coordinator.incidentInfo(i)),
+        .map((i) => coordinator.incidents.info(i)),
     })),
     getIncident: unary("GetIncident", (req) => {
-      const incident = coordinator.notebook.get(req.id);
-      return { incident: coordinator.incidentInfo(incident), pages: coordinator.notebook.pages(incident.id) };
+      const incident = coordinator.incidents.notebook.get(req.id);
+      return {
+        incident: coordinator.incidents.info(incident),
+        pages: coordinator.incidents.notebook.pages(incident.id),
+      };
     }),
     changePhase: unary(
       "ChangePhase",
-      (req, who) => coordinator.notebook.phase(req.id, req.phase, req.note, who.name),
+      (req, who) => coordinator.incidents.notebook.phase(req.id, req.phase, req.note, who.name),
       (q) => `incident ${q.id}: phase ${q.phase}`,
     ),
     addNote: unary(
       "AddNote",
       (req, who) =>
-        coordinator.notebook.note(
+        coordinator.incidents.notebook.note(
           req.id,
           { text: req.text, atMs: req.atMs, signature: req.signature, corrects: req.corrects },
           { name: who.name, keyId: who.keyId },
@@ -191,7 +196,7 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
     verifyIncident: unary(
       "VerifyIncident",
       (req) => {
-        const r = coordinator.notebook.verify(req.id);
+        const r = coordinator.incidents.notebook.verify(req.id);
         return r.ok
           ? { ok: true, pages: r.pages, brokenPage: 0, problem: "" }
           : { ok: false, pages: r.pages, brokenPage: r.seq, problem: r.problem };
@@ -199,19 +204,26 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
       (q, r) => `incident ${q.id}: ${r.ok ? "intact" : `broken at page ${r.brokenPage}`}`,
     ),
     incidentReport: unary("IncidentReport", (req) => ({
-      content: coordinator.incidentReport(req.id, req.format),
+      content: coordinator.incidents.report(req.id, req.format),
     })),
     recordCustody: unary(
       "RecordCustody",
       (req, who) =>
-        coordinator.recordCustody(req.evidenceId, req.event, req.to, req.note, req.sha256, who.name),
+        coordinator.incidents.recordCustody(
+          req.evidenceId,
+          req.event,
+          req.to,
+          req.note,
+          req.sha256,
+          who.name,
+        ),
       (q) => `evidence ${q.evidenceId}: ${q.event} to ${q.to}`,
     ),
     registerEvidence: unary(
       "RegisterEvidence",
       (req, who) =>
         coordinator.evidence.register(
-          { ...req, incidentId: coordinator.notebook.get(req.incidentId).id },
+          { ...req, incidentId: coordinator.incidents.notebook.get(req.incidentId).id },
           who.name,
         ),
       (_q, r) => `evidence ${r.id} registered: ${r.path}`,
@@ -219,7 +231,7 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
     verifyEvidence: unary("VerifyEvidence", (req) => coordinator.evidence.verifyStored(req.id)),
     notify: unary(
       "Notify",
-      (req, who) => coordinator.notify(req.incidentId, req.to, req.message, who.name),
+      (req, who) => coordinator.incidents.notify(req.incidentId, req.to, req.message, who.name),
       (q, r) => `incident ${q.incidentId}: notified ${q.to}${r.webhook ? ` (webhook ${r.webhook})` : ""}`,
     ),
     listEvidence: unary(

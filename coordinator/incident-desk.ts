@@ -1,0 +1,217 @@
+import { Codes, DragnetError } from "../common/mod.js";
+import {
+  type ActionBody,
+  type ActionSummary,
+  Alert,
+  type CommandResult,
+  EvidenceItem,
+  type Incident,
+  IsolateResult,
+} from "../proto/api.js";
+import type { OpenAction } from "./action-book.js";
+import type { EvidenceDesk } from "./evidence-desk.js";
+import type { Notebook } from "./notebook.js";
+import type { Notifier } from "./notifier.js";
+import { type ReportInput, renderHtml, renderMarkdown } from "./report.js";
+import type { Store, StoredAction, StoredIncident } from "./store/store.js";
+
+// Where the coordinator meets the incident notebook: the pages written for
+// what happens with an incident's id (actions submitted, approved, completed;
+// isolation; evidence; alerts), custody, notification, and the report. The
+// coordinator calls these at those moments; the notebook keeps the pages.
+
+export interface IncidentDeskDeps {
+  notebook: Notebook;
+  notifier: Notifier;
+  evidence: EvidenceDesk;
+  store: Store;
+  /** An action still open (its record carries the incident). */
+  openAction(id: string): OpenAction | undefined;
+  hostname(agentId: string): string;
+  actionSummary(id: string): ActionSummary;
+  now: () => number;
+}
+
+export class IncidentDesk {
+  readonly notebook: Notebook;
+
+  constructor(private readonly deps: IncidentDeskDeps) {
+    this.notebook = deps.notebook;
+  }
+
+  actionSubmitted(body: ActionBody, signers: string[], held: boolean, actor: string): void {
+    this.notebook.recordFor(
+      body.incidentId,
+      "action submitted",
+      {
+        actionId: body.id,
+        name: body.name,
+        target: body.target,
+        operations: body.operations.map((op) => op.module),
+        signers,
+        heldForApproval: held,
+      },
+      actor,
+    );
+  }
+
+  actionApproved(record: StoredAction, approver: string, released: boolean, actor: string): void {
+    this.notebook.recordFor(
+      record.incidentId,
+      "action approved",
+      { actionId: record.id, name: record.name, approver, signers: record.signerNames, released },
+      actor,
+    );
+  }
+
+  actionCompleted(action: OpenAction): void {
+    this.notebook.recordFor(action.record.incidentId, "results summary", this.resultsSummary(action));
+  }
+
+  alertStored(alert: Alert): void {
+    this.notebook.recordFor(this.incidentOf(alert.actionId), "alert", Alert.toJSON(alert));
+  }
+
+  evidenceStored(item: EvidenceItem): void {
+    this.notebook.recordFor(item.incidentId, "evidence collected", EvidenceItem.toJSON(item));
+  }
+
+  /** A custody event (hand-over or export) of an evidence item, on its incident's notebook. */
+  recordCustody(evidenceId: string, event: string, to: string, note: string, sha256: string, who: string) {
+    if (event !== "transfer" && event !== "export")
+      throw new DragnetError(Codes.PARAMS, "custody event is transfer or export");
+    if (!to.trim() || to.length > 500)
+      throw new DragnetError(Codes.PARAMS, "say to whom (name/organisation) or where it went");
+    const { item } = this.deps.evidence.get(evidenceId);
+    if (!item.incidentId) {
+      throw new DragnetError(
+        Codes.PARAMS,
+        `evidence ${item.id} belongs to no incident: its custody has no notebook to go in`,
+      );
+    }
+    return this.notebook.record(
+      item.incidentId,
+      "custody transfer",
+      {
+        evidenceId: item.id,
+        event,
+        to,
+        note,
+        sha256: sha256 || item.sha256,
+        path: item.path,
+        hostname: item.hostname,
+      },
+      who,
+    );
+  }
+
+  /** Tells a role about an incident: the page records who, what, when, and what the role's webhook answered. */
+  async notify(incidentId: string, to: string, message: string, who: string) {
+    if (!to.trim() || to.length > 200)
+      throw new DragnetError(Codes.PARAMS, "say who is notified (a role: legal counsel, management…)");
+    const incident = this.notebook.get(incidentId);
+    const atMs = this.deps.now();
+    const webhook = await this.deps.notifier.send({
+      incident: {
+        id: incident.id,
+        title: incident.title,
+        severity: incident.severity,
+        phase: incident.phase,
+      },
+      to,
+      message,
+      by: who,
+      atMs,
+    });
+    const page = this.notebook.record(incident.id, "notification", { to, message, webhook }, who);
+    return { page, webhook };
+  }
+
+  /** An incident as the API shows it. */
+  info(i: StoredIncident): Incident {
+    return {
+      id: i.id,
+      title: i.title,
+      severity: i.severity,
+      phase: i.phase,
+      openedAtMs: i.openedAtMs,
+      openedBy: i.openedBy,
+      pages: i.headPages,
+    };
+  }
+
+  /** The post-incident report of an incident, as Markdown or a self-contained HTML page. */
+  report(idOrPrefix: string, format: string): string {
+    if (format && format !== "md" && format !== "html")
+      throw new DragnetError(Codes.PARAMS, `report format is md or html, not "${format.slice(0, 10)}"`);
+    const incident = this.notebook.get(idOrPrefix);
+    const pages = this.notebook.pages(incident.id);
+    const actionIds = [
+      ...new Set(
+        pages
+          .filter((p) => p.kind === "action submitted")
+          .map((p) => (JSON.parse(p.content) as { actionId?: string }).actionId)
+          .filter((id): id is string => typeof id === "string"),
+      ),
+    ];
+    const input: ReportInput = {
+      incident,
+      pages,
+      actions: actionIds.flatMap((id) => {
+        try {
+          return [this.deps.actionSummary(id)];
+        } catch {
+          return [];
+        }
+      }),
+      evidence: this.deps.evidence.list(incident.id, 10_000),
+      chain: this.notebook.verify(incident.id),
+      generatedAtMs: this.deps.now(),
+    };
+    return format === "html" ? renderHtml(input) : renderMarkdown(input);
+  }
+
+  /** The incident an action belongs to ("" when none, or no such action). */
+  private incidentOf(actionId: string): string {
+    if (!actionId) return "";
+    return (
+      this.deps.openAction(actionId)?.record.incidentId ??
+      this.deps.store.getAction(actionId)?.incidentId ??
+      ""
+    );
+  }
+
+  /** The notebook page when an action completes: its counts and which hosts found something. */
+  private resultsSummary(action: OpenAction) {
+    const found = [...action.byId.values()]
+      .filter((c) => c.found)
+      .map((c) => this.deps.hostname(c.agentId) || c.agentId);
+    return {
+      actionId: action.record.id,
+      name: action.record.name,
+      modules: action.record.modules,
+      counts: action.counts,
+      found: found.slice(0, 100),
+      foundMore: Math.max(0, found.length - 100),
+    };
+  }
+
+  /** Isolation and its lifting go into the action's incident, with the snapshot taken before isolating. */
+  resultStored(actionId: string, agentId: string, result: CommandResult): void {
+    const incidentId =
+      this.deps.openAction(actionId)?.record.incidentId ??
+      this.deps.store.getAction(actionId)?.incidentId ??
+      "";
+    if (!incidentId) return;
+    for (const op of result.operations) {
+      const m = op.module;
+      if (m?.$case !== "isolate" && m?.$case !== "unisolate") continue;
+      this.notebook.recordFor(incidentId, m.$case === "isolate" ? "isolation" : "unisolation", {
+        actionId,
+        agentId,
+        hostname: this.deps.hostname(agentId),
+        ...(IsolateResult.toJSON(m.value) as object),
+      });
+    }
+  }
+}
