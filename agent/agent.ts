@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import pLimit, { type LimitFunction } from "p-limit";
 import {
   Codes,
   createLogger,
@@ -87,6 +88,7 @@ export class Agent {
   private heartbeatTimer?: NodeJS.Timeout;
   private running = new Set<Promise<void>>();
   private commandsRunning = 0;
+  private readonly slots: LimitFunction;
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
 
@@ -117,6 +119,7 @@ export class Agent {
     );
     this.recoverInterrupted();
     this.modules = new ModuleRegistry(options.modules ?? builtinModules);
+    this.slots = pLimit(config.maxConcurrentCommands);
     this.runner = new CommandRunner({
       agentId: this.id,
       keyring: Keyring.load(config.keyring),
@@ -305,6 +308,7 @@ export class Agent {
       lastHeartbeatAt: new Date().toISOString(),
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
       runningCommands: this.commandsRunning,
+      queuedCommands: this.slots.pendingCount,
       isolated: hb.isolated,
       isolatedSince: hb.isolatedSinceMs ? new Date(hb.isolatedSinceMs).toISOString() : undefined,
       isolationActionId: hb.isolationActionId || undefined,
@@ -384,13 +388,18 @@ export class Agent {
     });
     this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
     let result: CommandResult;
-    this.commandsRunning++;
     try {
-      result = await this.runner.execute(accepted, this.stopping.signal);
+      // At most maxConcurrentCommands run at once; the others wait their turn (their timeout counts from their start).
+      result = await this.slots(async () => {
+        this.commandsRunning++;
+        try {
+          return await this.runner.execute(accepted, this.stopping.signal);
+        } finally {
+          this.commandsRunning--;
+        }
+      });
     } catch (err) {
       result = this.failedResult(commandId, body.id, problemOf(err));
-    } finally {
-      this.commandsRunning--;
     }
     this.log.info("action done", {
       command: commandId,

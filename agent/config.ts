@@ -24,6 +24,8 @@ export interface AgentConfig {
   lab: boolean;
   /** The config file it was read from, if any. */
   configFile?: string;
+  /** Commands run at once; more wait in line (default 2). */
+  maxConcurrentCommands: number;
 }
 
 export interface AgentFlags {
@@ -45,6 +47,7 @@ const DEFAULTS = {
   heartbeatIntervalMs: 10_000,
   clockSkewMs: 60_000,
   logLevel: "info" as Level,
+  maxConcurrentCommands: 2,
 };
 
 function configError(message: string): DragnetError {
@@ -147,7 +150,10 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     logLevel,
     lab: file.lab === true,
     configFile: flags.config ? resolve(flags.config) : undefined,
+    maxConcurrentCommands:
+      positiveInt(file.maxConcurrentCommands, "maxConcurrentCommands") ?? DEFAULTS.maxConcurrentCommands,
   };
+  if (config.maxConcurrentCommands > 64) throw configError("maxConcurrentCommands must be at most 64");
   // What decides who may command this agent must be writable by root alone.
   if (runsAsRoot()) {
     for (const [what, p] of [

@@ -48,7 +48,7 @@ export function describeStatus(stateDir: string): string {
     `connection  ${s.connected ? `connected to ${s.server}` : `not connected${s.linkLostAt ? ` since ${s.linkLostAt}` : ""}`}`,
     `heartbeat   last ${s.lastHeartbeatAt} (${Math.round(age / 1000)} s ago), every ${Math.round(Number(s.heartbeatIntervalMs) / 1000)} s`,
     `isolation   ${s.isolated ? `ISOLATED since ${s.isolatedSince} by action ${s.isolationActionId}` : "not isolated"}`,
-    `commands    ${s.runningCommands} running; undelivered: ${undelivered.results ?? 0} results, ${undelivered.alerts ?? 0} alerts`,
+    `commands    ${s.runningCommands} running, ${s.queuedCommands ?? 0} waiting; undelivered: ${undelivered.results ?? 0} results, ${undelivered.alerts ?? 0} alerts`,
   ];
   return `${lines.join("\n")}\n`;
 }

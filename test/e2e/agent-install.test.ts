@@ -159,7 +159,7 @@ describe("dragnet-agent install / uninstall / status", () => {
     expect(shown).toContain(`agent       ${id}`);
     expect(shown).toContain(`running, pid ${running.pid}`);
     expect(shown).toContain("isolation   not isolated");
-    expect(shown).toMatch(/commands {4}0 running; undelivered: 0 results, 0 alerts/);
+    expect(shown).toMatch(/commands {4}0 running, 0 waiting; undelivered: 0 results, 0 alerts/);
     const exited = new Promise((r) => running!.once("exit", r));
     running.kill("SIGKILL");
     await exited;

@@ -96,6 +96,42 @@ describe("an agent", () => {
     expect(done!.counts).toMatchObject({ success: 1, timeout: 0, found: 1 });
   });
 
+  it("runs at most two commands at once by default; the others wait their turn and all complete", async () => {
+    const spans: Array<{ start: number; end: number }> = [];
+    const slow = defineModule({
+      ...fileModule,
+      run: async (params, ctx) => {
+        const span = { start: Date.now(), end: 0 };
+        await new Promise((r) => setTimeout(r, 600));
+        span.end = Date.now();
+        spans.push(span);
+        return fileModule.run(params, ctx);
+      },
+    });
+    const agent = await fleet.addAgent({ hostname: "busy", modules: [slow] });
+    await eventually(async () =>
+      (await fleet.api.listAgents("hostname == busy")).length ? true : undefined,
+    );
+    const bodies = [1, 2, 3, 4, 5].map(() =>
+      fileAction({ paths: ["/etc/passwd"] }, { target: `id == "${agent.id}"` }),
+    );
+    for (const body of bodies) await fleet.api.submitAction(signAction(body, fleet.alice));
+    const outcomes = await Promise.all(bodies.map((b) => collectResults(fleet.api, b.id)));
+    expect(outcomes.map((o) => o.results.map((r) => r.status))).toEqual(
+      bodies.map(() => [CommandStatus.COMMAND_STATUS_SUCCESS]),
+    );
+    // How many ran at the same time at the busiest moment: two, never more (and not one: they do overlap).
+    const events = spans.flatMap((sp) => [
+      [sp.start, 1],
+      [sp.end, -1],
+    ]);
+    events.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
+    let running = 0;
+    let busiest = 0;
+    for (const [, d] of events) busiest = Math.max(busiest, (running += d!));
+    expect([spans.length, busiest]).toEqual([5, 2]);
+  });
+
   it("stops waiting for a module at the action's timeout and reports TIMEOUT", async () => {
     // A file module that never finishes, standing in for a scan that runs too long.
     const stuck = defineModule({ ...fileModule, run: () => new Promise<never>(() => undefined) });
