@@ -128,7 +128,10 @@ describe("an agent", () => {
     events.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
     let running = 0;
     let busiest = 0;
-    for (const [, d] of events) busiest = Math.max(busiest, (running += d!));
+    for (const [, d] of events) {
+      running += d!;
+      busiest = Math.max(busiest, running);
+    }
     expect([spans.length, busiest]).toEqual([5, 2]);
   });
 
