@@ -2,6 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { Codes, DragnetError, isId, type Logger, problemOf, type Subjects } from "../common/mod.js";
 import { Alert, type StoredAlert } from "../proto/api.js";
 import type { Store, StoredAlert as StoredAlertRow } from "./store/store.js";
+import { decodeOrRefuse, type Refusal } from "./stream-feed.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
 // Alerts from the agents' persistent watches: taken from the alerts stream,
@@ -63,11 +64,7 @@ export class AlertBook {
     private readonly batcher: WriteBatcher,
     private readonly subjects: Subjects,
     private readonly log: Logger,
-    private readonly refused: (
-      agentId: string | undefined,
-      subject: string,
-      p: { code: string; message: string },
-    ) => void,
+    private readonly refused: Refusal,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -76,12 +73,7 @@ export class AlertBook {
     const agentId = this.subjects.agentOf(m.subject);
     try {
       if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
-      let alert: Alert;
-      try {
-        alert = Alert.decode(m.data);
-      } catch (err) {
-        throw new DragnetError(Codes.DECODE, `alert does not decode: ${(err as Error).message}`);
-      }
+      const alert = decodeOrRefuse("alert", Alert.decode, m.data);
       checkAlert(alert, agentId);
       this.batcher.alert({
         id: alert.id,

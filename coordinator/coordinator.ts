@@ -49,7 +49,7 @@ import { Notifier } from "./notifier.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
-import { alertsFeed, evidenceFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
+import { alertsFeed, decodeOrRefuse, evidenceFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { WriteBatcher } from "./write-batcher.js";
 
 // The coordinator: registry from heartbeats, actions verified and fanned out
@@ -262,16 +262,8 @@ export class Coordinator {
     });
   }
 
-  private decode<T>(kind: string, decode: (b: Uint8Array) => T, data: Uint8Array): T {
-    try {
-      return decode(data);
-    } catch (err) {
-      throw new DragnetError(Codes.DECODE, `${kind} does not decode: ${(err as Error).message}`);
-    }
-  }
-
   private onHeartbeat(msg: Msg, agentId: string): void {
-    const hb = this.decode("heartbeat", Heartbeat.decode, msg.data);
+    const hb = decodeOrRefuse("heartbeat", Heartbeat.decode, msg.data);
     if (hb.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `heartbeat for ${hb.agentId} published as ${agentId}`);
     }
@@ -289,7 +281,7 @@ export class Coordinator {
   }
 
   private onAck(msg: Msg, agentId: string): void {
-    const ack = this.decode("ack", CommandAck.decode, msg.data);
+    const ack = decodeOrRefuse("ack", CommandAck.decode, msg.data);
     if (ack.agentId !== agentId)
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `ack from ${ack.agentId} published as ${agentId}`);
     this.stats.acks++;
@@ -365,7 +357,7 @@ export class Coordinator {
 
   /** Stores a result (a duplicate is recognised and dropped). */
   private onResult(data: Uint8Array, agentId: string): void {
-    const result = this.decode("result", CommandResult.decode, data);
+    const result = decodeOrRefuse("result", CommandResult.decode, data);
     if (result.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
     }

@@ -13,6 +13,7 @@ import {
 } from "../common/mod.js";
 import { EvidenceChunk, EvidenceItem } from "../proto/api.js";
 import type { Store } from "./store/store.js";
+import { decodeOrRefuse, type Refusal } from "./stream-feed.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
 // Files collected from agents arrive in chunks on the evidence stream. Each
@@ -52,11 +53,7 @@ export class EvidenceDesk {
       hostname(agentId: string): string;
     },
     private readonly log: Logger,
-    private readonly refused: (
-      agentId: string | undefined,
-      subject: string,
-      p: { code: string; message: string },
-    ) => void,
+    private readonly refused: Refusal,
     private readonly now: () => number = Date.now,
   ) {
     this.partialDir = join(dir, ".partial");
@@ -70,11 +67,7 @@ export class EvidenceDesk {
     let chunk: EvidenceChunk;
     try {
       if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
-      try {
-        chunk = EvidenceChunk.decode(m.data);
-      } catch (err) {
-        throw new DragnetError(Codes.DECODE, `evidence chunk does not decode: ${(err as Error).message}`);
-      }
+      chunk = decodeOrRefuse("evidence chunk", EvidenceChunk.decode, m.data);
       if (!isId(chunk.uploadId) || !isId(chunk.actionId))
         throw new DragnetError(Codes.DECODE, "evidence chunk: bad upload or action id");
       if (chunk.offset > MAX_OFFSET || chunk.data.length > MAX_CHUNK)

@@ -10,7 +10,7 @@ import {
   StorageType,
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../common/mod.js";
+import { Codes, DragnetError, type Logger } from "../common/mod.js";
 
 // What agents send that must not be lost travels on JetStream streams, each
 // read by every coordinator through its own durable consumer, acknowledged
@@ -25,6 +25,22 @@ import type { Logger } from "../common/mod.js";
 //   keeps every alert, so each consumer sees them all; they age out.
 // - Evidence: collected files in chunks on <prefix>.evidence.<agent>.<coordinator>,
 //   a work-queue stream like results.
+
+/** Decodes what an agent sent, or refuses it as DECODE saying what it was meant to be. */
+export function decodeOrRefuse<T>(kind: string, decode: (b: Uint8Array) => T, data: Uint8Array): T {
+  try {
+    return decode(data);
+  } catch (err) {
+    throw new DragnetError(Codes.DECODE, `${kind} does not decode: ${(err as Error).message}`);
+  }
+}
+
+/** Reports a message refused for good (logged, counted, audited by the coordinator). */
+export type Refusal = (
+  agentId: string | undefined,
+  subject: string,
+  p: { code: string; message: string },
+) => void;
 
 export interface FeedOptions {
   prefix: string;
