@@ -10,10 +10,10 @@ import {
   Keyring,
   type Logger,
   problemOf,
+  replaceFile,
   Subjects,
   type TargetSubject,
   VERSION,
-  writeFileAtomic,
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
 import {
@@ -315,7 +315,8 @@ export class Agent {
       undelivered: { results: this.results.outbox.size, alerts: this.alerts.outbox.size },
     };
     try {
-      writeFileAtomic(join(this.config.stateDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`, 0o600);
+      // Every heartbeat: replaced whole, not synced (it describes the running process).
+      replaceFile(join(this.config.stateDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`, 0o600);
     } catch (err) {
       this.log.debug("status file not written", { error: err });
     }

@@ -1,6 +1,6 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../common/mod.js";
+import { type Logger, replaceFile } from "../common/mod.js";
 
 // Messages (results, alerts) waiting for the NATS server to acknowledge
 // them, one file per message in the state directory, so that one produced
@@ -69,9 +69,7 @@ export class Outbox {
    */
   add(id: string, destination: string, data: Uint8Array): void {
     if (this.entries.has(id)) this.remove(id);
-    const tmp = join(this.dir, `${id}.tmp`);
-    writeFileSync(tmp, data, { mode: 0o600 });
-    renameSync(tmp, this.file(id, destination));
+    replaceFile(this.file(id, destination), data, 0o600);
     this.bytes += data.length;
     this.entries.set(id, { size: data.length, destination });
     while (this.entries.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {

@@ -1,9 +1,29 @@
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, createReadStream, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  createReadStream,
+  fsyncSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 
 /** Writes a file so that readers see either the old or the new content, never half of it. */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
   writeFileAtomicParts(path, [data], mode);
+}
+
+/**
+ * Replaces a file whole (a rename), without syncing it: for what must survive
+ * the process, not the machine — an outbox entry, a status file rewritten
+ * every few seconds — where an fsync each time would be a cost on a hot path.
+ */
+export function replaceFile(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const tmp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, path);
 }
 
 /**

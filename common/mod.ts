@@ -5,7 +5,7 @@ export { Acl, type AclRule, RESPONSE_MODULES, type WeightCheck } from "./acl.js"
 export { API_AUTH_HEADER, ApiAuthenticator, apiAuthToken } from "./api-auth.js";
 export { formatDuration, parseDuration } from "./duration.js";
 export { type Code, Codes, DragnetError, describeError, problemOf } from "./errors.js";
-export { sha256OfFile, writeFileAtomic, writeFileAtomicParts } from "./files.js";
+export { replaceFile, sha256OfFile, writeFileAtomic, writeFileAtomicParts } from "./files.js";
 export { isId, newId } from "./ids.js";
 export { Keyring, type KeyringJson } from "./keyring.js";
 export {
