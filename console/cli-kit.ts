@@ -1,7 +1,8 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { Codes, DragnetError, describeError, parseDuration } from "../common/mod.js";
 import { type ActionOptions, DEFAULT_EXPIRES, DEFAULT_TIMEOUT } from "./action-builder.js";
-import type { GlobalOptions } from "./home.js";
+import type { CoordinatorApi } from "./client.js";
+import { type GlobalOptions, openClient } from "./home.js";
 import { EXIT_ERROR } from "./sweep.js";
 
 // Small helpers shared by the console's commands: typed flag parsers, the
@@ -103,6 +104,16 @@ export function actionOptionsOf(flags: SweepFlags): ActionOptions {
 
 export function globalsOf(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+/** Opens the coordinator API for one command body, and closes it however the body ends. */
+export async function withApi<T>(command: Command, body: (api: CoordinatorApi) => Promise<T>): Promise<T> {
+  const api = openClient(globalsOf(command));
+  try {
+    return await body(api);
+  } finally {
+    api.close();
+  }
 }
 
 /** Runs a command body; DragnetErrors become one line on stderr and exit status 2. */

@@ -1,8 +1,7 @@
 import type { Command } from "commander";
 import { Alert, type StoredAlert } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
-import { globalsOf, handle, instantOf, nonNegativeInt } from "../cli-kit.js";
-import { openClient } from "../home.js";
+import { globalsOf, handle, instantOf, nonNegativeInt, withApi } from "../cli-kit.js";
 import { type Format, formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 import { diffBlock } from "./drift.js";
@@ -104,8 +103,7 @@ Examples:
         const target = flags.target ?? "";
         if (target) checkTarget(target);
         const sinceMs = instantOf("--since", flags.since ?? "24h") ?? 0;
-        const api = openClient(globals);
-        try {
+        return withApi(command, async (api) => {
           // Oldest first, as a log reads.
           const past = (await api.listAlerts(target, sinceMs, Math.max(flags.limit, 1))).reverse();
           const writer = new RowWriter(format, COLUMNS, { withAgent: false });
@@ -138,9 +136,7 @@ Examples:
           writer.end();
           if (format === "table") process.stdout.write(past.map(diffsOf).join(""));
           return past.length > 0 ? EXIT_FOUND : EXIT_NOTHING;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 }

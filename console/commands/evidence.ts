@@ -14,9 +14,9 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { type CollectResult, EvidenceItem } from "../../proto/api.js";
-import { addActionFlags, globalsOf, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
+import { addActionFlags, globalsOf, handle, nonNegativeInt, type SweepFlags, withApi } from "../cli-kit.js";
 import type { CoordinatorApi } from "../client.js";
-import { loadKey, openClient } from "../home.js";
+import { loadKey } from "../home.js";
 import { registerFormatter } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { sendAction } from "../send.js";
@@ -97,16 +97,13 @@ Example:
     .action(
       handle(async (flags: { incident?: string; limit: number }, command: Command) => {
         const globals = globalsOf(command);
-        const api = openClient(globals);
-        try {
+        return withApi(command, async (api) => {
           const items = await api.listEvidence(flags.incident ?? "", flags.limit);
           const writer = new RowWriter(formatOf(globals), EVIDENCE_COLUMNS, { withAgent: false });
           for (const i of items) writer.add({ ...i, received: isoTime(i.receivedAtMs) });
           writer.end();
           return items.length > 0 ? EXIT_FOUND : EXIT_NOTHING;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
   evidence
@@ -117,16 +114,13 @@ Example:
     .requiredOption("--out <file>", "where to write it (must not exist)")
     .action(
       handle(async (id: string, flags: { out: string }, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const { item, size, sha256 } = await download(api, id, flags.out);
           process.stdout.write(
             `${flags.out}: ${size} bytes, sha256 ${sha256} (checked again; ${item.status} on receipt), from ${item.hostname || item.agentId}:${item.path}\n`,
           );
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -139,8 +133,7 @@ Example:
       handle(async (id: string, flags: { out: string; note: string }, command: Command) => {
         const globals = globalsOf(command);
         const key = loadKey(globals);
-        const api = openClient(globals);
-        try {
+        return withApi(command, async (api) => {
           mkdirSync(flags.out, { recursive: true });
           const target = join(flags.out, `${id}.evidence`);
           const { item, sha256 } = await download(api, id, target);
@@ -165,9 +158,7 @@ Example:
           const page = await api.recordCustody(item.id, "export", resolve(target), flags.note, sha256);
           process.stdout.write(`${target} and ${id}.custody.json written; custody page ${page.seq}\n`);
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -178,14 +169,11 @@ Example:
     .option("--note <text>", "what was handed over, how", "")
     .action(
       handle(async (id: string, flags: { to: string; note: string }, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const page = await api.recordCustody(id, "transfer", flags.to, flags.note, "");
           process.stdout.write(`custody page ${page.seq}: evidence ${id} to ${flags.to}\n`);
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -194,8 +182,7 @@ Example:
     .description("hash the stored file again (exit 0 when it still matches, 1 when not)")
     .action(
       handle(async (id: string, _flags: unknown, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const r = await api.verifyEvidence(id);
           process.stdout.write(
             r.ok
@@ -203,9 +190,7 @@ Example:
               : `NOT INTACT: ${r.problem} (recorded ${r.expected}, now ${r.sha256 || "-"})\n`,
           );
           return r.ok ? EXIT_FOUND : EXIT_NOTHING;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -224,8 +209,7 @@ Example:
           flags: { incident: string; sha256: string; path: string; host: string; size: number; note: string },
           command: Command,
         ) => {
-          const api = openClient(globalsOf(command));
-          try {
+          return withApi(command, async (api) => {
             const item = await api.registerEvidence({
               incidentId: flags.incident,
               hostname: flags.host,
@@ -236,9 +220,7 @@ Example:
             });
             process.stdout.write(`${item.id}\n`);
             return EXIT_FOUND;
-          } finally {
-            api.close();
-          }
+          });
         },
       ),
     );

@@ -2,8 +2,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { sha256Hex, signNote } from "../../common/journal.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
-import { homeDir, loadKey, openClient, setDefaultIncident } from "../home.js";
+import { globalsOf, handle, nonNegativeInt, withApi } from "../cli-kit.js";
+import { homeDir, loadKey, setDefaultIncident } from "../home.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
@@ -42,17 +42,14 @@ export function registerIncidentCommand(program: Command): void {
     .option("--severity <s>", "low, medium, high or critical", "medium")
     .action(
       handle(async (flags: { title: string; severity: string }, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const i = await api.openIncident(flags.title, flags.severity);
           process.stdout.write(`${i.id}\n`);
           process.stderr.write(
             `incident ${i.id} opened (phase ${i.phase}); make it the default with: dragnet incident use ${i.id}\n`,
           );
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -63,16 +60,13 @@ export function registerIncidentCommand(program: Command): void {
     .action(
       handle(async (flags: { limit: number }, command: Command) => {
         const globals = globalsOf(command);
-        const api = openClient(globals);
-        try {
+        return withApi(command, async (api) => {
           const list = await api.listIncidents(flags.limit);
           const writer = new RowWriter(formatOf(globals), INCIDENT_COLUMNS, { withAgent: false });
           for (const i of list) writer.add({ ...i, opened: isoTime(i.openedAtMs) });
           writer.end();
           return list.length > 0 ? EXIT_FOUND : EXIT_NOTHING;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -82,8 +76,7 @@ export function registerIncidentCommand(program: Command): void {
     .action(
       handle(async (id: string, _flags: unknown, command: Command) => {
         const globals = globalsOf(command);
-        const api = openClient(globals);
-        try {
+        return withApi(command, async (api) => {
           const detail = await api.getIncident(id);
           const i = detail.incident!;
           if (formatOf(globals) === "table") {
@@ -106,9 +99,7 @@ export function registerIncidentCommand(program: Command): void {
             writer.add({ ...p, at: isoTime(p.atMs), content: p.content.slice(0, 300) });
           writer.end();
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -123,17 +114,14 @@ export function registerIncidentCommand(program: Command): void {
           process.stdout.write("no default incident\n");
           return EXIT_FOUND;
         }
-        const api = openClient(globals);
-        try {
+        return withApi(command, async (api) => {
           const full = (await api.getIncident(id)).incident!;
           setDefaultIncident(homeDir(globals), full.id);
           process.stdout.write(
             `actions now belong to incident ${full.id} (${printable(full.title)}) unless --incident says otherwise\n`,
           );
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -145,14 +133,11 @@ export function registerIncidentCommand(program: Command): void {
     .option("--note <text>", "why", "")
     .action(
       handle(async (id: string, phase: string, flags: { note: string }, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const page = await api.changePhase(id, phase, flags.note);
           process.stdout.write(`page ${page.seq}: phase ${phase}\n`);
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -177,8 +162,7 @@ export function registerIncidentCommand(program: Command): void {
           const globals = globalsOf(command);
           const body = noteText(text, flags.file);
           const key = loadKey(globals);
-          const api = openClient(globals);
-          try {
+          return withApi(command, async (api) => {
             const full = (await api.getIncident(id)).incident!.id;
             const atMs = Date.now();
             // The content exactly as the coordinator will store and hash it.
@@ -189,9 +173,7 @@ export function registerIncidentCommand(program: Command): void {
             const page = await api.addNote(full, body, atMs, signature, flags.corrects);
             process.stdout.write(`page ${page.seq} of incident ${full}, signed by ${key.name}\n`);
             return EXIT_FOUND;
-          } finally {
-            api.close();
-          }
+          });
         },
       ),
     );
@@ -205,16 +187,13 @@ export function registerIncidentCommand(program: Command): void {
     .option("--message <text>", "what they were told", "")
     .action(
       handle(async (id: string, flags: { to: string; message: string }, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const r = await api.notify(id, flags.to, flags.message);
           process.stdout.write(
             `page ${r.page!.seq}: notified ${flags.to}${r.webhook ? ` (webhook: ${r.webhook})` : ""}\n`,
           );
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -225,8 +204,7 @@ export function registerIncidentCommand(program: Command): void {
     )
     .action(
       handle(async (id: string, _flags: unknown, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const r = await api.verifyIncident(id);
           if (r.ok) {
             process.stdout.write(`intact: ${r.pages} pages, chain and signatures verified\n`);
@@ -234,9 +212,7 @@ export function registerIncidentCommand(program: Command): void {
           }
           process.stdout.write(`BROKEN at page ${r.brokenPage}: ${r.problem}\n`);
           return EXIT_NOTHING;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 
@@ -247,15 +223,12 @@ export function registerIncidentCommand(program: Command): void {
     .option("--out <file>", "write it here instead of standard output")
     .action(
       handle(async (id: string, flags: { format: string; out?: string }, command: Command) => {
-        const api = openClient(globalsOf(command));
-        try {
+        return withApi(command, async (api) => {
           const report = await api.incidentReport(id, flags.format);
           if (flags.out) writeFileSync(flags.out, report);
           else process.stdout.write(report);
           return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
+        });
       }),
     );
 }
