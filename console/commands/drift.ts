@@ -189,20 +189,14 @@ interface CheckFlags extends SweepFlags {
   stack?: boolean;
 }
 
-export function registerDriftCommand(program: Command): void {
-  const drift = program
-    .command("drift")
-    .description("baselines of paths on the agents, and what changed since");
-  const baseline = drift
-    .command("baseline")
-    .description("record (or --list) named baselines on the targeted agents")
-    .option("--path <path>", "absolute path to record (repeatable)", collect)
+/** What a baseline and a watch both take: which paths, what to leave out, and the limits of the snapshot. */
+function addSnapshotOptions(cmd: Command, verb: "record" | "watch"): void {
+  cmd
+    .option("--path <path>", `absolute path to ${verb} (repeatable)`, collect)
     .option("--exclude <regex>", "leave out paths matching this regex (repeatable)", collect)
-    .option("--name <name>", "the baseline's name (default: default)")
-    .option("--list", "list the agents' baselines instead: names, times, sizes")
     .option(
       "--max-entries <n>",
-      "record at most this many entries (default 200,000)",
+      `${verb} at most this many entries (default 200,000)`,
       nonNegativeInt("--max-entries"),
     )
     .option(
@@ -210,6 +204,18 @@ export function registerDriftCommand(program: Command): void {
       "keep the text of files up to this size, for diffs (default 65,536)",
       nonNegativeInt("--max-content-bytes"),
     );
+}
+
+export function registerDriftCommand(program: Command): void {
+  const drift = program
+    .command("drift")
+    .description("baselines of paths on the agents, and what changed since");
+  const baseline = drift
+    .command("baseline")
+    .description("record (or --list) named baselines on the targeted agents")
+    .option("--name <name>", "the baseline's name (default: default)")
+    .option("--list", "list the agents' baselines instead: names, times, sizes");
+  addSnapshotOptions(baseline, "record");
   addActionFlags(baseline);
   baseline.addHelpText(
     "after",
@@ -273,24 +279,13 @@ function registerWatchCommands(drift: Command): void {
   const start = watch
     .command("start")
     .description("install (or replace) a watch on the targeted agents; it survives agent restarts")
-    .option("--path <path>", "absolute path to watch (repeatable)", collect)
-    .option("--exclude <regex>", "leave out paths matching this regex (repeatable)", collect)
     .option("--name <name>", "the watch's name (default: default)")
     .option(
       "--rescan <duration>",
       "full rescan interval, the safety net for missed notifications (default 5m, 5s to 24h)",
       (v: string) => Math.round(duration("--rescan")(v) / 1000),
-    )
-    .option(
-      "--max-entries <n>",
-      "watch at most this many entries (default 200,000)",
-      nonNegativeInt("--max-entries"),
-    )
-    .option(
-      "--max-content-bytes <n>",
-      "keep the text of files up to this size, for diffs (default 65,536)",
-      nonNegativeInt("--max-content-bytes"),
     );
+  addSnapshotOptions(start, "watch");
   addActionFlags(start);
   start.addHelpText(
     "after",
