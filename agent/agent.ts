@@ -68,6 +68,8 @@ export function reconnectDelay(downForMs: number, random = Math.random()): numbe
 export interface AgentOptions {
   log?: Logger;
   modules?: readonly SomeModule[];
+  /** Called when a module asks for a restart (an upgrade): the executable stops the agent and exits. */
+  onRestart?: (reason: string) => void;
 }
 
 export class Agent {
@@ -92,10 +94,15 @@ export class Agent {
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
 
+  private readonly onRestart: (reason: string) => void;
+
   constructor(
     private readonly config: AgentConfig,
     options: AgentOptions = {},
   ) {
+    this.onRestart =
+      options.onRestart ??
+      ((reason) => this.log.warn("restart asked for, but nothing restarts this agent", { reason }));
     this.id = loadOrCreateAgentId(config.stateDir);
     this.log = (options.log ?? createLogger("agent", { level: config.logLevel })).child({ agent: this.id });
     this.subjects = new Subjects(config.subjectPrefix);
@@ -241,6 +248,13 @@ export class Agent {
       self: () => ({ agentId: this.id, hostname: hostFacts(this.config.hostname).hostname }),
       alert: (alert) => this.raiseAlert(alert),
       heartbeat: () => this.publishHeartbeat(),
+      nats: () => (this.nc && !this.nc.isClosed() ? this.nc : undefined),
+      releaseKeys: this.config.releaseKeys,
+      // After this command's result is on its way: the timer lets the runner hand it to the outbox.
+      restart: (reason) => {
+        this.log.info("restarting", { reason });
+        setTimeout(() => this.onRestart(reason), 500);
+      },
     });
     // What the services changed (isolation re-applied) is in the next heartbeat: send it now.
     this.publishHeartbeat();
@@ -341,6 +355,9 @@ export class Agent {
       runningCommands: this.commandsRunning,
       isolatedSinceMs: 0,
       isolationActionId: "",
+      upgradeState: "",
+      upgradeVersion: "",
+      upgradeDetail: "",
     };
     this.modules.describe(hb);
     return hb;

@@ -24,6 +24,8 @@ export interface AgentConfig {
   lab: boolean;
   /** The config file it was read from, if any. */
   configFile?: string;
+  /** Release keys the agent takes upgrades signed by ({"releaseKeys": [...]}); none: no upgrades. */
+  releaseKeys?: string;
   /** Commands run at once; more wait in line (default 2). */
   maxConcurrentCommands: number;
 }
@@ -150,6 +152,7 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     logLevel,
     lab: file.lab === true,
     configFile: flags.config ? resolve(flags.config) : undefined,
+    releaseKeys: path(str(file.releaseKeys, "releaseKeys")),
     maxConcurrentCommands:
       positiveInt(file.maxConcurrentCommands, "maxConcurrentCommands") ?? DEFAULTS.maxConcurrentCommands,
   };
@@ -160,6 +163,7 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
       ["config", flags.config],
       ["keyring", config.keyring],
       ["NATS credentials", config.nats.creds],
+      ["release keys", config.releaseKeys],
       // It holds the record of actions already run: whoever can delete it can replay them.
       ["state", config.stateDir],
     ] as const) {

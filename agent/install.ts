@@ -76,7 +76,12 @@ function referenced(config: Record<string, unknown>, baseDir: string) {
   const at = (p: unknown) =>
     typeof p === "string" && p ? (isAbsolute(p) ? p : resolve(baseDir, p)) : undefined;
   const nats = (config.nats ?? {}) as Record<string, unknown>;
-  return { keyring: at(config.keyring), creds: at(nats.creds), ca: at(nats.ca) };
+  return {
+    keyring: at(config.keyring),
+    creds: at(nats.creds),
+    ca: at(nats.ca),
+    releaseKeys: at(config.releaseKeys),
+  };
 }
 
 /** What install writes, in order; nothing is touched. */
@@ -98,6 +103,7 @@ export function planInstall(configPath: string, exe: string): InstallStep[] {
     ...config,
     stateDir: PATHS.state,
     keyring: join(PATHS.etc, "keyring.json"),
+    ...(refs.releaseKeys ? { releaseKeys: join(PATHS.etc, "release-keys.json") } : {}),
     nats: {
       ...((config.nats ?? {}) as object),
       ...(refs.creds ? { creds: join(PATHS.etc, "agent.creds") } : {}),
@@ -124,6 +130,16 @@ export function planInstall(configPath: string, exe: string): InstallStep[] {
       : []),
     ...(refs.ca
       ? [{ what: "NATS CA certificate", path: join(PATHS.etc, "ca.pem"), mode: 0o644, from: refs.ca }]
+      : []),
+    ...(refs.releaseKeys
+      ? [
+          {
+            what: "release keys (whose signed releases `upgrade` runs)",
+            path: join(PATHS.etc, "release-keys.json"),
+            mode: 0o600,
+            from: refs.releaseKeys,
+          },
+        ]
       : []),
     { what: "state directory (root only)", path: PATHS.state, mode: 0o700, dir: true },
     { what: "systemd unit", path: PATHS.unit, mode: 0o644, content: unitFile() },
@@ -167,6 +183,14 @@ export function install(steps: InstallStep[], root: string): string[] {
   return done;
 }
 
+/** After enrolment: restarts the installed service so it connects with its new credentials. */
+export function restartIfInstalled(): string {
+  if (!systemdRunning("/") || !existsSync(PATHS.unit)) {
+    return "start (or restart) the agent to connect with these credentials";
+  }
+  return `systemctl restart dragnet-agent: ${systemctl(["restart", "dragnet-agent.service"])}`;
+}
+
 /** Removes what install wrote under `root`; the state directory only with `purge`. */
 export function uninstall(root: string, purge: boolean): string[] {
   const done: string[] = [];
@@ -181,7 +205,13 @@ export function uninstall(root: string, purge: boolean): string[] {
       `systemctl disable --now dragnet-agent: ${systemctl(["disable", "--now", "dragnet-agent.service"])}`,
     );
   }
-  for (const p of [PATHS.unit, PATHS.exe, PATHS.etc, ...(purge ? [PATHS.state] : [])]) {
+  for (const p of [
+    PATHS.unit,
+    PATHS.exe,
+    `${PATHS.exe}.previous`,
+    PATHS.etc,
+    ...(purge ? [PATHS.state] : []),
+  ]) {
     const target = under(root, p);
     if (!existsSync(target)) continue;
     rmSync(target, { recursive: true, force: true });

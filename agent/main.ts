@@ -2,8 +2,18 @@ import { Command, Option } from "commander";
 import { createLogger, describeError, VERSION } from "../common/mod.js";
 import { Agent } from "./agent.js";
 import { loadAgentConfig } from "./config.js";
-import { describeStep, install, installableExecutable, PATHS, planInstall, uninstall } from "./install.js";
+import { enroll } from "./enroll.js";
+import {
+  describeStep,
+  install,
+  installableExecutable,
+  PATHS,
+  planInstall,
+  restartIfInstalled,
+  uninstall,
+} from "./install.js";
 import { describeStatus, stateDirOf } from "./local-status.js";
+import { watchUpgrade } from "./modules/upgrade/handoff.js";
 
 // The agent executable. Node variables in the environment must not change
 // how an agent that runs as root behaves: the executable ignores NODE_OPTIONS
@@ -44,14 +54,17 @@ program
   .action(async (opts) => {
     const log = createLogger("agent", { level: opts.logLevel });
     let agent: Agent;
+    let stopping = false;
     try {
       const config = loadAgentConfig(opts);
-      agent = new Agent(config, { log: createLogger("agent", { level: config.logLevel }) });
+      agent = new Agent(config, {
+        log: createLogger("agent", { level: config.logLevel }),
+        onRestart: (reason) => void stop(reason),
+      });
     } catch (err) {
       process.stderr.write(`dragnet-agent: ${describeError(err)}\n`);
       process.exit(2);
     }
-    let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
@@ -94,6 +107,46 @@ program
   .option("--purge", "also remove the state directory (actions run, baselines, the quarantine vault)")
   .action((opts: { root: string; purge?: boolean }) => {
     for (const line of uninstall(opts.root, opts.purge ?? false)) process.stdout.write(`${line}\n`);
+  });
+
+program
+  .command("enroll")
+  .description(
+    "join the fleet with an enrolment token: makes this agent's NATS key pair, receives its credentials and tags, and updates the config",
+  )
+  .requiredOption("--token <token>", "the token from `dragnet enroll token create`")
+  .requiredOption(
+    "--coordinator-nats <url>",
+    "the fleet's NATS server (repeat or comma-separate for a cluster)",
+    (v: string, prev: string[] = []) => [...prev, ...v.split(",").filter(Boolean)],
+  )
+  .option("-c, --config <file>", "the agent configuration to update", PATHS.config)
+  .action(async (opts: { token: string; coordinatorNats: string[]; config: string }) => {
+    const done = await enroll({ config: opts.config, token: opts.token, natsUrls: opts.coordinatorNats });
+    process.stdout.write(
+      [
+        `enrolled as agent ${done.agentId}`,
+        `tags ${
+          Object.entries(done.tags)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(", ") || "(none)"
+        }`,
+        `wrote ${done.creds} (NATS credentials, 0600; the key was made here and never left this host)`,
+        `updated ${done.config}`,
+        restartIfInstalled(),
+        "",
+      ].join("\n"),
+    );
+  });
+
+program
+  .command("upgrade-watch", { hidden: true })
+  .description("(started by an upgrade) start the new version and roll back unless it comes back healthy")
+  .requiredOption("--state-dir <dir>", "the agent's state directory")
+  .action(async (opts: { stateDir: string }) => {
+    const log = createLogger("upgrade-watch");
+    const outcome = await watchUpgrade(opts.stateDir, (line) => log.info(line));
+    process.exit(outcome === "healthy" ? 0 : 1);
   });
 
 program

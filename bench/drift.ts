@@ -38,6 +38,8 @@ async function benchWatch(label: string, tree: string) {
     natsServers: [],
     lab: false,
     linkDownSince: () => undefined,
+    nats: () => undefined,
+    restart: () => undefined,
     heartbeat: () => undefined,
     self: () => ({ agentId: "bench", hostname: "bench" }),
     alert: (a) => alerts.push(a),

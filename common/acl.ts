@@ -13,6 +13,7 @@ export const RESPONSE_MODULES: ReadonlySet<string> = new Set([
   "unisolate",
   "kill",
   "quarantine",
+  "upgrade",
   "collect",
 ]);
 export const RESPONSE_MIN_WEIGHT = 2;

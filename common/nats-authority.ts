@@ -7,8 +7,8 @@ import { DEFAULT_PREFIX } from "./subjects.js";
 // operator, the fleet's account and a system account. The nats-server trusts
 // the operator and preloads the accounts; every agent and coordinator gets its
 // own user credentials signed by the fleet account, with permissions limited
-// to its own subjects. New agents need no server reload. Used by the lab and
-// (later) enrolment, never by agents.
+// to its own subjects. New agents need no server reload. Used by the lab, and by
+// the coordinator to enrol agents (it needs only the account seed).
 
 export interface NatsAuthority {
   operatorSeed: string;
@@ -72,40 +72,102 @@ export function natsServerTrustConfig(a: NatsAuthority): string {
   ].join("\n");
 }
 
-/** Credentials for a user with exactly these publish and subscribe permissions. */
-export async function userCreds(
-  a: NatsAuthority,
+export interface Permissions {
+  pub: string[];
+  sub: string[];
+}
+
+/** A user JWT for `userKey` (a key pair, or a public key whose seed stays elsewhere), signed by the fleet account. */
+export function userJwt(
+  accountSeed: string,
   name: string,
-  pub: string[],
-  sub: string[],
+  userKey: Parameters<typeof encodeUser>[1],
+  allow: Permissions,
+  expiresAtMs?: number,
+): Promise<string> {
+  const account = fromSeed(Buffer.from(accountSeed));
+  return encodeUser(
+    name,
+    userKey,
+    account,
+    { pub: { allow: allow.pub }, sub: { allow: allow.sub } },
+    expiresAtMs === undefined ? {} : { exp: Math.floor(expiresAtMs / 1000) },
+  );
+}
+
+/** Credentials (JWT and seed) for a new user with exactly these permissions. */
+export async function userCreds(
+  accountSeed: string,
+  name: string,
+  allow: Permissions,
+  expiresAtMs?: number,
 ): Promise<string> {
   const user = createUser();
-  const account = fromSeed(Buffer.from(a.accountSeed));
-  const jwt = await encodeUser(name, user, account, { pub: { allow: pub }, sub: { allow: sub } });
-  return text(fmtCreds(jwt, user));
+  return text(fmtCreds(await userJwt(accountSeed, name, user, allow, expiresAtMs), user));
 }
+
+/** JetStream object store bucket that holds signed agent releases (agents may read it, nothing more). */
+export const RELEASES_BUCKET = "dragnet-releases";
 
 /**
  * An agent may publish only its own heartbeats, acks, results, alerts and evidence, and
- * read only its own commands and the replies to its own requests.
+ * read only its own commands, the replies to its own requests and the release bucket.
  */
-export function agentCreds(a: NatsAuthority, agentId: string, prefix = DEFAULT_PREFIX): Promise<string> {
+export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Permissions {
   const own = (kind: string) => `${prefix}.${kind}.${agentId}`;
-  return userCreds(
-    a,
-    `agent-${agentId}`,
+  const releases = `OBJ_${RELEASES_BUCKET}`;
+  return {
     // Acks and results carry the coordinator they go to as a last token.
-    [own("hb"), `${own("ack")}.*`, `${own("res")}.*`, own("alert"), `${own("evidence")}.*`],
-    [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
-  );
+    pub: [
+      own("hb"),
+      `${own("ack")}.*`,
+      `${own("res")}.*`,
+      own("alert"),
+      `${own("evidence")}.*`,
+      // Reading a release: the bucket's stream info, its last metadata message, an
+      // ordered consumer over the chunks (created, then deleted) and its flow control.
+      `$JS.API.STREAM.INFO.${releases}`,
+      `$JS.API.STREAM.MSG.GET.${releases}`,
+      `$JS.API.DIRECT.GET.${releases}.>`,
+      `$JS.API.CONSUMER.CREATE.${releases}.>`,
+      `$JS.API.CONSUMER.DELETE.${releases}.>`,
+      `$JS.API.CONSUMER.INFO.${releases}.>`,
+      `$JS.FC.${releases}.>`,
+    ],
+    sub: [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
+  };
 }
 
-/** The coordinator publishes commands, reads what every agent sends, and manages and consumes the results stream. */
+export function agentCreds(a: NatsAuthority, agentId: string, prefix = DEFAULT_PREFIX): Promise<string> {
+  return userCreds(a.accountSeed, `agent-${agentId}`, agentPermissions(agentId, prefix));
+}
+
+/** Where an enrolling agent asks for its credentials (the coordinator answers). */
+export function enrollSubject(prefix = DEFAULT_PREFIX): string {
+  return `${prefix}.enroll`;
+}
+
+/** The inbox prefix of agents enrolling with one token: replies to them go there. */
+export function enrollInboxPrefix(tokenId: string): string {
+  return `_INBOX.enroll.${tokenId}`;
+}
+
+/** What an enrolment token's own NATS user may do until the token expires: ask to enrol, read the answer. */
+export function enrollPermissions(tokenId: string, prefix = DEFAULT_PREFIX): Permissions {
+  return { pub: [enrollSubject(prefix)], sub: [`${enrollInboxPrefix(tokenId)}.>`] };
+}
+
+/** The coordinator publishes commands, reads what every agent sends, manages the streams and answers enrolments. */
 export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Promise<string> {
-  return userCreds(
-    a,
-    "coordinator",
-    [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>"],
-    [`${prefix}.hb.*`, `${prefix}.ack.*.*`, `${prefix}.res.*.*`, `${prefix}.alert.*`, "_INBOX.>"],
-  );
+  return userCreds(a.accountSeed, "coordinator", {
+    pub: [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>", "$O.>"],
+    sub: [
+      `${prefix}.hb.*`,
+      `${prefix}.ack.*.*`,
+      `${prefix}.res.*.*`,
+      `${prefix}.alert.*`,
+      enrollSubject(prefix),
+      "_INBOX.>",
+    ],
+  });
 }

@@ -16,6 +16,8 @@ import {
   type AuditEntry,
   CoordinatorClient,
   CoordinatorService,
+  type CreateEnrollmentTokenResponse,
+  type EnrollmentToken,
   type EvidenceItem,
   type EvidencePart,
   type Incident,
@@ -23,6 +25,7 @@ import {
   type JournalPage,
   type NotifyResponse,
   type RegisterEvidenceRequest,
+  type Release,
   type Signature,
   type SignedAction,
   type StoredAlert,
@@ -211,6 +214,58 @@ export class CoordinatorApi {
     return (
       await this.call(this.client.listEvidence, CoordinatorService.listEvidence.path, { incidentId, limit })
     ).items;
+  }
+
+  createEnrollmentToken(
+    tags: Record<string, string>,
+    uses: number,
+    expiresInMs: number,
+  ): Promise<CreateEnrollmentTokenResponse> {
+    return this.call(this.client.createEnrollmentToken, CoordinatorService.createEnrollmentToken.path, {
+      tags,
+      uses,
+      expiresInMs,
+    });
+  }
+
+  async listEnrollmentTokens(limit: number): Promise<EnrollmentToken[]> {
+    return (
+      await this.call(this.client.listEnrollmentTokens, CoordinatorService.listEnrollmentTokens.path, {
+        limit,
+      })
+    ).tokens;
+  }
+
+  revokeEnrollmentToken(id: string): Promise<EnrollmentToken> {
+    return this.call(this.client.revokeEnrollmentToken, CoordinatorService.revokeEnrollmentToken.path, {
+      id,
+    });
+  }
+
+  async listReleases(): Promise<Release[]> {
+    return (await this.call(this.client.listReleases, CoordinatorService.listReleases.path, {})).releases;
+  }
+
+  /** Sends a release's header, then its bytes from `data`, honouring back-pressure. */
+  publishRelease(header: Release, data: AsyncIterable<Buffer>): Promise<Release> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.publishRelease(
+        this.auth(CoordinatorService.publishRelease.path),
+        (err, res) => (err ? reject(toDragnetError(err, this.address)) : resolve(res!)),
+      );
+      (async () => {
+        call.write({ part: { $case: "header", value: header } });
+        for await (const chunk of data) {
+          if (!call.write({ part: { $case: "data", value: chunk } })) {
+            await new Promise<void>((r) => call.once("drain", () => r()));
+          }
+        }
+        call.end();
+      })().catch((err: unknown) => {
+        call.cancel();
+        reject(err);
+      });
+    });
   }
 
   /** Streams one evidence item: `onItem` with its record first, then `onData` for each piece of its bytes. */

@@ -5,12 +5,14 @@ import { registerAgentsCommand } from "./commands/agents.js";
 import { registerAlertsCommand } from "./commands/alerts.js";
 import { registerAuditCommand } from "./commands/audit.js";
 import { registerDriftCommand } from "./commands/drift.js";
+import { registerEnrollCommand } from "./commands/enroll.js";
 import { registerEvidenceCommands } from "./commands/evidence.js";
 import { registerFileCommand } from "./commands/file.js";
 import { registerMemoryCommand, registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
 import { registerIncidentCommand } from "./commands/incident.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
+import { registerReleaseCommand } from "./commands/release.js";
 import {
   registerIsolationCommands,
   registerKillCommand,
@@ -45,7 +47,9 @@ program.exitOverride((err) => {
 });
 
 registerKeyCommand(program);
-registerAgentsCommand(program);
+const agents = registerAgentsCommand(program);
+registerReleaseCommand(program, agents);
+registerEnrollCommand(program);
 registerFileCommand(program);
 registerProcessCommand(program);
 registerNetstatCommand(program);

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import {
   Codes,
@@ -32,6 +32,8 @@ export interface CoordinatorConfig {
   journalKey: string;
   /** Webhooks by role for `incident notify` (HTTP POST of a JSON summary). */
   notify: Record<string, string>;
+  /** The fleet NATS account's seed, read from `enrollment.accountSeed` (a file): without it, no enrolment. */
+  enrollmentAccountSeed?: string;
   /** Investigators whose signatures the coordinator accepts on submit. */
   keyring: string;
   registry: {
@@ -68,6 +70,22 @@ function notifyOf(v: unknown): Record<string, string> {
     out[role] = url;
   }
   return out;
+}
+
+function accountSeedOf(v: unknown, file: (p: unknown, what: string) => string): string | undefined {
+  if (v === undefined) return undefined;
+  const path = file((v as { accountSeed?: unknown } | null)?.accountSeed, "enrollment.accountSeed");
+  let seed: string;
+  try {
+    seed = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    fail(`cannot read enrollment.accountSeed ${path}: ${(err as Error).message}`);
+  }
+  if (!/^SA[A-Z2-7]{56}$/.test(seed))
+    fail(`enrollment.accountSeed ${path} does not hold a NATS account seed`);
+  if ((statSync(path).mode & 0o077) !== 0)
+    fail(`enrollment.accountSeed ${path} must not be readable by others (chmod 600)`);
+  return seed;
 }
 
 function fail(message: string): never {
@@ -125,6 +143,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
         ? resolve(file(json.database, "database"), "..", "evidence")
         : file(json.evidenceDir, "evidenceDir"),
     notify: notifyOf(json.notify),
+    enrollmentAccountSeed: accountSeedOf(json.enrollment, file),
     journalKey:
       json.journalKey === undefined
         ? resolve(file(json.database, "database"), "..", "journal.key")

@@ -16,6 +16,7 @@ import {
   type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
+import { enrollSubject } from "../common/nats-authority.js";
 import { natsConnectOptions } from "../common/nats-link.js";
 import {
   AckStatus,
@@ -42,11 +43,13 @@ import { AlertBook, type AlertFilter } from "./alert-book.js";
 import { type AuditFields, AuditLog } from "./audit-log.js";
 import { canTransition, countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorConfig } from "./config.js";
+import { EnrollmentDesk } from "./enrollment-desk.js";
 import { EvidenceDesk } from "./evidence-desk.js";
 import { IncidentDesk } from "./incident-desk.js";
 import { loadJournalKey, Notebook } from "./notebook.js";
 import { Notifier } from "./notifier.js";
 import { AgentRegistry, checkHeartbeat } from "./registry.js";
+import { ReleaseShelf } from "./release-shelf.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import type { Store, StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
 import { alertsFeed, decodeOrRefuse, evidenceFeed, resultsFeed, StreamFeed } from "./stream-feed.js";
@@ -100,6 +103,8 @@ export class Coordinator {
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
   readonly incidents: IncidentDesk;
+  readonly enrollment: EnrollmentDesk;
+  readonly releases: ReleaseShelf;
   /** Results waiting in the stream at start, how many came in since, and when to stop waiting for the rest. */
   private readonly ingest = { backlog: 0, lastSeq: 0, seenSeqs: new Set<number>(), until: 0 };
   private sweeper?: NodeJS.Timeout;
@@ -168,6 +173,20 @@ export class Coordinator {
       actionSummary: (id) => this.actionSummary(id),
       now: this.now,
     });
+    this.enrollment = new EnrollmentDesk({
+      store: this.store,
+      accountSeed: config.enrollmentAccountSeed,
+      prefix: config.subjectPrefix,
+      knownAgent: (agentId) => this.registry.get(agentId) !== undefined,
+      audit: (actor, event, fields) => this.audit(actor, event, fields),
+      auditUntrusted: (actor, event, fields) => this.auditUntrusted(actor, event, fields),
+      log: this.log,
+      now: this.now,
+    });
+    this.releases = new ReleaseShelf(() => {
+      if (!this.nc) throw new DragnetError(Codes.UNAVAILABLE, "the coordinator is not connected to NATS");
+      return this.nc;
+    }, config.results.replicas);
     this.book.onComplete = (action) => this.incidents.actionCompleted(action);
     this.alerts.onAlert = (alert) => this.incidents.alertStored(alert);
     this.evidence.onEvidence = (item) => this.incidents.evidenceStored(item);
@@ -191,6 +210,11 @@ export class Coordinator {
     nc.subscribe(this.subjects.acksFor(this.config.id), {
       callback: (_e, m) => this.guard("ack", m, this.onAck),
     });
+    if (this.config.enrollmentAccountSeed) {
+      nc.subscribe(enrollSubject(this.config.subjectPrefix), {
+        callback: (_e, m) => void this.enrollment.onMessage(m),
+      });
+    }
     await nc.flush();
     // Results come from the JetStream stream. Until the ones that waited there
     // while this coordinator was down are in, nothing is sent again: an agent
@@ -816,6 +840,9 @@ export class Coordinator {
       lastSeenMs: agent.lastSeenMs,
       startedAtMs: agent.startedAtMs,
       firstSeenMs: agent.firstSeenMs,
+      upgradeState: agent.upgrade?.state ?? "",
+      upgradeVersion: agent.upgrade?.version ?? "",
+      upgradeDetail: agent.upgrade?.detail ?? "",
     };
   }
 

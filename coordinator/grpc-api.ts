@@ -268,6 +268,61 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
         call.destroy(toServiceError(err, log, "GetEvidence") as grpc.ServiceError);
       }
     },
+    createEnrollmentToken: unary(
+      "CreateEnrollmentToken",
+      (req, who) =>
+        coordinator.enrollment.create(
+          { tags: req.tags, uses: req.uses, expiresInMs: Number(req.expiresInMs) },
+          who.name,
+        ),
+      (_q, r) =>
+        `enrolment token ${r.token!.id}: ${r.token!.uses} uses, expires ${new Date(r.token!.expiresAtMs).toISOString()}, tags ${JSON.stringify(r.token!.tags)}`,
+    ),
+    listEnrollmentTokens: unary("ListEnrollmentTokens", (req) => ({
+      tokens: coordinator.enrollment.list(Math.min(Math.max(req.limit || 100, 1), 10_000)),
+    })),
+    revokeEnrollmentToken: unary(
+      "RevokeEnrollmentToken",
+      (req) => coordinator.enrollment.revoke(req.id),
+      (q) => `enrolment token ${q.id} revoked`,
+    ),
+    listReleases: unary("ListReleases", async () => ({ releases: await coordinator.releases.list() })),
+    publishRelease(call, callback) {
+      let investigator: string | undefined;
+      const fail = (err: unknown) => {
+        const p = problemOf(err);
+        if (investigator)
+          coordinator.audit(investigator, "PublishRelease", { code: p.code, message: p.message });
+        call.destroy();
+        callback(toServiceError(err, log, "PublishRelease"), null);
+      };
+      try {
+        investigator = investigatorOf(call, "PublishRelease").name;
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      const parts = call[Symbol.asyncIterator]();
+      (async () => {
+        const first = await parts.next();
+        const header = first.done ? undefined : first.value.part;
+        if (header?.$case !== "header") {
+          throw new DragnetError(Codes.PARAMS, "a release starts with its header (manifest and signature)");
+        }
+        async function* data() {
+          for (let p = await parts.next(); !p.done; p = await parts.next()) {
+            if (p.value.part?.$case !== "data") throw new DragnetError(Codes.PARAMS, "a second header");
+            yield p.value.part.value;
+          }
+        }
+        return coordinator.releases.publish(header.value, data());
+      })().then((release) => {
+        coordinator.audit(investigator!, "PublishRelease", {
+          message: `agent ${release.version} for ${release.platform}: ${release.size} bytes, sha256 ${release.sha256}, signed by key ${release.keyId}`,
+        });
+        callback(null, release);
+      }, fail);
+    },
     watchAction: serverStream<{ actionId: string }, ActionEvent>(
       "WatchAction",
       (req) => ({ actionId: actionIdOf(req) }),

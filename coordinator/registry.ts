@@ -31,6 +31,7 @@ function sameFacts(a: StoredAgent, b: StoredAgent): boolean {
     a.arch === b.arch &&
     a.version === b.version &&
     a.isolated === b.isolated &&
+    a.upgrade?.state === b.upgrade?.state &&
     a.startedAtMs === b.startedAtMs &&
     a.intervalMs === b.intervalMs &&
     a.addresses.join(" ") === b.addresses.join(" ") &&
@@ -62,6 +63,9 @@ export function checkHeartbeat(hb: Heartbeat): void {
     ["osRelease", hb.osRelease],
     ["arch", hb.arch],
     ["version", hb.version],
+    ["upgradeState", hb.upgradeState],
+    ["upgradeVersion", hb.upgradeVersion],
+    ["upgradeDetail", hb.upgradeDetail],
   ] as const) {
     if (value.length > LIMITS.text) throw refuse(`${name} is longer than ${LIMITS.text} characters`);
   }
@@ -131,6 +135,9 @@ export class AgentRegistry {
       lastSeenMs: now,
       firstSeenMs: previous?.firstSeenMs ?? now,
       intervalMs: hb.intervalMs || 10_000,
+      ...(hb.upgradeState
+        ? { upgrade: { state: hb.upgradeState, version: hb.upgradeVersion, detail: hb.upgradeDetail } }
+        : {}),
     };
     const cameBack =
       !previous ||

@@ -12,3 +12,4 @@ export * from "./gen/dragnet/v1/netstat.js";
 export * from "./gen/dragnet/v1/notebook.js";
 export * from "./gen/dragnet/v1/process.js";
 export * from "./gen/dragnet/v1/respond.js";
+export * from "./gen/dragnet/v1/upgrade.js";

@@ -8,6 +8,7 @@ import { netstatModule } from "./netstat/index.js";
 import { processModule } from "./process/index.js";
 import { quarantineModule } from "./quarantine/index.js";
 import type { SomeModule } from "./registry.js";
+import { upgradeModule } from "./upgrade/index.js";
 
 /** Every module the agent ships, as a table (the MIG way): adding one is one line here. */
 export const builtinModules: readonly SomeModule[] = [
@@ -21,4 +22,5 @@ export const builtinModules: readonly SomeModule[] = [
   killModule,
   quarantineModule,
   collectModule,
+  upgradeModule,
 ];

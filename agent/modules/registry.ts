@@ -1,3 +1,4 @@
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
 import type { Alert, EvidenceChunk, Heartbeat, Operation, OperationResult } from "../../proto/mod.js";
@@ -47,6 +48,12 @@ export interface ModuleHost {
   alert(alert: Alert): void;
   /** Publishes a heartbeat now (a service's state that heartbeats carry has changed). */
   heartbeat(): void;
+  /** The NATS connection while there is one (the upgrade module reads the releases object store). */
+  nats(): NatsConnection | undefined;
+  /** The release keys file of the install config, if it names one. */
+  releaseKeys?: string;
+  /** Stops the agent once the commands running now have reported, and exits for a restart. */
+  restart(reason: string): void;
 }
 
 /** Work a module does between commands, once per agent: started with the agent, stopped with it. */

@@ -11,8 +11,8 @@ export function statusName(status: AgentStatus): string {
   return (AgentStatus[status] ?? "unknown").replace("AGENT_STATUS_", "").toLowerCase();
 }
 
-export function registerAgentsCommand(program: Command): void {
-  program
+export function registerAgentsCommand(program: Command): Command {
+  return program
     .command("agents")
     .description("list the agents the coordinator knows")
     .option("-t, --target <expr>", "only agents this target expression selects")
@@ -42,6 +42,7 @@ export function registerAgentsCommand(program: Command): void {
               },
               { key: "status", header: "status" },
               { key: "isolated", header: "isolated", show: (v) => (v ? "yes" : "") },
+              { key: "upgrade", header: "last upgrade" },
               {
                 key: "lastSeen",
                 header: "last seen",
@@ -62,6 +63,9 @@ export function registerAgentsCommand(program: Command): void {
               tags: a.tags,
               status: statusName(a.status),
               isolated: a.isolated,
+              upgrade: a.upgradeState
+                ? `${a.upgradeVersion} ${a.upgradeState}${a.upgradeDetail ? `: ${a.upgradeDetail}` : ""}`
+                : "",
               lastSeen: isoTime(a.lastSeenMs),
             });
           }

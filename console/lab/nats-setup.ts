@@ -127,7 +127,7 @@ export class NatsSecurity {
 
   /** A user allowed exactly these subjects (e.g. a read-only observer). */
   async writeUserCreds(path: string, name: string, allow: { pub: string[]; sub: string[] }): Promise<string> {
-    writeFileAtomic(path, await userCreds(this.authority, name, allow.pub, allow.sub), 0o600);
+    writeFileAtomic(path, await userCreds(this.authority.accountSeed, name, allow), 0o600);
     return path;
   }
 

@@ -7,6 +7,8 @@ import type {
   StoredAgent,
   StoredAlert,
   StoredCommand,
+  StoredEnrollment,
+  StoredEnrollmentToken,
   StoredEvidence,
   StoredIncident,
   StoredResult,
@@ -146,6 +148,27 @@ CREATE TABLE journal (
   seal TEXT NOT NULL
 );
 CREATE INDEX journal_incident ON journal (incident_id, row);
+`,
+  // 6: enrolment tokens and the agents that enrolled with them.
+  `
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  uses INTEGER NOT NULL,
+  used INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at INTEGER
+);
+CREATE TABLE enrollments (
+  agent_id TEXT PRIMARY KEY,
+  public_key TEXT NOT NULL,
+  token_id TEXT NOT NULL,
+  hostname TEXT NOT NULL,
+  enrolled_at INTEGER NOT NULL
+);
 `,
 ];
 
@@ -338,6 +361,38 @@ const toEvidence = (r: EvidenceRow): StoredEvidence => ({
   incidentId: r.incident_id,
   receivedAtMs: r.received_at,
   payload: r.payload,
+});
+
+interface TokenRow {
+  id: string;
+  secret_sha256: string;
+  tags: string;
+  uses: number;
+  used: number;
+  expires_at: number;
+  created_at: number;
+  created_by: string;
+  revoked_at: number | null;
+}
+
+interface EnrollmentRow {
+  agent_id: string;
+  public_key: string;
+  token_id: string;
+  hostname: string;
+  enrolled_at: number;
+}
+
+const toToken = (r: TokenRow): StoredEnrollmentToken => ({
+  id: r.id,
+  secretSha256: r.secret_sha256,
+  tags: JSON.parse(r.tags) as Record<string, string>,
+  uses: r.uses,
+  used: r.used,
+  expiresAtMs: r.expires_at,
+  createdAtMs: r.created_at,
+  createdBy: r.created_by,
+  ...(r.revoked_at === null ? {} : { revokedAtMs: r.revoked_at }),
 });
 
 export class SqliteStore implements Store {
@@ -649,6 +704,81 @@ export class SqliteStore implements Store {
       authorSignature: r.author_signature,
       seal: r.seal,
     }));
+  }
+
+  putEnrollmentToken(t: StoredEnrollmentToken): void {
+    this.db
+      .prepare(
+        `INSERT INTO enrollment_tokens (id, secret_sha256, tags, uses, used, expires_at, created_at, created_by, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        t.id,
+        t.secretSha256,
+        JSON.stringify(t.tags),
+        t.uses,
+        t.used,
+        t.expiresAtMs,
+        t.createdAtMs,
+        t.createdBy,
+        t.revokedAtMs ?? null,
+      );
+  }
+
+  listEnrollmentTokens(limit: number): StoredEnrollmentToken[] {
+    return (
+      this.db
+        .prepare("SELECT * FROM enrollment_tokens ORDER BY created_at DESC, id DESC LIMIT ?")
+        .all(limit) as TokenRow[]
+    ).map(toToken);
+  }
+
+  revokeEnrollmentToken(id: string, atMs: number): boolean {
+    return (
+      this.db
+        .prepare("UPDATE enrollment_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .run(atMs, id).changes === 1
+    );
+  }
+
+  enrollAgent(
+    enrollment: StoredEnrollment,
+    admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => void,
+  ): StoredEnrollmentToken {
+    return this.db.transaction(() => {
+      const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(enrollment.tokenId) as
+        | TokenRow
+        | undefined;
+      const earlier = this.db
+        .prepare("SELECT * FROM enrollments WHERE agent_id = ?")
+        .get(enrollment.agentId) as EnrollmentRow | undefined;
+      const token = row && toToken(row);
+      admit(
+        token,
+        earlier && {
+          agentId: earlier.agent_id,
+          publicKey: earlier.public_key,
+          tokenId: earlier.token_id,
+          hostname: earlier.hostname,
+          enrolledAtMs: earlier.enrolled_at,
+        },
+      );
+      this.db.prepare("UPDATE enrollment_tokens SET used = used + 1 WHERE id = ?").run(enrollment.tokenId);
+      this.db
+        .prepare(
+          `INSERT INTO enrollments (agent_id, public_key, token_id, hostname, enrolled_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (agent_id) DO UPDATE SET public_key = excluded.public_key, token_id = excluded.token_id,
+             hostname = excluded.hostname, enrolled_at = excluded.enrolled_at`,
+        )
+        .run(
+          enrollment.agentId,
+          enrollment.publicKey,
+          enrollment.tokenId,
+          enrollment.hostname,
+          enrollment.enrolledAtMs,
+        );
+      return { ...token!, used: token!.used + 1 };
+    })();
   }
 
   close(): void {

@@ -4,6 +4,30 @@ import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js"
 // What the coordinator keeps. The interface is what a second backend
 // (PostgreSQL, for several coordinators) has to provide; SQLite is the default.
 
+export interface StoredEnrollmentToken {
+  id: string;
+  /** Hex SHA-256 of the token's secret: the secret itself is shown once, at creation. */
+  secretSha256: string;
+  /** Tags an agent enrolled with it reports. */
+  tags: Record<string, string>;
+  /** How many agents may enrol with it, and how many did. */
+  uses: number;
+  used: number;
+  expiresAtMs: number;
+  createdAtMs: number;
+  createdBy: string;
+  revokedAtMs?: number;
+}
+
+export interface StoredEnrollment {
+  agentId: string;
+  /** The agent's NATS user public key (its seed never left the agent). */
+  publicKey: string;
+  tokenId: string;
+  hostname: string;
+  enrolledAtMs: number;
+}
+
 export interface StoredAgent {
   id: string;
   hostname: string;
@@ -18,6 +42,8 @@ export interface StoredAgent {
   lastSeenMs: number;
   firstSeenMs: number;
   intervalMs: number;
+  /** The last upgrade as the latest heartbeat tells it (kept in memory, not stored). */
+  upgrade?: { state: string; version: string; detail: string };
 }
 
 export interface StoredAction {
@@ -139,6 +165,19 @@ export interface Store {
   listEvidence(incidentId: string, limit: number): StoredEvidence[];
   getEvidence(id: string): StoredEvidence | undefined;
   /** Incidents and their notebooks: written at once (not batched), one transaction per page. */
+  /** Enrolment tokens, and the agents that used them (written at once, not batched). */
+  putEnrollmentToken(token: StoredEnrollmentToken): void;
+  listEnrollmentTokens(limit: number): StoredEnrollmentToken[];
+  /** False when there is no such token or it was revoked already. */
+  revokeEnrollmentToken(id: string, atMs: number): boolean;
+  /**
+   * In one transaction: reads the token and any earlier enrolment of the agent, lets `admit`
+   * refuse (by throwing), then counts the use and records the enrolment.
+   */
+  enrollAgent(
+    enrollment: StoredEnrollment,
+    admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => void,
+  ): StoredEnrollmentToken;
   putIncident(incident: StoredIncident): void;
   getIncident(id: string): StoredIncident | undefined;
   incidentIdsByPrefix(prefix: string, limit: number): string[];

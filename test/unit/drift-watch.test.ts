@@ -25,6 +25,8 @@ function host(): ModuleHost {
     natsServers: [],
     lab: false,
     linkDownSince: () => undefined,
+    nats: () => undefined,
+    restart: () => undefined,
     heartbeat: () => undefined,
     self: () => ({ agentId: "agent-1", hostname: "host-1" }),
     alert: (a) => alerts.push(a),

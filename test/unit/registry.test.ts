@@ -21,6 +21,9 @@ function hb(id: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
     runningCommands: 0,
     isolatedSinceMs: 0,
     isolationActionId: "",
+    upgradeState: "",
+    upgradeVersion: "",
+    upgradeDetail: "",
     ...overrides,
   };
 }

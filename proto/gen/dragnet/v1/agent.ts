@@ -14,6 +14,7 @@ import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
 import { ProcessParams, ProcessResult } from "./process.js";
 import { CollectParams, CollectResult, KillParams, KillResult, QuarantineParams, QuarantineResult } from "./respond.js";
+import { UpgradeParams, UpgradeResult } from "./upgrade.js";
 
 export enum AckStatus {
   ACK_STATUS_UNSPECIFIED = 0,
@@ -77,6 +78,13 @@ export interface Heartbeat {
   /** While isolated: since when, and by which action. */
   isolatedSinceMs: number;
   isolationActionId: string;
+  /**
+   * The last upgrade: "pending", "healthy" or "rolled-back", the version it
+   * went to and, after a roll-back, why.
+   */
+  upgradeState: string;
+  upgradeVersion: string;
+  upgradeDetail: string;
 }
 
 export interface Heartbeat_TagsEntry {
@@ -147,6 +155,7 @@ export interface Operation {
     | { $case: "kill"; value: KillParams }
     | { $case: "quarantine"; value: QuarantineParams }
     | { $case: "collect"; value: CollectParams }
+    | { $case: "upgrade"; value: UpgradeParams }
     | undefined;
 }
 
@@ -217,6 +226,7 @@ export interface OperationResult {
     | { $case: "kill"; value: KillResult }
     | { $case: "quarantine"; value: QuarantineResult }
     | { $case: "collect"; value: CollectResult }
+    | { $case: "upgrade"; value: UpgradeResult }
     | undefined;
 }
 
@@ -237,6 +247,9 @@ function createBaseHeartbeat(): Heartbeat {
     runningCommands: 0,
     isolatedSinceMs: 0,
     isolationActionId: "",
+    upgradeState: "",
+    upgradeVersion: "",
+    upgradeDetail: "",
   };
 }
 
@@ -286,6 +299,15 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.isolationActionId !== "") {
       writer.uint32(122).string(message.isolationActionId);
+    }
+    if (message.upgradeState !== "") {
+      writer.uint32(130).string(message.upgradeState);
+    }
+    if (message.upgradeVersion !== "") {
+      writer.uint32(138).string(message.upgradeVersion);
+    }
+    if (message.upgradeDetail !== "") {
+      writer.uint32(146).string(message.upgradeDetail);
     }
     return writer;
   },
@@ -426,6 +448,30 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.isolationActionId = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.upgradeState = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.upgradeVersion = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.upgradeDetail = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -502,6 +548,21 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.isolation_action_id)
         ? globalThis.String(object.isolation_action_id)
         : "",
+      upgradeState: isSet(object.upgradeState)
+        ? globalThis.String(object.upgradeState)
+        : isSet(object.upgrade_state)
+        ? globalThis.String(object.upgrade_state)
+        : "",
+      upgradeVersion: isSet(object.upgradeVersion)
+        ? globalThis.String(object.upgradeVersion)
+        : isSet(object.upgrade_version)
+        ? globalThis.String(object.upgrade_version)
+        : "",
+      upgradeDetail: isSet(object.upgradeDetail)
+        ? globalThis.String(object.upgradeDetail)
+        : isSet(object.upgrade_detail)
+        ? globalThis.String(object.upgrade_detail)
+        : "",
     };
   },
 
@@ -558,6 +619,15 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.isolationActionId !== "") {
       obj.isolationActionId = message.isolationActionId;
     }
+    if (message.upgradeState !== "") {
+      obj.upgradeState = message.upgradeState;
+    }
+    if (message.upgradeVersion !== "") {
+      obj.upgradeVersion = message.upgradeVersion;
+    }
+    if (message.upgradeDetail !== "") {
+      obj.upgradeDetail = message.upgradeDetail;
+    }
     return obj;
   },
 
@@ -589,6 +659,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.runningCommands = object.runningCommands ?? 0;
     message.isolatedSinceMs = object.isolatedSinceMs ?? 0;
     message.isolationActionId = object.isolationActionId ?? "";
+    message.upgradeState = object.upgradeState ?? "";
+    message.upgradeVersion = object.upgradeVersion ?? "";
+    message.upgradeDetail = object.upgradeDetail ?? "";
     return message;
   },
 };
@@ -1207,6 +1280,9 @@ export const Operation: MessageFns<Operation> = {
       case "collect":
         CollectParams.encode(message.module.value, writer.uint32(82).fork()).join();
         break;
+      case "upgrade":
+        UpgradeParams.encode(message.module.value, writer.uint32(90).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1304,6 +1380,14 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "collect", value: CollectParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.module = { $case: "upgrade", value: UpgradeParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1338,6 +1422,8 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "quarantine", value: QuarantineParams.fromJSON(object.quarantine) }
         : isSet(object.collect)
         ? { $case: "collect", value: CollectParams.fromJSON(object.collect) }
+        : isSet(object.upgrade)
+        ? { $case: "upgrade", value: UpgradeParams.fromJSON(object.upgrade) }
         : undefined,
     };
   },
@@ -1364,6 +1450,8 @@ export const Operation: MessageFns<Operation> = {
       obj.quarantine = QuarantineParams.toJSON(message.module.value);
     } else if (message.module?.$case === "collect") {
       obj.collect = CollectParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "upgrade") {
+      obj.upgrade = UpgradeParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1431,6 +1519,12 @@ export const Operation: MessageFns<Operation> = {
       case "collect": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "collect", value: CollectParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "upgrade": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "upgrade", value: UpgradeParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2186,6 +2280,9 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "collect":
         CollectResult.encode(message.module.value, writer.uint32(154).fork()).join();
         break;
+      case "upgrade":
+        UpgradeResult.encode(message.module.value, writer.uint32(162).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2307,6 +2404,14 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "collect", value: CollectResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.module = { $case: "upgrade", value: UpgradeResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2348,6 +2453,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "quarantine", value: QuarantineResult.fromJSON(object.quarantine) }
         : isSet(object.collect)
         ? { $case: "collect", value: CollectResult.fromJSON(object.collect) }
+        : isSet(object.upgrade)
+        ? { $case: "upgrade", value: UpgradeResult.fromJSON(object.upgrade) }
         : undefined,
     };
   },
@@ -2383,6 +2490,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.quarantine = QuarantineResult.toJSON(message.module.value);
     } else if (message.module?.$case === "collect") {
       obj.collect = CollectResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "upgrade") {
+      obj.upgrade = UpgradeResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2455,6 +2564,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "collect": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "collect", value: CollectResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "upgrade": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "upgrade", value: UpgradeResult.fromPartial(object.module.value) };
         }
         break;
       }

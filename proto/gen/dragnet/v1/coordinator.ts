@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -155,6 +157,10 @@ export interface AgentInfo {
   lastSeenMs: number;
   startedAtMs: number;
   firstSeenMs: number;
+  /** From the latest heartbeat: the last upgrade's state, version and detail. */
+  upgradeState: string;
+  upgradeVersion: string;
+  upgradeDetail: string;
 }
 
 export interface AgentInfo_TagsEntry {
@@ -393,6 +399,79 @@ export interface EvidencePart {
   part: { $case: "item"; value: EvidenceItem } | { $case: "data"; value: Buffer } | undefined;
 }
 
+export interface EnrollmentToken {
+  id: string;
+  tags: { [key: string]: string };
+  uses: number;
+  used: number;
+  expiresAtMs: number;
+  createdAtMs: number;
+  createdBy: string;
+  revokedAtMs: number;
+}
+
+export interface EnrollmentToken_TagsEntry {
+  key: string;
+  value: string;
+}
+
+export interface CreateEnrollmentTokenRequest {
+  tags: { [key: string]: string };
+  /** How many agents may enrol with it (default 1). */
+  uses: number;
+  /** How long it stays valid (default 24 h). */
+  expiresInMs: number;
+}
+
+export interface CreateEnrollmentTokenRequest_TagsEntry {
+  key: string;
+  value: string;
+}
+
+export interface CreateEnrollmentTokenResponse {
+  token:
+    | EnrollmentToken
+    | undefined;
+  /** What the agent is given: shown once, never stored. */
+  secret: string;
+}
+
+export interface ListEnrollmentTokensRequest {
+  limit: number;
+}
+
+export interface ListEnrollmentTokensResponse {
+  tokens: EnrollmentToken[];
+}
+
+export interface RevokeEnrollmentTokenRequest {
+  id: string;
+}
+
+/** A release as stored: the manifest exactly as signed, and its signature. */
+export interface Release {
+  /** JSON: kind, version, platform, size, sha256, publishedAtMs, publisher. */
+  manifest: string;
+  /** Ed25519 over "dragnet-release-v1\n" + manifest, by a release key. */
+  signature: Buffer;
+  keyId: string;
+  version: string;
+  platform: string;
+  size: number;
+  sha256: string;
+}
+
+export interface PublishReleaseRequest {
+  part: { $case: "header"; value: Release } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface ListReleasesRequest {
+}
+
+export interface ListReleasesResponse {
+  releases: Release[];
+}
+
 function createBaseAgentInfo(): AgentInfo {
   return {
     id: "",
@@ -408,6 +487,9 @@ function createBaseAgentInfo(): AgentInfo {
     lastSeenMs: 0,
     startedAtMs: 0,
     firstSeenMs: 0,
+    upgradeState: "",
+    upgradeVersion: "",
+    upgradeDetail: "",
   };
 }
 
@@ -451,6 +533,15 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     }
     if (message.firstSeenMs !== 0) {
       writer.uint32(104).int64(message.firstSeenMs);
+    }
+    if (message.upgradeState !== "") {
+      writer.uint32(114).string(message.upgradeState);
+    }
+    if (message.upgradeVersion !== "") {
+      writer.uint32(122).string(message.upgradeVersion);
+    }
+    if (message.upgradeDetail !== "") {
+      writer.uint32(130).string(message.upgradeDetail);
     }
     return writer;
   },
@@ -575,6 +666,30 @@ export const AgentInfo: MessageFns<AgentInfo> = {
             message.firstSeenMs = longToNumber(reader.int64());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.upgradeState = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.upgradeVersion = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.upgradeDetail = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -633,6 +748,21 @@ export const AgentInfo: MessageFns<AgentInfo> = {
         : isSet(object.first_seen_ms)
         ? globalThis.Number(object.first_seen_ms)
         : 0,
+      upgradeState: isSet(object.upgradeState)
+        ? globalThis.String(object.upgradeState)
+        : isSet(object.upgrade_state)
+        ? globalThis.String(object.upgrade_state)
+        : "",
+      upgradeVersion: isSet(object.upgradeVersion)
+        ? globalThis.String(object.upgradeVersion)
+        : isSet(object.upgrade_version)
+        ? globalThis.String(object.upgrade_version)
+        : "",
+      upgradeDetail: isSet(object.upgradeDetail)
+        ? globalThis.String(object.upgradeDetail)
+        : isSet(object.upgrade_detail)
+        ? globalThis.String(object.upgrade_detail)
+        : "",
     };
   },
 
@@ -683,6 +813,15 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     if (message.firstSeenMs !== 0) {
       obj.firstSeenMs = Math.round(message.firstSeenMs);
     }
+    if (message.upgradeState !== "") {
+      obj.upgradeState = message.upgradeState;
+    }
+    if (message.upgradeVersion !== "") {
+      obj.upgradeVersion = message.upgradeVersion;
+    }
+    if (message.upgradeDetail !== "") {
+      obj.upgradeDetail = message.upgradeDetail;
+    }
     return obj;
   },
 
@@ -712,6 +851,9 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     message.lastSeenMs = object.lastSeenMs ?? 0;
     message.startedAtMs = object.startedAtMs ?? 0;
     message.firstSeenMs = object.firstSeenMs ?? 0;
+    message.upgradeState = object.upgradeState ?? "";
+    message.upgradeVersion = object.upgradeVersion ?? "";
+    message.upgradeDetail = object.upgradeDetail ?? "";
     return message;
   },
 };
@@ -4301,6 +4443,1227 @@ export const EvidencePart: MessageFns<EvidencePart> = {
   },
 };
 
+function createBaseEnrollmentToken(): EnrollmentToken {
+  return { id: "", tags: {}, uses: 0, used: 0, expiresAtMs: 0, createdAtMs: 0, createdBy: "", revokedAtMs: 0 };
+}
+
+export const EnrollmentToken: MessageFns<EnrollmentToken> = {
+  encode(message: EnrollmentToken, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      EnrollmentToken_TagsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.uses !== 0) {
+      writer.uint32(24).uint32(message.uses);
+    }
+    if (message.used !== 0) {
+      writer.uint32(32).uint32(message.used);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(40).int64(message.expiresAtMs);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(48).int64(message.createdAtMs);
+    }
+    if (message.createdBy !== "") {
+      writer.uint32(58).string(message.createdBy);
+    }
+    if (message.revokedAtMs !== 0) {
+      writer.uint32(64).int64(message.revokedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnrollmentToken {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnrollmentToken();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = EnrollmentToken_TagsEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.tags[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.uses = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.used = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.createdBy = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.revokedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnrollmentToken {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      uses: isSet(object.uses) ? globalThis.Number(object.uses) : 0,
+      used: isSet(object.used) ? globalThis.Number(object.used) : 0,
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      createdBy: isSet(object.createdBy)
+        ? globalThis.String(object.createdBy)
+        : isSet(object.created_by)
+        ? globalThis.String(object.created_by)
+        : "",
+      revokedAtMs: isSet(object.revokedAtMs)
+        ? globalThis.Number(object.revokedAtMs)
+        : isSet(object.revoked_at_ms)
+        ? globalThis.Number(object.revoked_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: EnrollmentToken): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
+    if (message.uses !== 0) {
+      obj.uses = Math.round(message.uses);
+    }
+    if (message.used !== 0) {
+      obj.used = Math.round(message.used);
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.createdBy !== "") {
+      obj.createdBy = message.createdBy;
+    }
+    if (message.revokedAtMs !== 0) {
+      obj.revokedAtMs = Math.round(message.revokedAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnrollmentToken>, I>>(base?: I): EnrollmentToken {
+    return EnrollmentToken.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnrollmentToken>, I>>(object: I): EnrollmentToken {
+    const message = createBaseEnrollmentToken();
+    message.id = object.id ?? "";
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.uses = object.uses ?? 0;
+    message.used = object.used ?? 0;
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.createdBy = object.createdBy ?? "";
+    message.revokedAtMs = object.revokedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseEnrollmentToken_TagsEntry(): EnrollmentToken_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const EnrollmentToken_TagsEntry: MessageFns<EnrollmentToken_TagsEntry> = {
+  encode(message: EnrollmentToken_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnrollmentToken_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnrollmentToken_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnrollmentToken_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: EnrollmentToken_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnrollmentToken_TagsEntry>, I>>(base?: I): EnrollmentToken_TagsEntry {
+    return EnrollmentToken_TagsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnrollmentToken_TagsEntry>, I>>(object: I): EnrollmentToken_TagsEntry {
+    const message = createBaseEnrollmentToken_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateEnrollmentTokenRequest(): CreateEnrollmentTokenRequest {
+  return { tags: {}, uses: 0, expiresInMs: 0 };
+}
+
+export const CreateEnrollmentTokenRequest: MessageFns<CreateEnrollmentTokenRequest> = {
+  encode(message: CreateEnrollmentTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      CreateEnrollmentTokenRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    if (message.uses !== 0) {
+      writer.uint32(16).uint32(message.uses);
+    }
+    if (message.expiresInMs !== 0) {
+      writer.uint32(24).int64(message.expiresInMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateEnrollmentTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateEnrollmentTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = CreateEnrollmentTokenRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.tags[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.uses = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expiresInMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateEnrollmentTokenRequest {
+    return {
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      uses: isSet(object.uses) ? globalThis.Number(object.uses) : 0,
+      expiresInMs: isSet(object.expiresInMs)
+        ? globalThis.Number(object.expiresInMs)
+        : isSet(object.expires_in_ms)
+        ? globalThis.Number(object.expires_in_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateEnrollmentTokenRequest): unknown {
+    const obj: any = {};
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
+    if (message.uses !== 0) {
+      obj.uses = Math.round(message.uses);
+    }
+    if (message.expiresInMs !== 0) {
+      obj.expiresInMs = Math.round(message.expiresInMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateEnrollmentTokenRequest>, I>>(base?: I): CreateEnrollmentTokenRequest {
+    return CreateEnrollmentTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateEnrollmentTokenRequest>, I>>(object: I): CreateEnrollmentTokenRequest {
+    const message = createBaseCreateEnrollmentTokenRequest();
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.uses = object.uses ?? 0;
+    message.expiresInMs = object.expiresInMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseCreateEnrollmentTokenRequest_TagsEntry(): CreateEnrollmentTokenRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const CreateEnrollmentTokenRequest_TagsEntry: MessageFns<CreateEnrollmentTokenRequest_TagsEntry> = {
+  encode(message: CreateEnrollmentTokenRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateEnrollmentTokenRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateEnrollmentTokenRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateEnrollmentTokenRequest_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CreateEnrollmentTokenRequest_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateEnrollmentTokenRequest_TagsEntry>, I>>(
+    base?: I,
+  ): CreateEnrollmentTokenRequest_TagsEntry {
+    return CreateEnrollmentTokenRequest_TagsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateEnrollmentTokenRequest_TagsEntry>, I>>(
+    object: I,
+  ): CreateEnrollmentTokenRequest_TagsEntry {
+    const message = createBaseCreateEnrollmentTokenRequest_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateEnrollmentTokenResponse(): CreateEnrollmentTokenResponse {
+  return { token: undefined, secret: "" };
+}
+
+export const CreateEnrollmentTokenResponse: MessageFns<CreateEnrollmentTokenResponse> = {
+  encode(message: CreateEnrollmentTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== undefined) {
+      EnrollmentToken.encode(message.token, writer.uint32(10).fork()).join();
+    }
+    if (message.secret !== "") {
+      writer.uint32(18).string(message.secret);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateEnrollmentTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateEnrollmentTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = EnrollmentToken.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secret = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateEnrollmentTokenResponse {
+    return {
+      token: isSet(object.token) ? EnrollmentToken.fromJSON(object.token) : undefined,
+      secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+    };
+  },
+
+  toJSON(message: CreateEnrollmentTokenResponse): unknown {
+    const obj: any = {};
+    if (message.token !== undefined) {
+      obj.token = EnrollmentToken.toJSON(message.token);
+    }
+    if (message.secret !== "") {
+      obj.secret = message.secret;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateEnrollmentTokenResponse>, I>>(base?: I): CreateEnrollmentTokenResponse {
+    return CreateEnrollmentTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateEnrollmentTokenResponse>, I>>(
+    object: I,
+  ): CreateEnrollmentTokenResponse {
+    const message = createBaseCreateEnrollmentTokenResponse();
+    message.token = (object.token !== undefined && object.token !== null)
+      ? EnrollmentToken.fromPartial(object.token)
+      : undefined;
+    message.secret = object.secret ?? "";
+    return message;
+  },
+};
+
+function createBaseListEnrollmentTokensRequest(): ListEnrollmentTokensRequest {
+  return { limit: 0 };
+}
+
+export const ListEnrollmentTokensRequest: MessageFns<ListEnrollmentTokensRequest> = {
+  encode(message: ListEnrollmentTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEnrollmentTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEnrollmentTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEnrollmentTokensRequest {
+    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+  },
+
+  toJSON(message: ListEnrollmentTokensRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEnrollmentTokensRequest>, I>>(base?: I): ListEnrollmentTokensRequest {
+    return ListEnrollmentTokensRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEnrollmentTokensRequest>, I>>(object: I): ListEnrollmentTokensRequest {
+    const message = createBaseListEnrollmentTokensRequest();
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListEnrollmentTokensResponse(): ListEnrollmentTokensResponse {
+  return { tokens: [] };
+}
+
+export const ListEnrollmentTokensResponse: MessageFns<ListEnrollmentTokensResponse> = {
+  encode(message: ListEnrollmentTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tokens) {
+      EnrollmentToken.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEnrollmentTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEnrollmentTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tokens.push(EnrollmentToken.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEnrollmentTokensResponse {
+    return {
+      tokens: globalThis.Array.isArray(object?.tokens)
+        ? object.tokens.map((e: any) => EnrollmentToken.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListEnrollmentTokensResponse): unknown {
+    const obj: any = {};
+    if (message.tokens?.length) {
+      obj.tokens = message.tokens.map((e) => EnrollmentToken.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEnrollmentTokensResponse>, I>>(base?: I): ListEnrollmentTokensResponse {
+    return ListEnrollmentTokensResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEnrollmentTokensResponse>, I>>(object: I): ListEnrollmentTokensResponse {
+    const message = createBaseListEnrollmentTokensResponse();
+    message.tokens = object.tokens?.map((e) => EnrollmentToken.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRevokeEnrollmentTokenRequest(): RevokeEnrollmentTokenRequest {
+  return { id: "" };
+}
+
+export const RevokeEnrollmentTokenRequest: MessageFns<RevokeEnrollmentTokenRequest> = {
+  encode(message: RevokeEnrollmentTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeEnrollmentTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeEnrollmentTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeEnrollmentTokenRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: RevokeEnrollmentTokenRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeEnrollmentTokenRequest>, I>>(base?: I): RevokeEnrollmentTokenRequest {
+    return RevokeEnrollmentTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeEnrollmentTokenRequest>, I>>(object: I): RevokeEnrollmentTokenRequest {
+    const message = createBaseRevokeEnrollmentTokenRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseRelease(): Release {
+  return { manifest: "", signature: Buffer.alloc(0), keyId: "", version: "", platform: "", size: 0, sha256: "" };
+}
+
+export const Release: MessageFns<Release> = {
+  encode(message: Release, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.manifest !== "") {
+      writer.uint32(10).string(message.manifest);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(26).string(message.keyId);
+    }
+    if (message.version !== "") {
+      writer.uint32(34).string(message.version);
+    }
+    if (message.platform !== "") {
+      writer.uint32(42).string(message.platform);
+    }
+    if (message.size !== 0) {
+      writer.uint32(48).uint64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(58).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Release {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelease();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.manifest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Release {
+    return {
+      manifest: isSet(object.manifest) ? globalThis.String(object.manifest) : "",
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: Release): unknown {
+    const obj: any = {};
+    if (message.manifest !== "") {
+      obj.manifest = message.manifest;
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Release>, I>>(base?: I): Release {
+    return Release.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Release>, I>>(object: I): Release {
+    const message = createBaseRelease();
+    message.manifest = object.manifest ?? "";
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyId = object.keyId ?? "";
+    message.version = object.version ?? "";
+    message.platform = object.platform ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBasePublishReleaseRequest(): PublishReleaseRequest {
+  return { part: undefined };
+}
+
+export const PublishReleaseRequest: MessageFns<PublishReleaseRequest> = {
+  encode(message: PublishReleaseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "header":
+        Release.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.part.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishReleaseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishReleaseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "header", value: Release.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishReleaseRequest {
+    return {
+      part: isSet(object.header)
+        ? { $case: "header", value: Release.fromJSON(object.header) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: PublishReleaseRequest): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "header") {
+      obj.header = Release.toJSON(message.part.value);
+    } else if (message.part?.$case === "data") {
+      obj.data = base64FromBytes(message.part.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishReleaseRequest>, I>>(base?: I): PublishReleaseRequest {
+    return PublishReleaseRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishReleaseRequest>, I>>(object: I): PublishReleaseRequest {
+    const message = createBasePublishReleaseRequest();
+    switch (object.part?.$case) {
+      case "header": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "header", value: Release.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "data", value: object.part.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListReleasesRequest(): ListReleasesRequest {
+  return {};
+}
+
+export const ListReleasesRequest: MessageFns<ListReleasesRequest> = {
+  encode(_: ListReleasesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListReleasesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListReleasesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListReleasesRequest {
+    return {};
+  },
+
+  toJSON(_: ListReleasesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListReleasesRequest>, I>>(base?: I): ListReleasesRequest {
+    return ListReleasesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListReleasesRequest>, I>>(_: I): ListReleasesRequest {
+    const message = createBaseListReleasesRequest();
+    return message;
+  },
+};
+
+function createBaseListReleasesResponse(): ListReleasesResponse {
+  return { releases: [] };
+}
+
+export const ListReleasesResponse: MessageFns<ListReleasesResponse> = {
+  encode(message: ListReleasesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.releases) {
+      Release.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListReleasesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListReleasesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.releases.push(Release.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListReleasesResponse {
+    return {
+      releases: globalThis.Array.isArray(object?.releases) ? object.releases.map((e: any) => Release.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListReleasesResponse): unknown {
+    const obj: any = {};
+    if (message.releases?.length) {
+      obj.releases = message.releases.map((e) => Release.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListReleasesResponse>, I>>(base?: I): ListReleasesResponse {
+    return ListReleasesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListReleasesResponse>, I>>(object: I): ListReleasesResponse {
+    const message = createBaseListReleasesResponse();
+    message.releases = object.releases?.map((e) => Release.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** The coordinator's API for consoles, served over gRPC with TLS. */
 export type CoordinatorService = typeof CoordinatorService;
 export const CoordinatorService = {
@@ -4540,6 +5903,60 @@ export const CoordinatorService = {
     responseSerialize: (value: NotifyResponse): Buffer => Buffer.from(NotifyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NotifyResponse => NotifyResponse.decode(value),
   },
+  /** Enrolment tokens: an agent holding one asks for its NATS credentials. */
+  createEnrollmentToken: {
+    path: "/dragnet.v1.Coordinator/CreateEnrollmentToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateEnrollmentTokenRequest): Buffer =>
+      Buffer.from(CreateEnrollmentTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateEnrollmentTokenRequest => CreateEnrollmentTokenRequest.decode(value),
+    responseSerialize: (value: CreateEnrollmentTokenResponse): Buffer =>
+      Buffer.from(CreateEnrollmentTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateEnrollmentTokenResponse => CreateEnrollmentTokenResponse.decode(value),
+  },
+  listEnrollmentTokens: {
+    path: "/dragnet.v1.Coordinator/ListEnrollmentTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListEnrollmentTokensRequest): Buffer =>
+      Buffer.from(ListEnrollmentTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListEnrollmentTokensRequest => ListEnrollmentTokensRequest.decode(value),
+    responseSerialize: (value: ListEnrollmentTokensResponse): Buffer =>
+      Buffer.from(ListEnrollmentTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListEnrollmentTokensResponse => ListEnrollmentTokensResponse.decode(value),
+  },
+  revokeEnrollmentToken: {
+    path: "/dragnet.v1.Coordinator/RevokeEnrollmentToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeEnrollmentTokenRequest): Buffer =>
+      Buffer.from(RevokeEnrollmentTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeEnrollmentTokenRequest => RevokeEnrollmentTokenRequest.decode(value),
+    responseSerialize: (value: EnrollmentToken): Buffer => Buffer.from(EnrollmentToken.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EnrollmentToken => EnrollmentToken.decode(value),
+  },
+  /** A signed agent release into the releases object store: its header first, then its bytes. */
+  publishRelease: {
+    path: "/dragnet.v1.Coordinator/PublishRelease" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: PublishReleaseRequest): Buffer =>
+      Buffer.from(PublishReleaseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PublishReleaseRequest => PublishReleaseRequest.decode(value),
+    responseSerialize: (value: Release): Buffer => Buffer.from(Release.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Release => Release.decode(value),
+  },
+  listReleases: {
+    path: "/dragnet.v1.Coordinator/ListReleases" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListReleasesRequest): Buffer => Buffer.from(ListReleasesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListReleasesRequest => ListReleasesRequest.decode(value),
+    responseSerialize: (value: ListReleasesResponse): Buffer =>
+      Buffer.from(ListReleasesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListReleasesResponse => ListReleasesResponse.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -4583,6 +6000,13 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   verifyEvidence: handleUnaryCall<VerifyEvidenceRequest, VerifyEvidenceResponse>;
   /** Who was told what, when (and the role's webhook, if configured), on the record. */
   notify: handleUnaryCall<NotifyRequest, NotifyResponse>;
+  /** Enrolment tokens: an agent holding one asks for its NATS credentials. */
+  createEnrollmentToken: handleUnaryCall<CreateEnrollmentTokenRequest, CreateEnrollmentTokenResponse>;
+  listEnrollmentTokens: handleUnaryCall<ListEnrollmentTokensRequest, ListEnrollmentTokensResponse>;
+  revokeEnrollmentToken: handleUnaryCall<RevokeEnrollmentTokenRequest, EnrollmentToken>;
+  /** A signed agent release into the releases object store: its header first, then its bytes. */
+  publishRelease: handleClientStreamingCall<PublishReleaseRequest, Release>;
+  listReleases: handleUnaryCall<ListReleasesRequest, ListReleasesResponse>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -4920,6 +6344,84 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NotifyResponse) => void,
+  ): ClientUnaryCall;
+  /** Enrolment tokens: an agent holding one asks for its NATS credentials. */
+  createEnrollmentToken(
+    request: CreateEnrollmentTokenRequest,
+    callback: (error: ServiceError | null, response: CreateEnrollmentTokenResponse) => void,
+  ): ClientUnaryCall;
+  createEnrollmentToken(
+    request: CreateEnrollmentTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateEnrollmentTokenResponse) => void,
+  ): ClientUnaryCall;
+  createEnrollmentToken(
+    request: CreateEnrollmentTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateEnrollmentTokenResponse) => void,
+  ): ClientUnaryCall;
+  listEnrollmentTokens(
+    request: ListEnrollmentTokensRequest,
+    callback: (error: ServiceError | null, response: ListEnrollmentTokensResponse) => void,
+  ): ClientUnaryCall;
+  listEnrollmentTokens(
+    request: ListEnrollmentTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListEnrollmentTokensResponse) => void,
+  ): ClientUnaryCall;
+  listEnrollmentTokens(
+    request: ListEnrollmentTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListEnrollmentTokensResponse) => void,
+  ): ClientUnaryCall;
+  revokeEnrollmentToken(
+    request: RevokeEnrollmentTokenRequest,
+    callback: (error: ServiceError | null, response: EnrollmentToken) => void,
+  ): ClientUnaryCall;
+  revokeEnrollmentToken(
+    request: RevokeEnrollmentTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EnrollmentToken) => void,
+  ): ClientUnaryCall;
+  revokeEnrollmentToken(
+    request: RevokeEnrollmentTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EnrollmentToken) => void,
+  ): ClientUnaryCall;
+  /** A signed agent release into the releases object store: its header first, then its bytes. */
+  publishRelease(
+    callback: (error: ServiceError | null, response: Release) => void,
+  ): ClientWritableStream<PublishReleaseRequest>;
+  publishRelease(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Release) => void,
+  ): ClientWritableStream<PublishReleaseRequest>;
+  publishRelease(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Release) => void,
+  ): ClientWritableStream<PublishReleaseRequest>;
+  publishRelease(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Release) => void,
+  ): ClientWritableStream<PublishReleaseRequest>;
+  listReleases(
+    request: ListReleasesRequest,
+    callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
+  ): ClientUnaryCall;
+  listReleases(
+    request: ListReleasesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
+  ): ClientUnaryCall;
+  listReleases(
+    request: ListReleasesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
   ): ClientUnaryCall;
 }
 

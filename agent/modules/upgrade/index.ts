@@ -1,0 +1,197 @@
+import { renameSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { Objm } from "@nats-io/obj";
+import { Codes, DragnetError, VERSION } from "../../../common/mod.js";
+import { RELEASES_BUCKET } from "../../../common/nats-authority.js";
+import {
+  currentPlatform,
+  isVersion,
+  loadReleaseKeys,
+  releaseObjectName,
+  verifyRelease,
+} from "../../../common/release.js";
+import type { Heartbeat, UpgradeParams, UpgradeResult } from "../../../proto/mod.js";
+import { installableExecutable } from "../../install.js";
+import { defineModule, type ModuleHost, type ModuleService } from "../registry.js";
+import {
+  logFileOfSelf,
+  readUpgradeState,
+  receiveFile,
+  replaceAtomically,
+  startWatchdog,
+  systemdUnitOfSelf,
+  UPGRADE_FILE,
+  type UpgradeState,
+  writeUpgradeState,
+} from "./handoff.js";
+
+// `upgrade`: run a signed release. The agent fetches the executable from the
+// releases object store, checks the manifest's signature against the release
+// keys of its own install config, then size and SHA-256, and hands over to it
+// (handoff.ts). Its service marks a new version healthy once it is connected
+// and its first heartbeat reached the server, and puts the last upgrade in
+// every heartbeat.
+
+const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
+
+class UpgradeService implements ModuleService {
+  constructor(readonly host: ModuleHost) {}
+
+  async start(): Promise<void> {
+    const s = readUpgradeState(this.host.stateDir);
+    if (s?.state !== "pending" || s.to !== VERSION) return;
+    // Healthy: this version loaded its config, connected, and the server has its heartbeat.
+    const nc = this.host.nats();
+    if (!nc || this.host.linkDownSince() !== undefined) return;
+    await nc.flush();
+    writeUpgradeState(this.host.stateDir, { ...s, state: "healthy", detail: undefined });
+    this.host.log.info("upgrade healthy", { from: s.from, to: s.to });
+    this.host.heartbeat();
+  }
+
+  async stop(): Promise<void> {}
+
+  describe(hb: Heartbeat): void {
+    const s = readUpgradeState(this.host.stateDir);
+    if (!s) return;
+    hb.upgradeState = s.state;
+    hb.upgradeVersion = s.to;
+    hb.upgradeDetail = (s.detail ?? "").slice(0, 256);
+  }
+}
+
+function checkParams(p: UpgradeParams): void {
+  if (!isVersion(p.version))
+    throw new DragnetError(Codes.PARAMS, `upgrade: "${p.version.slice(0, 64)}" is not a version`);
+  if (p.healthTimeoutMs && (p.healthTimeoutMs < 5_000 || p.healthTimeoutMs > 3_600_000)) {
+    throw new DragnetError(Codes.PARAMS, "upgrade: the health timeout is 5 s to 1 h");
+  }
+}
+
+export const upgradeModule = defineModule<"upgrade", UpgradeService>({
+  name: "upgrade",
+  kind: "response",
+  summary: "replace the agent with a signed release, restart into it, roll back unless healthy",
+  check: checkParams,
+  service: (host) => new UpgradeService(host),
+  async run(params, ctx) {
+    const service = ctx.service;
+    if (!service)
+      throw new DragnetError(Codes.MODULE_FAILED, "upgrade: the agent has not started its upgrade service");
+    const host = service.host;
+    const base: UpgradeResult = {
+      state: "current",
+      fromVersion: VERSION,
+      toVersion: params.version,
+      sha256: "",
+      size: 0,
+      signer: "",
+    };
+    if (params.version === VERSION) return { found: false, result: base };
+    const earlier = readUpgradeState(ctx.stateDir);
+    if (earlier?.state === "pending" || earlier?.state === "rolling-back") {
+      throw new DragnetError(Codes.MODULE_FAILED, `upgrade: an upgrade to ${earlier.to} is under way`);
+    }
+    if (!host.releaseKeys) {
+      throw new DragnetError(
+        Codes.CONFIG,
+        "upgrade: this agent's config names no releaseKeys; it takes no release",
+      );
+    }
+    const trusted = loadReleaseKeys(host.releaseKeys);
+    const exe = installableExecutable();
+    const nc = host.nats();
+    if (!nc) throw new DragnetError(Codes.UNAVAILABLE, "upgrade: not connected to NATS");
+
+    const name = releaseObjectName(currentPlatform(), params.version);
+    const os = await new Objm(nc).open(RELEASES_BUCKET);
+    const info = await os.info(name);
+    const meta = info?.metadata;
+    if (!info || !meta?.manifest || !meta.signature || !meta.keyId) {
+      throw new DragnetError(
+        Codes.NOT_FOUND,
+        `upgrade: no release ${params.version} for ${currentPlatform()} is published`,
+      );
+    }
+    const { manifest, signer } = verifyRelease(
+      { manifest: meta.manifest, signature: Buffer.from(meta.signature, "base64"), keyId: meta.keyId },
+      trusted,
+    );
+    if (manifest.version !== params.version || manifest.platform !== currentPlatform()) {
+      throw new DragnetError(
+        Codes.SIG_INVALID,
+        `upgrade: the signed manifest is for ${manifest.version} on ${manifest.platform}, not ${params.version} on ${currentPlatform()}`,
+      );
+    }
+    const staged = join(dirname(exe), `.${basename(exe)}.${params.version}.download`);
+    try {
+      const object = await os.get(name);
+      if (!object) throw new DragnetError(Codes.NOT_FOUND, `upgrade: release ${params.version} vanished`);
+      const got = await receiveFile(
+        staged,
+        object.data as unknown as AsyncIterable<Uint8Array>,
+        manifest.size,
+        ctx.signal,
+      );
+      await object.error.catch(() => undefined);
+      if (got.size !== manifest.size || got.sha256 !== manifest.sha256) {
+        throw new DragnetError(
+          Codes.SIG_INVALID,
+          `upgrade: the downloaded executable (${got.size} bytes, sha256 ${got.sha256}) is not the one the signed manifest names (${manifest.size} bytes, ${manifest.sha256}); refused`,
+        );
+      }
+      ctx.signal.throwIfAborted();
+      const previous = `${exe}.previous`;
+      replaceAtomically(exe, previous, 0o755);
+      const state: UpgradeState = {
+        version: 1,
+        state: "pending",
+        actionId: ctx.actionId ?? "",
+        from: VERSION,
+        to: params.version,
+        sha256: manifest.sha256,
+        exe,
+        previous,
+        startedAtMs: Date.now(),
+        healthTimeoutMs: params.healthTimeoutMs || DEFAULT_HEALTH_TIMEOUT_MS,
+        args: process.argv.slice(2),
+        cwd: process.cwd(),
+        logFile: logFileOfSelf(),
+        unit: systemdUnitOfSelf(),
+        oldPid: process.pid,
+      };
+      writeUpgradeState(ctx.stateDir, state);
+      renameSync(staged, exe);
+      try {
+        startWatchdog(state, ctx.stateDir);
+      } catch (err) {
+        // Without a watchdog nobody would roll back: stay on this version.
+        replaceAtomically(previous, exe, 0o755);
+        rmSync(join(ctx.stateDir, UPGRADE_FILE), { force: true });
+        throw new DragnetError(
+          Codes.MODULE_FAILED,
+          `upgrade: could not start the watchdog: ${(err as Error).message}`,
+        );
+      }
+      ctx.log.info("upgrade staged; restarting", {
+        from: VERSION,
+        to: params.version,
+        sha256: manifest.sha256,
+      });
+      // The result goes to the outbox first; the agent then stops and the watchdog takes over.
+      host.restart(`upgrade to ${params.version}`);
+      return {
+        found: true,
+        result: {
+          ...base,
+          state: "staged",
+          sha256: manifest.sha256,
+          size: manifest.size,
+          signer: signer.name,
+        },
+      };
+    } finally {
+      rmSync(staged, { force: true });
+    }
+  },
+});

@@ -1,0 +1,203 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Msg } from "@nats-io/transport-node";
+import { type EnrollmentReply, encodeEnrollmentToken, parseEnrollmentRequest } from "../common/enrollment.js";
+import { Codes, DragnetError, isSubjectToken, type Logger, newId, problemOf } from "../common/mod.js";
+import {
+  agentPermissions,
+  enrollInboxPrefix,
+  enrollPermissions,
+  userCreds,
+  userJwt,
+} from "../common/nats-authority.js";
+import type { EnrollmentToken } from "../proto/api.js";
+import type { AuditFields } from "./audit-log.js";
+import type { Store, StoredEnrollmentToken } from "./store/store.js";
+
+// Enrolment: an admin makes a token (tags, uses, expiry); an agent holding it
+// asks on <prefix>.enroll with its id and the public half of a NATS key pair
+// it made itself, and gets back a user JWT for that key with the agent
+// permissions, and the token's tags. The coordinator signs with the fleet
+// account's seed (config `enrollment.accountSeed`) and never sees the agent's
+// seed. Who may command agents (keyring, ACL) is not part of it: that comes
+// with the install config, so a coordinator cannot change it.
+
+export const DEFAULT_TOKEN_LIFETIME_MS = 24 * 3_600_000;
+const MAX_TOKEN_LIFETIME_MS = 90 * 86_400_000;
+const MAX_TOKEN_USES = 100_000;
+
+export interface EnrollmentDeskDeps {
+  store: Store;
+  /** The fleet account's seed; without it this coordinator does not enrol. */
+  accountSeed?: string;
+  prefix: string;
+  /** An agent this coordinator knows already (from heartbeats), enrolled or not. */
+  knownAgent: (agentId: string) => boolean;
+  audit: (actor: string, event: string, fields: AuditFields) => void;
+  auditUntrusted: (actor: string, event: string, fields: AuditFields) => void;
+  log: Logger;
+  now: () => number;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+export function tokenInfo(t: StoredEnrollmentToken): EnrollmentToken {
+  return {
+    id: t.id,
+    tags: t.tags,
+    uses: t.uses,
+    used: t.used,
+    expiresAtMs: t.expiresAtMs,
+    createdAtMs: t.createdAtMs,
+    createdBy: t.createdBy,
+    revokedAtMs: t.revokedAtMs ?? 0,
+  };
+}
+
+export class EnrollmentDesk {
+  constructor(private readonly deps: EnrollmentDeskDeps) {}
+
+  private seed(): string {
+    if (!this.deps.accountSeed) {
+      throw new DragnetError(
+        Codes.CONFIG,
+        "this coordinator does not enrol agents: its config has no enrollment.accountSeed",
+      );
+    }
+    return this.deps.accountSeed;
+  }
+
+  /** A new token; the returned text is all an agent needs and is shown only now. */
+  async create(
+    request: { tags: Record<string, string>; uses: number; expiresInMs: number },
+    by: string,
+  ): Promise<{ token: EnrollmentToken; secret: string }> {
+    const seed = this.seed();
+    const uses = request.uses || 1;
+    const lifetime = request.expiresInMs || DEFAULT_TOKEN_LIFETIME_MS;
+    if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) {
+      throw new DragnetError(Codes.PARAMS, `uses must be 1 to ${MAX_TOKEN_USES}`);
+    }
+    if (!Number.isInteger(lifetime) || lifetime < 60_000 || lifetime > MAX_TOKEN_LIFETIME_MS) {
+      throw new DragnetError(Codes.PARAMS, "a token expires after 1 minute to 90 days");
+    }
+    for (const [k, v] of Object.entries(request.tags)) {
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 256) {
+        throw new DragnetError(Codes.PARAMS, `tag ${JSON.stringify(k)} is not a valid key=value`);
+      }
+    }
+    const now = this.deps.now();
+    const id = newId(now);
+    const secret = randomBytes(32).toString("base64url");
+    const stored: StoredEnrollmentToken = {
+      id,
+      secretSha256: sha256(secret),
+      tags: request.tags,
+      uses,
+      used: 0,
+      expiresAtMs: now + lifetime,
+      createdAtMs: now,
+      createdBy: by,
+    };
+    // The token carries NATS credentials of its own, good only for asking to
+    // enrol and only until the token expires (the server checks that).
+    const creds = await userCreds(
+      seed,
+      `enroll-${id}`,
+      enrollPermissions(id, this.deps.prefix),
+      stored.expiresAtMs,
+    );
+    this.deps.store.putEnrollmentToken(stored);
+    return { token: tokenInfo(stored), secret: encodeEnrollmentToken({ id, secret, creds }) };
+  }
+
+  list(limit: number): EnrollmentToken[] {
+    return this.deps.store.listEnrollmentTokens(limit || 100).map(tokenInfo);
+  }
+
+  revoke(id: string): EnrollmentToken {
+    if (!this.deps.store.revokeEnrollmentToken(id, this.deps.now())) {
+      throw new DragnetError(Codes.NOT_FOUND, `no enrolment token ${id} that is still valid`);
+    }
+    const t = this.deps.store.listEnrollmentTokens(10_000).find((x) => x.id === id)!;
+    return tokenInfo(t);
+  }
+
+  /** An enrolment request from NATS: answered either way, refusals with the reason. */
+  async onMessage(msg: Msg): Promise<void> {
+    let reply: EnrollmentReply;
+    let who = "unknown agent";
+    try {
+      const req = parseEnrollmentRequest(msg.data);
+      who = `agent ${req.agentId}`;
+      if (!msg.reply?.startsWith(`${enrollInboxPrefix(req.tokenId)}.`)) {
+        throw new DragnetError(Codes.SUBJECT_MISMATCH, "the reply subject is not the token's inbox");
+      }
+      const seed = this.seed();
+      const now = this.deps.now();
+      const token = this.deps.store.enrollAgent(
+        {
+          agentId: req.agentId,
+          publicKey: req.publicKey,
+          tokenId: req.tokenId,
+          hostname: req.hostname,
+          enrolledAtMs: now,
+        },
+        (t, earlier) => this.admit(t, req, earlier, now),
+      );
+      const jwt = await userJwt(
+        seed,
+        `agent-${req.agentId}`,
+        req.publicKey,
+        agentPermissions(req.agentId, this.deps.prefix),
+      );
+      reply = { ok: true, agentId: req.agentId, jwt, tags: token.tags };
+      this.deps.audit(`enrolment token ${token.id}`, "agent enrolled", {
+        agentId: req.agentId,
+        message: `${req.hostname} (${req.version}); use ${token.used} of ${token.uses}`,
+      });
+    } catch (err) {
+      const p = problemOf(err, Codes.DECODE);
+      reply = { ok: false, code: p.code, message: p.message };
+      this.deps.auditUntrusted(who, "enrolment refused", { code: p.code, message: p.message });
+    }
+    if (msg.reply) msg.respond(JSON.stringify(reply));
+  }
+
+  private admit(
+    t: StoredEnrollmentToken | undefined,
+    req: { tokenId: string; secret: string; agentId: string; publicKey: string },
+    earlier: { publicKey: string; enrolledAtMs: number } | undefined,
+    now: number,
+  ): void {
+    const given = Buffer.from(sha256(req.secret));
+    if (!t || !timingSafeEqual(given, Buffer.from(t.secretSha256))) {
+      throw new DragnetError(Codes.NOT_ALLOWED, "not a valid enrolment token");
+    }
+    if (t.revokedAtMs !== undefined) {
+      throw new DragnetError(
+        Codes.NOT_ALLOWED,
+        `enrolment token ${t.id} was revoked at ${new Date(t.revokedAtMs).toISOString()}`,
+      );
+    }
+    if (now >= t.expiresAtMs) {
+      throw new DragnetError(
+        Codes.EXPIRED,
+        `enrolment token ${t.id} expired at ${new Date(t.expiresAtMs).toISOString()}`,
+      );
+    }
+    if (t.used >= t.uses) {
+      throw new DragnetError(
+        Codes.NOT_ALLOWED,
+        `enrolment token ${t.id} was good for ${t.uses} enrolment${t.uses === 1 ? "" : "s"} and is used up`,
+      );
+    }
+    // An agent id is an identity: a token lets a new host join, never take over an existing one.
+    if (earlier ? earlier.publicKey !== req.publicKey : this.deps.knownAgent(req.agentId)) {
+      throw new DragnetError(
+        Codes.NOT_ALLOWED,
+        `agent id ${req.agentId} is taken by an agent with another key; a new host enrols with a new id`,
+      );
+    }
+    if (!isSubjectToken(req.agentId)) throw new DragnetError(Codes.PARAMS, "bad agent id");
+  }
+}
