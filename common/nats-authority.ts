@@ -126,6 +126,8 @@ export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Perm
       `${own("evidence")}.*`,
       // Reading a release: the bucket's stream info, its last metadata message, an
       // ordered consumer over the chunks (created, then deleted) and its flow control.
+      // (the account's JetStream info: limits and usage, no content)
+      "$JS.API.INFO",
       `$JS.API.STREAM.INFO.${releases}`,
       `$JS.API.STREAM.MSG.GET.${releases}`,
       `$JS.API.DIRECT.GET.${releases}.>`,

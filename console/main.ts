@@ -25,7 +25,9 @@ import {
 
 const program = new Command("dragnet")
   .description("Dragnet: ask a fleet of endpoints signed questions and get answers in seconds")
-  .version(VERSION, "-V, --version")
+  // `--version` is also a flag of `release publish` and `agents upgrade` (the release's):
+  // the program's own version answers to -V, and to --version only as the one argument.
+  .version(VERSION, "-V")
   .option("--home <dir>", "console home: console.json, keys, lab (default $DRAGNET_HOME or ~/.dragnet)")
   .option("--key <file>", "investigator key to sign with (default from HOME/console.json)")
   .option("--coordinator <host:port>", "coordinator API address (default from HOME/console.json)")
@@ -65,4 +67,8 @@ registerActionCommand(program);
 registerAuditCommand(program);
 registerLabCommand(program);
 
-await program.parseAsync(process.argv);
+if (process.argv.length === 3 && process.argv[2] === "--version") {
+  process.stdout.write(`${VERSION}\n`);
+} else {
+  await program.parseAsync(process.argv);
+}

@@ -24,6 +24,8 @@ import type { Store, StoredEnrollmentToken } from "./store/store.js";
 export const DEFAULT_TOKEN_LIFETIME_MS = 24 * 3_600_000;
 const MAX_TOKEN_LIFETIME_MS = 90 * 86_400_000;
 const MAX_TOKEN_USES = 100_000;
+/** How long past a token's expiry its NATS credentials still connect, so a late agent hears why it is refused. */
+const CREDS_GRACE_MS = 10 * 60_000;
 
 export interface EnrollmentDeskDeps {
   store: Store;
@@ -77,8 +79,8 @@ export class EnrollmentDesk {
     if (!Number.isInteger(uses) || uses < 1 || uses > MAX_TOKEN_USES) {
       throw new DragnetError(Codes.PARAMS, `uses must be 1 to ${MAX_TOKEN_USES}`);
     }
-    if (!Number.isInteger(lifetime) || lifetime < 60_000 || lifetime > MAX_TOKEN_LIFETIME_MS) {
-      throw new DragnetError(Codes.PARAMS, "a token expires after 1 minute to 90 days");
+    if (!Number.isInteger(lifetime) || lifetime < 1000 || lifetime > MAX_TOKEN_LIFETIME_MS) {
+      throw new DragnetError(Codes.PARAMS, "a token expires after 1 second to 90 days");
     }
     for (const [k, v] of Object.entries(request.tags)) {
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 256) {
@@ -99,12 +101,13 @@ export class EnrollmentDesk {
       createdBy: by,
     };
     // The token carries NATS credentials of its own, good only for asking to
-    // enrol and only until the token expires (the server checks that).
+    // enrol and only a little past the token's expiry (the server enforces
+    // that; until then the coordinator answers a late agent with the reason).
     const creds = await userCreds(
       seed,
       `enroll-${id}`,
       enrollPermissions(id, this.deps.prefix),
-      stored.expiresAtMs,
+      stored.expiresAtMs + CREDS_GRACE_MS,
     );
     this.deps.store.putEnrollmentToken(stored);
     return { token: tokenInfo(stored), secret: encodeEnrollmentToken({ id, secret, creds }) };

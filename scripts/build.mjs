@@ -5,15 +5,30 @@
 //   dist/dragnet-agent            the agent: one self-contained executable made with
 //                                 Node's single-executable mechanism from a CommonJS
 //                                 bundle of everything it imports (no native addons).
+//
+// DRAGNET_AGENT_OUT=FILE [DRAGNET_AGENT_VERSION=V] builds only the agent
+// executable, into FILE, reporting version V: a second build for upgrade tests
+// and for trying a release in the lab.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const dist = join(root, "dist");
+const agentOnly = process.env.DRAGNET_AGENT_OUT;
+const dist = agentOnly ? mkdtempSync(join(tmpdir(), "dragnet-build-")) : join(root, "dist");
 mkdirSync(dist, { recursive: true });
 const started = Date.now();
 
@@ -39,38 +54,47 @@ const withWorker = {
   define: { __DRAGNET_FILE_WORKER__: JSON.stringify(fileWorker.outputFiles[0].text) },
 };
 
-await Promise.all([
-  esbuild.build({
-    ...common,
-    ...withWorker,
-    entryPoints: ["console/main.ts"],
-    outfile: "dist/dragnet.mjs",
-    format: "esm",
-    packages: "external",
-  }),
-  esbuild.build({
-    ...common,
-    entryPoints: ["coordinator/main.ts"],
-    outfile: "dist/dragnet-coordinator.mjs",
-    format: "esm",
-    packages: "external",
-  }),
-  esbuild.build({
-    ...common,
-    ...withWorker,
-    // worker-pool.ts reads import.meta.url only when run from source, never in this bundle.
-    logOverride: { "empty-import-meta": "silent" },
-    entryPoints: ["agent/main.ts"],
-    outfile: "dist/agent.cjs",
-    format: "cjs",
-    sourcemap: false,
-  }),
-]);
+const agentBundle = esbuild.build({
+  ...common,
+  ...withWorker,
+  // worker-pool.ts reads import.meta.url only when run from source, never in this bundle.
+  logOverride: { "empty-import-meta": "silent" },
+  entryPoints: ["agent/main.ts"],
+  outfile: join(dist, "agent.cjs"),
+  format: "cjs",
+  sourcemap: false,
+  define: {
+    ...withWorker.define,
+    __DRAGNET_VERSION__: JSON.stringify(process.env.DRAGNET_AGENT_VERSION ?? ""),
+  },
+});
+await Promise.all(
+  agentOnly
+    ? [agentBundle]
+    : [
+        esbuild.build({
+          ...common,
+          ...withWorker,
+          entryPoints: ["console/main.ts"],
+          outfile: "dist/dragnet.mjs",
+          format: "esm",
+          packages: "external",
+        }),
+        esbuild.build({
+          ...common,
+          entryPoints: ["coordinator/main.ts"],
+          outfile: "dist/dragnet-coordinator.mjs",
+          format: "esm",
+          packages: "external",
+        }),
+        agentBundle,
+      ],
+);
 
 // ---- the agent's single executable ------------------------------------------
 
 const agentJs = readFileSync(join(dist, "agent.cjs"));
-const exe = join(dist, "dragnet-agent");
+const exe = agentOnly ? resolve(agentOnly) : join(dist, "dragnet-agent");
 const stamp = join(dist, "dragnet-agent.stamp");
 const fingerprint = createHash("sha256")
   .update(agentJs)
@@ -141,3 +165,4 @@ renameSync(tmp, exe);
 writeFileSync(stamp, fingerprint);
 rmSync(blob, { force: true });
 console.log(`build: dist/ ready in ${Date.now() - started} ms (agent executable rebuilt)`);
+if (agentOnly) rmSync(dist, { recursive: true, force: true });

@@ -122,17 +122,20 @@ export function registerReleaseCommand(program: Command, agents: Command): void 
       duration("--health-timeout"),
       60_000,
     );
-  addActionFlags(upgrade, { targetRequired: true });
+  // `agents` has a -t of its own, which commander gives the parent wherever it stands: read it there too.
+  addActionFlags(upgrade, { targetRequired: false });
   upgrade.action(
-    handle(async (flags: SweepFlags & { version: string; healthTimeout: number }, command: Command) =>
-      sendAction(command, flags, `upgrade to ${flags.version}`, [
+    handle(async (flags: SweepFlags & { version: string; healthTimeout: number }, command: Command) => {
+      const target = flags.target ?? (command.parent?.opts() as { target?: string }).target;
+      if (!target) throw new DragnetError(Codes.PARAMS, "agents upgrade needs -t EXPR (which agents)");
+      return sendAction(command, { ...flags, target }, `upgrade to ${flags.version}`, [
         {
           module: {
             $case: "upgrade",
             value: { version: flags.version, healthTimeoutMs: flags.healthTimeout },
           },
         },
-      ]),
-    ),
+      ]);
+    }),
   );
 }

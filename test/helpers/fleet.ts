@@ -116,6 +116,8 @@ export async function startFleet(
     natsHost?: string;
     /** Webhooks by role for `incident notify`. */
     notify?: Record<string, string>;
+    /** The coordinator enrols agents (it gets the fleet account's seed). */
+    enrollment?: boolean;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -164,7 +166,11 @@ export async function startFleet(
     // Results a killed coordinator held come back after 3 s rather than the default 10.
     results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
     ...(options.notify ? { notify: options.notify } : {}),
+    ...(options.enrollment ? { enrollment: { accountSeed: "nats-account.seed" } } : {}),
   };
+  if (options.enrollment) {
+    writeFileAtomic(join(dir, "nats-account.seed"), natsSecurity.authority.accountSeed, 0o600);
+  }
   const config = parseCoordinatorConfig(rawConfig, dir);
   // DRAGNET_TEST_LOG=debug shows what coordinator and agents log while a test runs.
   const level = process.env.DRAGNET_TEST_LOG as Level | undefined;
