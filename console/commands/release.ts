@@ -126,7 +126,7 @@ export function registerReleaseCommand(program: Command, agents: Command): void 
   addActionFlags(upgrade, { targetRequired: false });
   upgrade.action(
     handle(async (flags: SweepFlags & { version: string; healthTimeout: number }, command: Command) => {
-      const target = flags.target ?? (command.parent?.opts() as { target?: string }).target;
+      const target = flags.target ?? (command.parent?.opts() as { target?: string } | undefined)?.target;
       if (!target) throw new DragnetError(Codes.PARAMS, "agents upgrade needs -t EXPR (which agents)");
       return sendAction(command, { ...flags, target }, `upgrade to ${flags.version}`, [
         {
