@@ -34,6 +34,7 @@ import { builtinModules } from "./modules/index.js";
 import { ModuleRegistry, type SomeModule } from "./modules/registry.js";
 import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
+import { encodeWithin } from "./result-size.js";
 
 // The endpoint agent: one outbound NATS connection (it never listens), a
 // heartbeat, and a subscription to its own command subject. Results, and
@@ -426,19 +427,18 @@ export class Agent {
       found: result.found,
       ms: result.finishedAtMs - result.startedAtMs,
     });
-    let data = CommandResult.encode(result).finish();
-    if (data.length > MAX_RESULT_BYTES) {
-      // It could never be delivered (NATS carries at most 1 MiB): say so instead, and say how to fix it.
-      data = CommandResult.encode({
+    // Over NATS' limit, the answer's lists are cut and the cut is flagged; only what cannot be cut fails.
+    const data =
+      encodeWithin(result, MAX_RESULT_BYTES) ??
+      CommandResult.encode({
         ...this.failedResult(commandId, body.id, {
           code: Codes.TOO_LARGE,
-          message: `the result has ${data.length} bytes, over the ${MAX_RESULT_BYTES}-byte limit: narrow the search (a lower --matchlimit, fewer or narrower paths)`,
+          message: `the result is over the ${MAX_RESULT_BYTES}-byte limit even with its lists cut: narrow the search (fewer or narrower paths)`,
         }),
         found: result.found,
         startedAtMs: result.startedAtMs,
         finishedAtMs: result.finishedAtMs,
       }).finish();
-    }
     const sending = this.results.send(commandId, coordinator, data);
     this.replay.finished(commandId);
     await sending;

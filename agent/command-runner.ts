@@ -201,6 +201,8 @@ export class CommandRunner {
           operations.push({
             found: outcome.found,
             problem: undefined,
+            truncated: false,
+            omitted: 0,
             durationMs: this.now() - opStarted,
             module: resultCase(op.module.name, outcome.result as never),
           });
@@ -212,7 +214,14 @@ export class CommandRunner {
                 ? CommandStatus.COMMAND_STATUS_TIMEOUT
                 : CommandStatus.COMMAND_STATUS_FAILED;
             problem = reason.toProblem();
-            operations.push({ found: false, problem, durationMs: this.now() - opStarted, module: undefined });
+            operations.push({
+              found: false,
+              problem,
+              durationMs: this.now() - opStarted,
+              module: undefined,
+              truncated: false,
+              omitted: 0,
+            });
             break;
           }
           const p = problemOf(err, Codes.MODULE_FAILED);
@@ -221,6 +230,8 @@ export class CommandRunner {
             problem: p,
             durationMs: this.now() - opStarted,
             module: undefined,
+            truncated: false,
+            omitted: 0,
           });
           status = CommandStatus.COMMAND_STATUS_FAILED;
           problem ??= { code: p.code, message: `operation ${i + 1} (${op.module.name}): ${p.message}` };

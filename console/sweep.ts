@@ -120,6 +120,11 @@ export async function followAction(
         if (!opts.collect || opts.rowsToo)
           for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
         if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
+        if (op.truncated) {
+          note(
+            `${r.hostname} (${r.agentId}): the answer was over the 1 MiB result limit and was cut: ${op.omitted} entries left out (narrow the query to see them)`,
+          );
+        }
       }
     }
     if (r.status !== CommandStatus.COMMAND_STATUS_SUCCESS && r.problem && !noted.has(r.commandId)) {

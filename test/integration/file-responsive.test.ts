@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signAction } from "../../common/mod.js";
+import { CommandResult, CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 
 // A long file search must not stall the agent: it runs on search worker
 // threads, so heartbeats keep flowing and a second command is answered while
-// the first is still hashing.
+// the first is still hashing. An answer too large for one NATS message
+// arrives cut, and says so.
 
 let fleet: TestFleet;
 
@@ -61,4 +63,24 @@ describe("an agent busy with a long file search", () => {
     expect(Math.max(...gaps)).toBeLessThan(1000);
     await hb.close();
   }, 120_000);
+
+  it("cuts an answer over NATS' 1 MiB and says so: truncated, with the count of what was left out", async () => {
+    // Every file under /usr by name: tens of thousands of matches, several MiB.
+    const all = fileAction(
+      { paths: ["/usr"], names: ["."], options: { matchLimit: 1_000_000 } },
+      { timeoutMs: 120_000 },
+    );
+    await fleet.api.submitAction(signAction(all, fleet.alice));
+    const { results } = await collectResults(fleet.api, all.id);
+    const result = results[0]!.result!;
+    expect([result.status, result.problem]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, undefined]);
+    const op = result.operations[0]!;
+    const file = op.module?.$case === "file" ? op.module.value : undefined;
+    expect(file!.stats!.matches).toBeGreaterThan(20_000);
+    expect(op.truncated).toBe(true);
+    // What arrived and what was cut add up to what the search matched.
+    expect(file!.matches.length + op.omitted).toBe(file!.stats!.matches);
+    expect(file!.matches.length).toBeGreaterThan(1000);
+    expect(CommandResult.encode(result).finish().length).toBeLessThanOrEqual(1024 * 1024);
+  }, 150_000);
 });

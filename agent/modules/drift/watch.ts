@@ -251,7 +251,7 @@ class Watch {
       });
       for (const k of before.keys()) this.reference.delete(k);
       for (const [k, v] of snap.entries) this.reference.set(k, v);
-      changes.push(...compare(before, snap.entries, "before"));
+      for (const c of compare(before, snap.entries, "before")) changes.push(c);
       this.dropStaleWatchers(path);
     }
     // A directory that appeared may have gained entries before its own watcher existed: look once more.

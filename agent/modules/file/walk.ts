@@ -129,7 +129,7 @@ export class Walker {
       const outOfTime = walked > 0 && performance.now() - started > budgetMs;
       if (out.matches.length >= task.matchesLeft || outOfTime) {
         if (out.matches.length >= task.matchesLeft) out.truncated = true;
-        out.deferred.push(...stack.reverse());
+        for (const dir of stack.reverse()) out.deferred.push(dir);
         break;
       }
       this.directory(stack.pop()!, out, stack);

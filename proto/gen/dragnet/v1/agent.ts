@@ -215,6 +215,12 @@ export interface OperationResult {
   /** Set when this operation failed; the others still report. */
   problem: Problem | undefined;
   durationMs: number;
+  /**
+   * The answer was over the result size limit (NATS carries 1 MiB): its
+   * lists were cut, and `omitted` entries left out. Never silent.
+   */
+  truncated: boolean;
+  omitted: number;
   module:
     | { $case: "file"; value: FileResult }
     | { $case: "process"; value: ProcessResult }
@@ -2235,7 +2241,7 @@ export const CommandResult: MessageFns<CommandResult> = {
 };
 
 function createBaseOperationResult(): OperationResult {
-  return { found: false, problem: undefined, durationMs: 0, module: undefined };
+  return { found: false, problem: undefined, durationMs: 0, truncated: false, omitted: 0, module: undefined };
 }
 
 export const OperationResult: MessageFns<OperationResult> = {
@@ -2248,6 +2254,12 @@ export const OperationResult: MessageFns<OperationResult> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(24).uint32(message.durationMs);
+    }
+    if (message.truncated !== false) {
+      writer.uint32(32).bool(message.truncated);
+    }
+    if (message.omitted !== 0) {
+      writer.uint32(40).uint32(message.omitted);
     }
     switch (message.module?.$case) {
       case "file":
@@ -2322,6 +2334,22 @@ export const OperationResult: MessageFns<OperationResult> = {
             }
 
             message.durationMs = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.omitted = reader.uint32();
             continue;
           }
           case 10: {
@@ -2433,6 +2461,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         : isSet(object.duration_ms)
         ? globalThis.Number(object.duration_ms)
         : 0,
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      omitted: isSet(object.omitted) ? globalThis.Number(object.omitted) : 0,
       module: isSet(object.file)
         ? { $case: "file", value: FileResult.fromJSON(object.file) }
         : isSet(object.process)
@@ -2470,6 +2500,12 @@ export const OperationResult: MessageFns<OperationResult> = {
     if (message.durationMs !== 0) {
       obj.durationMs = Math.round(message.durationMs);
     }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    if (message.omitted !== 0) {
+      obj.omitted = Math.round(message.omitted);
+    }
     if (message.module?.$case === "file") {
       obj.file = FileResult.toJSON(message.module.value);
     } else if (message.module?.$case === "process") {
@@ -2506,6 +2542,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       ? Problem.fromPartial(object.problem)
       : undefined;
     message.durationMs = object.durationMs ?? 0;
+    message.truncated = object.truncated ?? false;
+    message.omitted = object.omitted ?? 0;
     switch (object.module?.$case) {
       case "file": {
         if (object.module?.value !== undefined && object.module?.value !== null) {

@@ -1,0 +1,138 @@
+// npm run bench:agent [-- --seconds 60 --files 100000]
+//
+// The agent executable's own footprint, measured from /proc while a real
+// coordinator and nats-server run in this process and beside it:
+//   - start to connected: spawn to the coordinator holding its first heartbeat;
+//   - idle: RSS (mean and max, sampled each second) and CPU (% of one core)
+//     over --seconds with the default 10 s heartbeat and nothing to do;
+//   - a hash scan of --files files (bench/.cache/agent-tree, made once): the
+//     IOC sweep "is a file with this SHA-256 anywhere under here", every file
+//     hashed; peak RSS while it runs and its throughput.
+// The last line printed is one JSON object with those figures.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { newId, signAction } from "../common/mod.js";
+import { fileAction } from "../test/helpers/actions.js";
+import { AGENT_EXE, ROOT, requireBuild } from "../test/helpers/cli.js";
+import { startFleet, tempDir } from "../test/helpers/fleet.js";
+import { cpuSeconds } from "./harness.js";
+
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "60" }, files: { type: "string", default: "100000" } },
+});
+const seconds = Number(values.seconds);
+const files = Number(values.files);
+if (!(seconds > 0) || !Number.isInteger(files) || files < 1)
+  throw new Error("--seconds S --files N, positive");
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resident memory of a process in MiB, from /proc (0 once it is gone). */
+function rssMb(pid: number): number {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Number(kb) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** `files` files of 4 KiB in directories of 1,000: made once, then reused. */
+function tree(): { dir: string; bytes: number } {
+  const dir = join(ROOT, "bench", ".cache", `agent-tree-${files}`);
+  const marker = `${dir}.done`;
+  const size = 4096;
+  if (!existsSync(marker)) {
+    log(`writing ${files} files into ${dir} (once)…`);
+    const block = Buffer.alloc(size);
+    for (let i = 0; i < files; i++) {
+      const sub = join(dir, String(Math.floor(i / 1000)).padStart(4, "0"));
+      if (i % 1000 === 0) mkdirSync(sub, { recursive: true });
+      block.writeUInt32LE(i, 0);
+      block.write(`file ${i}\n`, 8);
+      writeFileSync(join(sub, `f${i}.dat`), block);
+    }
+    writeFileSync(marker, "");
+  }
+  return { dir, bytes: files * size };
+}
+
+requireBuild();
+const { dir: treeDir, bytes } = tree();
+const fleet = await startFleet();
+let agent: ChildProcess | undefined;
+try {
+  const stateDir = join(tempDir("dragnet-bench-agent-"), "state");
+  const flags = await fleet.agentExeFlags(stateDir);
+  const id = readFileSync(join(stateDir, "agent-id"), "utf8").trim();
+  const started = performance.now();
+  agent = spawn(AGENT_EXE, ["run", ...flags, "--keyring", fleet.keyringPath, "--log-level", "warn"], {
+    stdio: "ignore",
+    env: {},
+  });
+  const pid = agent.pid!;
+  while (!fleet.coordinator.registry.get(id)) {
+    if (agent.exitCode !== null) throw new Error(`the agent exited (${agent.exitCode})`);
+    await sleep(5);
+  }
+  const startToConnectedMs = Math.round(performance.now() - started);
+  log(`agent pid ${pid} connected in ${startToConnectedMs} ms; idle for ${seconds} s…`);
+
+  await sleep(5000); // start-up work (module services, first heartbeats) settles
+  const rss: number[] = [];
+  const cpuBefore = cpuSeconds([pid]);
+  const idleStart = performance.now();
+  while (performance.now() - idleStart < seconds * 1000) {
+    rss.push(rssMb(pid));
+    await sleep(1000);
+  }
+  const idleCpuPct = (100 * (cpuSeconds([pid]) - cpuBefore)) / ((performance.now() - idleStart) / 1000);
+
+  log(`hash scan of ${files} files…`);
+  const body = fileAction(
+    { paths: [treeDir], sha256: ["0".repeat(64)] },
+    { id: newId(), timeoutMs: 600_000, expiresAtMs: Date.now() + 600_000 },
+  );
+  let scanPeak = 0;
+  const sampler = setInterval(() => {
+    scanPeak = Math.max(scanPeak, rssMb(pid));
+  }, 100);
+  const scanCpuBefore = cpuSeconds([pid]);
+  const scanStart = performance.now();
+  await fleet.api.submitAction(signAction(body, fleet.alice));
+  let examined = 0;
+  await fleet.api.watchAction(body.id, (event) => {
+    if (event.event?.$case === "result") {
+      const op = event.event.value.result?.operations[0];
+      if (op?.module?.$case === "file") examined = Number(op.module.value.stats?.filesExamined ?? 0);
+    }
+    return event.event?.$case !== "done";
+  });
+  const scanS = (performance.now() - scanStart) / 1000;
+  clearInterval(sampler);
+  const scanCpuS = cpuSeconds([pid]) - scanCpuBefore;
+  const afterScan = rssMb(pid);
+
+  console.log(
+    JSON.stringify({
+      bench: "agent",
+      start_to_connected_ms: startToConnectedMs,
+      idle_seconds: seconds,
+      idle_rss_mb: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)),
+      idle_rss_max_mb: Number(Math.max(...rss).toFixed(1)),
+      idle_cpu_pct: Number(idleCpuPct.toFixed(3)),
+      scan_files: examined,
+      scan_s: Number(scanS.toFixed(2)),
+      scan_files_per_s: Math.round(examined / scanS),
+      scan_mb_per_s: Number((bytes / 1048576 / scanS).toFixed(1)),
+      scan_cpu_s: Number(scanCpuS.toFixed(2)),
+      scan_rss_peak_mb: Number(scanPeak.toFixed(1)),
+      rss_after_scan_mb: Number(afterScan.toFixed(1)),
+    }),
+  );
+} finally {
+  agent?.kill("SIGTERM");
+  await fleet.stop();
+}
