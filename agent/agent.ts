@@ -30,6 +30,7 @@ import type { AgentConfig } from "./config.js";
 import { Courier } from "./courier.js";
 import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
+import { configureSearchWorkers } from "./modules/file/worker-pool.js";
 import { builtinModules } from "./modules/index.js";
 import { ModuleRegistry, type SomeModule } from "./modules/registry.js";
 import { Outbox } from "./outbox.js";
@@ -128,6 +129,7 @@ export class Agent {
     this.recoverInterrupted();
     this.modules = new ModuleRegistry(options.modules ?? builtinModules);
     this.slots = pLimit(config.maxConcurrentCommands);
+    configureSearchWorkers({ memoryMb: config.commandMemoryMb });
     this.runner = new CommandRunner({
       agentId: this.id,
       keyring: Keyring.load(config.keyring),

@@ -28,6 +28,8 @@ export interface AgentConfig {
   releaseKeys?: string;
   /** Commands run at once; more wait in line (default 2). */
   maxConcurrentCommands: number;
+  /** Heap limit of each search worker thread, in MB (default 256): a scan past it stops, the agent goes on. */
+  commandMemoryMb: number;
 }
 
 export interface AgentFlags {
@@ -50,6 +52,7 @@ const DEFAULTS = {
   clockSkewMs: 60_000,
   logLevel: "info" as Level,
   maxConcurrentCommands: 2,
+  commandMemoryMb: 256,
 };
 
 function configError(message: string): DragnetError {
@@ -155,8 +158,11 @@ export function loadAgentConfig(flags: AgentFlags): AgentConfig {
     releaseKeys: path(str(file.releaseKeys, "releaseKeys")),
     maxConcurrentCommands:
       positiveInt(file.maxConcurrentCommands, "maxConcurrentCommands") ?? DEFAULTS.maxConcurrentCommands,
+    commandMemoryMb: positiveInt(file.commandMemoryMb, "commandMemoryMb") ?? DEFAULTS.commandMemoryMb,
   };
   if (config.maxConcurrentCommands > 64) throw configError("maxConcurrentCommands must be at most 64");
+  if (config.commandMemoryMb < 16 || config.commandMemoryMb > 16_384)
+    throw configError("commandMemoryMb must be 16 to 16384");
   // What decides who may command this agent must be writable by root alone.
   if (runsAsRoot()) {
     for (const [what, p] of [

@@ -423,3 +423,41 @@ describe("upgrades", () => {
     expect(statusOf(stateDir).pid).toBe(pid);
   }, 60_000);
 });
+
+describe("limits on a command", () => {
+  it("stops a search that needs more memory than commandMemoryMb; the agent answers the next command", async () => {
+    const dir = join(work, "limited");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const config = join(dir, "config.json");
+    writeFileSync(config, JSON.stringify({ keyring: fleet.keyringPath, commandMemoryMb: 16 }), {
+      mode: 0o600,
+    });
+    const stateDir = join(dir, "state");
+    const flags = await fleet.agentExeFlags(stateDir);
+    const agentId = readFileSync(join(stateDir, "agent-id"), "utf8").trim();
+    const child = spawn(AGENT_EXE, ["run", "--config", config, ...flags], { stdio: "ignore", env: {} });
+    pids.add(child.pid!);
+    await eventually(
+      async () => ((await fleet.api.listAgents(`id == "${agentId}"`)).length ? true : undefined),
+      20_000,
+    );
+    // One 15 MiB line: searching it line by line needs it whole in the worker's heap.
+    const big = join(dir, "one-long-line.txt");
+    writeFileSync(big, "a".repeat(15 * 1024 * 1024));
+    const search = await cli(["--json", "file", "-t", `id == "${agentId}"`, "--path", big, "--content", "b"]);
+    expect(search.stderr).toContain("the search needed more than 16 MB of memory and was stopped");
+    const next = await cli([
+      "--json",
+      "file",
+      "-t",
+      `id == "${agentId}"`,
+      "--path",
+      "/etc",
+      "--name",
+      "^hostname$",
+    ]);
+    expect(next.code).toBe(0);
+    expect(ndjson(next.stdout).map((r) => r.path)).toEqual(["/etc/hostname"]);
+    expect(child.exitCode).toBeNull();
+  }, 60_000);
+});

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signAction } from "../../common/mod.js";
 import { CommandResult, CommandStatus } from "../../proto/api.js";
@@ -40,6 +41,12 @@ describe("an agent busy with a long file search", () => {
     await fleet.api.submitAction(signAction(long, fleet.alice));
     const longDone = collectResults(fleet.api, long.id).then((r) => ({ ...r, at: Date.now() }));
     await new Promise((r) => setTimeout(r, 1000));
+    // The scan runs on threads 10 nice levels below the rest of the agent (here, this process).
+    const niceOf = (task: string) =>
+      Number(readFileSync(`/proc/self/task/${task}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+    const nices = readdirSync("/proc/self/task").map(niceOf);
+    expect(niceOf(String(process.pid))).toBe(0);
+    expect(nices.filter((n) => n === 10).length).toBeGreaterThanOrEqual(1);
 
     const quick = fileAction({ paths: ["/etc/hostname"] });
     const quickStarted = Date.now();

@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import type { FileSearch } from "../../../proto/mod.js";
 import { compileSearch } from "./criteria.js";
@@ -23,6 +24,14 @@ export type WalkReply = { ok: true; out: WalkOutput } | { ok: false; error: stri
 /** Compiled searches by id; a few are kept since several commands may search at once. */
 const walkers = new Map<number, Walker>();
 const buffer = Buffer.allocUnsafeSlow(CHUNK);
+
+// Scans yield to the host's own work (and to the agent's main thread, which
+// heartbeats): on Linux this lowers only this thread's priority, by 10 nice levels.
+try {
+  setPriority(Math.min(19, getPriority() + 10));
+} catch {
+  // Not permitted here (or not supported): the scan runs at the agent's priority.
+}
 
 parentPort!.on("message", (req: WalkRequest) => {
   let reply: WalkReply;

@@ -52,8 +52,18 @@ function workerSource(): string {
   return sourceBuilt;
 }
 
+/** The heap a search worker may use (the agent's `commandMemoryMb`); past it the worker is stopped, not the agent. */
+let memoryMb = 256;
+
+export function configureSearchWorkers(options: { memoryMb: number }): void {
+  memoryMb = options.memoryMb;
+}
+
 function startWorker(): Worker {
-  return new Worker(workerSource(), { eval: true });
+  return new Worker(workerSource(), {
+    eval: true,
+    resourceLimits: { maxOldGenerationSizeMb: memoryMb, maxYoungGenerationSizeMb: Math.min(32, memoryMb / 4) },
+  });
 }
 
 class WorkerPool {
@@ -103,7 +113,15 @@ class WorkerPool {
       for (const job of slot.jobs.splice(0)) job.reject(err);
       this.pump();
     };
-    slot.worker.on("error", lost);
+    slot.worker.on("error", (err: Error & { code?: string }) =>
+      lost(
+        err.code === "ERR_WORKER_OUT_OF_MEMORY"
+          ? new Error(
+              `the search needed more than ${memoryMb} MB of memory and was stopped (the agent's commandMemoryMb limit)`,
+            )
+          : err,
+      ),
+    );
     slot.worker.on("exit", (code) => lost(new Error(`a search worker stopped (exit code ${code})`)));
     slot.worker.unref();
     this.slots.push(slot);
