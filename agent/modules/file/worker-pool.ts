@@ -62,7 +62,10 @@ export function configureSearchWorkers(options: { memoryMb: number }): void {
 function startWorker(): Worker {
   return new Worker(workerSource(), {
     eval: true,
-    resourceLimits: { maxOldGenerationSizeMb: memoryMb, maxYoungGenerationSizeMb: Math.min(32, memoryMb / 4) },
+    resourceLimits: {
+      maxOldGenerationSizeMb: memoryMb,
+      maxYoungGenerationSizeMb: Math.min(32, memoryMb / 4),
+    },
   });
 }
 
