@@ -329,6 +329,9 @@ export class Agent {
       isolated: hb.isolated,
       isolatedSince: hb.isolatedSinceMs ? new Date(hb.isolatedSinceMs).toISOString() : undefined,
       isolationActionId: hb.isolationActionId || undefined,
+      upgrade: hb.upgradeState
+        ? `${hb.upgradeVersion} ${hb.upgradeState}${hb.upgradeDetail ? `: ${hb.upgradeDetail}` : ""}`
+        : undefined,
       undelivered: { results: this.results.outbox.size, alerts: this.alerts.outbox.size },
     };
     try {

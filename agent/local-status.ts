@@ -48,6 +48,7 @@ export function describeStatus(stateDir: string): string {
     `connection  ${s.connected ? `connected to ${s.server}` : `not connected${s.linkLostAt ? ` since ${s.linkLostAt}` : ""}`}`,
     `heartbeat   last ${s.lastHeartbeatAt} (${Math.round(age / 1000)} s ago), every ${Math.round(Number(s.heartbeatIntervalMs) / 1000)} s`,
     `isolation   ${s.isolated ? `ISOLATED since ${s.isolatedSince} by action ${s.isolationActionId}` : "not isolated"}`,
+    ...(s.upgrade ? [`upgrade     ${s.upgrade}`] : []),
     `commands    ${s.runningCommands} running, ${s.queuedCommands ?? 0} waiting; undelivered: ${undelivered.results ?? 0} results, ${undelivered.alerts ?? 0} alerts`,
   ];
   return `${lines.join("\n")}\n`;

@@ -22,11 +22,13 @@ beforeAll(async () => {
   writeFileSync(join(src, "keyring.json"), readFileSync(fleet.keyringPath));
   writeFileSync(join(src, "agent.creds"), "-----BEGIN NATS USER JWT-----\n(test)\n", { mode: 0o600 });
   writeFileSync(join(src, "ca.pem"), readFileSync(fleet.caFile));
+  writeFileSync(join(src, "release-keys.json"), JSON.stringify({ releaseKeys: [] }));
   writeFileSync(
     join(src, "config.json"),
     JSON.stringify({
       nats: { servers: ["tls://nats.example.internal:4222"], ca: "ca.pem", creds: "agent.creds" },
       keyring: "keyring.json",
+      releaseKeys: "release-keys.json",
       stateDir: "state",
       tags: { env: "prod" },
     }),
@@ -67,7 +69,8 @@ describe("dragnet-agent install / uninstall / status", () => {
       mode(at("etc/dragnet/keyring.json")),
       mode(at("etc/dragnet/agent.creds")),
       mode(at("var/lib/dragnet")),
-    ]).toEqual(["600", "600", "700"]);
+      mode(at("etc/dragnet/release-keys.json")),
+    ]).toEqual(["600", "600", "700", "600"]);
     const config = JSON.parse(readFileSync(at("etc/dragnet/config.json"), "utf8"));
     expect(config).toEqual({
       nats: {
@@ -76,6 +79,7 @@ describe("dragnet-agent install / uninstall / status", () => {
         creds: "/etc/dragnet/agent.creds",
       },
       keyring: "/etc/dragnet/keyring.json",
+      releaseKeys: "/etc/dragnet/release-keys.json",
       stateDir: "/var/lib/dragnet",
       tags: { env: "prod" },
     });
@@ -112,13 +116,16 @@ describe("dragnet-agent install / uninstall / status", () => {
       expect.stringMatching(/isolated by the agent: unisolate it first/),
     ]);
     execFileSync("rm", [at("var/lib/dragnet/isolation.json")]);
+    // An upgrade leaves the executable it replaced beside the new one: it goes too.
+    writeFileSync(at("usr/local/bin/dragnet-agent.previous"), "old build");
     const removed = agent(["uninstall", "--root", root]);
     expect(removed.status).toBe(0);
     expect([
       existsSync(at("usr/local/bin/dragnet-agent")),
+      existsSync(at("usr/local/bin/dragnet-agent.previous")),
       existsSync(at("etc/dragnet")),
       existsSync(at("etc/systemd/system/dragnet-agent.service")),
-    ]).toEqual([false, false, false]);
+    ]).toEqual([false, false, false, false]);
     expect(removed.stdout).toContain("--purge removes it");
     expect(existsSync(at("var/lib/dragnet"))).toBe(true);
     expect(agent(["uninstall", "--root", root, "--purge"]).status).toBe(0);

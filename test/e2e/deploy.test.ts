@@ -371,6 +371,10 @@ describe("upgrades", () => {
       /^0\.9\.1 rolled-back: version 0\.9\.1 exited before it was healthy; back on 0\.1\.0/,
     );
     expect(Date.now() - started).toBeLessThan(30_000);
+    const status = await agentExe(["status", "--state-dir", stateDir]);
+    expect(status.stdout).toMatch(
+      /^upgrade {5}0\.9\.1 rolled-back: version 0\.9\.1 exited before it was healthy/m,
+    );
     expect(readFileSync(exe).equals(readFileSync(AGENT_EXE))).toBe(true);
     pids.add(statusOf(stateDir).pid);
   }, 60_000);

@@ -35,24 +35,44 @@ import {
 const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
 
 class UpgradeService implements ModuleService {
+  /** The last upgrade as upgrade.json had it at start, or as this agent wrote it since (heartbeats read it). */
+  private state?: UpgradeState;
+
   constructor(readonly host: ModuleHost) {}
 
   async start(): Promise<void> {
-    const s = readUpgradeState(this.host.stateDir);
+    this.state = readUpgradeState(this.host.stateDir);
+    const s = this.state;
     if (s?.state !== "pending" || s.to !== VERSION) return;
     // Healthy: this version loaded its config, connected, and the server has its heartbeat.
     const nc = this.host.nats();
     if (!nc || this.host.linkDownSince() !== undefined) return;
     await nc.flush();
-    writeUpgradeState(this.host.stateDir, { ...s, state: "healthy", detail: undefined });
+    this.record({ ...s, state: "healthy", detail: undefined });
     this.host.log.info("upgrade healthy", { from: s.from, to: s.to });
     this.host.heartbeat();
   }
 
   async stop(): Promise<void> {}
 
+  /** Where an upgrade stands now, for this agent and for the watchdog that reads the file. */
+  record(s: UpgradeState): void {
+    writeUpgradeState(this.host.stateDir, s);
+    this.state = s;
+  }
+
+  /** The last upgrade, as upgrade.json has it now. */
+  current(): UpgradeState | undefined {
+    return this.state;
+  }
+
+  forget(): void {
+    rmSync(join(this.host.stateDir, UPGRADE_FILE), { force: true });
+    this.state = undefined;
+  }
+
   describe(hb: Heartbeat): void {
-    const s = readUpgradeState(this.host.stateDir);
+    const s = this.state;
     if (!s) return;
     hb.upgradeState = s.state;
     hb.upgradeVersion = s.to;
@@ -88,7 +108,7 @@ export const upgradeModule = defineModule<"upgrade", UpgradeService>({
       signer: "",
     };
     if (params.version === VERSION) return { found: false, result: base };
-    const earlier = readUpgradeState(ctx.stateDir);
+    const earlier = service.current();
     if (earlier?.state === "pending" || earlier?.state === "rolling-back") {
       throw new DragnetError(Codes.MODULE_FAILED, `upgrade: an upgrade to ${earlier.to} is under way`);
     }
@@ -160,14 +180,14 @@ export const upgradeModule = defineModule<"upgrade", UpgradeService>({
         unit: systemdUnitOfSelf(),
         oldPid: process.pid,
       };
-      writeUpgradeState(ctx.stateDir, state);
+      service.record(state);
       renameSync(staged, exe);
       try {
         startWatchdog(state, ctx.stateDir);
       } catch (err) {
         // Without a watchdog nobody would roll back: stay on this version.
         replaceAtomically(previous, exe, 0o755);
-        rmSync(join(ctx.stateDir, UPGRADE_FILE), { force: true });
+        service.forget();
         throw new DragnetError(
           Codes.MODULE_FAILED,
           `upgrade: could not start the watchdog: ${(err as Error).message}`,
