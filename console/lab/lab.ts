@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -86,9 +86,23 @@ export function readLab(dir: string): LabState | undefined {
   }
 }
 
+/**
+ * An agent's process now: an upgrade or a roll-back starts a new one, whose
+ * pid the agent writes in its status file; lab.json has the first.
+ */
+function currentAgent(a: LabAgent): LabAgent {
+  try {
+    const { pid } = JSON.parse(readFileSync(join(a.stateDir, "status.json"), "utf8")) as { pid?: unknown };
+    if (typeof pid === "number" && pid !== a.pid && isOurs({ pid, marker: a.marker })) return { ...a, pid };
+  } catch {
+    // No status yet: the pid lab.json has.
+  }
+  return a;
+}
+
 function labProcesses(lab: LabState): Array<{ role: string } & StartedProcess> {
   return [
-    ...lab.agents.map((a) => ({ role: `agent ${a.hostname}`, ...a })),
+    ...lab.agents.map((a) => ({ role: `agent ${a.hostname}`, ...currentAgent(a) })),
     { role: "coordinator", ...lab.coordinator },
     ...(lab.natsNodes ?? [lab.nats]).map((node, i) => ({ role: `nats-server ${i + 1}`, ...node })),
   ];
@@ -188,6 +202,14 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     keys[name] = path;
     entries.push(publicEntryOf(k));
   }
+  // A release key: agents take upgrades it signs (`dragnet release publish --release-key release.key`).
+  const releaseKey = generateInvestigatorKey("lab-release");
+  saveInvestigatorKey(join(dir, "release.key"), releaseKey);
+  writeFileAtomic(
+    join(dir, "release-keys.json"),
+    `${JSON.stringify({ releaseKeys: [publicEntryOf(releaseKey)] }, null, 2)}\n`,
+    0o644,
+  );
   // The same keyring and ACL for coordinator and agents: investigation needs weight 1, response 2.
   const keyring = join(dir, "keyring.json");
   writeFileAtomic(
@@ -241,6 +263,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     const coordConfig = join(dir, "coordinator.json");
     const database = join(dir, "coordinator.db");
     await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
+    writeFileAtomic(join(dir, "nats-account.seed"), natsSecurity.authority.accountSeed, 0o600);
     writeFileSync(
       coordConfig,
       `${JSON.stringify(
@@ -252,6 +275,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
             : { listen: `127.0.0.1:${grpcPort}`, cert: "coordinator.pem", key: "coordinator.key" },
           database: "coordinator.db",
           keyring: "keyring.json",
+          // Hosts join the lab with `dragnet enroll token create` + `dragnet-agent enroll`.
+          enrollment: { accountSeed: "nats-account.seed" },
         },
         null,
         2,
@@ -279,14 +304,21 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     try {
       await coordinatorReady(coordProc, api);
 
-      // The agents, from the single executable, with a clean environment.
-      const agentExe = join(dist, "dragnet-agent");
+      // The agents, from the single executable, with a clean environment; each has its own
+      // (a hard link where it can: an upgrade replaces the name, never the shared file).
+      const builtAgent = join(dist, "dragnet-agent");
       const agents: LabAgent[] = [];
       for (let index = 1; index <= opts.agents; index++) {
         const hostname = `lab-${String(index).padStart(2, "0")}`;
         const home = join(dir, "agents", hostname);
         const stateDir = join(home, "state");
         mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+        const agentExe = join(home, "dragnet-agent");
+        try {
+          linkSync(builtAgent, agentExe);
+        } catch {
+          copyFileSync(builtAgent, agentExe);
+        }
         // Enrolment, lab style: the agent's id is chosen here so that its NATS user can be made for it.
         const agentId = newId();
         writeFileAtomic(join(stateDir, "agent-id"), `${agentId}\n`, 0o600);
@@ -304,6 +336,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
               nats: { servers: natsUrls, ca: "../../ca.pem", creds: "agent.creds", insecure },
               stateDir: "state",
               keyring: "../../keyring.json",
+              releaseKeys: "../../release-keys.json",
               hostname,
               tags,
               // Refuses to isolate the machine it shares with the investigator (unless --force-host).

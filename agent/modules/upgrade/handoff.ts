@@ -100,7 +100,7 @@ export function replaceAtomically(from: string, to: string, mode: number): void 
   renameSync(tmp, to);
 }
 
-/** Receives a download into `path` (mode 0700), hashing it; refuses more than `size` bytes. */
+/** Receives a download into `path`, hashing it; refuses more than `size` bytes. */
 export async function receiveFile(
   path: string,
   data: AsyncIterable<Uint8Array>,
@@ -124,6 +124,8 @@ export async function receiveFile(
   } finally {
     closeSync(fd);
   }
+  // Made 0700 while it was being written; an installed agent executable is 0755.
+  chmodSync(path, 0o755);
   return { size: received, sha256: hash.digest("hex") };
 }
 
