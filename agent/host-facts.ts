@@ -35,15 +35,18 @@ export function hostAddresses(): string[] {
   return [...new Set([...v4, ...v6])];
 }
 
-/** Facts are read again after this long: addresses change rarely, and reading them is not free. */
-const FRESH_FOR_MS = 5000;
+/** Addresses are read again after this long: they change rarely, and an idle agent should cost next to nothing. */
+const FRESH_FOR_MS = 30_000;
 let cached: { at: number; facts: Omit<HostFacts, "hostname"> } | undefined;
+/** The OS release changes with a reboot into a new kernel, which restarts the agent too. */
+let release_: string | undefined;
 
 export function hostFacts(hostnameOverride?: string, now = Date.now()): HostFacts {
   if (!cached || now - cached.at > FRESH_FOR_MS) {
+    release_ ??= osRelease();
     cached = {
       at: now,
-      facts: { os: platform(), osRelease: osRelease(), arch: arch(), addresses: hostAddresses() },
+      facts: { os: platform(), osRelease: release_, arch: arch(), addresses: hostAddresses() },
     };
   }
   return { hostname: hostnameOverride ?? hostname(), ...cached.facts };

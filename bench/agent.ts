@@ -103,13 +103,20 @@ try {
   const scanStart = performance.now();
   await fleet.api.submitAction(signAction(body, fleet.alice));
   let examined = 0;
-  await fleet.api.watchAction(body.id, (event) => {
+  const died = new Promise<never>((_, reject) =>
+    agent!.once("exit", (code, signal) =>
+      reject(new Error(`the agent exited during the scan (${code ?? signal})`)),
+    ),
+  );
+  const watched = fleet.api.watchAction(body.id, (event) => {
     if (event.event?.$case === "result") {
       const op = event.event.value.result?.operations[0];
       if (op?.module?.$case === "file") examined = Number(op.module.value.stats?.filesExamined ?? 0);
     }
     return event.event?.$case !== "done";
   });
+  await Promise.race([watched, died]);
+  died.catch(() => undefined); // the agent is stopped at the end: that is not a failure
   const scanS = (performance.now() - scanStart) / 1000;
   clearInterval(sampler);
   const scanCpuS = cpuSeconds([pid]) - scanCpuBefore;
