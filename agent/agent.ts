@@ -410,11 +410,19 @@ export class Agent {
       name: body.name,
       signers: accepted.verified.signers.map((s) => s.name),
     });
-    this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
+    // At most maxConcurrentCommands run at once; the others wait their turn. Their timeout
+    // counts from their start, and the coordinator hears of both (it judges timeouts too).
+    const waits = this.slots.activeCount >= this.config.maxConcurrentCommands;
+    this.ack(
+      coordinator,
+      commandId,
+      body.id,
+      waits ? AckStatus.ACK_STATUS_QUEUED : AckStatus.ACK_STATUS_RECEIVED,
+    );
     let result: CommandResult;
     try {
-      // At most maxConcurrentCommands run at once; the others wait their turn (their timeout counts from their start).
       result = await this.slots(async () => {
+        if (waits) this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_STARTED);
         this.commandsRunning++;
         try {
           return await this.runner.execute(accepted, this.stopping.signal);

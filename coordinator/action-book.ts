@@ -61,6 +61,8 @@ export class ActionBook {
   private readonly byCommand = new Map<string, OpenAction>();
   private readonly listeners = new Map<string, Set<ActionListener>>();
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
+  /** Commands acknowledged as waiting in their agent's line and not started yet. */
+  private readonly waiting = new Set<string>();
   /** Told of each action once every command is final (the notebook's results summary). */
   onComplete: (action: OpenAction) => void = () => undefined;
 
@@ -99,6 +101,23 @@ export class ActionBook {
     return out;
   }
 
+  /** A command waiting in its agent's line (known in memory only: after a restart its deadline runs). */
+  queued(command: StoredCommand): void {
+    this.waiting.add(command.id);
+  }
+
+  isQueued(command: StoredCommand): boolean {
+    return this.waiting.has(command.id);
+  }
+
+  /** A command that waited in its agent's line has started: its deadline counts from `atMs`. */
+  started(command: StoredCommand, atMs: number): void {
+    this.waiting.delete(command.id);
+    command.ackedAtMs = atMs;
+    command.updatedAtMs = atMs;
+    this.batcher.command(command);
+  }
+
   /** Applies a state change if it is allowed from the current state; says whether it was. */
   transition(
     action: OpenAction,
@@ -122,6 +141,7 @@ export class ActionBook {
     if (patch.ackedAtMs !== undefined) command.ackedAtMs = patch.ackedAtMs;
     this.batcher.command(command);
     if (isFinal(status)) {
+      this.waiting.delete(command.id);
       if (wasOpen) action.openCommands--;
       this.emit(action.record.id, {
         event: { $case: "result", value: this.agentResult(command, patch.result) },

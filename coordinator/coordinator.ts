@@ -342,8 +342,17 @@ export class Coordinator {
         code: problem.code,
         message: problem.message,
       });
-    } else if (ack.status === AckStatus.ACK_STATUS_RECEIVED) {
+    } else if (ack.status === AckStatus.ACK_STATUS_RECEIVED || ack.status === AckStatus.ACK_STATUS_QUEUED) {
       this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, { ackedAtMs: this.now() });
+      // Waiting in the agent's line: no deadline runs until it starts (or the agent goes offline).
+      if (ack.status === AckStatus.ACK_STATUS_QUEUED) this.book.queued(command);
+    } else if (ack.status === AckStatus.ACK_STATUS_STARTED) {
+      if (command.status !== CommandStatus.COMMAND_STATUS_RUNNING) {
+        this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, {
+          ackedAtMs: this.now(),
+        });
+      }
+      this.book.started(command, this.now());
     }
   }
 
@@ -503,7 +512,8 @@ export class Coordinator {
       for (const command of [...action.byId.values()]) {
         if (isFinal(command.status)) continue;
         if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) {
-          if (now > deadline(command)) {
+          const waiting = this.book.isQueued(command) && !this.registry.isOffline(command.agentId, now);
+          if (!waiting && now > deadline(command)) {
             this.book.transition(action, command, CommandStatus.COMMAND_STATUS_TIMEOUT, {
               problem: {
                 code: Codes.TIMEOUT,

@@ -118,6 +118,8 @@ export async function startFleet(
     notify?: Record<string, string>;
     /** The coordinator enrols agents (it gets the fleet account's seed). */
     enrollment?: boolean;
+    /** How long past an acknowledged command's timeout the coordinator waits for its result (default 15 s). */
+    resultGraceMs?: number;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -162,7 +164,7 @@ export async function startFleet(
     database: "coordinator.db",
     keyring: "keyring.json",
     registry: { offlineAfterMs: options.offlineAfterMs ?? 300_000 },
-    resultGraceMs: 15_000,
+    resultGraceMs: options.resultGraceMs ?? 15_000,
     // Results a killed coordinator held come back after 3 s rather than the default 10.
     results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
     ...(options.notify ? { notify: options.notify } : {}),

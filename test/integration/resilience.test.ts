@@ -203,3 +203,40 @@ describe("the coordinator", () => {
     }
   });
 });
+
+describe("commands that wait in an agent's line", () => {
+  let small: TestFleet;
+
+  beforeAll(async () => {
+    // A short grace, so that the coordinator's own deadline matters within the test.
+    small = await startFleet({ heartbeatIntervalMs: 300, resultGraceMs: 500 });
+  });
+
+  afterAll(async () => {
+    await small?.stop();
+  });
+
+  it("are judged from when they start, not from when the agent took them", async () => {
+    const slow = defineModule({
+      ...fileModule,
+      run: async (params, ctx) => {
+        await new Promise((r) => setTimeout(r, 1500));
+        return fileModule.run(params, ctx);
+      },
+    });
+    const agent = await small.addAgent({ hostname: "queued", modules: [slow] });
+    await eventually(async () =>
+      (await small.api.listAgents("hostname == queued")).length ? true : undefined,
+    );
+    // Six commands of 1.5 s, two at a time: the last two start after 3 s, well past
+    // their 2 s timeout and 0.5 s grace counted from when the agent took them.
+    const bodies = [1, 2, 3, 4, 5, 6].map(() =>
+      fileAction({ paths: ["/etc/passwd"] }, { target: `id == "${agent.id}"`, timeoutMs: 2000 }),
+    );
+    for (const body of bodies) await small.api.submitAction(signAction(body, small.alice));
+    const outcomes = await Promise.all(bodies.map((b) => collectResults(small.api, b.id)));
+    expect(outcomes.map((o) => o.results.map((r) => r.status))).toEqual(
+      bodies.map(() => [CommandStatus.COMMAND_STATUS_SUCCESS]),
+    );
+  }, 30_000);
+});

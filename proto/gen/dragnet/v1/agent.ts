@@ -20,6 +20,16 @@ export enum AckStatus {
   ACK_STATUS_UNSPECIFIED = 0,
   ACK_STATUS_RECEIVED = 1,
   ACK_STATUS_REJECTED = 2,
+  /**
+   * ACK_STATUS_QUEUED - Received, and waiting in the agent's line (maxConcurrentCommands run at
+   * once): its timeout does not count yet.
+   */
+  ACK_STATUS_QUEUED = 3,
+  /**
+   * ACK_STATUS_STARTED - A queued command has started: its timeout counts from now, for the
+   * coordinator too.
+   */
+  ACK_STATUS_STARTED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -34,6 +44,12 @@ export function ackStatusFromJSON(object: any): AckStatus {
     case 2:
     case "ACK_STATUS_REJECTED":
       return AckStatus.ACK_STATUS_REJECTED;
+    case 3:
+    case "ACK_STATUS_QUEUED":
+      return AckStatus.ACK_STATUS_QUEUED;
+    case 4:
+    case "ACK_STATUS_STARTED":
+      return AckStatus.ACK_STATUS_STARTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -49,6 +65,10 @@ export function ackStatusToJSON(object: AckStatus): string {
       return "ACK_STATUS_RECEIVED";
     case AckStatus.ACK_STATUS_REJECTED:
       return "ACK_STATUS_REJECTED";
+    case AckStatus.ACK_STATUS_QUEUED:
+      return "ACK_STATUS_QUEUED";
+    case AckStatus.ACK_STATUS_STARTED:
+      return "ACK_STATUS_STARTED";
     case AckStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
