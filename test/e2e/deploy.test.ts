@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateInvestigatorKey, publicEntryOf, saveInvestigatorKey } from "../../common/mod.js";
 import { RELEASES_BUCKET } from "../../common/nats-authority.js";
 import { currentPlatform, releaseObjectName, signRelease } from "../../common/release.js";
-import { AGENT_EXE, dragnet, ndjson, ROOT, requireBuild } from "../helpers/cli.js";
+import { AGENT_EXE, dragnet, ndjson, ROOT, requireBuild, twoPeople } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 
 // Deploying agents, with the real executables: enrolment with a token made by
@@ -56,6 +56,10 @@ function agentExe(args: string[]): Promise<{ status: number | null; stdout: stri
   });
 }
 
+/** `dragnet-agent enroll` against the test fleet's NATS. */
+const enrollWith = (token: string, config: string) =>
+  agentExe(["enroll", "--coordinator-nats", fleet.nats.url, "--token", token, "--config", config]);
+
 async function createToken(args: string[]): Promise<string> {
   const r = await cli(["enroll", "token", "create", ...args]);
   expect([r.code, r.stderr]).toEqual([0, ""]);
@@ -79,15 +83,6 @@ function startAgent(exe: string, config: string): number {
 /** The pid the agent in `stateDir` reports now (an upgraded agent is a new process). */
 const statusOf = (stateDir: string) =>
   JSON.parse(readFileSync(join(stateDir, "status.json"), "utf8")) as { pid: number; version: string };
-
-/** Submits as alice and approves as bob (upgrade needs two people by default). */
-async function twoPeople(args: string[]) {
-  const submitted = await cli([...args, "--no-wait"]);
-  const id = submitted.stdout.trim().split("\n").at(-1)!;
-  expect(submitted.stderr).toContain(`action ${id} waits for approval`);
-  const approved = await cli(["--json", "--key", join(home, "bob.key"), "action", "approve", id, "--yes"]);
-  return { code: approved.code, rows: ndjson(approved.stdout), stderr: approved.stderr };
-}
 
 beforeAll(async () => {
   requireBuild();
@@ -123,15 +118,7 @@ describe("enrolment", () => {
   it("an agent enrols with a token: its own key pair, credentials and tags; it then shows up in `dragnet agents`", async () => {
     const token = await createToken(["--tags", "env=prod,role=web", "--uses", "1", "--expires", "1h"]);
     enrolledConfig = agentConfig("enrolled");
-    const r = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      token,
-      "--config",
-      enrolledConfig,
-    ]);
+    const r = await enrollWith(token, enrolledConfig);
     expect([r.status, r.stderr]).toEqual([0, ""]);
     const agentId = /enrolled as agent (\S+)/.exec(r.stdout)![1]!;
     expect(r.stdout).toContain("tags env=prod, role=web");
@@ -161,25 +148,9 @@ describe("enrolment", () => {
 
   it("refuses a used-up, an expired and a revoked token, and an id another agent has, each with the reason", async () => {
     const used = await createToken(["--uses", "1"]);
-    const first = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      used,
-      "--config",
-      agentConfig("u1"),
-    ]);
+    const first = await enrollWith(used, agentConfig("u1"));
     expect(first.status).toBe(0);
-    const again = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      used,
-      "--config",
-      agentConfig("u2"),
-    ]);
+    const again = await enrollWith(used, agentConfig("u2"));
     expect(again.status).toBe(2);
     expect(again.stderr).toMatch(
       /enrolment refused: enrolment token \S+ was good for 1 enrolment and is used up/,
@@ -187,15 +158,7 @@ describe("enrolment", () => {
 
     const expiring = await createToken(["--expires", "1s"]);
     await new Promise((r) => setTimeout(r, 1500));
-    const late = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      expiring,
-      "--config",
-      agentConfig("late"),
-    ]);
+    const late = await enrollWith(expiring, agentConfig("late"));
     expect(late.status).toBe(2);
     expect(late.stderr).toMatch(/enrolment refused: enrolment token \S+ expired at 20\d\d-/);
 
@@ -205,42 +168,18 @@ describe("enrolment", () => {
       (t) => revoked.length > 0 && t.state === "valid" && t.used === "0/1",
     );
     expect((await cli(["enroll", "token", "revoke", String(row!.id)])).code).toBe(0);
-    const tooLate = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      revoked,
-      "--config",
-      agentConfig("rev"),
-    ]);
+    const tooLate = await enrollWith(revoked, agentConfig("rev"));
     expect(tooLate.stderr).toMatch(/was revoked at/);
 
     // A host that claims a known agent's id must not take it over.
     const thief = agentConfig("thief");
     mkdirSync(join(work, "thief", "state"), { recursive: true, mode: 0o700 });
     writeFileSync(join(work, "thief", "state", "agent-id"), `${fleet.agents[0]!.id}\n`, { mode: 0o600 });
-    const stolen = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      await createToken([]),
-      "--config",
-      thief,
-    ]);
+    const stolen = await enrollWith(await createToken([]), thief);
     expect(stolen.status).toBe(2);
     expect(stolen.stderr).toContain(`agent id ${fleet.agents[0]!.id} is taken by an agent with another key`);
 
-    const bogus = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      "hello",
-      "--config",
-      thief,
-    ]);
+    const bogus = await enrollWith("hello", thief);
     expect(bogus.stderr).toContain("not a Dragnet enrolment token");
     const audit = await cli(["--json", "audit", "--limit", "200"]);
     expect(audit.stdout).toContain("enrolment refused");
@@ -260,15 +199,7 @@ describe("upgrades", () => {
     const config = agentConfig("upgraded", { releaseKeys: join(work, "release-keys.json") });
     stateDir = join(dir, "state");
     const token = await createToken(["--tags", "ring=canary"]);
-    const enrolled = await agentExe([
-      "enroll",
-      "--coordinator-nats",
-      fleet.nats.url,
-      "--token",
-      token,
-      "--config",
-      config,
-    ]);
+    const enrolled = await enrollWith(token, config);
     expect(enrolled.status).toBe(0);
     startAgent(exe, config);
     await eventually(() => (statusOf(stateDir).version === "0.1.0" ? true : undefined), 20_000);
@@ -294,7 +225,7 @@ describe("upgrades", () => {
     expect(again.stderr).toContain("published already; a version is never replaced");
 
     const before = statusOf(stateDir).pid;
-    const up = await twoPeople([
+    const up = await twoPeople(home, [
       "agents",
       "upgrade",
       "-t",
@@ -328,7 +259,7 @@ describe("upgrades", () => {
       (await cli(["release", "publish", AGENT_EXE, "--version", "0.1.0", "--release-key", releaseKeyFile]))
         .code,
     ).toBe(0);
-    const back = await twoPeople([
+    const back = await twoPeople(home, [
       "agents",
       "upgrade",
       "-t",
@@ -351,7 +282,7 @@ describe("upgrades", () => {
       (await cli(["release", "publish", broken, "--version", "0.9.1", "--release-key", releaseKeyFile])).code,
     ).toBe(0);
     const started = Date.now();
-    const up = await twoPeople([
+    const up = await twoPeople(home, [
       "agents",
       "upgrade",
       "-t",
@@ -387,7 +318,7 @@ describe("upgrades", () => {
       (await cli(["release", "publish", v2, "--version", "6.6.6", "--release-key", malloryFile])).code,
     ).toBe(0);
     const pid = statusOf(stateDir).pid;
-    const unknown = await twoPeople(["agents", "upgrade", "-t", target(), "--version", "6.6.6"]);
+    const unknown = await twoPeople(home, ["agents", "upgrade", "-t", target(), "--version", "6.6.6"]);
     expect(JSON.stringify(unknown)).toContain("which is not one of this agent's release keys");
 
     // A coordinator (or anyone with write access to the bucket) swaps the bytes under a genuine manifest.
@@ -421,7 +352,7 @@ describe("upgrades", () => {
     } finally {
       await nc.close();
     }
-    const swapped = await twoPeople(["agents", "upgrade", "-t", target(), "--version", "7.0.0"]);
+    const swapped = await twoPeople(home, ["agents", "upgrade", "-t", target(), "--version", "7.0.0"]);
     expect(JSON.stringify(swapped)).toContain("is not the one the signed manifest names");
     expect(readFileSync(exe).equals(readFileSync(AGENT_EXE))).toBe(true);
     expect(statusOf(stateDir).pid).toBe(pid);

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabState } from "../../console/lab/lab.js";
-import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { dragnet, ndjson, requireBuild, twoPeople } from "../helpers/cli.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // The response rehearsal a team runs on `dragnet lab up --netns`: each agent
@@ -27,15 +27,6 @@ let lab: LabState;
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
 const ping = (fromNs: string, to: string) =>
   spawnSync("ip", ["netns", "exec", fromNs, "ping", "-c", "1", "-W", "1", to]).status === 0;
-
-/** Submits as alice, approves as bob; the action's result rows. */
-async function twoPeople(args: string[]) {
-  const submitted = await cli([...args, "--no-wait"]);
-  const id = submitted.stdout.trim().split("\n").at(-1)!;
-  expect(submitted.stderr).toContain(`action ${id} waits for approval`);
-  const approved = await cli(["--json", "--key", join(home, "bob.key"), "action", "approve", id, "--yes"]);
-  return { code: approved.code, rows: ndjson(approved.stdout), stderr: approved.stderr };
-}
 
 describe.skipIf(skip !== undefined)("lab up --netns", () => {
   beforeAll(async () => {
@@ -62,7 +53,7 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
   });
 
   it("isolates lab-01 with two signatures: cut off from lab-02, still answering; then released", async () => {
-    const isolated = await twoPeople(["isolate", "-t", 'hostname == "lab-01"']);
+    const isolated = await twoPeople(home, ["isolate", "-t", 'hostname == "lab-01"']);
     expect(isolated.code).toBe(0);
     expect(isolated.rows.map((r) => [r.isolated, r.method])).toEqual([["yes", "nftables"]]);
     expect(String(isolated.rows[0]!.snapshot)).toMatch(/^\d+ processes, \d+ sockets/);
@@ -79,7 +70,7 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
       String(lab.agents[0]!.pid),
     ]);
     expect(ndjson(answers.stdout).map((r) => r.name)).toEqual(["dragnet-agent"]);
-    const released = await twoPeople(["unisolate", "-t", 'hostname == "lab-01"']);
+    const released = await twoPeople(home, ["unisolate", "-t", 'hostname == "lab-01"']);
     expect(released.rows.map((r) => [r.isolated, r.removed])).toEqual([["no", true]]);
     expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(true);
   });

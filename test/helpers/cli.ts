@@ -40,3 +40,18 @@ export function ndjson(text: string): Array<Record<string, unknown>> {
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
+
+/**
+ * Submits an action with the console home's default key (alice) and approves it as bob, as
+ * two investigators would; the approver's result rows. Response modules need both by default.
+ */
+export async function twoPeople(home: string, args: string[]) {
+  const cli = (a: string[]) => dragnet(["--home", home, ...a]);
+  const submitted = await cli([...args, "--no-wait"]);
+  const id = submitted.stdout.trim().split("\n").at(-1)!;
+  if (!submitted.stderr.includes(`action ${id} waits for approval`)) {
+    throw new Error(`expected the action to wait for approval:\n${submitted.stderr}`);
+  }
+  const approved = await cli(["--json", "--key", join(home, "bob.key"), "action", "approve", id, "--yes"]);
+  return { code: approved.code, rows: ndjson(approved.stdout), stderr: approved.stderr };
+}
