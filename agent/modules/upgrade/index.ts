@@ -33,6 +33,8 @@ import {
 // every heartbeat.
 
 const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
+/** Past its health timeout by this much, an unfinished upgrade is taken to have been abandoned. */
+const STALE_AFTER_MS = 5 * 60_000;
 
 class UpgradeService implements ModuleService {
   /** The last upgrade as upgrade.json had it at start, or as this agent wrote it since (heartbeats read it). */
@@ -109,8 +111,12 @@ export const upgradeModule = defineModule<"upgrade", UpgradeService>({
     };
     if (params.version === VERSION) return { found: false, result: base };
     const earlier = service.current();
-    if (earlier?.state === "pending" || earlier?.state === "rolling-back") {
-      throw new DragnetError(Codes.MODULE_FAILED, `upgrade: an upgrade to ${earlier.to} is under way`);
+    // One at a time; an upgrade whose watchdog should long have decided (it died?) no longer blocks.
+    const underWay =
+      (earlier?.state === "pending" || earlier?.state === "rolling-back") &&
+      Date.now() - earlier.startedAtMs < earlier.healthTimeoutMs + STALE_AFTER_MS;
+    if (underWay) {
+      throw new DragnetError(Codes.MODULE_FAILED, `upgrade: an upgrade to ${earlier?.to} is under way`);
     }
     if (!host.releaseKeys) {
       throw new DragnetError(
