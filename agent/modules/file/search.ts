@@ -10,7 +10,7 @@ import { POOL_SIZE, searchWorkers } from "./worker-pool.js";
 /** How long a worker walks before handing back what is left, so both workers stay busy. */
 const TASK_BUDGET_MS = 5;
 /** How long a cancelled search's workers get to notice before they are replaced. */
-const ABANDON_AFTER_MS = 2000;
+const ABANDON_AFTER_MS = 500;
 
 export interface SearchTally extends WalkTally {
   truncated: boolean;
@@ -80,6 +80,10 @@ export async function runSearch(
     inFlight.add(p);
   };
 
+  const aborted = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
   while (pending.length > 0 || inFlight.size > 0) {
     if (signal.aborted) {
       stopWorkers();
@@ -97,7 +101,9 @@ export async function runSearch(
       pending.length = 0;
     }
     while (pending.length > 0 && inFlight.size < 2 * POOL_SIZE) dispatch(pending.pop()!);
-    if (inFlight.size > 0) await Promise.race(inFlight);
+    // Woken by a task's answer or by the abort: workers run at a lower priority, and on a busy
+    // host their answer may be slow to come.
+    if (inFlight.size > 0) await Promise.race([...inFlight, aborted]);
   }
   await Promise.allSettled(inFlight);
   stopWorkers();
