@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { hostname as osHostname } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fmtCreds } from "@nats-io/jwt";
@@ -33,11 +33,23 @@ export interface Enrolled {
 
 const CREDS_FILE = "agent.creds";
 
-/** The seed of the key pair in an existing credentials file: enrolling again keeps the agent's key. */
-function existingKeyPair(credsPath: string | undefined): KeyPair | undefined {
-  if (!credsPath || !existsSync(credsPath)) return undefined;
-  const seed = /-----BEGIN USER NKEY SEED-----\s*(SU[A-Z2-7]+)\s*/.exec(readFileSync(credsPath, "utf8"))?.[1];
-  return seed ? fromSeed(Buffer.from(seed)) : undefined;
+/** Kept from before the request until the credentials hold it: a lost answer is asked for again with the same key. */
+const PENDING_SEED = "enroll.seed";
+
+/**
+ * The agent's key pair: the one of an enrolment whose answer was lost, else the one in its
+ * credentials (enrolling again keeps the key), else a new one, saved before it is sent.
+ */
+function agentKeyPair(stateDir: string, credsPath: string | undefined): KeyPair {
+  const pending = join(stateDir, PENDING_SEED);
+  let seed = existsSync(pending) ? readFileSync(pending, "utf8").trim() : undefined;
+  if (!seed && credsPath && existsSync(credsPath)) {
+    seed = /-----BEGIN USER NKEY SEED-----\s*(SU[A-Z2-7]+)\s*/.exec(readFileSync(credsPath, "utf8"))?.[1];
+  }
+  if (seed) return fromSeed(Buffer.from(seed));
+  const key = createUser();
+  writeFileAtomic(pending, Buffer.from(key.getSeed()).toString("utf8"), 0o600);
+  return key;
 }
 
 export async function enroll(opts: EnrollOptions): Promise<Enrolled> {
@@ -56,7 +68,7 @@ export async function enroll(opts: EnrollOptions): Promise<Enrolled> {
   const stateDir = isAbsolute(config.stateDir) ? config.stateDir : resolve(base, config.stateDir);
   const prefix = typeof config.subjectPrefix === "string" ? config.subjectPrefix : DEFAULT_PREFIX;
   const agentId = loadOrCreateAgentId(stateDir);
-  const key = existingKeyPair(nats.creds) ?? createUser();
+  const key = agentKeyPair(stateDir, nats.creds);
 
   const nc = await connect({
     servers: nats.servers,
@@ -102,5 +114,6 @@ export async function enroll(opts: EnrollOptions): Promise<Enrolled> {
     tags: { ...((config.tags ?? {}) as object), ...reply.tags },
   };
   writeFileAtomic(configPath, `${JSON.stringify(updated, null, 2)}\n`, 0o600);
+  rmSync(join(stateDir, PENDING_SEED), { force: true });
   return { agentId, tags: updated.tags as Record<string, string>, creds: credsPath, config: configPath };
 }

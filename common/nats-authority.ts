@@ -108,6 +108,8 @@ export async function userCreds(
 
 /** JetStream object store bucket that holds signed agent releases (agents may read it, nothing more). */
 export const RELEASES_BUCKET = "dragnet-releases";
+/** The JetStream stream behind that bucket. */
+export const RELEASES_STREAM = `OBJ_${RELEASES_BUCKET}`;
 
 /**
  * An agent may publish only its own heartbeats, acks, results, alerts and evidence, and
@@ -115,7 +117,7 @@ export const RELEASES_BUCKET = "dragnet-releases";
  */
 export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Permissions {
   const own = (kind: string) => `${prefix}.${kind}.${agentId}`;
-  const releases = `OBJ_${RELEASES_BUCKET}`;
+  const releases = RELEASES_STREAM;
   return {
     // Acks and results carry the coordinator they go to as a last token.
     pub: [
@@ -124,17 +126,15 @@ export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Perm
       `${own("res")}.*`,
       own("alert"),
       `${own("evidence")}.*`,
-      // Reading a release: the bucket's stream info, its last metadata message, an
-      // ordered consumer over the chunks (created, then deleted) and its flow control.
+      // Reading a release: the bucket's stream info, its last metadata message, and its chunks
+      // by direct get. No consumers: a consumer's deliver subject is not checked against the
+      // permissions of whoever creates it.
       // (the account's JetStream info: limits and usage, no content)
       "$JS.API.INFO",
       `$JS.API.STREAM.INFO.${releases}`,
       `$JS.API.STREAM.MSG.GET.${releases}`,
+      `$JS.API.DIRECT.GET.${releases}`,
       `$JS.API.DIRECT.GET.${releases}.>`,
-      `$JS.API.CONSUMER.CREATE.${releases}.>`,
-      `$JS.API.CONSUMER.DELETE.${releases}.>`,
-      `$JS.API.CONSUMER.INFO.${releases}.>`,
-      `$JS.FC.${releases}.>`,
     ],
     sub: [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
   };

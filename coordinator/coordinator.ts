@@ -346,7 +346,7 @@ export class Coordinator {
       this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, { ackedAtMs: this.now() });
       // Waiting in the agent's line: no deadline runs until it starts (or the agent goes offline).
       if (ack.status === AckStatus.ACK_STATUS_QUEUED) this.book.queued(command);
-    } else if (ack.status === AckStatus.ACK_STATUS_STARTED) {
+    } else if (ack.status === AckStatus.ACK_STATUS_STARTED && !isFinal(command.status)) {
       if (command.status !== CommandStatus.COMMAND_STATUS_RUNNING) {
         this.book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, {
           ackedAtMs: this.now(),

@@ -121,8 +121,7 @@ export class EnrollmentDesk {
     if (!this.deps.store.revokeEnrollmentToken(id, this.deps.now())) {
       throw new DragnetError(Codes.NOT_FOUND, `no enrolment token ${id} that is still valid`);
     }
-    const t = this.deps.store.listEnrollmentTokens(10_000).find((x) => x.id === id)!;
-    return tokenInfo(t);
+    return tokenInfo(this.deps.store.getEnrollmentToken(id)!);
   }
 
   /** An enrolment request from NATS: answered either way, refusals with the reason. */
@@ -166,12 +165,13 @@ export class EnrollmentDesk {
     if (msg.reply) msg.respond(JSON.stringify(reply));
   }
 
+  /** Refuses (throws, with the reason) or admits; true when this enrolment uses up one of the token's uses. */
   private admit(
     t: StoredEnrollmentToken | undefined,
     req: { tokenId: string; secret: string; agentId: string; publicKey: string },
-    earlier: { publicKey: string; enrolledAtMs: number } | undefined,
+    earlier: { publicKey: string; tokenId: string } | undefined,
     now: number,
-  ): void {
+  ): boolean {
     const given = Buffer.from(sha256(req.secret));
     if (!t || !timingSafeEqual(given, Buffer.from(t.secretSha256))) {
       throw new DragnetError(Codes.NOT_ALLOWED, "not a valid enrolment token");
@@ -182,6 +182,8 @@ export class EnrollmentDesk {
         `enrolment token ${t.id} was revoked at ${new Date(t.revokedAtMs).toISOString()}`,
       );
     }
+    // The same agent, key and token again (its first answer was lost): answered again, not counted.
+    if (earlier && earlier.publicKey === req.publicKey && earlier.tokenId === t.id) return false;
     if (now >= t.expiresAtMs) {
       throw new DragnetError(
         Codes.EXPIRED,
@@ -202,5 +204,6 @@ export class EnrollmentDesk {
       );
     }
     if (!isSubjectToken(req.agentId)) throw new DragnetError(Codes.PARAMS, "bad agent id");
+    return true;
   }
 }

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import { finished } from "node:stream/promises";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Codes, DragnetError } from "../common/mod.js";
@@ -51,17 +51,22 @@ export class ReleaseShelf {
     const dir = mkdtempSync(join(tmpdir(), "dragnet-release-"));
     try {
       const file = join(dir, "agent");
-      const out = createWriteStream(file, { mode: 0o600 });
       const hash = createHash("sha256");
       let size = 0;
-      for await (const chunk of data) {
-        size += chunk.length;
-        if (size > MAX_RELEASE_BYTES) throw new DragnetError(Codes.TOO_LARGE, "the release is too large");
-        hash.update(chunk);
-        if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
-      }
-      out.end();
-      await finished(out);
+      // pipeline: a write error (a full disk) rejects here, and the file is closed whatever happens.
+      await pipeline(
+        Readable.from(data),
+        new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            size += chunk.length;
+            if (size > MAX_RELEASE_BYTES)
+              return done(new DragnetError(Codes.TOO_LARGE, "the release is too large"));
+            hash.update(chunk);
+            done(null, chunk);
+          },
+        }),
+        createWriteStream(file, { mode: 0o600 }),
+      );
       const sha256 = hash.digest("hex");
       if (size !== manifest.size || sha256 !== manifest.sha256) {
         throw new DragnetError(

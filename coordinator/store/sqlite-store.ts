@@ -733,6 +733,13 @@ export class SqliteStore implements Store {
     ).map(toToken);
   }
 
+  getEnrollmentToken(id: string): StoredEnrollmentToken | undefined {
+    const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(id) as
+      | TokenRow
+      | undefined;
+    return row && toToken(row);
+  }
+
   revokeEnrollmentToken(id: string, atMs: number): boolean {
     return (
       this.db
@@ -743,7 +750,7 @@ export class SqliteStore implements Store {
 
   enrollAgent(
     enrollment: StoredEnrollment,
-    admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => void,
+    admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
   ): StoredEnrollmentToken {
     return this.db.transaction(() => {
       const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(enrollment.tokenId) as
@@ -753,7 +760,7 @@ export class SqliteStore implements Store {
         .prepare("SELECT * FROM enrollments WHERE agent_id = ?")
         .get(enrollment.agentId) as EnrollmentRow | undefined;
       const token = row && toToken(row);
-      admit(
+      const counts = admit(
         token,
         earlier && {
           agentId: earlier.agent_id,
@@ -763,7 +770,9 @@ export class SqliteStore implements Store {
           enrolledAtMs: earlier.enrolled_at,
         },
       );
-      this.db.prepare("UPDATE enrollment_tokens SET used = used + 1 WHERE id = ?").run(enrollment.tokenId);
+      if (counts) {
+        this.db.prepare("UPDATE enrollment_tokens SET used = used + 1 WHERE id = ?").run(enrollment.tokenId);
+      }
       this.db
         .prepare(
           `INSERT INTO enrollments (agent_id, public_key, token_id, hostname, enrolled_at) VALUES (?, ?, ?, ?, ?)
@@ -777,7 +786,7 @@ export class SqliteStore implements Store {
           enrollment.hostname,
           enrollment.enrolledAtMs,
         );
-      return { ...token!, used: token!.used + 1 };
+      return { ...token!, used: token!.used + (counts ? 1 : 0) };
     })();
   }
 

@@ -168,15 +168,16 @@ export interface Store {
   /** Enrolment tokens, and the agents that used them (written at once, not batched). */
   putEnrollmentToken(token: StoredEnrollmentToken): void;
   listEnrollmentTokens(limit: number): StoredEnrollmentToken[];
+  getEnrollmentToken(id: string): StoredEnrollmentToken | undefined;
   /** False when there is no such token or it was revoked already. */
   revokeEnrollmentToken(id: string, atMs: number): boolean;
   /**
    * In one transaction: reads the token and any earlier enrolment of the agent, lets `admit`
-   * refuse (by throwing), then counts the use and records the enrolment.
+   * refuse (by throwing) or say whether this counts as a use, then records the enrolment.
    */
   enrollAgent(
     enrollment: StoredEnrollment,
-    admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => void,
+    admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
   ): StoredEnrollmentToken;
   putIncident(incident: StoredIncident): void;
   getIncident(id: string): StoredIncident | undefined;

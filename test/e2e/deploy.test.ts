@@ -2,6 +2,7 @@ import { execFile, execFileSync, spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { decode } from "@nats-io/jwt";
 import { fromSeed } from "@nats-io/nkeys";
 import { Objm } from "@nats-io/obj";
@@ -136,6 +137,15 @@ describe("enrolment", () => {
     expect(claims.sub).toBe(fromSeed(Buffer.from(seed)).getPublicKey());
     expect(claims.nats.pub!.allow).toContain(`dragnet.hb.${agentId}`);
     expect(claims.nats.sub!.allow).toEqual([`dragnet.cmd.${agentId}`, `_INBOX_${agentId}.>`]);
+
+    // Its answer lost, the agent asks again with the same key and token: answered, not counted twice.
+    const again = await enrollWith(token, enrolledConfig);
+    expect([again.status, /enrolled as agent (\S+)/.exec(again.stdout)?.[1]]).toEqual([0, agentId]);
+    const tokens = ndjson((await cli(["--json", "enroll", "token", "list"])).stdout);
+    expect(tokens.find((t) => t.tags === "env=prod role=web")).toMatchObject({
+      used: "1/1",
+      state: "used up",
+    });
 
     startAgent(AGENT_EXE, enrolledConfig);
     const listed = await eventually(async () => {
@@ -351,6 +361,17 @@ describe("upgrades", () => {
       );
     } finally {
       await nc.close();
+    }
+    // Agents read the bucket by direct get only: creating a consumer (whose deliver subject the
+    // server would not check against their permissions) is refused.
+    const asAgent = await fleet.connectNats({ agentId: fleet.agents[0]!.id });
+    try {
+      const jsm = await jetstreamManager(asAgent);
+      await expect(
+        jsm.consumers.add("OBJ_dragnet-releases", { deliver_subject: "dragnet.cmd.someone-else" }),
+      ).rejects.toThrow(/permission|timeout/i);
+    } finally {
+      await asAgent.close();
     }
     const swapped = await twoPeople(home, ["agents", "upgrade", "-t", target(), "--version", "7.0.0"]);
     expect(JSON.stringify(swapped)).toContain("is not the one the signed manifest names");

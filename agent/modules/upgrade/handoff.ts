@@ -66,14 +66,21 @@ export function writeUpgradeState(stateDir: string, s: UpgradeState): void {
   writeFileAtomic(join(stateDir, UPGRADE_FILE), `${JSON.stringify(s, null, 2)}\n`, 0o600);
 }
 
-/** The systemd service this process runs in, from its cgroup (undefined outside systemd). */
+/**
+ * The systemd service this process is the main process of, from its cgroup and
+ * systemd's own answer (an agent started by hand from some other unit — a shell
+ * in rc-local, a CI runner — is not that unit's service).
+ */
 export function systemdUnitOfSelf(): string | undefined {
+  let unit: string | undefined;
   try {
-    const cgroup = readFileSync("/proc/self/cgroup", "utf8");
-    return /\/([^/\n]+\.service)\s*$/m.exec(cgroup)?.[1];
+    unit = /\/([^/\n]+\.service)\s*$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1];
   } catch {
     return undefined;
   }
+  if (!unit) return undefined;
+  const r = spawnSync("systemctl", ["show", "-p", "MainPID", "--value", unit], { encoding: "utf8" });
+  return r.status === 0 && Number(r.stdout.trim()) === process.pid ? unit : undefined;
 }
 
 /** Where this process's stdout goes, when that is a file (a lab agent's log): the new version logs there too. */
@@ -129,18 +136,40 @@ export async function receiveFile(
   return { size: received, sha256: hash.digest("hex") };
 }
 
-/** Starts an agent executable in its own session, detached from this process, logging where the agent logged. */
-export function startDetached(exe: string, args: string[], s: UpgradeState): number {
+/** What a restarted agent gets of the environment: a PATH (for nft, iptables, ip) and Dragnet's own settings. */
+function agentEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH || "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  };
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith("DRAGNET_")) env[k] = v;
+  return env;
+}
+
+/**
+ * Starts an agent executable in its own session, detached from this process,
+ * logging where the agent logged. Resolves with its pid, or rejects when it
+ * could not be started at all (ENOEXEC, EMFILE...).
+ */
+export function startDetached(exe: string, args: string[], s: UpgradeState): Promise<number> {
   const out = s.logFile ? openSync(s.logFile, "a") : "ignore";
-  const child = spawn(exe, args, { cwd: s.cwd, detached: true, stdio: ["ignore", out, out], env: {} });
-  if (typeof out === "number") closeSync(out);
-  child.unref();
-  if (child.pid === undefined) throw new Error(`could not start ${exe}`);
-  return child.pid;
+  return new Promise((resolve, reject) => {
+    const child = spawn(exe, args, {
+      cwd: s.cwd,
+      detached: true,
+      stdio: ["ignore", out, out],
+      env: agentEnv(),
+    });
+    if (typeof out === "number") closeSync(out);
+    child.once("error", reject);
+    child.once("spawn", () => {
+      child.unref();
+      resolve(child.pid!);
+    });
+  });
 }
 
 /** Starts the watchdog from the previous executable, outside the agent's process group or unit. */
-export function startWatchdog(s: UpgradeState, stateDir: string): void {
+export async function startWatchdog(s: UpgradeState, stateDir: string): Promise<void> {
   const args = ["upgrade-watch", "--state-dir", stateDir];
   if (s.unit) {
     const r = spawnSync(
@@ -158,7 +187,7 @@ export function startWatchdog(s: UpgradeState, stateDir: string): void {
     if (r.status !== 0) throw new Error(`systemd-run failed: ${(r.stderr || r.error?.message || "").trim()}`);
     return;
   }
-  startDetached(s.previous, args, s);
+  await startDetached(s.previous, args, s);
 }
 
 const alive = (pid: number) => {
@@ -170,6 +199,8 @@ const alive = (pid: number) => {
   }
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Under systemd the new version starts RestartSec after the old one exits: its health window opens later. */
+const SYSTEMD_RESTART_ALLOWANCE_MS = 15_000;
 
 async function stopPid(pid: number): Promise<void> {
   if (!alive(pid)) return;
@@ -192,16 +223,22 @@ export async function watchUpgrade(stateDir: string, log: (line: string) => void
   if (s?.state !== "pending") throw new Error(`no pending upgrade in ${stateDir}`);
   for (let i = 0; i < 300 && alive(s.oldPid); i++) await sleep(100);
   if (alive(s.oldPid)) process.kill(s.oldPid, "SIGKILL");
-  if (!s.unit) {
-    s = { ...s, newPid: startDetached(s.exe, s.args, s) };
-    writeUpgradeState(stateDir, s);
-  }
-  log(`upgrade ${s.from} -> ${s.to}: waiting up to ${s.healthTimeoutMs} ms for the new version`);
-  const deadline = Date.now() + s.healthTimeoutMs;
   let why = `did not come back healthy within ${Math.round(s.healthTimeoutMs / 1000)} s`;
-  while (Date.now() < deadline) {
-    const now = readUpgradeState(stateDir);
-    if (now?.state === "healthy") {
+  let started = true;
+  if (!s.unit) {
+    try {
+      s = { ...s, newPid: await startDetached(s.exe, s.args, s) };
+      writeUpgradeState(stateDir, s);
+    } catch (err) {
+      started = false;
+      why = `could not be started (${(err as Error).message})`;
+    }
+  }
+  // systemd starts the new version itself, RestartSec (5 s) after the old one exited.
+  const deadline = Date.now() + s.healthTimeoutMs + (s.unit ? SYSTEMD_RESTART_ALLOWANCE_MS : 0);
+  log(`upgrade ${s.from} -> ${s.to}: waiting up to ${deadline - Date.now()} ms for the new version`);
+  while (started && Date.now() < deadline) {
+    if (readUpgradeState(stateDir)?.state === "healthy") {
       log(`upgrade to ${s.to} healthy`);
       return "healthy";
     }
@@ -214,16 +251,21 @@ export async function watchUpgrade(stateDir: string, log: (line: string) => void
   // Last look: it may have become healthy just now.
   if (readUpgradeState(stateDir)?.state === "healthy") return "healthy";
   writeUpgradeState(stateDir, { ...s, state: "rolling-back", detail: why });
-  if (s.unit) systemctl(["stop", s.unit]);
-  else if (s.newPid !== undefined) await stopPid(s.newPid);
-  replaceAtomically(s.previous, s.exe, 0o755);
-  writeUpgradeState(stateDir, {
-    ...s,
-    state: "rolled-back",
-    detail: `version ${s.to} ${why}; back on ${s.from}`,
-  });
-  log(`upgrade to ${s.to} rolled back: ${why}`);
-  if (s.unit) systemctl(["start", s.unit]);
-  else startDetached(s.exe, s.args, s);
+  try {
+    if (s.unit) systemctl(["stop", s.unit]);
+    else if (s.newPid !== undefined) await stopPid(s.newPid);
+    // A rename: it needs no free space, and the disk may be full after the download.
+    renameSync(s.previous, s.exe);
+    writeUpgradeState(stateDir, {
+      ...s,
+      state: "rolled-back",
+      detail: `version ${s.to} ${why}; back on ${s.from}`,
+    });
+    log(`upgrade to ${s.to} rolled back: ${why}`);
+  } finally {
+    // Whatever failed above, an agent is started again: the previous one, or failing that what is there.
+    if (s.unit) systemctl(["start", s.unit]);
+    else await startDetached(s.exe, s.args, s);
+  }
   return "rolled-back";
 }

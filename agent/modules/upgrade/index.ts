@@ -1,8 +1,10 @@
 import { renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { Objm } from "@nats-io/obj";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { type ObjectInfo, Objm } from "@nats-io/obj";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Codes, DragnetError, VERSION } from "../../../common/mod.js";
-import { RELEASES_BUCKET } from "../../../common/nats-authority.js";
+import { RELEASES_BUCKET, RELEASES_STREAM } from "../../../common/nats-authority.js";
 import {
   currentPlatform,
   isVersion,
@@ -12,7 +14,13 @@ import {
 } from "../../../common/release.js";
 import type { Heartbeat, UpgradeParams, UpgradeResult } from "../../../proto/mod.js";
 import { installableExecutable } from "../../install.js";
-import { defineModule, type ModuleHost, type ModuleService } from "../registry.js";
+import {
+  defineModule,
+  type ModuleContext,
+  type ModuleHost,
+  type ModuleOutcome,
+  type ModuleService,
+} from "../registry.js";
 import {
   logFileOfSelf,
   readUpgradeState,
@@ -42,17 +50,36 @@ class UpgradeService implements ModuleService {
 
   constructor(readonly host: ModuleHost) {}
 
+  /** An upgrade command is between its first check and its hand-over (two may run at once). */
+  busy = false;
+  private marking = false;
+
   async start(): Promise<void> {
     this.state = readUpgradeState(this.host.stateDir);
+    await this.markHealthy();
+  }
+
+  /**
+   * Healthy: this version loaded its config, connected, and the server has its
+   * heartbeat. Tried at start and again with each heartbeat while pending (the
+   * link may have dropped just after connecting).
+   */
+  private async markHealthy(): Promise<void> {
     const s = this.state;
-    if (s?.state !== "pending" || s.to !== VERSION) return;
-    // Healthy: this version loaded its config, connected, and the server has its heartbeat.
+    if (s?.state !== "pending" || s.to !== VERSION || this.marking) return;
     const nc = this.host.nats();
     if (!nc || this.host.linkDownSince() !== undefined) return;
-    await nc.flush();
-    this.record({ ...s, state: "healthy", detail: undefined });
-    this.host.log.info("upgrade healthy", { from: s.from, to: s.to });
-    this.host.heartbeat();
+    this.marking = true;
+    try {
+      await nc.flush();
+      this.record({ ...s, state: "healthy", detail: undefined });
+      this.host.log.info("upgrade healthy", { from: s.from, to: s.to });
+      this.host.heartbeat();
+    } catch (err) {
+      this.host.log.warn("upgrade not marked healthy yet", { error: err });
+    } finally {
+      this.marking = false;
+    }
   }
 
   async stop(): Promise<void> {}
@@ -76,6 +103,7 @@ class UpgradeService implements ModuleService {
   describe(hb: Heartbeat): void {
     const s = this.state;
     if (!s) return;
+    if (s.state === "pending") void this.markHealthy();
     hb.upgradeState = s.state;
     hb.upgradeVersion = s.to;
     hb.upgradeDetail = (s.detail ?? "").slice(0, 256);
@@ -100,7 +128,6 @@ export const upgradeModule = defineModule<"upgrade", UpgradeService>({
     const service = ctx.service;
     if (!service)
       throw new DragnetError(Codes.MODULE_FAILED, "upgrade: the agent has not started its upgrade service");
-    const host = service.host;
     const base: UpgradeResult = {
       state: "current",
       fromVersion: VERSION,
@@ -110,114 +137,141 @@ export const upgradeModule = defineModule<"upgrade", UpgradeService>({
       signer: "",
     };
     if (params.version === VERSION) return { found: false, result: base };
-    const earlier = service.current();
-    // One at a time; an upgrade whose watchdog should long have decided (it died?) no longer blocks.
-    const underWay =
-      (earlier?.state === "pending" || earlier?.state === "rolling-back") &&
-      Date.now() - earlier.startedAtMs < earlier.healthTimeoutMs + STALE_AFTER_MS;
-    if (underWay) {
-      throw new DragnetError(Codes.MODULE_FAILED, `upgrade: an upgrade to ${earlier?.to} is under way`);
-    }
-    if (!host.releaseKeys) {
-      throw new DragnetError(
-        Codes.CONFIG,
-        "upgrade: this agent's config names no releaseKeys; it takes no release",
-      );
-    }
-    const trusted = loadReleaseKeys(host.releaseKeys);
-    const exe = installableExecutable();
-    const nc = host.nats();
-    if (!nc) throw new DragnetError(Codes.UNAVAILABLE, "upgrade: not connected to NATS");
-
-    const name = releaseObjectName(currentPlatform(), params.version);
-    const os = await new Objm(nc).open(RELEASES_BUCKET);
-    const info = await os.info(name);
-    const meta = info?.metadata;
-    if (!info || !meta?.manifest || !meta.signature || !meta.keyId) {
-      throw new DragnetError(
-        Codes.NOT_FOUND,
-        `upgrade: no release ${params.version} for ${currentPlatform()} is published`,
-      );
-    }
-    const { manifest, signer } = verifyRelease(
-      { manifest: meta.manifest, signature: Buffer.from(meta.signature, "base64"), keyId: meta.keyId },
-      trusted,
-    );
-    if (manifest.version !== params.version || manifest.platform !== currentPlatform()) {
-      throw new DragnetError(
-        Codes.SIG_INVALID,
-        `upgrade: the signed manifest is for ${manifest.version} on ${manifest.platform}, not ${params.version} on ${currentPlatform()}`,
-      );
-    }
-    const staged = join(dirname(exe), `.${basename(exe)}.${params.version}.download`);
+    // Checked and set before the first await: two upgrade commands may run at once.
+    if (service.busy)
+      throw new DragnetError(Codes.MODULE_FAILED, "upgrade: another upgrade is being fetched");
+    service.busy = true;
     try {
-      const object = await os.get(name);
-      if (!object) throw new DragnetError(Codes.NOT_FOUND, `upgrade: release ${params.version} vanished`);
-      const got = await receiveFile(
-        staged,
-        object.data as unknown as AsyncIterable<Uint8Array>,
-        manifest.size,
-        ctx.signal,
-      );
-      await object.error.catch(() => undefined);
-      if (got.size !== manifest.size || got.sha256 !== manifest.sha256) {
-        throw new DragnetError(
-          Codes.SIG_INVALID,
-          `upgrade: the downloaded executable (${got.size} bytes, sha256 ${got.sha256}) is not the one the signed manifest names (${manifest.size} bytes, ${manifest.sha256}); refused`,
-        );
-      }
-      ctx.signal.throwIfAborted();
-      const previous = `${exe}.previous`;
-      replaceAtomically(exe, previous, 0o755);
-      const state: UpgradeState = {
-        version: 1,
-        state: "pending",
-        actionId: ctx.actionId ?? "",
-        from: VERSION,
-        to: params.version,
-        sha256: manifest.sha256,
-        exe,
-        previous,
-        startedAtMs: Date.now(),
-        healthTimeoutMs: params.healthTimeoutMs || DEFAULT_HEALTH_TIMEOUT_MS,
-        args: process.argv.slice(2),
-        cwd: process.cwd(),
-        logFile: logFileOfSelf(),
-        unit: systemdUnitOfSelf(),
-        oldPid: process.pid,
-      };
-      service.record(state);
-      renameSync(staged, exe);
-      try {
-        startWatchdog(state, ctx.stateDir);
-      } catch (err) {
-        // Without a watchdog nobody would roll back: stay on this version.
-        replaceAtomically(previous, exe, 0o755);
-        service.forget();
-        throw new DragnetError(
-          Codes.MODULE_FAILED,
-          `upgrade: could not start the watchdog: ${(err as Error).message}`,
-        );
-      }
-      ctx.log.info("upgrade staged; restarting", {
-        from: VERSION,
-        to: params.version,
-        sha256: manifest.sha256,
-      });
-      // The result goes to the outbox first; the agent then stops and the watchdog takes over.
-      host.restart(`upgrade to ${params.version}`);
-      return {
-        found: true,
-        result: {
-          ...base,
-          state: "staged",
-          sha256: manifest.sha256,
-          size: manifest.size,
-          signer: signer.name,
-        },
-      };
+      return await upgradeTo(params, ctx, service, base);
     } finally {
-      rmSync(staged, { force: true });
+      service.busy = false;
     }
   },
 });
+
+async function upgradeTo(
+  params: UpgradeParams,
+  ctx: ModuleContext<UpgradeService>,
+  service: UpgradeService,
+  base: UpgradeResult,
+): Promise<ModuleOutcome<"upgrade">> {
+  const host = service.host;
+  const earlier = service.current();
+  // One at a time; an upgrade whose watchdog should long have decided (it died?) no longer blocks.
+  const underWay =
+    (earlier?.state === "pending" || earlier?.state === "rolling-back") &&
+    Date.now() - earlier.startedAtMs < earlier.healthTimeoutMs + STALE_AFTER_MS;
+  if (underWay) {
+    throw new DragnetError(Codes.MODULE_FAILED, `upgrade: an upgrade to ${earlier?.to} is under way`);
+  }
+  if (!host.releaseKeys) {
+    throw new DragnetError(
+      Codes.CONFIG,
+      "upgrade: this agent's config names no releaseKeys; it takes no release",
+    );
+  }
+  const trusted = loadReleaseKeys(host.releaseKeys);
+  const exe = installableExecutable();
+  const nc = host.nats();
+  if (!nc) throw new DragnetError(Codes.UNAVAILABLE, "upgrade: not connected to NATS");
+
+  const name = releaseObjectName(currentPlatform(), params.version);
+  const os = await new Objm(nc).open(RELEASES_BUCKET);
+  const info = await os.info(name);
+  const meta = info?.metadata;
+  if (!info || !meta?.manifest || !meta.signature || !meta.keyId) {
+    throw new DragnetError(
+      Codes.NOT_FOUND,
+      `upgrade: no release ${params.version} for ${currentPlatform()} is published`,
+    );
+  }
+  const { manifest, signer } = verifyRelease(
+    { manifest: meta.manifest, signature: Buffer.from(meta.signature, "base64"), keyId: meta.keyId },
+    trusted,
+  );
+  if (manifest.version !== params.version || manifest.platform !== currentPlatform()) {
+    throw new DragnetError(
+      Codes.SIG_INVALID,
+      `upgrade: the signed manifest is for ${manifest.version} on ${manifest.platform}, not ${params.version} on ${currentPlatform()}`,
+    );
+  }
+  const staged = join(dirname(exe), `.${basename(exe)}.${params.version}.download`);
+  try {
+    const got = await receiveFile(staged, releaseChunks(nc, info), manifest.size, ctx.signal);
+    if (got.size !== manifest.size || got.sha256 !== manifest.sha256) {
+      throw new DragnetError(
+        Codes.SIG_INVALID,
+        `upgrade: the downloaded executable (${got.size} bytes, sha256 ${got.sha256}) is not the one the signed manifest names (${manifest.size} bytes, ${manifest.sha256}); refused`,
+      );
+    }
+    ctx.signal.throwIfAborted();
+    const previous = `${exe}.previous`;
+    replaceAtomically(exe, previous, 0o755);
+    const state: UpgradeState = {
+      version: 1,
+      state: "pending",
+      actionId: ctx.actionId ?? "",
+      from: VERSION,
+      to: params.version,
+      sha256: manifest.sha256,
+      exe,
+      previous,
+      startedAtMs: Date.now(),
+      healthTimeoutMs: params.healthTimeoutMs || DEFAULT_HEALTH_TIMEOUT_MS,
+      args: process.argv.slice(2),
+      cwd: process.cwd(),
+      logFile: logFileOfSelf(),
+      unit: systemdUnitOfSelf(),
+      oldPid: process.pid,
+    };
+    service.record(state);
+    renameSync(staged, exe);
+    try {
+      await startWatchdog(state, ctx.stateDir);
+    } catch (err) {
+      // Without a watchdog nobody would roll back: stay on this version.
+      replaceAtomically(previous, exe, 0o755);
+      service.forget();
+      throw new DragnetError(
+        Codes.MODULE_FAILED,
+        `upgrade: could not start the watchdog: ${(err as Error).message}`,
+      );
+    }
+    ctx.log.info("upgrade staged; restarting", {
+      from: VERSION,
+      to: params.version,
+      sha256: manifest.sha256,
+    });
+    // The result goes to the outbox first; the agent then stops and the watchdog takes over.
+    host.restart(`upgrade to ${params.version}`);
+    return {
+      found: true,
+      result: {
+        ...base,
+        state: "staged",
+        sha256: manifest.sha256,
+        size: manifest.size,
+        signer: signer.name,
+      },
+    };
+  } finally {
+    rmSync(staged, { force: true });
+  }
+}
+
+/**
+ * The release's bytes, chunk by chunk, with direct gets on the bucket's stream:
+ * agents may read messages of that one stream, but not create consumers (a
+ * consumer's deliver subject is not checked against its creator's permissions).
+ */
+async function* releaseChunks(nc: NatsConnection, info: ObjectInfo): AsyncIterable<Uint8Array> {
+  const jsm = await jetstreamManager(nc);
+  const subject = `$O.${RELEASES_BUCKET}.C.${info.nuid}`;
+  let seq = 0;
+  for (let i = 0; i < info.chunks; i++) {
+    const m = await jsm.direct.getMessage(RELEASES_STREAM, { next_by_subj: subject, seq: seq + 1 });
+    if (!m) throw new DragnetError(Codes.NOT_FOUND, `upgrade: chunk ${i + 1} of ${info.chunks} is missing`);
+    seq = m.seq;
+    yield m.data;
+  }
+}
