@@ -39,6 +39,9 @@ Wants=network-online.target
 
 [Service]
 Type=simple
+# After an upgrade, the previous executable (known to work) first rolls back one whose
+# watchdog a reboot ended before the new version proved healthy.
+ExecStartPre=-/bin/sh -c 'test ! -x ${PATHS.exe}.previous || exec ${PATHS.exe}.previous upgrade-check --state-dir ${PATHS.state}'
 ExecStart=${PATHS.exe} run --config ${PATHS.config}
 Restart=always
 RestartSec=5

@@ -13,7 +13,7 @@ import {
   uninstall,
 } from "./install.js";
 import { describeStatus, stateDirOf } from "./local-status.js";
-import { watchUpgrade } from "./modules/upgrade/handoff.js";
+import { rollBackAbandoned, watchUpgrade } from "./modules/upgrade/handoff.js";
 
 // The agent executable. Node variables in the environment must not change
 // how an agent that runs as root behaves: the executable ignores NODE_OPTIONS
@@ -147,6 +147,14 @@ program
     const log = createLogger("upgrade-watch");
     const outcome = await watchUpgrade(opts.stateDir, (line) => log.info(line));
     process.exit(outcome === "healthy" ? 0 : 1);
+  });
+
+program
+  .command("upgrade-check", { hidden: true })
+  .description("(the unit runs it before starting) roll back an upgrade whose watchdog a restart ended")
+  .requiredOption("--state-dir <dir>", "the agent's state directory")
+  .action((opts: { stateDir: string }) => {
+    process.stdout.write(`upgrade-check: ${rollBackAbandoned(opts.stateDir)}\n`);
   });
 
 program

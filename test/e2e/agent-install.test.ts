@@ -86,6 +86,9 @@ describe("dragnet-agent install / uninstall / status", () => {
     const unit = readFileSync(at("etc/systemd/system/dragnet-agent.service"), "utf8");
     expect(unit).toMatch(/^Restart=always$/m);
     expect(unit).toMatch(/^Environment=PATH=/m);
+    expect(unit).toMatch(
+      /^ExecStartPre=-\/bin\/sh -c .*dragnet-agent\.previous upgrade-check --state-dir \/var\/lib\/dragnet'$/m,
+    );
     // Hardening that would blind an investigator is left out on purpose.
     expect(unit).not.toMatch(/^(ProtectHome|ProtectSystem|PrivateTmp)=/m);
     if (
@@ -130,6 +133,44 @@ describe("dragnet-agent install / uninstall / status", () => {
     expect(existsSync(at("var/lib/dragnet"))).toBe(true);
     expect(agent(["uninstall", "--root", root, "--purge"]).status).toBe(0);
     expect(existsSync(at("var/lib/dragnet"))).toBe(false);
+  });
+
+  it("before the service starts, rolls back an upgrade whose watchdog a reboot ended, and nothing else", () => {
+    const dir = tempDir("dragnet-upgrade-check-");
+    const exe = join(dir, "dragnet-agent");
+    writeFileSync(exe, "new build");
+    writeFileSync(`${exe}.previous`, "old build");
+    const state = (startedAtMs: number, st = "pending") =>
+      writeFileSync(
+        join(dir, "upgrade.json"),
+        JSON.stringify({
+          version: 1,
+          state: st,
+          actionId: "a1",
+          from: "0.1.0",
+          to: "0.2.0",
+          sha256: "",
+          exe,
+          previous: `${exe}.previous`,
+          startedAtMs,
+          healthTimeoutMs: 60_000,
+          args: [],
+          cwd: dir,
+          oldPid: 1,
+        }),
+      );
+    const check = () => agent(["upgrade-check", "--state-dir", dir]).stdout.trim();
+    state(Date.now());
+    expect(check()).toBe("upgrade-check: its watchdog is still on it");
+    state(Date.now() - 10 * 60_000, "healthy");
+    expect(check()).toBe("upgrade-check: no upgrade under way");
+    expect(readFileSync(exe, "utf8")).toBe("new build");
+    state(Date.now() - 10 * 60_000);
+    expect(check()).toMatch(
+      /^upgrade-check: rolled back to 0\.1\.0: version 0\.2\.0 did not come back healthy, and its watchdog was gone/,
+    );
+    expect(readFileSync(exe, "utf8")).toBe("old build");
+    expect(JSON.parse(readFileSync(join(dir, "upgrade.json"), "utf8")).state).toBe("rolled-back");
   });
 
   it("refuses a config without a keyring, or naming a missing file", () => {

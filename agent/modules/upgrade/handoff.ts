@@ -269,3 +269,27 @@ export async function watchUpgrade(stateDir: string, log: (line: string) => void
   }
   return "rolled-back";
 }
+
+/** Past the watchdog's own deadline by this much, a pending upgrade has no watchdog left (the host restarted). */
+const WATCHDOG_GONE_AFTER_MS = SYSTEMD_RESTART_ALLOWANCE_MS + 45_000;
+
+/**
+ * `dragnet-agent upgrade-check`, run from the previous executable before the
+ * service starts (the unit's ExecStartPre): an upgrade still pending long after
+ * its watchdog should have decided — the host rebooted during the health window,
+ * and the new version never came up — is rolled back here. Anything else: nothing.
+ */
+export function rollBackAbandoned(stateDir: string, now = Date.now()): string {
+  const s = readUpgradeState(stateDir);
+  if (s?.state !== "pending" && s?.state !== "rolling-back") return "no upgrade under way";
+  if (now - s.startedAtMs < s.healthTimeoutMs + WATCHDOG_GONE_AFTER_MS) return "its watchdog is still on it";
+  if (!existsSync(s.previous)) return `nothing to go back to (${s.previous} is gone)`;
+  const why = "did not come back healthy, and its watchdog was gone (the host restarted)";
+  renameSync(s.previous, s.exe);
+  writeUpgradeState(stateDir, {
+    ...s,
+    state: "rolled-back",
+    detail: `version ${s.to} ${why}; back on ${s.from}`,
+  });
+  return `rolled back to ${s.from}: version ${s.to} ${why}`;
+}
