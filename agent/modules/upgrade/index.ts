@@ -229,8 +229,8 @@ async function upgradeTo(
     try {
       await startWatchdog(state, ctx.stateDir);
     } catch (err) {
-      // Without a watchdog nobody would roll back: stay on this version.
-      replaceAtomically(previous, exe, 0o755);
+      // Without a watchdog nobody would roll back: stay on this version (a rename needs no space).
+      renameSync(previous, exe);
       service.forget();
       throw new DragnetError(
         Codes.MODULE_FAILED,
