@@ -146,6 +146,7 @@ export class Agent {
       ].filter((p): p is string => !!p),
       log: this.log,
       self: () => this.targetSubject(),
+      commandMemoryMb: config.commandMemoryMb,
       sendEvidence: (coordinator, chunk) => this.sendEvidence(coordinator, chunk),
     });
   }

@@ -1,3 +1,5 @@
+import { getHeapStatistics, setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import {
   Codes,
   checkValidityWindow,
@@ -65,6 +67,8 @@ export interface CommandRunnerDeps {
   log: Logger;
   /** The agent as a target expression sees it. */
   self: () => TargetSubject;
+  /** How much a command may grow the agent's heap, in MB (commandMemoryMb); unset: no limit. */
+  commandMemoryMb?: number;
   now?: () => number;
 }
 
@@ -164,6 +168,36 @@ export class CommandRunner {
     }
   }
 
+  /**
+   * Modules that work on the agent's main thread (drift, process, memory) share its heap:
+   * a command that grows it by more than commandMemoryMb is aborted — they stop at their
+   * next time slice — so that one command cannot take the agent down. File searches run
+   * in worker threads with a hard limit of their own.
+   */
+  private guardHeap(controller: AbortController): NodeJS.Timeout | undefined {
+    const mb = this.deps.commandMemoryMb;
+    if (!mb) return undefined;
+    const limit = mb * 1048576;
+    const atStart = getHeapStatistics().used_heap_size;
+    let lastGc = 0;
+    const guard = setInterval(() => {
+      if (getHeapStatistics().used_heap_size - atStart <= limit) return;
+      // Over by the count of what is in the heap, garbage included: collect, then judge what lives.
+      if (performance.now() - lastGc < 1000) return;
+      lastGc = performance.now();
+      collectGarbage();
+      if (getHeapStatistics().used_heap_size - atStart <= limit) return;
+      controller.abort(
+        new DragnetError(
+          Codes.TOO_LARGE,
+          `the command grew the agent's memory by more than ${mb} MB (commandMemoryMb) and was stopped`,
+        ),
+      );
+    }, HEAP_CHECK_MS);
+    guard.unref();
+    return guard;
+  }
+
   async execute(command: AcceptedCommand, stop?: AbortSignal): Promise<CommandResult> {
     const body = command.verified.body;
     const startedAtMs = this.now();
@@ -178,6 +212,7 @@ export class CommandRunner {
     );
     const onStop = () => controller.abort(new DragnetError(Codes.AGENT_LOST, "the agent is stopping"));
     stop?.addEventListener("abort", onStop);
+    const heapGuard = this.guardHeap(controller);
     const operations: OperationResult[] = [];
     let status = CommandStatus.COMMAND_STATUS_SUCCESS;
     let problem: CommandResult["problem"];
@@ -239,6 +274,7 @@ export class CommandRunner {
       }
     } finally {
       clearTimeout(timer);
+      clearInterval(heapGuard);
       stop?.removeEventListener("abort", onStop);
     }
     return {
@@ -253,6 +289,19 @@ export class CommandRunner {
       finishedAtMs: this.now(),
     };
   }
+}
+
+/** How often a running command's heap growth is looked at. */
+const HEAP_CHECK_MS = 200;
+
+let gc: (() => void) | undefined;
+/** A full collection, only when a command seems over its memory: V8 exposes it on request. */
+function collectGarbage(): void {
+  if (!gc) {
+    setFlagsFromString("--expose-gc");
+    gc = runInNewContext("gc") as () => void;
+  }
+  gc();
 }
 
 /** Settles with the promise, or rejects as soon as the signal aborts (a module that ignores it cannot hang a command). */

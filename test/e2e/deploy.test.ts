@@ -381,7 +381,7 @@ describe("upgrades", () => {
 });
 
 describe("limits on a command", () => {
-  it("stops a search that needs more memory than commandMemoryMb; the agent answers the next command", async () => {
+  it("stops a search, and a main-thread command, that need more memory than commandMemoryMb; the agent answers the next command", async () => {
     const dir = join(work, "limited");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const config = join(dir, "config.json");
@@ -402,6 +402,20 @@ describe("limits on a command", () => {
     writeFileSync(big, "a".repeat(15 * 1024 * 1024));
     const search = await cli(["--json", "file", "-t", `id == "${agentId}"`, "--path", big, "--content", "b"]);
     expect(search.stderr).toContain("the search needed more than 16 MB of memory and was stopped");
+    // On the main thread: a drift baseline of /usr holds every entry in memory, far more than 16 MB.
+    const baseline = await cli([
+      "drift",
+      "baseline",
+      "-t",
+      `id == "${agentId}"`,
+      "--path",
+      "/usr",
+      "--name",
+      "all-usr",
+    ]);
+    expect(baseline.stderr).toContain(
+      "the command grew the agent's memory by more than 16 MB (commandMemoryMb) and was stopped",
+    );
     const next = await cli([
       "--json",
       "file",
