@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
-import { createReadStream, readFileSync, statSync } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { sha256OfFile } from "../../common/files.js";
 import { Codes, DragnetError, loadInvestigatorKey } from "../../common/mod.js";
 import { currentPlatform, isVersion, signRelease } from "../../common/release.js";
 import { addActionFlags, duration, globalsOf, handle, type SweepFlags, withApi } from "../cli-kit.js";
@@ -26,12 +26,6 @@ registerFormatter("upgrade", {
   rows: (r) => [{ ...(r as object) }],
 });
 
-async function sha256Of(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
-}
-
 export function registerReleaseCommand(program: Command, agents: Command): void {
   const release = program
     .command("release")
@@ -52,8 +46,7 @@ export function registerReleaseCommand(program: Command, agents: Command): void 
             );
           }
           const key = loadInvestigatorKey(flags.releaseKey, process.env.DRAGNET_KEY_PASSPHRASE || undefined);
-          const size = statSync(file).size;
-          const sha256 = await sha256Of(file);
+          const { size, sha256 } = await sha256OfFile(file);
           const signed = signRelease(
             { version: flags.version, platform: flags.platform, size, sha256, publishedAtMs: Date.now() },
             key,
