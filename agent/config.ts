@@ -2,6 +2,7 @@ import { readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { Codes, DEFAULT_PREFIX, DragnetError, type Level } from "../common/mod.js";
 import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
+import { splitTag, tagProblem } from "../common/tags.js";
 
 // The agent's local configuration: a JSON file (--config) and flags, flags
 // winning. It names the NATS servers, the state directory and the keyring of
@@ -59,17 +60,12 @@ function configError(message: string): DragnetError {
   return new DragnetError(Codes.CONFIG, message);
 }
 
-const TAG_KEY_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-
 export function parseTag(text: string): [string, string] {
-  const eq = text.indexOf("=");
-  if (eq <= 0) throw configError(`tag "${text}" is not key=value`);
-  const key = text.slice(0, eq);
-  const value = text.slice(eq + 1);
-  if (!TAG_KEY_RE.test(key))
-    throw configError(`tag key "${key}" may only hold letters, digits, '_', '.', '-'`);
-  if (value.length > 256) throw configError(`tag "${key}" has a value longer than 256 characters`);
-  return [key, value];
+  const tag = splitTag(text);
+  if (!tag) throw configError(`tag "${text}" is not key=value`);
+  const why = tagProblem(...tag);
+  if (why) throw configError(why);
+  return tag;
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

@@ -9,6 +9,7 @@ import {
   userCreds,
   userJwt,
 } from "../common/nats-authority.js";
+import { tagProblem } from "../common/tags.js";
 import type { EnrollmentToken } from "../proto/api.js";
 import type { AuditFields } from "./audit-log.js";
 import type { Store, StoredEnrollmentToken } from "./store/store.js";
@@ -83,9 +84,8 @@ export class EnrollmentDesk {
       throw new DragnetError(Codes.PARAMS, "a token expires after 1 second to 90 days");
     }
     for (const [k, v] of Object.entries(request.tags)) {
-      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 256) {
-        throw new DragnetError(Codes.PARAMS, `tag ${JSON.stringify(k)} is not a valid key=value`);
-      }
+      const why = tagProblem(k, v);
+      if (why) throw new DragnetError(Codes.PARAMS, why);
     }
     const now = this.deps.now();
     const id = newId(now);

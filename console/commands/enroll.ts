@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
+import { splitTag, tagProblem } from "../../common/tags.js";
 import type { EnrollmentToken } from "../../proto/api.js";
 import { duration, globalsOf, handle, uint32, withApi } from "../cli-kit.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
@@ -9,14 +10,14 @@ import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 // fleet with (`dragnet-agent enroll --token T`). A token carries its tags, how
 // many agents may use it and when it expires; its secret is shown once.
 
-const TAG_RE = /^([A-Za-z0-9_.-]{1,64})=(.{0,256})$/;
-
 function tagsOf(values: string[]): Record<string, string> {
   const tags: Record<string, string> = {};
   for (const t of values.flatMap((v) => v.split(",")).filter(Boolean)) {
-    const m = TAG_RE.exec(t);
-    if (!m) throw new DragnetError(Codes.PARAMS, `--tags takes key=value[,key=value], not "${t}"`);
-    tags[m[1]!] = m[2]!;
+    const tag = splitTag(t);
+    if (!tag || tagProblem(...tag)) {
+      throw new DragnetError(Codes.PARAMS, `--tags takes key=value[,key=value], not "${t}"`);
+    }
+    tags[tag[0]] = tag[1];
   }
   return tags;
 }
