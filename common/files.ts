@@ -5,10 +5,16 @@ import {
   fsyncSync,
   openSync,
   renameSync,
+  statSync,
   unlinkSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
+
+/** A secret (key, credentials, seed) anyone but its owner could read; Windows has no such mode bits. */
+export function readableByOthers(path: string): boolean {
+  return process.platform !== "win32" && (statSync(path).mode & 0o077) !== 0;
+}
 
 /** Writes a file so that readers see either the old or the new content, never half of it. */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {

@@ -7,7 +7,7 @@ import {
 } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { Codes, DragnetError } from "./errors.js";
-import { writeFileAtomic } from "./files.js";
+import { readableByOthers, writeFileAtomic } from "./files.js";
 
 // Investigator keys are Ed25519 (node:crypto). A key id is the first 16 hex
 // characters of SHA-256 over the raw 32-byte public key.
@@ -107,7 +107,7 @@ export function loadInvestigatorKey(path: string, passphrase?: string): Investig
   } catch (err) {
     throw new DragnetError(Codes.CONFIG, `cannot read key file ${path}: ${(err as Error).message}`);
   }
-  if (process.platform !== "win32" && (statSync(path).mode & 0o077) !== 0) {
+  if (readableByOthers(path)) {
     throw new DragnetError(
       Codes.CONFIG,
       `key file ${path} is readable by others (mode ${(statSync(path).mode & 0o777).toString(8)}); chmod 600 it`,

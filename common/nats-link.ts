@@ -1,7 +1,8 @@
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { type ConnectionOptions, credsAuthenticator } from "@nats-io/transport-node";
 import { Codes, DragnetError } from "./errors.js";
+import { readableByOthers } from "./files.js";
 
 // How agents and the coordinator reach NATS: TLS always, unless plaintext is
 // asked for by name (`insecure: true`, never a fallback), and each with its own
@@ -60,7 +61,7 @@ export function natsConnectOptions(
     } catch (err) {
       fail(`cannot read NATS credentials ${s.creds}: ${(err as Error).message}`);
     }
-    if (process.platform !== "win32" && (statSync(s.creds).mode & 0o077) !== 0) {
+    if (readableByOthers(s.creds)) {
       fail(`NATS credentials ${s.creds} are readable by others; chmod 600 them`);
     }
     options.authenticator = credsAuthenticator(creds);

@@ -1,5 +1,6 @@
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
+import { readableByOthers } from "../common/files.js";
 import {
   Codes,
   DEFAULT_COORDINATOR,
@@ -83,7 +84,7 @@ function accountSeedOf(v: unknown, file: (p: unknown, what: string) => string): 
   }
   if (!/^SA[A-Z2-7]{56}$/.test(seed))
     fail(`enrollment.accountSeed ${path} does not hold a NATS account seed`);
-  if ((statSync(path).mode & 0o077) !== 0)
+  if (readableByOthers(path))
     fail(`enrollment.accountSeed ${path} must not be readable by others (chmod 600)`);
   return seed;
 }
