@@ -7,7 +7,7 @@ import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { decodeEnrollmentToken, type EnrollmentReply, type EnrollmentRequest } from "../common/enrollment.js";
 import { Codes, DEFAULT_PREFIX, DragnetError, VERSION, writeFileAtomic } from "../common/mod.js";
 import { enrollInboxPrefix, enrollSubject } from "../common/nats-authority.js";
-import { parseNatsSettings } from "../common/nats-link.js";
+import { natsConnectOptions, parseNatsSettings } from "../common/nats-link.js";
 import { loadOrCreateAgentId } from "./identity.js";
 
 // `dragnet-agent enroll`: joins the fleet with a token an admin made on the
@@ -71,8 +71,8 @@ export async function enroll(opts: EnrollOptions): Promise<Enrolled> {
   const key = agentKeyPair(stateDir, nats.creds);
 
   const nc = await connect({
-    servers: nats.servers,
-    tls: nats.insecure ? null : nats.ca ? { caFile: nats.ca } : {},
+    // The fleet's servers and TLS as the agent will use them; the token's credentials, not its own (yet).
+    ...natsConnectOptions({ ...nats, creds: undefined }),
     authenticator: credsAuthenticator(new TextEncoder().encode(token.creds)),
     inboxPrefix: enrollInboxPrefix(token.id),
     timeout: opts.timeoutMs ?? 15_000,
