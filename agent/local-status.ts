@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { Codes, DragnetError } from "../common/mod.js";
+import { isAlive } from "../common/pids.js";
 import { STATUS_FILE } from "./agent.js";
 
 // `dragnet-agent status`: what the agent on this machine is doing, from the
@@ -23,15 +24,6 @@ export function stateDirOf(configPath: string): string {
   return isAbsolute(config.stateDir) ? config.stateDir : resolve(dirname(configPath), config.stateDir);
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-};
-
 export function describeStatus(stateDir: string): string {
   let s: Record<string, unknown>;
   try {
@@ -40,7 +32,7 @@ export function describeStatus(stateDir: string): string {
     return `no agent status in ${stateDir}: the agent has not run here (or never reached its first heartbeat)\n`;
   }
   const age = Date.now() - Date.parse(String(s.lastHeartbeatAt));
-  const running = alive(Number(s.pid)) && age < 3 * Number(s.heartbeatIntervalMs || 10_000);
+  const running = isAlive(Number(s.pid)) && age < 3 * Number(s.heartbeatIntervalMs || 10_000);
   const undelivered = (s.undelivered ?? {}) as { results?: number; alerts?: number };
   const lines = [
     `agent       ${s.id} (${s.hostname}), version ${s.version}`,

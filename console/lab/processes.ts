@@ -3,6 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { delimiter, join } from "node:path";
 import { Codes, DragnetError } from "../../common/mod.js";
+import { isAlive } from "../../common/pids.js";
 
 // Starting, finding and stopping the lab's own processes. A process is only
 // signalled when /proc confirms it is still the program the lab started, so a
@@ -33,22 +34,6 @@ export function startDetached(
     return { pid: child.pid, marker: options.marker ?? command, log: options.log };
   } finally {
     closeSync(out);
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  // An exited process that its new parent has not reaped yet is a zombie: gone for our purposes.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return process.platform !== "linux";
   }
 }
 

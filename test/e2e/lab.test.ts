@@ -3,8 +3,8 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isAlive } from "../../common/pids.js";
 import type { LabState } from "../../console/lab/lab.js";
-import { isAlive } from "../../console/lab/processes.js";
 import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
 import { tempDir } from "../helpers/fleet.js";
 

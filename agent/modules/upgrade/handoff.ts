@@ -15,6 +15,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Codes, DragnetError, writeFileAtomic } from "../../../common/mod.js";
+import { isAlive } from "../../../common/pids.js";
 
 // The hand-over from one agent version to the next. The running agent stages
 // the verified executable beside its own, keeps a copy of itself as
@@ -190,23 +191,15 @@ export async function startWatchdog(s: UpgradeState, stateDir: string): Promise<
   await startDetached(s.previous, args, s);
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Under systemd the new version starts RestartSec after the old one exits: its health window opens later. */
 const SYSTEMD_RESTART_ALLOWANCE_MS = 15_000;
 
 async function stopPid(pid: number): Promise<void> {
-  if (!alive(pid)) return;
+  if (!isAlive(pid)) return;
   process.kill(pid, "SIGTERM");
-  for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
-  if (alive(pid)) process.kill(pid, "SIGKILL");
+  for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(100);
+  if (isAlive(pid)) process.kill(pid, "SIGKILL");
 }
 
 function systemctl(args: string[]): void {
@@ -221,8 +214,8 @@ function systemctl(args: string[]): void {
 export async function watchUpgrade(stateDir: string, log: (line: string) => void): Promise<UpgradeStage> {
   let s = readUpgradeState(stateDir);
   if (s?.state !== "pending") throw new Error(`no pending upgrade in ${stateDir}`);
-  for (let i = 0; i < 300 && alive(s.oldPid); i++) await sleep(100);
-  if (alive(s.oldPid)) process.kill(s.oldPid, "SIGKILL");
+  for (let i = 0; i < 300 && isAlive(s.oldPid); i++) await sleep(100);
+  if (isAlive(s.oldPid)) process.kill(s.oldPid, "SIGKILL");
   let why = `did not come back healthy within ${Math.round(s.healthTimeoutMs / 1000)} s`;
   let started = true;
   if (!s.unit) {
@@ -242,7 +235,7 @@ export async function watchUpgrade(stateDir: string, log: (line: string) => void
       log(`upgrade to ${s.to} healthy`);
       return "healthy";
     }
-    if (s.newPid !== undefined && !alive(s.newPid)) {
+    if (s.newPid !== undefined && !isAlive(s.newPid)) {
       why = "exited before it was healthy";
       break;
     }
