@@ -20,6 +20,7 @@ import { DriftWatches } from "../agent/modules/drift/watch.js";
 import { silentLogger } from "../common/mod.js";
 import { type Alert, DriftParams } from "../proto/api.js";
 import { ROOT } from "../test/helpers/cli.js";
+import { standaloneHost } from "../test/helpers/module-host.js";
 import { medianMs } from "./timing.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
@@ -32,18 +33,7 @@ const timed = (fn: () => Promise<unknown>) => medianMs(runs, fn);
 /** Installs a watch on the tree, then times file writes (in a scratch directory under it) to their alerts. */
 async function benchWatch(label: string, tree: string) {
   const alerts: Alert[] = [];
-  const watches = new DriftWatches({
-    stateDir: state,
-    log: silentLogger,
-    natsServers: [],
-    lab: false,
-    linkDownSince: () => undefined,
-    nats: () => undefined,
-    restart: () => undefined,
-    heartbeat: () => undefined,
-    self: () => ({ agentId: "bench", hostname: "bench" }),
-    alert: (a) => alerts.push(a),
-  });
+  const watches = new DriftWatches(standaloneHost(state, (a) => alerts.push(a), "bench", "bench"));
   await watches.start();
   const scratch = join(tree, ".dragnet-bench-watch");
   mkdirSync(scratch, { recursive: true });

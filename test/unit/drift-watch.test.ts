@@ -7,6 +7,7 @@ import type { ModuleHost } from "../../agent/modules/registry.js";
 import { silentLogger } from "../../common/mod.js";
 import { type Alert, type DriftChange, DriftParams, type DriftResult } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
+import { standaloneHost } from "../helpers/module-host.js";
 
 // Persistent watches on a tree made here, with real inotify: each kind of
 // change arrives as an alert within 2 s carrying the same description as
@@ -19,18 +20,7 @@ let alerts: Alert[];
 let watches: DriftWatches;
 
 function host(): ModuleHost {
-  return {
-    stateDir: state,
-    log: silentLogger,
-    natsServers: [],
-    lab: false,
-    linkDownSince: () => undefined,
-    nats: () => undefined,
-    restart: () => undefined,
-    heartbeat: () => undefined,
-    self: () => ({ agentId: "agent-1", hostname: "host-1" }),
-    alert: (a) => alerts.push(a),
-  };
+  return standaloneHost(state, (a) => alerts.push(a));
 }
 
 async function run(p: Partial<DriftParams>, service = watches): Promise<DriftResult> {
