@@ -28,6 +28,8 @@ const releaseKey = generateInvestigatorKey("release-2026");
 const releaseKeyFile = join(work, "release.key");
 const pids = new Set<number>();
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
+const publish = (file: string, version: string, key = releaseKeyFile) =>
+  cli(["release", "publish", file, "--version", version, "--release-key", key]);
 
 /** An agent config in its own directory, as an admin writes it before enrolment (no credentials). */
 function agentConfig(name: string, extra: Record<string, unknown> = {}): string {
@@ -216,35 +218,20 @@ describe("upgrades", () => {
   });
 
   const target = () => `tags.ring == "canary"`;
+  const upgrade = (version: string, ...flags: string[]) =>
+    twoPeople(home, ["agents", "upgrade", "-t", target(), "--version", version, ...flags]);
   const agentRow = async () => ndjson((await cli(["--json", "agents", "-t", target()])).stdout)[0]!;
 
   it("publishes a signed release and upgrades to it: verified, replaced, restarted, healthy, then back", async () => {
-    const pub = await cli(["release", "publish", v2, "--version", "0.9.0", "--release-key", releaseKeyFile]);
+    const pub = await publish(v2, "0.9.0");
     expect([pub.code, pub.stderr]).toEqual([0, ""]);
     const sha = execFileSync("sha256sum", [v2], { encoding: "utf8" }).split(" ")[0]!;
     expect(pub.stdout).toContain(`sha256 ${sha}`);
-    const again = await cli([
-      "release",
-      "publish",
-      v2,
-      "--version",
-      "0.9.0",
-      "--release-key",
-      releaseKeyFile,
-    ]);
+    const again = await publish(v2, "0.9.0");
     expect(again.stderr).toContain("published already; a version is never replaced");
 
     const before = statusOf(stateDir).pid;
-    const up = await twoPeople(home, [
-      "agents",
-      "upgrade",
-      "-t",
-      target(),
-      "--version",
-      "0.9.0",
-      "--health-timeout",
-      "30s",
-    ]);
+    const up = await upgrade("0.9.0", "--health-timeout", "30s");
     expect(up.code).toBe(0);
     expect(up.rows[0]).toMatchObject({
       state: "staged",
@@ -265,20 +252,8 @@ describe("upgrades", () => {
     pids.add(after);
 
     // And back: the first build, published as 0.1.0.
-    expect(
-      (await cli(["release", "publish", AGENT_EXE, "--version", "0.1.0", "--release-key", releaseKeyFile]))
-        .code,
-    ).toBe(0);
-    const back = await twoPeople(home, [
-      "agents",
-      "upgrade",
-      "-t",
-      target(),
-      "--version",
-      "0.1.0",
-      "--health-timeout",
-      "30s",
-    ]);
+    expect((await publish(AGENT_EXE, "0.1.0")).code).toBe(0);
+    const back = await upgrade("0.1.0", "--health-timeout", "30s");
     expect(back.rows[0]).toMatchObject({ state: "staged", fromVersion: "0.9.0", toVersion: "0.1.0" });
     await eventually(async () => ((await agentRow()).version === "0.1.0" ? true : undefined), 40_000);
     expect(readFileSync(exe).equals(readFileSync(AGENT_EXE))).toBe(true);
@@ -288,20 +263,9 @@ describe("upgrades", () => {
   it("rolls back a release that never comes up healthy", async () => {
     const broken = join(work, "broken-agent");
     writeFileSync(broken, "#!/bin/sh\necho 'this build is broken' >&2\nexit 3\n", { mode: 0o755 });
-    expect(
-      (await cli(["release", "publish", broken, "--version", "0.9.1", "--release-key", releaseKeyFile])).code,
-    ).toBe(0);
+    expect((await publish(broken, "0.9.1")).code).toBe(0);
     const started = Date.now();
-    const up = await twoPeople(home, [
-      "agents",
-      "upgrade",
-      "-t",
-      target(),
-      "--version",
-      "0.9.1",
-      "--health-timeout",
-      "20s",
-    ]);
+    const up = await upgrade("0.9.1", "--health-timeout", "20s");
     expect(up.rows[0]).toMatchObject({ state: "staged", toVersion: "0.9.1" });
     const row = await eventually(async () => {
       const r = await agentRow();
@@ -324,11 +288,9 @@ describe("upgrades", () => {
     const mallory = generateInvestigatorKey("mallory");
     const malloryFile = join(work, "mallory.key");
     saveInvestigatorKey(malloryFile, mallory);
-    expect(
-      (await cli(["release", "publish", v2, "--version", "6.6.6", "--release-key", malloryFile])).code,
-    ).toBe(0);
+    expect((await publish(v2, "6.6.6", malloryFile)).code).toBe(0);
     const pid = statusOf(stateDir).pid;
-    const unknown = await twoPeople(home, ["agents", "upgrade", "-t", target(), "--version", "6.6.6"]);
+    const unknown = await upgrade("6.6.6");
     expect(JSON.stringify(unknown)).toContain("which is not one of this agent's release keys");
 
     // A coordinator (or anyone with write access to the bucket) swaps the bytes under a genuine manifest.
@@ -373,7 +335,7 @@ describe("upgrades", () => {
     } finally {
       await asAgent.close();
     }
-    const swapped = await twoPeople(home, ["agents", "upgrade", "-t", target(), "--version", "7.0.0"]);
+    const swapped = await upgrade("7.0.0");
     expect(JSON.stringify(swapped)).toContain("is not the one the signed manifest names");
     expect(readFileSync(exe).equals(readFileSync(AGENT_EXE))).toBe(true);
     expect(statusOf(stateDir).pid).toBe(pid);

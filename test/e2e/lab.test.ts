@@ -5,7 +5,7 @@ import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAlive } from "../../common/pids.js";
 import type { LabState } from "../../console/lab/lab.js";
-import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { dragnet, ndjson, requireBuild, twoPeople } from "../helpers/cli.js";
 import { tempDir } from "../helpers/fleet.js";
 
 // The lab as a new user runs it: `dragnet lab up`, console commands with no
@@ -233,18 +233,7 @@ describe("the lab", () => {
   });
 
   it("refuses to isolate a lab agent in the machine's own network namespace, saying why", async () => {
-    const submitted = await dragnet(["--home", home, "isolate", "-t", 'hostname == "lab-01"', "--no-wait"]);
-    const id = submitted.stdout.trim().split("\n").at(-1)!;
-    const approved = await dragnet([
-      "--home",
-      home,
-      "--key",
-      join(home, "bob.key"),
-      "action",
-      "approve",
-      id,
-      "--yes",
-    ]);
+    const approved = await twoPeople(home, ["isolate", "-t", 'hostname == "lab-01"']);
     expect(approved.code).toBe(2);
     expect(approved.stderr).toMatch(
       /this lab agent runs in the machine's own network namespace.*lab up --netns`, or --force-host/,

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { dragnet, ndjson, requireBuild, twoPeople } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 
 // The notebook as a team keeps it through the CLI: an incident opened, a
@@ -89,7 +89,7 @@ describe("the incident notebook", () => {
 
     const file = join(dir, "auth.log");
     writeFileSync(file, "Nov 26 22:01:13 web sshd[812]: Accepted password for root from 203.0.113.9\n");
-    const held = await cli([
+    const approved = await twoPeople(home, [
       "collect",
       "-t",
       `id == "${fleet.agents[0]!.id}"`,
@@ -97,17 +97,6 @@ describe("the incident notebook", () => {
       file,
       "--incident",
       incident,
-      "--no-wait",
-    ]);
-    const actionId = held.stdout.trim().split("\n").at(-1)!;
-    const approved = await cli([
-      "--key",
-      join(home, "bob.key"),
-      "action",
-      "approve",
-      actionId,
-      "--yes",
-      "-q",
     ]);
     expect(approved.code).toBe(0);
     await eventually(async () => {
