@@ -91,7 +91,6 @@ export class Agent {
   private sub?: Subscription;
   private heartbeatTimer?: NodeJS.Timeout;
   private running = new Set<Promise<void>>();
-  private commandsRunning = 0;
   private readonly slots: LimitFunction;
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
@@ -325,7 +324,7 @@ export class Agent {
       linkLostAt: this.linkLostAt ? new Date(this.linkLostAt).toISOString() : undefined,
       lastHeartbeatAt: new Date().toISOString(),
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
-      runningCommands: this.commandsRunning,
+      runningCommands: this.slots.activeCount,
       queuedCommands: this.slots.pendingCount,
       isolated: hb.isolated,
       isolatedSince: hb.isolatedSinceMs ? new Date(hb.isolatedSinceMs).toISOString() : undefined,
@@ -359,7 +358,7 @@ export class Agent {
       startedAtMs: this.startedAtMs,
       sentAtMs: Date.now(),
       intervalMs: this.config.heartbeatIntervalMs,
-      runningCommands: this.commandsRunning,
+      runningCommands: this.slots.activeCount,
       isolatedSinceMs: 0,
       isolationActionId: "",
       upgradeState: "",
@@ -422,14 +421,9 @@ export class Agent {
     );
     let result: CommandResult;
     try {
-      result = await this.slots(async () => {
+      result = await this.slots(() => {
         if (waits) this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_STARTED);
-        this.commandsRunning++;
-        try {
-          return await this.runner.execute(accepted, this.stopping.signal);
-        } finally {
-          this.commandsRunning--;
-        }
+        return this.runner.execute(accepted, this.stopping.signal);
       });
     } catch (err) {
       result = this.failedResult(commandId, body.id, problemOf(err));
