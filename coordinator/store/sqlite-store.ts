@@ -489,6 +489,21 @@ export class SqliteStore implements Store {
       alertsBefore: db.prepare(
         "SELECT * FROM alerts WHERE seq < ? AND received_at >= ? ORDER BY seq DESC LIMIT ?",
       ),
+      insertToken: db.prepare(`
+        INSERT INTO enrollment_tokens (id, secret_sha256, tags, uses, used, expires_at, created_at, created_by, revoked_at)
+        VALUES (@id, @secretSha256, @tags, @uses, @used, @expiresAtMs, @createdAtMs, @createdBy, @revokedAtMs)`),
+      listTokens: db.prepare("SELECT * FROM enrollment_tokens ORDER BY created_at DESC, id DESC LIMIT ?"),
+      getToken: db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?"),
+      revokeToken: db.prepare(
+        "UPDATE enrollment_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+      ),
+      useToken: db.prepare("UPDATE enrollment_tokens SET used = used + 1 WHERE id = ?"),
+      getEnrollment: db.prepare("SELECT * FROM enrollments WHERE agent_id = ?"),
+      putEnrollment: db.prepare(`
+        INSERT INTO enrollments (agent_id, public_key, token_id, hostname, enrolled_at)
+        VALUES (@agentId, @publicKey, @tokenId, @hostname, @enrolledAtMs)
+        ON CONFLICT (agent_id) DO UPDATE SET public_key = excluded.public_key, token_id = excluded.token_id,
+          hostname = excluded.hostname, enrolled_at = excluded.enrolled_at`),
     };
     this.applyTx = this.db.transaction((batch: WriteBatch) => {
       for (const a of batch.agents) {
@@ -707,45 +722,20 @@ export class SqliteStore implements Store {
   }
 
   putEnrollmentToken(t: StoredEnrollmentToken): void {
-    this.db
-      .prepare(
-        `INSERT INTO enrollment_tokens (id, secret_sha256, tags, uses, used, expires_at, created_at, created_by, revoked_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        t.id,
-        t.secretSha256,
-        JSON.stringify(t.tags),
-        t.uses,
-        t.used,
-        t.expiresAtMs,
-        t.createdAtMs,
-        t.createdBy,
-        t.revokedAtMs ?? null,
-      );
+    this.stmts.insertToken.run({ ...t, tags: JSON.stringify(t.tags), revokedAtMs: t.revokedAtMs ?? null });
   }
 
   listEnrollmentTokens(limit: number): StoredEnrollmentToken[] {
-    return (
-      this.db
-        .prepare("SELECT * FROM enrollment_tokens ORDER BY created_at DESC, id DESC LIMIT ?")
-        .all(limit) as TokenRow[]
-    ).map(toToken);
+    return (this.stmts.listTokens.all(limit) as TokenRow[]).map(toToken);
   }
 
   getEnrollmentToken(id: string): StoredEnrollmentToken | undefined {
-    const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(id) as
-      | TokenRow
-      | undefined;
+    const row = this.stmts.getToken.get(id) as TokenRow | undefined;
     return row && toToken(row);
   }
 
   revokeEnrollmentToken(id: string, atMs: number): boolean {
-    return (
-      this.db
-        .prepare("UPDATE enrollment_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .run(atMs, id).changes === 1
-    );
+    return this.stmts.revokeToken.run(atMs, id).changes === 1;
   }
 
   enrollAgent(
@@ -753,13 +743,8 @@ export class SqliteStore implements Store {
     admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
   ): StoredEnrollmentToken {
     return this.db.transaction(() => {
-      const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(enrollment.tokenId) as
-        | TokenRow
-        | undefined;
-      const earlier = this.db
-        .prepare("SELECT * FROM enrollments WHERE agent_id = ?")
-        .get(enrollment.agentId) as EnrollmentRow | undefined;
-      const token = row && toToken(row);
+      const token = this.getEnrollmentToken(enrollment.tokenId);
+      const earlier = this.stmts.getEnrollment.get(enrollment.agentId) as EnrollmentRow | undefined;
       const counts = admit(
         token,
         earlier && {
@@ -770,22 +755,8 @@ export class SqliteStore implements Store {
           enrolledAtMs: earlier.enrolled_at,
         },
       );
-      if (counts) {
-        this.db.prepare("UPDATE enrollment_tokens SET used = used + 1 WHERE id = ?").run(enrollment.tokenId);
-      }
-      this.db
-        .prepare(
-          `INSERT INTO enrollments (agent_id, public_key, token_id, hostname, enrolled_at) VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT (agent_id) DO UPDATE SET public_key = excluded.public_key, token_id = excluded.token_id,
-             hostname = excluded.hostname, enrolled_at = excluded.enrolled_at`,
-        )
-        .run(
-          enrollment.agentId,
-          enrollment.publicKey,
-          enrollment.tokenId,
-          enrollment.hostname,
-          enrollment.enrolledAtMs,
-        );
+      if (counts) this.stmts.useToken.run(enrollment.tokenId);
+      this.stmts.putEnrollment.run(enrollment);
       return { ...token!, used: token!.used + (counts ? 1 : 0) };
     })();
   }
