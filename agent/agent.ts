@@ -31,7 +31,7 @@ import { Courier } from "./courier.js";
 import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
 import { configureSearchWorkers } from "./modules/file/worker-pool.js";
-import { builtinModules } from "./modules/index.js";
+import { agentModules } from "./modules/modules.gen.js";
 import { ModuleRegistry, type SomeModule } from "./modules/registry.js";
 import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
@@ -126,7 +126,7 @@ export class Agent {
       this.log,
     );
     this.recoverInterrupted();
-    this.modules = new ModuleRegistry(options.modules ?? builtinModules);
+    this.modules = new ModuleRegistry(options.modules ?? Object.values(agentModules));
     this.slots = pLimit(config.maxConcurrentCommands);
     configureSearchWorkers({ memoryMb: config.commandMemoryMb });
     this.runner = new CommandRunner({
@@ -227,7 +227,8 @@ export class Agent {
     this.js = jetstream(this.nc);
     this.linkLostAt = undefined;
     this.log.info("connected", { server: this.nc.getServer(), version: VERSION });
-    this.watchStatus(this.nc);
+    // Runs as long as the connection: it only ends (or fails) with it.
+    this.watchStatus(this.nc).catch((err) => this.log.error("NATS status watch failed", { error: err }));
     this.sub = this.nc.subscribe(this.subjects.command(this.id), {
       callback: (err, msg) => {
         if (err) {
@@ -299,9 +300,12 @@ export class Agent {
     }
   }
 
+  /** Keeps background work in `running` until it settles (stop waits for it); a failure is logged, never unhandled. */
   private track(p: Promise<void>): void {
     this.running.add(p);
-    p.finally(() => this.running.delete(p));
+    void p
+      .catch((err) => this.log.error("background work failed", { error: err }))
+      .finally(() => this.running.delete(p));
   }
 
   private publishHeartbeat(): void {

@@ -23,8 +23,9 @@ import {
   CommandStatus,
   type EvidenceChunk,
   type OperationResult,
+  resultCase,
 } from "../proto/mod.js";
-import { type AgentModule, type ModuleRegistry, resultCase } from "./modules/registry.js";
+import type { AgentModule, ModuleRegistry } from "./modules/registry.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
 // Everything between a command's bytes arriving and its result leaving:

@@ -1,3 +1,4 @@
+import { isResponseModule, MODULE_NAMES } from "../proto/mod.js";
 import { Codes, DragnetError } from "./errors.js";
 import type { TrustedInvestigator } from "./keys.js";
 
@@ -7,15 +8,11 @@ import type { TrustedInvestigator } from "./keys.js";
 // its distinct signers must reach, and optionally the only investigators
 // whose signatures count for it.
 
-/** Modules that change the host. Unless an ACL names them, they need two people. */
-export const RESPONSE_MODULES: ReadonlySet<string> = new Set([
-  "isolate",
-  "unisolate",
-  "kill",
-  "quarantine",
-  "upgrade",
-  "collect",
-]);
+/**
+ * Modules that change the host (the kind on their Operation case, agent.proto).
+ * Unless an ACL names them, they need two people.
+ */
+export const RESPONSE_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter(isResponseModule));
 export const RESPONSE_MIN_WEIGHT = 2;
 
 export interface AclRule {
@@ -43,7 +40,7 @@ export class Acl {
     const own = this.rules.get(module);
     if (own) return own;
     const fallback = this.rules.get("default") ?? { minWeight: 1 };
-    if (RESPONSE_MODULES.has(module)) {
+    if (isResponseModule(module)) {
       return { ...fallback, minWeight: Math.max(fallback.minWeight, RESPONSE_MIN_WEIGHT) };
     }
     return fallback;

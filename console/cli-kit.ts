@@ -11,6 +11,11 @@ import { EXIT_ERROR } from "./sweep.js";
 
 export const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/** Refuses what the investigator asked for, saying what was wrong (exit status 2). */
+export function paramsError(message: string): never {
+  throw new DragnetError(Codes.PARAMS, message);
+}
+
 export function nonNegativeInt(flag: string) {
   return (value: string): number => {
     const n = Number(value);

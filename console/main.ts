@@ -4,24 +4,20 @@ import { registerActionCommand } from "./commands/action.js";
 import { registerAgentsCommand } from "./commands/agents.js";
 import { registerAlertsCommand } from "./commands/alerts.js";
 import { registerAuditCommand } from "./commands/audit.js";
-import { registerDriftCommand } from "./commands/drift.js";
 import { registerEnrollCommand } from "./commands/enroll.js";
-import { registerEvidenceCommands } from "./commands/evidence.js";
-import { registerFileCommand } from "./commands/file.js";
-import { registerMemoryCommand, registerNetstatCommand, registerProcessCommand } from "./commands/host.js";
+import { registerEvidenceCommand } from "./commands/evidence.js";
 import { registerIncidentCommand } from "./commands/incident.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
 import { registerReleaseCommand } from "./commands/release.js";
-import {
-  registerIsolationCommands,
-  registerKillCommand,
-  registerQuarantineCommand,
-} from "./commands/respond.js";
+import { consoleModules } from "./modules/modules.gen.js";
+import { ResultRows } from "./output/formatters.js";
+import { actionSender } from "./send.js";
 
 // The investigator's CLI. Each command registers itself (flags, action,
-// renderer); global options say where the coordinator and key are and how to
-// print.
+// renderer): every module's from its console module (./modules/), in the
+// Operation oneof's order, the others from ./commands/. Global options say
+// where the coordinator and key are and how to print.
 
 const program = new Command("dragnet")
   .description("Dragnet: ask a fleet of endpoints signed questions and get answers in seconds")
@@ -48,22 +44,17 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
 
+const rows = new ResultRows(consoleModules);
+const send = actionSender(rows);
 registerKeyCommand(program);
 const agents = registerAgentsCommand(program);
-registerReleaseCommand(program, agents);
+registerReleaseCommand(program);
 registerEnrollCommand(program);
-registerFileCommand(program);
-registerProcessCommand(program);
-registerNetstatCommand(program);
-registerMemoryCommand(program);
-registerDriftCommand(program);
+for (const module of Object.values(consoleModules)) module.register({ program, agents, send });
 registerAlertsCommand(program);
-registerIsolationCommands(program);
-registerKillCommand(program);
-registerQuarantineCommand(program);
-registerEvidenceCommands(program);
+registerEvidenceCommand(program);
 registerIncidentCommand(program);
-registerActionCommand(program);
+registerActionCommand(program, rows, send);
 registerAuditCommand(program);
 registerLabCommand(program);
 

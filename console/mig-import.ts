@@ -1,5 +1,7 @@
-import { NetstatParams, type Operation } from "../proto/api.js";
-import { type Notes, SearchFormatError, searchesFromMig } from "./mig-search.js";
+import type { Operation } from "../proto/api.js";
+import type { Notes } from "./mig-search.js";
+import type { MigImport } from "./modules/console-module.js";
+import { consoleModules } from "./modules/modules.gen.js";
 
 // A MIG v2 action file (name, target, threat, description, operations)
 // turned into what a Dragnet action needs. MIG's target is a SQL condition
@@ -10,65 +12,18 @@ import { type Notes, SearchFormatError, searchesFromMig } from "./mig-search.js"
 
 export class MigImportError extends Error {}
 
-/**
- * MIG module → its Dragnet operations (one MIG operation may become several).
- * ping and timedrift join this table when those modules exist.
- */
-const CONVERTERS: Record<string, (parameters: unknown, notes: Notes) => Operation[]> = {
-  file: (parameters, notes) => {
-    const p = parameters as { searches?: unknown } | null;
-    if (typeof p !== "object" || p === null || p.searches === undefined) {
-      throw new SearchFormatError('file parameters have no "searches"');
-    }
-    return [{ module: { $case: "file", value: { searches: searchesFromMig(p.searches, notes) } } }];
-  },
-  netstat: (parameters, notes) => netstatFromMig(parameters, notes),
-};
-
-/**
- * MIG's netstat holds lists of checks, each its own question; each becomes
- * one Dragnet netstat operation (an action answers all of them). Interface
- * addresses (localip, localmac) and neighbour IPs have no Dragnet equivalent
- * and are refused.
- */
-function netstatFromMig(parameters: unknown, notes: Notes): Operation[] {
-  const p = parameters as Record<string, unknown> | null;
-  if (typeof p !== "object" || p === null)
-    throw new SearchFormatError("netstat parameters must be an object");
-  const unsupported = Object.keys(p).filter(
-    (k) => !["connectedip", "listeningport", "neighbormac"].includes(k),
-  );
-  if (unsupported.length) {
-    throw new SearchFormatError(
-      `netstat ${unsupported.join(", ")} ${unsupported.length > 1 ? "have" : "has"} no Dragnet equivalent (interface addresses and neighbour IPs are not searched)`,
-    );
-  }
-  const list = (k: string) => {
-    const v = p[k] ?? [];
-    if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
-      throw new SearchFormatError(`netstat ${k} must be a list of strings`);
-    return v as string[];
-  };
-  const ops: NetstatParams[] = [
-    ...list("connectedip").map((ip) => NetstatParams.fromPartial({ remoteIp: ip })),
-    ...list("listeningport").map((port) => {
-      if (!/^\d{1,5}$/.test(port) || Number(port) > 65535)
-        throw new SearchFormatError(`netstat listeningport "${port}" is not a port`);
-      // MIG's listeningport matches a socket on that local port in any state (an nc that accepted and stopped listening too).
-      return NetstatParams.fromPartial({ localPort: Number(port) });
-    }),
-    ...list("neighbormac").map((mac) => NetstatParams.fromPartial({ onlyNeighbors: true, neighborMac: mac })),
-  ];
-  if (ops.length === 0) throw new SearchFormatError("netstat has no check");
-  if (ops.length > 1) notes.push(`netstat: ${ops.length} checks become ${ops.length} netstat operations`);
-  return ops.map((value): Operation => ({ module: { $case: "netstat", value } }));
-}
+/** MIG module → its Dragnet operations: each console module says which MIG module it carries. */
+const CONVERTERS: ReadonlyMap<string, MigImport["convert"]> = new Map(
+  Object.values(consoleModules)
+    .map((m) => m.mig)
+    .filter((m): m is MigImport => m !== undefined)
+    .map((m) => [m.module, m.convert]),
+);
 
 /** Modules MIG has that Dragnet answers differently or not at all, and what to use instead. */
-const NOT_CARRIED: Record<string, string> = {
+export const NOT_CARRIED: Record<string, string> = {
   ping: "no Dragnet ping module yet",
   timedrift: "no Dragnet timedrift module yet",
-  memory: "no Dragnet memory module yet",
   agentdestroy: "MIG agent management, not an investigation (Dragnet agents are managed by their admins)",
   upgrade: "MIG agent management, not an investigation",
 };
@@ -132,7 +87,7 @@ export function importMigAction(raw: unknown, source: string): ImportedAction {
   const notes: Notes = [];
   for (const [i, op] of (a.operations as unknown[]).entries()) {
     const module = text((op as { module?: unknown })?.module);
-    const convert = CONVERTERS[module];
+    const convert = CONVERTERS.get(module);
     if (!convert) {
       unsupported.push(
         `${module || "(no module)"} (operation ${i + 1}: ${NOT_CARRIED[module] ?? "unknown to Dragnet"})`,

@@ -1,10 +1,4 @@
-import {
-  HASH_FAMILIES,
-  HASH_FIELD,
-  HASH_NAMES,
-  HASHES,
-  type HashName,
-} from "../agent/modules/file/criteria.js";
+import { HASH_FAMILIES, HASH_FIELD, HASH_NAMES, HASHES, type HashName } from "../agent/modules/checks.js";
 import { FileSearch, FileSearchOptions } from "../proto/api.js";
 
 // File searches written as MIG writes them — an object of named searches,

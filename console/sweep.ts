@@ -8,7 +8,7 @@ import {
   type OperationResult,
 } from "../proto/api.js";
 import type { CoordinatorApi } from "./client.js";
-import { columnsFor, rowsOfOperation } from "./output/formatters.js";
+import type { ResultRows } from "./output/formatters.js";
 import { type Format, RowWriter } from "./output/rows.js";
 
 // Submitting an action and following it: results as rows on stdout while they
@@ -21,6 +21,8 @@ export const EXIT_ERROR = 2;
 
 export interface FollowOptions {
   format: Format;
+  /** The modules' formatters, and the modules whose columns to show. */
+  rows: ResultRows;
   modules: string[];
   /** Keep waiting for offline agents until the action expires. */
   waitOffline?: boolean;
@@ -75,7 +77,7 @@ export async function followAction(
   opts: FollowOptions,
 ): Promise<number> {
   const err = opts.err ?? process.stderr;
-  const writer = new RowWriter(opts.format, columnsFor(opts.modules));
+  const writer = new RowWriter(opts.format, opts.rows.columnsFor(opts.modules));
   const started = Date.now();
   const tty = (err as NodeJS.WriteStream).isTTY === true && !opts.quiet;
   const bar = tty
@@ -117,8 +119,7 @@ export async function followAction(
       printed.add(r.commandId);
       for (const op of r.result.operations) {
         opts.collect?.(agent, op);
-        if (!opts.collect || opts.rowsToo)
-          for (const row of rowsOfOperation(op).rows) writer.add({ agent, ...row });
+        if (!opts.collect || opts.rowsToo) for (const row of opts.rows.of(op)) writer.add({ agent, ...row });
         if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
         if (op.truncated) {
           note(

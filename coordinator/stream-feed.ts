@@ -206,7 +206,7 @@ export class StreamFeed {
     const c = await jetstream(this.nc).consumers.get(this.stream, this.consumer);
     // Bounded by bytes (messages run up to 1 MiB each), not by count.
     this.messages = await c.consume({ max_bytes: 32 * 1024 * 1024, callback: onMessage });
-    this.messages.closed().then((err) => {
+    void this.messages.closed().then((err) => {
       if (err) this.log.error("stream consumer stopped", { stream: this.stream, error: err });
     });
   }

@@ -74,7 +74,6 @@ await Promise.all(
     : [
         esbuild.build({
           ...common,
-          ...withWorker,
           entryPoints: ["console/main.ts"],
           outfile: "dist/dragnet.mjs",
           format: "esm",

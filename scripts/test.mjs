@@ -7,7 +7,7 @@ try {
   ensureDependencies();
   ensureNatsServer();
   step("generated code is current (npm run gen:check)");
-  run(process.execPath, ["scripts/gen-proto.mjs", "--check"]);
+  run(process.execPath, ["scripts/gen.mjs", "--check"]);
   step("types (tsc --noEmit)");
   run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.json", "--noEmit"]);
   step("lint and format (biome check)");

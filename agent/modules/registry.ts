@@ -1,20 +1,23 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import type { Alert, EvidenceChunk, Heartbeat, Operation, OperationResult } from "../../proto/mod.js";
+import type {
+  Alert,
+  EvidenceChunk,
+  Heartbeat,
+  ModuleName,
+  Operation,
+  ParamsOf,
+  ResultOf,
+} from "../../proto/mod.js";
 
-// A module is one place: its name (the Operation oneof case), a params check
-// and a run function, and for modules that keep working between commands
-// (persistent watches) a service the agent starts and stops with itself. The
-// registry is built from the list in ./index.ts; no switch elsewhere names
-// modules.
-
-type OperationCase = NonNullable<Operation["module"]>;
-type ResultCase = NonNullable<OperationResult["module"]>;
-
-export type ModuleName = OperationCase["$case"];
-export type ParamsOf<N extends ModuleName> = Extract<OperationCase, { $case: N }>["value"];
-export type ResultOf<N extends ModuleName> = Extract<ResultCase, { $case: N }>["value"];
+// A module is one place: its name (the Operation oneof case, whose option
+// says whether it is an investigation or a response module), its parameter
+// check (./<name>/check.ts, which the console runs too) and its run
+// (./<name>/index.ts), and for modules that keep working between commands
+// (persistent watches) a service the agent starts and stops with itself.
+// The table of modules is generated from the oneof (modules.gen.ts); no
+// switch elsewhere names modules.
 
 export interface ModuleContext<S = undefined> {
   /** Aborted when the action's timeout passes or the agent stops. */
@@ -74,10 +77,7 @@ export interface AgentModule<
   S extends ModuleService | undefined = ModuleService | undefined,
 > {
   name: N;
-  /** Response modules change the host; the ACL treats them more strictly. */
-  kind: "investigation" | "response";
-  summary: string;
-  /** Throws DragnetError(PARAMS) saying what is wrong. Runs before anything executes. */
+  /** Throws DragnetError(PARAMS) saying what is wrong. Runs before anything executes (./<name>/check.ts). */
   check(params: ParamsOf<N>): void;
   /** Makes this agent's instance of the module's service, for modules that keep working between commands. */
   service?(host: ModuleHost): S;
@@ -89,15 +89,13 @@ export interface AgentModule<
 /** Any one module, whichever its name: what lists of modules hold. */
 export type SomeModule = { [N in ModuleName]: AgentModule<N> }[ModuleName];
 
+/** One module for each case of the Operation oneof: what modules.gen.ts holds. */
+export type AgentModules = { readonly [N in ModuleName]: AgentModule<N> };
+
 export function defineModule<N extends ModuleName, S extends ModuleService | undefined = undefined>(
   module: AgentModule<N, S>,
 ): AgentModule<N, S> {
   return module;
-}
-
-/** Wraps a module's result back into the OperationResult oneof. */
-export function resultCase<N extends ModuleName>(name: N, result: ResultOf<N>): ResultCase {
-  return { $case: name, value: result } as ResultCase;
 }
 
 export class ModuleRegistry {

@@ -2,8 +2,9 @@ import type { Command } from "commander";
 import { ActionState, type ActionSummary, CommandStatus } from "../../proto/api.js";
 import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { openClient } from "../home.js";
-import { columnsFor, rowsOfOperation } from "../output/formatters.js";
+import type { ResultRows } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
+import type { SendAction } from "../send.js";
 import { count, EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
 import { registerApproveCommand } from "./approve.js";
 import { registerImportCommand } from "./import.js";
@@ -21,7 +22,7 @@ export function actionStateWord(a: ActionSummary): string {
   return a.complete ? "complete" : "open";
 }
 
-export function registerActionCommand(program: Command): void {
+export function registerActionCommand(program: Command, rows: ResultRows, send: SendAction): void {
   const action = program.command("action").description("actions already submitted");
 
   action
@@ -116,10 +117,10 @@ export function registerActionCommand(program: Command): void {
           const wanted = flags.state?.toLowerCase();
           const results = detail.results.filter((r) => !wanted || statusWord(r.status) === wanted);
           if (flags.results) {
-            const writer = new RowWriter(format, columnsFor(s.modules));
+            const writer = new RowWriter(format, rows.columnsFor(s.modules));
             for (const r of results) {
               for (const op of r.result?.operations ?? []) {
-                for (const row of rowsOfOperation(op).rows)
+                for (const row of rows.of(op))
                   writer.add({ agent: { id: r.agentId, hostname: r.hostname }, ...row });
               }
             }
@@ -166,6 +167,7 @@ export function registerActionCommand(program: Command): void {
           const detail = await api.getAction(id, false);
           return await followAction(api, detail.summary!.id, {
             format: formatOf(globals),
+            rows,
             modules: detail.summary!.modules,
             waitOffline: flags.waitOffline,
             quiet: flags.quiet,
@@ -176,6 +178,6 @@ export function registerActionCommand(program: Command): void {
       }),
     );
 
-  registerApproveCommand(action);
-  registerImportCommand(action);
+  registerApproveCommand(action, rows);
+  registerImportCommand(action, send);
 }

@@ -2,9 +2,9 @@ import type { Command } from "commander";
 import { Alert, type StoredAlert } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
 import { globalsOf, handle, instantOf, nonNegativeInt, withApi } from "../cli-kit.js";
+import { diffBlock } from "../modules/drift.js";
 import { type Format, formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
-import { diffBlock } from "./drift.js";
 
 // `dragnet alerts`: what the agents' persistent watches reported (`dragnet
 // drift watch start`), as the coordinator stored it — the recent ones, or

@@ -4,6 +4,7 @@ import { Codes, DragnetError, formatDuration, signBytes, verifySignedAction } fr
 import { ActionBody, ActionState, Operation } from "../../proto/api.js";
 import { globalsOf, handle } from "../cli-kit.js";
 import { loadConsoleKeyring, openClient } from "../home.js";
+import type { ResultRows } from "../output/formatters.js";
 import { formatOf, printable } from "../output/rows.js";
 import { EXIT_FOUND, followAction } from "../sweep.js";
 
@@ -71,7 +72,7 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
-export function registerApproveCommand(action: Command): void {
+export function registerApproveCommand(action: Command, rows: ResultRows): void {
   action
     .command("approve <id>")
     .description("co-sign an action waiting for approval (shows what will run and where first)")
@@ -161,6 +162,7 @@ export function registerApproveCommand(action: Command): void {
           }
           return await followAction(api, res.actionId, {
             format: formatOf(globals),
+            rows,
             modules: summary.modules,
             quiet: flags.quiet,
           });

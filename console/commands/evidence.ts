@@ -13,34 +13,16 @@ import {
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
-import { type CollectResult, EvidenceItem } from "../../proto/api.js";
-import { addActionFlags, globalsOf, handle, nonNegativeInt, type SweepFlags, withApi } from "../cli-kit.js";
+import { EvidenceItem } from "../../proto/api.js";
+import { globalsOf, handle, nonNegativeInt, withApi } from "../cli-kit.js";
 import type { CoordinatorApi } from "../client.js";
 import { loadKey } from "../home.js";
-import { registerFormatter } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
-import { sendAction } from "../send.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
-// `dragnet collect`: files from the agents as evidence (two signatures by
-// default); `dragnet evidence list|get`: what the coordinator keeps, and a
-// copy of one item, its SHA-256 checked again on the way out.
-
-registerFormatter("collect", {
-  columns: [
-    { key: "path", header: "path" },
-    { key: "size", header: "size" },
-    { key: "sha256", header: "sha256" },
-    { key: "uploadId", header: "upload" },
-  ],
-  rows: (r) => [{ ...(r as CollectResult) }],
-});
-
-interface CollectFlags extends SweepFlags {
-  path: string;
-  maxBytes?: number;
-  followSymlinks?: boolean;
-}
+// `dragnet evidence list|get`: what the coordinator keeps of the files agents
+// collected (`dragnet collect`), and a copy of one item, its SHA-256 checked
+// again on the way out.
 
 const EVIDENCE_COLUMNS = [
   { key: "id", header: "id" },
@@ -54,38 +36,7 @@ const EVIDENCE_COLUMNS = [
   { key: "problem", header: "problem" },
 ];
 
-export function registerEvidenceCommands(program: Command): void {
-  const collect = program
-    .command("collect")
-    .description("upload a file from each targeted agent as evidence (SHA-256 checked; needs two signatures)")
-    .requiredOption("--path <path>", "the file (absolute path)")
-    .option("--max-bytes <n>", "refuse files larger than this (default 1 GiB)", nonNegativeInt("--max-bytes"))
-    .option("--follow-symlinks", "collect what a symlink points to (by default a symlink is refused)");
-  addActionFlags(collect);
-  collect.addHelpText(
-    "after",
-    `
-Example:
-  dragnet collect -t 'hostname == "web-7"' --path /var/log/auth.log --incident IR-2026-11
-  dragnet evidence list && dragnet evidence get ID --out auth.log`,
-  );
-  collect.action(
-    handle(async (flags: CollectFlags, command: Command) =>
-      sendAction(command, flags, `collect ${flags.path}`, [
-        {
-          module: {
-            $case: "collect",
-            value: {
-              path: flags.path,
-              maxBytes: flags.maxBytes,
-              followSymlinks: flags.followSymlinks ?? false,
-            },
-          },
-        },
-      ]),
-    ),
-  );
-
+export function registerEvidenceCommand(program: Command): void {
   const evidence = program
     .command("evidence")
     .description("files collected from agents, as the coordinator keeps them");

@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
+import { checkOperations } from "../../agent/modules/checks.js";
 import { Operation } from "../../proto/api.js";
-import { addActionFlags, globalsOf, handle, type SweepFlags } from "../cli-kit.js";
+import { addActionFlags, globalsOf, handle, paramsError, type SweepFlags } from "../cli-kit.js";
 import { importMigAction } from "../mig-import.js";
 import { formatOf, printable } from "../output/rows.js";
-import { checkOperations, paramsError, sendAction } from "../send.js";
+import type { SendAction } from "../send.js";
 
 // `dragnet action import FILE.json [--submit]`: a MIG v2 action as a Dragnet
 // action. Without --submit it only shows what it would send.
@@ -15,10 +16,12 @@ interface ImportFlags extends Omit<SweepFlags, "target"> {
   submit?: boolean;
 }
 
-export function registerImportCommand(action: Command): void {
+export function registerImportCommand(action: Command, send: SendAction): void {
   const cmd = action
     .command("import <file>")
-    .description("convert a MIG v2 action file (file searches) into a Dragnet action; --submit sends it")
+    .description(
+      "convert a MIG v2 action file (file, netstat and memory searches) into a Dragnet action; --submit sends it",
+    )
     .option("--submit", "sign and send it (needs -t): without it, only show the conversion");
   addActionFlags(cmd, { targetRequired: false });
   cmd.addHelpText(
@@ -74,7 +77,7 @@ Examples:
       }
       if (!flags.target) paramsError(`--submit needs a Dragnet target (-t EXPR). ${note}`);
       process.stderr.write(`${printable(note)}\n`);
-      return sendAction(command, { ...flags, target: flags.target }, imported.name, imported.operations, {
+      return send(command, { ...flags, target: flags.target }, imported.name, imported.operations, {
         options: {
           name: flags.actionName ?? imported.name,
           description: flags.description ?? imported.description,

@@ -3,30 +3,17 @@ import type { Command } from "commander";
 import { sha256OfFile } from "../../common/files.js";
 import { Codes, DragnetError, loadInvestigatorKey } from "../../common/mod.js";
 import { currentPlatform, isVersion, signRelease } from "../../common/release.js";
-import { addActionFlags, duration, globalsOf, handle, type SweepFlags, withApi } from "../cli-kit.js";
-import { registerFormatter } from "../output/formatters.js";
+import { globalsOf, handle, withApi } from "../cli-kit.js";
 import { formatOf, RowWriter } from "../output/rows.js";
-import { sendAction } from "../send.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
 // Agent releases: `dragnet release publish` signs an executable's manifest
-// with a release key and stores both in the releases object store;
-// `dragnet agents upgrade` is the signed action (two people by default) that
-// makes agents fetch, verify and run it. `dragnet release keys` prints the
-// file agents trust release keys from (it goes with their install config).
+// with a release key and stores both in the releases object store, for
+// `dragnet agents upgrade` (console/modules/upgrade.ts) to run. `dragnet
+// release keys` prints the file agents trust release keys from (it goes with
+// their install config).
 
-registerFormatter("upgrade", {
-  columns: [
-    { key: "state", header: "state" },
-    { key: "fromVersion", header: "from" },
-    { key: "toVersion", header: "to" },
-    { key: "sha256", header: "sha256" },
-    { key: "signer", header: "signed by" },
-  ],
-  rows: (r) => [{ ...(r as object) }],
-});
-
-export function registerReleaseCommand(program: Command, agents: Command): void {
+export function registerReleaseCommand(program: Command): void {
   const release = program
     .command("release")
     .description("signed agent releases, for `dragnet agents upgrade`");
@@ -102,33 +89,4 @@ export function registerReleaseCommand(program: Command, agents: Command): void 
         return EXIT_FOUND;
       }),
     );
-
-  const upgrade = agents
-    .command("upgrade")
-    .description(
-      "run a published release on the targeted agents: each fetches it, checks size, SHA-256 and signature, replaces itself, restarts, and rolls back unless healthy in time",
-    )
-    .requiredOption("--version <version>", "the release to run")
-    .option(
-      "--health-timeout <duration>",
-      "how long the new version has to come back",
-      duration("--health-timeout"),
-      60_000,
-    );
-  // `agents` has a -t of its own, which commander gives the parent wherever it stands: read it there too.
-  addActionFlags(upgrade, { targetRequired: false });
-  upgrade.action(
-    handle(async (flags: SweepFlags & { version: string; healthTimeout: number }, command: Command) => {
-      const target = flags.target ?? (command.parent?.opts() as { target?: string } | undefined)?.target;
-      if (!target) throw new DragnetError(Codes.PARAMS, "agents upgrade needs -t EXPR (which agents)");
-      return sendAction(command, { ...flags, target }, `upgrade to ${flags.version}`, [
-        {
-          module: {
-            $case: "upgrade",
-            value: { version: flags.version, healthTimeoutMs: flags.healthTimeout },
-          },
-        },
-      ]);
-    }),
-  );
 }

@@ -1,55 +1,43 @@
-import { OperationResult } from "../../proto/api.js";
+import type { ModuleName, OperationResult, ResultOf } from "../../proto/api.js";
 import type { Column, Row } from "./rows.js";
 
-// How a module's result becomes rows. Modules may register a formatter; any
-// other module gets the generic one: each array of objects in its result (as
-// proto JSON, camelCase) is a list of rows.
+// How a module's result becomes rows: each module's formatter (in its
+// console module, console/modules/<name>.ts), typed by its result.
 
-export interface ModuleFormatter {
+export interface ModuleFormatter<R> {
   columns: Column[];
-  rows(result: unknown): Row[];
+  rows(result: R): Row[];
 }
 
-const formatters = new Map<string, ModuleFormatter>();
+/** A formatter for every module: what the table of console modules holds. */
+export type Formatters = { readonly [N in ModuleName]: { readonly formatter: ModuleFormatter<ResultOf<N>> } };
 
-export function registerFormatter(module: string, formatter: ModuleFormatter): void {
-  formatters.set(module, formatter);
-}
+/** The rows and columns of any module's results, from the table of formatters. */
+export class ResultRows {
+  constructor(private readonly modules: Formatters) {}
 
-export function formatterFor(module: string): ModuleFormatter | undefined {
-  return formatters.get(module);
-}
-
-function genericRows(json: unknown): Row[] {
-  if (typeof json !== "object" || json === null) return [];
-  const rows: Row[] = [];
-  for (const value of Object.values(json)) {
-    if (Array.isArray(value)) {
-      for (const item of value) if (typeof item === "object" && item !== null) rows.push(item as Row);
-    }
+  /** The rows of one operation's result, without the agent (the caller adds it). */
+  of(op: OperationResult): Row[] {
+    return op.module ? this.rowsOf(op.module.$case, op.module.value) : [];
   }
-  return rows;
-}
 
-/** The rows of one operation's result, without the agent (the caller adds it). */
-export function rowsOfOperation(op: OperationResult): { module: string; rows: Row[] } {
-  if (!op.module) return { module: "", rows: [] };
-  const formatter = formatters.get(op.module.$case);
-  if (formatter) return { module: op.module.$case, rows: formatter.rows(op.module.value) };
-  const json = OperationResult.toJSON(op) as Record<string, unknown>;
-  return { module: op.module.$case, rows: genericRows(json[op.module.$case]) };
-}
+  private rowsOf<N extends ModuleName>(name: N, result: ResultOf<N>): Row[] {
+    return this.modules[name].formatter.rows(result);
+  }
 
-export function columnsFor(modules: string[]): Column[] {
-  const seen = new Set<string>();
-  const columns: Column[] = [];
-  for (const m of modules) {
-    for (const c of formatters.get(m)?.columns ?? []) {
-      if (!seen.has(c.key)) {
-        seen.add(c.key);
-        columns.push(c);
+  /** The columns of these modules' rows, each once, in order; modules this console does not know add none. */
+  columnsFor(modules: readonly string[]): Column[] {
+    const seen = new Set<string>();
+    const columns: Column[] = [];
+    for (const m of modules) {
+      if (!Object.hasOwn(this.modules, m)) continue;
+      for (const c of this.modules[m as ModuleName].formatter.columns) {
+        if (!seen.has(c.key)) {
+          seen.add(c.key);
+          columns.push(c);
+        }
       }
     }
+    return columns;
   }
-  return columns;
 }

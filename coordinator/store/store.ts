@@ -164,7 +164,6 @@ export interface Store {
   /** Evidence items, newest first, of one incident or all. */
   listEvidence(incidentId: string, limit: number): StoredEvidence[];
   getEvidence(id: string): StoredEvidence | undefined;
-  /** Incidents and their notebooks: written at once (not batched), one transaction per page. */
   /** Enrolment tokens, and the agents that used them (written at once, not batched). */
   putEnrollmentToken(token: StoredEnrollmentToken): void;
   listEnrollmentTokens(limit: number): StoredEnrollmentToken[];
@@ -179,6 +178,7 @@ export interface Store {
     enrollment: StoredEnrollment,
     admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
   ): StoredEnrollmentToken;
+  /** Incidents and their notebooks: written at once (not batched), one transaction per page. */
   putIncident(incident: StoredIncident): void;
   getIncident(id: string): StoredIncident | undefined;
   incidentIdsByPrefix(prefix: string, limit: number): string[];

@@ -83,7 +83,7 @@ describe("NATS: one agent's credentials", () => {
   it("cannot publish as another agent: the server drops it and the coordinator never sees it", async () => {
     const stolen = await fleet.connectNats({ agentId: a.id });
     const errors: string[] = [];
-    (async () => {
+    void (async () => {
       for await (const s of stolen.status()) if (s.type === "error") errors.push(String(s.error));
     })();
     // A listener with the coordinator's rights sees what really reaches the bus.

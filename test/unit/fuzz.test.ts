@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { builtinModules, CommandRunner, ModuleRegistry, ReplayGuard } from "../../agent/mod.js";
+import { agentModules, CommandRunner, ModuleRegistry, ReplayGuard } from "../../agent/mod.js";
 import {
   ApiAuthenticator,
   apiAuthToken,
@@ -42,7 +42,7 @@ describe("fuzzing the agent's command decoder and checks", () => {
   const runner = new CommandRunner({
     agentId: "01m8fuzz000000000000000000",
     keyring,
-    modules: new ModuleRegistry(builtinModules),
+    modules: new ModuleRegistry(Object.values(agentModules)),
     replay: new ReplayGuard(join(tempDir(), "executed-actions"), 60_000),
     clockSkewMs: 60_000,
     stateDir: tempDir(),

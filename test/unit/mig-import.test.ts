@@ -177,4 +177,42 @@ describe("MIG action import", () => {
       /syntax 1; only version 2/,
     );
   });
+
+  it("memory: each pattern an operation of its own, names as the executable's path; what cannot be carried is refused", () => {
+    const memory = (search: unknown) =>
+      importMigAction(
+        { name: "m", operations: [{ module: "memory", parameters: { searches: { s1: search } } }] },
+        "m.json",
+      );
+    const any = memory({ names: ["sshd$"], bytes: ["4d5a9000"], contents: ["AKIA[0-9A-Z]{16}"] });
+    expect(any.operations.map((op) => op.module?.$case)).toEqual(["memory", "memory", "process"]);
+    const [bytes, regex, byName] = any.operations.map((op) => op.module!.value);
+    expect([bytes, regex]).toMatchObject([
+      { hex: "4d5a9000", regex: "", processes: { exe: "" } },
+      { hex: "", regex: "AKIA[0-9A-Z]{16}", processes: { exe: "" } },
+    ]);
+    expect(byName).toMatchObject({ exe: "(?:sshd$)" });
+    expect(any.notes).toEqual([
+      'memory search "s1": without matchall its names match on their own, as a process search',
+    ]);
+
+    const all = memory({
+      names: ["nginx"],
+      contents: ["evil"],
+      options: { matchall: true, maxlength: 4096 },
+    });
+    expect(all.operations).toHaveLength(1);
+    expect(all.operations[0]!.module).toMatchObject({
+      $case: "memory",
+      value: { regex: "evil", maxBytes: 4096, processes: { exe: "(?:nginx)" } },
+    });
+    expect(all.notes).toEqual(['memory search "s1": maxlength becomes a budget per agent, not per process']);
+
+    expect(() => memory({ libraries: ["libc"] })).toThrow(/libraries have no Dragnet equivalent/);
+    expect(() => memory({ contents: ["a"], options: { offset: 4096 } })).toThrow(/offset has no Dragnet/);
+    expect(() => memory({ contents: ["a", "b"], options: { matchall: true } })).toThrow(
+      /one pattern per operation/,
+    );
+    expect(() => memory({ contents: ["a"], colour: "red" })).toThrow(/unknown colour/);
+  });
 });

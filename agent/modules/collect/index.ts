@@ -3,8 +3,9 @@ import { createReadStream } from "node:fs";
 import { Codes, DragnetError, newId, sha256OfFile } from "../../../common/mod.js";
 import type { CollectResult } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
-import { absolutePath, responseFile } from "../params.js";
 import { defineModule } from "../registry.js";
+import { responseFile } from "../response-file.js";
+import { checkCollect, DEFAULT_MAX } from "./check.js";
 
 // `collect`: a file as evidence. The agent hashes it first (the hash the
 // coordinator will check), then sends it in chunks through JetStream, hashing
@@ -12,22 +13,12 @@ import { defineModule } from "../registry.js";
 // sent as something it was not. A few chunks travel at once; each is stored
 // by the server before the next window.
 
-const DEFAULT_MAX = 1024 ** 3;
-const HARD_MAX = 64 * 1024 ** 3;
 const CHUNK = 256 * 1024;
 const WINDOW = 8;
 
 export const collectModule = defineModule({
   name: "collect",
-  kind: "response",
-  summary: "upload a file as evidence (SHA-256 on the agent, checked again by the coordinator)",
-  check(p) {
-    if (!absolutePath(p.path))
-      throw new DragnetError(Codes.PARAMS, `collect: "${p.path.slice(0, 200)}" is not an absolute path`);
-    if (p.maxBytes !== undefined && (p.maxBytes < 1 || p.maxBytes > HARD_MAX)) {
-      throw new DragnetError(Codes.PARAMS, `collect: max bytes must be between 1 and ${HARD_MAX}`);
-    }
-  },
+  check: checkCollect,
   async run(p, ctx) {
     const send = ctx.sendEvidence;
     if (!send)

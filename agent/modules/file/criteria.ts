@@ -1,6 +1,6 @@
 import { Codes, DragnetError } from "../../../common/mod.js";
 import type { FileMatch, FileSearch } from "../../../proto/mod.js";
-import { absolutePath } from "../params.js";
+import { absolutePath } from "../check-kit.js";
 
 // One search of the file module, validated and compiled: what the walker
 // needs to decide whether a file matches. Everything that can be wrong with a

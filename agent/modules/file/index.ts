@@ -1,10 +1,7 @@
-import { Codes, DragnetError } from "../../../common/mod.js";
 import type { FileResult } from "../../../proto/mod.js";
 import { defineModule } from "../registry.js";
-import { compileSearch } from "./criteria.js";
+import { checkFile, compileFileParams } from "./check.js";
 import { runSearch, type SearchTally } from "./search.js";
-
-const MAX_SEARCHES = 64;
 
 /**
  * `file`: find files by name, content, size, mode, mtime and hashes — every
@@ -12,19 +9,10 @@ const MAX_SEARCHES = 64;
  */
 export const fileModule = defineModule({
   name: "file",
-  kind: "investigation",
-  summary: "search files by name, content, size, mode, mtime and hash",
-  check(params) {
-    if (params.searches.length === 0)
-      throw new DragnetError(Codes.PARAMS, "the file operation has no search");
-    if (params.searches.length > MAX_SEARCHES) {
-      throw new DragnetError(Codes.PARAMS, `the file operation has more than ${MAX_SEARCHES} searches`);
-    }
-    for (const [i, s] of params.searches.entries()) compileSearch(s, i);
-  },
+  check: checkFile,
   async run(params, ctx) {
     const started = Date.now();
-    const searches = params.searches.map((s, i) => compileSearch(s, i));
+    const searches = compileFileParams(params);
     const maxErrors = Math.max(...searches.map((s) => s.maxErrors));
     const result: FileResult = {
       matches: [],

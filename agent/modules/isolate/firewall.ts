@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4 } from "node:net";
 import { join } from "node:path";
 import { Codes, DragnetError } from "../../../common/mod.js";
+import type { Peer } from "./check.js";
 
 // The rules that isolate a host, in a table (nftables) or chains (iptables)
 // of the agent's own, so that lifting isolation removes exactly what it added
@@ -13,14 +14,6 @@ import { Codes, DragnetError } from "../../../common/mod.js";
 
 export const NFT_TABLE = "dragnet_isolation";
 const IPT_CHAINS = { input: "DRAGNET_ISO_IN", output: "DRAGNET_ISO_OUT", forward: "DRAGNET_ISO_FWD" };
-
-/** A peer the host may still talk to: an address or network, and a port or every port. */
-export interface Peer {
-  /** An address or CIDR. */
-  net: string;
-  port?: number;
-  family: 4 | 6;
-}
 
 export interface IsolationPlan {
   /** The agent's NATS servers: TCP to their port only. */
@@ -68,28 +61,6 @@ export function firewallMethod(): FirewallMethod {
     Codes.MODULE_FAILED,
     "isolate: neither nft (nftables) nor iptables is installed: nothing to isolate with",
   );
-}
-
-/** Parses an allow-list entry: "CIDR", "CIDR:PORT", "[V6CIDR]:PORT". */
-export function parsePeer(text: string): Peer | undefined {
-  let net = text;
-  let port: number | undefined;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text);
-  if (bracketed) {
-    net = bracketed[1]!;
-    if (bracketed[2]) port = Number(bracketed[2]);
-  } else if (!text.includes("::") && (text.match(/:/g)?.length ?? 0) === 1) {
-    // One colon: IPv4 with a port (IPv6 has several).
-    [net, port] = [text.slice(0, text.indexOf(":")), Number(text.slice(text.indexOf(":") + 1))];
-  }
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) return undefined;
-  const [ip, bits, extra] = net.split("/");
-  if (extra !== undefined || !ip) return undefined;
-  const family = isIPv4(ip) ? 4 : isIPv6(ip) ? 6 : undefined;
-  if (!family) return undefined;
-  if (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)))
-    return undefined;
-  return { net, port, family };
 }
 
 const familyOf = (ip: string): 4 | 6 => (isIPv4(ip) ? 4 : 6);

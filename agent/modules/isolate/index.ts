@@ -5,13 +5,13 @@ import { join } from "node:path";
 import { Codes, DragnetError, writeFileAtomic } from "../../../common/mod.js";
 import type { Heartbeat, IsolateParams, IsolateResult } from "../../../proto/mod.js";
 import { defineModule, type ModuleContext, type ModuleHost, type ModuleService } from "../registry.js";
+import { checkIsolate, parsePeer } from "./check.js";
 import {
   applyIsolation,
   type FirewallMethod,
   firewallMethod,
   type IsolationPlan,
   isolationInForce,
-  parsePeer,
   removeIsolation,
 } from "./firewall.js";
 import { takeVolatileState } from "./volatile.js";
@@ -25,7 +25,6 @@ import { takeVolatileState } from "./volatile.js";
 // action gave (by default never: an attacker who cuts the link must not free
 // the host that way).
 
-const MAX_ALLOW = 64;
 /** How often the link-loss rule is looked at. */
 const LINK_CHECK_MS = 5000;
 
@@ -46,19 +45,6 @@ function unsupported(): DragnetError | undefined {
     Codes.MODULE_FAILED,
     `isolate: not supported on this OS (${process.platform}): isolation is built for Linux (nftables or iptables); macOS (pf) and Windows (WFP) are not built yet`,
   );
-}
-
-function checkParams(p: IsolateParams): void {
-  if (p.allow.length > MAX_ALLOW)
-    throw new DragnetError(Codes.PARAMS, `isolate: more than ${MAX_ALLOW} allow entries`);
-  for (const a of p.allow) {
-    if (!parsePeer(a)) {
-      throw new DragnetError(
-        Codes.PARAMS,
-        `isolate: allow entry "${a.slice(0, 80)}" is not CIDR or CIDR:PORT (IPv6 with a port in brackets: [2001:db8::/32]:22)`,
-      );
-    }
-  }
 }
 
 /**
@@ -293,29 +279,12 @@ export class Isolation implements ModuleService {
 
 export const isolateModule = defineModule({
   name: "isolate",
-  kind: "response",
-  summary: "cut the host off the network except the agent's NATS link (snapshot of volatile state first)",
-  check: checkParams,
+  check: checkIsolate,
   service: (host) => new Isolation(host),
   async run(p, ctx) {
     if (!ctx.service)
       throw new DragnetError(Codes.MODULE_FAILED, "isolate: this agent runs no isolation service");
     const result = await ctx.service.isolate(p, ctx);
     return { found: result.isolated, result };
-  },
-});
-
-export const unisolateModule = defineModule<"unisolate", Isolation>({
-  name: "unisolate",
-  kind: "response",
-  summary: "lift the agent's isolation (its own rules only; other firewall rules stay)",
-  check() {},
-  serviceFrom: "isolate",
-  async run(p, ctx) {
-    const service = ctx.service;
-    if (!service)
-      throw new DragnetError(Codes.MODULE_FAILED, "unisolate: this agent runs no isolation service");
-    const result = service.unisolate(p.statusOnly);
-    return { found: p.statusOnly ? result.isolated : result.removed, result };
   },
 });

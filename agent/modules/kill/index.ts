@@ -1,9 +1,10 @@
 import { Codes, DragnetError } from "../../../common/mod.js";
 import { type ProcessInfo, ProcessParams } from "../../../proto/mod.js";
+import { optionalRegex } from "../check-kit.js";
 import { readProcess } from "../host/procfs.js";
-import { optionalRegex } from "../params.js";
 import { processModule } from "../process/index.js";
 import { defineModule } from "../registry.js";
+import { checkKill, SIGNALS } from "./check.js";
 
 // `kill`: end one process by pid — only if it is still the process the
 // investigator means. The process is described first exactly as `dragnet
@@ -11,27 +12,11 @@ import { defineModule } from "../registry.js";
 // executable hash, and checked again (same start time) just before the
 // signal, so a pid that was recycled meanwhile is never killed.
 
-const SIGNALS = { KILL: "SIGKILL", TERM: "SIGTERM" } as const;
 const GONE_WAIT_MS = 2000;
-
-function checkParams(p: { pid: number; expectName: string; expectExeSha256: string; signal: string }) {
-  const refuse = (m: string): never => {
-    throw new DragnetError(Codes.PARAMS, `kill: ${m}`);
-  };
-  if (!Number.isInteger(p.pid) || p.pid < 2)
-    refuse(`pid ${p.pid} cannot be killed (give the pid of a process, not 0 or 1)`);
-  optionalRegex("kill: expected name regex", p.expectName);
-  if (p.expectExeSha256 && !/^[0-9a-fA-F]{64}$/.test(p.expectExeSha256))
-    refuse("expected exe SHA-256 is not 64 hex digits");
-  if (p.signal && !(p.signal.toUpperCase() in SIGNALS))
-    refuse(`signal is KILL or TERM, not "${p.signal.slice(0, 20)}"`);
-}
 
 export const killModule = defineModule({
   name: "kill",
-  kind: "response",
-  summary: "end one process by pid, only if its name / executable hash are as expected",
-  check: checkParams,
+  check: checkKill,
   async run(p, ctx) {
     if (p.pid === process.pid) throw new DragnetError(Codes.PARAMS, "kill: that is the agent itself");
     const found = await processModule.run(ProcessParams.fromPartial({ pid: p.pid, hashExe: true }), ctx);

@@ -2,10 +2,10 @@ import { open, readFile } from "node:fs/promises";
 import { Codes, DragnetError } from "../../../common/mod.js";
 import { type MemoryMatch, type MemoryResult, ProcessParams } from "../../../proto/mod.js";
 import { hasProcfs } from "../host/procfs.js";
-import { userRegex } from "../params.js";
 import { processModule } from "../process/index.js";
 import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
+import { checkMemory, memoryBudgets, memoryNeedle } from "./check.js";
 
 // `memory`: search processes' memory for a string, bytes or a regex, reading
 // /proc/PID/maps and /proc/PID/mem in bounded chunks. The processes are the
@@ -15,48 +15,7 @@ import { timeSlicer } from "../time-slice.js";
 const CHUNK = 1024 * 1024;
 /** A regex is tried on NUL-free runs of at most this many bytes (C strings, in practice). */
 const RUN_MAX = 16 * 1024;
-const DEFAULT_MAX_BYTES = 1024 ** 3;
-const DEFAULT_MAX_MATCHES = 100;
 const CONTEXT = 32;
-
-interface Needle {
-  bytes?: Buffer;
-  regex?: RegExp;
-}
-
-function needleOf(p: { string: string; hex: string; regex: string }): Needle {
-  const given = [p.string, p.hex, p.regex].filter((v) => v !== "").length;
-  if (given !== 1)
-    throw new DragnetError(Codes.PARAMS, "memory search takes exactly one of a string, hex bytes or a regex");
-  if (p.string) {
-    if (p.string.length > 4096)
-      throw new DragnetError(Codes.PARAMS, "memory search string is longer than 4096");
-    return { bytes: Buffer.from(p.string, "utf8") };
-  }
-  if (p.hex) {
-    const hex = p.hex.replace(/\s+/g, "");
-    if (!/^([0-9a-fA-F]{2}){1,4096}$/.test(hex)) {
-      throw new DragnetError(
-        Codes.PARAMS,
-        `memory search hex "${p.hex.slice(0, 80)}" is not an even number of hex digits`,
-      );
-    }
-    return { bytes: Buffer.from(hex, "hex") };
-  }
-  return { regex: userRegex("memory search regex", p.regex, "g") };
-}
-
-const MAX_MATCHES_LIMIT = 10_000;
-
-function budgets(p: { maxBytes?: number; maxMatches?: number }): { maxBytes: number; maxMatches: number } {
-  const maxBytes = p.maxBytes ?? DEFAULT_MAX_BYTES;
-  const maxMatches = p.maxMatches ?? DEFAULT_MAX_MATCHES;
-  if (maxBytes < 1) throw new DragnetError(Codes.PARAMS, "memory max bytes must be at least 1");
-  if (maxMatches < 1 || maxMatches > MAX_MATCHES_LIMIT) {
-    throw new DragnetError(Codes.PARAMS, `memory max matches must be between 1 and ${MAX_MATCHES_LIMIT}`);
-  }
-  return { maxBytes, maxMatches };
-}
 
 function printable(buf: Buffer): string {
   let s = "";
@@ -85,17 +44,11 @@ function readableRegions(maps: string): Region[] {
 
 export const memoryModule = defineModule({
   name: "memory",
-  kind: "investigation",
-  summary: "search processes' memory for a string, bytes or a regex",
-  check(params) {
-    needleOf(params);
-    budgets(params);
-    processModule.check(params.processes ?? ProcessParams.fromPartial({}));
-  },
+  check: checkMemory,
   async run(params, ctx) {
-    const needle = needleOf(params);
+    const needle = memoryNeedle(params);
     if (!hasProcfs) throw new DragnetError(Codes.PARAMS, "memory search needs Linux's /proc");
-    const { maxBytes, maxMatches } = budgets(params);
+    const { maxBytes, maxMatches } = memoryBudgets(params);
     const selected = await processModule.run(params.processes ?? ProcessParams.fromPartial({}), ctx);
     const result: MemoryResult = {
       matches: [],

@@ -10,43 +10,16 @@ import {
   userNames,
 } from "../host/procfs.js";
 import { listeningInodes } from "../netstat/index.js";
-import { optionalRegex } from "../params.js";
 import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
+import { type CompiledProcessFilter, checkProcess, compileProcessFilter } from "./check.js";
 import { otherPlatformProcesses } from "./other-platforms.js";
 
 // `process`: which processes run, read from /proc on Linux (every field ps
 // shows, straight from the kernel), from systeminformation elsewhere.
 
-interface Compiled {
-  name?: RegExp;
-  cmdline?: RegExp;
-  exe?: RegExp;
-  uid?: number;
-  userName?: string;
-  sha256: Set<string>;
-}
-
-function compile(p: ProcessParams): Compiled {
-  const sha256 = new Set<string>();
-  for (const h of p.exeSha256) {
-    if (!/^[0-9a-fA-F]{64}$/.test(h))
-      throw new DragnetError(Codes.PARAMS, `"${h}" is not a SHA-256 (64 hex digits)`);
-    sha256.add(h.toLowerCase());
-  }
-  if (p.user.length > 256) throw new DragnetError(Codes.PARAMS, "process user is too long");
-  return {
-    name: optionalRegex("process name regex", p.name),
-    cmdline: optionalRegex("process cmdline regex", p.cmdline),
-    exe: optionalRegex("process exe regex", p.exe),
-    uid: /^\d+$/.test(p.user) ? Number(p.user) : undefined,
-    userName: p.user && !/^\d+$/.test(p.user) ? p.user : undefined,
-    sha256,
-  };
-}
-
 /** Everything but the hash and the listening test, which cost more and come last. */
-function cheapMatch(p: ProcessParams, c: Compiled, proc: RawProcess, user: string): boolean {
+function cheapMatch(p: ProcessParams, c: CompiledProcessFilter, proc: RawProcess, user: string): boolean {
   if (p.pid !== undefined && proc.pid !== p.pid) return false;
   if (p.ppid !== undefined && proc.ppid !== p.ppid) return false;
   if (c.uid !== undefined && proc.uid !== c.uid) return false;
@@ -62,14 +35,9 @@ function cheapMatch(p: ProcessParams, c: Compiled, proc: RawProcess, user: strin
 
 export const processModule = defineModule({
   name: "process",
-  kind: "investigation",
-  summary:
-    "list processes by name, command line, user, executable (path, hash, deleted), start time, listening",
-  check(params) {
-    compile(params);
-  },
+  check: checkProcess,
   async run(params, ctx) {
-    const c = compile(params);
+    const c = compileProcessFilter(params);
     const result: ProcessResult = { processes: [], scanned: 0, errors: [] };
     if (!hasProcfs) {
       if (params.deletedExe || params.listening) {

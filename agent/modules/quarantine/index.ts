@@ -13,10 +13,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { Codes, DragnetError, newId, sha256OfFile, writeFileAtomic } from "../../../common/mod.js";
-import type { QuarantinedFile, QuarantineParams } from "../../../proto/mod.js";
+import type { QuarantinedFile } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
-import { absolutePath, responseFile } from "../params.js";
 import { defineModule } from "../registry.js";
+import { responseFile } from "../response-file.js";
+import { checkQuarantine } from "./check.js";
 
 // `quarantine`: take a file out of use without destroying it. It moves into
 // the agent's vault (STATE/vault, root only), loses its execute bits, and a
@@ -37,8 +38,6 @@ interface VaultRecord {
   quarantinedAtMs: number;
   actionId: string;
 }
-
-const ID = /^[0-9a-z]{26}$/;
 
 const sha256File = async (path: string) => (await sha256OfFile(path)).sha256;
 
@@ -75,27 +74,9 @@ const info = (r: VaultRecord, restored = false): QuarantinedFile => ({
   restored,
 });
 
-function checkParams(p: QuarantineParams): void {
-  const mode = p.mode || "quarantine";
-  if (!["quarantine", "restore", "list"].includes(mode)) {
-    throw new DragnetError(
-      Codes.PARAMS,
-      `quarantine: mode is quarantine, restore or list, not "${p.mode.slice(0, 20)}"`,
-    );
-  }
-  if (mode === "quarantine" && !absolutePath(p.path)) {
-    throw new DragnetError(Codes.PARAMS, `quarantine: "${p.path.slice(0, 200)}" is not an absolute path`);
-  }
-  if (mode === "restore" && !ID.test(p.id))
-    throw new DragnetError(Codes.PARAMS, "quarantine: restore needs a vault id (26 characters)");
-}
-
 export const quarantineModule = defineModule({
   name: "quarantine",
-  kind: "response",
-  summary:
-    "move a file into the agent's vault (no execute bits, origin recorded); restore it; list the vault",
-  check: checkParams,
+  check: checkQuarantine,
   async run(p, ctx) {
     const vault = join(ctx.stateDir, "vault");
     mkdirSync(vault, { recursive: true, mode: 0o700 });

@@ -7,7 +7,6 @@ import { Codes, DragnetError, VERSION } from "../../../common/mod.js";
 import { RELEASES_BUCKET, RELEASES_STREAM } from "../../../common/nats-authority.js";
 import {
   currentPlatform,
-  isVersion,
   loadReleaseKeys,
   releaseObjectName,
   verifyRelease,
@@ -21,6 +20,7 @@ import {
   type ModuleOutcome,
   type ModuleService,
 } from "../registry.js";
+import { checkUpgrade } from "./check.js";
 import {
   logFileOfSelf,
   readUpgradeState,
@@ -110,19 +110,9 @@ class UpgradeService implements ModuleService {
   }
 }
 
-function checkParams(p: UpgradeParams): void {
-  if (!isVersion(p.version))
-    throw new DragnetError(Codes.PARAMS, `upgrade: "${p.version.slice(0, 64)}" is not a version`);
-  if (p.healthTimeoutMs && (p.healthTimeoutMs < 5_000 || p.healthTimeoutMs > 3_600_000)) {
-    throw new DragnetError(Codes.PARAMS, "upgrade: the health timeout is 5 s to 1 h");
-  }
-}
-
 export const upgradeModule = defineModule<"upgrade", UpgradeService>({
   name: "upgrade",
-  kind: "response",
-  summary: "replace the agent with a signed release, restart into it, roll back unless healthy",
-  check: checkParams,
+  check: checkUpgrade,
   service: (host) => new UpgradeService(host),
   async run(params, ctx) {
     const service = ctx.service;

@@ -160,8 +160,10 @@ export interface ActionBody {
 }
 
 /**
- * One module call. The oneof case is the module's name; adding a module adds
- * a case here and a folder under agent/modules/.
+ * One module call. The oneof case is the module's name and carries its kind
+ * (module.proto). Adding a case here is what adds a module: `npm run gen` then
+ * names the files the module needs (agent/modules/<name>/check.ts and
+ * index.ts, console/modules/<name>.ts) until they exist.
  */
 export interface Operation {
   module:

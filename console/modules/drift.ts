@@ -7,11 +7,13 @@ import {
   globalsOf,
   handle,
   nonNegativeInt,
+  paramsError,
   type SweepFlags,
 } from "../cli-kit.js";
-import { registerFormatter } from "../output/formatters.js";
+import type { ModuleFormatter } from "../output/formatters.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
-import { paramsError, sendAction } from "../send.js";
+import type { SendAction } from "../send.js";
+import { defineConsoleModule } from "./console-module.js";
 
 // `dragnet drift`: baselines of paths on the agents, and what changed since —
 // per host, or stacked across the fleet so the odd ones out stand out; and
@@ -19,7 +21,7 @@ import { paramsError, sendAction } from "../send.js";
 
 const listOf = (v: unknown) => (Array.isArray(v) ? v.join(" ") : "");
 
-registerFormatter("drift", {
+const formatter: ModuleFormatter<DriftResult> = {
   columns: [
     { key: "path", header: "path" },
     { key: "kind", header: "change" },
@@ -33,8 +35,7 @@ registerFormatter("drift", {
     { key: "alertsSent", header: "alerts" },
     { key: "lastAlert", header: "last alert" },
   ],
-  rows(result) {
-    const r = result as DriftResult;
+  rows(r) {
     if (r.mode.startsWith("watch_")) {
       return r.watches.map(({ name, ...w }) => ({
         ...w,
@@ -66,7 +67,7 @@ registerFormatter("drift", {
       diff: c.diff,
     }));
   },
-});
+};
 
 /** A change's unified diff, headed by where it was seen, for a terminal. */
 export function diffBlock(where: string, change: DriftChange): string {
@@ -124,6 +125,7 @@ function printStacks(stacks: Map<string, Stack>, format: ReturnType<typeof forma
 }
 
 async function run(
+  send: SendAction,
   flags: SweepFlags,
   command: Command,
   params: DriftParams,
@@ -146,7 +148,7 @@ async function run(
       stacks.set(key, s);
     }
   };
-  const code = await sendAction(
+  const code = await send(
     command,
     flags,
     `drift ${params.mode.replace("_", " ")} ${params.name}`,
@@ -206,7 +208,7 @@ function addSnapshotOptions(cmd: Command, verb: "record" | "watch"): void {
     );
 }
 
-export function registerDriftCommand(program: Command): void {
+function register(program: Command, send: SendAction): void {
   const drift = program
     .command("drift")
     .description("baselines of paths on the agents, and what changed since");
@@ -235,7 +237,7 @@ Examples:
         maxEntries: flags.maxEntries,
         maxContentBytes: flags.maxContentBytes,
       });
-      return run(flags, command, params, false);
+      return run(send, flags, command, params, false);
     }),
   );
   const check = drift
@@ -255,10 +257,10 @@ Examples:
   check.action(
     handle(async (flags: CheckFlags, command: Command) => {
       const params = driftParams({ mode: "check", name: flags.name, rehash: flags.rehash });
-      return run(flags, command, params, flags.stack ?? false);
+      return run(send, flags, command, params, flags.stack ?? false);
     }),
   );
-  registerWatchCommands(drift);
+  registerWatchCommands(drift, send);
 }
 
 interface WatchFlags extends SweepFlags {
@@ -270,7 +272,7 @@ interface WatchFlags extends SweepFlags {
   maxContentBytes?: number;
 }
 
-function registerWatchCommands(drift: Command): void {
+function registerWatchCommands(drift: Command, send: SendAction): void {
   const watch = drift
     .command("watch")
     .description(
@@ -306,14 +308,14 @@ Examples:
         maxContentBytes: flags.maxContentBytes,
         rescanSeconds: flags.rescan,
       });
-      return run(flags, command, params, false);
+      return run(send, flags, command, params, false);
     }),
   );
   const list = watch.command("list").description("the watches on the targeted agents, with alert counts");
   addActionFlags(list);
   list.action(
     handle(async (flags: WatchFlags, command: Command) =>
-      run(flags, command, driftParams({ mode: "watch_list" }), false),
+      run(send, flags, command, driftParams({ mode: "watch_list" }), false),
     ),
   );
   const stop = watch
@@ -323,7 +325,14 @@ Examples:
   addActionFlags(stop);
   stop.action(
     handle(async (flags: WatchFlags, command: Command) =>
-      run(flags, command, driftParams({ mode: "watch_stop", name: flags.name }), false),
+      run(send, flags, command, driftParams({ mode: "watch_stop", name: flags.name }), false),
     ),
   );
 }
+
+export const driftConsole = defineConsoleModule({
+  name: "drift",
+  commands: ["drift baseline", "drift check", "drift watch start", "drift watch list", "drift watch stop"],
+  register: ({ program, send }) => register(program, send),
+  formatter,
+});

@@ -1,16 +1,17 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { HASH_FIELD, HASH_NAMES } from "../../agent/modules/file/criteria.js";
+import { HASH_FIELD, HASH_NAMES } from "../../agent/modules/checks.js";
 import type { FileMatch, FileResult, FileSearch } from "../../proto/api.js";
-import { addActionFlags, collect, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
-import { searchesFromMig, searchFromMig } from "../mig-search.js";
-import { registerFormatter } from "../output/formatters.js";
+import { addActionFlags, collect, handle, nonNegativeInt, paramsError, type SweepFlags } from "../cli-kit.js";
+import { SearchFormatError, searchesFromMig, searchFromMig } from "../mig-search.js";
+import type { ModuleFormatter } from "../output/formatters.js";
 import { isoTime, printable } from "../output/rows.js";
-import { paramsError, sendAction } from "../send.js";
+import type { SendAction } from "../send.js";
+import { defineConsoleModule } from "./console-module.js";
 
 // `dragnet file`: find files across the fleet by name, content, metadata and hash.
 
-registerFormatter("file", {
+const formatter: ModuleFormatter<FileResult> = {
   columns: [
     { key: "path", header: "path" },
     { key: "size", header: "size" },
@@ -19,7 +20,7 @@ registerFormatter("file", {
     { key: "sha256", header: "sha256" },
   ],
   rows(result) {
-    return (result as FileResult).matches.map((m: FileMatch) => ({
+    return result.matches.map((m: FileMatch) => ({
       search: m.search,
       path: m.path,
       size: m.size,
@@ -34,7 +35,7 @@ registerFormatter("file", {
       ...(m.target ? { target: m.target } : {}),
     }));
   },
-});
+};
 
 interface FileFlags extends SweepFlags {
   path?: string[];
@@ -80,7 +81,7 @@ const HASH_FLAGS = [
 ] as const;
 
 /** The one search the flags describe, in MIG's form (so it is checked as an imported one is). */
-export function searchFromFlags(flags: FileFlags): FileSearch {
+function searchFromFlags(flags: FileFlags): FileSearch {
   const criteria: Record<string, unknown> = { paths: flags.path ?? [] };
   const lists = { names: flags.name, contents: flags.content, sizes: flags.size, modes: flags.mode };
   for (const [key, value] of Object.entries(lists)) if (value) criteria[key] = value;
@@ -104,7 +105,7 @@ export function searchFromFlags(flags: FileFlags): FileSearch {
 }
 
 /** The searches of one `dragnet file` run: from --searches FILE, or the one the flags describe. */
-export function searchesOf(flags: FileFlags): FileSearch[] {
+function searchesOf(flags: FileFlags): FileSearch[] {
   const criteria = [
     ...HASH_FLAGS,
     "name",
@@ -196,7 +197,7 @@ Examples from real investigations:
   dragnet file -t all --searches searches.json
 `;
 
-export function registerFileCommand(program: Command): void {
+function register(program: Command, send: SendAction): void {
   const cmd = program
     .command("file")
     .description(
@@ -272,7 +273,24 @@ Examples (more: dragnet file help):
       if (!flags.target) paramsError("give the agents to search with -t EXPR (e.g. -t all)");
       const searches = searchesOf(flags);
       const what = flags.searches ?? searches.flatMap((s) => s.paths).join(" ");
-      return sendAction(command, flags, `file ${what}`, [{ module: { $case: "file", value: { searches } } }]);
+      return send(command, flags, `file ${what}`, [{ module: { $case: "file", value: { searches } } }]);
     }),
   );
 }
+
+export const fileConsole = defineConsoleModule({
+  name: "file",
+  commands: ["file"],
+  register: ({ program, send }) => register(program, send),
+  formatter,
+  mig: {
+    module: "file",
+    convert(parameters, notes) {
+      const p = parameters as { searches?: unknown } | null;
+      if (typeof p !== "object" || p === null || p.searches === undefined) {
+        throw new SearchFormatError('file parameters have no "searches"');
+      }
+      return [{ module: { $case: "file", value: { searches: searchesFromMig(p.searches, notes) } } }];
+    },
+  },
+});

@@ -1,0 +1,38 @@
+import type { Operation, OperationResult } from "./gen/dragnet/v1/agent.js";
+import { MODULE_KINDS } from "./gen/modules.js";
+
+// The modules, as the Operation oneof names them: each case is one module,
+// its parameters the case's message and its answer OperationResult's case of
+// the same name. Everything that lists modules (the agent's, the console's,
+// the ACL's response list) is typed by, or generated from, these cases.
+
+type OperationCase = NonNullable<Operation["module"]>;
+type ResultCase = NonNullable<OperationResult["module"]>;
+
+export type ModuleName = OperationCase["$case"];
+/** Each module's parameters and answer, by name: indexed by a type parameter, they stay tied to it. */
+type ParamsByModule = { [C in OperationCase as C["$case"]]: C["value"] };
+type ResultByModule = { [C in ResultCase as C["$case"]]: C["value"] };
+export type ParamsOf<N extends ModuleName> = ParamsByModule[N];
+export type ResultOf<N extends ModuleName> = ResultByModule[N];
+/** Investigation modules read a host; response modules change it (two people by default). */
+export type ModuleKindName = "investigation" | "response";
+
+export { MODULE_KINDS };
+
+/** Every module, in the oneof's order. */
+export const MODULE_NAMES = Object.keys(MODULE_KINDS) as ModuleName[];
+
+export function isModuleName(name: string): name is ModuleName {
+  return Object.hasOwn(MODULE_KINDS, name);
+}
+
+/** Whether a module changes hosts; a name no module has is not a response module. */
+export function isResponseModule(name: string): boolean {
+  return isModuleName(name) && MODULE_KINDS[name] === "response";
+}
+
+/** Wraps a module's result back into the OperationResult oneof. */
+export function resultCase<N extends ModuleName>(name: N, result: ResultOf<N>): ResultCase {
+  return { $case: name, value: result } as ResultCase;
+}
