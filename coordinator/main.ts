@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import { createLogger, describeError, VERSION } from "../common/mod.js";
+import { startGrpcServer } from "./api/server.js";
 import { loadCoordinatorConfig } from "./config.js";
 import { Coordinator } from "./coordinator.js";
-import { startGrpcServer } from "./grpc-api.js";
 
 const program = new Command("dragnet-coordinator")
   .description("Dragnet coordinator: agent registry, action fan-out, result store and the console API")

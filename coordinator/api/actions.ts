@@ -1,0 +1,55 @@
+import type { ActionEvent, CoordinatorServer } from "../../proto/api.js";
+import type { Coordinator } from "../coordinator.js";
+import { type ApiCalls, clampLimit } from "./calls.js";
+
+// Actions: submit, approve, read and watch them; the agents a target selects;
+// the audit log.
+
+type ActionCalls = Pick<
+  CoordinatorServer,
+  | "submitAction"
+  | "approveAction"
+  | "listAgents"
+  | "previewTarget"
+  | "getAction"
+  | "listActions"
+  | "listAudit"
+  | "watchAction"
+>;
+
+export function actionCalls(coordinator: Coordinator, calls: ApiCalls): ActionCalls {
+  const { submissions, queries } = coordinator;
+  return {
+    submitAction: calls.unary(
+      "SubmitAction",
+      (req, who) => submissions.submit(req.action, who.name),
+      (_q, r) => (r.pendingApproval ? "held for approval" : `${r.targeted} agents targeted`),
+    ),
+    approveAction: calls.unary(
+      "ApproveAction",
+      (req, who) => submissions.approve(req.actionId, req.signature, who.name, who.keyId),
+      (_q, r) =>
+        r.released ? `released to ${r.targeted} agents` : `weight ${r.weight} of ${r.requiredWeight}`,
+    ),
+    listAgents: calls.unary(
+      "ListAgents",
+      (req) => ({ agents: queries.listAgents(req.target) }),
+      (q, r) => `target ${q.target || "(all)"}: ${r.agents.length} agents`,
+    ),
+    previewTarget: calls.unary(
+      "PreviewTarget",
+      (req) => ({ agents: queries.listAgents(req.target || "all") }),
+      (q, r) => `target ${q.target || "all"}: ${r.agents.length} agents`,
+    ),
+    getAction: calls.unary("GetAction", (req) => queries.getAction(req.actionId, req.includeResults)),
+    listActions: calls.unary("ListActions", (req) => ({
+      actions: queries.listActions(clampLimit(req.limit, 20, 1000), req.pending),
+    })),
+    listAudit: calls.unary("ListAudit", (req) => ({
+      entries: queries.listAudit(clampLimit(req.limit, 50, 10_000), req.actionId),
+    })),
+    watchAction: calls.serverStream<{ actionId: string }, ActionEvent>("WatchAction", (req, _who, out) => ({
+      stop: queries.watch(req.actionId, out.push, out.end),
+    })),
+  };
+}

@@ -1,0 +1,58 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  Codes,
+  DragnetError,
+  type Keyring,
+  type Logger,
+  type Subjects,
+  type VerifiedAction,
+  verifySignedAction,
+} from "../common/mod.js";
+import { SignedAction } from "../proto/api.js";
+import type { ActionBook } from "./action-book.js";
+import type { AuditLog } from "./audit-log.js";
+import type { CoordinatorConfig } from "./config.js";
+import type { AgentRegistry } from "./registry.js";
+import type { Store, StoredAction } from "./store/store.js";
+import type { WriteBatcher } from "./write-batcher.js";
+
+// What the coordinator's parts share (intake of what agents send, dispatch of
+// commands, submissions and approvals, queries): its configuration, the state
+// it keeps in memory, and its store. coordinator.ts makes one and hands it to
+// each part.
+
+export interface CoordinatorCore {
+  readonly config: CoordinatorConfig;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly subjects: Subjects;
+  readonly keyring: Keyring;
+  readonly store: Store;
+  readonly batcher: WriteBatcher;
+  readonly registry: AgentRegistry;
+  /** The actions in flight and their commands. */
+  readonly book: ActionBook;
+  readonly audit: AuditLog;
+  /** Actions waiting for co-signatures (not in the book: they have no commands yet). */
+  readonly pending: Map<string, StoredAction>;
+  /** The NATS connection while there is one. */
+  nats(): NatsConnection | undefined;
+}
+
+/** Refuses a stored row that holds another action than the one it names (only a database edit does that). */
+export function checkStoredId(rowId: string, bodyId: string): void {
+  if (bodyId !== rowId) {
+    throw new DragnetError(Codes.ACTION_INVALID, `the stored row ${rowId} holds the signed action ${bodyId}`);
+  }
+}
+
+/** A stored action's signatures checked again, and the row checked to hold the action it names. */
+export function verifyStored(
+  keyring: Keyring,
+  record: StoredAction,
+): { signed: SignedAction; verified: VerifiedAction } {
+  const signed = SignedAction.decode(record.signed);
+  const verified = verifySignedAction(signed, keyring);
+  checkStoredId(record.id, verified.body.id);
+  return { signed, verified };
+}

@@ -1,0 +1,219 @@
+import { Codes, DragnetError, newId, problemOf } from "../common/mod.js";
+import {
+  type ActionBody,
+  ActionState,
+  CommandEnvelope,
+  CommandStatus,
+  type SignedAction,
+} from "../proto/api.js";
+import { OpenAction } from "./action-book.js";
+import { isFinal } from "./command-status.js";
+import { type CoordinatorCore, verifyStored } from "./core.js";
+import type { StoredAction, StoredAgent, StoredCommand } from "./store/store.js";
+
+// Dispatch: the commands of released actions go out on each agent's subject
+// and are sent again until acknowledged; what was acknowledged but never
+// answered times out, what no agent received in time expires, and so does an
+// action nobody approved. At start, the actions a previous run left open or
+// waiting are taken up again, each verified anew.
+
+const SWEEP_INTERVAL_MS = 1000;
+/** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
+const RESEND_AFTER_MS = 5000;
+
+export class Dispatcher {
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(
+    private readonly core: CoordinatorCore,
+    /** Whether the results that waited in the stream at start are in: until then nothing is sent again. */
+    private readonly caughtUp: (now: number) => boolean,
+  ) {}
+
+  start(): void {
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+  }
+
+  dispatch(action: OpenAction, command: StoredCommand): void {
+    const { book, config, subjects } = this.core;
+    const nc = this.core.nats();
+    if (!nc || nc.isClosed()) return;
+    const now = this.core.now();
+    if (now >= action.record.expiresAtMs) return;
+    const envelope = CommandEnvelope.encode({
+      commandId: command.id,
+      action: action.signed,
+      sentAtMs: now,
+      coordinator: config.id,
+    }).finish();
+    nc.publish(subjects.command(command.agentId), envelope);
+    book.transition(action, command, CommandStatus.COMMAND_STATUS_SENT, { sentAtMs: now });
+  }
+
+  /** Sends again what an agent that just came back has not acknowledged. */
+  agentCameBack(agentId: string): void {
+    if (!this.caughtUp(this.core.now())) return;
+    for (const { action, command } of this.core.book.openCommandsFor(agentId)) {
+      if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) continue;
+      this.dispatch(action, command);
+    }
+  }
+
+  /** Creates one command per targeted agent, stores them, then sends them to the agents online. */
+  release(record: StoredAction, signed: SignedAction, body: ActionBody, now: number, targets: StoredAgent[]) {
+    const { batcher, book, registry, log } = this.core;
+    record.state = ActionState.ACTION_STATE_RELEASED;
+    const commands: StoredCommand[] = targets.map((agent) => ({
+      id: newId(now),
+      actionId: body.id,
+      agentId: agent.id,
+      status: CommandStatus.COMMAND_STATUS_PENDING,
+      problemCode: "",
+      problemMessage: "",
+      found: false,
+      createdAtMs: now,
+      sentAtMs: 0,
+      ackedAtMs: 0,
+      updatedAtMs: now,
+    }));
+    batcher.action(record);
+    for (const c of commands) batcher.command(c);
+    // Stored before anything is sent: a coordinator killed right after still knows every command it sent.
+    batcher.flush();
+    const action = new OpenAction(record, signed, body, commands);
+    book.add(action);
+    let offline = 0;
+    for (const c of commands) {
+      if (registry.isOffline(c.agentId, now)) offline++;
+      else this.dispatch(action, c);
+    }
+    log.info("action released", { action: body.id, name: body.name, targeted: commands.length, offline });
+    return { targeted: commands.length, offline };
+  }
+
+  /**
+   * Every second: times out what was acknowledged but never answered, expires
+   * what no agent received in time, and (re)sends what an agent that is
+   * reachable has not acknowledged: commands published while it was briefly
+   * away, or left pending by a coordinator restart. Re-sending is safe: an
+   * agent never runs an action id twice.
+   */
+  sweep(): void {
+    const now = this.core.now();
+    this.expireUnapproved(now);
+    const { book, registry, config } = this.core;
+    const caughtUp = this.caughtUp(now);
+    for (const action of [...book.all()]) {
+      const expired = now >= action.record.expiresAtMs;
+      // The expiry bounds when agents may receive an action, not how long they run it.
+      const deadline = (c: StoredCommand) => c.ackedAtMs + action.record.timeoutMs + config.resultGraceMs;
+      for (const command of [...action.byId.values()]) {
+        if (isFinal(command.status)) continue;
+        if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) {
+          const waiting = book.isQueued(command) && !registry.isOffline(command.agentId, now);
+          if (!waiting && now > deadline(command)) {
+            book.transition(action, command, CommandStatus.COMMAND_STATUS_TIMEOUT, {
+              problem: {
+                code: Codes.TIMEOUT,
+                message: "the agent acknowledged the command but sent no result in time",
+              },
+            });
+          }
+        } else if (expired) {
+          book.transition(action, command, CommandStatus.COMMAND_STATUS_EXPIRED, {
+            problem: {
+              code: Codes.EXPIRED,
+              message:
+                command.status === CommandStatus.COMMAND_STATUS_PENDING
+                  ? "the agent stayed offline until the action expired"
+                  : "the agent never acknowledged the command before the action expired",
+            },
+          });
+        } else if (
+          caughtUp &&
+          !registry.isOffline(command.agentId, now) &&
+          (command.status === CommandStatus.COMMAND_STATUS_PENDING ||
+            now - command.sentAtMs >= RESEND_AFTER_MS)
+        ) {
+          this.dispatch(action, command);
+        }
+      }
+    }
+  }
+
+  /** Actions nobody approved before they expired end unapproved, never sent. */
+  private expireUnapproved(now: number): void {
+    const { pending, batcher, audit } = this.core;
+    for (const record of [...pending.values()]) {
+      if (now < record.expiresAtMs) continue;
+      pending.delete(record.id);
+      record.state = ActionState.ACTION_STATE_UNAPPROVED;
+      record.completedAtMs = now;
+      batcher.action(record);
+      audit.record("coordinator", "action expired unapproved", {
+        actionId: record.id,
+        code: Codes.EXPIRED,
+        message: `nobody approved ${record.name} before it expired; it was never sent`,
+      });
+    }
+  }
+
+  /** Actions waiting for approval, checked again: one changed in the database is closed, never offered. */
+  reloadPendingActions(): void {
+    const { store, keyring, pending, batcher } = this.core;
+    for (const record of store.pendingActions()) {
+      try {
+        const { body } = verifyStored(keyring, record).verified;
+        if (body.target !== record.target || body.expiresAtMs !== record.expiresAtMs) {
+          throw new DragnetError(Codes.ACTION_INVALID, "the stored summary does not match the signed action");
+        }
+        pending.set(record.id, record);
+      } catch (err) {
+        this.storedRefused(record.id, "not offered for approval", err);
+        record.state = ActionState.ACTION_STATE_UNAPPROVED;
+        record.completedAtMs = this.core.now();
+        batcher.action(record);
+      }
+    }
+  }
+
+  /** Actions released before a restart and not complete, verified again (signatures and weight) before anything is sent. */
+  reloadOpenActions(): void {
+    const { store, keyring, book, batcher } = this.core;
+    for (const record of store.openActions()) {
+      try {
+        const { signed, verified } = verifyStored(keyring, record);
+        const body = verified.body;
+        const modules = body.operations.map((op) => op.module?.$case ?? "unknown");
+        const short = keyring.acl.shortfall(modules, verified.signers);
+        if (short) {
+          throw new DragnetError(
+            Codes.WEIGHT,
+            `stored as released, but ${short.module} needs weight ${short.required} and its signatures carry ${short.weight}`,
+          );
+        }
+        const action = new OpenAction(record, signed, body, store.commandsOf(record.id));
+        for (const r of store.resultsOf(record.id)) action.answered.add(r.commandId);
+        book.add(action);
+      } catch (err) {
+        // Someone changed the database: nothing of this action is sent.
+        this.storedRefused(record.id, "not sent", err);
+        batcher.complete(record.id, this.core.now());
+      }
+    }
+  }
+
+  private storedRefused(actionId: string, outcome: string, err: unknown): void {
+    const p = problemOf(err);
+    this.core.log.error(`stored action no longer verifies; ${outcome}`, { action: actionId, ...p });
+    this.core.audit.record("coordinator", `stored action no longer verifies; ${outcome}`, {
+      actionId,
+      code: p.code,
+      message: p.message,
+    });
+  }
+}

@@ -1,0 +1,260 @@
+import type { JsMsg } from "@nats-io/jetstream";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { Codes, DragnetError, problemOf } from "../common/mod.js";
+import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/api.js";
+import type { OpenAction } from "./action-book.js";
+import { canTransition, isFinal } from "./command-status.js";
+import type { CoordinatorCore } from "./core.js";
+import type { Dispatcher } from "./dispatch.js";
+import type { IncidentDesk } from "./incident-desk.js";
+import { checkHeartbeat } from "./registry.js";
+import type { StoredCommand } from "./store/store.js";
+import { decodeOrRefuse } from "./stream-feed.js";
+
+// Intake of what agents send: heartbeats (the registry), acknowledgements
+// (a command's state) and results from the JetStream stream (stored once,
+// acknowledged to the stream only once committed). Anything malformed or
+// published in another agent's name is refused, counted and audited; the
+// coordinator keeps running.
+
+/** A result without a problem clears whatever a timeout or expiry had recorded. */
+const NO_PROBLEM = { code: "", message: "" };
+/** Refusals that no retry can change: the result is dropped from the stream. */
+const REFUSED_FOR_GOOD = new Set<string>([Codes.DECODE, Codes.SUBJECT_MISMATCH, Codes.NOT_FOUND]);
+/** A result that could not be stored comes back after this long. */
+const NAK_DELAY_MS = 2000;
+
+/**
+ * Results that waited in the stream while the coordinator was down: until
+ * they are in (or the stream's ack wait has passed), nothing is sent again —
+ * an agent that already answered must not be asked twice.
+ */
+export class CatchUp {
+  private backlog = 0;
+  private lastSeq = 0;
+  private readonly seenSeqs = new Set<number>();
+  private until = 0;
+
+  /** What the stream held at start, and how long to wait for it at most. */
+  begin(waiting: { backlog: number; lastSeq: number }, until: number): void {
+    this.backlog = waiting.backlog;
+    this.lastSeq = waiting.lastSeq;
+    this.until = until;
+  }
+
+  /** Results that were waiting at start are counted once each, however often they come. */
+  seen(seq: number): void {
+    if (seq <= this.lastSeq) this.seenSeqs.add(seq);
+  }
+
+  done(now: number): boolean {
+    return this.seenSeqs.size >= this.backlog || now >= this.until;
+  }
+}
+
+export class AgentIntake {
+  readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
+
+  constructor(
+    private readonly core: CoordinatorCore,
+    private readonly parts: { dispatcher: Dispatcher; incidents: IncidentDesk; catchUp: CatchUp },
+  ) {}
+
+  /** Heartbeats from every agent, and the acks of the commands this coordinator sent. */
+  subscribe(nc: NatsConnection): void {
+    const { subjects, config } = this.core;
+    nc.subscribe(subjects.allHeartbeats, {
+      callback: (_e, m) => this.guard("heartbeat", m, (msg, agentId) => this.onHeartbeat(msg, agentId)),
+    });
+    nc.subscribe(subjects.acksFor(config.id), {
+      callback: (_e, m) => this.guard("ack", m, (msg, agentId) => this.onAck(msg, agentId)),
+    });
+  }
+
+  /** Counts, logs and audits (rate-limited) a message refused from NATS. */
+  refused(kind: string, subject: string, agentId: string | undefined, p: { code: string; message: string }) {
+    this.stats.refused++;
+    this.core.log.warn(`${kind} refused`, { subject, code: p.code, reason: p.message });
+    this.core.audit.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
+      agentId: agentId ?? "",
+      code: p.code,
+      message: p.message,
+    });
+  }
+
+  /** Runs a handler so that no malformed message can take the coordinator down. */
+  private guard(kind: string, msg: Msg, handler: (msg: Msg, agentId: string) => void): void {
+    const agentId = this.core.subjects.agentOf(msg.subject);
+    try {
+      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${msg.subject}`);
+      handler(msg, agentId);
+    } catch (err) {
+      this.refused(kind, msg.subject, agentId, problemOf(err, Codes.DECODE));
+    }
+  }
+
+  private onHeartbeat(msg: Msg, agentId: string): void {
+    const hb = decodeOrRefuse("heartbeat", Heartbeat.decode, msg.data);
+    if (hb.agentId !== agentId) {
+      throw new DragnetError(Codes.SUBJECT_MISMATCH, `heartbeat for ${hb.agentId} published as ${agentId}`);
+    }
+    checkHeartbeat(hb);
+    this.stats.heartbeats++;
+    const effect = this.core.registry.observe(hb, this.core.now());
+    if (effect.persist) this.core.batcher.agent(effect.agent);
+    if (effect.isNew) this.core.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });
+    if (effect.cameBack) this.parts.dispatcher.agentCameBack(agentId);
+  }
+
+  private onAck(msg: Msg, agentId: string): void {
+    const { book, audit } = this.core;
+    const ack = decodeOrRefuse("ack", CommandAck.decode, msg.data);
+    if (ack.agentId !== agentId)
+      throw new DragnetError(Codes.SUBJECT_MISMATCH, `ack from ${ack.agentId} published as ${agentId}`);
+    this.stats.acks++;
+    const found = this.findCommand(ack.commandId, agentId);
+    if (!found) {
+      // A command the coordinator never sent: someone else published on the agent's subject.
+      if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
+        audit.untrusted(`agent ${agentId}`, "refused a command the coordinator did not send", {
+          agentId,
+          code: ack.problem?.code,
+          message: `command ${ack.commandId.slice(0, 40)}: ${ack.problem?.message ?? "no reason"}`,
+        });
+      }
+      return;
+    }
+    const { action, command } = found;
+    if (!action) return; // the action is complete; a late ack changes nothing
+    const now = this.core.now();
+    const running = () => {
+      if (command.status !== CommandStatus.COMMAND_STATUS_RUNNING) {
+        book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, { ackedAtMs: now });
+      }
+    };
+    if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
+      const problem = ack.problem ?? { code: Codes.INTERNAL, message: "rejected without a reason" };
+      // A replay refusal of a command we re-sent means the agent already has it
+      // (the first acknowledgement was lost): it is running, and its deadline counts.
+      if (problem.code === Codes.REPLAY && !isFinal(command.status)) {
+        running();
+        return;
+      }
+      book.transition(action, command, CommandStatus.COMMAND_STATUS_REJECTED, { problem });
+      audit.record(`agent ${agentId}`, "refused a command", {
+        actionId: command.actionId,
+        agentId,
+        code: problem.code,
+        message: problem.message,
+      });
+    } else if (ack.status === AckStatus.ACK_STATUS_RECEIVED || ack.status === AckStatus.ACK_STATUS_QUEUED) {
+      book.transition(action, command, CommandStatus.COMMAND_STATUS_RUNNING, { ackedAtMs: now });
+      // Waiting in the agent's line: no deadline runs until it starts (or the agent goes offline).
+      if (ack.status === AckStatus.ACK_STATUS_QUEUED) book.queued(command);
+    } else if (ack.status === AckStatus.ACK_STATUS_STARTED && !isFinal(command.status)) {
+      running();
+      book.started(command, now);
+    }
+  }
+
+  /**
+   * One result from the stream. It is acknowledged (and leaves the stream)
+   * once it is committed to the store; a duplicate is acknowledged at once;
+   * one that is refused is terminated, never handed out again.
+   */
+  onStreamResult(m: JsMsg): void {
+    this.parts.catchUp.seen(m.seq);
+    const agentId = this.core.subjects.agentOf(m.subject);
+    try {
+      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
+      this.onResult(m.data, agentId);
+      // A duplicate too: its first copy may not be committed yet, and must not leave the stream before it is.
+      this.core.batcher.afterCommit(() => m.ack());
+    } catch (err) {
+      const p = problemOf(err, Codes.DECODE);
+      if (!REFUSED_FOR_GOOD.has(p.code)) {
+        // Not the result's fault (the store is failing, say): it stays in the stream and comes back.
+        this.core.log.error("result not stored; it will be handed out again", { subject: m.subject, ...p });
+        m.nak(NAK_DELAY_MS);
+        return;
+      }
+      m.term();
+      this.refused("result", m.subject, agentId, p);
+    }
+  }
+
+  /** Stores a result (a duplicate is recognised and dropped). */
+  private onResult(data: Uint8Array, agentId: string): void {
+    const { batcher, book, store } = this.core;
+    const result = decodeOrRefuse("result", CommandResult.decode, data);
+    if (result.agentId !== agentId) {
+      throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
+    }
+    const found = this.findCommand(result.commandId, agentId);
+    if (!found) throw new DragnetError(Codes.NOT_FOUND, `result for unknown command ${result.commandId}`);
+    const { action, command } = found;
+    if (command.actionId !== result.actionId) {
+      throw new DragnetError(
+        Codes.SUBJECT_MISMATCH,
+        `result names action ${result.actionId}, command belongs to ${command.actionId}`,
+      );
+    }
+    const status = [
+      CommandStatus.COMMAND_STATUS_SUCCESS,
+      CommandStatus.COMMAND_STATUS_FAILED,
+      CommandStatus.COMMAND_STATUS_TIMEOUT,
+    ].includes(result.status)
+      ? result.status
+      : CommandStatus.COMMAND_STATUS_FAILED;
+    // Stored once: a redelivered result is recognised and dropped.
+    if (action ? action.answered.has(command.id) : store.hasResult(command.id)) return;
+    action?.answered.add(command.id);
+    this.stats.results++;
+    batcher.result({
+      commandId: command.id,
+      actionId: command.actionId,
+      agentId,
+      found: result.found,
+      payload: data,
+      receivedAtMs: this.core.now(),
+    });
+    this.parts.incidents.resultStored(command.actionId, agentId, result);
+    const patch = { found: result.found, problem: result.problem ?? NO_PROBLEM, result };
+    if (action) {
+      book.transition(action, command, status, patch);
+    } else if (canTransition(command.status, status)) {
+      // The action completed before this result came (a late answer): record it all the same.
+      command.status = status;
+      command.found = result.found;
+      command.updatedAtMs = this.core.now();
+      command.problemCode = patch.problem.code;
+      command.problemMessage = patch.problem.message;
+      batcher.command(command);
+    }
+  }
+
+  /** The command, checked to belong to the agent; `action` is set while the action is open. */
+  private findCommand(
+    commandId: string,
+    agentId: string,
+  ): { action?: OpenAction; command: StoredCommand } | undefined {
+    if (!commandId) return undefined;
+    const { book, batcher, store } = this.core;
+    const mismatch = (command: StoredCommand) =>
+      new DragnetError(
+        Codes.SUBJECT_MISMATCH,
+        `agent ${agentId} answered command ${commandId} of agent ${command.agentId}`,
+      );
+    const action = book.actionOfCommand(commandId);
+    if (action) {
+      const command = action.byId.get(commandId)!;
+      if (command.agentId !== agentId) throw mismatch(command);
+      return { action, command };
+    }
+    batcher.flush();
+    const command = store.getCommand(commandId);
+    if (!command) return undefined;
+    if (command.agentId !== agentId) throw mismatch(command);
+    return { command };
+  }
+}

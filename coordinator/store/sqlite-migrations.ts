@@ -1,0 +1,173 @@
+import type Database from "better-sqlite3";
+
+// The SQLite store's schema, as migrations applied at open.
+
+// Migrations in order: MIGRATIONS[i] takes a database from version i to i + 1
+// (PRAGMA user_version). Released migrations are never edited, only appended.
+const MIGRATIONS = [
+  `
+CREATE TABLE IF NOT EXISTS agents (
+  id TEXT PRIMARY KEY,
+  hostname TEXT NOT NULL,
+  os TEXT NOT NULL,
+  os_release TEXT NOT NULL,
+  arch TEXT NOT NULL,
+  version TEXT NOT NULL,
+  addresses TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  isolated INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  first_seen INTEGER NOT NULL,
+  interval_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS actions (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  target TEXT NOT NULL,
+  signed BLOB NOT NULL,
+  signer_key_ids TEXT NOT NULL,
+  signer_names TEXT NOT NULL,
+  modules TEXT NOT NULL,
+  incident_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  valid_from INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  submitted_at INTEGER NOT NULL,
+  timeout_ms INTEGER NOT NULL,
+  completed_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS actions_open ON actions (completed_at) WHERE completed_at IS NULL;
+CREATE TABLE IF NOT EXISTS commands (
+  id TEXT PRIMARY KEY,
+  action_id TEXT NOT NULL REFERENCES actions (id),
+  agent_id TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  problem_code TEXT NOT NULL,
+  problem_message TEXT NOT NULL,
+  found INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER NOT NULL,
+  acked_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (action_id, agent_id)
+);
+CREATE TABLE IF NOT EXISTS results (
+  command_id TEXT PRIMARY KEY REFERENCES commands (id),
+  action_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  found INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_action ON results (action_id, found);
+`,
+  // 2: the two-person rule (actions held for approval) and the audit log.
+  `
+ALTER TABLE actions ADD COLUMN state INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE actions ADD COLUMN weight INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN required_weight INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  event TEXT NOT NULL,
+  action_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  code TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX audit_action ON audit (action_id);
+`,
+  // 3: alerts from the agents' persistent watches.
+  `
+CREATE TABLE alerts (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  UNIQUE (agent_id, id)
+);
+CREATE INDEX alerts_received ON alerts (received_at);
+`,
+  // 4: evidence collected from agents (the files live in the evidence directory).
+  `
+CREATE TABLE evidence (
+  id TEXT PRIMARY KEY,
+  agent_id TEXT NOT NULL,
+  incident_id TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  payload BLOB NOT NULL
+);
+CREATE INDEX evidence_incident ON evidence (incident_id, received_at);
+`,
+  // 5: incidents and their notebooks (an append-only chain of sealed pages).
+  `
+CREATE TABLE incidents (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL,
+  severity TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  opened_at INTEGER NOT NULL,
+  opened_by TEXT NOT NULL,
+  head_pages INTEGER NOT NULL,
+  head_hash TEXT NOT NULL,
+  head_seal TEXT NOT NULL
+);
+CREATE TABLE journal (
+  row INTEGER PRIMARY KEY AUTOINCREMENT,
+  incident_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  author TEXT NOT NULL,
+  author_key_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  content TEXT NOT NULL,
+  content_sha256 TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  page_hash TEXT NOT NULL,
+  author_signature TEXT NOT NULL,
+  seal TEXT NOT NULL
+);
+CREATE INDEX journal_incident ON journal (incident_id, row);
+`,
+  // 6: enrolment tokens and the agents that enrolled with them.
+  `
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  uses INTEGER NOT NULL,
+  used INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at INTEGER
+);
+CREATE TABLE enrollments (
+  agent_id TEXT PRIMARY KEY,
+  public_key TEXT NOT NULL,
+  token_id TEXT NOT NULL,
+  hostname TEXT NOT NULL,
+  enrolled_at INTEGER NOT NULL
+);
+`,
+];
+
+/** Brings a database to the newest schema; refuses one newer than this coordinator knows. */
+export function migrate(db: Database.Database, path: string): void {
+  const version = db.pragma("user_version", { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(
+      `database ${path} has schema ${version}, newer than this coordinator knows (${MIGRATIONS.length})`,
+    );
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

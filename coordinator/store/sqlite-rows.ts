@@ -1,0 +1,254 @@
+import type { Page } from "../../common/journal.js";
+import type { ActionState, CommandStatus } from "../../proto/api.js";
+import type {
+  StoredAction,
+  StoredAgent,
+  StoredAlert,
+  StoredCommand,
+  StoredEnrollmentToken,
+  StoredEvidence,
+  StoredIncident,
+  StoredResult,
+} from "./store.js";
+
+// The SQLite store's rows as SQLite returns them (snake_case columns,
+// integers for booleans, JSON text for lists) and their mapping to the
+// Store's records.
+
+export interface AgentRow {
+  id: string;
+  hostname: string;
+  os: string;
+  os_release: string;
+  arch: string;
+  version: string;
+  addresses: string;
+  tags: string;
+  isolated: number;
+  started_at: number;
+  last_seen: number;
+  first_seen: number;
+  interval_ms: number;
+}
+
+export interface ActionRow {
+  id: string;
+  name: string;
+  target: string;
+  signed: Buffer;
+  signer_key_ids: string;
+  signer_names: string;
+  modules: string;
+  incident_id: string;
+  created_at: number;
+  valid_from: number;
+  expires_at: number;
+  submitted_at: number;
+  timeout_ms: number;
+  completed_at: number | null;
+  state: number;
+  weight: number;
+  required_weight: number;
+}
+
+export interface CommandRow {
+  id: string;
+  action_id: string;
+  agent_id: string;
+  status: number;
+  problem_code: string;
+  problem_message: string;
+  found: number;
+  created_at: number;
+  sent_at: number;
+  acked_at: number;
+  updated_at: number;
+}
+
+export interface ResultRow {
+  command_id: string;
+  action_id: string;
+  agent_id: string;
+  found: number;
+  payload: Buffer;
+  received_at: number;
+}
+
+export const toAgent = (r: AgentRow): StoredAgent => ({
+  id: r.id,
+  hostname: r.hostname,
+  os: r.os,
+  osRelease: r.os_release,
+  arch: r.arch,
+  version: r.version,
+  addresses: JSON.parse(r.addresses) as string[],
+  tags: JSON.parse(r.tags) as Record<string, string>,
+  isolated: r.isolated !== 0,
+  startedAtMs: r.started_at,
+  lastSeenMs: r.last_seen,
+  firstSeenMs: r.first_seen,
+  intervalMs: r.interval_ms,
+});
+
+export const toAction = (r: ActionRow): StoredAction => ({
+  id: r.id,
+  name: r.name,
+  target: r.target,
+  signed: r.signed,
+  signerKeyIds: JSON.parse(r.signer_key_ids) as string[],
+  signerNames: JSON.parse(r.signer_names) as string[],
+  modules: JSON.parse(r.modules) as string[],
+  incidentId: r.incident_id,
+  createdAtMs: r.created_at,
+  validFromMs: r.valid_from,
+  expiresAtMs: r.expires_at,
+  submittedAtMs: r.submitted_at,
+  timeoutMs: r.timeout_ms,
+  completedAtMs: r.completed_at ?? undefined,
+  state: r.state as ActionState,
+  weight: r.weight,
+  requiredWeight: r.required_weight,
+});
+
+export const toCommand = (r: CommandRow): StoredCommand => ({
+  id: r.id,
+  actionId: r.action_id,
+  agentId: r.agent_id,
+  status: r.status as CommandStatus,
+  problemCode: r.problem_code,
+  problemMessage: r.problem_message,
+  found: r.found !== 0,
+  createdAtMs: r.created_at,
+  sentAtMs: r.sent_at,
+  ackedAtMs: r.acked_at,
+  updatedAtMs: r.updated_at,
+});
+
+export const toResult = (r: ResultRow): StoredResult => ({
+  commandId: r.command_id,
+  actionId: r.action_id,
+  agentId: r.agent_id,
+  found: r.found !== 0,
+  payload: r.payload,
+  receivedAtMs: r.received_at,
+});
+
+export interface AlertRow {
+  seq: number;
+  id: string;
+  agent_id: string;
+  at: number;
+  received_at: number;
+  payload: Buffer;
+}
+
+export const toAlert = (r: AlertRow): StoredAlert => ({
+  seq: r.seq,
+  id: r.id,
+  agentId: r.agent_id,
+  atMs: r.at,
+  receivedAtMs: r.received_at,
+  payload: r.payload,
+});
+
+export interface IncidentRow {
+  id: string;
+  title: string;
+  severity: string;
+  phase: string;
+  opened_at: number;
+  opened_by: string;
+  head_pages: number;
+  head_hash: string;
+  head_seal: string;
+}
+
+export const toIncident = (r: IncidentRow): StoredIncident => ({
+  id: r.id,
+  title: r.title,
+  severity: r.severity,
+  phase: r.phase,
+  openedAtMs: r.opened_at,
+  openedBy: r.opened_by,
+  headPages: r.head_pages,
+  headHash: r.head_hash,
+  headSeal: r.head_seal,
+});
+
+export interface PageRow {
+  incident_id: string;
+  seq: number;
+  at: number;
+  author: string;
+  author_key_id: string;
+  kind: string;
+  content: string;
+  content_sha256: string;
+  prev_hash: string;
+  page_hash: string;
+  author_signature: string;
+  seal: string;
+}
+
+export interface EvidenceRow {
+  id: string;
+  agent_id: string;
+  incident_id: string;
+  received_at: number;
+  payload: Buffer;
+}
+
+export const toEvidence = (r: EvidenceRow): StoredEvidence => ({
+  id: r.id,
+  agentId: r.agent_id,
+  incidentId: r.incident_id,
+  receivedAtMs: r.received_at,
+  payload: r.payload,
+});
+
+export interface TokenRow {
+  id: string;
+  secret_sha256: string;
+  tags: string;
+  uses: number;
+  used: number;
+  expires_at: number;
+  created_at: number;
+  created_by: string;
+  revoked_at: number | null;
+}
+
+export interface EnrollmentRow {
+  agent_id: string;
+  public_key: string;
+  token_id: string;
+  hostname: string;
+  enrolled_at: number;
+}
+
+export const toToken = (r: TokenRow): StoredEnrollmentToken => ({
+  id: r.id,
+  secretSha256: r.secret_sha256,
+  tags: JSON.parse(r.tags) as Record<string, string>,
+  uses: r.uses,
+  used: r.used,
+  expiresAtMs: r.expires_at,
+  createdAtMs: r.created_at,
+  createdBy: r.created_by,
+  ...(r.revoked_at === null ? {} : { revokedAtMs: r.revoked_at }),
+});
+
+export const toPage = (r: PageRow): Page => ({
+  incidentId: r.incident_id,
+  seq: r.seq,
+  atMs: r.at,
+  author: r.author,
+  authorKeyId: r.author_key_id,
+  kind: r.kind,
+  content: r.content,
+  contentSha256: r.content_sha256,
+  prevHash: r.prev_hash,
+  pageHash: r.page_hash,
+  authorSignature: r.author_signature,
+  seal: r.seal,
+});

@@ -1,0 +1,190 @@
+import { Codes, DragnetError, type TargetExpr } from "../common/mod.js";
+import {
+  ActionState,
+  type ApproveActionResponse,
+  type Signature,
+  SignedAction,
+  type SubmitActionResponse,
+} from "../proto/api.js";
+import { vetAction } from "./action-vetting.js";
+import { type CoordinatorCore, checkStoredId } from "./core.js";
+import type { Dispatcher } from "./dispatch.js";
+import type { IncidentDesk } from "./incident-desk.js";
+import type { Queries } from "./queries.js";
+import type { StoredAction, StoredAgent } from "./store/store.js";
+
+// Submissions and approvals: a signed action is vetted (signatures, window,
+// target, the weight the ACL asks), then released to the agents it targets —
+// or, short of weight, held sent nowhere until co-signatures over the same
+// bytes carry it. Each step is audited and, for an incident's action,
+// written in its notebook.
+
+export class Submissions {
+  constructor(
+    private readonly core: CoordinatorCore,
+    private readonly parts: { dispatcher: Dispatcher; queries: Queries; incidents: IncidentDesk },
+  ) {}
+
+  /**
+   * Accepts a signed action. If its signatures carry the weight every
+   * operation's module needs (the coordinator's copy of the ACL), it is sent
+   * at once; otherwise it waits, sent nowhere, for co-signatures (approve).
+   */
+  submit(signed: SignedAction | undefined, actor = "unknown"): SubmitActionResponse {
+    const { batcher, book, pending, store, audit } = this.core;
+    const now = this.core.now();
+    const { verified, body, modules, expr, shortfall } = vetAction(signed, this.core.keyring, now);
+    batcher.flush();
+    if (book.get(body.id) || pending.has(body.id) || store.getAction(body.id)) {
+      throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
+    }
+    if (body.incidentId && !store.getIncident(body.incidentId)) {
+      throw new DragnetError(
+        Codes.NOT_FOUND,
+        `no incident ${body.incidentId.slice(0, 40)}: open one with dragnet incident open (actions name an incident by its full id)`,
+      );
+    }
+    const targets = this.targetsOf(expr, body.target, now);
+    const record: StoredAction = {
+      id: body.id,
+      name: body.name,
+      target: body.target,
+      signed: SignedAction.encode(signed!).finish(),
+      signerKeyIds: verified.signers.map((s) => s.keyId),
+      signerNames: verified.signers.map((s) => s.name),
+      modules,
+      incidentId: body.incidentId,
+      createdAtMs: body.createdAtMs,
+      validFromMs: body.validFromMs,
+      expiresAtMs: body.expiresAtMs,
+      submittedAtMs: now,
+      timeoutMs: body.timeoutMs || 60_000,
+      state: ActionState.ACTION_STATE_RELEASED,
+      weight: shortfall?.weight ?? verified.weight,
+      requiredWeight: shortfall?.required ?? 0,
+    };
+    const signers = verified.signers.map((s) => s.name).join(", ");
+    this.parts.incidents.actionSubmitted(body, record.signerNames, shortfall !== undefined, actor);
+    if (shortfall) {
+      record.state = ActionState.ACTION_STATE_PENDING_APPROVAL;
+      pending.set(record.id, record);
+      batcher.action(record);
+      audit.record(actor, "action held for approval", {
+        actionId: body.id,
+        message: `${body.name}: signed by ${signers}; ${shortfall.module} needs weight ${shortfall.required}, has ${shortfall.weight}`,
+      });
+      return {
+        actionId: body.id,
+        targeted: 0,
+        offline: 0,
+        pendingApproval: true,
+        weight: shortfall.weight,
+        requiredWeight: shortfall.required,
+      };
+    }
+    const { targeted, offline } = this.parts.dispatcher.release(record, signed!, body, now, targets);
+    audit.record(actor, "action submitted", {
+      actionId: body.id,
+      message: `${body.name}: target ${body.target}; signed by ${signers}; ${targeted} agents (${offline} offline)`,
+    });
+    return {
+      actionId: body.id,
+      targeted,
+      offline,
+      pendingApproval: false,
+      weight: verified.weight,
+      requiredWeight: 0,
+    };
+  }
+
+  /**
+   * Adds a co-signature over the same bytes to an action waiting for approval
+   * and releases it once every operation has the weight it needs. A key that
+   * already signed is refused: the same investigator counts once. Given the
+   * caller's key id, the signature must be the caller's own.
+   */
+  approve(
+    idOrPrefix: string,
+    signature: Signature | undefined,
+    actor = "unknown",
+    actorKeyId?: string,
+  ): ApproveActionResponse {
+    const { book, pending, store, keyring, batcher, audit } = this.core;
+    const now = this.core.now();
+    const id = this.parts.queries.resolveActionId(idOrPrefix);
+    const record = pending.get(id);
+    if (!record) {
+      const released = book.get(id) || store.getAction(id)?.state === ActionState.ACTION_STATE_RELEASED;
+      throw new DragnetError(
+        Codes.APPROVAL,
+        released
+          ? `action ${id} does not need approval: it was already released`
+          : `action ${id} is not waiting for approval`,
+      );
+    }
+    if (!signature) throw new DragnetError(Codes.UNSIGNED, "the approval carries no signature");
+    if (actorKeyId !== undefined && signature.keyId !== actorKeyId) {
+      throw new DragnetError(
+        Codes.APPROVAL,
+        `${actor} sent a signature by key ${signature.keyId.slice(0, 32)}: an approval is signed with the approver's own key`,
+      );
+    }
+    const current = SignedAction.decode(record.signed);
+    const signer = keyring.get(signature.keyId);
+    if (current.signatures.some((s) => s.keyId === signature.keyId)) {
+      throw new DragnetError(
+        Codes.APPROVAL,
+        `${signer?.name ?? signature.keyId} already signed action ${id}; the same investigator counts once — another one must approve`,
+      );
+    }
+    const signed: SignedAction = { body: current.body, signatures: [...current.signatures, signature] };
+    const { verified, body, expr, shortfall } = vetAction(signed, keyring, now);
+    checkStoredId(id, body.id);
+    // Everything that can refuse comes before the record changes: a refused approval leaves no trace but the audit.
+    const targets = shortfall ? [] : this.targetsOf(expr, body.target, now);
+    record.signed = SignedAction.encode(signed).finish();
+    record.signerKeyIds = verified.signers.map((s) => s.keyId);
+    record.signerNames = verified.signers.map((s) => s.name);
+    record.weight = shortfall?.weight ?? verified.weight;
+    record.requiredWeight = shortfall?.required ?? record.requiredWeight;
+    const by = signer?.name ?? signature.keyId;
+    this.parts.incidents.actionApproved(record, by, !shortfall, actor);
+    if (shortfall) {
+      batcher.action(record);
+      audit.record(actor, "action co-signed", {
+        actionId: id,
+        message: `signed by ${by}; ${shortfall.module} still needs weight ${shortfall.required}, has ${shortfall.weight}`,
+      });
+      return {
+        actionId: id,
+        released: false,
+        weight: shortfall.weight,
+        requiredWeight: shortfall.required,
+        targeted: 0,
+        offline: 0,
+      };
+    }
+    const { targeted, offline } = this.parts.dispatcher.release(record, signed, body, now, targets);
+    pending.delete(id);
+    audit.record(actor, "action approved and released", {
+      actionId: id,
+      message: `approved by ${by}; signers ${record.signerNames.join(", ")}; ${targeted} agents (${offline} offline)`,
+    });
+    return {
+      actionId: id,
+      released: true,
+      weight: verified.weight,
+      requiredWeight: record.requiredWeight,
+      targeted,
+      offline,
+    };
+  }
+
+  /** The agents a target selects now; refuses one that selects nobody. */
+  private targetsOf(expr: TargetExpr, text: string, now: number): StoredAgent[] {
+    const targets = this.core.registry.select(expr, this.parts.queries.targetContext(now));
+    if (targets.length === 0)
+      throw new DragnetError(Codes.NO_TARGET, `the target "${text}" selects no agent now`);
+    return targets;
+  }
+}
