@@ -2,7 +2,8 @@ import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { homeDir, openClient } from "../home.js";
-import { labDown, labRestartCoordinator, labStatus, labUp, readLab } from "../lab/lab.js";
+import { labDown, labRestartCoordinator, labStatus, readLab } from "../lab/lab.js";
+import { labUp } from "../lab/lab-up.js";
 import { statusName } from "./agents.js";
 
 // `dragnet lab up|status|down`: a local fleet to rehearse with.
