@@ -1,7 +1,16 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
-import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import {
+  connect,
+  headers,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  type Subscription,
+} from "@nats-io/transport-node";
 import pLimit, { type LimitFunction } from "p-limit";
+import { AgentSigner } from "../common/agent-identity.js";
 import {
   Codes,
   createLogger,
@@ -16,15 +25,7 @@ import {
   VERSION,
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
-import {
-  AckStatus,
-  Alert,
-  CommandAck,
-  CommandResult,
-  CommandStatus,
-  EvidenceChunk,
-  Heartbeat,
-} from "../proto/mod.js";
+import { AckStatus, Alert, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
 import { type AcceptedCommand, CommandRunner, coordinatorOf } from "./command-runner.js";
 import type { AgentConfig } from "./config.js";
 import { Courier } from "./courier.js";
@@ -32,7 +33,7 @@ import { hostFacts } from "./host-facts.js";
 import { loadOrCreateAgentId } from "./identity.js";
 import { configureSearchWorkers } from "./modules/file/worker-pool.js";
 import { agentModules } from "./modules/modules.gen.js";
-import { ModuleRegistry, type SomeModule } from "./modules/registry.js";
+import { type CoordinatorTopic, ModuleRegistry, type SomeModule } from "./modules/registry.js";
 import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { encodeWithin } from "./result-size.js";
@@ -67,6 +68,15 @@ export function reconnectDelay(downForMs: number, random = Math.random()): numbe
   return Math.round(ceiling / 2 + (random * ceiling) / 2);
 }
 
+/** The agent's signing key, from its NATS credentials; without them its messages go unsigned (and are refused). */
+function loadSigner(config: AgentConfig, log: Logger): AgentSigner | undefined {
+  if (!config.nats.creds) {
+    log.warn("no NATS credentials: what this agent sends is not signed, and coordinators refuse it");
+    return undefined;
+  }
+  return AgentSigner.fromCreds(readFileSync(config.nats.creds, "utf8"));
+}
+
 export interface AgentOptions {
   log?: Logger;
   modules?: readonly SomeModule[];
@@ -92,6 +102,8 @@ export class Agent {
   private heartbeatTimer?: NodeJS.Timeout;
   private running = new Set<Promise<void>>();
   private readonly slots: LimitFunction;
+  /** Signs what the agent publishes with the key of its NATS credentials (none without credentials). */
+  private readonly signer: AgentSigner | undefined;
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
 
@@ -108,21 +120,25 @@ export class Agent {
     this.log = (options.log ?? createLogger("agent", { level: config.logLevel })).child({ agent: this.id });
     this.subjects = new Subjects(config.subjectPrefix);
     this.replay = new ReplayGuard(join(config.stateDir, "executed-actions"), config.clockSkewMs);
+    this.signer = loadSigner(config, this.log);
     const link = () => (this.nc && !this.nc.isClosed() ? this.js : undefined);
+    const sign = (subject: string, data: Uint8Array) => this.headersFor(subject, data);
     this.results = new Courier(
       new Outbox(join(config.stateDir, "outbox"), this.log),
       // Agent and command as message id: another agent cannot claim this result's id and have it dropped as a duplicate.
       (commandId, coordinator) => ({
-        subject: this.subjects.result(this.id, coordinator || DEFAULT_COORDINATOR),
+        subject: this.subjects.result(this.id, coordinator || DEFAULT_COORDINATOR, commandId),
         msgID: `${this.id}.${commandId}`,
       }),
       link,
+      sign,
       this.log,
     );
     this.alerts = new Courier(
       new Outbox(join(config.stateDir, "alert-outbox"), this.log, ALERT_OUTBOX_LIMITS, ".alert"),
-      (alertId) => ({ subject: this.subjects.alert(this.id), msgID: `${this.id}.${alertId}` }),
+      (alertId) => ({ subject: this.subjects.alert(this.id, alertId), msgID: `${this.id}.${alertId}` }),
       link,
+      sign,
       this.log,
     );
     this.recoverInterrupted();
@@ -146,7 +162,7 @@ export class Agent {
       log: this.log,
       self: () => this.targetSubject(),
       commandMemoryMb: config.commandMemoryMb,
-      sendEvidence: (coordinator, chunk) => this.sendEvidence(coordinator, chunk),
+      ask: (coordinator, topic, payload, timeoutMs) => this.ask(coordinator, topic, payload, timeoutMs),
     });
   }
 
@@ -252,7 +268,11 @@ export class Agent {
       self: () => ({ agentId: this.id, hostname: hostFacts(this.config.hostname).hostname }),
       alert: (alert) => this.raiseAlert(alert),
       heartbeat: () => this.publishHeartbeat(),
-      nats: () => (this.nc && !this.nc.isClosed() ? this.nc : undefined),
+      flushed: async () => {
+        if (!this.nc || this.nc.isClosed() || this.linkLostAt !== undefined)
+          throw new DragnetError(Codes.UNAVAILABLE, "not connected to NATS");
+        await this.nc.flush();
+      },
       releaseKeys: this.config.releaseKeys,
       // After this command's result is on its way: the timer lets the runner hand it to the outbox.
       restart: (reason) => {
@@ -373,9 +393,17 @@ export class Agent {
     return hb;
   }
 
+  /** The headers that prove `data` on `subject` comes from this agent (its NATS key signs it). */
+  private headersFor(subject: string, data: Uint8Array): MsgHdrs | undefined {
+    if (!this.signer) return undefined;
+    const h = headers();
+    for (const [k, v] of Object.entries(this.signer.sign(subject, data))) h.set(k, v);
+    return h;
+  }
+
   private publish(subject: string, data: Uint8Array): void {
     try {
-      this.nc?.publish(subject, data);
+      this.nc?.publish(subject, data, { headers: this.headersFor(subject, data) });
     } catch (err) {
       this.log.warn("publish failed", { subject, error: err });
     }
@@ -457,18 +485,33 @@ export class Agent {
   }
 
   /** A piece of a collected file, on the evidence stream; resolves once the server stored it. */
-  private async sendEvidence(coordinator: string, chunk: EvidenceChunk): Promise<void> {
-    if (!this.js || !this.nc || this.nc.isClosed()) {
-      throw new DragnetError(Codes.UNAVAILABLE, "collect: NATS is not reachable now; collect again later");
+  /** A signed request to one coordinator, answered by it alone (evidence chunks, release parts). */
+  private async ask(
+    coordinator: string,
+    topic: CoordinatorTopic,
+    payload: Uint8Array,
+    timeoutMs: number,
+  ): Promise<Uint8Array> {
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) {
+      throw new DragnetError(Codes.UNAVAILABLE, `${topic}: NATS is not reachable now; try again later`);
     }
-    await this.js.publish(
-      this.subjects.evidence(this.id, coordinator),
-      EvidenceChunk.encode(chunk).finish(),
-      {
-        msgID: `${this.id}.${chunk.uploadId}.${chunk.offset}${chunk.last ? ".end" : ""}`,
-        timeout: 30_000,
-      },
-    );
+    const subject =
+      topic === "evidence"
+        ? this.subjects.evidence(this.id, coordinator)
+        : this.subjects.release(this.id, coordinator);
+    try {
+      const reply = await nc.request(subject, payload, {
+        timeout: timeoutMs,
+        headers: this.headersFor(subject, payload),
+      });
+      return reply.data;
+    } catch (err) {
+      throw new DragnetError(
+        Codes.UNAVAILABLE,
+        `${topic}: coordinator ${coordinator} did not answer (${(err as Error).message})`,
+      );
+    }
   }
 
   /** An alert from a module's service: kept until the alerts stream has it. */

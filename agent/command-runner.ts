@@ -21,11 +21,10 @@ import {
   CommandEnvelope,
   type CommandResult,
   CommandStatus,
-  type EvidenceChunk,
   type OperationResult,
   resultCase,
 } from "../proto/mod.js";
-import type { AgentModule, ModuleRegistry } from "./modules/registry.js";
+import type { AgentModule, CoordinatorTopic, ModuleRegistry } from "./modules/registry.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
 // Everything between a command's bytes arriving and its result leaving:
@@ -63,8 +62,13 @@ export interface CommandRunnerDeps {
   stateDir: string;
   /** The agent's own files (state, keyring, credentials, config), which response modules never touch. */
   protectedPaths: readonly string[];
-  /** Publishes an evidence chunk to a coordinator (through JetStream). */
-  sendEvidence?: (coordinator: string, chunk: EvidenceChunk) => Promise<void>;
+  /** Asks a coordinator (evidence chunks, release parts), signed, request/reply. */
+  ask?: (
+    coordinator: string,
+    topic: CoordinatorTopic,
+    payload: Uint8Array,
+    timeoutMs: number,
+  ) => Promise<Uint8Array>;
   log: Logger;
   /** The agent as a target expression sees it. */
   self: () => TargetSubject;
@@ -228,8 +232,9 @@ export class CommandRunner {
               stateDir: this.deps.stateDir,
               actionId: body.id,
               protectedPaths: this.deps.protectedPaths,
-              sendEvidence:
-                this.deps.sendEvidence && ((chunk) => this.deps.sendEvidence!(command.coordinator, chunk)),
+              ask:
+                this.deps.ask &&
+                ((topic, payload, ms) => this.deps.ask!(command.coordinator, topic, payload, ms)),
               service: this.deps.modules.serviceOf(op.module.name),
             }),
             controller.signal,

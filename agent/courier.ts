@@ -1,4 +1,5 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
+import type { MsgHdrs } from "@nats-io/transport-node";
 import type { Logger } from "../common/mod.js";
 import type { Outbox } from "./outbox.js";
 
@@ -23,6 +24,8 @@ export class Courier {
     private readonly route: (id: string, destination: string) => CourierRoute,
     /** The JetStream client while connected. */
     private readonly link: () => JetStreamClient | undefined,
+    /** The headers that authenticate a message (the agent's signature). */
+    private readonly sign: (subject: string, data: Uint8Array) => MsgHdrs | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -38,7 +41,7 @@ export class Courier {
     this.delivering.add(id);
     try {
       const { subject, msgID } = this.route(id, this.outbox.destinationOf(id) ?? "");
-      await js.publish(subject, data, { msgID, timeout: 10_000 });
+      await js.publish(subject, data, { msgID, timeout: 10_000, headers: this.sign(subject, data) });
       this.outbox.remove(id);
       return true;
     } catch (err) {

@@ -16,13 +16,14 @@ export async function startSimulator(
   options: { agents: number; heartbeatIntervalMs: number; answer: boolean },
 ): Promise<ChildProcess> {
   const creds = await fleet.natsSecurity.writeUserCreds(join(fleet.dir, "simulator.creds"), "simulator", {
-    pub: ["dragnet.hb.*", "dragnet.ack.*.*", "dragnet.res.*.*"],
+    pub: ["dragnet.hb.*", "dragnet.ack.*.*", "dragnet.res.*.*.*"],
     sub: ["dragnet.cmd.*", `${INBOX}.>`],
   });
   const spec: SimulatorSpec = {
     servers: [fleet.nats.url],
     caFile: fleet.caFile,
     creds,
+    accountSeed: fleet.natsSecurity.authority.accountSeed,
     inboxPrefix: INBOX,
     ...options,
   };

@@ -50,6 +50,12 @@ export const Codes = {
   CONFIG: "DRAGNET_E_CONFIG",
   /** A message arrived on a subject that does not belong to its sender. */
   SUBJECT_MISMATCH: "DRAGNET_E_SUBJECT_MISMATCH",
+  /** A message on an agent's subject carries no agent signature (the NATS server's own replies, say). */
+  AGENT_UNSIGNED: "DRAGNET_E_AGENT_UNSIGNED",
+  /** A message on an agent's subject is signed, but not by that agent's own NATS credentials. */
+  AGENT_SIGNATURE: "DRAGNET_E_AGENT_SIGNATURE",
+  /** The caller's role does not allow this (keyring roles). */
+  FORBIDDEN: "DRAGNET_E_FORBIDDEN",
   /** The command ended because the agent stopped or lost it. */
   AGENT_LOST: "DRAGNET_E_AGENT_LOST",
   /** The coordinator (or NATS) cannot be reached. */

@@ -106,35 +106,28 @@ export async function userCreds(
   return text(fmtCreds(await userJwt(accountSeed, name, user, allow, expiresAtMs), user));
 }
 
-/** JetStream object store bucket that holds signed agent releases (agents may read it, nothing more). */
+/** JetStream object store bucket that holds signed agent releases (the coordinator hands them out). */
 export const RELEASES_BUCKET = "dragnet-releases";
-/** The JetStream stream behind that bucket. */
-export const RELEASES_STREAM = `OBJ_${RELEASES_BUCKET}`;
 
 /**
- * An agent may publish only its own heartbeats, acks, results, alerts and evidence, and
- * read only its own commands, the replies to its own requests and the release bucket.
+ * An agent may publish only its own heartbeats, acks, results, alerts,
+ * evidence chunks and release requests, and read only its own commands and
+ * the replies to its own requests. No JetStream API at all: the server sends
+ * an API reply wherever its requester says, so an agent allowed one could
+ * have the server publish on another agent's subjects.
  */
 export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Permissions {
   const own = (kind: string) => `${prefix}.${kind}.${agentId}`;
-  const releases = RELEASES_STREAM;
   return {
-    // Acks and results carry the coordinator they go to as a last token.
+    // Acks, results, evidence and release requests name the coordinator they go to;
+    // results also their command, alerts their own id.
     pub: [
       own("hb"),
       `${own("ack")}.*`,
-      `${own("res")}.*`,
-      own("alert"),
+      `${own("res")}.*.*`,
+      `${own("alert")}.*`,
       `${own("evidence")}.*`,
-      // Reading a release: the bucket's stream info, its last metadata message, and its chunks
-      // by direct get. No consumers: a consumer's deliver subject is not checked against the
-      // permissions of whoever creates it.
-      // (the account's JetStream info: limits and usage, no content)
-      "$JS.API.INFO",
-      `$JS.API.STREAM.INFO.${releases}`,
-      `$JS.API.STREAM.MSG.GET.${releases}`,
-      `$JS.API.DIRECT.GET.${releases}`,
-      `$JS.API.DIRECT.GET.${releases}.>`,
+      `${own("release")}.*`,
     ],
     sub: [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
   };
@@ -162,12 +155,15 @@ export function enrollPermissions(tokenId: string, prefix = DEFAULT_PREFIX): Per
 /** The coordinator publishes commands, reads what every agent sends, manages the streams and answers enrolments. */
 export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Promise<string> {
   return userCreds(a.accountSeed, "coordinator", {
-    pub: [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>", "$O.>"],
+    // $JS.FC: flow control of the ordered consumer an object store read uses (release copies).
+    pub: [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$O.>"],
     sub: [
       `${prefix}.hb.*`,
       `${prefix}.ack.*.*`,
-      `${prefix}.res.*.*`,
-      `${prefix}.alert.*`,
+      `${prefix}.res.*.*.*`,
+      `${prefix}.alert.*.*`,
+      `${prefix}.evidence.*.*`,
+      `${prefix}.release.*.*`,
       enrollSubject(prefix),
       "_INBOX.>",
     ],

@@ -69,7 +69,11 @@ export function natsConnectOptions(
   return options;
 }
 
-/** The inbox prefix an agent's replies (JetStream publish acks) come to: its own, so no other agent can read them. */
+/**
+ * The inbox prefix an agent's replies (JetStream publish acks, a coordinator's
+ * answers) come to: its own, so no other agent can read them, and under
+ * `_INBOX.` so that coordinators may answer there.
+ */
 export function agentInboxPrefix(agentId: string): string {
-  return `_INBOX_${agentId}`;
+  return `_INBOX.agent.${agentId}`;
 }

@@ -28,16 +28,25 @@ export class Subjects {
   ack(agentId: string, coordinator: string): string {
     return `${this.prefix}.ack.${agentId}.${coordinator}`;
   }
-  result(agentId: string, coordinator: string): string {
-    return `${this.prefix}.res.${agentId}.${coordinator}`;
+  /**
+   * A result has a subject of its own, ending in its command id: nobody who
+   * cannot read the agent's commands can name it, so no one can push it out
+   * of the stream by filling its subject.
+   */
+  result(agentId: string, coordinator: string, commandId: string): string {
+    return `${this.prefix}.res.${agentId}.${coordinator}.${commandId}`;
   }
-  /** Pieces of a collected file, to the coordinator that sent the collect command. */
+  /** Pieces of a collected file: requests the coordinator that sent the collect command answers. */
   evidence(agentId: string, coordinator: string): string {
     return `${this.prefix}.evidence.${agentId}.${coordinator}`;
   }
-  /** Alerts go to every coordinator: each keeps its own copy from the alerts stream. */
-  alert(agentId: string): string {
-    return `${this.prefix}.alert.${agentId}`;
+  /** Parts of a release: requests the coordinator that sent the upgrade command answers. */
+  release(agentId: string, coordinator: string): string {
+    return `${this.prefix}.release.${agentId}.${coordinator}`;
+  }
+  /** Alerts go to every coordinator (each keeps its own copy from the alerts stream), each on a subject of its own. */
+  alert(agentId: string, alertId: string): string {
+    return `${this.prefix}.alert.${agentId}.${alertId}`;
   }
 
   /** Wildcards a coordinator subscribes to. */
@@ -48,15 +57,17 @@ export class Subjects {
     return `${this.prefix}.ack.*.${coordinator}`;
   }
   resultsFor(coordinator: string): string {
-    return `${this.prefix}.res.*.${coordinator}`;
+    return `${this.prefix}.res.*.${coordinator}.*`;
   }
-  /** Every result, for every coordinator: the subjects of the results stream. */
-  get allResults(): string {
-    return `${this.prefix}.res.*.*`;
+  evidenceFor(coordinator: string): string {
+    return `${this.prefix}.evidence.*.${coordinator}`;
+  }
+  releasesFor(coordinator: string): string {
+    return `${this.prefix}.release.*.${coordinator}`;
   }
   /** The subjects of the alerts stream. */
   get allAlerts(): string {
-    return `${this.prefix}.alert.*`;
+    return `${this.prefix}.alert.*.*`;
   }
 
   /** The agent id a message claims by the subject it was published on (`<prefix>.<kind>.<agent>[.<coordinator>]`). */

@@ -1,5 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import { Codes, DragnetError, isId, type Logger, problemOf, type Subjects } from "../common/mod.js";
+import { Codes, DragnetError, isId, type Logger, problemOf } from "../common/mod.js";
 import { Alert, type StoredAlert } from "../proto/api.js";
 import type { Store, StoredAlert as StoredAlertRow } from "./store/store.js";
 import { decodeOrRefuse, type Refusal } from "./stream-feed.js";
@@ -13,6 +13,13 @@ import type { WriteBatcher } from "./write-batcher.js";
 // logged and audited, and the alert leaves the stream.
 
 const MAX_CHANGES = 20_000;
+/** What makes an alert refused for good (nothing else is the alert's fault). */
+const REFUSED = new Set<string>([
+  Codes.DECODE,
+  Codes.SUBJECT_MISMATCH,
+  Codes.AGENT_UNSIGNED,
+  Codes.AGENT_SIGNATURE,
+]);
 const TOKEN = /^[A-Za-z0-9._-]{0,64}$/;
 /** Rows read per query while filtering by target. */
 const PAGE = 1000;
@@ -28,8 +35,8 @@ export function toApi(row: StoredAlertRow): StoredAlert {
   return { seq: row.seq, receivedAtMs: row.receivedAtMs, alert: Alert.decode(row.payload) };
 }
 
-/** Checks what an agent sent; throws DragnetError saying what is wrong. */
-export function checkAlert(alert: Alert, agentId: string): void {
+/** Checks what an agent sent (on `subject`, which ends in the alert's id); throws DragnetError saying what is wrong. */
+export function checkAlert(alert: Alert, agentId: string, subject: string): void {
   const refuse = (message: string): never => {
     throw new DragnetError(Codes.DECODE, `alert: ${message}`);
   };
@@ -37,6 +44,12 @@ export function checkAlert(alert: Alert, agentId: string): void {
     throw new DragnetError(
       Codes.SUBJECT_MISMATCH,
       `alert from ${alert.agentId.slice(0, 64)} published as ${agentId}`,
+    );
+  }
+  if (!subject.endsWith(`.${alert.id}`)) {
+    throw new DragnetError(
+      Codes.SUBJECT_MISMATCH,
+      `alert ${alert.id.slice(0, 64)} came on ${subject.slice(0, 200)}`,
     );
   }
   if (!isId(alert.id)) refuse("the id is not a Dragnet id");
@@ -62,19 +75,24 @@ export class AlertBook {
   constructor(
     private readonly store: Store,
     private readonly batcher: WriteBatcher,
-    private readonly subjects: Subjects,
+    /** The agent that signed a message (throws when none did). */
+    private readonly authenticate: (m: JsMsg) => string,
     private readonly log: Logger,
     private readonly refused: Refusal,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** One alert from the stream: stored, then acknowledged and pushed to followers once committed. */
-  onMessage(m: JsMsg): void {
-    const agentId = this.subjects.agentOf(m.subject);
+  /**
+   * One alert from the stream: stored, then acknowledged and pushed to
+   * followers once committed; a refused one is taken out of the stream
+   * (`discard`).
+   */
+  onMessage(m: JsMsg, discard: (m: JsMsg) => void): void {
+    let agentId: string | undefined;
     try {
-      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
+      agentId = this.authenticate(m);
       const alert = decodeOrRefuse("alert", Alert.decode, m.data);
-      checkAlert(alert, agentId);
+      checkAlert(alert, agentId, m.subject);
       this.batcher.alert({
         id: alert.id,
         agentId,
@@ -90,14 +108,14 @@ export class AlertBook {
       });
     } catch (err) {
       const p = problemOf(err, Codes.DECODE);
-      if (p.code !== Codes.DECODE && p.code !== Codes.SUBJECT_MISMATCH) {
+      if (!REFUSED.has(p.code)) {
         // Not the alert's fault (the store is failing): it comes back.
         this.log.error("alert not stored; it will be handed out again", { subject: m.subject, ...p });
         m.nak(2000);
         return;
       }
       this.stats.refused++;
-      m.term();
+      discard(m);
       this.refused(agentId, m.subject, p);
     }
   }

@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
+import { fromSeed } from "@nats-io/nkeys";
+import { jwtIssuer, parseCreds, publicNkeyBytes } from "../common/agent-identity.js";
 import { readableByOthers } from "../common/files.js";
 import {
   Codes,
@@ -35,6 +37,13 @@ export interface CoordinatorConfig {
   notify: Record<string, string>;
   /** The fleet NATS account's seed, read from `enrollment.accountSeed` (a file): without it, no enrolment. */
   enrollmentAccountSeed?: string;
+  /**
+   * The NATS account (public nkey) whose user JWTs identify agents: what an agent
+   * sends is trusted only with such a JWT naming it and its key's signature.
+   * `agentAccount`, or the account whose seed enrols agents, or the issuer of
+   * the coordinator's own NATS credentials.
+   */
+  agentAccount: string;
   /** Investigators whose signatures the coordinator accepts on submit. */
   keyring: string;
   registry: {
@@ -89,6 +98,25 @@ function accountSeedOf(v: unknown, file: (p: unknown, what: string) => string): 
   return seed;
 }
 
+function agentAccountOf(v: unknown, creds: string | undefined, enrollmentSeed: string | undefined): string {
+  if (enrollmentSeed && v === undefined) return fromSeed(Buffer.from(enrollmentSeed)).getPublicKey();
+  if (v !== undefined) {
+    if (typeof v !== "string" || !publicNkeyBytes(v, "account"))
+      fail("agentAccount must be a NATS account's public nkey (A…)");
+    return v;
+  }
+  if (!creds) {
+    fail(
+      "the coordinator authenticates agents by their NATS credentials: give nats.creds (issued by the fleet account) or agentAccount",
+    );
+  }
+  try {
+    return jwtIssuer(parseCreds(readFileSync(creds, "utf8")).jwt);
+  } catch (err) {
+    fail(`nats.creds ${creds}: ${(err as Error).message}`);
+  }
+}
+
 function fail(message: string): never {
   throw new DragnetError(Codes.CONFIG, message);
 }
@@ -127,6 +155,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
   if (!["debug", "info", "warn", "error"].includes(logLevel))
     fail("logLevel must be debug, info, warn or error");
   const id = json.id ?? DEFAULT_COORDINATOR;
+  const enrollmentAccountSeed = accountSeedOf(json.enrollment, file);
   if (typeof id !== "string" || !isSubjectToken(id)) fail("id must be 1 to 64 letters, digits, '_' or '-'");
   return {
     id,
@@ -144,7 +173,8 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
         ? resolve(file(json.database, "database"), "..", "evidence")
         : file(json.evidenceDir, "evidenceDir"),
     notify: notifyOf(json.notify),
-    enrollmentAccountSeed: accountSeedOf(json.enrollment, file),
+    enrollmentAccountSeed,
+    agentAccount: agentAccountOf(json.agentAccount, nats.creds, enrollmentAccountSeed),
     journalKey:
       json.journalKey === undefined
         ? resolve(file(json.database, "database"), "..", "journal.key")

@@ -1,21 +1,25 @@
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { dirname, join } from "node:path";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { AgentVerifier } from "../common/agent-identity.js";
 import {
   ApiAuthenticator,
   Codes,
   DragnetError,
   Keyring,
   type Logger,
+  problemOf,
   Subjects,
   type TrustedInvestigator,
   VERSION,
 } from "../common/mod.js";
 import { enrollSubject } from "../common/nats-authority.js";
 import { natsConnectOptions } from "../common/nats-link.js";
+import { ReleasePart, ReleaseRequest } from "../proto/api.js";
 import { ActionBook } from "./action-book.js";
 import { AlertBook } from "./alert-book.js";
 import { AuditLog } from "./audit-log.js";
 import type { CoordinatorConfig } from "./config.js";
-import type { CoordinatorCore } from "./core.js";
+import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import { Dispatcher } from "./dispatch.js";
 import { EnrollmentDesk } from "./enrollment-desk.js";
 import { EvidenceDesk } from "./evidence-desk.js";
@@ -27,7 +31,7 @@ import { Queries } from "./queries.js";
 import { AgentRegistry } from "./registry.js";
 import { ReleaseShelf } from "./release-shelf.js";
 import { SqliteStore } from "./store/sqlite-store.js";
-import { alertsFeed, evidenceFeed, type Refusal, resultsFeed, StreamFeed } from "./stream-feed.js";
+import { alertsFeed, decodeOrRefuse, type Refusal, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { Submissions } from "./submissions.js";
 import { WriteBatcher } from "./write-batcher.js";
 
@@ -88,6 +92,7 @@ export class Coordinator {
       book: new ActionBook(batcher, this.registry, log, now),
       audit: this.audit,
       pending: new Map(),
+      agents: new AgentVerifier(config.agentAccount, config.subjectPrefix, now),
       nats: () => this.nc,
     };
     this.core = core;
@@ -98,26 +103,34 @@ export class Coordinator {
         this.intake.refused(kind, subject, agentId, p);
 
     this.queries = new Queries(core);
-    this.alerts = new AlertBook(store, batcher, subjects, log, refused("alert"), now);
+    this.alerts = new AlertBook(
+      store,
+      batcher,
+      (m) => authenticAgent(core, m, storedAtMs(m)),
+      log,
+      refused("alert"),
+      now,
+    );
     this.evidence = new EvidenceDesk(
       config.evidenceDir,
       store,
       batcher,
-      subjects,
       {
         action: (id) => {
-          batcher.flush();
-          const a = store.getAction(id);
-          if (!a) return undefined;
-          const agents = new Set(store.commandsOf(id).map((c) => c.agentId));
+          const open = core.book.get(id);
+          if (!open) return undefined;
           return {
-            incidentId: a.incidentId,
-            collectors: a.signerNames,
-            collectsFrom: (agentId) => a.modules.includes("collect") && agents.has(agentId),
+            incidentId: open.record.incidentId,
+            collectors: open.record.signerNames,
+            collects: open.body.operations.flatMap((op) =>
+              op.module?.$case === "collect" ? [op.module.value] : [],
+            ),
+            targets: (agentId) => open.byAgent.has(agentId),
           };
         },
         hostname,
       },
+      (m) => authenticAgent(core, m),
       log,
       refused("evidence"),
       now,
@@ -142,10 +155,14 @@ export class Coordinator {
       log,
       now,
     });
-    this.releases = new ReleaseShelf(() => {
-      if (!this.nc) throw new DragnetError(Codes.UNAVAILABLE, "the coordinator is not connected to NATS");
-      return this.nc;
-    }, config.results.replicas);
+    this.releases = new ReleaseShelf(
+      () => {
+        if (!this.nc) throw new DragnetError(Codes.UNAVAILABLE, "the coordinator is not connected to NATS");
+        return this.nc;
+      },
+      config.results.replicas,
+      join(dirname(config.database), "release-copies"),
+    );
     this.dispatcher = new Dispatcher(core, (at) => this.catchUp.done(at));
     this.submissions = new Submissions(core, {
       dispatcher: this.dispatcher,
@@ -180,6 +197,12 @@ export class Coordinator {
     // One coordinator per fleet for now: each keeps its own store, so a queue
     // group would hand one coordinator results for commands only another knows.
     this.intake.subscribe(nc);
+    nc.subscribe(this.core.subjects.evidenceFor(config.id), {
+      callback: (_e, m) => this.evidence.onRequest(m),
+    });
+    nc.subscribe(this.core.subjects.releasesFor(config.id), {
+      callback: (_e, m) => void this.serveRelease(m),
+    });
     if (config.enrollmentAccountSeed) {
       nc.subscribe(enrollSubject(config.subjectPrefix), {
         callback: (_e, m) => void this.enrollment.onMessage(m),
@@ -204,22 +227,46 @@ export class Coordinator {
     await results.consume((m) => this.intake.onStreamResult(m));
     const alerts = new StreamFeed(nc, feed, alertsFeed, log);
     await alerts.ensure();
-    await alerts.consume((m) => this.alerts.onMessage(m));
-    const evidence = new StreamFeed(nc, feed, evidenceFeed, log);
-    await evidence.ensure();
-    await evidence.consume((m) => this.evidence.onMessage(m));
-    this.feeds.push(results, alerts, evidence);
+    await alerts.consume((m) => this.alerts.onMessage(m, (refused) => alerts.discard(refused)));
+    this.feeds.push(results, alerts);
     this.dispatcher.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
   }
 
   async stop(): Promise<void> {
     this.dispatcher.stop();
+    this.evidence.stop();
     for (const feed of this.feeds) await feed.stop();
     this.core.book.stop();
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
     this.core.batcher.flush();
     this.core.store.close();
+  }
+
+  /**
+   * A part of a release, for an agent that runs an upgrade this coordinator
+   * sent it (nobody else has a use for one): answered with the part or why not.
+   */
+  private async serveRelease(m: Msg): Promise<void> {
+    let part: ReleasePart;
+    let agentId: string | undefined;
+    try {
+      agentId = authenticAgent(this.core, m);
+      const id = agentId;
+      const upgrading = this.core.book
+        .openCommandsFor(id)
+        .some(({ action }) => action.body.operations.some((op) => op.module?.$case === "upgrade"));
+      if (!upgrading) throw new DragnetError(Codes.NOT_ALLOWED, "no upgrade of this agent's is running");
+      part = await this.releases.serve(decodeOrRefuse("release request", ReleaseRequest.decode, m.data));
+    } catch (err) {
+      const p = problemOf(err);
+      if (DragnetError.is(err) && !DragnetError.is(err, Codes.NOT_FOUND))
+        this.intake.refused("release request", m.subject, agentId, p);
+      else if (!DragnetError.is(err))
+        this.core.log.error("release not served", { subject: m.subject, error: err });
+      part = { release: undefined, data: Buffer.alloc(0), problem: p };
+    }
+    m.respond(ReleasePart.encode(part).finish());
   }
 
   /** The investigator an API call comes from (throws UNAUTHENTICATED). */

@@ -1,4 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { AgentVerifier } from "../common/agent-identity.js";
 import {
   Codes,
   DragnetError,
@@ -35,8 +36,34 @@ export interface CoordinatorCore {
   readonly audit: AuditLog;
   /** Actions waiting for co-signatures (not in the book: they have no commands yet). */
   readonly pending: Map<string, StoredAction>;
+  /** Checks that what arrives on an agent's subject was signed by that agent. */
+  readonly agents: AgentVerifier;
   /** The NATS connection while there is one. */
   nats(): NatsConnection | undefined;
+}
+
+/** Anything with NATS headers (core messages, JetStream messages). */
+export interface WithHeaders {
+  subject: string;
+  data: Uint8Array;
+  headers?: { get(name: string): string };
+}
+
+/**
+ * The agent a message comes from: the one its subject names, checked against
+ * the agent's own signature. Throws SUBJECT_MISMATCH, AGENT_UNSIGNED or
+ * AGENT_SIGNATURE.
+ */
+export function authenticAgent(core: CoordinatorCore, msg: WithHeaders, sentAtMs?: number): string {
+  const agentId = core.subjects.agentOf(msg.subject);
+  if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${msg.subject.slice(0, 200)}`);
+  core.agents.check(agentId, msg.subject, msg.data, msg.headers, sentAtMs);
+  return agentId;
+}
+
+/** When the stream stored a message: the sender's credentials were good then (the server checks them). */
+export function storedAtMs(m: { info: { timestampNanos: number } }): number {
+  return Math.floor(m.info.timestampNanos / 1e6);
 }
 
 /** Refuses a stored row that holds another action than the one it names (only a database edit does that). */

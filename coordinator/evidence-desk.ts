@@ -1,45 +1,77 @@
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
-import { join } from "node:path";
-import type { JsMsg } from "@nats-io/jetstream";
+import { createHash, type Hash } from "node:crypto";
 import {
-  Codes,
-  DragnetError,
-  isId,
-  type Logger,
-  newId,
-  problemOf,
-  type Subjects,
-  sha256OfFile,
-} from "../common/mod.js";
-import { EvidenceChunk, EvidenceItem } from "../proto/api.js";
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import type { Msg } from "@nats-io/transport-node";
+import { Codes, DragnetError, isId, type Logger, newId, problemOf, sha256OfFile } from "../common/mod.js";
+import {
+  type CollectParams,
+  type CollectResult,
+  EvidenceChunk,
+  EvidenceItem,
+  EvidenceReceipt,
+} from "../proto/api.js";
 import type { Store } from "./store/store.js";
 import { decodeOrRefuse, type Refusal } from "./stream-feed.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
-// Files collected from agents arrive in chunks on the evidence stream. Each
-// chunk is written at its offset into a partial file (a chunk handed out again
-// after a crash writes the same bytes to the same place), and acknowledged.
-// The last chunk carries the file as the agent hashed it before sending: the
-// coordinator hashes what it assembled, and keeps it as verified evidence
-// (EVIDENCE_DIR/<id>, read-only) only when size and SHA-256 agree; otherwise
-// it is kept aside (EVIDENCE_DIR/rejected/<id>) and recorded as rejected,
-// with the reason.
+// Files collected from agents. Each chunk is a request an agent sends to the
+// coordinator that sent its collect command, answered once the chunk is
+// written: nothing travels through a shared stream that another agent could
+// fill. An upload is taken only when it is announced (its first chunk: the
+// file as the agent hashed it) for a collect this coordinator sent to that
+// agent and that is still running, no larger than the signed action allows;
+// chunks must then come in order and within the announced size. The
+// coordinator hashes as it writes (each upload once); at the last chunk it
+// keeps the file as verified evidence (EVIDENCE_DIR/<id>, read-only) when
+// size and SHA-256 agree, otherwise aside (EVIDENCE_DIR/rejected/<id>),
+// recorded as rejected with the reason. An upload idle for IDLE_MS, refused,
+// or cut by a restart leaves nothing behind.
 
-const MAX_OFFSET = 64 * 1024 ** 3;
 const MAX_CHUNK = 1024 * 1024;
+/** An upload without a chunk for this long is dropped (the agent gave up or died). */
+const IDLE_MS = 5 * 60_000;
+/** What a collect may fetch unless its signed parameters say otherwise (as the agent's default). */
+const DEFAULT_MAX_BYTES = 1024 ** 3;
 
-/** What the coordinator knows of the action a collection belongs to. */
+/** What the coordinator knows of a running action that may send it files. */
 export interface CollectingAction {
   incidentId: string;
   /** The investigators whose signatures it carried. */
   collectors: string[];
-  /** Whether the action sent a collect operation to this agent. */
-  collectsFrom(agentId: string): boolean;
+  /** The collect operations it signed. */
+  collects: CollectParams[];
+  /** Whether the action sent a command to this agent. */
+  targets(agentId: string): boolean;
+}
+
+interface Upload {
+  agentId: string;
+  actionId: string;
+  uploadId: string;
+  file: CollectResult;
+  partial: string;
+  fd: number;
+  hash: Hash;
+  received: number;
+  lastAtMs: number;
 }
 
 export class EvidenceDesk {
   private readonly partialDir: string;
   private readonly rejectedDir: string;
+  private readonly uploads = new Map<string, Upload>();
+  /** Uploads finished or running, by action and agent: a collect operation makes one. */
+  private readonly madeBy = new Map<string, number>();
+  private readonly sweeper: NodeJS.Timeout;
   /** Told of each item once it is committed (the notebook's evidence page). */
   onEvidence: (item: EvidenceItem) => void = () => undefined;
 
@@ -47,11 +79,13 @@ export class EvidenceDesk {
     private readonly dir: string,
     private readonly store: Store,
     private readonly batcher: WriteBatcher,
-    private readonly subjects: Subjects,
     private readonly lookup: {
+      /** A running action (undefined once it is complete, or when there is none). */
       action(actionId: string): CollectingAction | undefined;
       hostname(agentId: string): string;
     },
+    /** The agent that signed a message (throws when none did). */
+    private readonly authenticate: (m: Msg) => string,
     private readonly log: Logger,
     private readonly refused: Refusal,
     private readonly now: () => number = Date.now,
@@ -59,114 +93,218 @@ export class EvidenceDesk {
     this.partialDir = join(dir, ".partial");
     this.rejectedDir = join(dir, "rejected");
     for (const d of [dir, this.partialDir, this.rejectedDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    // Uploads live in memory: what a previous run left half-written is of no upload now.
+    for (const f of readdirSync(this.partialDir)) rmSync(join(this.partialDir, f), { force: true });
+    this.sweeper = setInterval(() => this.dropIdle(), 30_000);
+    this.sweeper.unref();
   }
 
-  /** One chunk from the stream. */
-  onMessage(m: JsMsg): void {
-    const agentId = this.subjects.agentOf(m.subject);
-    let chunk: EvidenceChunk;
+  stop(): void {
+    clearInterval(this.sweeper);
+    for (const u of [...this.uploads.values()]) this.drop(u);
+  }
+
+  /** One chunk, asked by an agent: answered with what was stored, or why it was refused. */
+  onRequest(msg: Msg): void {
+    let agentId: string | undefined;
+    const answer = (r: Partial<EvidenceReceipt>) =>
+      msg.respond(EvidenceReceipt.encode(EvidenceReceipt.fromPartial(r)).finish());
     try {
-      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
-      chunk = decodeOrRefuse("evidence chunk", EvidenceChunk.decode, m.data);
-      if (!isId(chunk.uploadId) || !isId(chunk.actionId))
-        throw new DragnetError(Codes.DECODE, "evidence chunk: bad upload or action id");
-      if (chunk.offset > MAX_OFFSET || chunk.data.length > MAX_CHUNK)
-        throw new DragnetError(Codes.TOO_LARGE, "evidence chunk out of bounds");
-      const partial = join(this.partialDir, `${agentId}.${chunk.uploadId}`);
-      if (chunk.data.length > 0) {
-        // Created if new, never truncated: a positional write places the bytes at their offset.
-        const rw = openSync(partial, constants.O_RDWR | constants.O_CREAT, 0o600);
-        try {
-          writeSync(rw, chunk.data, 0, chunk.data.length, chunk.offset);
-        } finally {
-          closeSync(rw);
-        }
-      }
+      agentId = this.authenticate(msg);
+      const chunk = decodeOrRefuse("evidence chunk", EvidenceChunk.decode, msg.data);
+      const upload = this.take(agentId, chunk);
       if (!chunk.last) {
-        m.ack();
+        answer({ received: upload.received });
         return;
       }
+      this.finish(upload, chunk).then(
+        (item) => answer({ received: upload.received, evidenceId: item.id, status: item.status }),
+        (err) => answer({ problem: problemOf(err) }),
+      );
     } catch (err) {
-      const p = problemOf(err, Codes.DECODE);
-      if (p.code === Codes.DECODE || p.code === Codes.SUBJECT_MISMATCH || p.code === Codes.TOO_LARGE) {
-        m.term();
-        this.refused(agentId, m.subject, p);
-      } else {
-        this.log.error("evidence chunk not written; it will be handed out again", {
-          subject: m.subject,
-          ...p,
-        });
-        m.nak(2000);
-      }
-      return;
+      const p = problemOf(err);
+      // A refusal is the sender's doing; anything else (a full disk) is the coordinator's, and logged.
+      if (DragnetError.is(err)) this.refused(agentId, msg.subject, p);
+      else this.log.error("evidence chunk not stored", { subject: msg.subject, error: err });
+      answer({ problem: p });
     }
-    this.finish(m, agentId, chunk).catch((err) => {
-      this.log.error("evidence not finished; the last chunk will be handed out again", { error: err });
-      m.nak(2000);
-    });
   }
 
-  /** The last chunk: hash what was assembled, keep it as verified or rejected, record it, then acknowledge. */
-  private async finish(m: JsMsg, agentId: string, last: EvidenceChunk): Promise<void> {
-    const partial = join(this.partialDir, `${agentId}.${last.uploadId}`);
-    const file = last.file;
-    const action = this.lookup.action(last.actionId);
+  /** Registers an upload at its first chunk, or writes a chunk of one; refuses (and drops the upload) what does not fit. */
+  private take(agentId: string, chunk: EvidenceChunk): Upload {
+    if (!isId(chunk.uploadId) || !isId(chunk.actionId))
+      throw new DragnetError(Codes.DECODE, "evidence chunk: bad upload or action id");
+    const key = `${agentId}.${chunk.uploadId}`;
+    let upload = this.uploads.get(key);
+    if (!upload) {
+      if (chunk.offset !== 0) {
+        throw new DragnetError(
+          Codes.NOT_FOUND,
+          `no upload ${chunk.uploadId} from this agent (it was never announced, or was dropped)`,
+        );
+      }
+      upload = this.announce(agentId, chunk);
+    }
+    const u = upload;
+    try {
+      if (chunk.actionId !== u.actionId)
+        throw new DragnetError(Codes.SUBJECT_MISMATCH, "the chunk names another action");
+      if (chunk.offset !== u.received)
+        throw new DragnetError(Codes.PARAMS, `chunk at byte ${chunk.offset}; byte ${u.received} was next`);
+      if (chunk.data.length > MAX_CHUNK)
+        throw new DragnetError(Codes.TOO_LARGE, "an evidence chunk over 1 MiB");
+      if (u.received + chunk.data.length > u.file.size) {
+        throw new DragnetError(Codes.TOO_LARGE, `more than the ${u.file.size} bytes the upload announced`);
+      }
+      if (chunk.data.length > 0) {
+        writeSync(u.fd, chunk.data, 0, chunk.data.length, u.received);
+        u.hash.update(chunk.data);
+        u.received += chunk.data.length;
+      }
+      u.lastAtMs = this.now();
+      return u;
+    } catch (err) {
+      this.drop(u);
+      throw err;
+    }
+  }
+
+  /** An announced upload, for a running collect of this agent's, within what the action signed. */
+  private announce(agentId: string, first: EvidenceChunk): Upload {
+    const action = this.lookup.action(first.actionId);
+    if (!action || action.collects.length === 0 || !action.targets(agentId)) {
+      throw new DragnetError(
+        Codes.NOT_ALLOWED,
+        `action ${first.actionId} is no running collect of this agent's: nothing to upload`,
+      );
+    }
+    const file = first.file;
+    if (
+      !file ||
+      !isId(file.uploadId) ||
+      file.uploadId !== first.uploadId ||
+      !/^[0-9a-f]{64}$/.test(file.sha256)
+    ) {
+      throw new DragnetError(Codes.DECODE, "the first chunk of an upload announces the file (size, SHA-256)");
+    }
+    const made = `${first.actionId}.${agentId}`;
+    if ((this.madeBy.get(made) ?? 0) >= action.collects.length) {
+      throw new DragnetError(
+        Codes.NOT_ALLOWED,
+        `action ${first.actionId} asked this agent for ${action.collects.length} file(s), and has them`,
+      );
+    }
+    const allowed = action.collects.filter(
+      (c) =>
+        file.size <= (c.maxBytes ?? DEFAULT_MAX_BYTES) &&
+        (c.followSymlinks || c.path.replace(/\/+$/, "") === file.path),
+    );
+    if (allowed.length === 0) {
+      throw new DragnetError(
+        Codes.NOT_ALLOWED,
+        `${file.path.slice(0, 200)} (${file.size} bytes) is not what action ${first.actionId} asked for, or is larger than it allows`,
+      );
+    }
+    this.madeBy.set(made, (this.madeBy.get(made) ?? 0) + 1);
+    const partial = join(this.partialDir, `${agentId}.${first.uploadId}`);
+    const upload: Upload = {
+      agentId,
+      actionId: first.actionId,
+      uploadId: first.uploadId,
+      file,
+      partial,
+      fd: openSync(partial, "wx", 0o600),
+      hash: createHash("sha256"),
+      received: 0,
+      lastAtMs: this.now(),
+    };
+    this.uploads.set(`${agentId}.${first.uploadId}`, upload);
+    return upload;
+  }
+
+  private drop(u: Upload): void {
+    if (!this.uploads.delete(`${u.agentId}.${u.uploadId}`)) return;
+    closeSync(u.fd);
+    rmSync(u.partial, { force: true });
+  }
+
+  private dropIdle(): void {
+    const now = this.now();
+    for (const u of [...this.uploads.values()]) {
+      if (now - u.lastAtMs < IDLE_MS) continue;
+      this.log.warn("evidence upload dropped: no chunk for 5 minutes", {
+        agent: u.agentId,
+        upload: u.uploadId,
+      });
+      this.drop(u);
+    }
+  }
+
+  /** The last chunk: what was assembled against what was announced; kept as verified or rejected, and recorded. */
+  private finish(u: Upload, last: EvidenceChunk): Promise<EvidenceItem> {
+    this.uploads.delete(`${u.agentId}.${u.uploadId}`);
+    const action = this.lookup.action(u.actionId);
+    const sha256 = u.hash.digest("hex");
+    const file = u.file;
     const item: EvidenceItem = {
       id: newId(),
-      agentId,
-      hostname: this.lookup.hostname(agentId),
-      actionId: last.actionId,
+      agentId: u.agentId,
+      hostname: this.lookup.hostname(u.agentId),
+      actionId: u.actionId,
       incidentId: action?.incidentId ?? "",
-      uploadId: last.uploadId,
-      path: file?.path ?? "",
-      size: file?.size ?? 0,
-      sha256: file?.sha256 ?? "",
-      mtimeMs: file?.mtimeMs ?? 0,
-      mode: file?.mode ?? "",
-      uid: file?.uid ?? 0,
-      gid: file?.gid ?? 0,
+      uploadId: u.uploadId,
+      path: file.path,
+      size: file.size,
+      sha256: file.sha256,
+      mtimeMs: file.mtimeMs,
+      mode: file.mode,
+      uid: file.uid,
+      gid: file.gid,
       receivedAtMs: this.now(),
       collectors: action?.collectors ?? [],
       status: "verified",
       problem: "",
     };
-    const { size, sha256 } = await this.hash(partial);
     let problem = "";
-    if (!file) problem = "the last chunk does not describe the file";
-    else if (!action?.collectsFrom(agentId))
-      problem = `action ${last.actionId} did not ask this agent to collect`;
-    else if (size !== file.size) problem = `${size} bytes arrived, the agent sent ${file.size}`;
+    if (last.file && (last.file.size !== file.size || last.file.sha256 !== file.sha256))
+      problem = "the last chunk describes another file than the first announced";
+    else if (u.received !== file.size)
+      problem = `${u.received} bytes arrived, the agent announced ${file.size}`;
     else if (sha256 !== file.sha256)
       problem = `what arrived hashes to ${sha256}, the agent hashed ${file.sha256} before sending`;
+    try {
+      fsyncSync(u.fd);
+    } finally {
+      closeSync(u.fd);
+    }
     if (problem) {
       item.status = "rejected";
       item.problem = problem;
-      renameSync(partial, join(this.rejectedDir, item.id));
-      this.log.warn("evidence rejected", { agent: agentId, upload: last.uploadId, problem });
+      renameSync(u.partial, join(this.rejectedDir, item.id));
+      this.log.warn("evidence rejected", { agent: u.agentId, upload: u.uploadId, problem });
     } else {
-      const fd = openSync(partial, "r");
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(partial, join(this.dir, item.id));
-      this.log.info("evidence received", { agent: agentId, id: item.id, path: item.path, size, sha256 });
+      renameSync(u.partial, join(this.dir, item.id));
+      this.log.info("evidence received", {
+        agent: u.agentId,
+        id: item.id,
+        path: item.path,
+        size: u.received,
+        sha256,
+      });
     }
     this.batcher.evidence({
       id: item.id,
-      agentId,
+      agentId: u.agentId,
       incidentId: item.incidentId,
       receivedAtMs: item.receivedAtMs,
       payload: EvidenceItem.encode(item).finish(),
     });
-    this.batcher.afterCommit(() => {
-      m.ack();
-      this.onEvidence(item);
-    });
-  }
-
-  private async hash(path: string): Promise<{ size: number; sha256: string }> {
-    // Nothing arrived when the file is empty (no data chunk): an empty partial file stands for it.
-    closeSync(openSync(path, "a", 0o600));
-    return sha256OfFile(path);
+    return new Promise((resolve) =>
+      this.batcher.afterCommit(() => {
+        this.onEvidence(item);
+        resolve(item);
+      }),
+    );
   }
 
   /** Evidence that did not come through collect, entered by hand with its hash (no file is kept). */

@@ -4,7 +4,7 @@ import { Codes, DragnetError, problemOf } from "../common/mod.js";
 import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/api.js";
 import type { OpenAction } from "./action-book.js";
 import { canTransition, isFinal } from "./command-status.js";
-import type { CoordinatorCore } from "./core.js";
+import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
 import { checkHeartbeat } from "./registry.js";
@@ -20,7 +20,13 @@ import { decodeOrRefuse } from "./stream-feed.js";
 /** A result without a problem clears whatever a timeout or expiry had recorded. */
 const NO_PROBLEM = { code: "", message: "" };
 /** Refusals that no retry can change: the result is dropped from the stream. */
-const REFUSED_FOR_GOOD = new Set<string>([Codes.DECODE, Codes.SUBJECT_MISMATCH, Codes.NOT_FOUND]);
+const REFUSED_FOR_GOOD = new Set<string>([
+  Codes.DECODE,
+  Codes.SUBJECT_MISMATCH,
+  Codes.NOT_FOUND,
+  Codes.AGENT_UNSIGNED,
+  Codes.AGENT_SIGNATURE,
+]);
 /** A result that could not be stored comes back after this long. */
 const NAK_DELAY_MS = 2000;
 
@@ -71,25 +77,28 @@ export class AgentIntake {
     });
   }
 
-  /** Counts, logs and audits (rate-limited) a message refused from NATS. */
+  /**
+   * Counts, logs and audits (rate-limited) a message refused from NATS. One
+   * that its agent did not sign is not that agent's doing: it is put down to
+   * an unknown publisher, with the subject it came on.
+   */
   refused(kind: string, subject: string, agentId: string | undefined, p: { code: string; message: string }) {
     this.stats.refused++;
     this.core.log.warn(`${kind} refused`, { subject, code: p.code, reason: p.message });
-    this.core.audit.untrusted(agentId ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
-      agentId: agentId ?? "",
+    const signed = agentId && p.code !== Codes.AGENT_UNSIGNED && p.code !== Codes.AGENT_SIGNATURE;
+    this.core.audit.untrusted(signed ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
+      agentId: signed ? agentId : "",
       code: p.code,
-      message: p.message,
+      message: signed ? p.message : `${p.message} (on ${subject.slice(0, 200)})`,
     });
   }
 
-  /** Runs a handler so that no malformed message can take the coordinator down. */
+  /** Runs a handler on a message its agent signed, so that no forged or malformed message takes effect or the coordinator down. */
   private guard(kind: string, msg: Msg, handler: (msg: Msg, agentId: string) => void): void {
-    const agentId = this.core.subjects.agentOf(msg.subject);
     try {
-      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${msg.subject}`);
-      handler(msg, agentId);
+      handler(msg, authenticAgent(this.core, msg));
     } catch (err) {
-      this.refused(kind, msg.subject, agentId, problemOf(err, Codes.DECODE));
+      this.refused(kind, msg.subject, this.core.subjects.agentOf(msg.subject), problemOf(err, Codes.DECODE));
     }
   }
 
@@ -166,8 +175,7 @@ export class AgentIntake {
     this.parts.catchUp.seen(m.seq);
     const agentId = this.core.subjects.agentOf(m.subject);
     try {
-      if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject}`);
-      this.onResult(m.data, agentId);
+      this.onResult(m.data, authenticAgent(this.core, m, storedAtMs(m)), m.subject);
       // A duplicate too: its first copy may not be committed yet, and must not leave the stream before it is.
       this.core.batcher.afterCommit(() => m.ack());
     } catch (err) {
@@ -184,11 +192,17 @@ export class AgentIntake {
   }
 
   /** Stores a result (a duplicate is recognised and dropped). */
-  private onResult(data: Uint8Array, agentId: string): void {
+  private onResult(data: Uint8Array, agentId: string, subject: string): void {
     const { batcher, book, store } = this.core;
     const result = decodeOrRefuse("result", CommandResult.decode, data);
     if (result.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
+    }
+    if (!subject.endsWith(`.${result.commandId}`)) {
+      throw new DragnetError(
+        Codes.SUBJECT_MISMATCH,
+        `the result of command ${result.commandId.slice(0, 64)} came on ${subject}`,
+      );
     }
     const found = this.findCommand(result.commandId, agentId);
     if (!found) throw new DragnetError(Codes.NOT_FOUND, `result for unknown command ${result.commandId}`);

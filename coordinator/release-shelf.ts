@@ -1,5 +1,14 @@
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, rmSync } from "node:fs";
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
+import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -8,22 +17,101 @@ import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Codes, DragnetError } from "../common/mod.js";
 import { RELEASES_BUCKET } from "../common/nats-authority.js";
-import { MAX_RELEASE_BYTES, parseManifest, releaseObjectName } from "../common/release.js";
-import type { Release } from "../proto/api.js";
+import { isVersion, MAX_RELEASE_BYTES, parseManifest, releaseObjectName } from "../common/release.js";
+import type { Release, ReleasePart, ReleaseRequest } from "../proto/api.js";
 
-// Agent releases in a JetStream object store bucket that agents may read.
-// The coordinator checks what it is given against the manifest (size, hash,
-// the fields it repeats) before anything is stored; it cannot check the
-// signature (agents hold the release keys) and does not need to: every agent
-// does. A version, once published for a platform, is never replaced.
+// Agent releases in a JetStream object store bucket. The coordinator checks
+// what it is given against the manifest (size, hash, the fields it repeats)
+// before anything is stored; it cannot check the signature (agents hold the
+// release keys) and does not need to: every agent does. A version, once
+// published for a platform, is never replaced. Agents have no JetStream API:
+// the coordinator hands a release out in parts, from a copy it keeps on disk
+// (checked against the manifest once, when first asked for).
+
+/** The most bytes of a release in one answer: well under NATS' 1 MiB message. */
+const MAX_PART = 512 * 1024;
 
 export class ReleaseShelf {
   private bucket?: Promise<ObjectStore>;
 
+  /** Releases copied to disk, or being copied, by object name. */
+  private readonly copies = new Map<string, Promise<{ release: Release; file: string }>>();
+
   constructor(
     private readonly nc: () => NatsConnection,
     private readonly replicas: number,
+    /** Where copies of the releases agents ask for are kept. */
+    private readonly cacheDir: string,
   ) {}
+
+  /** A part of a release for an agent: the signed manifest, and up to `length` bytes from `offset`. */
+  async serve(request: ReleaseRequest): Promise<ReleasePart> {
+    if (!isVersion(request.version) || !/^[a-z0-9]{1,16}-[a-z0-9_]{1,16}$/.test(request.platform)) {
+      throw new DragnetError(Codes.PARAMS, "release request: not a version and platform");
+    }
+    const { release, file } = await this.copyOf(releaseObjectName(request.platform, request.version));
+    const length = Math.min(request.length, MAX_PART, Math.max(0, release.size - request.offset));
+    const data = Buffer.alloc(length);
+    if (length > 0) {
+      const fh = await open(file, "r");
+      try {
+        await fh.read(data, 0, length, request.offset);
+      } finally {
+        await fh.close();
+      }
+    }
+    return { release, data, problem: undefined };
+  }
+
+  private copyOf(name: string): Promise<{ release: Release; file: string }> {
+    let copy = this.copies.get(name);
+    if (!copy) {
+      copy = this.copy(name);
+      this.copies.set(name, copy);
+      copy.catch(() => this.copies.delete(name));
+    }
+    return copy;
+  }
+
+  /** Copies a release from the object store to disk, checked against its manifest. */
+  private async copy(name: string): Promise<{ release: Release; file: string }> {
+    const os = await this.store();
+    const info = await os.info(name);
+    const m = info?.metadata;
+    if (!info || !m?.manifest || !m.signature || !m.keyId) {
+      throw new DragnetError(Codes.NOT_FOUND, `no release ${name} is published`);
+    }
+    const release = this.releaseOf(m.manifest, Buffer.from(m.signature, "base64"), m.keyId);
+    mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 });
+    const file = join(this.cacheDir, name.replace(/[^A-Za-z0-9._-]/g, "_"));
+    if (!existsSync(file)) {
+      const got = await os.get(name);
+      if (!got) throw new DragnetError(Codes.NOT_FOUND, `no release ${name} is published`);
+      const temp = `${file}.part`;
+      const hash = createHash("sha256");
+      let size = 0;
+      await pipeline(
+        Readable.fromWeb(got.data as import("node:stream/web").ReadableStream<Uint8Array>),
+        new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            size += chunk.length;
+            hash.update(chunk);
+            done(null, chunk);
+          },
+        }),
+        createWriteStream(temp, { mode: 0o600 }),
+      );
+      if (size !== release.size || hash.digest("hex") !== release.sha256) {
+        rmSync(temp, { force: true });
+        throw new DragnetError(
+          Codes.MODULE_FAILED,
+          `the stored release ${name} is not what its manifest names`,
+        );
+      }
+      renameSync(temp, file);
+    }
+    return { release, file };
+  }
 
   private store(): Promise<ObjectStore> {
     this.bucket ??= new Objm(this.nc()).create(RELEASES_BUCKET, { replicas: this.replicas, storage: "file" });

@@ -56,6 +56,8 @@ interface FeedShape {
   /** Stream name after the prefix: <PREFIX>_<suffix>. */
   suffix: string;
   subjects: string[];
+  /** Which of the stream's present subjects to keep beside this coordinator's (other coordinators'). */
+  keepSubject: (subject: string) => boolean;
   filter: string;
   retention: RetentionPolicy;
   maxAgeMs: number;
@@ -71,41 +73,36 @@ const DAY_MS = 86_400_000;
 export function resultsFeed(o: FeedOptions): FeedShape {
   return {
     suffix: "RESULTS",
-    subjects: [`${o.prefix}.res.*.*`],
-    filter: `${o.prefix}.res.*.${o.coordinator}`,
+    // Each coordinator adds its own results (res.<agent>.<coordinator>.<command>): results
+    // addressed to no coordinator are not stored, and each result is a subject of its own.
+    subjects: [`${o.prefix}.res.*.${o.coordinator}.*`],
+    keepSubject: (s) =>
+      s.startsWith(`${o.prefix}.res.`) && s.split(".").length === o.prefix.split(".").length + 4,
+    filter: `${o.prefix}.res.*.${o.coordinator}.*`,
     retention: RetentionPolicy.Workqueue,
     maxAgeMs: 7 * DAY_MS,
-    // Bounded, so that no agent can fill the server: 2 GiB in all, 1,000 waiting results per agent and coordinator.
+    // Bounded, so that no agent can fill the server; when full, new results are refused
+    // (the agents keep them and send them again), never old ones dropped.
     maxBytes: 2 * 1024 * 1024 * 1024,
-    maxMsgsPerSubject: 1000,
+    maxMsgsPerSubject: 10,
+    discardNew: true,
   };
 }
 
 export function alertsFeed(o: FeedOptions): FeedShape {
   return {
     suffix: "ALERTS",
-    subjects: [`${o.prefix}.alert.*`],
-    filter: `${o.prefix}.alert.*`,
+    // alert.<agent>.<alert id>: one subject per alert, which no other agent can fill.
+    subjects: [`${o.prefix}.alert.*.*`],
+    keepSubject: () => false,
+    filter: `${o.prefix}.alert.*.*`,
     retention: RetentionPolicy.Limits,
     // Long enough for a coordinator that was down over a holiday to catch up.
     maxAgeMs: 30 * DAY_MS,
-    // A flapping watch on one host cannot push out every other host's alerts.
+    // When full, new alerts are refused (agents keep them and send them again), never
+    // old ones dropped; what the coordinator refuses is deleted at once.
     maxBytes: 1024 * 1024 * 1024,
-    maxMsgsPerSubject: 10_000,
-  };
-}
-
-export function evidenceFeed(o: FeedOptions): FeedShape {
-  return {
-    suffix: "EVIDENCE",
-    subjects: [`${o.prefix}.evidence.*.*`],
-    filter: `${o.prefix}.evidence.*.${o.coordinator}`,
-    retention: RetentionPolicy.Workqueue,
-    maxAgeMs: 7 * DAY_MS,
-    // Only files in transit (the coordinator takes chunks as they come); when full, publishes
-    // are refused — never old chunks dropped — and the collection fails, saying so.
-    maxBytes: 512 * 1024 ** 2,
-    maxMsgsPerSubject: -1,
+    maxMsgsPerSubject: 10,
     discardNew: true,
   };
 }
@@ -147,9 +144,16 @@ export class StreamFeed {
 
   private async ensureOnce(): Promise<{ backlog: number; lastSeq: number }> {
     const jsm = await jetstreamManager(this.nc);
+    const present = await jsm.streams.info(this.stream).catch((err) => {
+      if (/stream not found/i.test(String(err))) return undefined;
+      throw err;
+    });
+    const others = (present?.config.subjects ?? []).filter(
+      (s) => this.shape.keepSubject(s) && !this.shape.subjects.includes(s),
+    );
     const config = {
       name: this.stream,
-      subjects: this.shape.subjects,
+      subjects: [...others, ...this.shape.subjects],
       retention: this.shape.retention,
       storage: StorageType.File,
       num_replicas: this.options.replicas,
@@ -161,13 +165,8 @@ export class StreamFeed {
       max_msgs_per_subject: this.shape.maxMsgsPerSubject,
       discard: this.shape.discardNew ? DiscardPolicy.New : DiscardPolicy.Old,
     };
-    try {
-      await jsm.streams.info(this.stream);
-      await jsm.streams.update(this.stream, config);
-    } catch (err) {
-      if (!/stream not found/i.test(String(err))) throw err;
-      await jsm.streams.add(config);
-    }
+    if (present) await jsm.streams.update(this.stream, config);
+    else await jsm.streams.add(config);
     const consumer = {
       durable_name: this.consumer,
       filter_subject: this.shape.filter,
@@ -209,6 +208,16 @@ export class StreamFeed {
     void this.messages.closed().then((err) => {
       if (err) this.log.error("stream consumer stopped", { stream: this.stream, error: err });
     });
+  }
+
+  /** Takes a refused message out of the stream at once (a stream that keeps what it was sent would keep it). */
+  discard(m: JsMsg): void {
+    m.term();
+    void jetstreamManager(this.nc)
+      .then((jsm) => jsm.streams.deleteMessage(this.stream, m.seq, false))
+      .catch((err) =>
+        this.log.warn("a refused message stays in the stream", { stream: this.stream, error: err }),
+      );
   }
 
   async stop(): Promise<void> {

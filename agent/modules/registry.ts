@@ -1,15 +1,6 @@
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import type {
-  Alert,
-  EvidenceChunk,
-  Heartbeat,
-  ModuleName,
-  Operation,
-  ParamsOf,
-  ResultOf,
-} from "../../proto/mod.js";
+import type { Alert, Heartbeat, ModuleName, Operation, ParamsOf, ResultOf } from "../../proto/mod.js";
 
 // A module is one place: its name (the Operation oneof case, whose option
 // says whether it is an investigation or a response module), its parameter
@@ -18,6 +9,9 @@ import type {
 // (persistent watches) a service the agent starts and stops with itself.
 // The table of modules is generated from the oneof (modules.gen.ts); no
 // switch elsewhere names modules.
+
+/** What a module may ask the coordinator that sent its command. */
+export type CoordinatorTopic = "evidence" | "release";
 
 export interface ModuleContext<S = undefined> {
   /** Aborted when the action's timeout passes or the agent stops. */
@@ -29,8 +23,12 @@ export interface ModuleContext<S = undefined> {
   actionId?: string;
   /** The agent's own files (state, keyring, credentials, config): response modules never move or send them. */
   protectedPaths?: readonly string[];
-  /** Sends a piece of a collected file to the coordinator that sent the command; resolves once NATS stored it. */
-  sendEvidence?: (chunk: EvidenceChunk) => Promise<void>;
+  /**
+   * Asks the coordinator that sent the command (evidence chunks, release
+   * parts): a request signed like everything the agent sends, answered by that
+   * coordinator alone; rejects with UNAVAILABLE when no answer comes in time.
+   */
+  ask?: (topic: CoordinatorTopic, payload: Uint8Array, timeoutMs: number) => Promise<Uint8Array>;
   /** This agent's instance of the module's service (see AgentModule.service), once the agent started it. */
   service?: S;
 }
@@ -51,8 +49,8 @@ export interface ModuleHost {
   alert(alert: Alert): void;
   /** Publishes a heartbeat now (a service's state that heartbeats carry has changed). */
   heartbeat(): void;
-  /** The NATS connection while there is one (the upgrade module reads the releases object store). */
-  nats(): NatsConnection | undefined;
+  /** Resolves once the NATS server has everything the agent sent so far; rejects when not connected. */
+  flushed(): Promise<void>;
   /** The release keys file of the install config, if it names one. */
   releaseKeys?: string;
   /** Stops the agent once the commands running now have reported, and exits for a restart. */

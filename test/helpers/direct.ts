@@ -16,7 +16,7 @@ export async function sendDirect(nc: NatsConnection, agentId: string, payload: U
       acks.push(CommandAck.decode(m.data));
     },
   });
-  const resSub = nc.subscribe(`dragnet.res.${agentId}.*`, {
+  const resSub = nc.subscribe(`dragnet.res.${agentId}.*.*`, {
     callback: (_e, m) => {
       results.push(CommandResult.decode(m.data));
     },

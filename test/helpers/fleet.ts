@@ -3,8 +3,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type * as grpc from "@grpc/grpc-js";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { Agent, type AgentFlags, type AgentOptions, loadAgentConfig } from "../../agent/mod.js";
+import { AgentSigner } from "../../common/agent-identity.js";
 import {
   type AclRule,
   createLogger,
@@ -77,6 +78,14 @@ export interface TestFleet {
   connectNats(
     as: "coordinator" | { agentId: string } | { observe: string[] } | "anonymous",
   ): Promise<NatsConnection>;
+  /**
+   * An agent's credentials in an attacker's hands: a NATS connection as that
+   * agent, and the signature that agent's key makes (new credentials for the
+   * same agent id: what theft of its .creds file gives).
+   */
+  stealAgent(
+    agentId: string,
+  ): Promise<{ nc: NatsConnection; sign(subject: string, data: Uint8Array): MsgHdrs }>;
   /** Stops the NATS server and starts it again on the same port with the same trust. */
   restartNats(pauseMs?: number): Promise<void>;
   /**
@@ -260,6 +269,18 @@ export async function startFleet(
       });
       connections.push(nc);
       return nc;
+    },
+    async stealAgent(agentId) {
+      const nc = await fleet.connectNats({ agentId });
+      const signer = AgentSigner.fromCreds(readFileSync(join(dir, `as-${agentId}.creds`), "utf8"));
+      return {
+        nc,
+        sign(subject, data) {
+          const h = headers();
+          for (const [k, v] of Object.entries(signer.sign(subject, data))) h.set(k, v);
+          return h;
+        },
+      };
     },
     async restartNats(pauseMs = 0) {
       const port = fleet.nats.port;

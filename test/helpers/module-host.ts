@@ -15,7 +15,7 @@ export function standaloneHost(
     natsServers: [],
     lab: false,
     linkDownSince: () => undefined,
-    nats: () => undefined,
+    flushed: async () => undefined,
     restart: () => undefined,
     heartbeat: () => undefined,
     self: () => ({ agentId, hostname }),

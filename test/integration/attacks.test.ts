@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -80,15 +80,15 @@ describe("NATS: one agent's credentials", () => {
     await stolen.close();
   });
 
-  it("cannot publish as another agent: the server drops it and the coordinator never sees it", async () => {
-    const stolen = await fleet.connectNats({ agentId: a.id });
+  it("cannot publish as another agent: the server drops it, and the coordinator refuses what it signs for another", async () => {
+    const { nc: stolen, sign } = await fleet.stealAgent(a.id);
     const errors: string[] = [];
     void (async () => {
       for await (const s of stolen.status()) if (s.type === "error") errors.push(String(s.error));
     })();
     // A listener with the coordinator's rights sees what really reaches the bus.
     const seen: string[] = [];
-    const spies = [`dragnet.hb.${b.id}`, `dragnet.res.${b.id}.*`].map((subject) =>
+    const spies = [`dragnet.hb.${b.id}`, `dragnet.res.${b.id}.*.*`].map((subject) =>
       asCoordinator.subscribe(subject, {
         callback: (err, m) => {
           seen.push(err ? `error: ${err.message}` : m.subject);
@@ -97,29 +97,29 @@ describe("NATS: one agent's credentials", () => {
     );
     await asCoordinator.flush();
     const before = (await fleet.api.listAgents(`id == "${b.id}"`))[0]!;
-    stolen.publish(
-      `dragnet.hb.${b.id}`,
-      Heartbeat.encode({
-        ...Heartbeat.fromPartial({}),
+    const impostor = Heartbeat.encode({
+      ...Heartbeat.fromPartial({}),
+      agentId: b.id,
+      hostname: "impostor",
+      os: "linux",
+    }).finish();
+    stolen.publish(`dragnet.hb.${b.id}`, impostor, { headers: sign(`dragnet.hb.${b.id}`, impostor) });
+    const result = CommandResult.encode(
+      CommandResult.fromPartial({
         agentId: b.id,
-        hostname: "impostor",
-        os: "linux",
-      }).finish(),
-    );
-    stolen.publish(
-      `dragnet.res.${b.id}.main`,
-      CommandResult.encode(
-        CommandResult.fromPartial({
-          agentId: b.id,
-          commandId: newId(),
-          status: CommandStatus.COMMAND_STATUS_SUCCESS,
-        }),
-      ).finish(),
-    );
+        commandId: "c1",
+        status: CommandStatus.COMMAND_STATUS_SUCCESS,
+      }),
+    ).finish();
+    stolen.publish(`dragnet.res.${b.id}.main.c1`, result);
     await stolen.flush().catch(() => undefined);
     await eventually(() => (errors.length >= 2 ? true : undefined), 3000);
     expect(errors.join("\n")).toMatch(/Permissions Violation for Publish to "dragnet\.hb\./);
     expect(errors.join("\n")).toMatch(/Permissions Violation for Publish to "dragnet\.res\./);
+    // On its own subject, signed with its own key, claiming B: refused for the mismatch, put down to A.
+    const refusedBefore = fleet.coordinator.counters().refused;
+    stolen.publish(`dragnet.hb.${a.id}`, impostor, { headers: sign(`dragnet.hb.${a.id}`, impostor) });
+    await eventually(() => (fleet.coordinator.counters().refused > refusedBefore ? true : undefined), 3000);
     await new Promise((r) => setTimeout(r, 300));
     // Whatever reached the bus for B came from B itself (its heartbeats), never the impostor's.
     const after = (await fleet.api.listAgents(`id == "${b.id}"`))[0]!;
@@ -128,12 +128,17 @@ describe("NATS: one agent's credentials", () => {
     // The listener works: B's own heartbeat reaches it.
     await eventually(() => (seen.length > 0 ? true : undefined), 3000);
     expect(seen.every((s) => s === `dragnet.hb.${b.id}`)).toBe(true);
+    const audit = await fleet.api.listAudit(100);
+    expect(audit.find((e) => e.event === "heartbeat refused")).toMatchObject({
+      actor: `agent ${a.id}`,
+      code: Codes.SUBJECT_MISMATCH,
+    });
     for (const spy of spies) spy.unsubscribe();
     await stolen.close();
   });
 
-  it("cannot raise alerts as another agent; malformed alerts are refused and audited, good ones stored", async () => {
-    const stolen = await fleet.connectNats({ agentId: a.id });
+  it("cannot raise alerts as another agent; malformed alerts are refused, audited and taken out of the stream, good ones stored", async () => {
+    const { nc: stolen, sign } = await fleet.stealAgent(a.id);
     const js = jetstream(stolen);
     const alert = (over: Partial<Alert>) =>
       Alert.encode(
@@ -149,23 +154,32 @@ describe("NATS: one agent's credentials", () => {
           ...over,
         }),
       ).finish();
+    const publish = (subject: string, data: Uint8Array, opts: { msgID?: string; signed?: boolean } = {}) =>
+      js.publish(subject, data, {
+        msgID: opts.msgID,
+        timeout: 2000,
+        headers: opts.signed === false ? undefined : sign(subject, data),
+      });
     // On B's subject: the server refuses the publish outright.
-    await expect(
-      js.publish(`dragnet.alert.${b.id}`, alert({ agentId: b.id }), { timeout: 2000 }),
-    ).rejects.toThrow();
-    // On its own subject, claiming B; not a protobuf; an id that is not a Dragnet id: stored by the stream, refused by the coordinator.
+    const forB = alert({ agentId: b.id });
+    await expect(publish(`dragnet.alert.${b.id}.${Alert.decode(forB).id}`, forB)).rejects.toThrow();
+    // On its own subjects: claiming B; not a protobuf; an id that is not its subject's; unsigned;
+    // out of bounds — stored by the stream, refused by the coordinator.
     const refusedBefore = fleet.coordinator.counters().alerts.refused;
-    await js.publish(`dragnet.alert.${a.id}`, alert({ agentId: b.id }));
-    await js.publish(`dragnet.alert.${a.id}`, new Uint8Array([0xff, 0xff, 0xff]));
-    await js.publish(`dragnet.alert.${a.id}`, alert({ id: "../../etc" }));
-    await js.publish(`dragnet.alert.${a.id}`, alert({ watch: "x".repeat(500) }));
+    await publish(`dragnet.alert.${a.id}.${Alert.decode(forB).id}`, forB);
+    await publish(`dragnet.alert.${a.id}.${newId()}`, new Uint8Array([0xff, 0xff, 0xff]));
+    await publish(`dragnet.alert.${a.id}.${newId()}`, alert({}));
+    const unsigned = alert({});
+    await publish(`dragnet.alert.${a.id}.${Alert.decode(unsigned).id}`, unsigned, { signed: false });
+    const long = alert({ watch: "x".repeat(500) });
+    await publish(`dragnet.alert.${a.id}.${Alert.decode(long).id}`, long);
     // And a well-formed one of its own, sent twice: stored once.
     const good = alert({});
     const goodId = Alert.decode(good).id;
-    await js.publish(`dragnet.alert.${a.id}`, good, { msgID: `${a.id}.${goodId}` });
-    await js.publish(`dragnet.alert.${a.id}`, good, { msgID: `${a.id}.${goodId}` });
+    await publish(`dragnet.alert.${a.id}.${goodId}`, good, { msgID: `${a.id}.${goodId}` });
+    await publish(`dragnet.alert.${a.id}.${goodId}`, good, { msgID: `${a.id}.${goodId}` });
     await eventually(
-      () => (fleet.coordinator.counters().alerts.refused - refusedBefore >= 4 ? true : undefined),
+      () => (fleet.coordinator.counters().alerts.refused - refusedBefore >= 5 ? true : undefined),
       5000,
     );
     const stored = await eventually(async () => {
@@ -174,14 +188,23 @@ describe("NATS: one agent's credentials", () => {
     });
     expect(stored.map((s) => [s.alert?.agentId, s.alert?.changes[0]?.path])).toEqual([[a.id, "/etc/shadow"]]);
     const audit = await fleet.api.listAudit(200);
-    const refusals = audit.filter((e) => e.event === "alert refused").map((e) => [e.code, e.agentId]);
+    const refusals = audit
+      .filter((e) => e.event === "alert refused")
+      .map((e) => [e.code, e.agentId, e.actor]);
     expect(refusals).toEqual(
       expect.arrayContaining([
-        [Codes.SUBJECT_MISMATCH, a.id],
-        [Codes.DECODE, a.id],
+        [Codes.SUBJECT_MISMATCH, a.id, `agent ${a.id}`],
+        [Codes.DECODE, a.id, `agent ${a.id}`],
+        // Unsigned bytes are nobody's: not put down to the agent whose subject they came on.
+        [Codes.AGENT_UNSIGNED, "", "unknown publisher"],
       ]),
     );
-    expect(refusals.length).toBeGreaterThanOrEqual(4);
+    // Refused alerts do not stay in the stream (only the good one does).
+    const jsm = await jetstreamManager(asCoordinator);
+    await eventually(
+      async () => ((await jsm.streams.info("DRAGNET_ALERTS")).state.messages <= 1 ? true : undefined),
+      5000,
+    );
     await stolen.close();
   });
 

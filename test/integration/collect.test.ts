@@ -1,20 +1,29 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../agent/mod.js";
-import { coSign, newId, signAction } from "../../common/mod.js";
-import { type ActionBody, CollectParams, CommandStatus, EvidenceChunk } from "../../proto/api.js";
+import { defineModule } from "../../agent/mod.js";
+import { collectModule } from "../../agent/modules/collect/index.js";
+import { Codes, coSign, DragnetError, newId, signAction } from "../../common/mod.js";
+import {
+  type ActionBody,
+  CollectParams,
+  CommandStatus,
+  EvidenceChunk,
+  EvidenceReceipt,
+} from "../../proto/api.js";
 import { collectResults } from "../helpers/actions.js";
 import { dragnet, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 
-// `collect` end to end: an agent hashes a 50 MB file and sends it in chunks
-// through JetStream; the coordinator reassembles it, checks size and SHA-256,
-// and keeps it; `dragnet evidence get` copies it out and checks it again.
-// A forged upload whose bytes do not match its hash is caught and kept aside.
+// `collect` end to end: an agent hashes a 50 MB file and sends it in chunks,
+// each a request the coordinator answers; the coordinator reassembles it,
+// checks size and SHA-256, and keeps it; `dragnet evidence get` copies it out
+// and checks it again. Uploads nobody asked for are refused and leave
+// nothing; a forged upload whose bytes do not match its hash is caught and
+// kept aside.
 
 let fleet: TestFleet;
 let agent: Agent;
@@ -96,43 +105,127 @@ describe("collect and evidence", () => {
     ]);
   }, 120_000);
 
-  it("a chunk that does not match the agent's hash is caught: the item is kept aside as rejected, with the reason", async () => {
-    // What a corrupted (or forged) upload looks like on the wire, sent with the agent's own credentials.
-    const nc = await fleet.connectNats({ agentId: agent.id });
-    const js = jetstream(nc);
+  it("an upload nobody asked for is refused and leaves nothing: unannounced, for a finished action, past its size", async () => {
+    // With the agent's own (stolen) credentials, signed as the agent signs.
+    const { nc, sign } = await fleet.stealAgent(agent.id);
+    const subject = `dragnet.evidence.${agent.id}.main`;
+    const ask = async (c: Partial<EvidenceChunk>) => {
+      const data = EvidenceChunk.encode(
+        EvidenceChunk.fromPartial({ uploadId: newId(), actionId, ...c }),
+      ).finish();
+      return EvidenceReceipt.decode(
+        (await nc.request(subject, data, { headers: sign(subject, data), timeout: 10_000 })).data,
+      );
+    };
+    const file = {
+      path: "/etc/passwd",
+      size: 10,
+      sha256: "0".repeat(64),
+      mtimeMs: 0,
+      mode: "",
+      uid: 0,
+      gid: 0,
+      chunks: 1,
+    };
+    // One chunk far out, never announced: no 4 GiB sparse file, no hashing.
+    const far = await ask({ offset: 4 * 1024 ** 3, data: Buffer.from("x") });
+    expect(far.problem?.code).toBe(Codes.NOT_FOUND);
+    // Announced, but for a collect that is over (the first test's) or never was.
+    const uploadId = newId();
+    const late = await ask({
+      uploadId,
+      offset: 0,
+      data: Buffer.from("0123456789"),
+      file: { ...file, uploadId },
+    });
+    expect([late.problem?.code, late.problem?.message]).toEqual([
+      Codes.NOT_ALLOWED,
+      `action ${actionId} is no running collect of this agent's: nothing to upload`,
+    ]);
+    const other = newId();
+    const none = await ask({
+      uploadId: other,
+      actionId: newId(),
+      offset: 0,
+      data: Buffer.alloc(0),
+      file: { ...file, uploadId: other },
+    });
+    expect(none.problem?.code).toBe(Codes.NOT_ALLOWED);
+    await nc.close();
+    expect(readdirSync(join(fleet.dir, "evidence", ".partial"))).toEqual([]);
+    expect((await fleet.api.listEvidence(incident, 10)).map((i) => i.actionId)).toEqual([actionId]);
+  });
+
+  it("during a running collect, a chunk that does not match the agent's hash is caught: kept aside as rejected, with the reason", async () => {
+    // An agent whose collect waits (it has not started sending): its action stays open.
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const stalling = await fleet.addAgent({
+      hostname: "stalling",
+      modules: [
+        defineModule({
+          ...collectModule,
+          run: async () => {
+            await held;
+            throw new DragnetError(Codes.MODULE_FAILED, "stopped by the test");
+          },
+        }),
+      ],
+    });
+    const path = join(dir, "forged.log");
+    const now = Date.now();
+    const body: ActionBody = {
+      id: newId(now),
+      name: "collect to forge",
+      target: `id == "${stalling.id}"`,
+      operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],
+      validFromMs: now - 1000,
+      expiresAtMs: now + 60_000,
+      timeoutMs: 60_000,
+      incidentId: incident,
+      description: "",
+      createdAtMs: now,
+    };
+    const submitted = await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
+    // What a corrupted (or forged) upload looks like on the wire, with the agent's own credentials.
+    const { nc, sign } = await fleet.stealAgent(stalling.id);
+    const subject = `dragnet.evidence.${stalling.id}.main`;
     const good = randomBytes(300_000);
     const bad = Buffer.from(good);
     bad[123_456] ^= 0xff;
     const uploadId = newId();
-    const subject = `dragnet.evidence.${agent.id}.main`;
-    const send = (c: Partial<EvidenceChunk>) =>
-      js.publish(
-        subject,
-        EvidenceChunk.encode(EvidenceChunk.fromPartial({ uploadId, actionId, ...c })).finish(),
-      );
-    await send({ offset: 0, data: bad.subarray(0, 200_000) });
-    await send({ offset: 200_000, data: bad.subarray(200_000) });
     const goodHash = execFileSync("sha256sum", { input: good, encoding: "utf8" }).split(" ")[0]!;
-    await send({
-      offset: 300_000,
-      last: true,
-      file: {
-        path: "/var/log/forged",
-        size: 300_000,
-        sha256: goodHash,
-        mtimeMs: 0,
-        mode: "",
-        uid: 0,
-        gid: 0,
-        chunks: 2,
-        uploadId,
-      },
-    });
+    const file = {
+      path,
+      size: 300_000,
+      sha256: goodHash,
+      mtimeMs: 0,
+      mode: "",
+      uid: 0,
+      gid: 0,
+      chunks: 2,
+      uploadId,
+    };
+    const ask = async (c: Partial<EvidenceChunk>) => {
+      const data = EvidenceChunk.encode(
+        EvidenceChunk.fromPartial({ uploadId, actionId: submitted.actionId, ...c }),
+      ).finish();
+      return EvidenceReceipt.decode(
+        (await nc.request(subject, data, { headers: sign(subject, data), timeout: 10_000 })).data,
+      );
+    };
+    expect((await ask({ offset: 0, data: bad.subarray(0, 200_000), file })).received).toBe(200_000);
+    // Out of order, or past the announced size: refused, and the upload is over.
+    const after = await ask({ offset: 200_000, data: bad.subarray(200_000) });
+    expect(after.received).toBe(300_000);
+    const last = await ask({ offset: 300_000, last: true, file });
+    expect(last.status).toBe("rejected");
     await nc.close();
+    release();
     const item = await eventually(async () =>
       (await fleet.api.listEvidence(incident, 10)).find((i) => i.uploadId === uploadId),
     );
-    expect(item.status).toBe("rejected");
+    expect([item.status, item.id]).toEqual(["rejected", last.evidenceId]);
     expect(item.problem).toMatch(
       new RegExp(`what arrived hashes to [0-9a-f]{64}, the agent hashed ${goodHash} before sending`),
     );

@@ -90,7 +90,7 @@ describe("fuzzing over NATS", () => {
         acks.push(CommandAck.decode(m.data));
       },
     });
-    nc.subscribe(`dragnet.res.${agentId}.*`, {
+    nc.subscribe(`dragnet.res.${agentId}.*.*`, {
       callback: (_e, m) => {
         results.push(CommandResult.decode(m.data));
       },

@@ -158,28 +158,27 @@ describe("the coordinator", () => {
     // An agent that heartbeats but whose command subscription is gone: here,
     // heartbeats published by the test for an agent id nobody serves.
     const id = "01m8deaf000000000000000000";
-    const nc = await fleet.connectNats({ agentId: id });
+    const { nc, sign } = await fleet.stealAgent(id);
     const startedAtMs = Date.now();
-    const beat = () =>
-      nc.publish(
-        `dragnet.hb.${id}`,
-        Heartbeat.encode({
-          ...Heartbeat.fromPartial({}),
-          agentId: id,
-          hostname: "deaf",
-          os: "linux",
-          osRelease: "",
-          arch: "x64",
-          version: "0.1.0",
-          addresses: [],
-          tags: {},
-          isolated: false,
-          startedAtMs,
-          sentAtMs: Date.now(),
-          intervalMs: 300,
-          runningCommands: 0,
-        }).finish(),
-      );
+    const beat = () => {
+      const hb = Heartbeat.encode({
+        ...Heartbeat.fromPartial({}),
+        agentId: id,
+        hostname: "deaf",
+        os: "linux",
+        osRelease: "",
+        arch: "x64",
+        version: "0.1.0",
+        addresses: [],
+        tags: {},
+        isolated: false,
+        startedAtMs,
+        sentAtMs: Date.now(),
+        intervalMs: 300,
+        runningCommands: 0,
+      }).finish();
+      nc.publish(`dragnet.hb.${id}`, hb, { headers: sign(`dragnet.hb.${id}`, hb) });
+    };
     const beating = setInterval(beat, 300);
     beat();
     const sent: Array<{ commandId: string; at: number }> = [];

@@ -43,8 +43,9 @@ describe("a coordinator restarted with results held by its dead predecessor", ()
       // Back to the moment after release: commands stored as pending, no result stored.
       const db = new Database(database);
       const rows = db
-        .prepare("SELECT agent_id, payload FROM results WHERE action_id = ?")
+        .prepare("SELECT command_id, agent_id, payload FROM results WHERE action_id = ?")
         .all(body.id) as Array<{
+        command_id: string;
         agent_id: string;
         payload: Buffer;
       }>;
@@ -57,8 +58,9 @@ describe("a coordinator restarted with results held by its dead predecessor", ()
       expect(rows).toHaveLength(AGENTS);
       // The agents' answers are in the stream again...
       for (const r of rows) {
-        const nc = await fleet.connectNats({ agentId: r.agent_id });
-        await jetstream(nc).publish(`dragnet.res.${r.agent_id}.main`, r.payload);
+        const { nc, sign } = await fleet.stealAgent(r.agent_id);
+        const subject = `dragnet.res.${r.agent_id}.main.${r.command_id}`;
+        await jetstream(nc).publish(subject, r.payload, { headers: sign(subject, r.payload) });
         await nc.close();
       }
       // ...and the dead coordinator had taken them without acknowledging: they come back after the ack wait.

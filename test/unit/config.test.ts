@@ -1,11 +1,16 @@
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createAccount, fromSeed } from "@nats-io/nkeys";
 import { describe, expect, it } from "vitest";
 import { checkRootOnly, runsAsRoot } from "../../agent/config.js";
 import { loadAgentConfig } from "../../agent/mod.js";
+import { coordinatorCreds, createNatsAuthority } from "../../common/nats-authority.js";
 import { natsConnectOptions, parseNatsSettings } from "../../common/nats-link.js";
 import { parseCoordinatorConfig } from "../../coordinator/mod.js";
 import { tempDir } from "../helpers/fleet.js";
+
+/** A fleet account (public nkey), for configurations that name it. */
+const ACCOUNT = createAccount().getPublicKey();
 
 describe("agent configuration", () => {
   it("reads a JSON file, resolves its paths against the file, and lets flags win", () => {
@@ -55,7 +60,12 @@ describe("agent configuration", () => {
 
 describe("coordinator configuration", () => {
   it("requires TLS material unless plaintext is asked for explicitly", () => {
-    const base = { nats: { servers: ["nats://x"] }, database: "c.db", keyring: "k.json" };
+    const base = {
+      nats: { servers: ["nats://x"] },
+      database: "c.db",
+      keyring: "k.json",
+      agentAccount: ACCOUNT,
+    };
     expect(() => parseCoordinatorConfig({ ...base, grpc: { listen: "127.0.0.1:7443" } }, "/d")).toThrow(
       /grpc.cert and grpc.key are required/,
     );
@@ -79,6 +89,21 @@ describe("coordinator configuration", () => {
         "/d",
       ),
     ).toThrow(/offlineAfterMs/);
+  });
+
+  it("knows the account whose agents it trusts: agentAccount, or the issuer of its own NATS credentials", async () => {
+    const grpc = { listen: "127.0.0.1:7443", insecure: true };
+    const base = { nats: { servers: ["nats://x"] }, database: "c.db", keyring: "k.json", grpc };
+    expect(() => parseCoordinatorConfig(base, "/d")).toThrow(
+      /authenticates agents by their NATS credentials: give nats.creds .* or agentAccount/,
+    );
+    expect(() => parseCoordinatorConfig({ ...base, agentAccount: "UABC" }, "/d")).toThrow(/public nkey/);
+    const authority = await createNatsAuthority();
+    const dir = tempDir();
+    const creds = join(dir, "coordinator.creds");
+    writeFileSync(creds, await coordinatorCreds(authority), { mode: 0o600 });
+    const fromCreds = parseCoordinatorConfig({ ...base, nats: { servers: ["nats://x"], creds } }, dir);
+    expect(fromCreds.agentAccount).toBe(fromSeed(Buffer.from(authority.accountSeed)).getPublicKey());
   });
 });
 

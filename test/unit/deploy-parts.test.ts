@@ -112,6 +112,7 @@ describe("settings", () => {
       grpc: { listen: "127.0.0.1:1", insecure: true },
       database: "db",
       keyring: "k",
+      agentAccount: createAccount().getPublicKey(),
     };
     const seedFile = join(dir, "account.seed");
     writeFileSync(seedFile, Buffer.from(createAccount().getSeed()), { mode: 0o600 });

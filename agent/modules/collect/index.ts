@@ -1,27 +1,31 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { Codes, DragnetError, newId, sha256OfFile } from "../../../common/mod.js";
-import type { CollectResult } from "../../../proto/mod.js";
+import { type CollectResult, EvidenceChunk, EvidenceReceipt } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
 import { defineModule } from "../registry.js";
 import { responseFile } from "../response-file.js";
 import { checkCollect, DEFAULT_MAX } from "./check.js";
 
 // `collect`: a file as evidence. The agent hashes it first (the hash the
-// coordinator will check), then sends it in chunks through JetStream, hashing
-// again as it reads: a file that changed in between is refused rather than
-// sent as something it was not. A few chunks travel at once; each is stored
-// by the server before the next window.
+// coordinator will check), then sends it in chunks, each a request the
+// coordinator that sent the command answers once it has written it; the
+// first chunk announces the file (size and hash), so that the coordinator
+// takes no more than that. The agent hashes again as it reads: a file that
+// changed in between is refused rather than sent as something it was not. A
+// few chunks travel at once; whatever happens, every one of them is settled
+// before the command ends, and a refusal ends it with the coordinator's reason.
 
 const CHUNK = 256 * 1024;
 const WINDOW = 8;
+const CHUNK_TIMEOUT_MS = 30_000;
 
 export const collectModule = defineModule({
   name: "collect",
   check: checkCollect,
   async run(p, ctx) {
-    const send = ctx.sendEvidence;
-    if (!send)
+    const ask = ctx.ask;
+    if (!ask)
       throw new DragnetError(Codes.MODULE_FAILED, "collect: this agent cannot send evidence (no link)");
     const f = responseFile("collect", p.path, {
       followSymlinks: p.followSymlinks,
@@ -47,20 +51,44 @@ export const collectModule = defineModule({
       uploadId: newId(),
     };
     const actionId = ctx.actionId ?? "";
-    const again = createHash("sha256");
-    const inFlight: Promise<void>[] = [];
-    let offset = 0;
-    for await (const data of createReadStream(f.path, { highWaterMark: CHUNK, signal: ctx.signal })) {
-      const bytes = data as Buffer;
-      again.update(bytes);
-      inFlight.push(
-        send({ uploadId: file.uploadId, actionId, offset, data: bytes, last: false, file: undefined }),
+    const send = async (chunk: EvidenceChunk): Promise<EvidenceReceipt> => {
+      const receipt = EvidenceReceipt.decode(
+        await ask("evidence", EvidenceChunk.encode(chunk).finish(), CHUNK_TIMEOUT_MS),
       );
-      offset += bytes.length;
-      file.chunks++;
-      if (inFlight.length >= WINDOW) await inFlight.shift();
+      if (receipt.problem?.code) {
+        throw new DragnetError(
+          Codes.MODULE_FAILED,
+          `collect: the coordinator refused ${f.path} at byte ${chunk.offset}: ${receipt.problem.message} [${receipt.problem.code}]`,
+        );
+      }
+      return receipt;
+    };
+    const chunk = (offset: number, data: Buffer, last: boolean): EvidenceChunk => ({
+      uploadId: file.uploadId,
+      actionId,
+      offset,
+      data,
+      last,
+      // The first chunk announces the file; the last one describes what was sent.
+      file: offset === 0 || last ? file : undefined,
+    });
+    const again = createHash("sha256");
+    const inFlight: Promise<EvidenceReceipt>[] = [];
+    let offset = 0;
+    try {
+      for await (const data of createReadStream(f.path, { highWaterMark: CHUNK, signal: ctx.signal })) {
+        const bytes = data as Buffer;
+        again.update(bytes);
+        inFlight.push(send(chunk(offset, bytes, false)));
+        offset += bytes.length;
+        file.chunks++;
+        if (inFlight.length >= WINDOW) await inFlight.shift();
+      }
+      await Promise.all(inFlight.splice(0));
+    } finally {
+      // Never leave a chunk's answer unawaited: a refusal of one in flight must not go unhandled.
+      await Promise.allSettled(inFlight);
     }
-    await Promise.all(inFlight);
     if (offset !== file.size || again.digest("hex") !== sha256) {
       throw new DragnetError(
         Codes.MODULE_FAILED,
@@ -68,7 +96,13 @@ export const collectModule = defineModule({
       );
     }
     // The last chunk describes the whole: the coordinator checks what it assembled against it.
-    await send({ uploadId: file.uploadId, actionId, offset, data: Buffer.alloc(0), last: true, file });
+    const done = await send(chunk(offset, Buffer.alloc(0), true));
+    if (done.status !== "verified") {
+      throw new DragnetError(
+        Codes.MODULE_FAILED,
+        `collect: the coordinator kept ${f.path} as ${done.status || "nothing"} (evidence ${done.evidenceId || "none"})`,
+      );
+    }
     return { found: true, result: file };
   },
 });

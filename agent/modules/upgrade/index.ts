@@ -1,19 +1,18 @@
 import { renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { type ObjectInfo, Objm } from "@nats-io/obj";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { Codes, DragnetError, VERSION } from "../../../common/mod.js";
-import { RELEASES_BUCKET, RELEASES_STREAM } from "../../../common/nats-authority.js";
+import { currentPlatform, loadReleaseKeys, verifyRelease } from "../../../common/release.js";
 import {
-  currentPlatform,
-  loadReleaseKeys,
-  releaseObjectName,
-  verifyRelease,
-} from "../../../common/release.js";
-import type { Heartbeat, UpgradeParams, UpgradeResult } from "../../../proto/mod.js";
+  type Heartbeat,
+  type Release,
+  ReleasePart,
+  ReleaseRequest,
+  type UpgradeParams,
+  type UpgradeResult,
+} from "../../../proto/mod.js";
 import { installableExecutable } from "../../install.js";
 import {
+  type CoordinatorTopic,
   defineModule,
   type ModuleContext,
   type ModuleHost,
@@ -33,10 +32,10 @@ import {
   writeUpgradeState,
 } from "./handoff.js";
 
-// `upgrade`: run a signed release. The agent fetches the executable from the
-// releases object store, checks the manifest's signature against the release
-// keys of its own install config, then size and SHA-256, and hands over to it
-// (handoff.ts). Its service marks a new version healthy once it is connected
+// `upgrade`: run a signed release. The agent asks the coordinator that sent
+// the command for it, part by part (agents have no JetStream API), checks the
+// manifest's signature against the release keys of its own install config,
+// then size and SHA-256, and hands over to it (handoff.ts). Its service marks a new version healthy once it is connected
 // and its first heartbeat reached the server, and puts the last upgrade in
 // every heartbeat.
 
@@ -67,11 +66,10 @@ class UpgradeService implements ModuleService {
   private async markHealthy(): Promise<void> {
     const s = this.state;
     if (s?.state !== "pending" || s.to !== VERSION || this.marking) return;
-    const nc = this.host.nats();
-    if (!nc || this.host.linkDownSince() !== undefined) return;
+    if (this.host.linkDownSince() !== undefined) return;
     this.marking = true;
     try {
-      await nc.flush();
+      await this.host.flushed();
       this.record({ ...s, state: "healthy", detail: undefined });
       this.host.log.info("upgrade healthy", { from: s.from, to: s.to });
       this.host.heartbeat();
@@ -162,21 +160,13 @@ async function upgradeTo(
   }
   const trusted = loadReleaseKeys(host.releaseKeys);
   const exe = installableExecutable();
-  const nc = host.nats();
-  if (!nc) throw new DragnetError(Codes.UNAVAILABLE, "upgrade: not connected to NATS");
-
-  const name = releaseObjectName(currentPlatform(), params.version);
-  const os = await new Objm(nc).open(RELEASES_BUCKET);
-  const info = await os.info(name);
-  const meta = info?.metadata;
-  if (!info || !meta?.manifest || !meta.signature || !meta.keyId) {
-    throw new DragnetError(
-      Codes.NOT_FOUND,
-      `upgrade: no release ${params.version} for ${currentPlatform()} is published`,
-    );
-  }
+  const ask = ctx.ask;
+  if (!ask) throw new DragnetError(Codes.UNAVAILABLE, "upgrade: not connected to a coordinator");
+  const fetch = releaseFetcher(ask, params.version);
+  const first = await fetch(0, 0);
+  const release = first.release!;
   const { manifest, signer } = verifyRelease(
-    { manifest: meta.manifest, signature: Buffer.from(meta.signature, "base64"), keyId: meta.keyId },
+    { manifest: release.manifest, signature: release.signature, keyId: release.keyId },
     trusted,
   );
   if (manifest.version !== params.version || manifest.platform !== currentPlatform()) {
@@ -187,7 +177,12 @@ async function upgradeTo(
   }
   const staged = join(dirname(exe), `.${basename(exe)}.${params.version}.download`);
   try {
-    const got = await receiveFile(staged, releaseChunks(nc, info), manifest.size, ctx.signal);
+    const got = await receiveFile(
+      staged,
+      releaseParts(fetch, release, manifest.size),
+      manifest.size,
+      ctx.signal,
+    );
     if (got.size !== manifest.size || got.sha256 !== manifest.sha256) {
       throw new DragnetError(
         Codes.SIG_INVALID,
@@ -249,19 +244,43 @@ async function upgradeTo(
   }
 }
 
-/**
- * The release's bytes, chunk by chunk, with direct gets on the bucket's stream:
- * agents may read messages of that one stream, but not create consumers (a
- * consumer's deliver subject is not checked against its creator's permissions).
- */
-async function* releaseChunks(nc: NatsConnection, info: ObjectInfo): AsyncIterable<Uint8Array> {
-  const jsm = await jetstreamManager(nc);
-  const subject = `$O.${RELEASES_BUCKET}.C.${info.nuid}`;
-  let seq = 0;
-  for (let i = 0; i < info.chunks; i++) {
-    const m = await jsm.direct.getMessage(RELEASES_STREAM, { next_by_subj: subject, seq: seq + 1 });
-    if (!m) throw new DragnetError(Codes.NOT_FOUND, `upgrade: chunk ${i + 1} of ${info.chunks} is missing`);
-    seq = m.seq;
-    yield m.data;
+/** Bytes asked of the coordinator at once: well under NATS' 1 MiB message. */
+const PART_BYTES = 512 * 1024;
+const PART_TIMEOUT_MS = 30_000;
+
+/** Asks the coordinator for one part of a release; refuses what the coordinator refuses. */
+function releaseFetcher(
+  ask: (topic: CoordinatorTopic, payload: Uint8Array, timeoutMs: number) => Promise<Uint8Array>,
+  version: string,
+) {
+  return async (offset: number, length: number): Promise<ReleasePart> => {
+    const request = ReleaseRequest.encode({ version, platform: currentPlatform(), offset, length }).finish();
+    const part = ReleasePart.decode(await ask("release", request, PART_TIMEOUT_MS));
+    if (part.problem?.code) {
+      throw new DragnetError(
+        part.problem.code === Codes.NOT_FOUND ? Codes.NOT_FOUND : Codes.MODULE_FAILED,
+        `upgrade: ${part.problem.message}`,
+      );
+    }
+    if (!part.release)
+      throw new DragnetError(Codes.MODULE_FAILED, "upgrade: the coordinator sent no release");
+    return part;
+  };
+}
+
+/** The release's bytes, part by part; each part must carry the manifest the agent verified. */
+async function* releaseParts(
+  fetch: (offset: number, length: number) => Promise<ReleasePart>,
+  release: Release,
+  size: number,
+): AsyncIterable<Uint8Array> {
+  for (let offset = 0; offset < size; ) {
+    const part = await fetch(offset, PART_BYTES);
+    if (part.release?.manifest !== release.manifest) {
+      throw new DragnetError(Codes.SIG_INVALID, "upgrade: a part came with another manifest than the first");
+    }
+    if (part.data.length === 0) throw new DragnetError(Codes.MODULE_FAILED, `upgrade: no bytes at ${offset}`);
+    offset += part.data.length;
+    yield part.data;
   }
 }

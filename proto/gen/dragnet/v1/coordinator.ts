@@ -45,6 +45,7 @@ import {
   VerifyIncidentRequest,
   VerifyIncidentResponse,
 } from "./notebook.js";
+import { Release } from "./upgrade.js";
 
 export enum ActionState {
   ACTION_STATE_UNSPECIFIED = 0,
@@ -449,18 +450,6 @@ export interface RevokeEnrollmentTokenRequest {
 }
 
 /** A release as stored: the manifest exactly as signed, and its signature. */
-export interface Release {
-  /** JSON: kind, version, platform, size, sha256, publishedAtMs, publisher. */
-  manifest: string;
-  /** Ed25519 over "dragnet-release-v1\n" + manifest, by a release key. */
-  signature: Buffer;
-  keyId: string;
-  version: string;
-  platform: string;
-  size: number;
-  sha256: string;
-}
-
 export interface PublishReleaseRequest {
   part: { $case: "header"; value: Release } | { $case: "data"; value: Buffer } | undefined;
 }
@@ -5269,175 +5258,6 @@ export const RevokeEnrollmentTokenRequest: MessageFns<RevokeEnrollmentTokenReque
   fromPartial<I extends Exact<DeepPartial<RevokeEnrollmentTokenRequest>, I>>(object: I): RevokeEnrollmentTokenRequest {
     const message = createBaseRevokeEnrollmentTokenRequest();
     message.id = object.id ?? "";
-    return message;
-  },
-};
-
-function createBaseRelease(): Release {
-  return { manifest: "", signature: Buffer.alloc(0), keyId: "", version: "", platform: "", size: 0, sha256: "" };
-}
-
-export const Release: MessageFns<Release> = {
-  encode(message: Release, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.manifest !== "") {
-      writer.uint32(10).string(message.manifest);
-    }
-    if (message.signature.length !== 0) {
-      writer.uint32(18).bytes(message.signature);
-    }
-    if (message.keyId !== "") {
-      writer.uint32(26).string(message.keyId);
-    }
-    if (message.version !== "") {
-      writer.uint32(34).string(message.version);
-    }
-    if (message.platform !== "") {
-      writer.uint32(42).string(message.platform);
-    }
-    if (message.size !== 0) {
-      writer.uint32(48).uint64(message.size);
-    }
-    if (message.sha256 !== "") {
-      writer.uint32(58).string(message.sha256);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Release {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRelease();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.manifest = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.signature = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.keyId = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.version = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.platform = reader.string();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.size = longToNumber(reader.uint64());
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.sha256 = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Release {
-    return {
-      manifest: isSet(object.manifest) ? globalThis.String(object.manifest) : "",
-      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
-      keyId: isSet(object.keyId)
-        ? globalThis.String(object.keyId)
-        : isSet(object.key_id)
-        ? globalThis.String(object.key_id)
-        : "",
-      version: isSet(object.version) ? globalThis.String(object.version) : "",
-      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
-      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
-      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
-    };
-  },
-
-  toJSON(message: Release): unknown {
-    const obj: any = {};
-    if (message.manifest !== "") {
-      obj.manifest = message.manifest;
-    }
-    if (message.signature.length !== 0) {
-      obj.signature = base64FromBytes(message.signature);
-    }
-    if (message.keyId !== "") {
-      obj.keyId = message.keyId;
-    }
-    if (message.version !== "") {
-      obj.version = message.version;
-    }
-    if (message.platform !== "") {
-      obj.platform = message.platform;
-    }
-    if (message.size !== 0) {
-      obj.size = Math.round(message.size);
-    }
-    if (message.sha256 !== "") {
-      obj.sha256 = message.sha256;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Release>, I>>(base?: I): Release {
-    return Release.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Release>, I>>(object: I): Release {
-    const message = createBaseRelease();
-    message.manifest = object.manifest ?? "";
-    message.signature = object.signature ?? Buffer.alloc(0);
-    message.keyId = object.keyId ?? "";
-    message.version = object.version ?? "";
-    message.platform = object.platform ?? "";
-    message.size = object.size ?? 0;
-    message.sha256 = object.sha256 ?? "";
     return message;
   },
 };

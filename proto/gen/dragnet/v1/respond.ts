@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Problem } from "./common.js";
 import { ProcessInfo } from "./process.js";
 
 /** `kill`: end one process, only if it is still the one the investigator means. */
@@ -62,8 +63,10 @@ export interface QuarantinedFile {
 
 /**
  * `collect`: upload a file as evidence. The agent hashes it, then sends it in
- * EvidenceChunks on <prefix>.evidence.<agent>.<coordinator> (a JetStream
- * stream); the coordinator reassembles it, checks size and hash, and keeps it.
+ * EvidenceChunks, each a request on <prefix>.evidence.<agent>.<coordinator>
+ * answered by that coordinator alone with an EvidenceReceipt; it accepts an
+ * upload only for a collect it sent to that agent, in order and within the
+ * size the first chunk announced, then checks size and hash and keeps it.
  */
 export interface CollectParams {
   path: string;
@@ -89,15 +92,32 @@ export interface CollectResult {
   uploadId: string;
 }
 
-/** One piece of a collected file, in order; the last one describes the whole. */
+/**
+ * One piece of a collected file, in order. The first (offset 0) announces
+ * the file as the agent hashed it before sending (`file`); the last one says
+ * it is the last.
+ */
 export interface EvidenceChunk {
   uploadId: string;
   actionId: string;
   offset: number;
   data: Buffer;
   last: boolean;
-  /** On the last chunk: the file as the agent hashed it before sending. */
+  /** On the first chunk (and the last): the file as the agent hashed it before sending. */
   file: CollectResult | undefined;
+}
+
+/** The coordinator's answer to one chunk. */
+export interface EvidenceReceipt {
+  /** Bytes of the upload stored so far (the next chunk starts there). */
+  received: number;
+  /** Set when the chunk was refused; the upload is over. */
+  problem:
+    | Problem
+    | undefined;
+  /** On the last chunk: the evidence item made of the upload ("verified" or "rejected"). */
+  evidenceId: string;
+  status: string;
 }
 
 function createBaseKillParams(): KillParams {
@@ -1224,6 +1244,129 @@ export const EvidenceChunk: MessageFns<EvidenceChunk> = {
     message.file = (object.file !== undefined && object.file !== null)
       ? CollectResult.fromPartial(object.file)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseEvidenceReceipt(): EvidenceReceipt {
+  return { received: 0, problem: undefined, evidenceId: "", status: "" };
+}
+
+export const EvidenceReceipt: MessageFns<EvidenceReceipt> = {
+  encode(message: EvidenceReceipt, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.received !== 0) {
+      writer.uint32(8).uint64(message.received);
+    }
+    if (message.problem !== undefined) {
+      Problem.encode(message.problem, writer.uint32(18).fork()).join();
+    }
+    if (message.evidenceId !== "") {
+      writer.uint32(26).string(message.evidenceId);
+    }
+    if (message.status !== "") {
+      writer.uint32(34).string(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvidenceReceipt {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvidenceReceipt();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.received = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.problem = Problem.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.evidenceId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvidenceReceipt {
+    return {
+      received: isSet(object.received) ? globalThis.Number(object.received) : 0,
+      problem: isSet(object.problem) ? Problem.fromJSON(object.problem) : undefined,
+      evidenceId: isSet(object.evidenceId)
+        ? globalThis.String(object.evidenceId)
+        : isSet(object.evidence_id)
+        ? globalThis.String(object.evidence_id)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+    };
+  },
+
+  toJSON(message: EvidenceReceipt): unknown {
+    const obj: any = {};
+    if (message.received !== 0) {
+      obj.received = Math.round(message.received);
+    }
+    if (message.problem !== undefined) {
+      obj.problem = Problem.toJSON(message.problem);
+    }
+    if (message.evidenceId !== "") {
+      obj.evidenceId = message.evidenceId;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvidenceReceipt>, I>>(base?: I): EvidenceReceipt {
+    return EvidenceReceipt.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvidenceReceipt>, I>>(object: I): EvidenceReceipt {
+    const message = createBaseEvidenceReceipt();
+    message.received = object.received ?? 0;
+    message.problem = (object.problem !== undefined && object.problem !== null)
+      ? Problem.fromPartial(object.problem)
+      : undefined;
+    message.evidenceId = object.evidenceId ?? "";
+    message.status = object.status ?? "";
     return message;
   },
 };
