@@ -45,6 +45,10 @@ ExecStartPre=-/bin/sh -c 'test ! -x ${PATHS.exe}.previous || exec ${PATHS.exe}.p
 ExecStart=${PATHS.exe} run --config ${PATHS.config}
 Restart=always
 RestartSec=5
+# The agent tells systemd it is alive (systemd-notify) every 20 s; one whose main
+# thread hangs stops, and is restarted after a minute.
+WatchdogSec=60
+NotifyAccess=all
 # A clean environment: only this PATH (the firewall tools live in sbin).
 Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 UMask=0077

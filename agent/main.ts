@@ -14,6 +14,7 @@ import {
 } from "./install.js";
 import { describeStatus, stateDirOf } from "./local-status.js";
 import { rollBackAbandoned, watchUpgrade } from "./modules/upgrade/handoff.js";
+import { startWatchdogPings } from "./system-tools.js";
 
 // The agent executable. Node variables in the environment must not change
 // how an agent that runs as root behaves: the executable ignores NODE_OPTIONS
@@ -77,6 +78,7 @@ program
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
     await agent.start();
+    startWatchdogPings(log);
   });
 
 program

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from "node:net";
+import { RE2JS } from "re2js";
 import { parseDuration } from "./duration.js";
 import { Codes, DragnetError } from "./errors.js";
 
@@ -15,6 +16,17 @@ import { Codes, DragnetError } from "./errors.js";
 //   field   := id | hostname | os | arch | version | status | ip | seen | isolated | tags.<key>
 //   op      := == | != | ~ | !~ | < | <= | > | >= | in
 //   value   := "quoted string" | 'quoted string' | bare word (linux, 10.0.0.0/8, 5m, 1.2.0)
+//
+// Regular expressions (~, !~) are RE2's (re2js): they match in time linear in
+// the text, so no pattern one investigator signs can hang an agent (a
+// backtracking engine takes minutes over "^([0-9a-z]+)+!").
+
+/** A compiled `~` pattern: found anywhere in the value. */
+export interface TargetRegex {
+  test(value: string): boolean;
+}
+
+const MAX_REGEX = 512;
 
 export class TargetParseError extends DragnetError {
   override name = "TargetParseError";
@@ -47,9 +59,9 @@ export type TargetExpr =
       tag?: string;
       op: "==" | "!=" | "~" | "!~";
       value: string;
-      regex?: RegExp;
+      regex?: TargetRegex;
     }
-  | { kind: "version"; op: Op; value: string; regex?: RegExp }
+  | { kind: "version"; op: Op; value: string; regex?: TargetRegex }
   | { kind: "ip"; op: "in" | "==" | "!="; value: string; net: BlockList }
   | { kind: "seen"; op: "<" | "<=" | ">" | ">="; ms: number };
 
@@ -272,12 +284,15 @@ class Parser {
         throw this.error(opTok, `"${name}" takes ${ops.join(", ")}, not ${op}`);
       }
     };
-    const regexOf = (): RegExp | undefined => {
+    const regexOf = (): TargetRegex | undefined => {
       if (op !== "~" && op !== "!~") return undefined;
+      if (value.length > MAX_REGEX) {
+        throw this.error(valueTok, `a regular expression of at most ${MAX_REGEX} characters`);
+      }
       try {
-        return new RegExp(value);
+        return RE2JS.compile(value);
       } catch (err) {
-        throw this.error(valueTok, `invalid regular expression: ${(err as Error).message}`);
+        throw this.error(valueTok, `invalid regular expression (RE2 syntax): ${(err as Error).message}`);
       }
     };
 

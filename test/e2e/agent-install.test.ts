@@ -85,6 +85,9 @@ describe("dragnet-agent install / uninstall / status", () => {
     });
     const unit = readFileSync(at("etc/systemd/system/dragnet-agent.service"), "utf8");
     expect(unit).toMatch(/^Restart=always$/m);
+    // systemd restarts an agent whose main thread stops telling it that it lives.
+    expect(unit).toMatch(/^WatchdogSec=60$/m);
+    expect(unit).toMatch(/^NotifyAccess=all$/m);
     expect(unit).toMatch(/^Environment=PATH=/m);
     expect(unit).toMatch(
       /^ExecStartPre=-\/bin\/sh -c .*dragnet-agent\.previous upgrade-check --state-dir \/var\/lib\/dragnet'$/m,

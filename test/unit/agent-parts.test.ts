@@ -1,8 +1,10 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { reconnectDelay } from "../../agent/agent.js";
 import { ReplayGuard } from "../../agent/mod.js";
+import { startWatchdogPings } from "../../agent/system-tools.js";
+import { silentLogger } from "../../common/mod.js";
 import { tempDir } from "../helpers/fleet.js";
 
 describe("reconnect backoff", () => {
@@ -51,5 +53,36 @@ describe("replay guard", () => {
     again.finished("c2");
     expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([]);
     expect(new ReplayGuard(file, 0, now).has("b")).toBe(true);
+  });
+});
+
+describe("the systemd watchdog", () => {
+  it("tells systemd the agent lives (systemd-notify --pid=PID WATCHDOG=1) a third of each period, only when watched", async () => {
+    const dir = tempDir();
+    const calls = join(dir, "calls");
+    const tool = join(dir, "systemd-notify");
+    writeFileSync(tool, `#!/bin/sh\necho "$@" >> ${calls}\n`, { mode: 0o755 });
+    const saved = { ...process.env };
+    try {
+      process.env.PATH = `${dir}:${saved.PATH}`;
+      delete process.env.WATCHDOG_USEC;
+      expect(startWatchdogPings(silentLogger)).toBeUndefined();
+      Object.assign(process.env, { WATCHDOG_USEC: "3000000", NOTIFY_SOCKET: "/run/systemd/notify" });
+      process.env.WATCHDOG_PID = String(process.pid + 1);
+      // Another process is the one watched: not us.
+      expect(startWatchdogPings(silentLogger)).toBeUndefined();
+      process.env.WATCHDOG_PID = String(process.pid);
+      const timer = startWatchdogPings(silentLogger);
+      expect(timer).toBeDefined();
+      // A 3 s period: pings at start and every second.
+      await new Promise((r) => setTimeout(r, 2400));
+      clearInterval(timer);
+      await new Promise((r) => setTimeout(r, 100));
+      const lines = readFileSync(calls, "utf8").trim().split("\n");
+      expect(lines.length).toBeGreaterThanOrEqual(3);
+      expect(new Set(lines)).toEqual(new Set([`--pid=${process.pid} WATCHDOG=1`]));
+    } finally {
+      process.env = saved;
+    }
   });
 });

@@ -133,3 +133,23 @@ describe("target expressions that do not parse say where", () => {
     expect(() => parseTarget("x".repeat(5000))).toThrow(/longer than/);
   });
 });
+
+describe("target regular expressions are RE2's", () => {
+  it("match in linear time: a pattern that makes a backtracking engine run for minutes is answered at once", () => {
+    // Nested quantifiers over a value that almost matches: 2^n paths for a backtracking engine.
+    const ast = parseTarget('status == "online" or id ~ "^([0-9a-z]+)+!"');
+    const agent = { ...web1, status: "offline", id: `${"a".repeat(64)}` };
+    const started = performance.now();
+    for (let i = 0; i < 100; i++) expect(evaluateTarget(ast, agent, { now })).toBe(false);
+    // Well bounded: JavaScript's own RegExp takes minutes over one such value of 30 characters.
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(evaluateTarget(ast, { ...agent, id: "abc!" }, { now })).toBe(true);
+  });
+
+  it("refuses what RE2 cannot do (backreferences, lookaround) and overlong patterns, saying where", () => {
+    expect(() => parseTarget('hostname ~ "(a)\\\\1"')).toThrow(/invalid regular expression \(RE2 syntax\)/);
+    expect(() => parseTarget('hostname ~ "^(?=web)"')).toThrow(/invalid regular expression \(RE2 syntax\)/);
+    expect(() => parseTarget(`hostname ~ "${"a".repeat(600)}"`)).toThrow(/at most 512 characters/);
+    expect(select('hostname ~ "^(web|db)-0[0-9]\\\\.example$"')).toEqual(["web-01.example", "db-01.example"]);
+  });
+});

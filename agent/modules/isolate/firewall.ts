@@ -1,8 +1,7 @@
 import { spawnSync } from "node:child_process";
-import { accessSync, constants } from "node:fs";
 import { isIPv4 } from "node:net";
-import { join } from "node:path";
 import { Codes, DragnetError } from "../../../common/mod.js";
+import { findTool } from "../../system-tools.js";
 import type { Peer } from "./check.js";
 
 // The rules that isolate a host, in a table (nftables) or chains (iptables)
@@ -23,23 +22,6 @@ export interface IsolationPlan {
 }
 
 export type FirewallMethod = "nftables" | "iptables";
-
-/** The system directories firewall tools live in: an agent started with a clean environment has no PATH. */
-const SYSTEM_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-
-/** A tool's full path, from PATH and then the system directories; undefined when it is not installed. */
-export function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(":").filter(Boolean), ...SYSTEM_DIRS];
-  for (const dir of dirs) {
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string } {
   const path = findTool(cmd);
