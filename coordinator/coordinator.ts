@@ -143,6 +143,7 @@ export class Coordinator {
       openAction: (id) => core.book.get(id),
       hostname,
       actionSummary: (id) => this.queries.actionSummary(id),
+      untrusted: (actor, event, fields) => this.audit.untrusted(actor, event, fields),
       now,
     });
     this.enrollment = new EnrollmentDesk({

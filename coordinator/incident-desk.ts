@@ -1,14 +1,18 @@
 import { Codes, DragnetError } from "../common/mod.js";
 import {
-  type ActionBody,
+  ActionBody,
   type ActionSummary,
   Alert,
   type CommandResult,
+  CommandStatus,
   EvidenceItem,
   type Incident,
   IsolateResult,
+  SignedAction,
 } from "../proto/api.js";
 import type { OpenAction } from "./action-book.js";
+import type { AuditFields } from "./audit-log.js";
+import { isFinal } from "./command-status.js";
 import type { EvidenceDesk } from "./evidence-desk.js";
 import type { Notebook } from "./notebook.js";
 import type { Notifier } from "./notifier.js";
@@ -29,6 +33,8 @@ export interface IncidentDeskDeps {
   openAction(id: string): OpenAction | undefined;
   hostname(agentId: string): string;
   actionSummary(id: string): ActionSummary;
+  /** Records what an agent's message tried and was refused (rate-limited audit). */
+  untrusted(actor: string, event: string, fields: AuditFields): void;
   now: () => number;
 }
 
@@ -68,8 +74,49 @@ export class IncidentDesk {
     this.notebook.recordFor(action.record.incidentId, "results summary", this.resultsSummary(action));
   }
 
+  /**
+   * An alert goes into an incident's notebook only when it comes from a watch
+   * that the incident's action started on that very agent (the signed action
+   * asked for a watch of that name, and the agent's command ran), and with the
+   * hostname the coordinator knows, never the one the message claims: one
+   * agent's credentials must not write pages into an incident.
+   */
   alertStored(alert: Alert): void {
-    this.notebook.recordFor(this.incidentOf(alert.actionId), "alert", Alert.toJSON(alert));
+    if (!alert.actionId) return;
+    const incident = this.incidentOf(alert.actionId);
+    if (!incident) return;
+    if (!this.startedWatch(alert)) {
+      this.deps.untrusted(`agent ${alert.agentId}`, "alert not put in the notebook", {
+        actionId: alert.actionId,
+        agentId: alert.agentId,
+        code: Codes.NOT_ALLOWED,
+        message: `action ${alert.actionId} started no watch "${alert.watch.slice(0, 64)}" on this agent`,
+      });
+      return;
+    }
+    const hostname = this.deps.hostname(alert.agentId) || alert.agentId;
+    this.notebook.recordFor(incident, "alert", Alert.toJSON({ ...alert, hostname }));
+  }
+
+  /** Whether the alert's action asked for its watch, and the alert's agent ran (or runs) that action. */
+  private startedWatch(alert: Alert): boolean {
+    const open = this.deps.openAction(alert.actionId);
+    const record = open?.record ?? this.deps.store.getAction(alert.actionId);
+    if (!record) return false;
+    const body = open?.body ?? ActionBody.decode(SignedAction.decode(record.signed).body);
+    const asked = body.operations.some(
+      (op) =>
+        op.module?.$case === "drift" &&
+        op.module.value.mode === "watch_start" &&
+        (op.module.value.name || "default") === alert.watch,
+    );
+    const command = open
+      ? open.byAgent.get(alert.agentId)
+      : this.deps.store.commandsOf(alert.actionId).find((c) => c.agentId === alert.agentId);
+    const ran =
+      command?.status === CommandStatus.COMMAND_STATUS_SUCCESS ||
+      (command !== undefined && !isFinal(command.status));
+    return asked && ran;
   }
 
   evidenceStored(item: EvidenceItem): void {

@@ -9,6 +9,15 @@ import { absolutePath } from "./check-kit.js";
 /** Pseudo-filesystems: nothing there is a file to move or collect. */
 const PSEUDO_ROOTS = ["/proc", "/sys", "/dev"];
 
+/** A path with every link resolved, or itself when it cannot be (it does not exist). */
+function realOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 const within = (path: string, root: string) =>
   path === root || path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
 
@@ -37,9 +46,11 @@ export function responseFile(
           `${abs} is a symlink (to ${readlinkSync(abs)}); it is not followed unless asked (--follow-symlinks)`,
         );
       }
-      real = realpathSync(abs);
-      stats = lstatSync(real);
     }
+    // Every component resolved, not only the last: a directory that links elsewhere
+    // (/tmp/link -> the agent's directory) must not carry a path past the checks below.
+    real = realpathSync(abs);
+    stats = lstatSync(real);
   } catch (err) {
     if (DragnetError.is(err)) throw err;
     return refuse(`${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
@@ -47,7 +58,7 @@ export function responseFile(
   if (PSEUDO_ROOTS.some((r) => within(real, r)))
     refuse(`${real} is in ${real.split(sep)[1]} (not a file on disk)`);
   for (const p of options.protectedPaths) {
-    if (within(real, p))
+    if (within(real, p) || within(real, realOrSelf(p)))
       refuse(
         `${real} is one of the agent's own files (${p}): its keys and credentials are never moved or sent`,
       );

@@ -137,6 +137,15 @@ describe("quarantine", () => {
       /one of the agent's own files/,
     );
     expect(readFileSync(join(state, "agent.creds"), "utf8")).toBe("secret");
+    // Through a directory that links to the agent's own (only the last component was checked once).
+    symlinkSync(state, join(dir, "linkdir"));
+    await expect(quarantine({ path: join(dir, "linkdir", "agent.creds") })).rejects.toThrow(
+      /one of the agent's own files/,
+    );
+    // And into /proc through a linked directory.
+    symlinkSync("/proc/self", join(dir, "procdir"));
+    await expect(quarantine({ path: join(dir, "procdir", "status") })).rejects.toThrow(/is in proc/);
+    expect(readFileSync(join(state, "agent.creds"), "utf8")).toBe("secret");
     expect(() => quarantineModule.check(QuarantineParams.fromPartial({ path: "relative" }))).toThrow(
       /not an absolute path/,
     );
