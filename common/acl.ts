@@ -1,4 +1,4 @@
-import { isResponseModule, MODULE_NAMES } from "../proto/mod.js";
+import { isResponseModule, MODULE_NAMES, needsTwoByDefault } from "../proto/mod.js";
 import { Codes, DragnetError } from "./errors.js";
 import type { TrustedInvestigator } from "./keys.js";
 
@@ -13,6 +13,8 @@ import type { TrustedInvestigator } from "./keys.js";
  * Unless an ACL names them, they need two people.
  */
 export const RESPONSE_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter(isResponseModule));
+/** Response modules, and sensitive ones (process memory): unless an ACL names them, they need two people. */
+export const TWO_PERSON_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter(needsTwoByDefault));
 export const RESPONSE_MIN_WEIGHT = 2;
 
 export interface AclRule {
@@ -40,7 +42,7 @@ export class Acl {
     const own = this.rules.get(module);
     if (own) return own;
     const fallback = this.rules.get("default") ?? { minWeight: 1 };
-    if (isResponseModule(module)) {
+    if (needsTwoByDefault(module)) {
       return { ...fallback, minWeight: Math.max(fallback.minWeight, RESPONSE_MIN_WEIGHT) };
     }
     return fallback;
@@ -112,7 +114,7 @@ export class Acl {
 
   static defaults(): Acl {
     const rules: Record<string, AclRule> = { default: { minWeight: 1 } };
-    for (const m of RESPONSE_MODULES) rules[m] = { minWeight: RESPONSE_MIN_WEIGHT };
+    for (const m of TWO_PERSON_MODULES) rules[m] = { minWeight: RESPONSE_MIN_WEIGHT };
     return new Acl(rules);
   }
 

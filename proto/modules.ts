@@ -15,8 +15,12 @@ type ParamsByModule = { [C in OperationCase as C["$case"]]: C["value"] };
 type ResultByModule = { [C in ResultCase as C["$case"]]: C["value"] };
 export type ParamsOf<N extends ModuleName> = ParamsByModule[N];
 export type ResultOf<N extends ModuleName> = ResultByModule[N];
-/** Investigation modules read a host; response modules change it (two people by default). */
-export type ModuleKindName = "investigation" | "response";
+/**
+ * Investigation modules read a host; response modules change it; sensitive
+ * modules read what may hold secrets (process memory). Response and
+ * sensitive modules need two people by default.
+ */
+export type ModuleKindName = "investigation" | "response" | "sensitive";
 
 export { MODULE_KINDS };
 
@@ -30,6 +34,11 @@ export function isModuleName(name: string): name is ModuleName {
 /** Whether a module changes hosts; a name no module has is not a response module. */
 export function isResponseModule(name: string): boolean {
   return isModuleName(name) && MODULE_KINDS[name] === "response";
+}
+
+/** Whether a module needs two people unless an ACL says otherwise (response and sensitive modules). */
+export function needsTwoByDefault(name: string): boolean {
+  return isModuleName(name) && MODULE_KINDS[name] !== "investigation";
 }
 
 /** Wraps a module's result back into the OperationResult oneof. */

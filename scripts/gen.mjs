@@ -62,20 +62,27 @@ function readModules(tmp) {
   const cases = (m) => m.field.filter((f) => f.oneofIndex !== undefined);
   const results = new Set(cases(message("OperationResult")).map((f) => f.jsonName));
   const modules = cases(message("Operation")).map((f) => {
-    const kind = f.options?.["[dragnet.v1.kind]"];
-    if (kind !== "MODULE_KIND_INVESTIGATION" && kind !== "MODULE_KIND_RESPONSE") {
+    const kind = KINDS[f.options?.["[dragnet.v1.kind]"]];
+    if (!kind) {
       fail(
-        `Operation.${f.name} has no kind: add [(kind) = MODULE_KIND_INVESTIGATION] or MODULE_KIND_RESPONSE`,
+        `Operation.${f.name} has no kind: add [(kind) = MODULE_KIND_INVESTIGATION] (or _RESPONSE, _SENSITIVE)`,
       );
     }
     if (!results.has(f.jsonName)) fail(`Operation.${f.name} has no case of the same name in OperationResult`);
-    return { name: f.jsonName, kind: kind === "MODULE_KIND_RESPONSE" ? "response" : "investigation" };
+    return { name: f.jsonName, kind };
   });
   for (const r of results) {
     if (!modules.some((m) => m.name === r)) fail(`OperationResult.${r} is no case of Operation`);
   }
   return modules;
 }
+
+/** ModuleKind values (module.proto) and their names in MODULE_KINDS. */
+const KINDS = {
+  MODULE_KIND_INVESTIGATION: "investigation",
+  MODULE_KIND_RESPONSE: "response",
+  MODULE_KIND_SENSITIVE: "sensitive",
+};
 
 const capital = (s) => s[0].toUpperCase() + s.slice(1);
 
@@ -110,7 +117,7 @@ function generate(outRoot, tmp) {
   write(
     outRoot,
     "proto/gen/modules.ts",
-    `${HEADER}// Each module's kind, from its case's (kind) option: response modules need two people by default.\nimport type { ModuleKindName, ModuleName } from "../modules.js";\n\nexport const MODULE_KINDS: { readonly [N in ModuleName]: ModuleKindName } = {\n${modules.map((m) => `  ${m.name}: "${m.kind}",`).join("\n")}\n};\n`,
+    `${HEADER}// Each module's kind, from its case's (kind) option: response and sensitive modules need two people by default.\nimport type { ModuleKindName, ModuleName } from "../modules.js";\n\nexport const MODULE_KINDS: { readonly [N in ModuleName]: ModuleKindName } = {\n${modules.map((m) => `  ${m.name}: "${m.kind}",`).join("\n")}\n};\n`,
   );
   write(
     outRoot,

@@ -5,7 +5,7 @@ import * as esbuild from "esbuild";
 import { describe, expect, it } from "vitest";
 import { moduleChecks } from "../../agent/modules/checks.js";
 import { agentModules } from "../../agent/modules/modules.gen.js";
-import { Acl, RESPONSE_MODULES } from "../../common/mod.js";
+import { Acl, RESPONSE_MODULES, TWO_PERSON_MODULES } from "../../common/mod.js";
 import { NOT_CARRIED } from "../../console/mig-import.js";
 import { consoleModules } from "../../console/modules/modules.gen.js";
 import { MODULE_KINDS, type ModuleName, OperationResult } from "../../proto/api.js";
@@ -42,7 +42,9 @@ describe("the module table", () => {
     "$name has a kind, an agent module, a check, a console command and a formatter",
     (op) => {
       const name = op.name as ModuleName;
-      const kind = /\(kind\) = MODULE_KIND_(INVESTIGATION|RESPONSE)/.exec(op.options)?.[1]?.toLowerCase();
+      const kind = /\(kind\) = MODULE_KIND_(INVESTIGATION|RESPONSE|SENSITIVE)/
+        .exec(op.options)?.[1]
+        ?.toLowerCase();
       expect(kind, `${name}'s case in agent.proto says its kind`).toBeDefined();
       expect(MODULE_KINDS[name]).toBe(kind);
 
@@ -77,12 +79,16 @@ describe("the module table", () => {
     },
   );
 
-  it("the ACL's response list is the proto's response modules, and they need two people by default", () => {
-    const response = operations.filter((o) => o.options.includes("MODULE_KIND_RESPONSE")).map((o) => o.name);
-    expect([...RESPONSE_MODULES].sort()).toEqual(response.sort());
-    const acl = Acl.defaults();
-    for (const o of operations) {
-      expect(acl.ruleFor(o.name).minWeight, o.name).toBe(response.includes(o.name) ? 2 : 1);
+  it("the ACL's lists are the proto's kinds: response and sensitive modules need two people by default", () => {
+    const ofKind = (k: string) =>
+      operations.filter((o) => o.options.includes(`MODULE_KIND_${k}`)).map((o) => o.name);
+    expect([...RESPONSE_MODULES].sort()).toEqual(ofKind("RESPONSE").sort());
+    const two = [...ofKind("RESPONSE"), ...ofKind("SENSITIVE")];
+    expect([...TWO_PERSON_MODULES].sort()).toEqual(two.sort());
+    expect(two).toContain("memory");
+    for (const acl of [Acl.defaults(), new Acl({ default: { minWeight: 1 } })]) {
+      for (const o of operations)
+        expect(acl.ruleFor(o.name).minWeight, o.name).toBe(two.includes(o.name) ? 2 : 1);
     }
   });
 

@@ -3,6 +3,7 @@ import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, ty
 import { join } from "node:path";
 import type { DriftEntry } from "../../../proto/mod.js";
 import { modeString } from "../file/mode-string.js";
+import { secretIn } from "../secrets.js";
 import { timeSlicer } from "../time-slice.js";
 
 // A snapshot of some paths: every entry's type, mode, owner, size, mtime,
@@ -63,7 +64,11 @@ function readFileFacts(path: string, size: number, maxContent: number, buffer: B
   } finally {
     closeSync(fd);
   }
-  const text = keep && kept === keep.length && !keep.includes(0) ? keep.toString("base64") : undefined;
+  // No text is kept of a file that holds a secret (a key, a seed, password hashes): only its hash.
+  const text =
+    keep && kept === keep.length && !keep.includes(0) && !secretIn(keep.toString("latin1"), path)
+      ? keep.toString("base64")
+      : undefined;
   return { sha256: hash.digest("hex"), content64: text };
 }
 

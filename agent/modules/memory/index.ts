@@ -4,6 +4,7 @@ import { type MemoryMatch, type MemoryResult, ProcessParams } from "../../../pro
 import { hasProcfs } from "../host/procfs.js";
 import { processModule } from "../process/index.js";
 import { defineModule } from "../registry.js";
+import { maskSecrets } from "../secrets.js";
 import { timeSlicer } from "../time-slice.js";
 import { checkMemory, memoryBudgets, memoryNeedle } from "./check.js";
 
@@ -202,8 +203,9 @@ function match(
     process: name,
     region,
     address,
-    context: printable(
-      data.subarray(Math.max(0, offset - CONTEXT), offset + Math.min(length, 256) + CONTEXT),
+    // Where a secret is, never what it is (a NATS seed, a private key): see secrets.ts.
+    context: maskSecrets(
+      printable(data.subarray(Math.max(0, offset - CONTEXT), offset + Math.min(length, 256) + CONTEXT)),
     ),
   };
 }

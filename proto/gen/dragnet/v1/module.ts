@@ -21,6 +21,11 @@ export enum ModuleKind {
    * investigators' signatures by default, and never scheduled.
    */
   MODULE_KIND_RESPONSE = 2,
+  /**
+   * MODULE_KIND_SENSITIVE - Reads what may hold secrets (the memory of processes): two investigators'
+   * signatures by default, as for a response; it changes nothing.
+   */
+  MODULE_KIND_SENSITIVE = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -35,6 +40,9 @@ export function moduleKindFromJSON(object: any): ModuleKind {
     case 2:
     case "MODULE_KIND_RESPONSE":
       return ModuleKind.MODULE_KIND_RESPONSE;
+    case 3:
+    case "MODULE_KIND_SENSITIVE":
+      return ModuleKind.MODULE_KIND_SENSITIVE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -50,6 +58,8 @@ export function moduleKindToJSON(object: ModuleKind): string {
       return "MODULE_KIND_INVESTIGATION";
     case ModuleKind.MODULE_KIND_RESPONSE:
       return "MODULE_KIND_RESPONSE";
+    case ModuleKind.MODULE_KIND_SENSITIVE:
+      return "MODULE_KIND_SENSITIVE";
     case ModuleKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
