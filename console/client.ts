@@ -13,6 +13,7 @@ import {
   type ActionSummary,
   type AgentInfo,
   type ApproveActionResponse,
+  type AuditChainCheck,
   type AuditEntry,
   CoordinatorClient,
   CoordinatorService,
@@ -137,6 +138,10 @@ export class CoordinatorApi {
   async listAudit(limit: number, actionId = ""): Promise<AuditEntry[]> {
     return (await this.call(this.client.listAudit, CoordinatorService.listAudit.path, { limit, actionId }))
       .entries;
+  }
+
+  async verifyAudit(): Promise<AuditChainCheck[]> {
+    return (await this.call(this.client.verifyAudit, CoordinatorService.verifyAudit.path, {})).chains;
   }
 
   async listAlerts(target: string, sinceMs: number, limit: number): Promise<StoredAlert[]> {

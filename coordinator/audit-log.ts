@@ -1,11 +1,16 @@
+import type { KeyObject } from "node:crypto";
+import { type AuditHead, type AuditVerdict, chainAudit, verifyAuditChain } from "../common/audit-chain.js";
 import type { Logger } from "../common/mod.js";
+import type { Store } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
 // Who did what: every API call with the investigator who made it, approvals,
 // commands agents refused, messages the coordinator refused. Entries go to the
-// store with the next batch and to the log at once.
+// store with the next batch and to the log at once. Each entry is chained and
+// sealed (common/audit-chain.ts) in this coordinator's chain: `verify` finds
+// any row deleted, edited or cut off in the database.
 
-/** Entries from unauthenticated or untrusted sources recorded per minute (the rest are only counted). */
+/** Entries from each kind of untrusted source recorded per minute (the rest are only counted). */
 const UNTRUSTED_PER_MINUTE = 100;
 /** Longer reasons (they may come from a client) are cut. */
 const MAX_MESSAGE = 1000;
@@ -17,26 +22,45 @@ export interface AuditFields {
   message?: string;
 }
 
+/**
+ * Untrusted sources, each with its own budget: a flood of junk on NATS must
+ * not hide the refused API calls (and the other way round).
+ */
+export type UntrustedSource = "agents" | "api" | "enrolment";
+
 export class AuditLog {
-  private readonly window = { since: 0, count: 0, suppressed: 0 };
+  private readonly windows = new Map<UntrustedSource, { since: number; count: number; suppressed: number }>();
+  private head: Pick<AuditHead, "n" | "hash"> | undefined;
 
   constructor(
     private readonly batcher: WriteBatcher,
+    private readonly store: Store,
     private readonly log: Logger,
     private readonly now: () => number,
-  ) {}
+    /** This coordinator's chain (its id) and the key that seals it (the journal key). */
+    private readonly chain: { id: string; key: KeyObject; publicKey: KeyObject },
+  ) {
+    this.head = store.auditHead(chain.id);
+    this.chainOld();
+  }
 
   record(actor: string, event: string, fields: AuditFields = {}): void {
-    const entry = {
-      atMs: this.now(),
-      actor: actor.slice(0, 200),
-      event,
-      actionId: (fields.actionId ?? "").slice(0, 26),
-      agentId: (fields.agentId ?? "").slice(0, 64),
-      code: (fields.code ?? "").slice(0, 64),
-      message: (fields.message ?? "").slice(0, MAX_MESSAGE),
-    };
-    this.batcher.audit(entry);
+    const { entry, head } = chainAudit(
+      {
+        atMs: this.now(),
+        actor: actor.slice(0, 200),
+        event,
+        actionId: (fields.actionId ?? "").slice(0, 26),
+        agentId: (fields.agentId ?? "").slice(0, 64),
+        code: (fields.code ?? "").slice(0, 64),
+        message: (fields.message ?? "").slice(0, MAX_MESSAGE),
+      },
+      this.chain.id,
+      this.head,
+      this.chain.key,
+    );
+    this.head = head;
+    this.batcher.audit({ entry, head });
     this.log.info(event, {
       audit: true,
       actor: entry.actor,
@@ -50,17 +74,21 @@ export class AuditLog {
   /**
    * Records what an unauthenticated or untrusted source caused (a refused NATS
    * message, an API call without valid credentials), at most
-   * UNTRUSTED_PER_MINUTE a minute: nobody must be able to fill the database or
-   * bury real entries. What is left out is counted, and recorded when the
-   * minute is over.
+   * UNTRUSTED_PER_MINUTE a minute for each kind of source: nobody must be
+   * able to fill the database or bury real entries. What is left out is
+   * counted, and recorded when the minute is over.
    */
-  untrusted(actor: string, event: string, fields: AuditFields = {}): void {
+  untrusted(source: UntrustedSource, actor: string, event: string, fields: AuditFields = {}): void {
     const now = this.now();
-    const w = this.window;
+    let w = this.windows.get(source);
+    if (!w) {
+      w = { since: now, count: 0, suppressed: 0 };
+      this.windows.set(source, w);
+    }
     if (now - w.since >= 60_000) {
       if (w.suppressed) {
         this.record("coordinator", "entries not recorded", {
-          message: `${w.suppressed} more refused messages or unauthenticated calls in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
+          message: `${w.suppressed} more ${DESCRIBED[source]} in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
         });
       }
       w.since = now;
@@ -73,4 +101,35 @@ export class AuditLog {
     }
     this.record(actor, event, fields);
   }
+
+  /** Checks every chain in the store (a coordinator's own and those of others sharing it). */
+  verify(): AuditVerdict[] {
+    this.batcher.flush();
+    return this.store
+      .auditChains()
+      .map((c) =>
+        verifyAuditChain(c, this.store.auditEntries(c), this.store.auditHead(c), this.chain.publicKey),
+      );
+  }
+
+  /** Entries from before the audit log was chained (an older store) join this coordinator's chain, and it says so. */
+  private chainOld(): void {
+    const old = this.store.unchainedAudit();
+    if (old.length === 0) return;
+    const chained = old.map(({ seq, ...fields }) => {
+      const c = chainAudit(fields, this.chain.id, this.head, this.chain.key);
+      this.head = c.head;
+      return { seq, ...c };
+    });
+    this.store.chainOldAudit(chained);
+    this.record("coordinator", "audit entries sealed", {
+      message: `${old.length} entries written before the audit log was chained were sealed on ${new Date(this.now()).toISOString()}: they are as the database held them then`,
+    });
+  }
 }
+
+const DESCRIBED: Record<UntrustedSource, string> = {
+  agents: "messages refused from NATS",
+  api: "unauthenticated API calls",
+  enrolment: "refused enrolments",
+};

@@ -1,3 +1,4 @@
+import { createPublicKey } from "node:crypto";
 import { dirname, join } from "node:path";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { AgentVerifier } from "../common/agent-identity.js";
@@ -78,7 +79,12 @@ export class Coordinator {
     const store = new SqliteStore(config.database);
     const batcher = new WriteBatcher(store, log);
     this.registry = new AgentRegistry(config.registry, store.loadAgents());
-    this.audit = new AuditLog(batcher, log, now);
+    const journalKey = loadJournalKey(config.journalKey);
+    this.audit = new AuditLog(batcher, store, log, now, {
+      id: config.id,
+      key: journalKey,
+      publicKey: createPublicKey(journalKey),
+    });
     this.authenticator = new ApiAuthenticator(keyring);
     const core: CoordinatorCore = {
       config,
@@ -136,14 +142,14 @@ export class Coordinator {
       now,
     );
     this.incidents = new IncidentDesk({
-      notebook: new Notebook(store, loadJournalKey(config.journalKey), keyring, log, now),
+      notebook: new Notebook(store, journalKey, keyring, log, now),
       notifier: new Notifier(config.notify, log),
       evidence: this.evidence,
       store,
       openAction: (id) => core.book.get(id),
       hostname,
       actionSummary: (id) => this.queries.actionSummary(id),
-      untrusted: (actor, event, fields) => this.audit.untrusted(actor, event, fields),
+      untrusted: (actor, event, fields) => this.audit.untrusted("agents", actor, event, fields),
       now,
     });
     this.enrollment = new EnrollmentDesk({
@@ -152,7 +158,7 @@ export class Coordinator {
       prefix: config.subjectPrefix,
       knownAgent: (agentId) => this.registry.get(agentId) !== undefined,
       audit: (actor, event, fields) => this.audit.record(actor, event, fields),
-      auditUntrusted: (actor, event, fields) => this.audit.untrusted(actor, event, fields),
+      auditUntrusted: (actor, event, fields) => this.audit.untrusted("enrolment", actor, event, fields),
       log,
       now,
     });

@@ -86,11 +86,16 @@ export class AgentIntake {
     this.stats.refused++;
     this.core.log.warn(`${kind} refused`, { subject, code: p.code, reason: p.message });
     const signed = agentId && p.code !== Codes.AGENT_UNSIGNED && p.code !== Codes.AGENT_SIGNATURE;
-    this.core.audit.untrusted(signed ? `agent ${agentId}` : "unknown publisher", `${kind} refused`, {
-      agentId: signed ? agentId : "",
-      code: p.code,
-      message: signed ? p.message : `${p.message} (on ${subject.slice(0, 200)})`,
-    });
+    this.core.audit.untrusted(
+      "agents",
+      signed ? `agent ${agentId}` : "unknown publisher",
+      `${kind} refused`,
+      {
+        agentId: signed ? agentId : "",
+        code: p.code,
+        message: signed ? p.message : `${p.message} (on ${subject.slice(0, 200)})`,
+      },
+    );
   }
 
   /** Runs a handler on a message its agent signed, so that no forged or malformed message takes effect or the coordinator down. */
@@ -125,7 +130,7 @@ export class AgentIntake {
     if (!found) {
       // A command the coordinator never sent: someone else published on the agent's subject.
       if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
-        audit.untrusted(`agent ${agentId}`, "refused a command the coordinator did not send", {
+        audit.untrusted("agents", `agent ${agentId}`, "refused a command the coordinator did not send", {
           agentId,
           code: ack.problem?.code,
           message: `command ${ack.commandId.slice(0, 40)}: ${ack.problem?.message ?? "no reason"}`,

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import { globalsOf, handle, nonNegativeInt, withApi } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
@@ -9,7 +9,7 @@ import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 // and commands agents refused.
 
 export function registerAuditCommand(program: Command): void {
-  program
+  const audit = program
     .command("audit")
     .description("the coordinator's audit log, newest first")
     .option("--limit <n>", "how many entries", nonNegativeInt("--limit"), 50)
@@ -40,5 +40,33 @@ export function registerAuditCommand(program: Command): void {
           api.close();
         }
       }),
+    );
+  audit
+    .command("verify")
+    .description(
+      "check the audit log's sealed chains: a row deleted, edited or cut off is named (exit 0 intact, 1 not)",
+    )
+    .action(
+      handle(async (_flags: unknown, command: Command) =>
+        withApi(command, async (api) => {
+          const chains = await api.verifyAudit();
+          const globals = globalsOf(command);
+          const writer = new RowWriter(
+            formatOf(globals),
+            [
+              { key: "chain", header: "coordinator" },
+              { key: "state", header: "chain" },
+              { key: "entries", header: "entries" },
+              { key: "brokenAt", header: "broken at" },
+              { key: "problem", header: "problem" },
+            ],
+            { withAgent: false },
+          );
+          for (const c of chains)
+            writer.add({ ...c, state: c.ok ? "intact" : "BROKEN", brokenAt: c.brokenAt || "" });
+          writer.end();
+          return chains.every((c) => c.ok) ? EXIT_FOUND : EXIT_NOTHING;
+        }),
+      ),
     );
 }

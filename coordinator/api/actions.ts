@@ -14,6 +14,7 @@ type ActionCalls = Pick<
   | "getAction"
   | "listActions"
   | "listAudit"
+  | "verifyAudit"
   | "watchAction"
 >;
 
@@ -48,6 +49,22 @@ export function actionCalls(coordinator: Coordinator, calls: ApiCalls): ActionCa
     listAudit: calls.unary("ListAudit", (req) => ({
       entries: queries.listAudit(clampLimit(req.limit, 50, 10_000), req.actionId),
     })),
+    verifyAudit: calls.unary(
+      "VerifyAudit",
+      () => ({
+        chains: coordinator.audit.verify().map((v) => ({
+          chain: v.chain,
+          ok: v.ok,
+          entries: v.entries,
+          brokenAt: v.ok ? 0 : v.brokenAt,
+          problem: v.ok ? "" : v.problem,
+        })),
+      }),
+      (_q, r) =>
+        r.chains
+          .map((c) => `${c.chain}: ${c.ok ? `intact, ${c.entries} entries` : `broken at ${c.brokenAt}`}`)
+          .join("; "),
+    ),
     watchAction: calls.serverStream<{ actionId: string }, ActionEvent>("WatchAction", (req, _who, out) => ({
       stop: queries.watch(req.actionId, out.push, out.end),
     })),

@@ -192,7 +192,7 @@ export class ApiCalls {
       who = this.coordinator.authenticate(typeof token === "string" ? token : undefined, call.getPath());
     } catch (err) {
       const p = problemOf(err);
-      this.coordinator.audit.untrusted(`unauthenticated ${call.getPeer()}`, method, {
+      this.coordinator.audit.untrusted("api", `unauthenticated ${call.getPeer()}`, method, {
         code: p.code,
         message: p.message,
       });

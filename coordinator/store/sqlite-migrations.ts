@@ -154,6 +154,22 @@ CREATE TABLE enrollments (
   enrolled_at INTEGER NOT NULL
 );
 `,
+  // 7: the audit log as sealed chains, one per coordinator (common/audit-chain.ts);
+  // entries from before are chained at the next start (n = 0 until then).
+  `
+ALTER TABLE audit ADD COLUMN chain TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN entry_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN seal TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_chain ON audit (chain, n);
+CREATE TABLE audit_heads (
+  chain TEXT PRIMARY KEY,
+  n INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  seal TEXT NOT NULL
+);
+`,
 ];
 
 /** Brings a database to the newest schema; refuses one newer than this coordinator knows. */

@@ -1,3 +1,4 @@
+import type { ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
 import type { ActionState, CommandStatus } from "../../proto/api.js";
 import type {
@@ -250,5 +251,36 @@ export const toPage = (r: PageRow): Page => ({
   prevHash: r.prev_hash,
   pageHash: r.page_hash,
   authorSignature: r.author_signature,
+  seal: r.seal,
+});
+
+export interface AuditRow {
+  seq: number;
+  at: number;
+  actor: string;
+  event: string;
+  action_id: string;
+  agent_id: string;
+  code: string;
+  message: string;
+  chain: string;
+  n: number;
+  prev_hash: string;
+  entry_hash: string;
+  seal: string;
+}
+
+export const toChainedAudit = (r: AuditRow): ChainedAudit => ({
+  atMs: r.at,
+  actor: r.actor,
+  event: r.event,
+  actionId: r.action_id,
+  agentId: r.agent_id,
+  code: r.code,
+  message: r.message,
+  chain: r.chain,
+  n: r.n,
+  prevHash: r.prev_hash,
+  entryHash: r.entry_hash,
   seal: r.seal,
 });

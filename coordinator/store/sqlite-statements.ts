@@ -25,8 +25,21 @@ export function prepareStatements(db: Database.Database) {
         signer_names = excluded.signer_names, state = excluded.state, weight = excluded.weight,
         completed_at = COALESCE(actions.completed_at, excluded.completed_at)`),
     insertAudit: db.prepare(`
-      INSERT INTO audit (at, actor, event, action_id, agent_id, code, message)
-      VALUES (@atMs, @actor, @event, @actionId, @agentId, @code, @message)`),
+      INSERT INTO audit (at, actor, event, action_id, agent_id, code, message, chain, n, prev_hash, entry_hash, seal)
+      VALUES (@atMs, @actor, @event, @actionId, @agentId, @code, @message, @chain, @n, @prevHash, @entryHash, @seal)`),
+    chainOldAudit: db.prepare(`
+      UPDATE audit SET chain = @chain, n = @n, prev_hash = @prevHash, entry_hash = @entryHash, seal = @seal
+      WHERE seq = @seq AND n = 0`),
+    putAuditHead: db.prepare(`
+      INSERT INTO audit_heads (chain, n, hash, seal) VALUES (@chain, @n, @hash, @seal)
+      ON CONFLICT (chain) DO UPDATE SET n = excluded.n, hash = excluded.hash, seal = excluded.seal
+      WHERE excluded.n > audit_heads.n`),
+    auditHead: db.prepare("SELECT * FROM audit_heads WHERE chain = ?"),
+    auditChains: db.prepare(
+      "SELECT chain FROM audit_heads UNION SELECT DISTINCT chain FROM audit WHERE n > 0 ORDER BY chain",
+    ),
+    auditEntries: db.prepare("SELECT * FROM audit WHERE chain = ? AND n > 0 ORDER BY n, seq"),
+    unchainedAudit: db.prepare("SELECT * FROM audit WHERE n = 0 ORDER BY seq"),
     listAudit: db.prepare("SELECT * FROM audit ORDER BY seq DESC LIMIT ?"),
     listAuditOf: db.prepare("SELECT * FROM audit WHERE action_id = ? ORDER BY seq DESC LIMIT ?"),
     pendingActions: db.prepare("SELECT * FROM actions WHERE state = 1 AND completed_at IS NULL"),

@@ -1,4 +1,6 @@
+import { chmodSync, closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
+import type { AuditFieldsOfEntry, AuditHead, ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
 import type { AuditEntry } from "../../proto/api.js";
 import { migrate } from "./sqlite-migrations.js";
@@ -6,6 +8,7 @@ import {
   type ActionRow,
   type AgentRow,
   type AlertRow,
+  type AuditRow,
   type CommandRow,
   type EnrollmentRow,
   type EvidenceRow,
@@ -16,6 +19,7 @@ import {
   toAction,
   toAgent,
   toAlert,
+  toChainedAudit,
   toCommand,
   toEvidence,
   toIncident,
@@ -49,6 +53,10 @@ export class SqliteStore implements Store {
   private readonly applyTx: (batch: WriteBatch) => void;
 
   constructor(path: string) {
+    // Only the coordinator's user reads it (actions, results, audit): made 0600 before SQLite opens it,
+    // so that its -wal and -shm files, which SQLite makes with the same mode, are 0600 too.
+    closeSync(openSync(path, "a", 0o600));
+    chmodSync(path, 0o600);
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     // WAL with synchronous=NORMAL survives a process crash; only a power loss
@@ -107,7 +115,10 @@ export class SqliteStore implements Store {
         );
       }
       for (const c of batch.completed) this.stmts.complete.run(c.atMs, c.actionId);
-      for (const e of batch.audit) this.stmts.insertAudit.run(e);
+      for (const { entry, head } of batch.audit) {
+        this.stmts.insertAudit.run(entry);
+        this.stmts.putAuditHead.run(head);
+      }
       for (const e of batch.evidence) {
         this.stmts.insertEvidence.run(e.id, e.agentId, e.incidentId, e.receivedAtMs, Buffer.from(e.payload));
       }
@@ -119,6 +130,31 @@ export class SqliteStore implements Store {
 
   apply(batch: WriteBatch): void {
     this.applyTx(batch);
+  }
+
+  auditHead(chain: string): AuditHead | undefined {
+    return this.stmts.auditHead.get(chain) as AuditHead | undefined;
+  }
+
+  auditChains(): string[] {
+    return (this.stmts.auditChains.all() as Array<{ chain: string }>).map((r) => r.chain);
+  }
+
+  *auditEntries(chain: string): Iterable<ChainedAudit> {
+    for (const r of this.stmts.auditEntries.iterate(chain) as Iterable<AuditRow>) yield toChainedAudit(r);
+  }
+
+  unchainedAudit(): Array<{ seq: number } & AuditFieldsOfEntry> {
+    return (this.stmts.unchainedAudit.all() as AuditRow[]).map((r) => ({ seq: r.seq, ...toChainedAudit(r) }));
+  }
+
+  chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): void {
+    this.db.transaction(() => {
+      for (const { seq, entry, head } of entries) {
+        this.stmts.chainOldAudit.run({ ...entry, seq });
+        this.stmts.putAuditHead.run(head);
+      }
+    })();
   }
 
   loadAgents(): StoredAgent[] {

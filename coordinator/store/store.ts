@@ -1,3 +1,4 @@
+import type { AuditFieldsOfEntry, AuditHead, ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
 
@@ -132,7 +133,8 @@ export interface WriteBatch {
   commands: StoredCommand[];
   results: StoredResult[];
   completed: Array<{ actionId: string; atMs: number }>;
-  audit: AuditEntry[];
+  /** Audit entries, each chained and sealed, with its chain's head after it. */
+  audit: Array<{ entry: ChainedAudit; head: AuditHead }>;
   /** Alerts (without seq); one an agent sent twice is stored once. */
   alerts: Array<Omit<StoredAlert, "seq">>;
   evidence: StoredEvidence[];
@@ -141,6 +143,16 @@ export interface WriteBatch {
 export interface Store {
   /** Applies writes in one transaction; an action written again replaces its earlier row. */
   apply(batch: WriteBatch): void;
+  /** A chain's sealed head, if it has entries. */
+  auditHead(chain: string): AuditHead | undefined;
+  /** Every audit chain (one per coordinator that wrote to this store). */
+  auditChains(): string[];
+  /** A chain's entries in order. */
+  auditEntries(chain: string): Iterable<ChainedAudit>;
+  /** Entries written before the audit log was chained (a store from before schema 7), oldest first. */
+  unchainedAudit(): Array<{ seq: number } & AuditFieldsOfEntry>;
+  /** Chains those entries, in one transaction. */
+  chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): void;
   loadAgents(): StoredAgent[];
   getAction(id: string): StoredAction | undefined;
   /** Ids starting with the prefix, at most `limit` of them. */

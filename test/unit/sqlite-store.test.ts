@@ -1,6 +1,8 @@
+import { generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { chainAudit } from "../../common/audit-chain.js";
 import { SqliteStore } from "../../coordinator/mod.js";
 import { ActionState, CommandStatus } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
@@ -67,15 +69,20 @@ describe("SQLite store", () => {
       ],
       completed: [],
       audit: [
-        {
-          atMs: 7,
-          actor: "alice",
-          event: "SubmitAction",
-          actionId: "01m8aaaaaaaaaaaaaaaaaaaaaa",
-          agentId: "",
-          code: "",
-          message: "1 agents targeted",
-        },
+        chainAudit(
+          {
+            atMs: 7,
+            actor: "alice",
+            event: "SubmitAction",
+            actionId: "01m8aaaaaaaaaaaaaaaaaaaaaa",
+            agentId: "",
+            code: "",
+            message: "1 agents targeted",
+          },
+          "main",
+          undefined,
+          generateKeyPairSync("ed25519").privateKey,
+        ),
       ],
       alerts: [],
       evidence: [],

@@ -214,6 +214,25 @@ export interface AuditEntry {
   message: string;
 }
 
+export interface VerifyAuditRequest {
+}
+
+/** One coordinator's audit chain, checked. */
+export interface AuditChainCheck {
+  /** The coordinator's id. */
+  chain: string;
+  ok: boolean;
+  /** Entries that hold, from the first. */
+  entries: number;
+  /** The first entry that does not hold (0 when ok). */
+  brokenAt: number;
+  problem: string;
+}
+
+export interface VerifyAuditResponse {
+  chains: AuditChainCheck[];
+}
+
 export interface ListAuditRequest {
   limit: number;
   actionId: string;
@@ -1583,6 +1602,266 @@ export const AuditEntry: MessageFns<AuditEntry> = {
     message.agentId = object.agentId ?? "";
     message.code = object.code ?? "";
     message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyAuditRequest(): VerifyAuditRequest {
+  return {};
+}
+
+export const VerifyAuditRequest: MessageFns<VerifyAuditRequest> = {
+  encode(_: VerifyAuditRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): VerifyAuditRequest {
+    return {};
+  },
+
+  toJSON(_: VerifyAuditRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditRequest>, I>>(base?: I): VerifyAuditRequest {
+    return VerifyAuditRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditRequest>, I>>(_: I): VerifyAuditRequest {
+    const message = createBaseVerifyAuditRequest();
+    return message;
+  },
+};
+
+function createBaseAuditChainCheck(): AuditChainCheck {
+  return { chain: "", ok: false, entries: 0, brokenAt: 0, problem: "" };
+}
+
+export const AuditChainCheck: MessageFns<AuditChainCheck> = {
+  encode(message: AuditChainCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chain !== "") {
+      writer.uint32(10).string(message.chain);
+    }
+    if (message.ok !== false) {
+      writer.uint32(16).bool(message.ok);
+    }
+    if (message.entries !== 0) {
+      writer.uint32(24).uint32(message.entries);
+    }
+    if (message.brokenAt !== 0) {
+      writer.uint32(32).uint32(message.brokenAt);
+    }
+    if (message.problem !== "") {
+      writer.uint32(42).string(message.problem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditChainCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditChainCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.entries = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.brokenAt = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.problem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditChainCheck {
+    return {
+      chain: isSet(object.chain) ? globalThis.String(object.chain) : "",
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      brokenAt: isSet(object.brokenAt)
+        ? globalThis.Number(object.brokenAt)
+        : isSet(object.broken_at)
+        ? globalThis.Number(object.broken_at)
+        : 0,
+      problem: isSet(object.problem) ? globalThis.String(object.problem) : "",
+    };
+  },
+
+  toJSON(message: AuditChainCheck): unknown {
+    const obj: any = {};
+    if (message.chain !== "") {
+      obj.chain = message.chain;
+    }
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.brokenAt !== 0) {
+      obj.brokenAt = Math.round(message.brokenAt);
+    }
+    if (message.problem !== "") {
+      obj.problem = message.problem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditChainCheck>, I>>(base?: I): AuditChainCheck {
+    return AuditChainCheck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditChainCheck>, I>>(object: I): AuditChainCheck {
+    const message = createBaseAuditChainCheck();
+    message.chain = object.chain ?? "";
+    message.ok = object.ok ?? false;
+    message.entries = object.entries ?? 0;
+    message.brokenAt = object.brokenAt ?? 0;
+    message.problem = object.problem ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyAuditResponse(): VerifyAuditResponse {
+  return { chains: [] };
+}
+
+export const VerifyAuditResponse: MessageFns<VerifyAuditResponse> = {
+  encode(message: VerifyAuditResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.chains) {
+      AuditChainCheck.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chains.push(AuditChainCheck.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAuditResponse {
+    return {
+      chains: globalThis.Array.isArray(object?.chains)
+        ? object.chains.map((e: any) => AuditChainCheck.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: VerifyAuditResponse): unknown {
+    const obj: any = {};
+    if (message.chains?.length) {
+      obj.chains = message.chains.map((e) => AuditChainCheck.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditResponse>, I>>(base?: I): VerifyAuditResponse {
+    return VerifyAuditResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditResponse>, I>>(object: I): VerifyAuditResponse {
+    const message = createBaseVerifyAuditResponse();
+    message.chains = object.chains?.map((e) => AuditChainCheck.fromPartial(e)) || [];
     return message;
   },
 };
@@ -5570,6 +5849,16 @@ export const CoordinatorService = {
     responseSerialize: (value: ListAuditResponse): Buffer => Buffer.from(ListAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditResponse => ListAuditResponse.decode(value),
   },
+  /** Checks every audit chain (numbering, links, hashes, seals, heads). */
+  verifyAudit: {
+    path: "/dragnet.v1.Coordinator/VerifyAudit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyAuditRequest): Buffer => Buffer.from(VerifyAuditRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyAuditRequest => VerifyAuditRequest.decode(value),
+    responseSerialize: (value: VerifyAuditResponse): Buffer => Buffer.from(VerifyAuditResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyAuditResponse => VerifyAuditResponse.decode(value),
+  },
   /** Alerts from the agents' persistent watches, newest last. */
   listAlerts: {
     path: "/dragnet.v1.Coordinator/ListAlerts" as const,
@@ -5796,6 +6085,8 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   approveAction: handleUnaryCall<ApproveActionRequest, ApproveActionResponse>;
   /** The coordinator's audit log: API calls, refusals, approvals, agent rejections. */
   listAudit: handleUnaryCall<ListAuditRequest, ListAuditResponse>;
+  /** Checks every audit chain (numbering, links, hashes, seals, heads). */
+  verifyAudit: handleUnaryCall<VerifyAuditRequest, VerifyAuditResponse>;
   /** Alerts from the agents' persistent watches, newest last. */
   listAlerts: handleUnaryCall<ListAlertsRequest, ListAlertsResponse>;
   /** Alerts after a point, then each new one as it is stored, until cancelled. */
@@ -5948,6 +6239,22 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditResponse) => void,
+  ): ClientUnaryCall;
+  /** Checks every audit chain (numbering, links, hashes, seals, heads). */
+  verifyAudit(
+    request: VerifyAuditRequest,
+    callback: (error: ServiceError | null, response: VerifyAuditResponse) => void,
+  ): ClientUnaryCall;
+  verifyAudit(
+    request: VerifyAuditRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyAuditResponse) => void,
+  ): ClientUnaryCall;
+  verifyAudit(
+    request: VerifyAuditRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyAuditResponse) => void,
   ): ClientUnaryCall;
   /** Alerts from the agents' persistent watches, newest last. */
   listAlerts(
