@@ -1,6 +1,6 @@
 import { isResponseModule, MODULE_NAMES, needsTwoByDefault } from "../proto/mod.js";
 import { Codes, DragnetError } from "./errors.js";
-import type { TrustedInvestigator } from "./keys.js";
+import type { Role, TrustedInvestigator } from "./keys.js";
 
 // Who may run which module, enforced by each agent from its own local
 // configuration (the coordinator applies the same rules only to refuse early
@@ -16,6 +16,11 @@ export const RESPONSE_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter
 /** Response modules, and sensitive ones (process memory): unless an ACL names them, they need two people. */
 export const TWO_PERSON_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter(needsTwoByDefault));
 export const RESPONSE_MIN_WEIGHT = 2;
+
+/** The role that may sign a module's operations: `respond` for a response module, else `investigate`. */
+export function roleToSign(module: string): Role {
+  return isResponseModule(module) ? "respond" : "investigate";
+}
 
 export interface AclRule {
   minWeight: number;
@@ -49,16 +54,24 @@ export class Acl {
   }
 
   /** How much weight the signers carry for a module, and how much it needs. */
+  /**
+   * How much weight the signers (in signing order) carry for a module. A
+   * signature counts when its signer holds the module's role (`respond` for a
+   * response module, else `investigate`) — or, for a co-signer (not the
+   * first), the `approve` role.
+   */
   weigh(module: string, signers: readonly TrustedInvestigator[]): WeightCheck {
     const rule = this.ruleFor(module);
     const allowed = rule.investigators ? new Set(rule.investigators) : undefined;
+    const role = roleToSign(module);
     const seen = new Set<string>();
     const counted: string[] = [];
     let weight = 0;
-    for (const s of signers) {
+    for (const [i, s] of signers.entries()) {
       if (seen.has(s.keyId)) continue; // one key counts once
       seen.add(s.keyId);
       if (allowed && !allowed.has(s.name)) continue;
+      if (!s.roles.has(role) && !(i > 0 && s.roles.has("approve"))) continue;
       weight += s.weight;
       counted.push(s.name);
     }
@@ -100,9 +113,14 @@ export class Acl {
       const twice = repeated.length
         ? `; ${repeated.join(", ")} signed more than once, and the same investigator counts once`
         : "";
+      const role = roleToSign(m);
+      const roleless = signers.filter((s, j) => !s.roles.has(role) && !(j > 0 && s.roles.has("approve")));
+      const roles = roleless.length
+        ? `; ${roleless.map((s) => s.name).join(", ")} may not sign it (the ${role} role, or approve for a co-signer)`
+        : "";
       throw new DragnetError(
         Codes.WEIGHT,
-        `operation ${i + 1} (${m}) needs signatures of weight ${check.required}; it has ${check.weight} (${check.counted.join(", ") || names})${twice}`,
+        `operation ${i + 1} (${m}) needs signatures of weight ${check.required}; it has ${check.weight} (${check.counted.join(", ") || names})${twice}${roles}`,
       );
     }
   }

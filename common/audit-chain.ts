@@ -45,11 +45,23 @@ export const auditGenesis = (chain: string) => sha256Hex(`dragnet-audit-genesis\
 
 export function auditEntryHash(e: Omit<ChainedAudit, "entryHash" | "seal">): string {
   return sha256Hex(
-    JSON.stringify([e.chain, e.n, e.prevHash, e.atMs, e.actor, e.event, e.actionId, e.agentId, e.code, e.message]),
+    JSON.stringify([
+      e.chain,
+      e.n,
+      e.prevHash,
+      e.atMs,
+      e.actor,
+      e.event,
+      e.actionId,
+      e.agentId,
+      e.code,
+      e.message,
+    ]),
   );
 }
 
-const headMessage = (chain: string, n: number, hash: string) => Buffer.from(`${HEAD_CONTEXT}${chain}\n${n}\n${hash}`);
+const headMessage = (chain: string, n: number, hash: string) =>
+  Buffer.from(`${HEAD_CONTEXT}${chain}\n${n}\n${hash}`);
 
 /** The next entry of a chain after `head` (undefined: the first), hashed and sealed, and the chain's new head. */
 export function chainAudit(
@@ -99,13 +111,22 @@ export function verifyAuditChain(
   });
   for (const e of entries) {
     if (e.n !== expected) {
-      return broken(expected, e.n > expected ? `entry ${expected} is missing (the next is ${e.n})` : `entry ${e.n} is out of place`);
+      return broken(
+        expected,
+        e.n > expected ? `entry ${expected} is missing (the next is ${e.n})` : `entry ${e.n} is out of place`,
+      );
     }
     if (e.prevHash !== prev) return broken(e.n, "it does not follow the entry before it (its link differs)");
-    if (auditEntryHash(e) !== e.entryHash) return broken(e.n, "its content no longer matches its hash (edited)");
+    if (auditEntryHash(e) !== e.entryHash)
+      return broken(e.n, "its content no longer matches its hash (edited)");
     let sealed = false;
     try {
-      sealed = verify(null, Buffer.from(`${ENTRY_CONTEXT}${e.entryHash}`), publicKey, Buffer.from(e.seal, "base64"));
+      sealed = verify(
+        null,
+        Buffer.from(`${ENTRY_CONTEXT}${e.entryHash}`),
+        publicKey,
+        Buffer.from(e.seal, "base64"),
+      );
     } catch {
       sealed = false;
     }
@@ -114,16 +135,25 @@ export function verifyAuditChain(
     expected++;
   }
   const count = expected - 1;
-  if (!head) return count === 0 ? { chain, ok: true, entries: 0 } : broken(count, "the chain has no sealed head");
+  if (!head)
+    return count === 0 ? { chain, ok: true, entries: 0 } : broken(count, "the chain has no sealed head");
   let headSealed = false;
   try {
-    headSealed = verify(null, headMessage(chain, head.n, head.hash), publicKey, Buffer.from(head.seal, "base64"));
+    headSealed = verify(
+      null,
+      headMessage(chain, head.n, head.hash),
+      publicKey,
+      Buffer.from(head.seal, "base64"),
+    );
   } catch {
     headSealed = false;
   }
   if (!headSealed) return broken(count, "the chain's head is not sealed by the journal key");
   if (head.n !== count || head.hash !== prev) {
-    return broken(count + 1, `the sealed head names ${head.n} entries; ${count} are left (entries cut off the end)`);
+    return broken(
+      count + 1,
+      `the sealed head names ${head.n} entries; ${count} are left (entries cut off the end)`,
+    );
   }
   return { chain, ok: true, entries: count };
 }

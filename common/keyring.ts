@@ -1,7 +1,15 @@
 import { readFileSync } from "node:fs";
 import { Acl, type AclRule } from "./acl.js";
 import { Codes, DragnetError } from "./errors.js";
-import { checkInvestigatorName, keyIdOf, publicKeyFromRaw, type TrustedInvestigator } from "./keys.js";
+import {
+  checkInvestigatorName,
+  DEFAULT_ROLES,
+  keyIdOf,
+  publicKeyFromRaw,
+  ROLES,
+  type Role,
+  type TrustedInvestigator,
+} from "./keys.js";
 
 // A keyring is the set of investigators a verifier trusts. Agents load theirs
 // from their own local configuration; the coordinator has its own copy only to
@@ -12,6 +20,8 @@ export interface KeyringEntryJson {
   keyId?: string;
   publicKey: string;
   weight?: number;
+  /** What the investigator may do (DEFAULT_ROLES when absent). */
+  roles?: Role[];
 }
 
 export interface KeyringJson {
@@ -57,7 +67,7 @@ export class Keyring {
       const where = `${source}: investigators[${i}]`;
       if (typeof raw !== "object" || raw === null)
         throw new DragnetError(Codes.CONFIG, `${where} is not an object`);
-      const { name, publicKey, keyId, weight = 1 } = raw as KeyringEntryJson;
+      const { name, publicKey, keyId, weight = 1, roles = DEFAULT_ROLES } = raw as KeyringEntryJson;
       if (typeof name !== "string") throw new DragnetError(Codes.CONFIG, `${where}.name is missing`);
       checkInvestigatorName(name);
       if (typeof publicKey !== "string")
@@ -79,10 +89,13 @@ export class Keyring {
       if (!Number.isInteger(weight) || weight < 0 || weight > 1000) {
         throw new DragnetError(Codes.CONFIG, `${where}.weight must be an integer from 0 to 1000`);
       }
+      if (!Array.isArray(roles) || roles.some((r) => !ROLES.includes(r as Role))) {
+        throw new DragnetError(Codes.CONFIG, `${where}.roles must be a list of: ${ROLES.join(", ")}`);
+      }
       if (ring.entries().some((e) => e.name === name)) {
         throw new DragnetError(Codes.CONFIG, `${where}: the name "${name}" appears twice`);
       }
-      ring.add({ name, keyId: computed, publicKeyRaw, publicKey: key, weight });
+      ring.add({ name, keyId: computed, publicKeyRaw, publicKey: key, weight, roles: new Set(roles) });
     });
     ring.acl = Acl.fromJson(
       (json as KeyringJson).acl,

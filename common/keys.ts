@@ -21,13 +21,27 @@ export interface InvestigatorKey {
   privateKey: KeyObject;
 }
 
-/** What an admin puts in a keyring: the public half, and how much it counts. */
+/**
+ * What an investigator may do (the keyring's `roles`):
+ * - investigate: sign investigation actions (and sensitive ones), keep incidents;
+ * - respond: sign response actions (isolate, kill, quarantine, collect, upgrade);
+ * - approve: co-sign an action someone else submitted;
+ * - read: read actions, results, agents, alerts, incidents, evidence and the audit log;
+ * - admin: enrolment tokens and agent releases.
+ */
+export type Role = "investigate" | "respond" | "approve" | "read" | "admin";
+export const ROLES: readonly Role[] = ["investigate", "respond", "approve", "read", "admin"];
+/** An entry that names no roles has these: everything but admin, which must be given by name. */
+export const DEFAULT_ROLES: readonly Role[] = ["investigate", "respond", "approve", "read"];
+
+/** What an admin puts in a keyring: the public half, how much it counts, and what it may do. */
 export interface TrustedInvestigator {
   name: string;
   keyId: string;
   publicKeyRaw: Buffer;
   publicKey: KeyObject;
   weight: number;
+  roles: ReadonlySet<Role>;
 }
 
 export function keyIdOf(publicKeyRaw: Uint8Array): string {

@@ -1,7 +1,14 @@
 // The public face of common/: what agent, coordinator and console share.
 // (pki.ts is imported directly by the few that make certificates, so the agent
 // bundle does not carry an X.509 library.)
-export { Acl, type AclRule, RESPONSE_MODULES, TWO_PERSON_MODULES, type WeightCheck } from "./acl.js";
+export {
+  Acl,
+  type AclRule,
+  RESPONSE_MODULES,
+  roleToSign,
+  TWO_PERSON_MODULES,
+  type WeightCheck,
+} from "./acl.js";
 export { API_AUTH_HEADER, ApiAuthenticator, apiAuthToken } from "./api-auth.js";
 export { formatDuration, parseDuration } from "./duration.js";
 export { type Code, Codes, DragnetError, describeError, problemOf } from "./errors.js";
@@ -10,12 +17,15 @@ export { isId, newId } from "./ids.js";
 export { Keyring, type KeyringJson } from "./keyring.js";
 export {
   checkInvestigatorName,
+  DEFAULT_ROLES,
   generateInvestigatorKey,
   type InvestigatorKey,
   keyIdOf,
   loadInvestigatorKey,
   publicEntryOf,
   publicKeyFromRaw,
+  ROLES,
+  type Role,
   rawPublicKey,
   saveInvestigatorKey,
   type TrustedInvestigator,

@@ -4,6 +4,7 @@ import {
   isId,
   type Keyring,
   parseTarget,
+  roleToSign,
   type TargetExpr,
   type VerifiedAction,
   verifySignedAction,
@@ -66,7 +67,10 @@ export function vetAction(signed: SignedAction | undefined, keyring: Keyring, no
   const shortfall = keyring.acl.shortfall(modules, verified.signers);
   if (shortfall) {
     // Waiting for approvals that can never add up helps nobody: say so now.
-    const reachable = keyring.acl.weigh(shortfall.module, keyring.entries());
+    // Every investigator of the keyring, those who may submit it first (the others may only co-sign).
+    const role = roleToSign(shortfall.module);
+    const everyone = keyring.entries().sort((a, b) => Number(b.roles.has(role)) - Number(a.roles.has(role)));
+    const reachable = keyring.acl.weigh(shortfall.module, everyone);
     if (reachable.weight < shortfall.required) {
       throw new DragnetError(
         Codes.WEIGHT,

@@ -1,4 +1,4 @@
-import { Codes, DragnetError, type TargetExpr } from "../common/mod.js";
+import { Codes, DragnetError, roleToSign, type TargetExpr, type TrustedInvestigator } from "../common/mod.js";
 import {
   ActionState,
   type ApproveActionResponse,
@@ -30,10 +30,24 @@ export class Submissions {
    * operation's module needs (the coordinator's copy of the ACL), it is sent
    * at once; otherwise it waits, sent nowhere, for co-signatures (approve).
    */
-  submit(signed: SignedAction | undefined, actor = "unknown"): SubmitActionResponse {
+  submit(
+    signed: SignedAction | undefined,
+    actor = "unknown",
+    caller?: TrustedInvestigator,
+  ): SubmitActionResponse {
     const { batcher, book, pending, store, audit } = this.core;
     const now = this.core.now();
     const { verified, body, modules, expr, shortfall } = vetAction(signed, this.core.keyring, now);
+    // Who submits must hold the role each operation needs (respond for a response module).
+    for (const m of new Set(modules)) {
+      const role = roleToSign(m);
+      if (caller && !caller.roles.has(role)) {
+        throw new DragnetError(
+          Codes.FORBIDDEN,
+          `${caller.name} may not submit ${m}: it needs the ${role} role`,
+        );
+      }
+    }
     batcher.flush();
     if (book.get(body.id) || pending.has(body.id) || store.getAction(body.id)) {
       throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);

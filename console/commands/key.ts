@@ -8,6 +8,7 @@ import {
   generateInvestigatorKey,
   Keyring,
   publicEntryOf,
+  ROLES,
   saveInvestigatorKey,
   writeFileAtomic,
 } from "../../common/mod.js";
@@ -56,13 +57,25 @@ export function registerKeyCommand(program: Command): void {
       "print a keyring for agents and the coordinator from investigators' .pub files, with the default ACL",
     )
     .option("--weight <name=n>", "an investigator's weight (default 1; repeatable)", collect, [])
+    .option(
+      "--roles <name=role,...>",
+      `an investigator's roles, of ${ROLES.join(", ")} (default: all but admin; repeatable)`,
+      collect,
+      [],
+    )
     .action(
-      handle(async (pubs: string[], flags: { weight: string[] }) => {
+      handle(async (pubs: string[], flags: { weight: string[]; roles: string[] }) => {
         const weights = new Map<string, number>();
         for (const w of flags.weight) {
           const m = /^([^=]+)=(\d+)$/.exec(w);
           if (!m) throw new DragnetError(Codes.PARAMS, `--weight takes name=N, not "${w}"`);
           weights.set(m[1]!, Number(m[2]));
+        }
+        const roles = new Map<string, string[]>();
+        for (const r of flags.roles) {
+          const m = /^([^=]+)=([a-z,]+)$/.exec(r);
+          if (!m) throw new DragnetError(Codes.PARAMS, `--roles takes name=role,role, not "${r}"`);
+          roles.set(m[1]!, m[2]!.split(",").filter(Boolean));
         }
         const investigators = pubs.map((path) => {
           let entry: Record<string, unknown>;
@@ -72,11 +85,19 @@ export function registerKeyCommand(program: Command): void {
             throw new DragnetError(Codes.CONFIG, `cannot read ${path}: ${(err as Error).message}`);
           }
           const name = String(entry.name);
-          return { ...entry, name, weight: weights.get(name) ?? entry.weight ?? 1 };
+          return {
+            ...entry,
+            name,
+            weight: weights.get(name) ?? entry.weight ?? 1,
+            ...(roles.has(name) ? { roles: roles.get(name) } : {}),
+          };
         });
-        for (const name of weights.keys()) {
+        for (const name of [...weights.keys(), ...roles.keys()]) {
           if (!investigators.some((i) => i.name === name))
-            throw new DragnetError(Codes.PARAMS, `--weight names ${name}, who is not among the .pub files`);
+            throw new DragnetError(
+              Codes.PARAMS,
+              `${name} is named by a flag but is not among the .pub files`,
+            );
         }
         const json = { investigators, acl: Acl.defaults().toJson() };
         Keyring.fromJson(json, "the keyring"); // refuses duplicates and bad keys now, not on the endpoints

@@ -10,6 +10,7 @@ import {
   loadInvestigatorKey,
   newId,
   publicEntryOf,
+  ROLES,
   saveInvestigatorKey,
   writeFileAtomic,
 } from "../../common/mod.js";
@@ -46,7 +47,7 @@ import {
 // written, then NATS, the coordinator and the agents started in that order —
 // and every process started so far stopped again if a step fails.
 
-const ROLES = ["web", "db", "mail"];
+const HOST_ROLES = ["web", "db", "mail"];
 
 export interface LabUpOptions {
   dir: string;
@@ -105,7 +106,8 @@ async function writeTrustMaterial(dir: string, log: (line: string) => void) {
     saveInvestigatorKey(path, k);
     writeFileAtomic(join(dir, `${name}.pub`), `${JSON.stringify(publicEntryOf(k), null, 2)}\n`);
     keys[name] = path;
-    entries.push(publicEntryOf(k));
+    // alice also administers the lab (enrolment tokens, releases); bob has the default roles.
+    entries.push({ ...publicEntryOf(k), ...(name === "alice" ? { roles: [...ROLES] } : {}) });
   }
   // A release key: agents take upgrades it signs (`dragnet release publish --release-key release.key`).
   const releaseKey = generateInvestigatorKey("lab-release");
@@ -244,7 +246,7 @@ async function startLabAgents(
     await b.natsSecurity.writeAgentCreds(agentId, join(home, "agent.creds"));
     const tags = {
       lab: "true",
-      role: ROLES[(index - 1) % ROLES.length]!,
+      role: HOST_ROLES[(index - 1) % HOST_ROLES.length]!,
       env: index % 2 ? "prod" : "staging",
     };
     const config = join(home, "config.json");

@@ -23,7 +23,7 @@ export function actionCalls(coordinator: Coordinator, calls: ApiCalls): ActionCa
   return {
     submitAction: calls.unary(
       "SubmitAction",
-      (req, who) => submissions.submit(req.action, who.name),
+      (req, who) => submissions.submit(req.action, who.name, who),
       (_q, r) => (r.pendingApproval ? "held for approval" : `${r.targeted} agents targeted`),
     ),
     approveAction: calls.unary(

@@ -5,6 +5,7 @@ import {
   DragnetError,
   type Logger,
   problemOf,
+  type Role,
   type TrustedInvestigator,
 } from "../../common/mod.js";
 import type { AuditFields } from "../audit-log.js";
@@ -34,8 +35,64 @@ const STATUS_OF: Partial<Record<string, grpc.status>> = {
   [Codes.UNAUTHENTICATED]: grpc.status.UNAUTHENTICATED,
   [Codes.WEIGHT]: grpc.status.PERMISSION_DENIED,
   [Codes.NOT_ALLOWED]: grpc.status.PERMISSION_DENIED,
+  [Codes.FORBIDDEN]: grpc.status.PERMISSION_DENIED,
   [Codes.APPROVAL]: grpc.status.FAILED_PRECONDITION,
 };
+
+/**
+ * The role each call needs (keyring `roles`). SubmitAction needs, for each
+ * operation, the role that may sign it (checked by the submissions). A call
+ * not listed here is refused: a new call must say who may make it.
+ */
+const ROLE_OF: Record<string, Role | "signer"> = {
+  SubmitAction: "signer",
+  ApproveAction: "approve",
+  ListAgents: "read",
+  PreviewTarget: "read",
+  GetAction: "read",
+  ListActions: "read",
+  ListAudit: "read",
+  VerifyAudit: "read",
+  WatchAction: "read",
+  ListAlerts: "read",
+  WatchAlerts: "read",
+  OpenIncident: "investigate",
+  ListIncidents: "read",
+  GetIncident: "read",
+  ChangePhase: "investigate",
+  AddNote: "investigate",
+  VerifyIncident: "read",
+  IncidentReport: "read",
+  Notify: "investigate",
+  RecordCustody: "investigate",
+  RegisterEvidence: "investigate",
+  VerifyEvidence: "read",
+  ListEvidence: "read",
+  GetEvidence: "read",
+  CreateEnrollmentToken: "admin",
+  ListEnrollmentTokens: "admin",
+  RevokeEnrollmentToken: "admin",
+  ListReleases: "read",
+  PublishRelease: "admin",
+};
+
+/** Refuses a caller whose roles do not include what the call needs. */
+function checkRole(method: string, who: TrustedInvestigator): void {
+  const role = ROLE_OF[method];
+  if (role === undefined) throw new DragnetError(Codes.FORBIDDEN, `${method}: no role may call it`);
+  if (role === "signer") {
+    if (!who.roles.has("investigate") && !who.roles.has("respond")) {
+      throw new DragnetError(
+        Codes.FORBIDDEN,
+        `${who.name} may not submit actions (neither investigate nor respond role)`,
+      );
+    }
+    return;
+  }
+  if (!who.roles.has(role)) {
+    throw new DragnetError(Codes.FORBIDDEN, `${who.name} may not call ${method}: it needs the ${role} role`);
+  }
+}
 
 /** A watcher whose unread messages pass this is cut off rather than make the coordinator hoard them. */
 const MAX_STREAM_BUFFER_BYTES = 64 * 1024 * 1024;
@@ -199,6 +256,7 @@ export class ApiCalls {
       throw this.serviceError(err, method);
     }
     try {
+      checkRole(method, who);
       const { value, audit } = await body(who);
       this.coordinator.audit.record(who.name, method, audit);
       return value;

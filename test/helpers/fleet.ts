@@ -16,6 +16,7 @@ import {
   type Logger,
   newId,
   publicEntryOf,
+  ROLES,
   saveInvestigatorKey,
   silentLogger,
   writeFileAtomic,
@@ -37,15 +38,17 @@ export function tempDir(prefix = "dragnet-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** A keyring of these investigators; the first also administers (enrolment, releases), the others have the default roles. */
 export function writeKeyring(
   path: string,
-  keys: Array<{ name: string; keyId: string; publicKeyRaw: Buffer }>,
+  keys: Array<{ name: string; keyId: string; publicKeyRaw: Buffer; roles?: string[] }>,
   acl?: Record<string, AclRule>,
 ): string {
-  writeFileSync(
-    path,
-    JSON.stringify({ investigators: keys.map((k) => publicEntryOf(k)), ...(acl ? { acl } : {}) }),
-  );
+  const investigators = keys.map((k, i) => ({
+    ...publicEntryOf(k),
+    ...(k.roles ? { roles: k.roles } : i === 0 ? { roles: [...ROLES] } : {}),
+  }));
+  writeFileSync(path, JSON.stringify({ investigators, ...(acl ? { acl } : {}) }));
   return path;
 }
 

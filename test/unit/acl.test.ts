@@ -21,6 +21,9 @@ const ring = Keyring.fromJson({
     { ...publicEntryOf(generateInvestigatorKey("bob")), weight: 1 },
     { ...publicEntryOf(generateInvestigatorKey("lead")), weight: 2 },
     { ...publicEntryOf(generateInvestigatorKey("intern")), weight: 0 },
+    // Roles: an analyst who only investigates, an approver who only co-signs.
+    { ...publicEntryOf(generateInvestigatorKey("analyst")), weight: 1, roles: ["investigate", "read"] },
+    { ...publicEntryOf(generateInvestigatorKey("approver")), weight: 1, roles: ["approve"] },
   ],
 });
 const who = (...names: string[]): TrustedInvestigator[] =>
@@ -93,6 +96,32 @@ describe("the ACL", () => {
       /minWeight must be an integer from 1/,
     );
     expect(() => Acl.fromJson({ "../x": { minWeight: 1 } }, names)).toThrow(/not a module name/);
+  });
+});
+
+describe("roles in the keyring", () => {
+  it("count a signature only for the modules its signer may sign; approve counts for a co-signer only", () => {
+    const acl = Acl.defaults();
+    // Without the respond role, an analyst's signature does not count for isolate.
+    const err = refusal(() => acl.enforce(["isolate"], who("alice", "analyst")));
+    expect(err.code).toBe(Codes.WEIGHT);
+    expect(err.message).toMatch(
+      /it has 1 \(alice\); analyst may not sign it \(the respond role, or approve for a co-signer\)/,
+    );
+    expect(() => acl.enforce(["file"], who("analyst"))).not.toThrow();
+    // An approver co-signs (second), never submits alone (first).
+    expect(() => acl.enforce(["isolate"], who("alice", "approver"))).not.toThrow();
+    expect(acl.weigh("isolate", who("approver", "alice")).counted).toEqual(["alice"]);
+    expect(acl.weigh("file", who("approver")).weight).toBe(0);
+  });
+
+  it("are refused when unknown; an entry without roles has all but admin", () => {
+    const entry = publicEntryOf(generateInvestigatorKey("x"));
+    expect(() => Keyring.fromJson({ investigators: [{ ...entry, roles: ["root"] }] })).toThrow(
+      /roles must be a list of: investigate, respond, approve, read, admin/,
+    );
+    const plain = Keyring.fromJson({ investigators: [entry] }).entries()[0]!;
+    expect([...plain.roles].sort()).toEqual(["approve", "investigate", "read", "respond"]);
   });
 });
 

@@ -9,7 +9,14 @@ import {
   encodeEnrollmentToken,
   parseEnrollmentRequest,
 } from "../../common/enrollment.js";
-import { Codes, DragnetError, generateInvestigatorKey, Keyring, newId } from "../../common/mod.js";
+import {
+  Codes,
+  DEFAULT_ROLES,
+  DragnetError,
+  generateInvestigatorKey,
+  Keyring,
+  newId,
+} from "../../common/mod.js";
 import { signRelease, verifyRelease } from "../../common/release.js";
 import { parseCoordinatorConfig } from "../../coordinator/config.js";
 import { tempDir } from "../helpers/fleet.js";
@@ -64,7 +71,9 @@ describe("enrolment tokens and requests", () => {
 
 describe("release signatures", () => {
   const key = generateInvestigatorKey("release");
-  const trusted = new Keyring([{ ...key, publicKey: createPublicKey(key.privateKey), weight: 1 }]);
+  const trusted = new Keyring([
+    { ...key, publicKey: createPublicKey(key.privateKey), weight: 1, roles: new Set(DEFAULT_ROLES) },
+  ]);
   const fields = {
     version: "1.2.3",
     platform: "linux-x64",
