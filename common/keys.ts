@@ -1,9 +1,13 @@
 import {
+  createCipheriv,
+  createDecipheriv,
   createHash,
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
   type KeyObject,
+  randomBytes,
+  scryptSync,
 } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { Codes, DragnetError } from "./errors.js";
@@ -95,21 +99,80 @@ export function publicEntryOf(key: { name: string; keyId: string; publicKeyRaw: 
   };
 }
 
-/** Writes the private key file with mode 0600; with a passphrase the PKCS#8 PEM is encrypted. */
+/** The shortest passphrase a key may be protected with. */
+export const MIN_PASSPHRASE = 12;
+/** scrypt as OWASP recommends it (N = 2^17, r = 8, p = 1: 128 MiB, a fraction of a second). */
+const SCRYPT = { N: 2 ** 17, r: 8, p: 1, maxmem: 256 * 1024 * 1024 };
+
+interface SealedKey {
+  kdf: "scrypt";
+  N: number;
+  r: number;
+  p: number;
+  salt: string;
+  iv: string;
+  tag: string;
+  /** The PKCS#8 DER, AES-256-GCM under the key scrypt derives from the passphrase. */
+  data: string;
+}
+
+function sealKey(der: Buffer, passphrase: string): SealedKey {
+  const salt = randomBytes(16);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", scryptSync(passphrase, salt, 32, SCRYPT), iv);
+  const data = Buffer.concat([cipher.update(der), cipher.final()]);
+  return {
+    kdf: "scrypt",
+    N: SCRYPT.N,
+    r: SCRYPT.r,
+    p: SCRYPT.p,
+    salt: salt.toString("base64"),
+    iv: iv.toString("base64"),
+    tag: cipher.getAuthTag().toString("base64"),
+    data: data.toString("base64"),
+  };
+}
+
+function openKey(sealed: SealedKey, passphrase: string): KeyObject {
+  // Parameters from the file, within bounds: a forged file must not make scrypt take all memory.
+  if (sealed.kdf !== "scrypt" || sealed.N > 2 ** 20 || sealed.r > 16 || sealed.p > 4) {
+    throw new Error("unknown key protection");
+  }
+  const key = scryptSync(passphrase, Buffer.from(sealed.salt, "base64"), 32, {
+    N: sealed.N,
+    r: sealed.r,
+    p: sealed.p,
+    maxmem: SCRYPT.maxmem * 4,
+  });
+  const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(sealed.iv, "base64"));
+  decipher.setAuthTag(Buffer.from(sealed.tag, "base64"));
+  const der = Buffer.concat([decipher.update(Buffer.from(sealed.data, "base64")), decipher.final()]);
+  return createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+}
+
+/**
+ * Writes the private key file with mode 0600. With a passphrase (at least
+ * MIN_PASSPHRASE characters) the key is sealed: scrypt with OWASP's
+ * parameters, then AES-256-GCM.
+ */
 export function saveInvestigatorKey(path: string, key: InvestigatorKey, passphrase?: string): void {
-  const privatePem = key.privateKey.export(
-    passphrase
-      ? { type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase }
-      : { type: "pkcs8", format: "pem" },
-  ) as string;
+  if (passphrase !== undefined && passphrase.length < MIN_PASSPHRASE) {
+    throw new DragnetError(
+      Codes.PARAMS,
+      `a key's passphrase has at least ${MIN_PASSPHRASE} characters (this one has ${passphrase.length})`,
+    );
+  }
+  const der = key.privateKey.export({ type: "pkcs8", format: "der" }) as Buffer;
   const file = {
     kind: KEY_FILE_KIND,
-    version: 1,
+    version: passphrase ? 2 : 1,
     name: key.name,
     keyId: key.keyId,
     publicKey: key.publicKeyRaw.toString("base64"),
     encrypted: Boolean(passphrase),
-    privateKey: privatePem,
+    ...(passphrase
+      ? { sealed: sealKey(der, passphrase) }
+      : { privateKey: key.privateKey.export({ type: "pkcs8", format: "pem" }) as string }),
   };
   writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
 }
@@ -133,7 +196,12 @@ export function loadInvestigatorKey(path: string, passphrase?: string): Investig
   } catch {
     throw new DragnetError(Codes.CONFIG, `key file ${path} is not JSON`);
   }
-  if (file.kind !== KEY_FILE_KIND || typeof file.privateKey !== "string" || typeof file.name !== "string") {
+  const sealed = file.sealed as SealedKey | undefined;
+  if (
+    file.kind !== KEY_FILE_KIND ||
+    typeof file.name !== "string" ||
+    (typeof file.privateKey !== "string" && typeof sealed?.data !== "string")
+  ) {
     throw new DragnetError(Codes.CONFIG, `${path} is not a Dragnet investigator key file`);
   }
   if (file.encrypted && !passphrase) {
@@ -144,9 +212,14 @@ export function loadInvestigatorKey(path: string, passphrase?: string): Investig
   }
   let privateKey: KeyObject;
   try {
-    privateKey = createPrivateKey(
-      file.encrypted ? { key: file.privateKey, format: "pem", passphrase } : file.privateKey,
-    );
+    // Version 2: sealed with scrypt; version 1 files (an encrypted PKCS#8 PEM) are still read.
+    privateKey = sealed
+      ? openKey(sealed, passphrase!)
+      : createPrivateKey(
+          file.encrypted
+            ? { key: file.privateKey as string, format: "pem", passphrase }
+            : (file.privateKey as string),
+        );
   } catch (err) {
     throw new DragnetError(Codes.CONFIG, `cannot load the private key in ${path}: ${(err as Error).message}`);
   }

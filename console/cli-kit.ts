@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { Codes, DragnetError, describeError, parseDuration } from "../common/mod.js";
 import { type ActionOptions, DEFAULT_EXPIRES, DEFAULT_TIMEOUT } from "./action-builder.js";
@@ -10,6 +11,17 @@ import { EXIT_ERROR } from "./sweep.js";
 // stderr, exit status 2).
 
 export const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Action and search files are kilobytes: past this a file is not one (and /dev/zero would never end). */
+const MAX_INPUT_FILE = 1024 * 1024;
+
+/** A small regular file's text; throws saying why it is not one. */
+export function readSmallFile(path: string): string {
+  const st = statSync(path);
+  if (!st.isFile()) throw new Error("not a regular file");
+  if (st.size > MAX_INPUT_FILE) throw new Error(`${st.size} bytes, over the limit of ${MAX_INPUT_FILE}`);
+  return readFileSync(path, "utf8");
+}
 
 /** Refuses what the investigator asked for, saying what was wrong (exit status 2). */
 export function paramsError(message: string): never {

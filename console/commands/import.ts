@@ -1,15 +1,32 @@
-import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { checkOperations } from "../../agent/modules/checks.js";
 import { Operation } from "../../proto/api.js";
-import { addActionFlags, globalsOf, handle, paramsError, type SweepFlags } from "../cli-kit.js";
+import {
+  addActionFlags,
+  globalsOf,
+  handle,
+  paramsError,
+  readSmallFile,
+  type SweepFlags,
+} from "../cli-kit.js";
 import { importMigAction } from "../mig-import.js";
 import { formatOf, printable } from "../output/rows.js";
 import type { SendAction } from "../send.js";
 
 // `dragnet action import FILE.json [--submit]`: a MIG v2 action as a Dragnet
 // action. Without --submit it only shows what it would send.
+
+/** A MIG action is a few kilobytes: anything past this is not one (and /dev/zero would never end). */
+const MAX_ACTION_FILE = 1024 * 1024;
+
+function readBounded(file: string): string {
+  const st = statSync(file);
+  if (!st.isFile()) throw new Error("not a regular file");
+  if (st.size > MAX_ACTION_FILE)
+    throw new Error(`${st.size} bytes, over the ${MAX_ACTION_FILE}-byte limit of an action file`);
+  return readFileSync(file, "utf8");
+}
 
 interface ImportFlags extends Omit<SweepFlags, "target"> {
   target?: string;
@@ -39,7 +56,7 @@ Examples:
     handle(async (file: string, flags: ImportFlags, command: Command) => {
       let raw: unknown;
       try {
-        raw = JSON.parse(readFileSync(file, "utf8"));
+        raw = JSON.parse(readSmallFile(file));
       } catch (err) {
         paramsError(`cannot read MIG action ${file}: ${(err as Error).message}`);
       }

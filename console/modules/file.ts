@@ -1,8 +1,15 @@
-import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { HASH_FIELD, HASH_NAMES } from "../../agent/modules/checks.js";
 import type { FileMatch, FileResult, FileSearch } from "../../proto/api.js";
-import { addActionFlags, collect, handle, nonNegativeInt, paramsError, type SweepFlags } from "../cli-kit.js";
+import {
+  addActionFlags,
+  collect,
+  handle,
+  nonNegativeInt,
+  paramsError,
+  readSmallFile,
+  type SweepFlags,
+} from "../cli-kit.js";
 import { SearchFormatError, searchesFromMig, searchFromMig } from "../mig-search.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import { isoTime, printable } from "../output/rows.js";
@@ -130,7 +137,7 @@ function searchesOf(flags: FileFlags): FileSearch[] {
     }
     let raw: unknown;
     try {
-      raw = JSON.parse(readFileSync(flags.searches, "utf8"));
+      raw = JSON.parse(readSmallFile(flags.searches));
     } catch (err) {
       paramsError(`cannot read searches from ${flags.searches}: ${(err as Error).message}`);
     }

@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, sign } from "node:crypto";
-import { chmodSync, statSync } from "node:fs";
+import { chmodSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -79,12 +79,18 @@ describe("investigator keys", () => {
     expect(() => loadInvestigatorKey(file)).toThrow(/readable by others/);
   });
 
-  it("protects a key with a passphrase", () => {
+  it("protects a key with a passphrase of 12 characters or more, sealed with scrypt (OWASP's parameters)", () => {
     const file = join(tempDir(), "bob.key");
-    saveInvestigatorKey(file, bob, "correct horse");
+    expect(() => saveInvestigatorKey(file, bob, "correct")).toThrow(
+      /at least 12 characters \(this one has 7\)/,
+    );
+    saveInvestigatorKey(file, bob, "correct horse battery");
+    const stored = JSON.parse(readFileSync(file, "utf8"));
+    expect(stored.sealed).toMatchObject({ kdf: "scrypt", N: 131072, r: 8, p: 1 });
+    expect(JSON.stringify(stored)).not.toContain("PRIVATE KEY");
     expect(() => loadInvestigatorKey(file)).toThrow(/passphrase-protected/);
-    expect(() => loadInvestigatorKey(file, "wrong")).toThrow(/cannot load the private key/);
-    expect(loadInvestigatorKey(file, "correct horse").keyId).toBe(bob.keyId);
+    expect(() => loadInvestigatorKey(file, "correct horse battery!")).toThrow(/cannot load the private key/);
+    expect(loadInvestigatorKey(file, "correct horse battery").keyId).toBe(bob.keyId);
   });
 
   it("refuses a keyring entry whose key id does not match its key", () => {
