@@ -17,17 +17,6 @@ import type { SendAction } from "../send.js";
 // `dragnet action import FILE.json [--submit]`: a MIG v2 action as a Dragnet
 // action. Without --submit it only shows what it would send.
 
-/** A MIG action is a few kilobytes: anything past this is not one (and /dev/zero would never end). */
-const MAX_ACTION_FILE = 1024 * 1024;
-
-function readBounded(file: string): string {
-  const st = statSync(file);
-  if (!st.isFile()) throw new Error("not a regular file");
-  if (st.size > MAX_ACTION_FILE)
-    throw new Error(`${st.size} bytes, over the ${MAX_ACTION_FILE}-byte limit of an action file`);
-  return readFileSync(file, "utf8");
-}
-
 interface ImportFlags extends Omit<SweepFlags, "target"> {
   target?: string;
   submit?: boolean;
