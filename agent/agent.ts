@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
+import { fmtCreds } from "@nats-io/jwt";
+import { fromSeed } from "@nats-io/nkeys";
 import {
   connect,
   headers,
@@ -10,7 +12,7 @@ import {
   type Subscription,
 } from "@nats-io/transport-node";
 import pLimit, { type LimitFunction } from "p-limit";
-import { AgentSigner } from "../common/agent-identity.js";
+import { AgentSigner, jwtLifetime, parseCreds } from "../common/agent-identity.js";
 import {
   Codes,
   createLogger,
@@ -23,6 +25,7 @@ import {
   Subjects,
   type TargetSubject,
   VERSION,
+  writeFileAtomic,
 } from "../common/mod.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
 import { AckStatus, Alert, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/mod.js";
@@ -103,7 +106,8 @@ export class Agent {
   private running = new Set<Promise<void>>();
   private readonly slots: LimitFunction;
   /** Signs what the agent publishes with the key of its NATS credentials (none without credentials). */
-  private readonly signer: AgentSigner | undefined;
+  private signer: AgentSigner | undefined;
+  private renewal?: NodeJS.Timeout;
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
 
@@ -259,6 +263,7 @@ export class Agent {
     // Heartbeats (and the status file) go on while the link is down: the status then says so.
     this.outboxTimer = setInterval(() => this.flushOutboxes(), OUTBOX_RETRY_MS);
     this.flushOutboxes();
+    this.scheduleRenewal();
     await this.modules.startServices({
       stateDir: this.config.stateDir,
       log: this.log,
@@ -287,6 +292,7 @@ export class Agent {
   async stop(): Promise<void> {
     clearInterval(this.heartbeatTimer);
     clearInterval(this.outboxTimer);
+    clearTimeout(this.renewal);
     this.stopping.abort();
     this.sub?.unsubscribe();
     await this.modules.stopServices();
@@ -485,6 +491,50 @@ export class Agent {
   }
 
   /** A piece of a collected file, on the evidence stream; resolves once the server stored it. */
+  /**
+   * Credentials that expire (enrolment issues them so) are renewed two thirds
+   * into their life, by whichever coordinator enrols; a failure is tried
+   * again a minute later. The new JWT is written over the old (same key) and
+   * signs from then on; NATS connections read the file when they reconnect.
+   */
+  private scheduleRenewal(delayMs?: number): void {
+    if (!this.signer || !this.config.nats.creds) return;
+    const { iat, exp } = jwtLifetime(this.signer.jwt);
+    if (!exp) return;
+    const due = (iat + ((exp - iat) * 2) / 3) * 1000;
+    const wait = delayMs ?? Math.max(1000, due - Date.now());
+    this.renewal = setTimeout(() => void this.renewCredentials(), Math.min(wait, 2 ** 31 - 1));
+    this.renewal.unref();
+  }
+
+  private async renewCredentials(): Promise<void> {
+    const path = this.config.nats.creds!;
+    const subject = `${this.subjects.prefix}.renew.${this.id}`;
+    try {
+      if (!this.nc || this.nc.isClosed()) throw new Error("not connected");
+      const data = new Uint8Array();
+      const reply = await this.nc.request(subject, data, {
+        timeout: 10_000,
+        headers: this.headersFor(subject, data),
+      });
+      const answer = JSON.parse(new TextDecoder().decode(reply.data)) as {
+        ok: boolean;
+        jwt?: string;
+        expiresAtMs?: number;
+        message?: string;
+      };
+      if (!answer.ok || !answer.jwt) throw new Error(answer.message ?? "refused");
+      const { seed } = parseCreds(readFileSync(path, "utf8"));
+      writeFileAtomic(path, Buffer.from(fmtCreds(answer.jwt, fromSeed(Buffer.from(seed)))), 0o600);
+      this.signer = AgentSigner.fromCreds(readFileSync(path, "utf8"));
+      this.log.info("NATS credentials renewed", { until: new Date(answer.expiresAtMs ?? 0).toISOString() });
+      this.scheduleRenewal();
+    } catch (err) {
+      this.log.warn("NATS credentials not renewed; trying again in a minute", { error: err });
+      this.scheduleRenewal(60_000);
+    }
+  }
+
   /** A signed request to one coordinator, answered by it alone (evidence chunks, release parts). */
   private async ask(
     coordinator: string,

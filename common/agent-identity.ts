@@ -129,6 +129,19 @@ function verifiedClaims(jwt: string, issuer: KeyObject): JwtClaims | undefined {
   }
 }
 
+/** When a JWT was issued and expires (seconds since the epoch; exp 0: never), unverified: for its holder. */
+export function jwtLifetime(jwt: string): { iat: number; exp: number } {
+  try {
+    const c = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as {
+      iat?: unknown;
+      exp?: unknown;
+    };
+    return { iat: typeof c.iat === "number" ? c.iat : 0, exp: typeof c.exp === "number" ? c.exp : 0 };
+  } catch {
+    return { iat: 0, exp: 0 };
+  }
+}
+
 /** The issuer (an account's public nkey) of a JWT, unverified: for the coordinator to learn its own account. */
 export function jwtIssuer(jwt: string): string {
   try {
@@ -228,7 +241,8 @@ export class AgentVerifier {
 
   /**
    * Throws DragnetError(AGENT_UNSIGNED) when the message carries no agent
-   * signature, and DragnetError(AGENT_SIGNATURE) when it is not `agentId`'s.
+   * signature, and DragnetError(AGENT_SIGNATURE) when it is not `agentId`'s
+   * (or that agent was revoked). Returns the agent's public nkey.
    */
   check(
     agentId: string,
@@ -237,13 +251,16 @@ export class AgentVerifier {
     headers: { get(name: string): string } | undefined,
     /** When the message was sent (a stream's receipt time); now by default. */
     sentAtMs = this.now(),
-  ): void {
+  ): string {
     const jwt = headers?.get(AGENT_JWT_HEADER) ?? "";
     const sig = headers?.get(AGENT_SIG_HEADER) ?? "";
     if (!jwt || !sig) {
       throw new DragnetError(Codes.AGENT_UNSIGNED, `a message on ${subject} carries no agent signature`);
     }
     const who = this.keyOf(jwt);
+    if (who && who.agentId === agentId && this.revoked(agentId, who.userKey)) {
+      throw new DragnetError(Codes.AGENT_SIGNATURE, `agent ${agentId} was revoked: what it sends is refused`);
+    }
     if (!who || who.agentId !== agentId) {
       throw new DragnetError(
         Codes.AGENT_SIGNATURE,
@@ -265,12 +282,13 @@ export class AgentVerifier {
         `the agent signature of a message on ${subject} does not verify`,
       );
     }
+    return who.userKey;
   }
 
   /** The agent a JWT of the fleet account names (by the heartbeat subject it may publish), with its key. */
   private keyOf(jwt: string): KnownAgentKey | undefined {
     const cached = this.known.get(jwt);
-    if (cached !== undefined) return this.stillTrusted(cached);
+    if (cached !== undefined) return cached ?? undefined;
     const claims = verifiedClaims(jwt, this.account);
     let found: KnownAgentKey | null = null;
     const allow = claims?.nats?.pub?.allow;
@@ -288,10 +306,6 @@ export class AgentVerifier {
     }
     if (this.known.size > 100_000) this.known.clear();
     this.known.set(jwt, found);
-    return this.stillTrusted(found);
-  }
-
-  private stillTrusted(k: KnownAgentKey | null): KnownAgentKey | undefined {
-    return k && !this.revoked(k.agentId, k.userKey) ? k : undefined;
+    return found ?? undefined;
   }
 }

@@ -128,6 +128,8 @@ export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Perm
       `${own("alert")}.*`,
       `${own("evidence")}.*`,
       `${own("release")}.*`,
+      // Renewing its own credentials before they expire.
+      own("renew"),
     ],
     sub: [own("cmd"), `${agentInboxPrefix(agentId)}.>`],
   };
@@ -164,6 +166,7 @@ export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Pro
       `${prefix}.alert.*.*`,
       `${prefix}.evidence.*.*`,
       `${prefix}.release.*.*`,
+      `${prefix}.renew.*`,
       enrollSubject(prefix),
       "_INBOX.>",
     ],

@@ -64,7 +64,15 @@ export function natsConnectOptions(
     if (readableByOthers(s.creds)) {
       fail(`NATS credentials ${s.creds} are readable by others; chmod 600 them`);
     }
-    options.authenticator = credsAuthenticator(creds);
+    // Read again at each (re)connection: credentials renewed in place are used from the next one.
+    const path = s.creds;
+    options.authenticator = credsAuthenticator(() => {
+      try {
+        return readFileSync(path);
+      } catch {
+        return creds;
+      }
+    });
   }
   return options;
 }

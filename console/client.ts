@@ -27,6 +27,7 @@ import {
   type NotifyResponse,
   type RegisterEvidenceRequest,
   type Release,
+  type RevokeAgentResponse,
   type Signature,
   type SignedAction,
   type StoredAlert,
@@ -245,6 +246,10 @@ export class CoordinatorApi {
     return this.call(this.client.revokeEnrollmentToken, CoordinatorService.revokeEnrollmentToken.path, {
       id,
     });
+  }
+
+  revokeAgent(agentId: string, reason: string): Promise<RevokeAgentResponse> {
+    return this.call(this.client.revokeAgent, CoordinatorService.revokeAgent.path, { agentId, reason });
   }
 
   async listReleases(): Promise<Release[]> {

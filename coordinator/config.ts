@@ -10,6 +10,7 @@ import {
   DragnetError,
   isSubjectToken,
   type Level,
+  parseDuration,
 } from "../common/mod.js";
 import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
 
@@ -37,6 +38,8 @@ export interface CoordinatorConfig {
   notify: Record<string, string>;
   /** The fleet NATS account's seed, read from `enrollment.accountSeed` (a file): without it, no enrolment. */
   enrollmentAccountSeed?: string;
+  /** How long the NATS credentials enrolment issues are good for (`enrollment.credentialsExpire`, default 30d); agents renew them. */
+  enrollmentCredentialsMs: number;
   /**
    * The NATS account (public nkey) whose user JWTs identify agents: what an agent
    * sends is trusted only with such a JWT naming it and its key's signature.
@@ -117,6 +120,20 @@ function agentAccountOf(v: unknown, creds: string | undefined, enrollmentSeed: s
   }
 }
 
+function credentialsLifetimeOf(v: unknown): number {
+  const text = (v as { credentialsExpire?: unknown } | undefined)?.credentialsExpire ?? "30d";
+  let ms = Number.NaN;
+  try {
+    ms = typeof text === "string" ? parseDuration(text) : Number.NaN;
+  } catch {
+    // refused below
+  }
+  if (!(ms >= 10_000 && ms <= 366 * 86_400_000)) {
+    fail("enrollment.credentialsExpire is a duration from 10s to 366d (default 30d)");
+  }
+  return ms;
+}
+
 function fail(message: string): never {
   throw new DragnetError(Codes.CONFIG, message);
 }
@@ -174,6 +191,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
         : file(json.evidenceDir, "evidenceDir"),
     notify: notifyOf(json.notify),
     enrollmentAccountSeed,
+    enrollmentCredentialsMs: credentialsLifetimeOf(json.enrollment),
     agentAccount: agentAccountOf(json.agentAccount, nats.creds, enrollmentAccountSeed),
     journalKey:
       json.journalKey === undefined

@@ -6,6 +6,7 @@ import {
   ApiAuthenticator,
   Codes,
   DragnetError,
+  isSubjectToken,
   Keyring,
   type Logger,
   problemOf,
@@ -15,7 +16,7 @@ import {
 } from "../common/mod.js";
 import { enrollSubject } from "../common/nats-authority.js";
 import { natsConnectOptions } from "../common/nats-link.js";
-import { ReleasePart, ReleaseRequest } from "../proto/api.js";
+import { CommandStatus, ReleasePart, ReleaseRequest } from "../proto/api.js";
 import { ActionBook } from "./action-book.js";
 import { AlertBook } from "./alert-book.js";
 import { AuditLog } from "./audit-log.js";
@@ -66,6 +67,8 @@ export class Coordinator {
   readonly releases: ReleaseShelf;
   readonly audit: AuditLog;
   private readonly core: CoordinatorCore;
+  /** Agents whose credentials were revoked: what they send is refused, and they are sent nothing. */
+  private readonly revoked: Set<string>;
   private readonly authenticator: ApiAuthenticator;
   private readonly catchUp = new CatchUp();
   private readonly feeds: StreamFeed[] = [];
@@ -79,6 +82,7 @@ export class Coordinator {
     const store = new SqliteStore(config.database);
     const batcher = new WriteBatcher(store, log);
     this.registry = new AgentRegistry(config.registry, store.loadAgents());
+    this.revoked = new Set(store.revokedAgents());
     const journalKey = loadJournalKey(config.journalKey);
     this.audit = new AuditLog(batcher, store, log, now, {
       id: config.id,
@@ -98,7 +102,7 @@ export class Coordinator {
       book: new ActionBook(batcher, this.registry, log, now),
       audit: this.audit,
       pending: new Map(),
-      agents: new AgentVerifier(config.agentAccount, config.subjectPrefix, now),
+      agents: new AgentVerifier(config.agentAccount, config.subjectPrefix, now, (id) => this.revoked.has(id)),
       nats: () => this.nc,
     };
     this.core = core;
@@ -155,6 +159,13 @@ export class Coordinator {
     this.enrollment = new EnrollmentDesk({
       store,
       accountSeed: config.enrollmentAccountSeed,
+      credentialsMs: config.enrollmentCredentialsMs,
+      authenticate: (m) => {
+        const agentId = core.subjects.agentOf(m.subject);
+        if (!agentId)
+          throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${m.subject.slice(0, 200)}`);
+        return { agentId, userKey: core.agents.check(agentId, m.subject, m.data, m.headers) };
+      },
       prefix: config.subjectPrefix,
       knownAgent: (agentId) => this.registry.get(agentId) !== undefined,
       audit: (actor, event, fields) => this.audit.record(actor, event, fields),
@@ -213,6 +224,11 @@ export class Coordinator {
     if (config.enrollmentAccountSeed) {
       nc.subscribe(enrollSubject(config.subjectPrefix), {
         callback: (_e, m) => void this.enrollment.onMessage(m),
+      });
+      // One coordinator answers each renewal.
+      nc.subscribe(`${config.subjectPrefix}.renew.*`, {
+        queue: "dragnet-renew",
+        callback: (_e, m) => void this.enrollment.onRenew(m),
       });
     }
     await nc.flush();
@@ -274,6 +290,32 @@ export class Coordinator {
       part = { release: undefined, data: Buffer.alloc(0), problem: p };
     }
     m.respond(ReleasePart.encode(part).finish());
+  }
+
+  /**
+   * Refuses an agent's credentials for good: what it sends is refused from
+   * now on, it leaves the registry (no target selects it), its open commands
+   * are cancelled, and its credentials are never renewed. The NATS server
+   * still lets it connect until its JWT expires.
+   */
+  revokeAgent(agentId: string, reason: string, by: string) {
+    if (!isSubjectToken(agentId))
+      throw new DragnetError(Codes.PARAMS, `"${agentId.slice(0, 64)}" is not an agent id`);
+    const { store, book, audit } = this.core;
+    const hostname = this.registry.get(agentId)?.hostname ?? "";
+    if (!hostname && !store.enrolledKey(agentId) && !this.revoked.has(agentId)) {
+      throw new DragnetError(Codes.NOT_FOUND, `no agent ${agentId}`);
+    }
+    const revoked = store.revokeAgent(agentId, this.core.now(), by, reason.slice(0, 500));
+    this.revoked.add(agentId);
+    this.registry.forget(agentId);
+    for (const { action, command } of book.openCommandsFor(agentId)) {
+      book.transition(action, command, CommandStatus.COMMAND_STATUS_CANCELLED, {
+        problem: { code: Codes.NOT_ALLOWED, message: `agent ${agentId} was revoked by ${by}` },
+      });
+    }
+    audit.record(by, "agent revoked", { agentId, message: `${hostname || agentId}: ${reason}` });
+    return { agentId, revoked, hostname };
   }
 
   /** The investigator an API call comes from (throws UNAUTHENTICATED). */

@@ -32,6 +32,10 @@ export interface EnrollmentDeskDeps {
   store: Store;
   /** The fleet account's seed; without it this coordinator does not enrol. */
   accountSeed?: string;
+  /** How long issued credentials are good for (agents renew them before). */
+  credentialsMs: number;
+  /** The agent that signed a renewal request and its public nkey (throws when not authentic, or revoked). */
+  authenticate: (msg: Msg) => { agentId: string; userKey: string };
   prefix: string;
   /** An agent this coordinator knows already (from heartbeats), enrolled or not. */
   knownAgent: (agentId: string) => boolean;
@@ -151,6 +155,7 @@ export class EnrollmentDesk {
         `agent-${req.agentId}`,
         req.publicKey,
         agentPermissions(req.agentId, this.deps.prefix),
+        now + this.deps.credentialsMs,
       );
       reply = { ok: true, agentId: req.agentId, jwt, tags: token.tags };
       this.deps.audit(`enrolment token ${token.id}`, "agent enrolled", {
@@ -161,6 +166,48 @@ export class EnrollmentDesk {
       const p = problemOf(err, Codes.DECODE);
       reply = { ok: false, code: p.code, message: p.message };
       this.deps.auditUntrusted(who, "enrolment refused", { code: p.code, message: p.message });
+    }
+    if (msg.reply) msg.respond(JSON.stringify(reply));
+  }
+
+  /**
+   * An enrolled agent asks for its credentials to be renewed before they
+   * expire: answered with a new JWT for the same key, the same permissions
+   * and a new expiry — unless the agent was revoked, or is not the key that
+   * enrolled. Answers JSON: {"ok": true, "jwt"} or {"ok": false, "code", "message"}.
+   */
+  async onRenew(msg: Msg): Promise<void> {
+    let reply: { ok: true; jwt: string; expiresAtMs: number } | { ok: false; code: string; message: string };
+    let who = "unknown agent";
+    try {
+      const { agentId, userKey } = this.deps.authenticate(msg);
+      who = `agent ${agentId}`;
+      const enrolled = this.deps.store.enrolledKey(agentId);
+      if (enrolled !== userKey) {
+        throw new DragnetError(
+          Codes.NOT_ALLOWED,
+          enrolled
+            ? "not the key this agent enrolled with"
+            : "this agent did not enrol here: its credentials are renewed by whoever issued them",
+        );
+      }
+      const expiresAtMs = this.deps.now() + this.deps.credentialsMs;
+      const jwt = await userJwt(
+        this.seed(),
+        `agent-${agentId}`,
+        userKey,
+        agentPermissions(agentId, this.deps.prefix),
+        expiresAtMs,
+      );
+      reply = { ok: true, jwt, expiresAtMs };
+      this.deps.audit(who, "credentials renewed", {
+        agentId,
+        message: `until ${new Date(expiresAtMs).toISOString()}`,
+      });
+    } catch (err) {
+      const p = problemOf(err);
+      reply = { ok: false, code: p.code, message: p.message };
+      this.deps.auditUntrusted(who, "credentials not renewed", { code: p.code, message: p.message });
     }
     if (msg.reply) msg.respond(JSON.stringify(reply));
   }

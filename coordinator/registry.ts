@@ -101,6 +101,12 @@ export class AgentRegistry {
     return this.agents.get(id);
   }
 
+  /** An agent no longer of the fleet (revoked): no target selects it. */
+  forget(id: string): void {
+    this.agents.delete(id);
+    this.persistedAt.delete(id);
+  }
+
   all(): StoredAgent[] {
     return [...this.agents.values()];
   }

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { formatDuration } from "../../common/mod.js";
 import { AgentStatus } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
-import { globalsOf, handle } from "../cli-kit.js";
+import { globalsOf, handle, withApi } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
@@ -12,7 +12,7 @@ export function statusName(status: AgentStatus): string {
 }
 
 export function registerAgentsCommand(program: Command): Command {
-  return program
+  const agents = program
     .command("agents")
     .description("list the agents the coordinator knows")
     .option("-t, --target <expr>", "only agents this target expression selects")
@@ -76,4 +76,24 @@ export function registerAgentsCommand(program: Command): Command {
         }
       }),
     );
+  agents
+    .command("revoke <id>")
+    .description(
+      "refuse an agent's credentials for good (stolen, host retired): coordinators refuse what it sends and send it nothing (admin)",
+    )
+    .option("--reason <text>", "why, for the audit log", "")
+    .action(
+      handle(async (id: string, flags: { reason: string }, command: Command) =>
+        withApi(command, async (api) => {
+          const r = await api.revokeAgent(id, flags.reason);
+          process.stdout.write(
+            r.revoked
+              ? `agent ${r.agentId}${r.hostname ? ` (${r.hostname})` : ""} revoked: its messages are refused, it is sent nothing, its credentials are not renewed; the NATS server lets it connect until its credentials expire\n`
+              : `agent ${r.agentId} was revoked already\n`,
+          );
+          return EXIT_FOUND;
+        }),
+      ),
+    );
+  return agents;
 }

@@ -54,6 +54,7 @@ export function registerLabCommand(program: Command): void {
           process.stdout.write(
             `lab up in ${state.dir}: nats ${(state.natsNodes ?? [state.nats]).map((n) => n.url).join(" ")}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
               `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default; --key picks bob)\n` +
+              "note: both keys are here, in one place: in the lab the two-person rule is one person. Give each investigator their own key on their own machine for real use.\n" +
               (state.insecure ? "WARNING: plaintext NATS and gRPC (--insecure)\n" : ""),
           );
           if (state.dir !== home) process.stdout.write(`use it with: export DRAGNET_HOME=${state.dir}\n`);

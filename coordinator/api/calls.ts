@@ -74,6 +74,7 @@ const ROLE_OF: Record<string, Role | "signer"> = {
   RevokeEnrollmentToken: "admin",
   ListReleases: "read",
   PublishRelease: "admin",
+  RevokeAgent: "admin",
 };
 
 /** Refuses a caller whose roles do not include what the call needs. */

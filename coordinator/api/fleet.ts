@@ -12,6 +12,7 @@ type FleetCalls = Pick<
   | "listEnrollmentTokens"
   | "revokeEnrollmentToken"
   | "listReleases"
+  | "revokeAgent"
   | "publishRelease"
 >;
 
@@ -34,6 +35,12 @@ export function fleetCalls(coordinator: Coordinator, calls: ApiCalls): FleetCall
       (q) => `enrolment token ${q.id} revoked`,
     ),
     listReleases: calls.unary("ListReleases", async () => ({ releases: await releases.list() })),
+    revokeAgent: calls.unary(
+      "RevokeAgent",
+      (req, who) => coordinator.revokeAgent(req.agentId, req.reason || "no reason given", who.name),
+      (q, r) =>
+        `agent ${q.agentId} (${r.hostname || "unknown host"})${r.revoked ? "" : " was already"} revoked`,
+    ),
     publishRelease: calls.clientStream(
       "PublishRelease",
       async (parts: AsyncIterable<PublishReleaseRequest>) => {

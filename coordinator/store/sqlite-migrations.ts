@@ -170,6 +170,15 @@ CREATE TABLE audit_heads (
   seal TEXT NOT NULL
 );
 `,
+  // 8: agents whose credentials were revoked.
+  `
+CREATE TABLE revoked_agents (
+  agent_id TEXT PRIMARY KEY,
+  revoked_at INTEGER NOT NULL,
+  revoked_by TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+`,
 ];
 
 /** Brings a database to the newest schema; refuses one newer than this coordinator knows. */

@@ -106,6 +106,11 @@ export function prepareStatements(db: Database.Database) {
     ),
     useToken: db.prepare("UPDATE enrollment_tokens SET used = used + 1 WHERE id = ?"),
     getEnrollment: db.prepare("SELECT * FROM enrollments WHERE agent_id = ?"),
+    revokeAgent: db.prepare(`
+      INSERT INTO revoked_agents (agent_id, revoked_at, revoked_by, reason) VALUES (?, ?, ?, ?)
+      ON CONFLICT (agent_id) DO NOTHING`),
+    revokedAgents: db.prepare("SELECT agent_id FROM revoked_agents"),
+    deleteAgent: db.prepare("DELETE FROM agents WHERE id = ?"),
     putEnrollment: db.prepare(`
       INSERT INTO enrollments (agent_id, public_key, token_id, hostname, enrolled_at)
       VALUES (@agentId, @publicKey, @tokenId, @hostname, @enrolledAtMs)

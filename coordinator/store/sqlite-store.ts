@@ -132,6 +132,22 @@ export class SqliteStore implements Store {
     this.applyTx(batch);
   }
 
+  revokeAgent(agentId: string, atMs: number, by: string, reason: string): boolean {
+    return this.db.transaction(() => {
+      const changed = this.stmts.revokeAgent.run(agentId, atMs, by, reason).changes > 0;
+      this.stmts.deleteAgent.run(agentId);
+      return changed;
+    })();
+  }
+
+  revokedAgents(): string[] {
+    return (this.stmts.revokedAgents.all() as Array<{ agent_id: string }>).map((r) => r.agent_id);
+  }
+
+  enrolledKey(agentId: string): string | undefined {
+    return (this.stmts.getEnrollment.get(agentId) as EnrollmentRow | undefined)?.public_key;
+  }
+
   auditHead(chain: string): AuditHead | undefined {
     return this.stmts.auditHead.get(chain) as AuditHead | undefined;
   }

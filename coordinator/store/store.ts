@@ -143,6 +143,11 @@ export interface WriteBatch {
 export interface Store {
   /** Applies writes in one transaction; an action written again replaces its earlier row. */
   apply(batch: WriteBatch): void;
+  /** Refuses an agent's credentials for good (its row goes: it is no longer one of the fleet); false when it was already. */
+  revokeAgent(agentId: string, atMs: number, by: string, reason: string): boolean;
+  revokedAgents(): string[];
+  /** The public key an agent enrolled with, if it enrolled. */
+  enrolledKey(agentId: string): string | undefined;
   /** A chain's sealed head, if it has entries. */
   auditHead(chain: string): AuditHead | undefined;
   /** Every audit chain (one per coordinator that wrote to this store). */

@@ -130,6 +130,8 @@ export async function startFleet(
     notify?: Record<string, string>;
     /** The coordinator enrols agents (it gets the fleet account's seed). */
     enrollment?: boolean;
+    /** How long credentials from enrolment are good for (default the coordinator's: 30d). */
+    credentialsExpire?: string;
     /** How long past an acknowledged command's timeout the coordinator waits for its result (default 15 s). */
     resultGraceMs?: number;
   } = {},
@@ -180,7 +182,14 @@ export async function startFleet(
     // Results a killed coordinator held come back after 3 s rather than the default 10.
     results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
     ...(options.notify ? { notify: options.notify } : {}),
-    ...(options.enrollment ? { enrollment: { accountSeed: "nats-account.seed" } } : {}),
+    ...(options.enrollment
+      ? {
+          enrollment: {
+            accountSeed: "nats-account.seed",
+            ...(options.credentialsExpire ? { credentialsExpire: options.credentialsExpire } : {}),
+          },
+        }
+      : {}),
   };
   if (options.enrollment) {
     writeFileAtomic(join(dir, "nats-account.seed"), natsSecurity.authority.accountSeed, 0o600);

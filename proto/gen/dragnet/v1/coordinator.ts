@@ -468,6 +468,18 @@ export interface RevokeEnrollmentTokenRequest {
   id: string;
 }
 
+export interface RevokeAgentRequest {
+  agentId: string;
+  reason: string;
+}
+
+export interface RevokeAgentResponse {
+  agentId: string;
+  /** False when it was revoked already. */
+  revoked: boolean;
+  hostname: string;
+}
+
 /** A release as stored: the manifest exactly as signed, and its signature. */
 export interface PublishReleaseRequest {
   part: { $case: "header"; value: Release } | { $case: "data"; value: Buffer } | undefined;
@@ -5541,6 +5553,200 @@ export const RevokeEnrollmentTokenRequest: MessageFns<RevokeEnrollmentTokenReque
   },
 };
 
+function createBaseRevokeAgentRequest(): RevokeAgentRequest {
+  return { agentId: "", reason: "" };
+}
+
+export const RevokeAgentRequest: MessageFns<RevokeAgentRequest> = {
+  encode(message: RevokeAgentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agentId !== "") {
+      writer.uint32(10).string(message.agentId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeAgentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeAgentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeAgentRequest {
+    return {
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RevokeAgentRequest): unknown {
+    const obj: any = {};
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeAgentRequest>, I>>(base?: I): RevokeAgentRequest {
+    return RevokeAgentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeAgentRequest>, I>>(object: I): RevokeAgentRequest {
+    const message = createBaseRevokeAgentRequest();
+    message.agentId = object.agentId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeAgentResponse(): RevokeAgentResponse {
+  return { agentId: "", revoked: false, hostname: "" };
+}
+
+export const RevokeAgentResponse: MessageFns<RevokeAgentResponse> = {
+  encode(message: RevokeAgentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agentId !== "") {
+      writer.uint32(10).string(message.agentId);
+    }
+    if (message.revoked !== false) {
+      writer.uint32(16).bool(message.revoked);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(26).string(message.hostname);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeAgentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeAgentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revoked = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeAgentResponse {
+    return {
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false,
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+    };
+  },
+
+  toJSON(message: RevokeAgentResponse): unknown {
+    const obj: any = {};
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.revoked !== false) {
+      obj.revoked = message.revoked;
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeAgentResponse>, I>>(base?: I): RevokeAgentResponse {
+    return RevokeAgentResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeAgentResponse>, I>>(object: I): RevokeAgentResponse {
+    const message = createBaseRevokeAgentResponse();
+    message.agentId = object.agentId ?? "";
+    message.revoked = object.revoked ?? false;
+    message.hostname = object.hostname ?? "";
+    return message;
+  },
+};
+
 function createBasePublishReleaseRequest(): PublishReleaseRequest {
   return { part: undefined };
 }
@@ -6045,6 +6251,19 @@ export const CoordinatorService = {
     responseSerialize: (value: EnrollmentToken): Buffer => Buffer.from(EnrollmentToken.encode(value).finish()),
     responseDeserialize: (value: Buffer): EnrollmentToken => EnrollmentToken.decode(value),
   },
+  /**
+   * Refuses an agent's credentials for good: what it sends is refused, it is sent nothing, its
+   * credentials are not renewed (the NATS server lets it connect until its JWT expires).
+   */
+  revokeAgent: {
+    path: "/dragnet.v1.Coordinator/RevokeAgent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeAgentRequest): Buffer => Buffer.from(RevokeAgentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeAgentRequest => RevokeAgentRequest.decode(value),
+    responseSerialize: (value: RevokeAgentResponse): Buffer => Buffer.from(RevokeAgentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeAgentResponse => RevokeAgentResponse.decode(value),
+  },
   /** A signed agent release into the releases object store: its header first, then its bytes. */
   publishRelease: {
     path: "/dragnet.v1.Coordinator/PublishRelease" as const,
@@ -6115,6 +6334,11 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   createEnrollmentToken: handleUnaryCall<CreateEnrollmentTokenRequest, CreateEnrollmentTokenResponse>;
   listEnrollmentTokens: handleUnaryCall<ListEnrollmentTokensRequest, ListEnrollmentTokensResponse>;
   revokeEnrollmentToken: handleUnaryCall<RevokeEnrollmentTokenRequest, EnrollmentToken>;
+  /**
+   * Refuses an agent's credentials for good: what it sends is refused, it is sent nothing, its
+   * credentials are not renewed (the NATS server lets it connect until its JWT expires).
+   */
+  revokeAgent: handleUnaryCall<RevokeAgentRequest, RevokeAgentResponse>;
   /** A signed agent release into the releases object store: its header first, then its bytes. */
   publishRelease: handleClientStreamingCall<PublishReleaseRequest, Release>;
   listReleases: handleUnaryCall<ListReleasesRequest, ListReleasesResponse>;
@@ -6517,6 +6741,25 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EnrollmentToken) => void,
+  ): ClientUnaryCall;
+  /**
+   * Refuses an agent's credentials for good: what it sends is refused, it is sent nothing, its
+   * credentials are not renewed (the NATS server lets it connect until its JWT expires).
+   */
+  revokeAgent(
+    request: RevokeAgentRequest,
+    callback: (error: ServiceError | null, response: RevokeAgentResponse) => void,
+  ): ClientUnaryCall;
+  revokeAgent(
+    request: RevokeAgentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeAgentResponse) => void,
+  ): ClientUnaryCall;
+  revokeAgent(
+    request: RevokeAgentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeAgentResponse) => void,
   ): ClientUnaryCall;
   /** A signed agent release into the releases object store: its header first, then its bytes. */
   publishRelease(
