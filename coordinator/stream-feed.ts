@@ -203,8 +203,11 @@ export class StreamFeed {
   /** Hands every message to `onMessage` until stopped. */
   async consume(onMessage: (m: JsMsg) => void): Promise<void> {
     const c = await jetstream(this.nc).consumers.get(this.stream, this.consumer);
-    // Bounded by bytes (messages run up to 1 MiB each), not by count.
-    this.messages = await c.consume({ max_bytes: 32 * 1024 * 1024, callback: onMessage });
+    // Bounded by count, not bytes: nats.js refills a byte-bounded pull with only the
+    // bytes taken since, so after many small messages a larger one no longer fits and
+    // the consumer stalls until its heartbeats are missed (about 30 s). Messages run
+    // up to 1 MiB each, so 256 in flight stay well within memory.
+    this.messages = await c.consume({ max_messages: 256, callback: onMessage });
     void this.messages.closed().then((err) => {
       if (err) this.log.error("stream consumer stopped", { stream: this.stream, error: err });
     });

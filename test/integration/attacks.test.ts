@@ -208,6 +208,35 @@ describe("NATS: one agent's credentials", () => {
     await stolen.close();
   });
 
+  it("cannot stall other agents' results by flooding its own result subjects with small junk", async () => {
+    // Many tiny results, then a larger real one: a consumer whose pulls are sized by the
+    // bytes taken since stalled here for ~30 s (until its heartbeats were missed).
+    const { nc: stolen, sign } = await fleet.stealAgent(a.id);
+    const refusedBefore = fleet.coordinator.counters().refused;
+    const junk = new Uint8Array([0xff]);
+    for (let i = 0; i < 1100; i++) {
+      const subject = `dragnet.res.${a.id}.main.${newId()}`;
+      stolen.publish(subject, junk, { headers: sign(subject, junk) });
+      if (i % 100 === 99) await stolen.flush();
+    }
+    await stolen.flush();
+    await eventually(
+      () => (fleet.coordinator.counters().refused - refusedBefore >= 1100 ? true : undefined),
+      20_000,
+    );
+    const body = fileAction(
+      { paths: ["/etc"], options: { maxDepth: 1, returnHashes: ["sha256"] } },
+      { target: 'hostname == "host-b"' },
+    );
+    const started = Date.now();
+    await fleet.api.submitAction(signAction(body, fleet.alice));
+    const { results, done } = await collectResults(fleet.api, body.id);
+    expect(results.map((r) => [r.agentId, r.status])).toEqual([[b.id, CommandStatus.COMMAND_STATUS_SUCCESS]]);
+    expect(done?.complete).toBe(true);
+    expect(Date.now() - started).toBeLessThan(8000);
+    await stolen.close();
+  });
+
   it("anonymous and plaintext clients are not let in", async () => {
     await expect(fleet.connectNats("anonymous")).rejects.toThrow(/Authorization Violation/i);
     // Plaintext is refused even with valid credentials: the server requires TLS.
