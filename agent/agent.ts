@@ -108,6 +108,8 @@ export class Agent {
   /** Signs what the agent publishes with the key of its NATS credentials (none without credentials). */
   private signer: AgentSigner | undefined;
   private renewal?: NodeJS.Timeout;
+  /** Why the status file could not be written, until it can again. */
+  private statusProblem?: string;
   /** When the link to NATS was lost (or first sought); undefined while connected. */
   private linkLostAt: number | undefined = Date.now();
 
@@ -363,13 +365,26 @@ export class Agent {
         ? `${hb.upgradeVersion} ${hb.upgradeState}${hb.upgradeDetail ? `: ${hb.upgradeDetail}` : ""}`
         : undefined,
       undelivered: { results: this.results.outbox.size, alerts: this.alerts.outbox.size },
+      problems: hb.problems.length ? hb.problems : undefined,
     };
     try {
       // Every heartbeat: replaced whole, not synced (it describes the running process).
       replaceFile(join(this.config.stateDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`, 0o600);
+      this.statusProblem = undefined;
     } catch (err) {
-      this.log.debug("status file not written", { error: err });
+      // `dragnet-agent status` sees the file grow old and says so; the heartbeat says why.
+      const problem = `status file not written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the state directory may be full`;
+      if (problem !== this.statusProblem) this.log.error(problem, { error: err });
+      this.statusProblem = problem;
     }
+  }
+
+  /** What is wrong with the agent now, for its heartbeat, status and log. */
+  private problems(): string[] {
+    this.results.outbox.recheck();
+    this.alerts.outbox.recheck();
+    const found = [this.results.outbox.problem, this.alerts.outbox.problem, this.statusProblem];
+    return [...new Set(found.filter((p): p is string => !!p))];
   }
 
   /** The agent as its heartbeat describes it, with what module services add (isolation). */
@@ -394,6 +409,7 @@ export class Agent {
       upgradeState: "",
       upgradeVersion: "",
       upgradeDetail: "",
+      problems: this.problems(),
     };
     this.modules.describe(hb);
     return hb;

@@ -5,6 +5,7 @@ import {
   checkValidityWindow,
   DEFAULT_COORDINATOR,
   DragnetError,
+  formatDuration,
   isId,
   isSubjectToken,
   type Keyring,
@@ -118,7 +119,11 @@ export class CommandRunner {
     if (!isId(body.id)) throw new DragnetError(Codes.ACTION_INVALID, "the action id is not a Dragnet id");
     if (body.operations.length === 0)
       throw new DragnetError(Codes.ACTION_INVALID, "the action has no operation");
-    checkValidityWindow(body, this.now(), this.deps.clockSkewMs);
+    try {
+      checkValidityWindow(body, this.now(), this.deps.clockSkewMs);
+    } catch (err) {
+      throw withClockSkew(err, this.now() - Number(envelope.sentAtMs));
+    }
     if (body.expiresAtMs - body.validFromMs > MAX_VALIDITY_MS) {
       throw new DragnetError(Codes.ACTION_INVALID, "the action stays valid for more than 30 days");
     }
@@ -148,7 +153,15 @@ export class CommandRunner {
       }
       return { module, params };
     });
-    this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId, coordinatorOf(envelope));
+    try {
+      this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId, coordinatorOf(envelope));
+    } catch (err) {
+      // Run at most once: an action whose id cannot be recorded is not run.
+      throw new DragnetError(
+        Codes.INTERNAL,
+        `the agent cannot record the action id in its state directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}), so it does not run it: free space there`,
+      );
+    }
     return { commandId: envelope.commandId, coordinator: coordinatorOf(envelope), verified, operations };
   }
 
@@ -327,4 +340,23 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** Past this, a command's send time and the agent's clock disagree by more than delivery explains. */
+const CLOCK_SKEW_NOTICE_MS = 30_000;
+
+/**
+ * A window refusal on a host whose clock is off: says so, since the action is
+ * fine and the clock is what needs fixing. `skewMs` is the agent's clock minus
+ * the coordinator's, from the command's send time.
+ */
+function withClockSkew(err: unknown, skewMs: number): unknown {
+  if (!DragnetError.is(err) || !Number.isFinite(skewMs) || Math.abs(skewMs) < CLOCK_SKEW_NOTICE_MS)
+    return err;
+  if (err.code !== Codes.EXPIRED && err.code !== Codes.NOT_YET_VALID) return err;
+  const way = skewMs > 0 ? "ahead of" : "behind";
+  return new DragnetError(
+    err.code,
+    `${err.message}; clock skew: this host's clock is ${formatDuration(Math.abs(skewMs))} ${way} the coordinator's — correct it (NTP)`,
+  );
 }

@@ -21,6 +21,10 @@ export class Outbox {
   private bytes = 0;
   /** Per message: its size and destination (both in the file name). */
   private readonly entries = new Map<string, { size: number; destination: string }>();
+  /** Messages the state directory would not take (full, read-only): kept here until delivered. */
+  private readonly inMemory = new Map<string, Uint8Array>();
+  /** Why the last write failed, until one succeeds again (the heartbeat and status report it). */
+  problem?: string;
 
   constructor(
     private readonly dir: string,
@@ -69,7 +73,21 @@ export class Outbox {
    */
   add(id: string, destination: string, data: Uint8Array): void {
     if (this.entries.has(id)) this.remove(id);
-    replaceFile(this.file(id, destination), data, 0o600);
+    try {
+      replaceFile(this.file(id, destination), data, 0o600);
+      this.problem = undefined;
+    } catch (err) {
+      // A full state directory must not lose the message or stop the agent: it is kept
+      // in memory (lost only if the agent stops before delivering it) and said so.
+      const code = (err as NodeJS.ErrnoException).code;
+      const problem =
+        code === "ENOSPC" || code === "EDQUOT"
+          ? `state directory full (${this.dir}): undelivered messages are kept in memory only`
+          : `state directory not writable (${code ?? (err as Error).message}): undelivered messages are kept in memory only`;
+      if (problem !== this.problem) this.log.error(problem, { kind: this.suffix, error: err });
+      this.problem = problem;
+      this.inMemory.set(id, data);
+    }
     this.bytes += data.length;
     this.entries.set(id, { size: data.length, destination });
     while (this.entries.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {
@@ -83,6 +101,33 @@ export class Outbox {
     }
   }
 
+  /**
+   * After a failed write: tries the state directory again, and once it takes
+   * writes, moves what waits in memory to disk (where it survives a restart)
+   * and clears the problem. Called with every heartbeat.
+   */
+  recheck(): void {
+    if (!this.problem) return;
+    for (const [id, data] of this.inMemory) {
+      const entry = this.entries.get(id)!;
+      try {
+        replaceFile(this.file(id, entry.destination), data, 0o600);
+      } catch {
+        return;
+      }
+      this.inMemory.delete(id);
+    }
+    try {
+      const probe = join(this.dir, ".probe");
+      replaceFile(probe, "", 0o600);
+      rmSync(probe, { force: true });
+    } catch {
+      return;
+    }
+    this.log.info("state directory writable again", { kind: this.suffix });
+    this.problem = undefined;
+  }
+
   /** Message ids waiting, oldest first (ids sort by creation time). */
   ids(): string[] {
     return [...this.entries.keys()].sort();
@@ -91,6 +136,8 @@ export class Outbox {
   read(id: string): Uint8Array | undefined {
     const entry = this.entries.get(id);
     if (!entry) return undefined;
+    const held = this.inMemory.get(id);
+    if (held) return held;
     try {
       return readFileSync(this.file(id, entry.destination));
     } catch {
@@ -101,12 +148,13 @@ export class Outbox {
 
   remove(id: string): void {
     const entry = this.entries.get(id);
-    if (entry) rmSync(this.file(id, entry.destination), { force: true });
+    if (entry && !this.inMemory.has(id)) rmSync(this.file(id, entry.destination), { force: true });
     this.forget(id);
   }
 
   private forget(id: string): void {
     this.bytes -= this.entries.get(id)?.size ?? 0;
     this.entries.delete(id);
+    this.inMemory.delete(id);
   }
 }

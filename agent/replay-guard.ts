@@ -51,7 +51,7 @@ export class ReplayGuard {
         continue;
       }
       const at = Number(second);
-      if (Number.isFinite(at) && at + skewMs > now) {
+      if (Number.isFinite(at)) {
         this.seen.set(first, {
           expiresAtMs: at,
           commandId: third ?? "",
@@ -61,6 +61,9 @@ export class ReplayGuard {
       }
     }
     for (const e of this.seen.values()) if (done.has(e.commandId)) e.finished = true;
+    // Expired ids go, but not a command that never finished: however long the agent
+    // was down, it still reports that command as lost (recoverInterrupted).
+    for (const [id, e] of this.seen) if (this.expired(e, now) && e.finished) this.seen.delete(id);
     if (lines > this.seen.size) this.compact();
   }
 
@@ -90,7 +93,11 @@ export class ReplayGuard {
         e.finished = true;
       }
     }
-    this.append(`done ${commandId}\n`, false);
+    try {
+      this.append(`done ${commandId}\n`, false);
+    } catch {
+      // A full state directory: the result itself is what matters (see above).
+    }
   }
 
   /** Commands accepted but never finished: the agent stopped while running them. */
@@ -102,8 +109,12 @@ export class ReplayGuard {
 
   /** Forgets ids whose actions have expired, in memory and on disk. */
   prune(now = Date.now()): void {
-    for (const [id, e] of this.seen) if (e.expiresAtMs + this.skewMs <= now) this.seen.delete(id);
+    for (const [id, e] of this.seen) if (this.expired(e, now) && e.finished) this.seen.delete(id);
     this.compact();
+  }
+
+  private expired(e: Entry, now: number): boolean {
+    return e.expiresAtMs + this.skewMs <= now;
   }
 
   get size(): number {

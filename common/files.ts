@@ -5,6 +5,7 @@ import {
   fsyncSync,
   openSync,
   renameSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeFileSync,
@@ -28,8 +29,13 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
  */
 export function replaceFile(path: string, data: string | Uint8Array, mode = 0o600): void {
   const tmp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  renameSync(tmp, path);
+  try {
+    writeFileSync(tmp, data, { mode });
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true }); // a write cut short (a full disk) leaves nothing behind
+    throw err;
+  }
 }
 
 /**

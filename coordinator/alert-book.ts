@@ -107,7 +107,7 @@ export class AlertBook {
         this.onAlert(alert);
       });
     } catch (err) {
-      const p = problemOf(err, Codes.DECODE);
+      const p = problemOf(err);
       if (!REFUSED.has(p.code)) {
         // Not the alert's fault (the store is failing): it comes back.
         this.log.error("alert not stored; it will be handed out again", { subject: m.subject, ...p });

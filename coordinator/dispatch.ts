@@ -80,10 +80,9 @@ export class Dispatcher {
       ackedAtMs: 0,
       updatedAtMs: now,
     }));
-    batcher.action(record);
-    for (const c of commands) batcher.command(c);
-    // Stored before anything is sent: a coordinator killed right after still knows every command it sent.
-    batcher.flush();
+    // Stored before anything is sent: a coordinator killed right after still knows every
+    // command it sent. If it cannot be stored, this throws and nothing is kept to send later.
+    batcher.commitNow({ actions: [record], commands });
     const action = new OpenAction(record, signed, body, commands);
     book.add(action);
     let offline = 0;

@@ -184,7 +184,7 @@ export class AgentIntake {
       // A duplicate too: its first copy may not be committed yet, and must not leave the stream before it is.
       this.core.batcher.afterCommit(() => m.ack());
     } catch (err) {
-      const p = problemOf(err, Codes.DECODE);
+      const p = problemOf(err);
       if (!REFUSED_FOR_GOOD.has(p.code)) {
         // Not the result's fault (the store is failing, say): it stays in the stream and comes back.
         this.core.log.error("result not stored; it will be handed out again", { subject: m.subject, ...p });

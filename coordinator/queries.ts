@@ -69,6 +69,8 @@ export class Queries {
       upgradeState: agent.upgrade?.state ?? "",
       upgradeVersion: agent.upgrade?.version ?? "",
       upgradeDetail: agent.upgrade?.detail ?? "",
+      problems: agent.problems ?? [],
+      clockSkewMs: agent.clockSkewMs ?? 0,
     };
   }
 

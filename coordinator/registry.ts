@@ -42,6 +42,7 @@ function sameFacts(a: StoredAgent, b: StoredAgent): boolean {
 const LIMITS = {
   text: 256,
   addresses: 64,
+  problems: 8,
   tags: 64,
   tagKey: 64,
   tagValue: 256,
@@ -69,6 +70,9 @@ export function checkHeartbeat(hb: Heartbeat): void {
   ] as const) {
     if (value.length > LIMITS.text) throw refuse(`${name} is longer than ${LIMITS.text} characters`);
   }
+  if (hb.problems.length > LIMITS.problems) throw refuse(`more than ${LIMITS.problems} problems`);
+  if (hb.problems.some((p) => p.length > LIMITS.text))
+    throw refuse(`a problem is longer than ${LIMITS.text} characters`);
   if (hb.addresses.length > LIMITS.addresses) throw refuse(`more than ${LIMITS.addresses} addresses`);
   if (hb.addresses.some((a) => a.length > 64)) throw refuse("an address is longer than 64 characters");
   const tags = Object.entries(hb.tags);
@@ -144,6 +148,9 @@ export class AgentRegistry {
       ...(hb.upgradeState
         ? { upgrade: { state: hb.upgradeState, version: hb.upgradeVersion, detail: hb.upgradeDetail } }
         : {}),
+      ...(hb.problems.length ? { problems: hb.problems } : {}),
+      // Heartbeats travel in well under a second: what is left is the clocks' difference.
+      ...(hb.sentAtMs ? { clockSkewMs: Number(hb.sentAtMs) - now } : {}),
     };
     const cameBack =
       !previous ||

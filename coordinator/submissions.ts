@@ -78,11 +78,13 @@ export class Submissions {
       requiredWeight: shortfall?.required ?? 0,
     };
     const signers = verified.signers.map((s) => s.name).join(", ");
-    this.parts.incidents.actionSubmitted(body, record.signerNames, shortfall !== undefined, actor);
+    // Stored before it is reported accepted: a submit that fails (a full disk) leaves
+    // nothing behind to be committed or sent later.
     if (shortfall) {
       record.state = ActionState.ACTION_STATE_PENDING_APPROVAL;
+      batcher.commitNow({ actions: [record] });
       pending.set(record.id, record);
-      batcher.action(record);
+      this.parts.incidents.actionSubmitted(body, record.signerNames, true, actor);
       audit.record(actor, "action held for approval", {
         actionId: body.id,
         message: `${body.name}: signed by ${signers}; ${shortfall.module} needs weight ${shortfall.required}, has ${shortfall.weight}`,
@@ -97,6 +99,7 @@ export class Submissions {
       };
     }
     const { targeted, offline } = this.parts.dispatcher.release(record, signed!, body, now, targets);
+    this.parts.incidents.actionSubmitted(body, record.signerNames, false, actor);
     audit.record(actor, "action submitted", {
       actionId: body.id,
       message: `${body.name}: target ${body.target}; signed by ${signers}; ${targeted} agents (${offline} offline)`,
@@ -156,15 +159,20 @@ export class Submissions {
     checkStoredId(id, body.id);
     // Everything that can refuse comes before the record changes: a refused approval leaves no trace but the audit.
     const targets = shortfall ? [] : this.targetsOf(expr, body.target, now);
-    record.signed = SignedAction.encode(signed).finish();
-    record.signerKeyIds = verified.signers.map((s) => s.keyId);
-    record.signerNames = verified.signers.map((s) => s.name);
-    record.weight = shortfall?.weight ?? verified.weight;
-    record.requiredWeight = shortfall?.required ?? record.requiredWeight;
+    // A copy: the held record changes only once the approval is stored.
+    const next: StoredAction = {
+      ...record,
+      signed: SignedAction.encode(signed).finish(),
+      signerKeyIds: verified.signers.map((s) => s.keyId),
+      signerNames: verified.signers.map((s) => s.name),
+      weight: shortfall?.weight ?? verified.weight,
+      requiredWeight: shortfall?.required ?? record.requiredWeight,
+    };
     const by = signer?.name ?? signature.keyId;
-    this.parts.incidents.actionApproved(record, by, !shortfall, actor);
     if (shortfall) {
-      batcher.action(record);
+      batcher.commitNow({ actions: [next] });
+      pending.set(id, next);
+      this.parts.incidents.actionApproved(next, by, false, actor);
       audit.record(actor, "action co-signed", {
         actionId: id,
         message: `signed by ${by}; ${shortfall.module} still needs weight ${shortfall.required}, has ${shortfall.weight}`,
@@ -178,17 +186,18 @@ export class Submissions {
         offline: 0,
       };
     }
-    const { targeted, offline } = this.parts.dispatcher.release(record, signed, body, now, targets);
+    const { targeted, offline } = this.parts.dispatcher.release(next, signed, body, now, targets);
     pending.delete(id);
+    this.parts.incidents.actionApproved(next, by, true, actor);
     audit.record(actor, "action approved and released", {
       actionId: id,
-      message: `approved by ${by}; signers ${record.signerNames.join(", ")}; ${targeted} agents (${offline} offline)`,
+      message: `approved by ${by}; signers ${next.signerNames.join(", ")}; ${targeted} agents (${offline} offline)`,
     });
     return {
       actionId: id,
       released: true,
       weight: verified.weight,
-      requiredWeight: record.requiredWeight,
+      requiredWeight: next.requiredWeight,
       targeted,
       offline,
     };

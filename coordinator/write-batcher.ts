@@ -98,6 +98,27 @@ export class WriteBatcher {
     }
   }
 
+  /**
+   * Commits `part` now, after everything gathered before it, in a transaction
+   * of its own; throws if it could not be stored and then keeps none of it. For
+   * writes whose failure the caller must report (a submitted action is either
+   * stored or refused, never committed later by a retry).
+   */
+  commitNow(part: Partial<WriteBatch>): void {
+    this.flush();
+    this.store.apply({
+      agents: [],
+      actions: [],
+      commands: [],
+      results: [],
+      completed: [],
+      audit: [],
+      alerts: [],
+      evidence: [],
+      ...part,
+    });
+  }
+
   /** Applies everything gathered so far; reads that must see it call this first. */
   flush(): void {
     clearTimeout(this.timer);

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { formatDuration } from "../../common/mod.js";
-import { AgentStatus } from "../../proto/api.js";
+import { type AgentInfo, AgentStatus } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
 import { globalsOf, handle, withApi } from "../cli-kit.js";
 import { openClient } from "../home.js";
@@ -9,6 +9,21 @@ import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
 export function statusName(status: AgentStatus): string {
   return (AgentStatus[status] ?? "unknown").replace("AGENT_STATUS_", "").toLowerCase();
+}
+
+/** Past this, an agent's clock is off by more than heartbeat delivery explains: its actions' windows misfire. */
+const CLOCK_SKEW_WARN_MS = 30_000;
+
+/** What the agent reports wrong with itself, and a clock far from the coordinator's. */
+export function agentProblems(a: AgentInfo): string[] {
+  const skew = Number(a.clockSkewMs);
+  const out = [...a.problems];
+  if (Math.abs(skew) >= CLOCK_SKEW_WARN_MS) {
+    out.push(
+      `clock skew: its clock is ${formatDuration(Math.abs(skew))} ${skew > 0 ? "ahead of" : "behind"} the coordinator's (actions may be refused as expired or not yet valid)`,
+    );
+  }
+  return out;
 }
 
 export function registerAgentsCommand(program: Command): Command {
@@ -43,6 +58,7 @@ export function registerAgentsCommand(program: Command): Command {
               { key: "status", header: "status" },
               { key: "isolated", header: "isolated", show: (v) => (v ? "yes" : "") },
               { key: "upgrade", header: "last upgrade" },
+              { key: "problems", header: "problems", show: (v) => (v as string[]).join("; ") },
               {
                 key: "lastSeen",
                 header: "last seen",
@@ -66,6 +82,8 @@ export function registerAgentsCommand(program: Command): Command {
               upgrade: a.upgradeState
                 ? `${a.upgradeVersion} ${a.upgradeState}${a.upgradeDetail ? `: ${a.upgradeDetail}` : ""}`
                 : "",
+              problems: agentProblems(a),
+              clockSkewMs: Number(a.clockSkewMs),
               lastSeen: isoTime(a.lastSeenMs),
             });
           }

@@ -45,6 +45,10 @@ export interface StoredAgent {
   intervalMs: number;
   /** The last upgrade as the latest heartbeat tells it (kept in memory, not stored). */
   upgrade?: { state: string; version: string; detail: string };
+  /** What the latest heartbeat says is wrong on the agent (in memory, not stored). */
+  problems?: string[];
+  /** The agent's clock minus the coordinator's at its latest heartbeat (in memory, not stored). */
+  clockSkewMs?: number;
 }
 
 export interface StoredAction {

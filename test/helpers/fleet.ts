@@ -134,6 +134,8 @@ export async function startFleet(
     credentialsExpire?: string;
     /** How long past an acknowledged command's timeout the coordinator waits for its result (default 15 s). */
     resultGraceMs?: number;
+    /** Where the coordinator's database lives (default coordinator.db in the fleet's directory). */
+    database?: string;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -175,7 +177,7 @@ export async function startFleet(
   const rawConfig = {
     nats: { servers, ca: caFile, creds: coordinatorCreds },
     grpc: { listen: "127.0.0.1:0", cert: "coordinator.pem", key: "coordinator.key" },
-    database: "coordinator.db",
+    database: options.database ?? "coordinator.db",
     keyring: "keyring.json",
     registry: { offlineAfterMs: options.offlineAfterMs ?? 300_000 },
     resultGraceMs: options.resultGraceMs ?? 15_000,

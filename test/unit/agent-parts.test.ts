@@ -26,12 +26,14 @@ describe("replay guard", () => {
     const g = new ReplayGuard(file, 0, now);
     g.remember("a", now + 10_000, "c1", "main", now);
     g.remember("b", now + 100, "c2", "main", now);
+    g.finished("c2");
     expect(new ReplayGuard(file, 0, now).has("a")).toBe(true);
     const later = new ReplayGuard(file, 0, now + 1000);
     expect(later.has("a")).toBe(true);
     expect(later.has("b")).toBe(false);
     // Loading dropped the expired line from the file too.
     expect(readFileSync(file, "utf8")).toBe(`a ${now + 10_000} c1 main\n`);
+    later.finished("c1");
     later.prune(now + 20_000);
     expect(later.size).toBe(0);
     expect(readFileSync(file, "utf8")).toBe("");
@@ -53,6 +55,20 @@ describe("replay guard", () => {
     again.finished("c2");
     expect(new ReplayGuard(file, 0, now).unfinished()).toEqual([]);
     expect(new ReplayGuard(file, 0, now).has("b")).toBe(true);
+  });
+
+  it("keeps an unfinished command however long past its action's expiry the agent was down, until it is reported", () => {
+    const file = join(tempDir(), "executed-actions");
+    const now = 1_000_000;
+    new ReplayGuard(file, 60_000, now).remember("a", now + 10_000, "c1", "main", now);
+    // Back an hour after the action expired: the command is still known to have been cut off.
+    const back = new ReplayGuard(file, 60_000, now + 3_600_000);
+    back.prune(now + 3_600_000);
+    expect(back.unfinished()).toEqual([{ actionId: "a", commandId: "c1", coordinator: "main" }]);
+    back.finished("c1");
+    back.prune(now + 3_600_000);
+    expect(back.size).toBe(0);
+    expect(new ReplayGuard(file, 60_000, now + 3_600_000).unfinished()).toEqual([]);
   });
 });
 

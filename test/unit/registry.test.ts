@@ -24,11 +24,24 @@ function hb(id: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
     upgradeState: "",
     upgradeVersion: "",
     upgradeDetail: "",
+    problems: [],
     ...overrides,
   };
 }
 
 describe("agent registry", () => {
+  it("keeps what the latest heartbeat says is wrong, and the agent's clock skew against the coordinator's", () => {
+    const reg = new AgentRegistry({ offlineAfterMs: 300_000 });
+    const t = 5_000_000;
+    reg.observe(hb("a", { sentAtMs: t + 300_000, problems: ["state directory full"] }), t);
+    expect(reg.get("a")).toMatchObject({ clockSkewMs: 300_000, problems: ["state directory full"] });
+    reg.observe(hb("a", { sentAtMs: t + 1000 - 90_000 }), t + 1000);
+    expect(reg.get("a")!.clockSkewMs).toBe(-90_000);
+    expect(reg.get("a")!.problems).toBeUndefined();
+    expect(() => checkHeartbeat(hb("a", { problems: Array(9).fill("x") }))).toThrow(/more than 8 problems/);
+    expect(() => checkHeartbeat(hb("a", { problems: ["x".repeat(257)] }))).toThrow(/a problem is longer/);
+  });
+
   it("derives online, idle and offline from heartbeat age and the agent's own interval", () => {
     const reg = new AgentRegistry({ offlineAfterMs: 300_000 });
     const t = 1_000_000;

@@ -105,6 +105,8 @@ export interface Heartbeat {
   upgradeState: string;
   upgradeVersion: string;
   upgradeDetail: string;
+  /** What is wrong on the agent now, one sentence each (a full state directory). */
+  problems: string[];
 }
 
 export interface Heartbeat_TagsEntry {
@@ -278,6 +280,7 @@ function createBaseHeartbeat(): Heartbeat {
     upgradeState: "",
     upgradeVersion: "",
     upgradeDetail: "",
+    problems: [],
   };
 }
 
@@ -336,6 +339,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.upgradeDetail !== "") {
       writer.uint32(146).string(message.upgradeDetail);
+    }
+    for (const v of message.problems) {
+      writer.uint32(154).string(v!);
     }
     return writer;
   },
@@ -500,6 +506,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.upgradeDetail = reader.string();
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -591,6 +605,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.upgrade_detail)
         ? globalThis.String(object.upgrade_detail)
         : "",
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -656,6 +673,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.upgradeDetail !== "") {
       obj.upgradeDetail = message.upgradeDetail;
     }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
     return obj;
   },
 
@@ -690,6 +710,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.upgradeState = object.upgradeState ?? "";
     message.upgradeVersion = object.upgradeVersion ?? "";
     message.upgradeDetail = object.upgradeDetail ?? "";
+    message.problems = object.problems?.map((e) => e) || [];
     return message;
   },
 };

@@ -162,6 +162,10 @@ export interface AgentInfo {
   upgradeState: string;
   upgradeVersion: string;
   upgradeDetail: string;
+  /** What the agent's latest heartbeat says is wrong on it (a full state directory). */
+  problems: string[];
+  /** The agent's clock minus the coordinator's, from its latest heartbeat (0: not known). */
+  clockSkewMs: number;
 }
 
 export interface AgentInfo_TagsEntry {
@@ -510,6 +514,8 @@ function createBaseAgentInfo(): AgentInfo {
     upgradeState: "",
     upgradeVersion: "",
     upgradeDetail: "",
+    problems: [],
+    clockSkewMs: 0,
   };
 }
 
@@ -562,6 +568,12 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     }
     if (message.upgradeDetail !== "") {
       writer.uint32(130).string(message.upgradeDetail);
+    }
+    for (const v of message.problems) {
+      writer.uint32(138).string(v!);
+    }
+    if (message.clockSkewMs !== 0) {
+      writer.uint32(144).int64(message.clockSkewMs);
     }
     return writer;
   },
@@ -710,6 +722,22 @@ export const AgentInfo: MessageFns<AgentInfo> = {
             message.upgradeDetail = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.clockSkewMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -783,6 +811,14 @@ export const AgentInfo: MessageFns<AgentInfo> = {
         : isSet(object.upgrade_detail)
         ? globalThis.String(object.upgrade_detail)
         : "",
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => globalThis.String(e))
+        : [],
+      clockSkewMs: isSet(object.clockSkewMs)
+        ? globalThis.Number(object.clockSkewMs)
+        : isSet(object.clock_skew_ms)
+        ? globalThis.Number(object.clock_skew_ms)
+        : 0,
     };
   },
 
@@ -842,6 +878,12 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     if (message.upgradeDetail !== "") {
       obj.upgradeDetail = message.upgradeDetail;
     }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    if (message.clockSkewMs !== 0) {
+      obj.clockSkewMs = Math.round(message.clockSkewMs);
+    }
     return obj;
   },
 
@@ -874,6 +916,8 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     message.upgradeState = object.upgradeState ?? "";
     message.upgradeVersion = object.upgradeVersion ?? "";
     message.upgradeDetail = object.upgradeDetail ?? "";
+    message.problems = object.problems?.map((e) => e) || [];
+    message.clockSkewMs = object.clockSkewMs ?? 0;
     return message;
   },
 };
