@@ -219,11 +219,17 @@ describe("NATS: one agent's credentials", () => {
       stolen.publish(subject, junk, { headers: sign(subject, junk) });
       if (i % 100 === 99) await stolen.flush();
     }
+    // Then one of nearly 1 MiB (the largest a result may be).
+    const big = new Uint8Array(900 * 1024).fill(0xff);
+    const bigSubject = `dragnet.res.${a.id}.main.${newId()}`;
+    stolen.publish(bigSubject, big, { headers: sign(bigSubject, big) });
     await stolen.flush();
+    const sentAt = Date.now();
     await eventually(
-      () => (fleet.coordinator.counters().refused - refusedBefore >= 1100 ? true : undefined),
+      () => (fleet.coordinator.counters().refused - refusedBefore >= 1101 ? true : undefined),
       20_000,
     );
+    expect(Date.now() - sentAt).toBeLessThan(8000);
     const body = fileAction(
       { paths: ["/etc"], options: { maxDepth: 1, returnHashes: ["sha256"] } },
       { target: 'hostname == "host-b"' },
