@@ -127,7 +127,10 @@ export class Agent {
     this.subjects = new Subjects(config.subjectPrefix);
     this.replay = new ReplayGuard(join(config.stateDir, "executed-actions"), config.clockSkewMs);
     this.signer = loadSigner(config, this.log);
-    const link = () => (this.nc && !this.nc.isClosed() ? this.js : undefined);
+    // Not while disconnected: a publish then waits out its whole timeout, and the flush on
+    // reconnecting skips a message still being published — its result would come 10 s late.
+    const link = () =>
+      this.nc && !this.nc.isClosed() && this.linkLostAt === undefined ? this.js : undefined;
     const sign = (subject: string, data: Uint8Array) => this.headersFor(subject, data);
     this.results = new Courier(
       new Outbox(join(config.stateDir, "outbox"), this.log),

@@ -27,6 +27,7 @@ import { EnrollmentDesk } from "./enrollment-desk.js";
 import { EvidenceDesk } from "./evidence-desk.js";
 import { IncidentDesk } from "./incident-desk.js";
 import { AgentIntake, CatchUp } from "./intake.js";
+import { LinkOutages } from "./link-outages.js";
 import { loadJournalKey, Notebook } from "./notebook.js";
 import { Notifier } from "./notifier.js";
 import { Queries } from "./queries.js";
@@ -104,6 +105,7 @@ export class Coordinator {
       pending: new Map(),
       agents: new AgentVerifier(config.agentAccount, config.subjectPrefix, now, (id) => this.revoked.has(id)),
       nats: () => this.nc,
+      outages: new LinkOutages(),
     };
     this.core = core;
     const hostname = (agentId: string) => this.registry.get(agentId)?.hostname ?? "";
@@ -212,6 +214,7 @@ export class Coordinator {
       waitOnFirstConnect: true,
     });
     const nc = this.nc;
+    this.watchLink(nc).catch((err) => log.error("NATS status watch ended", { error: err }));
     // One coordinator per fleet for now: each keeps its own store, so a queue
     // group would hand one coordinator results for commands only another knows.
     this.intake.subscribe(nc);
@@ -254,6 +257,32 @@ export class Coordinator {
     this.feeds.push(results, alerts);
     this.dispatcher.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
+  }
+
+  /** Notes when the NATS link drops and returns: deadlines stand still meanwhile. */
+  private async watchLink(nc: NatsConnection): Promise<void> {
+    const { outages, log, now } = this.core;
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        outages.down(now());
+        log.warn("disconnected from NATS: deadlines stand still until the link is back", { server: s.server });
+      } else if (s.type === "reconnect") {
+        outages.up(now());
+        log.info("reconnected to NATS", { server: s.server });
+        this.catchUpAfterOutage();
+      }
+    }
+  }
+
+  /** Results that reached the stream while the link was down are read before anything times out or is sent again. */
+  private catchUpAfterOutage(): void {
+    const results = this.feeds[0];
+    const until = this.core.now() + this.core.config.results.ackWaitMs + CATCH_UP_MARGIN_MS;
+    this.catchUp.begin(undefined, until);
+    results
+      ?.waiting()
+      .then((waiting) => this.catchUp.begin(waiting, until))
+      .catch((err) => this.core.log.warn("results backlog unknown after reconnecting", { error: err }));
   }
 
   async stop(): Promise<void> {

@@ -13,6 +13,7 @@ import { SignedAction } from "../proto/api.js";
 import type { ActionBook } from "./action-book.js";
 import type { AuditLog } from "./audit-log.js";
 import type { CoordinatorConfig } from "./config.js";
+import type { LinkOutages } from "./link-outages.js";
 import type { AgentRegistry } from "./registry.js";
 import type { Store, StoredAction } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
@@ -40,6 +41,8 @@ export interface CoordinatorCore {
   readonly agents: AgentVerifier;
   /** The NATS connection while there is one. */
   nats(): NatsConnection | undefined;
+  /** When that connection was down (deadlines do not run meanwhile). */
+  readonly outages: LinkOutages;
 }
 
 /** Anything with NATS headers (core messages, JetStream messages). */

@@ -104,17 +104,33 @@ export class Dispatcher {
   sweep(): void {
     const now = this.core.now();
     this.expireUnapproved(now);
-    const { book, registry, config } = this.core;
+    const { book, registry, config, outages } = this.core;
+    // With its own link down the coordinator hears nothing: silence is nobody's fault.
+    if (outages.isDown()) return;
     const caughtUp = this.caughtUp(now);
     for (const action of [...book.all()]) {
-      const expired = now >= action.record.expiresAtMs;
-      // The expiry bounds when agents may receive an action, not how long they run it.
-      const deadline = (c: StoredCommand) => c.ackedAtMs + action.record.timeoutMs + config.resultGraceMs;
+      // The expiry bounds when agents may receive an action, not how long they run it. A
+      // command already sent may have been taken while the link was down: that time is added.
+      const expired = (c: StoredCommand) =>
+        now >=
+        action.record.expiresAtMs +
+          (c.status === CommandStatus.COMMAND_STATUS_SENT ? outages.downBetween(c.sentAtMs, now) : 0);
+      const deadline = (c: StoredCommand) => {
+        const due =
+          c.ackedAtMs + action.record.timeoutMs + config.resultGraceMs + outages.downBetween(c.ackedAtMs, now);
+        if (outages.lastUpAt <= c.ackedAtMs) return due;
+        // The link was lost while it ran: its agent may come back after the coordinator did
+        // (its result waiting in its outbox). Until it is heard again, or counts as offline,
+        // nothing is due; once heard, its result has the grace to arrive.
+        const back = outages.heardAgainAt(c.agentId);
+        if (back === undefined) return registry.isOffline(c.agentId, now) ? due : Number.POSITIVE_INFINITY;
+        return Math.max(due, back + config.resultGraceMs);
+      };
       for (const command of [...action.byId.values()]) {
         if (isFinal(command.status)) continue;
         if (command.status === CommandStatus.COMMAND_STATUS_RUNNING) {
           const waiting = book.isQueued(command) && !registry.isOffline(command.agentId, now);
-          if (!waiting && now > deadline(command)) {
+          if (caughtUp && !waiting && now > deadline(command)) {
             book.transition(action, command, CommandStatus.COMMAND_STATUS_TIMEOUT, {
               problem: {
                 code: Codes.TIMEOUT,
@@ -122,7 +138,7 @@ export class Dispatcher {
               },
             });
           }
-        } else if (expired) {
+        } else if (caughtUp && expired(command)) {
           book.transition(action, command, CommandStatus.COMMAND_STATUS_EXPIRED, {
             problem: {
               code: Codes.EXPIRED,

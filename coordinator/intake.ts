@@ -31,9 +31,10 @@ const REFUSED_FOR_GOOD = new Set<string>([
 const NAK_DELAY_MS = 2000;
 
 /**
- * Results that waited in the stream while the coordinator was down: until
- * they are in (or the stream's ack wait has passed), nothing is sent again —
- * an agent that already answered must not be asked twice.
+ * Results that waited in the stream while the coordinator was down (or its
+ * NATS link was): until they are in (or the stream's ack wait has passed),
+ * nothing is sent again — an agent that already answered must not be asked
+ * twice — and nothing times out: a result in the stream is not a missing one.
  */
 export class CatchUp {
   private backlog = 0;
@@ -41,10 +42,15 @@ export class CatchUp {
   private readonly seenSeqs = new Set<number>();
   private until = 0;
 
-  /** What the stream held at start, and how long to wait for it at most. */
-  begin(waiting: { backlog: number; lastSeq: number }, until: number): void {
-    this.backlog = waiting.backlog;
-    this.lastSeq = waiting.lastSeq;
+  /**
+   * What the stream held at start (or when the NATS link came back), and how
+   * long to wait for it at most; without `waiting` (not known yet), everything
+   * is waited for until `until`.
+   */
+  begin(waiting: { backlog: number; lastSeq: number } | undefined, until: number): void {
+    this.backlog = waiting?.backlog ?? Number.POSITIVE_INFINITY;
+    this.lastSeq = waiting?.lastSeq ?? Number.MAX_SAFE_INTEGER;
+    this.seenSeqs.clear();
     this.until = until;
   }
 
@@ -114,6 +120,7 @@ export class AgentIntake {
     }
     checkHeartbeat(hb);
     this.stats.heartbeats++;
+    this.core.outages.heard(agentId, this.core.now());
     const effect = this.core.registry.observe(hb, this.core.now());
     if (effect.persist) this.core.batcher.agent(effect.agent);
     if (effect.isNew) this.core.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });

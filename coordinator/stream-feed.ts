@@ -195,7 +195,13 @@ export class StreamFeed {
         },
       );
     }
-    // The messages waiting for this coordinator now are all at or below the stream's last sequence.
+    return this.waiting();
+  }
+
+  /** What waits for this coordinator now (not yet taken, or taken and not acknowledged), and the stream's last sequence. */
+  async waiting(): Promise<{ backlog: number; lastSeq: number }> {
+    const jsm = await jetstreamManager(this.nc);
+    const info = await jsm.consumers.info(this.stream, this.consumer);
     const { state } = await jsm.streams.info(this.stream);
     return { backlog: info.num_pending + info.num_ack_pending, lastSeq: state.last_seq };
   }
