@@ -70,6 +70,26 @@ export function exitCodeOf(c: ActionSummary["counts"]): number {
   return EXIT_NOTHING;
 }
 
+/** What a person must know of an agent's answer beside its rows: an operation that failed, an answer cut to fit. */
+export function answerNotes(r: AgentResult): string[] {
+  const who = `${r.hostname} (${r.agentId})`;
+  const out: string[] = [];
+  for (const op of r.result?.operations ?? []) {
+    if (op.problem) out.push(`${who}: ${op.problem.message} [${op.problem.code}]`);
+    if (op.truncated) {
+      out.push(
+        `${who}: the answer was over the 1 MiB result limit and was cut: ${op.omitted} entries left out (narrow the query to see them)`,
+      );
+    }
+  }
+  return out;
+}
+
+/** Whether an agent's answer was stored after its action completed (a late result after a timeout): the answer changed since. */
+export function arrivedLate(r: AgentResult, s: ActionSummary): boolean {
+  return s.completedAtMs > 0 && r.updatedAtMs > s.completedAtMs;
+}
+
 /** Follows an action to its end (or until only offline agents remain); returns the exit status. */
 export async function followAction(
   api: CoordinatorApi,
@@ -120,13 +140,8 @@ export async function followAction(
       for (const op of r.result.operations) {
         opts.collect?.(agent, op);
         if (!opts.collect || opts.rowsToo) for (const row of opts.rows.of(op)) writer.add({ agent, ...row });
-        if (op.problem) note(`${r.hostname} (${r.agentId}): ${op.problem.message} [${op.problem.code}]`);
-        if (op.truncated) {
-          note(
-            `${r.hostname} (${r.agentId}): the answer was over the 1 MiB result limit and was cut: ${op.omitted} entries left out (narrow the query to see them)`,
-          );
-        }
       }
+      for (const line of answerNotes(r)) note(line);
     }
     if (r.status !== CommandStatus.COMMAND_STATUS_SUCCESS && r.problem && !noted.has(r.commandId)) {
       noted.add(r.commandId);
@@ -163,6 +178,11 @@ export async function followAction(
   if (!opts.quiet) {
     err.write(`${summaryLine(last.counts)} (${formatDuration(Date.now() - started)})\n`);
     const c = last.counts;
+    if (c.timeout > 0) {
+      err.write(
+        `a result that comes after its timeout is still stored, and flagged late: see dragnet action show ${last.id}\n`,
+      );
+    }
     if (c.waitingOffline && !last.complete) {
       err.write(
         `offline agents get the action when they return before ${new Date(last.expiresAtMs).toISOString()}; see: dragnet action follow ${last.id}\n`,

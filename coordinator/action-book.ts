@@ -263,5 +263,6 @@ export function summarize(
     state: record.state,
     weight: record.weight,
     requiredWeight: record.requiredWeight,
+    completedAtMs: record.completedAtMs ?? 0,
   };
 }

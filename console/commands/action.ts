@@ -5,7 +5,15 @@ import { openClient } from "../home.js";
 import type { ResultRows } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import type { SendAction } from "../send.js";
-import { count, EXIT_FOUND, exitCodeOf, followAction, summaryLine } from "../sweep.js";
+import {
+  answerNotes,
+  arrivedLate,
+  count,
+  EXIT_FOUND,
+  exitCodeOf,
+  followAction,
+  summaryLine,
+} from "../sweep.js";
 import { registerApproveCommand } from "./approve.js";
 import { registerImportCommand } from "./import.js";
 
@@ -116,15 +124,19 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
           }
           const wanted = flags.state?.toLowerCase();
           const results = detail.results.filter((r) => !wanted || statusWord(r.status) === wanted);
+          const late = results.filter((r) => arrivedLate(r, s));
           if (flags.results) {
             const writer = new RowWriter(format, rows.columnsFor(s.modules));
+            const notes: string[] = [];
             for (const r of results) {
               for (const op of r.result?.operations ?? []) {
                 for (const row of rows.of(op))
                   writer.add({ agent: { id: r.agentId, hostname: r.hostname }, ...row });
               }
+              notes.push(...answerNotes(r));
             }
             writer.end();
+            for (const line of notes) process.stderr.write(`${line}\n`);
           } else {
             const writer = new RowWriter(format, [
               { key: "status", header: "status" },
@@ -134,6 +146,7 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
                 header: "problem",
                 show: (v) => (v ? `${(v as { message: string }).message}` : ""),
               },
+              { key: "late", header: "late", show: (v) => (v ? "after completion" : "") },
             ]);
             for (const r of results) {
               writer.add({
@@ -142,10 +155,16 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
                 status: statusWord(r.status),
                 found: r.result?.found ?? false,
                 ...(r.problem ? { problem: r.problem } : {}),
+                late: arrivedLate(r, s),
                 updated: isoTime(r.updatedAtMs),
               });
             }
             writer.end();
+          }
+          if (late.length > 0) {
+            process.stderr.write(
+              `the answer changed after the action completed (${isoTime(s.completedAtMs)}): ${late.length} result${late.length === 1 ? "" : "s"} came late — ${late.map((r) => r.hostname || r.agentId).join(", ")}\n`,
+            );
           }
           return exitCodeOf(s.counts);
         } finally {

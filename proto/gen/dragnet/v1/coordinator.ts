@@ -288,6 +288,11 @@ export interface ActionSummary {
   state: ActionState;
   weight: number;
   requiredWeight: number;
+  /**
+   * When every command reached a final state (0: not yet). A result stored
+   * later (a late answer after a timeout) changed the answer after it.
+   */
+  completedAtMs: number;
 }
 
 export interface AgentResult {
@@ -2433,6 +2438,7 @@ function createBaseActionSummary(): ActionSummary {
     state: 0,
     weight: 0,
     requiredWeight: 0,
+    completedAtMs: 0,
   };
 }
 
@@ -2485,6 +2491,9 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     }
     if (message.requiredWeight !== 0) {
       writer.uint32(128).uint32(message.requiredWeight);
+    }
+    if (message.completedAtMs !== 0) {
+      writer.uint32(136).int64(message.completedAtMs);
     }
     return writer;
   },
@@ -2630,6 +2639,14 @@ export const ActionSummary: MessageFns<ActionSummary> = {
             message.requiredWeight = reader.uint32();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.completedAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2692,6 +2709,11 @@ export const ActionSummary: MessageFns<ActionSummary> = {
         : isSet(object.required_weight)
         ? globalThis.Number(object.required_weight)
         : 0,
+      completedAtMs: isSet(object.completedAtMs)
+        ? globalThis.Number(object.completedAtMs)
+        : isSet(object.completed_at_ms)
+        ? globalThis.Number(object.completed_at_ms)
+        : 0,
     };
   },
 
@@ -2745,6 +2767,9 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     if (message.requiredWeight !== 0) {
       obj.requiredWeight = Math.round(message.requiredWeight);
     }
+    if (message.completedAtMs !== 0) {
+      obj.completedAtMs = Math.round(message.completedAtMs);
+    }
     return obj;
   },
 
@@ -2771,6 +2796,7 @@ export const ActionSummary: MessageFns<ActionSummary> = {
     message.state = object.state ?? 0;
     message.weight = object.weight ?? 0;
     message.requiredWeight = object.requiredWeight ?? 0;
+    message.completedAtMs = object.completedAtMs ?? 0;
     return message;
   },
 };
