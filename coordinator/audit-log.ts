@@ -1,6 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { type AuditHead, type AuditVerdict, chainAudit, verifyAuditChain } from "../common/audit-chain.js";
 import type { Logger } from "../common/mod.js";
+import { MinuteBudget } from "./minute-budget.js";
 import type { Store } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
@@ -29,7 +30,7 @@ export interface AuditFields {
 export type UntrustedSource = "agents" | "api" | "enrolment";
 
 export class AuditLog {
-  private readonly windows = new Map<UntrustedSource, { since: number; count: number; suppressed: number }>();
+  private readonly budget = new MinuteBudget<UntrustedSource>(UNTRUSTED_PER_MINUTE);
   private head: Pick<AuditHead, "n" | "hash"> | undefined;
 
   constructor(
@@ -79,27 +80,12 @@ export class AuditLog {
    * counted, and recorded when the minute is over.
    */
   untrusted(source: UntrustedSource, actor: string, event: string, fields: AuditFields = {}): void {
-    const now = this.now();
-    let w = this.windows.get(source);
-    if (!w) {
-      w = { since: now, count: 0, suppressed: 0 };
-      this.windows.set(source, w);
-    }
-    if (now - w.since >= 60_000) {
-      if (w.suppressed) {
-        this.record("coordinator", "entries not recorded", {
-          message: `${w.suppressed} more ${DESCRIBED[source]} in the minute from ${new Date(w.since).toISOString()} (see the coordinator's log)`,
-        });
-      }
-      w.since = now;
-      w.count = 0;
-      w.suppressed = 0;
-    }
-    if (++w.count > UNTRUSTED_PER_MINUTE) {
-      w.suppressed++;
-      return;
-    }
-    this.record(actor, event, fields);
+    const fits = this.budget.take(source, this.now(), (count, since) =>
+      this.record("coordinator", "entries not recorded", {
+        message: `${count} more ${DESCRIBED[source]} in the minute from ${new Date(since).toISOString()} (see the coordinator's log)`,
+      }),
+    );
+    if (fits) this.record(actor, event, fields);
   }
 
   /** Checks every chain in the store (a coordinator's own and those of others sharing it). */

@@ -265,7 +265,9 @@ export class Coordinator {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         outages.down(now());
-        log.warn("disconnected from NATS: deadlines stand still until the link is back", { server: s.server });
+        log.warn("disconnected from NATS: deadlines stand still until the link is back", {
+          server: s.server,
+        });
       } else if (s.type === "reconnect") {
         outages.up(now());
         log.info("reconnected to NATS", { server: s.server });

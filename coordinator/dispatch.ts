@@ -117,7 +117,10 @@ export class Dispatcher {
           (c.status === CommandStatus.COMMAND_STATUS_SENT ? outages.downBetween(c.sentAtMs, now) : 0);
       const deadline = (c: StoredCommand) => {
         const due =
-          c.ackedAtMs + action.record.timeoutMs + config.resultGraceMs + outages.downBetween(c.ackedAtMs, now);
+          c.ackedAtMs +
+          action.record.timeoutMs +
+          config.resultGraceMs +
+          outages.downBetween(c.ackedAtMs, now);
         if (outages.lastUpAt <= c.ackedAtMs) return due;
         // The link was lost while it ran: its agent may come back after the coordinator did
         // (its result waiting in its outbox). Until it is heard again, or counts as offline,

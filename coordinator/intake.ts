@@ -7,6 +7,7 @@ import { canTransition, isFinal } from "./command-status.js";
 import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
+import { MinuteBudget } from "./minute-budget.js";
 import { checkHeartbeat } from "./registry.js";
 import type { StoredCommand } from "./store/store.js";
 import { decodeOrRefuse } from "./stream-feed.js";
@@ -64,8 +65,12 @@ export class CatchUp {
   }
 }
 
+/** Refusals logged per agent and minute; the rest are counted in one line. */
+const REFUSALS_LOGGED_PER_MINUTE = 20;
+
 export class AgentIntake {
   readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
+  private readonly logBudget = new MinuteBudget<string>(REFUSALS_LOGGED_PER_MINUTE);
 
   constructor(
     private readonly core: CoordinatorCore,
@@ -90,7 +95,15 @@ export class AgentIntake {
    */
   refused(kind: string, subject: string, agentId: string | undefined, p: { code: string; message: string }) {
     this.stats.refused++;
-    this.core.log.warn(`${kind} refused`, { subject, code: p.code, reason: p.message });
+    // Logged at most REFUSALS_LOGGED_PER_MINUTE a minute per agent: a stolen credential must not fill the disk.
+    const logged = this.logBudget.take(agentId ?? "", this.core.now(), (count, since) =>
+      this.core.log.warn("refusals not logged", {
+        agent: agentId || undefined,
+        count,
+        since: new Date(since).toISOString(),
+      }),
+    );
+    if (logged) this.core.log.warn(`${kind} refused`, { subject, code: p.code, reason: p.message });
     const signed = agentId && p.code !== Codes.AGENT_UNSIGNED && p.code !== Codes.AGENT_SIGNATURE;
     this.core.audit.untrusted(
       "agents",

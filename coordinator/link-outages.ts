@@ -43,7 +43,8 @@ export class LinkOutages {
   /** How long the link was down between `since` and `now`. */
   downBetween(since: number, now: number): number {
     let total = 0;
-    const spans = this.downSince === undefined ? this.past : [...this.past, { from: this.downSince, to: now }];
+    const spans =
+      this.downSince === undefined ? this.past : [...this.past, { from: this.downSince, to: now }];
     for (const { from, to } of spans) total += Math.max(0, Math.min(to, now) - Math.max(from, since));
     return total;
   }
