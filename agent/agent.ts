@@ -85,6 +85,8 @@ export interface AgentOptions {
   modules?: readonly SomeModule[];
   /** Called when a module asks for a restart (an upgrade): the executable stops the agent and exits. */
   onRestart?: (reason: string) => void;
+  /** The agent's clock (tests shift it to play a host whose clock is off). */
+  now?: () => number;
 }
 
 export class Agent {
@@ -114,6 +116,7 @@ export class Agent {
   private linkLostAt: number | undefined = Date.now();
 
   private readonly onRestart: (reason: string) => void;
+  private readonly now: () => number;
 
   constructor(
     private readonly config: AgentConfig,
@@ -154,7 +157,9 @@ export class Agent {
     this.modules = new ModuleRegistry(options.modules ?? Object.values(agentModules));
     this.slots = pLimit(config.maxConcurrentCommands);
     configureSearchWorkers({ memoryMb: config.commandMemoryMb });
+    this.now = options.now ?? Date.now;
     this.runner = new CommandRunner({
+      now: this.now,
       agentId: this.id,
       keyring: Keyring.load(config.keyring),
       modules: this.modules,
@@ -404,7 +409,7 @@ export class Agent {
       tags: this.config.tags,
       isolated: false,
       startedAtMs: this.startedAtMs,
-      sentAtMs: Date.now(),
+      sentAtMs: this.now(),
       intervalMs: this.config.heartbeatIntervalMs,
       runningCommands: this.slots.activeCount,
       isolatedSinceMs: 0,

@@ -31,8 +31,10 @@ export function parseDuration(text: string): number {
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
-  const minutes = Math.floor(ms / 60_000);
-  const seconds = Math.round((ms % 60_000) / 1000);
+  // Rounded to the second first: 4m59.6s is 5m, not 4m60s.
+  const totalSeconds = Math.round(ms / 1000);
+  const minutes = Math.floor(totalSeconds / 60);
+  const seconds = totalSeconds % 60;
   if (minutes < 60) return seconds ? `${minutes}m${seconds}s` : `${minutes}m`;
   const hours = Math.floor(minutes / 60);
   return `${hours}h${minutes % 60 ? `${minutes % 60}m` : ""}`;

@@ -108,6 +108,8 @@ export interface TestFleet {
     tags?: Record<string, string>;
     heartbeatIntervalMs?: number;
     modules?: AgentOptions["modules"];
+    /** The agent's clock (default Date.now): shifted, it plays a host whose clock is off. */
+    now?: () => number;
     /** The agent's own keyring (default: the fleet's). */
     keyring?: string;
   }): Promise<Agent>;
@@ -362,7 +364,7 @@ export async function startFleet(
           tag: Object.entries(o.tags ?? { n: String(n) }).map(([k, v]) => `${k}=${v}`),
           heartbeatInterval: o.heartbeatIntervalMs ?? options.heartbeatIntervalMs ?? 1000,
         }),
-        { log, modules: o.modules },
+        { log, modules: o.modules, now: o.now },
       );
       await agent.start();
       agents.push(agent);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineModule } from "../../agent/mod.js";
 import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, signAction } from "../../common/mod.js";
+import { agentProblems } from "../../console/commands/agents.js";
 import { CommandEnvelope, CommandStatus, Heartbeat } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
@@ -238,4 +239,30 @@ describe("commands that wait in an agent's line", () => {
       bodies.map(() => [CommandStatus.COMMAND_STATUS_SUCCESS]),
     );
   }, 30_000);
+});
+
+describe("an agent whose clock is off by minutes", () => {
+  it("shows the skew in the agents list, and its refusal names the clock as the cause", async () => {
+    const ahead = 5 * 60_000;
+    const agent = await fleet.addAgent({ hostname: "skewed", now: () => Date.now() + ahead });
+    const [listed] = await eventually(async () => {
+      const list = await fleet.api.listAgents('hostname == "skewed"');
+      return list.length ? list : undefined;
+    });
+    // Heartbeats take milliseconds here: what is left is the clocks' difference.
+    expect(Math.abs(Number(listed!.clockSkewMs) - ahead)).toBeLessThan(2000);
+    expect(agentProblems(listed!)).toEqual([
+      expect.stringMatching(/^clock skew: its clock is 5m(\d+s)? ahead of the coordinator's/),
+    ]);
+    // An action valid for a minute has expired by this host's clock (plus the 60 s it allows).
+    const body = fileAction({ paths: ["/etc/passwd"] }, { target: `id == "${agent.id}"` });
+    await fleet.api.submitAction(signAction(body, fleet.alice));
+    const { results } = await collectResults(fleet.api, body.id);
+    expect(results.map((r) => [r.status, r.problem?.code])).toEqual([
+      [CommandStatus.COMMAND_STATUS_REJECTED, Codes.EXPIRED],
+    ]);
+    expect(results[0]!.problem?.message).toMatch(
+      /expired at .*; clock skew: this host's clock is 5m(\d+s)? ahead of the coordinator's — correct it \(NTP\)/,
+    );
+  });
 });
