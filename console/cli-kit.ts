@@ -123,6 +123,14 @@ export function globalsOf(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
 }
 
+/**
+ * What a command did, on standard output: with --json one JSON object on a
+ * line (what scripts read), otherwise the sentence for people.
+ */
+export function outcome(command: Command, json: Record<string, unknown>, text: string): void {
+  process.stdout.write(globalsOf(command).json ? `${JSON.stringify(json)}\n` : `${text}\n`);
+}
+
 /** Opens the coordinator API for one command body, and closes it however the body ends. */
 export async function withApi<T>(command: Command, body: (api: CoordinatorApi) => Promise<T>): Promise<T> {
   const api = openClient(globalsOf(command));

@@ -211,7 +211,11 @@ export async function sweep(
       `action ${res.actionId} waits for approval: signed with weight ${res.weight}, needs ${res.requiredWeight}; nothing was sent.\n` +
         `another investigator approves it with: dragnet action approve ${res.actionId}\n`,
     );
-    process.stdout.write(`${res.actionId}\n`);
+    process.stdout.write(
+      opts.format === "json"
+        ? `${JSON.stringify({ actionId: res.actionId, pendingApproval: true, weight: res.weight, requiredWeight: res.requiredWeight })}\n`
+        : `${res.actionId}\n`,
+    );
     return EXIT_FOUND;
   }
   if (!opts.quiet) {
@@ -220,7 +224,11 @@ export async function sweep(
     );
   }
   if (opts.noWait) {
-    process.stdout.write(`${res.actionId}\n`);
+    process.stdout.write(
+      opts.format === "json"
+        ? `${JSON.stringify({ actionId: res.actionId, pendingApproval: false, targeted: res.targeted, offline: res.offline })}\n`
+        : `${res.actionId}\n`,
+    );
     return EXIT_FOUND;
   }
   return followAction(api, res.actionId, opts);

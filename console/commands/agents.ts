@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { formatDuration } from "../../common/mod.js";
 import { type AgentInfo, AgentStatus } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
-import { globalsOf, handle, withApi } from "../cli-kit.js";
+import { globalsOf, handle, outcome, withApi } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
@@ -104,10 +104,12 @@ export function registerAgentsCommand(program: Command): Command {
       handle(async (id: string, flags: { reason: string }, command: Command) =>
         withApi(command, async (api) => {
           const r = await api.revokeAgent(id, flags.reason);
-          process.stdout.write(
+          outcome(
+            command,
+            { agentId: r.agentId, hostname: r.hostname, revoked: true, already: !r.revoked },
             r.revoked
-              ? `agent ${r.agentId}${r.hostname ? ` (${r.hostname})` : ""} revoked: its messages are refused, it is sent nothing, its credentials are not renewed; the NATS server lets it connect until its credentials expire\n`
-              : `agent ${r.agentId} was revoked already\n`,
+              ? `agent ${r.agentId}${r.hostname ? ` (${r.hostname})` : ""} revoked: its messages are refused, it is sent nothing, its credentials are not renewed; the NATS server lets it connect until its credentials expire`
+              : `agent ${r.agentId} was revoked already`,
           );
           return EXIT_FOUND;
         }),

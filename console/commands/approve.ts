@@ -2,7 +2,7 @@ import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { Codes, DragnetError, formatDuration, signBytes, verifySignedAction } from "../../common/mod.js";
 import { ActionBody, ActionState, Operation } from "../../proto/api.js";
-import { globalsOf, handle } from "../cli-kit.js";
+import { globalsOf, handle, outcome } from "../cli-kit.js";
 import { loadConsoleKeyring, openClient } from "../home.js";
 import type { ResultRows } from "../output/formatters.js";
 import { formatOf, printable } from "../output/rows.js";
@@ -149,6 +149,18 @@ export function registerApproveCommand(action: Command, rows: ResultRows): void 
             process.stderr.write(
               `approved by ${api.key.name}: weight ${res.weight} of ${res.requiredWeight}; it still waits for another investigator\n`,
             );
+            if (globals.json) {
+              outcome(
+                command,
+                {
+                  actionId: res.actionId,
+                  released: false,
+                  weight: res.weight,
+                  requiredWeight: res.requiredWeight,
+                },
+                "",
+              );
+            }
             return EXIT_FOUND;
           }
           if (!flags.quiet) {
@@ -157,7 +169,11 @@ export function registerApproveCommand(action: Command, rows: ResultRows): void 
             );
           }
           if (!flags.wait) {
-            process.stdout.write(`${res.actionId}\n`);
+            outcome(
+              command,
+              { actionId: res.actionId, released: true, targeted: res.targeted, offline: res.offline },
+              res.actionId,
+            );
             return EXIT_FOUND;
           }
           return await followAction(api, res.actionId, {

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { splitTag, tagProblem } from "../../common/tags.js";
 import type { EnrollmentToken } from "../../proto/api.js";
-import { duration, globalsOf, handle, uint32, withApi } from "../cli-kit.js";
+import { duration, globalsOf, handle, outcome, uint32, withApi } from "../cli-kit.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
@@ -69,10 +69,12 @@ export function registerEnrollCommand(program: Command): void {
         withApi(command, async (api) => {
           const r = await api.createEnrollmentToken(tagsOf(flags.tags ?? []), flags.uses, flags.expires);
           const t = r.token!;
-          process.stdout.write(
+          outcome(
+            command,
+            { token: r.secret, id: t.id, uses: t.uses, expires: isoTime(t.expiresAtMs), tags: t.tags },
             `${r.secret}\n` +
               `token ${t.id}: ${t.uses} use${t.uses === 1 ? "" : "s"}, expires ${isoTime(t.expiresAtMs)}, tags ${tokenRow(t, Date.now()).tags || "(none)"}\n` +
-              "on each host: dragnet-agent enroll --coordinator-nats URL --token TOKEN\n",
+              "on each host: dragnet-agent enroll --coordinator-nats URL --token TOKEN",
           );
           return EXIT_FOUND;
         }),
@@ -101,7 +103,11 @@ export function registerEnrollCommand(program: Command): void {
       handle(async (id: string, _flags: unknown, command: Command) =>
         withApi(command, async (api) => {
           const t = await api.revokeEnrollmentToken(id);
-          process.stdout.write(`token ${t.id} revoked (${t.used} of ${t.uses} uses were made)\n`);
+          outcome(
+            command,
+            { id: t.id, revoked: true, used: t.used, uses: t.uses },
+            `token ${t.id} revoked (${t.used} of ${t.uses} uses were made)`,
+          );
           return EXIT_FOUND;
         }),
       ),

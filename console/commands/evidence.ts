@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { EvidenceItem } from "../../proto/api.js";
-import { globalsOf, handle, nonNegativeInt, withApi } from "../cli-kit.js";
+import { globalsOf, handle, nonNegativeInt, outcome, withApi } from "../cli-kit.js";
 import type { CoordinatorApi } from "../client.js";
 import { loadKey } from "../home.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
@@ -67,8 +67,19 @@ export function registerEvidenceCommand(program: Command): void {
       handle(async (id: string, flags: { out: string }, command: Command) => {
         return withApi(command, async (api) => {
           const { item, size, sha256 } = await download(api, id, flags.out);
-          process.stdout.write(
-            `${flags.out}: ${size} bytes, sha256 ${sha256} (checked again; ${item.status} on receipt), from ${item.hostname || item.agentId}:${item.path}\n`,
+          outcome(
+            command,
+            {
+              file: flags.out,
+              evidence: item.id,
+              size,
+              sha256,
+              status: item.status,
+              agentId: item.agentId,
+              hostname: item.hostname,
+              path: item.path,
+            },
+            `${flags.out}: ${size} bytes, sha256 ${sha256} (checked again; ${item.status} on receipt), from ${item.hostname || item.agentId}:${item.path}`,
           );
           return EXIT_FOUND;
         });
@@ -107,7 +118,11 @@ export function registerEvidenceCommand(program: Command): void {
             { flag: "wx" },
           );
           const page = await api.recordCustody(item.id, "export", resolve(target), flags.note, sha256);
-          process.stdout.write(`${target} and ${id}.custody.json written; custody page ${page.seq}\n`);
+          outcome(
+            command,
+            { file: target, custodyRecord: join(flags.out, `${id}.custody.json`), sha256, page: page.seq },
+            `${target} and ${id}.custody.json written; custody page ${page.seq}`,
+          );
           return EXIT_FOUND;
         });
       }),
@@ -122,7 +137,11 @@ export function registerEvidenceCommand(program: Command): void {
       handle(async (id: string, flags: { to: string; note: string }, command: Command) => {
         return withApi(command, async (api) => {
           const page = await api.recordCustody(id, "transfer", flags.to, flags.note, "");
-          process.stdout.write(`custody page ${page.seq}: evidence ${id} to ${flags.to}\n`);
+          outcome(
+            command,
+            { page: page.seq, evidence: id, to: flags.to },
+            `custody page ${page.seq}: evidence ${id} to ${flags.to}`,
+          );
           return EXIT_FOUND;
         });
       }),
@@ -135,10 +154,12 @@ export function registerEvidenceCommand(program: Command): void {
       handle(async (id: string, _flags: unknown, command: Command) => {
         return withApi(command, async (api) => {
           const r = await api.verifyEvidence(id);
-          process.stdout.write(
+          outcome(
+            command,
+            { intact: r.ok, sha256: r.sha256, expected: r.expected, problem: r.problem || null },
             r.ok
-              ? `intact: sha256 ${r.sha256}\n`
-              : `NOT INTACT: ${r.problem} (recorded ${r.expected}, now ${r.sha256 || "-"})\n`,
+              ? `intact: sha256 ${r.sha256}`
+              : `NOT INTACT: ${r.problem} (recorded ${r.expected}, now ${r.sha256 || "-"})`,
           );
           return r.ok ? EXIT_FOUND : EXIT_NOTHING;
         });
@@ -169,7 +190,7 @@ export function registerEvidenceCommand(program: Command): void {
               size: flags.size,
               note: flags.note,
             });
-            process.stdout.write(`${item.id}\n`);
+            outcome(command, { id: item.id, sha256: item.sha256, incident: item.incidentId }, item.id);
             return EXIT_FOUND;
           });
         },

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { sha256Hex, signNote } from "../../common/journal.js";
 import { Codes, DragnetError } from "../../common/mod.js";
-import { globalsOf, handle, nonNegativeInt, withApi } from "../cli-kit.js";
+import { globalsOf, handle, nonNegativeInt, outcome, withApi } from "../cli-kit.js";
 import { homeDir, loadKey, setDefaultIncident } from "../home.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
@@ -44,7 +44,7 @@ export function registerIncidentCommand(program: Command): void {
       handle(async (flags: { title: string; severity: string }, command: Command) => {
         return withApi(command, async (api) => {
           const i = await api.openIncident(flags.title, flags.severity);
-          process.stdout.write(`${i.id}\n`);
+          outcome(command, { id: i.id, title: i.title, severity: i.severity, phase: i.phase }, i.id);
           process.stderr.write(
             `incident ${i.id} opened (phase ${i.phase}); make it the default with: dragnet incident use ${i.id}\n`,
           );
@@ -111,14 +111,16 @@ export function registerIncidentCommand(program: Command): void {
         const globals = globalsOf(command);
         if (!id) {
           setDefaultIncident(homeDir(globals), undefined);
-          process.stdout.write("no default incident\n");
+          outcome(command, { defaultIncident: null }, "no default incident");
           return EXIT_FOUND;
         }
         return withApi(command, async (api) => {
           const full = (await api.getIncident(id)).incident!;
           setDefaultIncident(homeDir(globals), full.id);
-          process.stdout.write(
-            `actions now belong to incident ${full.id} (${printable(full.title)}) unless --incident says otherwise\n`,
+          outcome(
+            command,
+            { defaultIncident: full.id, title: full.title },
+            `actions now belong to incident ${full.id} (${printable(full.title)}) unless --incident says otherwise`,
           );
           return EXIT_FOUND;
         });
@@ -135,7 +137,7 @@ export function registerIncidentCommand(program: Command): void {
       handle(async (id: string, phase: string, flags: { note: string }, command: Command) => {
         return withApi(command, async (api) => {
           const page = await api.changePhase(id, phase, flags.note);
-          process.stdout.write(`page ${page.seq}: phase ${phase}\n`);
+          outcome(command, { page: page.seq, phase }, `page ${page.seq}: phase ${phase}`);
           return EXIT_FOUND;
         });
       }),
@@ -171,7 +173,11 @@ export function registerIncidentCommand(program: Command): void {
             );
             const signature = signNote(key.privateKey, full, atMs, "note", sha256Hex(content));
             const page = await api.addNote(full, body, atMs, signature, flags.corrects);
-            process.stdout.write(`page ${page.seq} of incident ${full}, signed by ${key.name}\n`);
+            outcome(
+              command,
+              { page: page.seq, incident: full, signedBy: key.name },
+              `page ${page.seq} of incident ${full}, signed by ${key.name}`,
+            );
             return EXIT_FOUND;
           });
         },
@@ -189,8 +195,10 @@ export function registerIncidentCommand(program: Command): void {
       handle(async (id: string, flags: { to: string; message: string }, command: Command) => {
         return withApi(command, async (api) => {
           const r = await api.notify(id, flags.to, flags.message);
-          process.stdout.write(
-            `page ${r.page!.seq}: notified ${flags.to}${r.webhook ? ` (webhook: ${r.webhook})` : ""}\n`,
+          outcome(
+            command,
+            { page: r.page!.seq, notified: flags.to, webhook: r.webhook || null },
+            `page ${r.page!.seq}: notified ${flags.to}${r.webhook ? ` (webhook: ${r.webhook})` : ""}`,
           );
           return EXIT_FOUND;
         });
@@ -207,10 +215,18 @@ export function registerIncidentCommand(program: Command): void {
         return withApi(command, async (api) => {
           const r = await api.verifyIncident(id);
           if (r.ok) {
-            process.stdout.write(`intact: ${r.pages} pages, chain and signatures verified\n`);
+            outcome(
+              command,
+              { intact: true, pages: r.pages },
+              `intact: ${r.pages} pages, chain and signatures verified`,
+            );
             return EXIT_FOUND;
           }
-          process.stdout.write(`BROKEN at page ${r.brokenPage}: ${r.problem}\n`);
+          outcome(
+            command,
+            { intact: false, pages: r.pages, brokenPage: r.brokenPage, problem: r.problem },
+            `BROKEN at page ${r.brokenPage}: ${r.problem}`,
+          );
           return EXIT_NOTHING;
         });
       }),

@@ -12,7 +12,7 @@ import {
   saveInvestigatorKey,
   writeFileAtomic,
 } from "../../common/mod.js";
-import { collect, globalsOf, handle } from "../cli-kit.js";
+import { collect, globalsOf, handle, outcome } from "../cli-kit.js";
 import { homeDir } from "../home.js";
 
 // `dragnet key generate`: an investigator's Ed25519 key pair. The private key
@@ -43,9 +43,11 @@ export function registerKeyCommand(program: Command): void {
         const pubPath = `${out.replace(/\.key$/, "")}.pub`;
         const entry = publicEntryOf(k);
         writeFileAtomic(pubPath, `${JSON.stringify(entry, null, 2)}\n`, 0o644);
-        process.stdout.write(
+        outcome(
+          command,
+          { keyId: k.keyId, name: k.name, privateKey: out, publicKey: pubPath, keyringEntry: entry },
           `key id ${k.keyId} for ${k.name}\nprivate key: ${out} (keep it; mode 0600)\npublic key:  ${pubPath}\n` +
-            `keyring entry for agents and the coordinator:\n${JSON.stringify(entry)}\n`,
+            `keyring entry for agents and the coordinator:\n${JSON.stringify(entry)}`,
         );
         return 0;
       }),

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
-import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import { globalsOf, handle, nonNegativeInt, outcome } from "../cli-kit.js";
 import { homeDir, openClient } from "../home.js";
 import { labDown, labRestartCoordinator, labStatus, readLab } from "../lab/lab.js";
 import { labUp } from "../lab/lab-up.js";
@@ -51,6 +51,18 @@ export function registerLabCommand(program: Command): void {
             netns: flags.netns,
             log: (line) => process.stderr.write(`lab: ${line}\n`),
           });
+          const summary = {
+            dir: state.dir,
+            nats: (state.natsNodes ?? [state.nats]).map((n) => n.url),
+            coordinator: state.coordinator.address,
+            agents: state.agents.length,
+            keys: state.keys,
+            insecure: !!state.insecure,
+          };
+          if (globalsOf(command).json) {
+            outcome(command, summary, "");
+            return 0;
+          }
           process.stdout.write(
             `lab up in ${state.dir}: nats ${(state.natsNodes ?? [state.nats]).map((n) => n.url).join(" ")}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
               `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default; --key picks bob)\n` +
@@ -75,8 +87,7 @@ export function registerLabCommand(program: Command): void {
         if (!state)
           throw new DragnetError(Codes.NOT_FOUND, `no lab in ${dir} (start one with: dragnet lab up)`);
         const procs = labStatus(state);
-        for (const p of procs)
-          process.stdout.write(`${p.role.padEnd(20)} pid ${String(p.pid).padEnd(8)} ${p.state}\n`);
+        for (const p of procs) printProcess(command, p);
         const running = procs.filter((p) => p.state === "running").length;
         if (procs.find((p) => p.role === "coordinator")?.state === "running") {
           const api = openClient({ ...globals, home: dir });
@@ -85,8 +96,10 @@ export function registerLabCommand(program: Command): void {
             const byStatus = new Map<string, number>();
             for (const a of agents)
               byStatus.set(statusName(a.status), (byStatus.get(statusName(a.status)) ?? 0) + 1);
-            process.stdout.write(
-              `agents: ${[...byStatus].map(([s, n]) => `${n} ${s}`).join(", ") || "none"}\n`,
+            outcome(
+              command,
+              { agents: Object.fromEntries(byStatus) },
+              `agents: ${[...byStatus].map(([s, n]) => `${n} ${s}`).join(", ") || "none"}`,
             );
           } finally {
             api.close();
@@ -103,7 +116,11 @@ export function registerLabCommand(program: Command): void {
     .action(
       handle(async (flags: { dir?: string }, command: Command) => {
         const state = await labRestartCoordinator(flags.dir ?? homeDir(globalsOf(command)));
-        process.stdout.write(`coordinator restarted: pid ${state.coordinator.pid}\n`);
+        outcome(
+          command,
+          { role: "coordinator", pid: state.coordinator.pid, state: "restarted" },
+          `coordinator restarted: pid ${state.coordinator.pid}`,
+        );
         return 0;
       }),
     );
@@ -116,9 +133,17 @@ export function registerLabCommand(program: Command): void {
       handle(async (flags: { dir?: string }, command: Command) => {
         const dir = flags.dir ?? homeDir(globalsOf(command));
         const report = await labDown(dir);
-        for (const p of report)
-          process.stdout.write(`${p.role.padEnd(20)} pid ${String(p.pid).padEnd(8)} ${p.state}\n`);
+        for (const p of report) printProcess(command, p);
         return 0;
       }),
     );
+}
+
+/** One of the lab's processes: its role, pid and state. */
+function printProcess(command: Command, p: { role: string; pid: number; state: string }): void {
+  outcome(
+    command,
+    { role: p.role, pid: p.pid, state: p.state },
+    `${p.role.padEnd(20)} pid ${String(p.pid).padEnd(8)} ${p.state}`,
+  );
 }

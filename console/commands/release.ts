@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { sha256OfFile } from "../../common/files.js";
 import { Codes, DragnetError, loadInvestigatorKey } from "../../common/mod.js";
 import { currentPlatform, isVersion, signRelease } from "../../common/release.js";
-import { globalsOf, handle, withApi } from "../cli-kit.js";
+import { globalsOf, handle, outcome, withApi } from "../cli-kit.js";
 import { formatOf, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
@@ -50,8 +50,10 @@ export function registerReleaseCommand(program: Command): void {
               },
               createReadStream(file, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>,
             );
-            process.stdout.write(
-              `published agent ${r.version} for ${r.platform}: ${r.size} bytes, sha256 ${r.sha256}, signed by ${key.name} (key ${r.keyId})\n`,
+            outcome(
+              command,
+              { version: r.version, platform: r.platform, size: r.size, sha256: r.sha256, keyId: r.keyId },
+              `published agent ${r.version} for ${r.platform}: ${r.size} bytes, sha256 ${r.sha256}, signed by ${key.name} (key ${r.keyId})`,
             );
             return EXIT_FOUND;
           });

@@ -214,6 +214,35 @@ describe("the lab", () => {
     expect(follow.stderr).toMatch(/3 targeted, 3 answered/);
   });
 
+  it("prints one JSON object per line for every --json, also for commands that report what they did", async () => {
+    const cli = (args: string[]) => dragnet(["--home", home, ...args, "--json"]);
+    const parse = (r: { code: number; stdout: string; stderr: string }) => {
+      expect([r.code, r.stderr.includes("Error")]).toEqual([0, false]);
+      return ndjson(r.stdout);
+    };
+    const [opened] = parse(await cli(["incident", "open", "--title", "json everywhere"]));
+    expect(opened).toMatchObject({ title: "json everywhere", severity: "medium", phase: "identification" });
+    const id = String(opened!.id);
+    expect(parse(await cli(["incident", "phase", id, "containment"]))).toEqual([
+      { page: expect.any(Number), phase: "containment" },
+    ]);
+    expect(parse(await cli(["incident", "note", id, "seen at 10:02"]))).toEqual([
+      { page: expect.any(Number), incident: id, signedBy: "alice" },
+    ]);
+    expect(parse(await cli(["incident", "verify", id]))).toEqual([
+      { intact: true, pages: expect.any(Number) },
+    ]);
+    const [registered] = parse(
+      await cli(["evidence", "register", "--incident", id, "--sha256", passwdSha, "--path", "/etc/passwd"]),
+    );
+    expect(registered).toMatchObject({ id: expect.any(String), sha256: passwdSha, incident: id });
+    const [sent] = parse(await cli(["file", "-t", "all", "--path", "/etc/hostname", "--no-wait"]));
+    expect(sent).toMatchObject({ actionId: expect.any(String), pendingApproval: false, targeted: 3 });
+    const status = parse(await cli(["lab", "status"]));
+    expect(status.filter((p) => p.state === "running").map((p) => p.role)).toContain("coordinator");
+    expect(status.at(-1)).toEqual({ agents: { online: 3 } });
+  });
+
   it("restarts its coordinator on the same database, agents still online", async () => {
     const before = ndjson((await dragnet(["--home", home, "action", "list", "--json"])).stdout).map(
       (a) => a.id,
