@@ -1,3 +1,4 @@
+import { lstatSync, statSync } from "node:fs";
 import { HASH_FAMILIES, HASH_FIELD, HASH_NAMES, HASHES, type HashName } from "../agent/modules/checks.js";
 import { FileSearch, FileSearchOptions } from "../proto/api.js";
 
@@ -44,6 +45,8 @@ export type Notes = string[];
 export class SearchFormatError extends Error {}
 
 function stringList(label: string, key: string, value: unknown): string[] {
+  // Go marshals an unset list as null: MIG's own actions carry "mismatch": null and the like.
+  if (value === null) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
     throw new SearchFormatError(`search "${label}": "${key}" must be a list of strings`);
   }
@@ -79,17 +82,25 @@ function optionsOf(label: string, raw: unknown, form: SearchForm, notes: Notes):
   if (flag("matchall") && flag("matchany")) {
     throw new SearchFormatError(`search "${label}": matchall and matchany cannot both be set`);
   }
-  const returnHashes = o.returnhashes === undefined ? [] : stringList(label, "returnhashes", o.returnhashes);
+  const returnHashes = o.returnhashes == null ? [] : stringList(label, "returnhashes", o.returnhashes);
   if (o.remotefs !== undefined && form === "mig") {
     notes.push(`search "${label}": remotefs ignored — Dragnet searches every filesystem under the paths`);
   }
   // MIG's 0 means "no limit": Dragnet's default bound is used instead, and said so.
   const limit = (key: "maxdepth" | "matchlimit" | "maxerrors") => {
-    if (o[key] === undefined) return undefined;
+    if (o[key] === undefined || o[key] === null) return undefined;
     const n = count(label, key, o[key]);
     if (n === 0 && form === "mig") {
       notes.push(`search "${label}": ${key} 0 means no limit in MIG; Dragnet's default ${key} is used`);
       return undefined;
+    }
+    if (key === "maxdepth" && form === "mig") {
+      // MIG's agents enter a root at depth 1 and examine a directory while its depth is at
+      // most maxdepth (modules/file/file.go, pathWalk); Dragnet's root is depth 0.
+      notes.push(
+        `search "${label}": maxdepth ${n} becomes ${n - 1} — MIG's agents count the root as depth 1 (their code; MIG's documentation says otherwise), Dragnet counts it as 0: the same directories are searched`,
+      );
+      return n - 1;
     }
     return n;
   };
@@ -101,7 +112,7 @@ function optionsOf(label: string, raw: unknown, form: SearchForm, notes: Notes):
     maxErrors: limit("maxerrors"),
     matchAny,
     macroal: flag("macroal"),
-    mismatch: o.mismatch === undefined ? [] : stringList(label, "mismatch", o.mismatch),
+    mismatch: o.mismatch == null ? [] : stringList(label, "mismatch", o.mismatch),
     decompress: flag("decompress"),
     returnHashes,
   };
@@ -116,6 +127,15 @@ function migSize(size: string): string {
   if (!m?.[1]) return size;
   const n = Number(m[2]) * UNIT[m[3]!.toLowerCase()]!;
   return m[1] === "<" ? `<${n + 1}` : `>${Math.max(0, n - 1)}`;
+}
+
+/** A path that is a symbolic link to a directory here (on the console's machine: hosts tend to agree, /bin → usr/bin). */
+function linksToDirectory(path: string): boolean {
+  try {
+    return lstatSync(path.replace(/\/+$/, "") || "/").isSymbolicLink() && statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** One search in MIG's form. */
@@ -156,6 +176,15 @@ export function searchFromMig(
       throw new SearchFormatError(
         `search "${label}": unknown criterion "${key}" (known: ${[...LIST_FIELDS, ...HASH_NAMES, "sha2", "sha3", "options"].join(", ")})`,
       );
+    }
+  }
+  if (form === "mig") {
+    for (const path of (out.paths as string[] | undefined) ?? []) {
+      if (linksToDirectory(path)) {
+        notes.push(
+          `search "${label}": ${path} is a symbolic link to a directory (on this machine): MIG's agents did not search such a root (a warning, no results), Dragnet searches it — expect results MIG never reported`,
+        );
+      }
     }
   }
   if (form === "mig" && Array.isArray(out.modes) && out.modes.length > 0) {

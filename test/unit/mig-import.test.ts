@@ -1,10 +1,12 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { fileModule } from "../../agent/modules/file/index.js";
+import { silentLogger } from "../../common/mod.js";
 import { importMigAction } from "../../console/mig-import.js";
 import type { FileSearch } from "../../proto/api.js";
 import { ROOT } from "../helpers/cli.js";
+import { tempDir } from "../helpers/fleet.js";
 
 // MIG v2 action files (test/fixtures/mig-actions, from mozilla/mig) converted
 // into Dragnet operations: each criterion lands in its field, nothing is
@@ -100,10 +102,11 @@ describe("MIG action import", () => {
     const searches = searchesOf(importMigAction(raw, "example_v2.json"));
     const by = Object.fromEntries(searches.map((s) => [s.label, s]));
     expect(Object.keys(by)).toEqual(["s1", "s2", "s3", "s4", "s5", "s6", "s7"]);
+    // MIG's maxdepth 2 (root = depth 1) is Dragnet's 1 (root = depth 0).
     expect([by.s1!.md5, by.s1!.names, by.s1!.options!.maxDepth, by.s1!.options!.matchAny]).toEqual([
       ["6a7f0de60c4f43522882f2fb8a69209a"],
       ["fusermount"],
-      2,
+      1,
       false,
     ]);
     expect([by.s2!.contents, by.s2!.paths]).toEqual([["gpgcheck=1"], ["/etc/"]]);
@@ -214,5 +217,82 @@ describe("MIG action import", () => {
       /one pattern per operation/,
     );
     expect(() => memory({ contents: ["a"], colour: "red" })).toThrow(/unknown colour/);
+  });
+});
+
+describe("MIG's file searches as MIG's agents ran them", () => {
+  it("maxdepth counts the root as depth 1, as MIG's code does: maxdepth 2 searches the root and one level below", async () => {
+    // A file at each depth: root/f0, root/d1/f1, root/d1/d2/f2, root/d1/d2/d3/f3.
+    const root = tempDir("dragnet-mig-depth-");
+    let dir = root;
+    for (let depth = 0; depth < 4; depth++) {
+      writeFileSync(join(dir, `f${depth}`), "x");
+      dir = join(dir, `d${depth + 1}`);
+      mkdirSync(dir);
+    }
+    const imported = importMigAction(
+      {
+        name: "depth",
+        operations: [
+          {
+            module: "file",
+            parameters: { searches: { s1: { paths: [root], names: ["^f"], options: { maxdepth: 2 } } } },
+          },
+        ],
+      },
+      "depth.json",
+    );
+    const searches = searchesOf(imported);
+    const out = await fileModule.run(
+      { searches },
+      { signal: new AbortController().signal, log: silentLogger, stateDir: root },
+    );
+    // MIG's pathWalk: the root enters at depth 1, root/d1 at 2, root/d1/d2 at 3 > 2 (not examined).
+    expect(out.result.matches.map((m) => m.path.slice(root.length)).sort()).toEqual(["/d1/f1", "/f0"]);
+    expect(imported.notes).toEqual([
+      expect.stringMatching(/^search "s1": maxdepth 2 becomes 1 — MIG's agents count the root as depth 1/),
+    ]);
+  });
+
+  it("accepts null where Go writes an unset list, and notes a root that is a link to a directory", () => {
+    // As /bin is on Debian 12 (a link to usr/bin): MIG's agents warned and searched nothing there.
+    const dir = tempDir("dragnet-mig-link-");
+    mkdirSync(join(dir, "usr-bin"));
+    symlinkSync("usr-bin", join(dir, "bin"));
+    const imported = importMigAction(
+      {
+        name: "go nulls",
+        operations: [
+          {
+            module: "file",
+            parameters: {
+              searches: {
+                s1: {
+                  paths: [join(dir, "bin")],
+                  names: ["^sh$"],
+                  contents: null,
+                  sha256: null,
+                  options: { mismatch: null, returnhashes: null, maxdepth: 1, matchall: true },
+                },
+              },
+            },
+          },
+        ],
+      },
+      "nulls.json",
+    );
+    const [s] = searchesOf(imported);
+    expect([s!.contents, s!.sha256, s!.options!.mismatch, s!.options!.returnHashes]).toEqual([
+      [],
+      [],
+      [],
+      [],
+    ]);
+    // On Debian 12, /bin is a link to usr/bin: MIG's agents warned and searched nothing there.
+    expect(imported.notes).toContainEqual(
+      expect.stringMatching(
+        /^search "s1": \S+\/bin is a symbolic link to a directory .*MIG's agents did not search such a root/,
+      ),
+    );
   });
 });
