@@ -514,11 +514,10 @@ export class Agent {
     await sending;
   }
 
-  /** A piece of a collected file, on the evidence stream; resolves once the server stored it. */
   /**
    * Credentials that expire (enrolment issues them so) are renewed two thirds
    * into their life, by whichever coordinator enrols; a failure is tried
-   * again a minute later. The new JWT is written over the old (same key) and
+   * again a minute later, or at a quarter of the time left if that is sooner. The new JWT is written over the old (same key) and
    * signs from then on; NATS connections read the file when they reconnect.
    */
   private scheduleRenewal(delayMs?: number): void {
@@ -554,8 +553,11 @@ export class Agent {
       this.log.info("NATS credentials renewed", { until: new Date(answer.expiresAtMs ?? 0).toISOString() });
       this.scheduleRenewal();
     } catch (err) {
-      this.log.warn("NATS credentials not renewed; trying again in a minute", { error: err });
-      this.scheduleRenewal(60_000);
+      // Again within a minute — sooner when the credentials expire sooner than that.
+      const { exp } = jwtLifetime(this.signer!.jwt);
+      const retryMs = Math.max(1000, Math.min(60_000, (exp * 1000 - Date.now()) / 4));
+      this.log.warn("NATS credentials not renewed; trying again", { error: err, inMs: Math.round(retryMs) });
+      this.scheduleRenewal(retryMs);
     }
   }
 
