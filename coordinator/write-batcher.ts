@@ -1,11 +1,12 @@
 import type { Logger } from "../common/mod.js";
-import type {
-  Store,
-  StoredAction,
-  StoredAgent,
-  StoredCommand,
-  StoredResult,
-  WriteBatch,
+import {
+  emptyWriteBatch,
+  type Store,
+  type StoredAction,
+  type StoredAgent,
+  type StoredCommand,
+  type StoredResult,
+  type WriteBatch,
 } from "./store/store.js";
 
 // Gathers writes and applies them in one transaction every few milliseconds
@@ -106,17 +107,7 @@ export class WriteBatcher {
    */
   commitNow(part: Partial<WriteBatch>): void {
     this.flush();
-    this.store.apply({
-      agents: [],
-      actions: [],
-      commands: [],
-      results: [],
-      completed: [],
-      audit: [],
-      alerts: [],
-      evidence: [],
-      ...part,
-    });
+    this.store.apply({ ...emptyWriteBatch(), ...part });
   }
 
   /** Applies everything gathered so far; reads that must see it call this first. */

@@ -144,6 +144,20 @@ export interface WriteBatch {
   evidence: StoredEvidence[];
 }
 
+/** A batch that writes nothing, to fill in with what one write holds. */
+export function emptyWriteBatch(): WriteBatch {
+  return {
+    agents: [],
+    actions: [],
+    commands: [],
+    results: [],
+    completed: [],
+    audit: [],
+    alerts: [],
+    evidence: [],
+  };
+}
+
 export interface Store {
   /** Applies writes in one transaction; an action written again replaces its earlier row. */
   apply(batch: WriteBatch): void;

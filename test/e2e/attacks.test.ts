@@ -160,7 +160,7 @@ describe("one agent's stolen credentials", () => {
       incident,
       "--no-wait",
     ]);
-    const actionId = swept.stdout.trim();
+    const actionId = String(ndjson(swept.stdout)[0]!.actionId);
     const alert = Alert.encode(
       Alert.fromPartial({
         id: newId(),

@@ -28,7 +28,9 @@ describe("two-person approval from the console", () => {
     const submit = await dragnet(["--home", home, "file", "-t", "all", "--path", "/etc/passwd", "--json"]);
     expect(submit.code).toBe(0);
     expect(submit.stderr).toMatch(/waits for approval: signed with weight 1, needs 2; nothing was sent/);
-    const id = submit.stdout.trim();
+    const [held] = ndjson(submit.stdout);
+    expect(held).toMatchObject({ pendingApproval: true, weight: 1, requiredWeight: 2 });
+    const id = String(held!.actionId);
     expect(id).toMatch(/^[0-9a-z]{26}$/);
 
     const pending = ndjson((await dragnet(["--home", home, "action", "list", "--pending", "--json"])).stdout);

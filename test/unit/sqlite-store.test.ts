@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { chainAudit } from "../../common/audit-chain.js";
 import { SqliteStore } from "../../coordinator/mod.js";
+import { emptyWriteBatch } from "../../coordinator/store/store.js";
 import { ActionState, CommandStatus } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
@@ -125,16 +126,7 @@ describe("SQLite store", () => {
       weight: 1,
       requiredWeight: 2,
     };
-    const empty = {
-      agents: [],
-      actions: [],
-      commands: [],
-      results: [],
-      completed: [],
-      audit: [],
-      alerts: [],
-      evidence: [],
-    };
+    const empty = emptyWriteBatch();
     store.apply({ ...empty, actions: [pending] });
     expect(store.pendingActions().map((a) => [a.id, a.weight, a.requiredWeight])).toEqual([
       [pending.id, 1, 2],
@@ -166,16 +158,7 @@ describe("SQLite store", () => {
 
   it("stores an alert once per agent and id, and pages alerts by sequence both ways", () => {
     const store = new SqliteStore(join(tempDir(), "alerts.db"));
-    const empty = {
-      agents: [],
-      actions: [],
-      commands: [],
-      results: [],
-      completed: [],
-      audit: [],
-      alerts: [],
-      evidence: [],
-    };
+    const empty = emptyWriteBatch();
     const alert = (id: string, agentId: string, receivedAtMs: number) => ({
       id,
       agentId,
