@@ -1,6 +1,7 @@
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import {
+  aclNameOf,
   Codes,
   checkValidityWindow,
   DEFAULT_COORDINATOR,
@@ -136,11 +137,7 @@ export class CommandRunner {
     }
     const resolved = body.operations.map((op, i) => this.deps.modules.resolve(op, i));
     // The agent's own ACL decides, whatever the coordinator thought.
-    this.deps.keyring.acl.enforce(
-      resolved.map((r) => r.module.name),
-      verified.signers,
-      verified.repeated,
-    );
+    this.deps.keyring.acl.enforce(body.operations.map(aclNameOf), verified.signers, verified.repeated);
     const operations = resolved.map(({ module, params }, i) => {
       try {
         module.check(params as never);

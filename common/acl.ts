@@ -1,4 +1,4 @@
-import { isResponseModule, MODULE_NAMES, needsTwoByDefault } from "../proto/mod.js";
+import { isResponseModule, MODULE_NAMES, needsTwoByDefault, type Operation } from "../proto/mod.js";
 import { Codes, DragnetError } from "./errors.js";
 import type { Role, TrustedInvestigator } from "./keys.js";
 
@@ -16,6 +16,18 @@ export const RESPONSE_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter
 /** Response modules, and sensitive ones (process memory): unless an ACL names them, they need two people. */
 export const TWO_PERSON_MODULES: ReadonlySet<string> = new Set(MODULE_NAMES.filter(needsTwoByDefault));
 export const RESPONSE_MIN_WEIGHT = 2;
+
+/**
+ * The name an operation is weighed under in the ACL: its module's, except for
+ * a read-only use of a response module — listing the quarantine vault changes
+ * nothing, so it is `quarantine_list`, an investigation (one signature by
+ * default; a keyring may give it a rule of its own).
+ */
+export function aclNameOf(op: Operation): string {
+  if (!op.module) return "unknown";
+  if (op.module.$case === "quarantine" && op.module.value.mode === "list") return "quarantine_list";
+  return op.module.$case;
+}
 
 /** The role that may sign a module's operations: `respond` for a response module, else `investigate`. */
 export function roleToSign(module: string): Role {

@@ -4,6 +4,7 @@
 export {
   Acl,
   type AclRule,
+  aclNameOf,
   RESPONSE_MODULES,
   roleToSign,
   TWO_PERSON_MODULES,

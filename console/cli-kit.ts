@@ -82,6 +82,7 @@ export interface SweepFlags {
   description?: string;
   wait: boolean;
   waitOffline?: boolean;
+  deadline?: number;
   quiet?: boolean;
   incident?: string;
 }
@@ -102,6 +103,11 @@ export function addActionFlags(cmd: Command, options: { targetRequired?: boolean
     .addOption(new Option("--description <text>", "why this action is run").hideHelp())
     .option("--no-wait", "print the action id and return without waiting for results")
     .option("--wait-offline", "keep waiting for offline agents until the action expires")
+    .option(
+      "--deadline <duration>",
+      "stop waiting after this long, whoever has not answered (the action goes on: dragnet action follow ID)",
+      duration("--deadline"),
+    )
     .option(
       "--incident <id>",
       "the incident this action belongs to (default: dragnet incident use); its notebook records it",

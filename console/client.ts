@@ -294,12 +294,15 @@ export class CoordinatorApi {
     );
   }
 
-  /** Calls `onEvent` for each event until the stream ends (resolves) or fails (rejects). */
-  watchAction(actionId: string, onEvent: (event: ActionEvent) => boolean | undefined): Promise<void> {
-    return this.follow(
-      this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path)),
-      onEvent,
-    );
+  /** An action's events until `onEvent` returns false, it completes, or `signal` aborts. */
+  watchAction(
+    actionId: string,
+    onEvent: (event: ActionEvent) => boolean | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const stream = this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path));
+    signal?.addEventListener("abort", () => stream.cancel(), { once: true });
+    return this.follow(stream, onEvent);
   }
 
   /** Alerts after `afterSeq` (0: only new ones), then each new one, until `onAlert` returns false or `signal` aborts. */

@@ -23,6 +23,24 @@ export type SendAction = (
   extra?: SendExtra,
 ) => Promise<number>;
 
+/**
+ * A name that says what an action looks for, from the parameters given:
+ * "process name=^sshd$ listening" rather than "process", so a past action
+ * can be told from another in `action list`. At most 100 characters.
+ */
+export function nameWith(module: string, params: object): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === false || value === "" || value === 0) continue;
+    if (Array.isArray(value)) {
+      if (value.length) parts.push(`${key}=${value.map(String).join(",")}`);
+    } else if (value === true) parts.push(key);
+    else if (typeof value !== "object") parts.push(`${key}=${String(value)}`);
+  }
+  const name = [module, ...parts].join(" ");
+  return name.length > 100 ? `${name.slice(0, 99)}…` : name;
+}
+
 /** The console's way to send actions, printing results with these formatters. */
 export function actionSender(rows: ResultRows): SendAction {
   return async (command, flags, defaultName, operations, extra = {}) => {
@@ -44,6 +62,7 @@ export function actionSender(rows: ResultRows): SendAction {
         modules: [...new Set(operations.map((op) => op.module!.$case))],
         noWait: !flags.wait,
         waitOffline: flags.waitOffline,
+        deadlineMs: flags.deadline,
         quiet: flags.quiet,
         collect: extra.collect,
         rowsToo: extra.rowsToo,

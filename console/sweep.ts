@@ -26,6 +26,10 @@ export interface FollowOptions {
   modules: string[];
   /** Keep waiting for offline agents until the action expires. */
   waitOffline?: boolean;
+  /** Stop waiting after this long, whoever has not answered. */
+  deadlineMs?: number;
+  /** How long agents that never acknowledged may stay silent, once nothing else runs (default 10 s). */
+  silenceMs?: number;
   quiet?: boolean;
   err?: NodeJS.WritableStream;
   /** Called with each agent's operations instead of printing rows (views that need every answer first). */
@@ -90,6 +94,17 @@ export function arrivedLate(r: AgentResult, s: ActionSummary): boolean {
   return s.completedAtMs > 0 && r.updatedAtMs > s.completedAtMs;
 }
 
+/** How long agents that never acknowledged may stay silent once nothing else runs. */
+const SILENCE_MS = 10_000;
+const FINAL = new Set([
+  CommandStatus.COMMAND_STATUS_SUCCESS,
+  CommandStatus.COMMAND_STATUS_FAILED,
+  CommandStatus.COMMAND_STATUS_REJECTED,
+  CommandStatus.COMMAND_STATUS_TIMEOUT,
+  CommandStatus.COMMAND_STATUS_EXPIRED,
+  CommandStatus.COMMAND_STATUS_CANCELLED,
+]);
+
 /** Follows an action to its end (or until only offline agents remain); returns the exit status. */
 export async function followAction(
   api: CoordinatorApi,
@@ -150,31 +165,76 @@ export async function followAction(
       );
     }
   };
+  // A host that died seconds ago still counts as online: its command is sent, never
+  // acknowledged. Once nothing runs and nothing has changed for a while, the sweep
+  // stops waiting for such agents (the action goes on) — or at --deadline in any case.
+  const stop = new AbortController();
+  let stoppedWaiting: "deadline" | "silence" | undefined;
+  let lastChange = Date.now();
+  let lastShape = "";
+  const silenceMs = opts.silenceMs ?? SILENCE_MS;
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    if (opts.deadlineMs !== undefined && now - started >= opts.deadlineMs) stoppedWaiting = "deadline";
+    else if (!opts.waitOffline && last?.counts && !last.complete) {
+      const c = last.counts;
+      const open = c.pending + c.sent + c.running;
+      if (open > 0 && c.running === 0 && now - lastChange >= silenceMs) stoppedWaiting = "silence";
+    }
+    if (stoppedWaiting) stop.abort();
+  }, 250);
   const ticker = bar ? setInterval(() => last && updateBar(last), 1000) : undefined;
   try {
-    await api.watchAction(actionId, (event) => {
-      const e = event.event;
-      if (!e) return true;
-      if (e.$case === "result") {
-        onResult(e.value);
+    await api.watchAction(
+      actionId,
+      (event) => {
+        const e = event.event;
+        if (!e) return true;
+        if (e.$case === "result") {
+          lastChange = Date.now();
+          onResult(e.value);
+          return true;
+        }
+        updateBar(e.value);
+        const c = e.value.counts!;
+        // A progress event that changes no count is not progress.
+        const shape = JSON.stringify(c);
+        if (shape !== lastShape) lastChange = Date.now();
+        lastShape = shape;
+        last = e.value;
+        if (e.$case === "done") return false;
+        const open = c.pending + c.sent + c.running;
+        // Everything that can answer has: stop unless asked to wait for offline agents.
+        if (!opts.waitOffline && open > 0 && open === c.waitingOffline) return false;
         return true;
-      }
-      updateBar(e.value);
-      last = e.value;
-      if (e.$case === "done") return false;
-      const c = e.value.counts!;
-      const open = c.pending + c.sent + c.running;
-      // Everything that can answer has: stop unless asked to wait for offline agents.
-      if (!opts.waitOffline && open > 0 && open === c.waitingOffline) return false;
-      return true;
-    });
+      },
+      stop.signal,
+    );
   } finally {
     clearInterval(ticker);
+    clearInterval(watchdog);
     bar?.stop();
   }
   for (const line of problems) err.write(`${line}\n`);
   writer.end();
   if (!last?.counts) return EXIT_ERROR;
+  if (stoppedWaiting) {
+    // Who did not answer, by name: the investigator decides whether to wait.
+    const detail = await api.getAction(actionId, true);
+    const silent = detail.results.filter((r) => !FINAL.has(r.status));
+    const c = detail.summary!.counts!;
+    err.write(
+      `${summaryLine(c)} (${formatDuration(Date.now() - started)})\n` +
+        `${count(silent.length)} not answering${stoppedWaiting === "deadline" ? " at the deadline" : ` for ${formatDuration(silenceMs)}`}: ` +
+        `${silent
+          .slice(0, 10)
+          .map((r) => r.hostname || r.agentId)
+          .join(", ")}${silent.length > 10 ? ` and ${count(silent.length - 10)} more` : ""}` +
+        ` — their answers are still taken: dragnet action follow ${actionId}\n`,
+    );
+    // Something found stands; otherwise the answer is incomplete.
+    return c.found > 0 ? EXIT_FOUND : EXIT_ERROR;
+  }
   if (!opts.quiet) {
     err.write(`${summaryLine(last.counts)} (${formatDuration(Date.now() - started)})\n`);
     const c = last.counts;

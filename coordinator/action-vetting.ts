@@ -1,4 +1,5 @@
 import {
+  aclNameOf,
   Codes,
   DragnetError,
   isId,
@@ -26,6 +27,8 @@ export interface VettedAction {
   verified: VerifiedAction;
   body: ActionBody;
   modules: string[];
+  /** What each operation is weighed as in the ACL (aclNameOf). */
+  aclNames: string[];
   expr: TargetExpr;
   /** What the weakest operation still needs, if the signatures are not enough yet. */
   shortfall: WeightCheck | undefined;
@@ -64,7 +67,9 @@ export function vetAction(signed: SignedAction | undefined, keyring: Keyring, no
     throw new DragnetError(Codes.ACTION_INVALID, "the validity window must be positive and at most 30 days");
   }
   const expr = parseTarget(body.target);
-  const shortfall = keyring.acl.shortfall(modules, verified.signers);
+  // Weighed per operation: a read-only use of a response module (quarantine list) is an investigation.
+  const aclNames = body.operations.map(aclNameOf);
+  const shortfall = keyring.acl.shortfall(aclNames, verified.signers);
   if (shortfall) {
     // Waiting for approvals that can never add up helps nobody: say so now.
     // Every investigator of the keyring, those who may submit it first (the others may only co-sign).
@@ -78,5 +83,5 @@ export function vetAction(signed: SignedAction | undefined, keyring: Keyring, no
       );
     }
   }
-  return { verified, body, modules, expr, shortfall };
+  return { verified, body, modules, aclNames, expr, shortfall };
 }

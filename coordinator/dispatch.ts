@@ -1,4 +1,4 @@
-import { Codes, DragnetError, newId, problemOf } from "../common/mod.js";
+import { aclNameOf, Codes, DragnetError, newId, problemOf } from "../common/mod.js";
 import {
   type ActionBody,
   ActionState,
@@ -206,8 +206,7 @@ export class Dispatcher {
       try {
         const { signed, verified } = verifyStored(keyring, record);
         const body = verified.body;
-        const modules = body.operations.map((op) => op.module?.$case ?? "unknown");
-        const short = keyring.acl.shortfall(modules, verified.signers);
+        const short = keyring.acl.shortfall(body.operations.map(aclNameOf), verified.signers);
         if (short) {
           throw new DragnetError(
             Codes.WEIGHT,

@@ -19,6 +19,7 @@ import {
   EvidenceItem,
   EvidenceReceipt,
 } from "../proto/api.js";
+import { resolvePrefix } from "./id-prefix.js";
 import type { Store } from "./store/store.js";
 import { decodeOrRefuse, type Refusal } from "./stream-feed.js";
 import type { WriteBatcher } from "./write-batcher.js";
@@ -381,8 +382,9 @@ export class EvidenceDesk {
   /** An item and where its bytes are; NOT_FOUND when there is none. */
   get(id: string): { item: EvidenceItem; file: string } {
     this.batcher.flush();
-    const row = /^[0-9a-z]{26}$/.test(id) ? this.store.getEvidence(id) : undefined;
-    if (!row) throw new DragnetError(Codes.NOT_FOUND, `no evidence ${id.slice(0, 40)}`);
+    const full = resolvePrefix("evidence", id, (p, n) => this.store.evidenceIdsByPrefix(p, n));
+    const row = this.store.getEvidence(full);
+    if (!row) throw new DragnetError(Codes.NOT_FOUND, `no evidence ${full}`);
     const item = EvidenceItem.decode(row.payload);
     return { item, file: join(item.status === "verified" ? this.dir : this.rejectedDir, item.id) };
   }

@@ -11,6 +11,7 @@ import {
   verifyChain,
 } from "../common/journal.js";
 import { Codes, DragnetError, type Keyring, type Logger, newId, writeFileAtomic } from "../common/mod.js";
+import { resolvePrefix } from "./id-prefix.js";
 import type { Store, StoredIncident } from "./store/store.js";
 
 // The incident notebook: incidents with their phase, and for each an
@@ -98,14 +99,7 @@ export class Notebook {
 
   /** A full incident id from an id or unambiguous prefix; NOT_FOUND otherwise. */
   resolve(idOrPrefix: string): string {
-    const prefix = idOrPrefix.trim().toLowerCase();
-    if (!/^[0-9a-z]{1,26}$/.test(prefix))
-      throw new DragnetError(Codes.NOT_FOUND, `"${idOrPrefix.slice(0, 40)}" is not an incident id`);
-    const ids = this.store.incidentIdsByPrefix(prefix, 2);
-    if (ids.length === 0) throw new DragnetError(Codes.NOT_FOUND, `no incident ${idOrPrefix}`);
-    if (ids.length > 1 && ids[0] !== prefix)
-      throw new DragnetError(Codes.AMBIGUOUS, `"${idOrPrefix}" matches several incidents`);
-    return ids[0]!;
+    return resolvePrefix("incident", idOrPrefix, (p, n) => this.store.incidentIdsByPrefix(p, n));
   }
 
   get(idOrPrefix: string): StoredIncident {

@@ -12,6 +12,7 @@ import { type ActionListener, summarize } from "./action-book.js";
 import type { AlertFilter } from "./alert-book.js";
 import { countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorCore } from "./core.js";
+import { resolvePrefix } from "./id-prefix.js";
 import type { StoredAgent } from "./store/store.js";
 
 // What consoles read: agents, actions with their results, the audit log, and
@@ -24,20 +25,9 @@ export class Queries {
   /** A full action id from an id or unambiguous prefix. */
   resolveActionId(idOrPrefix: string): string {
     const { book, batcher, store } = this.core;
-    const prefix = idOrPrefix.trim().toLowerCase();
-    if (!/^[0-9a-z]{1,26}$/.test(prefix))
-      throw new DragnetError(Codes.NOT_FOUND, `"${idOrPrefix}" is not an action id`);
-    if (book.get(prefix)) return prefix;
+    if (book.get(idOrPrefix)) return idOrPrefix;
     batcher.flush();
-    const ids = store.actionIdsByPrefix(prefix, 2);
-    if (ids.length === 0) throw new DragnetError(Codes.NOT_FOUND, `no action ${idOrPrefix}`);
-    if (ids.length > 1 && ids[0] !== prefix) {
-      throw new DragnetError(
-        Codes.AMBIGUOUS,
-        `"${idOrPrefix}" matches several actions; give more characters`,
-      );
-    }
-    return ids[0]!;
+    return resolvePrefix("action", idOrPrefix, (p, n) => store.actionIdsByPrefix(p, n));
   }
 
   /** What target expressions are evaluated with: the time, and which agents found something (matched()). */

@@ -37,9 +37,9 @@ export class Submissions {
   ): SubmitActionResponse {
     const { batcher, book, pending, store, audit } = this.core;
     const now = this.core.now();
-    const { verified, body, modules, expr, shortfall } = vetAction(signed, this.core.keyring, now);
+    const { verified, body, modules, aclNames, expr, shortfall } = vetAction(signed, this.core.keyring, now);
     // Who submits must hold the role each operation needs (respond for a response module).
-    for (const m of new Set(modules)) {
+    for (const m of new Set(aclNames)) {
       const role = roleToSign(m);
       if (caller && !caller.roles.has(role)) {
         throw new DragnetError(

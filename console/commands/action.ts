@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { ActionState, type ActionSummary, CommandStatus } from "../../proto/api.js";
-import { globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import { ActionBody, ActionState, type ActionSummary, CommandStatus } from "../../proto/api.js";
+import { duration, globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import { openClient } from "../home.js";
 import type { ResultRows } from "../output/formatters.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
@@ -14,7 +14,7 @@ import {
   followAction,
   summaryLine,
 } from "../sweep.js";
-import { registerApproveCommand } from "./approve.js";
+import { operationLines, registerApproveCommand } from "./approve.js";
 import { registerImportCommand } from "./import.js";
 
 // `dragnet action list|show|follow|approve`: what was asked, of whom, and what came back.
@@ -110,6 +110,10 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
                 `action ${s.id}  ${s.name}  (${actionStateWord(s)})`,
                 `target:    ${s.target}`,
                 `modules:   ${s.modules.join(", ")}`,
+                // What was asked, as signed: a past action can be reviewed, not just counted.
+                ...(detail.action?.body
+                  ? ["operations:", ...operationLines(ActionBody.decode(detail.action.body))]
+                  : []),
                 `signed by: ${s.signerNames.map((n, i) => `${n} (${s.signerKeyIds[i]})`).join(", ")}`,
                 `submitted: ${isoTime(s.submittedAtMs)}   expires: ${isoTime(s.expiresAtMs)}`,
                 ...(s.state === ActionState.ACTION_STATE_PENDING_APPROVAL
@@ -177,24 +181,32 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
     .command("follow <id>")
     .description("stream an action's results until it completes")
     .option("--wait-offline", "keep waiting for offline agents until the action expires")
+    .option("--deadline <duration>", "stop waiting after this long", duration("--deadline"))
     .option("-q, --quiet", "no progress or summary on stderr")
     .action(
-      handle(async (id: string, flags: { waitOffline?: boolean; quiet?: boolean }, command: Command) => {
-        const globals = globalsOf(command);
-        const api = openClient(globals);
-        try {
-          const detail = await api.getAction(id, false);
-          return await followAction(api, detail.summary!.id, {
-            format: formatOf(globals),
-            rows,
-            modules: detail.summary!.modules,
-            waitOffline: flags.waitOffline,
-            quiet: flags.quiet,
-          });
-        } finally {
-          api.close();
-        }
-      }),
+      handle(
+        async (
+          id: string,
+          flags: { waitOffline?: boolean; deadline?: number; quiet?: boolean },
+          command: Command,
+        ) => {
+          const globals = globalsOf(command);
+          const api = openClient(globals);
+          try {
+            const detail = await api.getAction(id, false);
+            return await followAction(api, detail.summary!.id, {
+              format: formatOf(globals),
+              rows,
+              modules: detail.summary!.modules,
+              waitOffline: flags.waitOffline,
+              deadlineMs: flags.deadline,
+              quiet: flags.quiet,
+            });
+          } finally {
+            api.close();
+          }
+        },
+      ),
     );
 
   registerApproveCommand(action, rows);

@@ -1,6 +1,13 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
-import { Codes, DragnetError, formatDuration, signBytes, verifySignedAction } from "../../common/mod.js";
+import {
+  aclNameOf,
+  Codes,
+  DragnetError,
+  formatDuration,
+  signBytes,
+  verifySignedAction,
+} from "../../common/mod.js";
 import { ActionBody, ActionState, Operation } from "../../proto/api.js";
 import { globalsOf, handle, outcome } from "../cli-kit.js";
 import { loadConsoleKeyring, openClient } from "../home.js";
@@ -22,16 +29,21 @@ export interface ApproveFlags {
 }
 
 /** The action as an approver must see it before signing: what runs, where, until when. */
+/** Each operation as signed, decoded, one line each (what approve and action show print). */
+export function operationLines(body: ActionBody): string[] {
+  return body.operations.map(
+    (op, i) =>
+      `  ${i + 1}. ${op.module?.$case ?? "(unknown module)"} ${printable(JSON.stringify(Operation.toJSON(op)))}`,
+  );
+}
+
 export function describeForApproval(
   body: ActionBody,
   signers: string[],
   targetCount: number,
   now = Date.now(),
 ): string {
-  const operations = body.operations.map(
-    (op, i) =>
-      `  ${i + 1}. ${op.module?.$case ?? "(unknown module)"} ${printable(JSON.stringify(Operation.toJSON(op)))}`,
-  );
+  const operations = operationLines(body);
   return [
     `action ${body.id}  ${printable(body.name)}`,
     `target:     ${printable(body.target)}  (${targetCount} agent${targetCount === 1 ? "" : "s"} now)`,
@@ -120,10 +132,7 @@ export function registerApproveCommand(action: Command, rows: ResultRows): void 
               `you (${api.key.name}) already signed action ${body.id}; another investigator must approve`,
             );
           }
-          const before = keyring.acl.shortfall(
-            body.operations.map((op) => op.module!.$case),
-            verified.signers,
-          );
+          const before = keyring.acl.shortfall(body.operations.map(aclNameOf), verified.signers);
           const targets = await api.previewTarget(body.target);
           const signers = verified.signers.map((s) => `${s.name} (${s.keyId}, signature checked)`);
           process.stderr.write(describeForApproval(body, signers, targets.length));

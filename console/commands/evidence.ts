@@ -203,6 +203,8 @@ async function download(api: CoordinatorApi, id: string, out: string) {
   if (existsSync(out))
     throw new DragnetError(Codes.PARAMS, `${out} exists: evidence is never written over a file`);
   const tmp = `${out}.part`;
+  // A partial download left by one that was cut off (the console killed): started again.
+  rmSync(tmp, { force: true });
   const fd = openSync(tmp, "wx", 0o600);
   let item: EvidenceItem | undefined;
   const hash = createHash("sha256");

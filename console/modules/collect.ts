@@ -14,7 +14,7 @@ const formatter: ModuleFormatter<CollectResult> = {
     { key: "path", header: "path" },
     { key: "size", header: "size" },
     { key: "sha256", header: "sha256" },
-    { key: "uploadId", header: "upload" },
+    { key: "evidenceId", header: "evidence" },
   ],
   rows: (r) => [{ ...r }],
 };

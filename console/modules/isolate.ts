@@ -3,7 +3,7 @@ import type { IsolateParams, IsolateResult } from "../../proto/api.js";
 import { addActionFlags, collect, duration, handle, type SweepFlags } from "../cli-kit.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import { isoTime } from "../output/rows.js";
-import type { SendAction } from "../send.js";
+import { nameWith, type SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
 
 // `dragnet isolate`: cut hosts off the network while keeping the agents' NATS
@@ -95,7 +95,9 @@ Examples:
         releaseOnLinkLossSeconds: Math.ceil((flags.releaseOnLinkLoss ?? 0) / 1000),
         forceHost: flags.forceHost ?? false,
       };
-      return send(command, flags, "isolate", [{ module: { $case: "isolate", value: params } }]);
+      return send(command, flags, nameWith("isolate", params), [
+        { module: { $case: "isolate", value: params } },
+      ]);
     }),
   );
 }

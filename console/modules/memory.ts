@@ -3,7 +3,7 @@ import { type MemoryParams, type MemoryResult, type Operation, ProcessParams } f
 import { addActionFlags, handle, nonNegativeInt, uint32 } from "../cli-kit.js";
 import { type Notes, SearchFormatError } from "../mig-search.js";
 import type { ModuleFormatter } from "../output/formatters.js";
-import type { SendAction } from "../send.js";
+import { nameWith, type SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
 import { addProcessFilters, type ProcessFlags, processParamsOf } from "./process.js";
 
@@ -74,7 +74,9 @@ Examples:
         maxBytes: flags.maxBytes,
         maxMatches: flags.maxMatches,
       };
-      return send(command, flags, "memory", [{ module: { $case: "memory", value: params } }]);
+      return send(command, flags, nameWith("memory", params), [
+        { module: { $case: "memory", value: params } },
+      ]);
     }),
   );
 }

@@ -3,7 +3,7 @@ import { NetstatParams, type NetstatResult, type Operation } from "../../proto/a
 import { addActionFlags, handle, type SweepFlags, uint32 } from "../cli-kit.js";
 import { type Notes, SearchFormatError } from "../mig-search.js";
 import type { ModuleFormatter } from "../output/formatters.js";
-import type { SendAction } from "../send.js";
+import { nameWith, type SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
 
 // `dragnet netstat`: who talks to whom across the fleet, and which hosts saw a MAC.
@@ -112,7 +112,9 @@ Examples:
             flags.process,
           ].every((v) => v === undefined),
       };
-      return send(command, flags, "netstat", [{ module: { $case: "netstat", value: params } }]);
+      return send(command, flags, nameWith("netstat", params), [
+        { module: { $case: "netstat", value: params } },
+      ]);
     }),
   );
 }

@@ -3,7 +3,7 @@ import type { ProcessParams, ProcessResult } from "../../proto/api.js";
 import { addActionFlags, collect, handle, instantOf, type SweepFlags, uint32 } from "../cli-kit.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import { isoTime } from "../output/rows.js";
-import type { SendAction } from "../send.js";
+import { nameWith, type SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
 
 // `dragnet process`: what runs across the fleet (its filters also choose the
@@ -108,7 +108,9 @@ Examples:
   cmd.action(
     handle(async (flags: ProcessFlags, command: Command) => {
       const params = processParamsOf(flags);
-      return send(command, flags, "process", [{ module: { $case: "process", value: params } }]);
+      return send(command, flags, nameWith("process", params), [
+        { module: { $case: "process", value: params } },
+      ]);
     }),
   );
 }

@@ -206,7 +206,8 @@ export class ApiCalls {
             call.write(m);
           } else if (finish()) {
             const details = "the watcher fell too far behind; watch again to resume";
-            call.destroy(
+            failStream(
+              call,
               Object.assign(new Error(details), {
                 code: grpc.status.RESOURCE_EXHAUSTED,
                 details,
@@ -218,7 +219,7 @@ export class ApiCalls {
         drained: (fn) => call.once("drain", fn),
         cancelled: (fn) => call.on("cancelled", fn),
         end: () => finish() && call.end(),
-        fail: (err) => finish() && call.destroy(this.serviceError(err, method)),
+        fail: (err) => finish() && failStream(call, this.serviceError(err, method)),
       };
       call.on("cancelled", () => finish());
       this.run(call, method, call.request, async (who) => {
@@ -227,7 +228,7 @@ export class ApiCalls {
         if (ended) stop();
         return { value: undefined, audit: started.audit ?? { actionId: actionIdOf(call.request) } };
       }).catch((err: grpc.ServiceError) => {
-        if (finish()) call.destroy(err);
+        if (finish()) failStream(call, err);
       });
     };
   }
@@ -272,4 +273,13 @@ export class ApiCalls {
       throw this.serviceError(err, method);
     }
   }
+}
+
+/**
+ * Ends a server stream with an error status. Not `destroy(err)`: grpc-js sends
+ * a server stream's status when the stream ends, and a destroyed stream never
+ * does — the client waited for ever (evidence get of an unknown id).
+ */
+function failStream(call: grpc.ServerWritableStream<unknown, unknown>, err: grpc.ServiceError): void {
+  call.emit("error", err);
 }

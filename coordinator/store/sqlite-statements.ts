@@ -78,6 +78,7 @@ export function prepareStatements(db: Database.Database) {
       "SELECT * FROM evidence WHERE incident_id = ? ORDER BY received_at DESC, id DESC LIMIT ?",
     ),
     getEvidence: db.prepare("SELECT * FROM evidence WHERE id = ?"),
+    evidenceByPrefix: db.prepare("SELECT id FROM evidence WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),
     putIncident: db.prepare(`
       INSERT INTO incidents (id, title, severity, phase, opened_at, opened_by, head_pages, head_hash, head_seal)
       VALUES (@id, @title, @severity, @phase, @openedAtMs, @openedBy, @headPages, @headHash, @headSeal)`),

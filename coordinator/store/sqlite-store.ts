@@ -261,6 +261,12 @@ export class SqliteStore implements Store {
     return rows.map(toEvidence);
   }
 
+  evidenceIdsByPrefix(prefix: string, limit: number): string[] {
+    return (this.stmts.evidenceByPrefix.all(prefix, `${prefix}\uffff`, limit) as Array<{ id: string }>).map(
+      (r) => r.id,
+    );
+  }
+
   getEvidence(id: string): StoredEvidence | undefined {
     const row = this.stmts.getEvidence.get(id) as EvidenceRow | undefined;
     return row && toEvidence(row);

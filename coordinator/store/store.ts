@@ -199,6 +199,8 @@ export interface Store {
   /** Evidence items, newest first, of one incident or all. */
   listEvidence(incidentId: string, limit: number): StoredEvidence[];
   getEvidence(id: string): StoredEvidence | undefined;
+  /** Evidence ids starting with the prefix, at most `limit` of them. */
+  evidenceIdsByPrefix(prefix: string, limit: number): string[];
   /** Enrolment tokens, and the agents that used them (written at once, not batched). */
   putEnrollmentToken(token: StoredEnrollmentToken): void;
   listEnrollmentTokens(limit: number): StoredEnrollmentToken[];

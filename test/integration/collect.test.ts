@@ -91,6 +91,8 @@ describe("collect and evidence", () => {
       item.uploadId,
     ]).toEqual(["verified", expected, 50 * 1024 * 1024, file, agent.id, actionId, r.file!.uploadId]);
     expect(item.collectors.sort()).toEqual(["alice", "bob"]);
+    // The result names the evidence item (what evidence get takes), not only the upload.
+    expect(r.file!.evidenceId).toBe(item.id);
     const out = join(dir, "copy.log");
     const got = await dragnet(["--home", home, "evidence", "get", item.id, "--out", out]);
     expect(got.code).toBe(0);
@@ -103,6 +105,29 @@ describe("collect and evidence", () => {
       2,
       expect.stringMatching(/exists: evidence is never written over a file/),
     ]);
+    // A unique prefix is enough, a stale partial download is cleared, and a wrong id is answered at once.
+    const byPrefix = join(dir, "by-prefix.log");
+    writeFileSync(`${byPrefix}.part`, "left by a download that was cut off");
+    const prefixed = await dragnet([
+      "--home",
+      home,
+      "evidence",
+      "get",
+      item.id.slice(0, 10),
+      "--out",
+      byPrefix,
+    ]);
+    expect(prefixed.code).toBe(0);
+    expect(sha256sum(byPrefix)).toBe(expected);
+    expect(existsSync(`${byPrefix}.part`)).toBe(false);
+    const verified = await dragnet(["--home", home, "evidence", "verify", item.id.slice(0, 10)]);
+    expect([verified.code, verified.stdout]).toEqual([0, `intact: sha256 ${expected}\n`]);
+    const wrong = join(dir, "wrong.log");
+    const started = Date.now();
+    const missing = await dragnet(["--home", home, "evidence", "get", "0000000000zz", "--out", wrong]);
+    expect([missing.code, missing.stderr]).toEqual([2, expect.stringMatching(/no evidence 0000000000zz/)]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect([existsSync(wrong), existsSync(`${wrong}.part`)]).toEqual([false, false]);
   }, 120_000);
 
   it("an upload nobody asked for is refused and leaves nothing: unannounced, for a finished action, past its size", async () => {
@@ -126,6 +151,7 @@ describe("collect and evidence", () => {
       uid: 0,
       gid: 0,
       chunks: 1,
+      evidenceId: "",
     };
     // One chunk far out, never announced: no 4 GiB sparse file, no hashing.
     const far = await ask({ offset: 4 * 1024 ** 3, data: Buffer.from("x") });
@@ -205,6 +231,7 @@ describe("collect and evidence", () => {
       gid: 0,
       chunks: 2,
       uploadId,
+      evidenceId: "",
     };
     const ask = async (c: Partial<EvidenceChunk>) => {
       const data = EvidenceChunk.encode(

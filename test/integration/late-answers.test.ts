@@ -156,3 +156,68 @@ describe("action show --results", () => {
     );
   }, 90_000);
 });
+
+describe("a host that died seconds before a sweep", () => {
+  it("does not stall it: the sweep returns once the others answered and the silence lasted, naming who is missing", async () => {
+    await fleet.addAgent({ hostname: "stall-1" });
+    const dir = tempDir("dragnet-stall-");
+    const flags = await fleet.agentExeFlags(join(dir, "state"));
+    const dying = spawn(
+      AGENT_EXE,
+      [
+        "run",
+        "--hostname",
+        "stall-2",
+        "--keyring",
+        fleet.keyringPath,
+        "--heartbeat-interval",
+        "300",
+        ...flags,
+      ],
+      { env: {}, stdio: "ignore" },
+    );
+    children.push(dying);
+    await eventually(async () =>
+      (await fleet.api.listAgents('hostname ~ "^stall-"')).length === 2 ? true : undefined,
+    );
+    dying.kill("SIGKILL");
+    await new Promise((r) => dying.once("exit", r));
+    // Still online for the coordinator: its last heartbeat is a second old.
+    const started = Date.now();
+    const r = await dragnet([
+      "--home",
+      home,
+      "file",
+      "-t",
+      'hostname ~ "^stall-"',
+      "--path",
+      "/etc/hostname",
+    ]);
+    const took = Date.now() - started;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/stall-1 .*\/etc\/hostname/);
+    expect(r.stderr).toMatch(
+      /1 not answering for 10s: stall-2 — their answers are still taken: dragnet action follow \w+/,
+    );
+    // The action's own timeout is 60 s and it expires in 10 minutes: the sweep returned after the 10 s of silence.
+    expect(took).toBeGreaterThan(9_000);
+    expect(took).toBeLessThan(30_000);
+    // --deadline: however things stand.
+    const d0 = Date.now();
+    const only = await dragnet([
+      "--home",
+      home,
+      "file",
+      "-t",
+      'hostname == "stall-2"',
+      "--path",
+      "/etc/hostname",
+      "--deadline",
+      "2s",
+      "--wait-offline",
+    ]);
+    expect(only.code).toBe(2);
+    expect(only.stderr).toMatch(/1 not answering at the deadline: stall-2/);
+    expect(Date.now() - d0).toBeLessThan(9_000);
+  }, 90_000);
+});

@@ -49,6 +49,7 @@ export const collectModule = defineModule({
       gid: f.stats.gid,
       chunks: 0,
       uploadId: newId(),
+      evidenceId: "",
     };
     const actionId = ctx.actionId ?? "";
     const send = async (chunk: EvidenceChunk): Promise<EvidenceReceipt> => {
@@ -103,6 +104,6 @@ export const collectModule = defineModule({
         `collect: the coordinator kept ${f.path} as ${done.status || "nothing"} (evidence ${done.evidenceId || "none"})`,
       );
     }
-    return { found: true, result: file };
+    return { found: true, result: { ...file, evidenceId: done.evidenceId } };
   },
 });

@@ -90,6 +90,8 @@ export interface CollectResult {
   chunks: number;
   /** Names the upload: the coordinator's evidence item carries it. */
   uploadId: string;
+  /** The evidence item the coordinator made of it (dragnet evidence get takes it). */
+  evidenceId: string;
 }
 
 /**
@@ -885,7 +887,18 @@ export const CollectParams: MessageFns<CollectParams> = {
 };
 
 function createBaseCollectResult(): CollectResult {
-  return { path: "", size: 0, sha256: "", mtimeMs: 0, mode: "", uid: 0, gid: 0, chunks: 0, uploadId: "" };
+  return {
+    path: "",
+    size: 0,
+    sha256: "",
+    mtimeMs: 0,
+    mode: "",
+    uid: 0,
+    gid: 0,
+    chunks: 0,
+    uploadId: "",
+    evidenceId: "",
+  };
 }
 
 export const CollectResult: MessageFns<CollectResult> = {
@@ -916,6 +929,9 @@ export const CollectResult: MessageFns<CollectResult> = {
     }
     if (message.uploadId !== "") {
       writer.uint32(74).string(message.uploadId);
+    }
+    if (message.evidenceId !== "") {
+      writer.uint32(82).string(message.evidenceId);
     }
     return writer;
   },
@@ -1005,6 +1021,14 @@ export const CollectResult: MessageFns<CollectResult> = {
             message.uploadId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.evidenceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1035,6 +1059,11 @@ export const CollectResult: MessageFns<CollectResult> = {
         ? globalThis.String(object.uploadId)
         : isSet(object.upload_id)
         ? globalThis.String(object.upload_id)
+        : "",
+      evidenceId: isSet(object.evidenceId)
+        ? globalThis.String(object.evidenceId)
+        : isSet(object.evidence_id)
+        ? globalThis.String(object.evidence_id)
         : "",
     };
   },
@@ -1068,6 +1097,9 @@ export const CollectResult: MessageFns<CollectResult> = {
     if (message.uploadId !== "") {
       obj.uploadId = message.uploadId;
     }
+    if (message.evidenceId !== "") {
+      obj.evidenceId = message.evidenceId;
+    }
     return obj;
   },
 
@@ -1085,6 +1117,7 @@ export const CollectResult: MessageFns<CollectResult> = {
     message.gid = object.gid ?? 0;
     message.chunks = object.chunks ?? 0;
     message.uploadId = object.uploadId ?? "";
+    message.evidenceId = object.evidenceId ?? "";
     return message;
   },
 };
