@@ -38,6 +38,14 @@ Exit status: 0 when something was found, 1 when nothing was, 2 on error
 (nothing found while some agents failed or refused is an error: the answer is incomplete).`,
   );
 
+// `dragnet … | head`: the reader has what it wanted; stop quietly, as grep does.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
+}
+
 // Before the commands are added: subcommands copy this setting when they are created.
 program.exitOverride((err) => {
   // Usage errors (unknown flag, missing argument) exit 2 like every other error.

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createReadStream, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { sha256OfFile } from "../../common/files.js";
@@ -13,6 +14,29 @@ import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 // release keys` prints the file agents trust release keys from (it goes with
 // their install config).
 
+/**
+ * An agent reports the version it was built with; one published under another
+ * version never comes back healthy after an upgrade (the upgrade waits for that
+ * version in its heartbeat) and is rolled back. Refused here instead.
+ */
+function checkReportedVersion(file: string, version: string): void {
+  let reported: string;
+  try {
+    reported = execFileSync(file, ["--version"], { encoding: "utf8", env: {}, timeout: 15_000 }).trim();
+  } catch (err) {
+    throw new DragnetError(
+      Codes.PARAMS,
+      `cannot run ${file} --version (${(err as Error).message.split("\n")[0]}): is it a Dragnet agent built for this platform? (--no-version-check publishes it unchecked)`,
+    );
+  }
+  if (reported !== version) {
+    throw new DragnetError(
+      Codes.PARAMS,
+      `${file} reports version ${reported.slice(0, 40)}, not ${version}: agents would run it, report ${reported.slice(0, 40)} and roll the upgrade back. Build it as ${version}: DRAGNET_AGENT_VERSION=${version} DRAGNET_AGENT_OUT=FILE npm run build`,
+    );
+  }
+}
+
 export function registerReleaseCommand(program: Command): void {
   const release = program
     .command("release")
@@ -23,13 +47,28 @@ export function registerReleaseCommand(program: Command): void {
     .requiredOption("--version <version>", "its version (semver, what agents will report)")
     .requiredOption("--release-key <file>", "the release key (made with `dragnet key generate`)")
     .option("--platform <os-arch>", "what it runs on", currentPlatform())
+    .option(
+      "--no-version-check",
+      "publish without running FILE --version (a build for another platform is never run)",
+    )
     .action(
       handle(
-        async (file: string, flags: { version: string; releaseKey: string; platform: string }, command) => {
+        async (
+          file: string,
+          flags: { version: string; releaseKey: string; platform: string; versionCheck: boolean },
+          command,
+        ) => {
           if (!isVersion(flags.version)) {
             throw new DragnetError(
               Codes.PARAMS,
               `--version takes a semantic version (1.2.3), not "${flags.version}"`,
+            );
+          }
+          if (flags.versionCheck && flags.platform === currentPlatform())
+            checkReportedVersion(file, flags.version);
+          else if (flags.versionCheck) {
+            process.stderr.write(
+              `${file} is built for ${flags.platform}: its version is not checked here (agents roll it back if it does not report ${flags.version})\n`,
             );
           }
           const key = loadInvestigatorKey(flags.releaseKey, process.env.DRAGNET_KEY_PASSPHRASE || undefined);

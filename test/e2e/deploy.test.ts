@@ -28,8 +28,8 @@ const releaseKey = generateInvestigatorKey("release-2026");
 const releaseKeyFile = join(work, "release.key");
 const pids = new Set<number>();
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
-const publish = (file: string, version: string, key = releaseKeyFile) =>
-  cli(["release", "publish", file, "--version", version, "--release-key", key]);
+const publish = (file: string, version: string, key = releaseKeyFile, ...more: string[]) =>
+  cli(["release", "publish", file, "--version", version, "--release-key", key, ...more]);
 
 /** An agent config in its own directory, as an admin writes it before enrolment (no credentials). */
 function agentConfig(name: string, extra: Record<string, unknown> = {}): string {
@@ -223,6 +223,12 @@ describe("upgrades", () => {
   const agentRow = async () => ndjson((await cli(["--json", "agents", "-t", target()])).stdout)[0]!;
 
   it("publishes a signed release and upgrades to it: verified, replaced, restarted, healthy, then back", async () => {
+    // A binary that reports another version than it is published as would always roll back: refused.
+    const mismatch = await publish(v2, "0.9.5");
+    expect([mismatch.code, mismatch.stderr]).toEqual([
+      2,
+      expect.stringMatching(/reports version 0\.9\.0, not 0\.9\.5: .*DRAGNET_AGENT_VERSION=0\.9\.5/),
+    ]);
     const pub = await publish(v2, "0.9.0");
     expect([pub.code, pub.stderr]).toEqual([0, ""]);
     const sha = execFileSync("sha256sum", [v2], { encoding: "utf8" }).split(" ")[0]!;
@@ -263,7 +269,13 @@ describe("upgrades", () => {
   it("rolls back a release that never comes up healthy", async () => {
     const broken = join(work, "broken-agent");
     writeFileSync(broken, "#!/bin/sh\necho 'this build is broken' >&2\nexit 3\n", { mode: 0o755 });
-    expect((await publish(broken, "0.9.1")).code).toBe(0);
+    // What cannot run here is refused, unless published unchecked (a build for elsewhere, say).
+    const refused = await publish(broken, "0.9.1");
+    expect([refused.code, refused.stderr]).toEqual([
+      2,
+      expect.stringMatching(/cannot run .*broken-agent --version/),
+    ]);
+    expect((await publish(broken, "0.9.1", releaseKeyFile, "--no-version-check")).code).toBe(0);
     const started = Date.now();
     const up = await upgrade("0.9.1", "--health-timeout", "20s");
     expect(up.rows[0]).toMatchObject({ state: "staged", toVersion: "0.9.1" });
@@ -288,7 +300,7 @@ describe("upgrades", () => {
     const mallory = generateInvestigatorKey("mallory");
     const malloryFile = join(work, "mallory.key");
     saveInvestigatorKey(malloryFile, mallory);
-    expect((await publish(v2, "6.6.6", malloryFile)).code).toBe(0);
+    expect((await publish(v2, "6.6.6", malloryFile, "--no-version-check")).code).toBe(0);
     const pid = statusOf(stateDir).pid;
     const unknown = await upgrade("6.6.6");
     expect(JSON.stringify(unknown)).toContain("which is not one of this agent's release keys");
