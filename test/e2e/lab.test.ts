@@ -1,11 +1,11 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAlive } from "../../common/pids.js";
 import type { LabState } from "../../console/lab/lab.js";
-import { dragnet, ndjson, requireBuild, twoPeople } from "../helpers/cli.js";
+import { dragnet, ndjson, ROOT, requireBuild, twoPeople } from "../helpers/cli.js";
 import { eventually, tempDir } from "../helpers/fleet.js";
 
 // The lab as a new user runs it: `dragnet lab up`, console commands with no
@@ -331,4 +331,20 @@ describe("the lab", () => {
     expect((await dragnet(["--home", home, "lab", "down"])).code).toBe(0);
     lab.running = false;
   }, 120_000);
+});
+
+describe("the console in a pipe", () => {
+  it("exits 0 without a word when the reader goes away (dragnet … | head)", async () => {
+    const child = spawn(process.execPath, [join(ROOT, "bin", "dragnet.js"), "file", "help"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    // The reader is gone before the first write: that write fails with EPIPE.
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    expect([code, stderr]).toEqual([0, ""]);
+  });
 });
