@@ -35,7 +35,8 @@ const program = new Command("dragnet")
     "after",
     `
 Exit status: 0 when something was found, 1 when nothing was, 2 on error
-(nothing found while some agents failed or refused is an error: the answer is incomplete).`,
+(nothing found while some agents failed or refused is an error: the answer is incomplete),
+3 when the action waits for another investigator's approval (nothing was sent yet).`,
   );
 
 // `dragnet … | head`: the reader has what it wanted; stop quietly, as grep does.

@@ -18,6 +18,8 @@ import { type Format, RowWriter } from "./output/rows.js";
 export const EXIT_FOUND = 0;
 export const EXIT_NOTHING = 1;
 export const EXIT_ERROR = 2;
+/** The action waits for another investigator's approval: nothing was sent yet. */
+export const EXIT_PENDING = 3;
 
 export interface FollowOptions {
   format: Format;
@@ -269,14 +271,14 @@ export async function sweep(
   if (res.pendingApproval) {
     err.write(
       `action ${res.actionId} waits for approval: signed with weight ${res.weight}, needs ${res.requiredWeight}; nothing was sent.\n` +
-        `another investigator approves it with: dragnet action approve ${res.actionId}\n`,
+        `another investigator approves it, with their own key: dragnet --key THEIR.key action approve ${res.actionId}\n`,
     );
     process.stdout.write(
       opts.format === "json"
         ? `${JSON.stringify({ actionId: res.actionId, pendingApproval: true, weight: res.weight, requiredWeight: res.requiredWeight })}\n`
         : `${res.actionId}\n`,
     );
-    return EXIT_FOUND;
+    return EXIT_PENDING;
   }
   if (!opts.quiet) {
     err.write(

@@ -1,9 +1,11 @@
 import type { Command } from "commander";
+import { Codes, DragnetError } from "../../common/mod.js";
 import { ActionBody, ActionState, type ActionSummary, CommandStatus } from "../../proto/api.js";
 import { duration, globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
+import type { CoordinatorApi } from "../client.js";
 import { openClient } from "../home.js";
 import type { ResultRows } from "../output/formatters.js";
-import { formatOf, isoTime, RowWriter } from "../output/rows.js";
+import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import type { SendAction } from "../send.js";
 import {
   answerNotes,
@@ -38,51 +40,64 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
     .description("recent actions, newest first")
     .option("--limit <n>", "how many", nonNegativeInt("--limit"), 20)
     .option("--pending", "only actions waiting for a second investigator's approval")
+    .option("--follow", "with --pending: keep watching, printing each action as it starts waiting")
+    .option("--count <n>", "with --follow: stop after this many", nonNegativeInt("--count"))
     .action(
-      handle(async (flags: { limit: number; pending?: boolean }, command: Command) => {
-        const globals = globalsOf(command);
-        const api = openClient(globals);
-        try {
-          const actions = await api.listActions(flags.limit, flags.pending === true);
-          const writer = new RowWriter(
-            formatOf(globals),
-            [
-              { key: "id", header: "id" },
-              { key: "name", header: "name" },
-              { key: "target", header: "target" },
-              { key: "submitted", header: "submitted" },
-              { key: "targeted", header: "targeted" },
-              { key: "answered", header: "answered" },
-              { key: "found", header: "found" },
-              { key: "state", header: "state" },
-              { key: "signers", header: "signed by", show: (v) => (v as string[]).join(", ") },
-            ],
-            { withAgent: false },
-          );
-          for (const a of actions) {
-            const c = a.counts!;
-            writer.add({
-              id: a.id,
-              name: a.name,
-              target: a.target,
-              modules: a.modules,
-              submitted: isoTime(a.submittedAtMs),
-              expires: isoTime(a.expiresAtMs),
-              targeted: c.targeted,
-              answered: c.success + c.failed,
-              found: c.found,
-              state: actionStateWord(a),
-              weight: a.weight,
-              requiredWeight: a.requiredWeight,
-              signers: a.signerNames,
-            });
+      handle(
+        async (
+          flags: { limit: number; pending?: boolean; follow?: boolean; count?: number },
+          command: Command,
+        ) => {
+          const globals = globalsOf(command);
+          const api = openClient(globals);
+          try {
+            if (flags.follow) {
+              if (!flags.pending)
+                throw new DragnetError(Codes.PARAMS, "--follow watches --pending actions: give both");
+              await followPending(api, globals.json === true, flags.count);
+              return EXIT_FOUND;
+            }
+            const actions = await api.listActions(flags.limit, flags.pending === true);
+            const writer = new RowWriter(
+              formatOf(globals),
+              [
+                { key: "id", header: "id" },
+                { key: "name", header: "name" },
+                { key: "target", header: "target" },
+                { key: "submitted", header: "submitted" },
+                { key: "targeted", header: "targeted" },
+                { key: "answered", header: "answered" },
+                { key: "found", header: "found" },
+                { key: "state", header: "state" },
+                { key: "signers", header: "signed by", show: (v) => (v as string[]).join(", ") },
+              ],
+              { withAgent: false },
+            );
+            for (const a of actions) {
+              const c = a.counts!;
+              writer.add({
+                id: a.id,
+                name: a.name,
+                target: a.target,
+                modules: a.modules,
+                submitted: isoTime(a.submittedAtMs),
+                expires: isoTime(a.expiresAtMs),
+                targeted: c.targeted,
+                answered: c.success + c.failed,
+                found: c.found,
+                state: actionStateWord(a),
+                weight: a.weight,
+                requiredWeight: a.requiredWeight,
+                signers: a.signerNames,
+              });
+            }
+            writer.end();
+            return EXIT_FOUND;
+          } finally {
+            api.close();
           }
-          writer.end();
-          return EXIT_FOUND;
-        } finally {
-          api.close();
-        }
-      }),
+        },
+      ),
     );
 
   action
@@ -211,4 +226,29 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
 
   registerApproveCommand(action, rows);
   registerImportCommand(action, send);
+}
+
+/** How often `action list --pending --follow` asks. */
+const PENDING_POLL_MS = 2000;
+
+/**
+ * Prints each action that waits for approval as it appears (those waiting
+ * already first), until `count` were printed or the process is stopped.
+ */
+async function followPending(api: CoordinatorApi, json: boolean, count?: number): Promise<void> {
+  const seen = new Set<string>();
+  for (;;) {
+    const waiting = (await api.listActions(100, true)).reverse();
+    for (const a of waiting) {
+      if (seen.has(a.id)) continue;
+      seen.add(a.id);
+      process.stdout.write(
+        json
+          ? `${JSON.stringify({ id: a.id, name: a.name, target: a.target, modules: a.modules, signers: a.signerNames, weight: a.weight, requiredWeight: a.requiredWeight, expires: isoTime(a.expiresAtMs) })}\n`
+          : `${isoTime(a.submittedAtMs)}  ${a.id}  ${printable(a.name)}  target ${printable(a.target)}  signed by ${a.signerNames.join(", ")} (weight ${a.weight} of ${a.requiredWeight}) — dragnet action approve ${a.id}\n`,
+      );
+      if (count !== undefined && seen.size >= count) return;
+    }
+    await new Promise((r) => setTimeout(r, PENDING_POLL_MS));
+  }
 }

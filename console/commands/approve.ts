@@ -13,7 +13,7 @@ import { globalsOf, handle, outcome } from "../cli-kit.js";
 import { loadConsoleKeyring, openClient } from "../home.js";
 import type { ResultRows } from "../output/formatters.js";
 import { formatOf, printable } from "../output/rows.js";
-import { EXIT_FOUND, followAction } from "../sweep.js";
+import { EXIT_FOUND, EXIT_PENDING, followAction } from "../sweep.js";
 
 // `dragnet action approve ID`: the second investigator of the two-person rule.
 // Nothing shown comes from the coordinator's word: the action is decoded from
@@ -170,7 +170,7 @@ export function registerApproveCommand(action: Command, rows: ResultRows): void 
                 "",
               );
             }
-            return EXIT_FOUND;
+            return EXIT_PENDING;
           }
           if (!flags.quiet) {
             process.stderr.write(

@@ -1,6 +1,9 @@
 import type { Command } from "commander";
+import { Codes, DragnetError } from "../../common/mod.js";
 import type { IsolateParams, IsolateResult } from "../../proto/api.js";
-import { addActionFlags, collect, duration, handle, type SweepFlags } from "../cli-kit.js";
+import { addActionFlags, collect, duration, globalsOf, handle, type SweepFlags } from "../cli-kit.js";
+import { homeDir, openClient } from "../home.js";
+import { readLab } from "../lab/lab.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import { isoTime } from "../output/rows.js";
 import { nameWith, type SendAction } from "../send.js";
@@ -95,11 +98,34 @@ Examples:
         releaseOnLinkLossSeconds: Math.ceil((flags.releaseOnLinkLoss ?? 0) / 1000),
         forceHost: flags.forceHost ?? false,
       };
+      if (!params.forceHost) await refuseHostLabAgents(command, flags.target);
       return send(command, flags, nameWith("isolate", params), [
         { module: { $case: "isolate", value: params } },
       ]);
     }),
   );
+}
+
+/**
+ * The agent refuses to isolate a lab agent that shares the machine's network
+ * namespace — but only once two people have signed. This console runs that lab
+ * (its home holds lab.json, without --netns): it says so before anyone signs.
+ */
+async function refuseHostLabAgents(command: Command, target: string): Promise<void> {
+  const globals = globalsOf(command);
+  const lab = readLab(homeDir(globals));
+  if (!lab?.running || lab.netns) return;
+  const api = openClient(globals);
+  try {
+    const inHost = (await api.previewTarget(target)).filter((a) => a.tags.lab === "true");
+    if (inHost.length === 0) return;
+    throw new DragnetError(
+      Codes.PARAMS,
+      `${inHost.map((a) => a.hostname).join(", ")}: lab agent${inHost.length === 1 ? "" : "s"} in this machine's own network namespace; isolating ${inHost.length === 1 ? "it" : "them"} would cut off the machine you work on. Use \`dragnet lab up --netns\`, or --force-host if you mean it (nothing was signed)`,
+    );
+  } finally {
+    api.close();
+  }
 }
 
 export const isolateConsole = defineConsoleModule({

@@ -312,7 +312,7 @@ describe("one investigator's key", () => {
   it("cannot read process memory alone: it needs a second investigator", async () => {
     const r = await cli(["memory", "-t", "all", "--name", "^bash$", "--string", "secret", "--no-wait"]);
     expect([r.code, r.stderr]).toEqual([
-      0,
+      3,
       expect.stringMatching(/waits for approval: signed with weight 1, needs 2/),
     ]);
   });

@@ -26,8 +26,10 @@ afterAll(async () => {
 describe("two-person approval from the console", () => {
   it("holds alice's sweep, shows bob what he approves, and runs it once he does", async () => {
     const submit = await dragnet(["--home", home, "file", "-t", "all", "--path", "/etc/passwd", "--json"]);
-    expect(submit.code).toBe(0);
+    // Exit 3: waiting for a second investigator, nothing sent (not "found", not an error).
+    expect(submit.code).toBe(3);
     expect(submit.stderr).toMatch(/waits for approval: signed with weight 1, needs 2; nothing was sent/);
+    expect(submit.stderr).toMatch(/with their own key: dragnet --key THEIR\.key action approve \w{26}/);
     const [held] = ndjson(submit.stdout);
     expect(held).toMatchObject({ pendingApproval: true, weight: 1, requiredWeight: 2 });
     const id = String(held!.actionId);

@@ -288,12 +288,55 @@ describe("the lab", () => {
     expect(ndjson(sweep.stdout)).toHaveLength(3);
   });
 
-  it("refuses to isolate a lab agent in the machine's own network namespace, saying why", async () => {
-    const approved = await twoPeople(home, ["isolate", "-t", 'hostname == "lab-01"']);
-    expect(approved.code).toBe(2);
-    expect(approved.stderr).toMatch(
-      /this lab agent runs in the machine's own network namespace.*lab up --netns`, or --force-host/,
-    );
+  it("refuses to isolate a lab agent in the machine's own network namespace, saying why, before anyone signs", async () => {
+    const before = ndjson((await dragnet(["--home", home, "action", "list", "--json"])).stdout).length;
+    const r = await dragnet(["--home", home, "isolate", "-t", 'hostname == "lab-01"']);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /lab-01: lab agent in this machine's own network namespace.*lab up --netns`, or --force-host if you mean it \(nothing was signed\)/,
+      ),
+    ]);
+    expect(ndjson((await dragnet(["--home", home, "action", "list", "--json"])).stdout)).toHaveLength(before);
+  });
+
+  it("tells the approver of each action that starts waiting (action list --pending --follow)", async () => {
+    const watcher = dragnet([
+      "--home",
+      home,
+      "--json",
+      "action",
+      "list",
+      "--pending",
+      "--follow",
+      "--count",
+      "1",
+    ]);
+    await new Promise((r) => setTimeout(r, 500));
+    const held = await dragnet([
+      "--home",
+      home,
+      "memory",
+      "-t",
+      "all",
+      "--name",
+      "^nothing$",
+      "--string",
+      "x",
+    ]);
+    expect(held.code).toBe(3);
+    const heldId = held.stdout.trim();
+    const seen = await watcher;
+    expect(seen.code).toBe(0);
+    expect(ndjson(seen.stdout)).toEqual([
+      expect.objectContaining({
+        id: heldId,
+        modules: ["memory"],
+        signers: ["alice"],
+        weight: 1,
+        requiredWeight: 2,
+      }),
+    ]);
   });
 
   it("stops exactly what it started", async () => {
