@@ -22,16 +22,19 @@ try {
   step(`starting a lab of 3 agents in ${home}`);
   run(process.execPath, cli(["lab", "up", "--agents", "3"]));
   const hash = sha256sumOf("/etc/passwd");
-  const sweep = ["file", "-t", "all", "--path", "/etc", "--name", "^passwd$", "--sha256", hash];
+  // --maxdepth 0: /etc/passwd itself, not /etc/pam.d/passwd too.
+  const sweep = ["file", "-t", "all", "--path", "/etc", "--name", "^passwd$", "--maxdepth", "0", "--sha256", hash];
   step(`sample sweep: dragnet ${sweep.map((a) => (/[\s^$*]/.test(a) ? `'${a}'` : a)).join(" ")}`);
   const r = spawnSync(process.execPath, cli(sweep), { stdio: "inherit" });
   if (r.status !== 0) throw new Error(`the sample sweep exited with ${r.status}`);
+  // The lab lives in this home: the hints carry it when it is not the default one.
+  const env = process.env.DRAGNET_HOME ? `DRAGNET_HOME=${home} ` : "";
   process.stderr.write(`
-Dragnet is up. Try:
-  npx dragnet agents
-  npx dragnet file -t 'tags.env == "prod"' --path /etc --name '^(passwd|shadow)$' --hash sha256
-  npx dragnet action list
-  npx dragnet lab down
+Dragnet is up (its home: ${home}). Try:
+  ${env}npx dragnet agents
+  ${env}npx dragnet file -t 'tags.env == "prod"' --path /etc --name '^(passwd|shadow)$' --maxdepth 0 --hash sha256
+  ${env}npx dragnet action list
+  ${env}npx dragnet lab down
 `);
 } catch (err) {
   process.stderr.write(`\nnpm run up: ${err.message}\n`);

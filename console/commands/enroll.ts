@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { splitTag, tagProblem } from "../../common/tags.js";
 import type { EnrollmentToken } from "../../proto/api.js";
@@ -63,7 +63,11 @@ export function registerEnrollCommand(program: Command): void {
       (v, p: string[] = []) => [...p, v],
     )
     .option("--uses <n>", "how many agents may enrol with it", uint32("--uses"), 1)
-    .option("--expires <duration>", "how long it stays valid", duration("--expires"), 24 * 3_600_000)
+    .addOption(
+      new Option("--expires <duration>", "how long it stays valid")
+        .argParser(duration("--expires"))
+        .default(24 * 3_600_000, "24h"),
+    )
     .action(
       handle(async (flags: { tags?: string[]; uses: number; expires: number }, command: Command) =>
         withApi(command, async (api) => {

@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import type { UpgradeResult } from "../../proto/api.js";
 import { addActionFlags, duration, handle, type SweepFlags } from "../cli-kit.js";
@@ -28,11 +28,10 @@ function register(agents: Command, send: SendAction): void {
       "run a published release on the targeted agents: each fetches it, checks size, SHA-256 and signature, replaces itself, restarts, and rolls back unless healthy in time",
     )
     .requiredOption("--version <version>", "the release to run")
-    .option(
-      "--health-timeout <duration>",
-      "how long the new version has to come back",
-      duration("--health-timeout"),
-      60_000,
+    .addOption(
+      new Option("--health-timeout <duration>", "how long the new version has to come back")
+        .argParser(duration("--health-timeout"))
+        .default(60_000, "60s"),
     );
   // `agents` has a -t of its own, which commander gives the parent wherever it stands: read it there too.
   addActionFlags(upgrade, { targetRequired: false });
