@@ -23,7 +23,19 @@ try {
   run(process.execPath, cli(["lab", "up", "--agents", "3"]));
   const hash = sha256sumOf("/etc/passwd");
   // --maxdepth 0: /etc/passwd itself, not /etc/pam.d/passwd too.
-  const sweep = ["file", "-t", "all", "--path", "/etc", "--name", "^passwd$", "--maxdepth", "0", "--sha256", hash];
+  const sweep = [
+    "file",
+    "-t",
+    "all",
+    "--path",
+    "/etc",
+    "--name",
+    "^passwd$",
+    "--maxdepth",
+    "0",
+    "--sha256",
+    hash,
+  ];
   step(`sample sweep: dragnet ${sweep.map((a) => (/[\s^$*]/.test(a) ? `'${a}'` : a)).join(" ")}`);
   const r = spawnSync(process.execPath, cli(sweep), { stdio: "inherit" });
   if (r.status !== 0) throw new Error(`the sample sweep exited with ${r.status}`);

@@ -28,6 +28,7 @@ const formatter: ModuleFormatter<DriftResult> = {
     { key: "what", header: "what" },
     { key: "name", header: "baseline" },
     { key: "entries", header: "entries" },
+    { key: "bytes", header: "size" },
     { key: "created", header: "created" },
     { key: "watch", header: "watch" },
     { key: "paths", header: "paths", show: listOf },

@@ -14,6 +14,7 @@ const formatter: ModuleFormatter<MemoryResult> = {
     { key: "pid", header: "pid" },
     { key: "process", header: "process" },
     { key: "address", header: "address" },
+    { key: "region", header: "mapping" },
     { key: "context", header: "context" },
   ],
   rows(result) {

@@ -16,6 +16,7 @@ const formatter: ModuleFormatter<ProcessResult> = {
     { key: "user", header: "user" },
     { key: "name", header: "name" },
     { key: "exe", header: "exe" },
+    { key: "exeSha256", header: "exe sha256" },
     { key: "started", header: "started" },
     { key: "cmdline", header: "cmdline" },
   ],
@@ -43,6 +44,7 @@ export interface ProcessFlags extends SweepFlags {
   user?: string;
   pid?: number;
   ppid?: number;
+  excludePid?: number[];
   exe?: string;
   exeSha256?: string[];
   hashExe?: boolean;
@@ -69,7 +71,12 @@ export function addProcessFilters(cmd: Command): Command {
     .option("--deleted-exe", "only processes whose executable was deleted after start (Linux only)")
     .option("--started-after <time>", "started after an ISO time, or a duration ago (2h)")
     .option("--started-before <time>", "started before an ISO time, or a duration ago")
-    .option("--listening", "only processes owning a listening TCP or bound UDP socket (Linux only)");
+    .option("--listening", "only processes owning a listening TCP or bound UDP socket (Linux only)")
+    .option(
+      "--exclude-pid <n>",
+      "leave this process out (repeatable): e.g. your own shell, whose memory holds what you typed",
+      (v: string, prev: number[] = []) => [...prev, uint32("--exclude-pid")(v)],
+    );
 }
 
 export function processParamsOf(flags: ProcessFlags): ProcessParams {
@@ -86,6 +93,7 @@ export function processParamsOf(flags: ProcessFlags): ProcessParams {
     startedAfterMs: instantOf("--started-after", flags.startedAfter),
     startedBeforeMs: instantOf("--started-before", flags.startedBefore),
     listening: flags.listening ?? false,
+    excludePids: flags.excludePid ?? [],
   };
   return params;
 }

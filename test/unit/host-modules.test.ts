@@ -119,6 +119,14 @@ describe("process module", () => {
     const listeners = (await processes({ listening: true })).processes.map((p) => p.pid);
     expect(listeners).toContain(process.pid);
     expect(listeners).not.toContain(deleted.pid);
+    // Left out by pid (the investigator's own shell, say): everything else the filter selects stays.
+    const all = (await processes({ user: "root" })).processes.map((p) => p.pid);
+    const without = (await processes({ user: "root", excludePids: [process.pid] })).processes.map(
+      (p) => p.pid,
+    );
+    expect(all).toContain(process.pid);
+    expect(without).not.toContain(process.pid);
+    expect(without).toContain(deleted.pid);
   });
 
   it("refuses bad filters before running", () => {

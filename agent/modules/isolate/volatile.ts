@@ -22,6 +22,7 @@ const ALL_PROCESSES: ProcessParams = {
   startedAfterMs: undefined,
   startedBeforeMs: undefined,
   listening: false,
+  excludePids: [],
 };
 
 const ALL_SOCKETS: NetstatParams = {

@@ -10,6 +10,7 @@ export interface CompiledProcessFilter {
   uid?: number;
   userName?: string;
   sha256: Set<string>;
+  excluded: Set<number>;
 }
 
 export function compileProcessFilter(p: ProcessParams): CompiledProcessFilter {
@@ -20,6 +21,7 @@ export function compileProcessFilter(p: ProcessParams): CompiledProcessFilter {
     sha256.add(h.toLowerCase());
   }
   if (p.user.length > 256) throw new DragnetError(Codes.PARAMS, "process user is too long");
+  if (p.excludePids.length > 1000) throw new DragnetError(Codes.PARAMS, "more than 1,000 pids to leave out");
   return {
     name: optionalRegex("process name regex", p.name),
     cmdline: optionalRegex("process cmdline regex", p.cmdline),
@@ -27,6 +29,7 @@ export function compileProcessFilter(p: ProcessParams): CompiledProcessFilter {
     uid: /^\d+$/.test(p.user) ? Number(p.user) : undefined,
     userName: p.user && !/^\d+$/.test(p.user) ? p.user : undefined,
     sha256,
+    excluded: new Set(p.excludePids),
   };
 }
 

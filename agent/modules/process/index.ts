@@ -21,6 +21,7 @@ import { otherPlatformProcesses } from "./other-platforms.js";
 /** Everything but the hash and the listening test, which cost more and come last. */
 function cheapMatch(p: ProcessParams, c: CompiledProcessFilter, proc: RawProcess, user: string): boolean {
   if (p.pid !== undefined && proc.pid !== p.pid) return false;
+  if (c.excluded.has(proc.pid)) return false;
   if (p.ppid !== undefined && proc.ppid !== p.ppid) return false;
   if (c.uid !== undefined && proc.uid !== c.uid) return false;
   if (c.userName !== undefined && user !== c.userName) return false;

@@ -36,6 +36,8 @@ export interface ProcessParams {
     | undefined;
   /** Only processes that own a listening TCP socket or a bound UDP socket (Linux). */
   listening: boolean;
+  /** Leave these out: the investigator's own shells, whose memory holds what they typed. */
+  excludePids: number[];
 }
 
 export interface ProcessResult {
@@ -76,6 +78,7 @@ function createBaseProcessParams(): ProcessParams {
     startedAfterMs: undefined,
     startedBeforeMs: undefined,
     listening: false,
+    excludePids: [],
   };
 }
 
@@ -116,6 +119,13 @@ export const ProcessParams: MessageFns<ProcessParams> = {
     }
     if (message.listening !== false) {
       writer.uint32(96).bool(message.listening);
+    }
+    if (message.excludePids.length !== 0) {
+      writer.uint32(106).fork();
+      for (const v of message.excludePids) {
+        writer.uint32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -229,6 +239,24 @@ export const ProcessParams: MessageFns<ProcessParams> = {
             message.listening = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag === 104) {
+              message.excludePids.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 106) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.excludePids.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -275,6 +303,11 @@ export const ProcessParams: MessageFns<ProcessParams> = {
         ? globalThis.Number(object.started_before_ms)
         : undefined,
       listening: isSet(object.listening) ? globalThis.Boolean(object.listening) : false,
+      excludePids: globalThis.Array.isArray(object?.excludePids)
+        ? object.excludePids.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.exclude_pids)
+        ? object.exclude_pids.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -316,6 +349,9 @@ export const ProcessParams: MessageFns<ProcessParams> = {
     if (message.listening !== false) {
       obj.listening = message.listening;
     }
+    if (message.excludePids?.length) {
+      obj.excludePids = message.excludePids.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -336,6 +372,7 @@ export const ProcessParams: MessageFns<ProcessParams> = {
     message.startedAfterMs = object.startedAfterMs ?? undefined;
     message.startedBeforeMs = object.startedBeforeMs ?? undefined;
     message.listening = object.listening ?? false;
+    message.excludePids = object.excludePids?.map((e) => e) || [];
     return message;
   },
 };
