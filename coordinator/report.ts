@@ -1,4 +1,5 @@
 import type { ChainCheck, Page } from "../common/journal.js";
+import { pageSummary, pageContent as parse } from "../common/notebook-pages.js";
 import type { ActionSummary, EvidenceItem } from "../proto/api.js";
 import type { StoredIncident } from "./store/store.js";
 
@@ -28,46 +29,6 @@ const orNone = (lines: string[]) => (lines.length > 0 ? lines : ["(none)"]);
 const iso = (ms: number) => (ms ? new Date(ms).toISOString().replace(".000Z", "Z") : "");
 const minutes = (ms: number) =>
   ms < 60_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
-
-function parse(p: Page): Record<string, unknown> {
-  try {
-    return JSON.parse(p.content) as Record<string, unknown>;
-  } catch {
-    return {};
-  }
-}
-
-/** One line for a page: what happened, for people. */
-export function pageSummary(p: Page): string {
-  const c = parse(p);
-  switch (p.kind) {
-    case "note":
-      return `${c.corrects ? `(corrects page ${c.corrects}) ` : ""}${String(c.text ?? "")}`;
-    case "phase change":
-      return `phase: ${c.from ? `${c.from} → ` : ""}${c.phase}${c.note ? ` — ${c.note}` : ""}`;
-    case "action submitted":
-      return `action ${c.actionId} "${c.name}" on ${c.target}, signed by ${(c.signers as string[] | undefined)?.join(", ")}${c.heldForApproval ? " (held for approval)" : ""}`;
-    case "action approved":
-      return `action ${c.actionId} approved by ${c.approver}${c.released ? ", released" : ""}`;
-    case "results summary": {
-      const counts = (c.counts ?? {}) as Record<string, number>;
-      return `action ${c.actionId} "${c.name}" complete: ${counts.targeted ?? 0} targeted, ${counts.success ?? 0} succeeded, ${counts.found ?? 0} found${(c.found as string[] | undefined)?.length ? ` (${(c.found as string[]).join(", ")})` : ""}`;
-    }
-    case "isolation":
-    case "unisolation":
-      return `${p.kind} of ${c.hostname || c.agentId} by action ${c.actionId}`;
-    case "evidence collected":
-      return `evidence ${c.id}: ${c.hostname}:${c.path} (${c.size} bytes, sha256 ${c.sha256}, ${c.status})`;
-    case "custody transfer":
-      return `evidence ${c.evidenceId} handed to ${c.to}${c.note ? ` — ${c.note}` : ""}`;
-    case "alert":
-      return `alert from ${c.hostname}: watch ${c.watch}, ${(c.changes as unknown[] | undefined)?.length ?? 0} changes`;
-    case "notification":
-      return `notified ${c.to}${c.message ? `: ${c.message}` : ""}`;
-    default:
-      return p.content.slice(0, 200);
-  }
-}
 
 /** How long each phase lasted, from the phase-change pages (the last one runs until the report). */
 export function phaseDurations(
@@ -141,10 +102,8 @@ export function renderMarkdown(r: ReportInput): string {
     "",
     ...(r.evidence.length === 0 ? ["(none)"] : []),
     ...r.evidence.flatMap((e) => [
-      `- **${e.id}** ${e.hostname}:${e.path} — ${e.size} bytes, SHA-256 \`${e.sha256}\`, ${e.status}, collected by ${e.collectors.join(", ")} at ${iso(e.receivedAtMs)}`,
-      ...r.pages
-        .filter((p) => p.kind === "custody transfer" && parse(p).evidenceId === e.id)
-        .map((p) => `  - custody: ${pageSummary(p)} (page ${p.seq}, ${iso(p.atMs)}, ${p.author})`),
+      `- **${e.id}** ${evidenceLine(e)}`,
+      ...custodyLines(r, e).map((line) => `  - custody: ${line}`),
     ]),
     "",
     "## Isolation",
@@ -168,6 +127,18 @@ export function renderMarkdown(r: ReportInput): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** One evidence item for people: where from, size, hash, status, who collected it and when. */
+function evidenceLine(e: EvidenceItem): string {
+  return `${e.hostname}:${e.path} — ${e.size} bytes, SHA-256 ${e.sha256}, ${e.status}, collected by ${e.collectors.join(", ")} at ${iso(e.receivedAtMs)}`;
+}
+
+/** Its chain of custody: each hand-over or export the notebook records. */
+function custodyLines(r: ReportInput, e: EvidenceItem): string[] {
+  return r.pages
+    .filter((p) => p.kind === "custody transfer" && parse(p).evidenceId === e.id)
+    .map((p) => `${pageSummary(p)} (page ${p.seq}, ${iso(p.atMs)}, ${p.author})`);
+}
+
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** The phases and pages on a time axis, as inline SVG. */
@@ -177,16 +148,21 @@ function timelineSvg(r: ReportInput): string {
   const width = 900;
   const x = (t: number) => Math.round(20 + ((t - from) / (to - from)) * (width - 40));
   const colours = ["#cfe8ff", "#ffe7b3", "#ffd0d0", "#d7f5d0", "#e8d9ff", "#d0f0f0", "#f0e0d0", "#e0e0e0"];
-  const bands = phaseDurations(r.pages, to).map(
+  const phases = phaseDurations(r.pages, to);
+  const bands = phases.map(
     (d, i) =>
-      `<rect x="${x(d.fromMs)}" y="10" width="${Math.max(1, x(d.toMs) - x(d.fromMs))}" height="30" fill="${colours[i % colours.length]}"><title>${esc(d.phase)}</title></rect>` +
-      `<text x="${x(d.fromMs) + 3}" y="30" font-size="11">${esc(d.phase)}</text>`,
+      `<rect x="${x(d.fromMs)}" y="10" width="${Math.max(1, x(d.toMs) - x(d.fromMs))}" height="30" fill="${colours[i % colours.length]}"><title>${esc(d.phase)}</title></rect>`,
+  );
+  // Labels after every band (a later band must not cover an earlier label), on two rows in
+  // turn so that short neighbouring phases do not run into each other.
+  const labels = phases.map(
+    (d, i) => `<text x="${x(d.fromMs) + 3}" y="${i % 2 ? 37 : 23}" font-size="11">${esc(d.phase)}</text>`,
   );
   const ticks = r.pages.map(
     (p) =>
       `<line x1="${x(p.atMs)}" y1="45" x2="${x(p.atMs)}" y2="65" stroke="#333"><title>${p.seq}: ${esc(p.kind)}</title></line>`,
   );
-  return `<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${width}" height="90" role="img" aria-label="timeline">${bands.join("")}${ticks.join("")}<text x="20" y="85" font-size="11">${esc(iso(from))}</text><text x="${width - 200}" y="85" font-size="11">${esc(iso(to))}</text></svg>`;
+  return `<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${width}" height="90" role="img" aria-label="timeline">${bands.join("")}${labels.join("")}${ticks.join("")}<text x="20" y="85" font-size="11">${esc(iso(from))}</text><text x="${width - 200}" y="85" font-size="11">${esc(iso(to))}</text></svg>`;
 }
 
 export function renderHtml(r: ReportInput): string {
@@ -204,11 +180,12 @@ export function renderHtml(r: ReportInput): string {
       return `<tr><td>${esc(a.id)}</td><td>${esc(a.name)}</td><td>${esc(a.modules.join(", "))}</td><td>${c.targeted}</td><td>${c.success}</td><td>${c.failed + c.rejected + c.timeout}</td><td>${c.found}</td></tr>`;
     })
     .join("\n");
+  // The Markdown's wording, custody included: an item without its chain of custody is half the record.
   const evidence = r.evidence
-    .map(
-      (e) =>
-        `<li><b>${esc(e.id)}</b> ${esc(e.hostname)}:${esc(e.path)} — ${e.size} bytes, SHA-256 <code>${esc(e.sha256)}</code>, ${esc(e.status)}, collected by ${esc(e.collectors.join(", "))}</li>`,
-    )
+    .map((e) => {
+      const custody = custodyLines(r, e).map((line) => `<li>custody: ${esc(line)}</li>`);
+      return `<li><b>${esc(e.id)}</b> ${esc(evidenceLine(e))}${custody.length ? `<ul>${custody.join("")}</ul>` : ""}</li>`;
+    })
     .join("\n");
   const isolation = isolationPeriods(r.pages, r.generatedAtMs)
     .map(

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { sha256Hex, signNote } from "../../common/journal.js";
 import { Codes, DragnetError } from "../../common/mod.js";
+import { pageSummary } from "../../common/notebook-pages.js";
 import { globalsOf, handle, nonNegativeInt, outcome, withApi } from "../cli-kit.js";
 import { homeDir, loadKey, setDefaultIncident } from "../home.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
@@ -91,12 +92,19 @@ export function registerIncidentCommand(program: Command): void {
               { key: "at", header: "time" },
               { key: "author", header: "author" },
               { key: "kind", header: "kind" },
-              { key: "content", header: "content" },
+              // For people a line per page, as the report words it; --json keeps the content whole.
+              { key: "what", header: "what" },
             ],
             { withAgent: false },
           );
-          for (const p of detail.pages)
-            writer.add({ ...p, at: isoTime(p.atMs), content: p.content.slice(0, 300) });
+          for (const p of detail.pages) {
+            const what = pageSummary(p);
+            writer.add({
+              ...p,
+              at: isoTime(p.atMs),
+              what: what.length > 160 ? `${what.slice(0, 159)}…` : what,
+            });
+          }
           writer.end();
           return EXIT_FOUND;
         });

@@ -284,6 +284,23 @@ describe("the incident notebook", () => {
     expect(render.stderr).not.toMatch(/CONSOLE|Uncaught/);
   });
 
+  it("shows the notebook to people a line per page, worded as the report words it", async () => {
+    const shown = await cli(["incident", "show", incident.slice(0, 12)]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain("phase: identification → containment — isolating web-7");
+    expect(shown.stdout).not.toMatch(/\{"/);
+    expect(Math.max(...shown.stdout.split("\n").map((l) => l.length))).toBeLessThan(260);
+    // --json keeps each page's content whole.
+    const json = ndjson((await cli(["--json", "incident", "show", incident])).stdout);
+    expect(
+      JSON.parse(
+        String(
+          json.find((p) => p.kind === "phase change" && String(p.content).includes("containment"))!.content,
+        ),
+      ),
+    ).toMatchObject({ phase: "containment" });
+  });
+
   it("names the page that was edited directly in the database", async () => {
     await fleet.restartCoordinator((database) => {
       const db = new Database(database);
