@@ -1,24 +1,28 @@
-import { createHash, sign } from "node:crypto";
+import { createHash, sign, verify } from "node:crypto";
 import {
   closeSync,
   existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
+  readFileSync,
   renameSync,
   rmSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
-import { Codes, DragnetError } from "../../common/mod.js";
+import { Codes, DragnetError, keyIdOf, publicKeyFromRaw, sha256OfFile } from "../../common/mod.js";
 import { EvidenceItem } from "../../proto/api.js";
 import { globalsOf, handle, nonNegativeInt, outcome, withApi } from "../cli-kit.js";
 import type { CoordinatorApi } from "../client.js";
 import { loadKey } from "../home.js";
 import { formatOf, isoTime, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
+
+/** What a custody record's signature covers, before the record's JSON text (a signature made for nothing else). */
+const CUSTODY_CONTEXT = "dragnet-custody-v1\n";
 
 // `dragnet evidence list|get`: what the coordinator keeps of the files agents
 // collected (`dragnet collect`), and a copy of one item, its SHA-256 checked
@@ -109,7 +113,7 @@ export function registerEvidenceCommand(program: Command): void {
             note: flags.note,
           };
           const text = JSON.stringify(record);
-          const signature = sign(null, Buffer.from(`dragnet-custody-v1\n${text}`), key.privateKey).toString(
+          const signature = sign(null, Buffer.from(`${CUSTODY_CONTEXT}${text}`), key.privateKey).toString(
             "base64",
           );
           writeFileSync(
@@ -163,6 +167,27 @@ export function registerEvidenceCommand(program: Command): void {
           );
           return r.ok ? EXIT_FOUND : EXIT_NOTHING;
         });
+      }),
+    );
+
+  evidence
+    .command("verify-custody <record>")
+    .description(
+      "check an exported ID.custody.json and its file offline, with nothing but the exporter's public key (exit 0 intact, 1 not)",
+    )
+    .requiredOption("--pub <file>", "the exporter's public key (NAME.pub, from dragnet key generate)")
+    .option("--file <file>", "the exported file (default: ID.evidence beside the record)")
+    .action(
+      handle(async (record: string, flags: { pub: string; file?: string }, command: Command) => {
+        const verdict = await verifyCustodyRecord(record, flags.pub, flags.file);
+        outcome(
+          command,
+          verdict,
+          verdict.intact
+            ? `intact: ${verdict.file} is evidence ${verdict.evidence} (${verdict.size} bytes, sha256 ${verdict.sha256}) as ${verdict.exportedBy} exported it at ${verdict.exportedAt}; signature by key ${verdict.keyId} verified`
+            : `NOT INTACT: ${verdict.problem}`,
+        );
+        return verdict.intact ? EXIT_FOUND : EXIT_NOTHING;
       }),
     );
 
@@ -238,4 +263,64 @@ async function download(api: CoordinatorApi, id: string, out: string) {
   }
   renameSync(tmp, out);
   return { item, size, sha256 };
+}
+
+/**
+ * An export's custody record checked with nothing but the exporter's public key:
+ * its signature over the record, then the file against the record's size and
+ * SHA-256. For an outside firm or a court: no coordinator, no Dragnet keyring.
+ */
+export async function verifyCustodyRecord(recordPath: string, pubPath: string, filePath?: string) {
+  const refuse = (problem: string) => ({ intact: false as const, problem });
+  let outer: { record?: unknown; keyId?: unknown; signature?: unknown };
+  let pub: { keyId?: unknown; publicKey?: unknown; name?: unknown };
+  try {
+    outer = JSON.parse(readFileSync(recordPath, "utf8"));
+    pub = JSON.parse(readFileSync(pubPath, "utf8"));
+  } catch (err) {
+    throw new DragnetError(
+      Codes.PARAMS,
+      `cannot read the record or the public key: ${(err as Error).message}`,
+    );
+  }
+  if (
+    typeof outer.record !== "string" ||
+    typeof outer.signature !== "string" ||
+    typeof outer.keyId !== "string"
+  )
+    return refuse(`${recordPath} is not a custody record ({record, keyId, signature})`);
+  if (typeof pub.publicKey !== "string") return refuse(`${pubPath} holds no publicKey`);
+  const raw = Buffer.from(pub.publicKey, "base64");
+  const keyId = keyIdOf(raw);
+  if (outer.keyId !== keyId)
+    return refuse(`the record was signed by key ${outer.keyId}, and ${pubPath} is key ${keyId}`);
+  const signed = Buffer.from(`${CUSTODY_CONTEXT}${outer.record}`);
+  if (!verify(null, signed, publicKeyFromRaw(raw), Buffer.from(outer.signature, "base64")))
+    return refuse(
+      "the signature does not match the record: it was changed after it was signed, or not signed by this key",
+    );
+  const record = JSON.parse(outer.record) as {
+    evidence?: { id?: string; size?: string | number };
+    sha256?: string;
+    exportedBy?: string;
+    exportedAt?: string;
+  };
+  const evidenceId = String(record.evidence?.id ?? "");
+  const file = filePath ?? join(dirname(recordPath), `${evidenceId}.evidence`);
+  if (!existsSync(file)) return refuse(`${file} does not exist (give the exported file with --file)`);
+  const { sha256, size } = await sha256OfFile(file);
+  if (sha256 !== record.sha256 || size !== Number(record.evidence?.size))
+    return refuse(
+      `${file} is ${size} bytes hashing to ${sha256}; the record says ${record.evidence?.size} bytes, ${record.sha256}`,
+    );
+  return {
+    intact: true as const,
+    file,
+    evidence: evidenceId,
+    size,
+    sha256,
+    exportedBy: String(record.exportedBy ?? ""),
+    exportedAt: String(record.exportedAt ?? ""),
+    keyId,
+  };
 }

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { publicEntryOf } from "../../common/mod.js";
 import { dragnet, ndjson, requireBuild, twoPeople } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 
@@ -180,6 +181,57 @@ describe("the incident notebook", () => {
     ).toBe(item.sha256);
     const verified = await cli(["evidence", "verify", item.id]);
     expect([verified.code, verified.stdout]).toEqual([0, `intact: sha256 ${item.sha256}\n`]);
+    // Offline, as an outside firm would: only the record, the file and the exporter's public key.
+    const pub = join(dir, "alice.pub");
+    writeFileSync(pub, JSON.stringify(publicEntryOf(fleet.alice)));
+    const recordFile = join(out, `${item.id}.custody.json`);
+    const offline = await dragnet(["evidence", "verify-custody", recordFile, "--pub", pub], { HOME: dir });
+    expect([offline.code, offline.stdout]).toEqual([
+      0,
+      expect.stringMatching(
+        new RegExp(`^intact: .*is evidence ${item.id} .*sha256 ${item.sha256}.* as alice exported it`),
+      ),
+    ]);
+    // One byte flipped in the file, or in the record: refused, saying which.
+    const copy = readFileSync(join(out, `${item.id}.evidence`));
+    copy[0] ^= 1;
+    const flipped = join(dir, "flipped.evidence");
+    writeFileSync(flipped, copy);
+    const badFile = await dragnet([
+      "evidence",
+      "verify-custody",
+      recordFile,
+      "--pub",
+      pub,
+      "--file",
+      flipped,
+    ]);
+    expect([badFile.code, badFile.stdout]).toEqual([
+      1,
+      expect.stringMatching(/^NOT INTACT: .*flipped\.evidence is \d+ bytes hashing to/),
+    ]);
+    const forged = join(dir, "forged.custody.json");
+    writeFileSync(forged, readFileSync(recordFile, "utf8").replace("for counsel", "for COUNSEL"));
+    const badRecord = await dragnet([
+      "evidence",
+      "verify-custody",
+      forged,
+      "--pub",
+      pub,
+      "--file",
+      join(out, `${item.id}.evidence`),
+    ]);
+    expect([badRecord.code, badRecord.stdout]).toEqual([
+      1,
+      expect.stringMatching(/^NOT INTACT: the signature does not match the record/),
+    ]);
+    const bobPub = join(dir, "bob.pub");
+    writeFileSync(bobPub, JSON.stringify(publicEntryOf(fleet.bob)));
+    const wrongKey = await dragnet(["evidence", "verify-custody", recordFile, "--pub", bobPub]);
+    expect([wrongKey.code, wrongKey.stdout]).toEqual([
+      1,
+      expect.stringMatching(/signed by key .* and .*bob\.pub is key/),
+    ]);
     const registered = await cli([
       "evidence",
       "register",
