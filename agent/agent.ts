@@ -289,6 +289,8 @@ export class Agent {
         await this.nc.flush();
       },
       releaseKeys: this.config.releaseKeys,
+      keyringFile: this.config.keyring,
+      trustKeyring: (keyring) => this.runner.trustKeyring(keyring),
       // After this command's result is on its way: the timer lets the runner hand it to the outbox.
       restart: (reason) => {
         this.log.info("restarting", { reason });

@@ -86,6 +86,11 @@ export class CommandRunner {
     this.now = deps.now ?? Date.now;
   }
 
+  /** Verifies commands with this keyring from now on (a keyring update). */
+  trustKeyring(keyring: Keyring): void {
+    this.deps.keyring = keyring;
+  }
+
   decode(data: Uint8Array): CommandEnvelope {
     if (data.length > MAX_COMMAND_BYTES) {
       throw new DragnetError(

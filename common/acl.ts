@@ -26,11 +26,14 @@ export const RESPONSE_MIN_WEIGHT = 2;
 export function aclNameOf(op: Operation): string {
   if (!op.module) return "unknown";
   if (op.module.$case === "quarantine" && op.module.value.mode === "list") return "quarantine_list";
+  if (op.module.$case === "keyring" && op.module.value.mode === "show") return "keyring_show";
   return op.module.$case;
 }
 
 /** The role that may sign a module's operations: `respond` for a response module, else `investigate`. */
 export function roleToSign(module: string): Role {
+  // Who may act on the fleet is decided by its administrators.
+  if (module === "keyring") return "admin";
   return isResponseModule(module) ? "respond" : "investigate";
 }
 
@@ -83,7 +86,8 @@ export class Acl {
       if (seen.has(s.keyId)) continue; // one key counts once
       seen.add(s.keyId);
       if (allowed && !allowed.has(s.name)) continue;
-      if (!s.roles.has(role) && !(i > 0 && s.roles.has("approve"))) continue;
+      // A co-signer with the approve role counts, except for administration: that takes admins.
+      if (!s.roles.has(role) && !(i > 0 && role !== "admin" && s.roles.has("approve"))) continue;
       weight += s.weight;
       counted.push(s.name);
     }
@@ -126,9 +130,11 @@ export class Acl {
         ? `; ${repeated.join(", ")} signed more than once, and the same investigator counts once`
         : "";
       const role = roleToSign(m);
-      const roleless = signers.filter((s, j) => !s.roles.has(role) && !(j > 0 && s.roles.has("approve")));
+      const roleless = signers.filter(
+        (s, j) => !s.roles.has(role) && !(j > 0 && role !== "admin" && s.roles.has("approve")),
+      );
       const roles = roleless.length
-        ? `; ${roleless.map((s) => s.name).join(", ")} may not sign it (the ${role} role, or approve for a co-signer)`
+        ? `; ${roleless.map((s) => s.name).join(", ")} may not sign it (the ${role} role${role === "admin" ? "" : ", or approve for a co-signer"})`
         : "";
       throw new DragnetError(
         Codes.WEIGHT,

@@ -12,6 +12,7 @@ import { checkKill } from "./kill/check.js";
 import { checkQuarantine } from "./quarantine/check.js";
 import { checkCollect } from "./collect/check.js";
 import { checkUpgrade } from "./upgrade/check.js";
+import { checkKeyring } from "./keyring/check.js";
 
 export const moduleChecks: ModuleChecks = {
   file: checkFile,
@@ -25,4 +26,5 @@ export const moduleChecks: ModuleChecks = {
   quarantine: checkQuarantine,
   collect: checkCollect,
   upgrade: checkUpgrade,
+  keyring: checkKeyring,
 };

@@ -12,6 +12,7 @@ import { killModule } from "./kill/index.js";
 import { quarantineModule } from "./quarantine/index.js";
 import { collectModule } from "./collect/index.js";
 import { upgradeModule } from "./upgrade/index.js";
+import { keyringModule } from "./keyring/index.js";
 
 export const agentModules: AgentModules = {
   file: fileModule,
@@ -25,4 +26,5 @@ export const agentModules: AgentModules = {
   quarantine: quarantineModule,
   collect: collectModule,
   upgrade: upgradeModule,
+  keyring: keyringModule,
 };

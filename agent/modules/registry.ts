@@ -1,4 +1,4 @@
-import type { Logger } from "../../common/mod.js";
+import type { Keyring, Logger } from "../../common/mod.js";
 import { Codes, DragnetError } from "../../common/mod.js";
 import type { Alert, Heartbeat, ModuleName, Operation, ParamsOf, ResultOf } from "../../proto/mod.js";
 
@@ -53,6 +53,10 @@ export interface ModuleHost {
   flushed(): Promise<void>;
   /** The release keys file of the install config, if it names one. */
   releaseKeys?: string;
+  /** The keyring file the agent trusts (the keyring module changes it). */
+  keyringFile?: string;
+  /** Trusts this keyring from the next command on. */
+  trustKeyring(keyring: Keyring): void;
   /** Stops the agent once the commands running now have reported, and exits for a restart. */
   restart(reason: string): void;
 }

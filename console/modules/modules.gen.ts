@@ -12,6 +12,7 @@ import { killConsole } from "./kill.js";
 import { quarantineConsole } from "./quarantine.js";
 import { collectConsole } from "./collect.js";
 import { upgradeConsole } from "./upgrade.js";
+import { keyringConsole } from "./keyring.js";
 
 export const consoleModules: ConsoleModules = {
   file: fileConsole,
@@ -25,4 +26,5 @@ export const consoleModules: ConsoleModules = {
   quarantine: quarantineConsole,
   collect: collectConsole,
   upgrade: upgradeConsole,
+  keyring: keyringConsole,
 };

@@ -14,4 +14,5 @@ export const MODULE_KINDS: { readonly [N in ModuleName]: ModuleKindName } = {
   quarantine: "response",
   collect: "response",
   upgrade: "response",
+  keyring: "response",
 };

@@ -4,6 +4,7 @@ export * from "./dragnet/v1/common.js";
 export * from "./dragnet/v1/drift.js";
 export * from "./dragnet/v1/file.js";
 export * from "./dragnet/v1/isolate.js";
+export * from "./dragnet/v1/keyring.js";
 export * from "./dragnet/v1/memory.js";
 export * from "./dragnet/v1/module.js";
 export * from "./dragnet/v1/netstat.js";

@@ -20,5 +20,6 @@ export function standaloneHost(
     heartbeat: () => undefined,
     self: () => ({ agentId, hostname }),
     alert: onAlert,
+    trustKeyring: () => undefined,
   };
 }

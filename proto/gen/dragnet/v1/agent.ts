@@ -10,6 +10,7 @@ import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } fr
 import { DriftChange, DriftParams, DriftResult } from "./drift.js";
 import { FileParams, FileResult } from "./file.js";
 import { IsolateParams, IsolateResult, UnisolateParams } from "./isolate.js";
+import { KeyringParams, KeyringResult } from "./keyring.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
 import { ProcessParams, ProcessResult } from "./process.js";
@@ -180,6 +181,7 @@ export interface Operation {
     | { $case: "quarantine"; value: QuarantineParams }
     | { $case: "collect"; value: CollectParams }
     | { $case: "upgrade"; value: UpgradeParams }
+    | { $case: "keyring"; value: KeyringParams }
     | undefined;
 }
 
@@ -257,6 +259,7 @@ export interface OperationResult {
     | { $case: "quarantine"; value: QuarantineResult }
     | { $case: "collect"; value: CollectResult }
     | { $case: "upgrade"; value: UpgradeResult }
+    | { $case: "keyring"; value: KeyringResult }
     | undefined;
 }
 
@@ -1332,6 +1335,9 @@ export const Operation: MessageFns<Operation> = {
       case "upgrade":
         UpgradeParams.encode(message.module.value, writer.uint32(90).fork()).join();
         break;
+      case "keyring":
+        KeyringParams.encode(message.module.value, writer.uint32(98).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1437,6 +1443,14 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "upgrade", value: UpgradeParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.module = { $case: "keyring", value: KeyringParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1473,6 +1487,8 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "collect", value: CollectParams.fromJSON(object.collect) }
         : isSet(object.upgrade)
         ? { $case: "upgrade", value: UpgradeParams.fromJSON(object.upgrade) }
+        : isSet(object.keyring)
+        ? { $case: "keyring", value: KeyringParams.fromJSON(object.keyring) }
         : undefined,
     };
   },
@@ -1501,6 +1517,8 @@ export const Operation: MessageFns<Operation> = {
       obj.collect = CollectParams.toJSON(message.module.value);
     } else if (message.module?.$case === "upgrade") {
       obj.upgrade = UpgradeParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "keyring") {
+      obj.keyring = KeyringParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1574,6 +1592,12 @@ export const Operation: MessageFns<Operation> = {
       case "upgrade": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "upgrade", value: UpgradeParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "keyring": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "keyring", value: KeyringParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2338,6 +2362,9 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "upgrade":
         UpgradeResult.encode(message.module.value, writer.uint32(162).fork()).join();
         break;
+      case "keyring":
+        KeyringResult.encode(message.module.value, writer.uint32(170).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2483,6 +2510,14 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "upgrade", value: UpgradeResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.module = { $case: "keyring", value: KeyringResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2528,6 +2563,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "collect", value: CollectResult.fromJSON(object.collect) }
         : isSet(object.upgrade)
         ? { $case: "upgrade", value: UpgradeResult.fromJSON(object.upgrade) }
+        : isSet(object.keyring)
+        ? { $case: "keyring", value: KeyringResult.fromJSON(object.keyring) }
         : undefined,
     };
   },
@@ -2571,6 +2608,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.collect = CollectResult.toJSON(message.module.value);
     } else if (message.module?.$case === "upgrade") {
       obj.upgrade = UpgradeResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "keyring") {
+      obj.keyring = KeyringResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2651,6 +2690,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "upgrade": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "upgrade", value: UpgradeResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "keyring": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "keyring", value: KeyringResult.fromPartial(object.module.value) };
         }
         break;
       }
