@@ -189,17 +189,22 @@ export class EvidenceDesk {
       throw new DragnetError(Codes.DECODE, "the first chunk of an upload announces the file (size, SHA-256)");
     }
     const made = `${first.actionId}.${agentId}`;
-    if ((this.madeBy.get(made) ?? 0) >= action.collects.length) {
+    // One file per collect, or up to max_files for a collect of a directory.
+    const files = action.collects.reduce((n, c) => n + (c.maxFiles ?? 1), 0);
+    if ((this.madeBy.get(made) ?? 0) >= files) {
       throw new DragnetError(
         Codes.NOT_ALLOWED,
-        `action ${first.actionId} asked this agent for ${action.collects.length} file(s), and has them`,
+        `action ${first.actionId} asked this agent for ${files} file(s), and has them`,
       );
     }
-    const allowed = action.collects.filter(
-      (c) =>
-        file.size <= (c.maxBytes ?? DEFAULT_MAX_BYTES) &&
-        (c.followSymlinks || c.path.replace(/\/+$/, "") === file.path),
-    );
+    const allowed = action.collects.filter((c) => {
+      const root = c.path.replace(/\/+$/, "");
+      const named =
+        c.followSymlinks ||
+        root === file.path ||
+        (c.maxFiles !== undefined && file.path.startsWith(`${root}/`));
+      return file.size <= (c.maxBytes ?? DEFAULT_MAX_BYTES) && named;
+    });
     if (allowed.length === 0) {
       throw new DragnetError(
         Codes.NOT_ALLOWED,

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import type { CollectResult } from "../../proto/api.js";
-import { addActionFlags, handle, nonNegativeInt, type SweepFlags } from "../cli-kit.js";
+import type { CollectedFiles } from "../../proto/api.js";
+import { addActionFlags, handle, nonNegativeInt, type SweepFlags, uint32 } from "../cli-kit.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import type { SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
@@ -9,19 +9,29 @@ import { defineConsoleModule } from "./console-module.js";
 // both ends (two signatures by default); `dragnet evidence list|get` reads
 // what the coordinator keeps.
 
-const formatter: ModuleFormatter<CollectResult> = {
+const formatter: ModuleFormatter<CollectedFiles> = {
   columns: [
     { key: "path", header: "path" },
     { key: "size", header: "size" },
     { key: "sha256", header: "sha256" },
     { key: "evidenceId", header: "evidence" },
+    { key: "skipped", header: "left out" },
   ],
-  rows: (r) => [{ ...r }],
+  // A row per file collected, and one per file left out with the reason.
+  rows: (r) => [
+    ...r.files.map((f) => ({ ...f })),
+    ...r.skipped.map((s) => {
+      const at = s.indexOf(": ");
+      return { path: s.slice(0, at), skipped: s.slice(at + 2) };
+    }),
+  ],
 };
 
 interface CollectFlags extends SweepFlags {
   path: string;
   maxBytes?: number;
+  maxFiles?: number;
+  name?: string;
   followSymlinks?: boolean;
 }
 
@@ -29,8 +39,18 @@ function register(program: Command, send: SendAction): void {
   const collect = program
     .command("collect")
     .description("upload a file from each targeted agent as evidence (SHA-256 checked; needs two signatures)")
-    .requiredOption("--path <path>", "the file (absolute path)")
-    .option("--max-bytes <n>", "refuse files larger than this (default 1 GiB)", nonNegativeInt("--max-bytes"))
+    .requiredOption("--path <path>", "the file, or with --max-files a directory (absolute path)")
+    .option(
+      "--max-bytes <n>",
+      "refuse files larger than this; for a directory, all its files together (default 1 GiB)",
+      nonNegativeInt("--max-bytes"),
+    )
+    .option(
+      "--max-files <n>",
+      "collect the files under a directory, at most this many (each its own evidence item)",
+      uint32("--max-files"),
+    )
+    .option("--name <regex>", "with --max-files: only files whose name matches")
     .option("--follow-symlinks", "collect what a symlink points to (by default a symlink is refused)");
   addActionFlags(collect);
   collect.addHelpText(
@@ -38,6 +58,7 @@ function register(program: Command, send: SendAction): void {
     `
 Example:
   dragnet collect -t 'hostname == "web-7"' --path /var/log/auth.log --incident IR-2026-11
+  dragnet collect -t 'hostname == "web-7"' --path /var/log --max-files 50 --name '^auth.log' --max-bytes 500000000
   dragnet evidence list && dragnet evidence get ID --out auth.log`,
   );
   collect.action(
@@ -50,6 +71,8 @@ Example:
               path: flags.path,
               maxBytes: flags.maxBytes,
               followSymlinks: flags.followSymlinks ?? false,
+              maxFiles: flags.maxFiles,
+              name: flags.name ?? "",
             },
           },
         },

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../agent/mod.js";
@@ -52,7 +52,8 @@ async function collect(p: Partial<CollectParams>, incidentId = "") {
     actionId: res.actionId,
     status: r.status,
     problem: r.problem?.message,
-    file: m?.$case === "collect" ? m.value : undefined,
+    file: m?.$case === "collect" ? m.value.files[0] : undefined,
+    collected: m?.$case === "collect" ? m.value : undefined,
   };
 }
 
@@ -276,5 +277,38 @@ describe("collect and evidence", () => {
     // The keyring that decides who may command the agent is one of its own files.
     const own = await collect({ path: fleet.keyringPath });
     expect(own.problem).toMatch(/is one of the agent's own files .*never moved or sent/);
+  });
+
+  it("collects a directory: each file on its own, hashed, within max files and max bytes, saying what it left out", async () => {
+    const logs = join(dir, "logs");
+    mkdirSync(join(logs, "old"), { recursive: true });
+    const files = {
+      "a.log": "alpha\n",
+      "b.log": "bravo\n".repeat(100),
+      "c.txt": "not a log\n",
+      "old/d.log": "delta\n",
+    };
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(logs, name), text);
+    symlinkSync("/etc/passwd", join(logs, "passwd.log"));
+    const r = await collect({ path: logs, maxFiles: 2, name: "\\.log$" }, incident);
+    expect(r.status).toBe(CommandStatus.COMMAND_STATUS_SUCCESS);
+    // In name order, logs only, links not followed: a.log and b.log; old/d.log is over the count.
+    expect(r.collected!.files.map((f) => [f.path, f.sha256])).toEqual([
+      [join(logs, "a.log"), sha256sum(join(logs, "a.log"))],
+      [join(logs, "b.log"), sha256sum(join(logs, "b.log"))],
+    ]);
+    expect(r.collected!.skipped).toEqual([`${join(logs, "old/d.log")}: over 2 files (max files)`]);
+    // Each is an evidence item of its own, and evidence get gives the file back.
+    for (const f of r.collected!.files) {
+      const out = join(dir, `got-${f.evidenceId}`);
+      expect((await dragnet(["--home", home, "evidence", "get", f.evidenceId, "--out", out])).code).toBe(0);
+      expect(readFileSync(out).equals(readFileSync(f.path))).toBe(true);
+    }
+    // Total bytes: b.log alone is 600 bytes — left out, and the smaller files after it still fit.
+    const small = await collect({ path: logs, maxFiles: 10, maxBytes: 100, name: "\\.log$" });
+    expect(small.collected!.files.map((f) => f.path)).toEqual([join(logs, "a.log"), join(logs, "old/d.log")]);
+    expect(small.collected!.skipped).toContainEqual(
+      `${join(logs, "b.log")}: 600 bytes would go over 100 in all (max bytes)`,
+    );
   });
 });

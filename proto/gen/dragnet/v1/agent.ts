@@ -14,7 +14,14 @@ import { KeyringParams, KeyringResult } from "./keyring.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
 import { ProcessParams, ProcessResult } from "./process.js";
-import { CollectParams, CollectResult, KillParams, KillResult, QuarantineParams, QuarantineResult } from "./respond.js";
+import {
+  CollectedFiles,
+  CollectParams,
+  KillParams,
+  KillResult,
+  QuarantineParams,
+  QuarantineResult,
+} from "./respond.js";
 import { UpgradeParams, UpgradeResult } from "./upgrade.js";
 
 export enum AckStatus {
@@ -257,7 +264,7 @@ export interface OperationResult {
     | { $case: "unisolate"; value: IsolateResult }
     | { $case: "kill"; value: KillResult }
     | { $case: "quarantine"; value: QuarantineResult }
-    | { $case: "collect"; value: CollectResult }
+    | { $case: "collect"; value: CollectedFiles }
     | { $case: "upgrade"; value: UpgradeResult }
     | { $case: "keyring"; value: KeyringResult }
     | undefined;
@@ -2357,7 +2364,7 @@ export const OperationResult: MessageFns<OperationResult> = {
         QuarantineResult.encode(message.module.value, writer.uint32(146).fork()).join();
         break;
       case "collect":
-        CollectResult.encode(message.module.value, writer.uint32(154).fork()).join();
+        CollectedFiles.encode(message.module.value, writer.uint32(154).fork()).join();
         break;
       case "upgrade":
         UpgradeResult.encode(message.module.value, writer.uint32(162).fork()).join();
@@ -2499,7 +2506,7 @@ export const OperationResult: MessageFns<OperationResult> = {
               break;
             }
 
-            message.module = { $case: "collect", value: CollectResult.decode(reader, reader.uint32()) };
+            message.module = { $case: "collect", value: CollectedFiles.decode(reader, reader.uint32()) };
             continue;
           }
           case 20: {
@@ -2560,7 +2567,7 @@ export const OperationResult: MessageFns<OperationResult> = {
         : isSet(object.quarantine)
         ? { $case: "quarantine", value: QuarantineResult.fromJSON(object.quarantine) }
         : isSet(object.collect)
-        ? { $case: "collect", value: CollectResult.fromJSON(object.collect) }
+        ? { $case: "collect", value: CollectedFiles.fromJSON(object.collect) }
         : isSet(object.upgrade)
         ? { $case: "upgrade", value: UpgradeResult.fromJSON(object.upgrade) }
         : isSet(object.keyring)
@@ -2605,7 +2612,7 @@ export const OperationResult: MessageFns<OperationResult> = {
     } else if (message.module?.$case === "quarantine") {
       obj.quarantine = QuarantineResult.toJSON(message.module.value);
     } else if (message.module?.$case === "collect") {
-      obj.collect = CollectResult.toJSON(message.module.value);
+      obj.collect = CollectedFiles.toJSON(message.module.value);
     } else if (message.module?.$case === "upgrade") {
       obj.upgrade = UpgradeResult.toJSON(message.module.value);
     } else if (message.module?.$case === "keyring") {
@@ -2683,7 +2690,7 @@ export const OperationResult: MessageFns<OperationResult> = {
       }
       case "collect": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
-          message.module = { $case: "collect", value: CollectResult.fromPartial(object.module.value) };
+          message.module = { $case: "collect", value: CollectedFiles.fromPartial(object.module.value) };
         }
         break;
       }

@@ -70,12 +70,29 @@ export interface QuarantinedFile {
  */
 export interface CollectParams {
   path: string;
-  /** Refuse files larger than this (default 1 GiB). */
+  /** Refuse files larger than this (default 1 GiB); for a directory, all its files together. */
   maxBytes?:
     | number
     | undefined;
   /** Collect what a symlink points to (by default a symlink is refused). */
   followSymlinks: boolean;
+  /**
+   * Set: `path` may be a directory, and up to this many of the regular files
+   * under it are collected, each hashed and uploaded on its own (symlinks
+   * inside are not followed). Unset: `path` is one file.
+   */
+  maxFiles?:
+    | number
+    | undefined;
+  /** With max_files: only files whose name matches this regular expression. */
+  name: string;
+}
+
+/** What one collect gathered: each file, and what was left out and why. */
+export interface CollectedFiles {
+  files: CollectResult[];
+  /** "PATH: why" for each file under a directory that was not collected (a limit, the agent's own files). */
+  skipped: string[];
 }
 
 export interface CollectResult {
@@ -778,7 +795,7 @@ export const QuarantinedFile: MessageFns<QuarantinedFile> = {
 };
 
 function createBaseCollectParams(): CollectParams {
-  return { path: "", maxBytes: undefined, followSymlinks: false };
+  return { path: "", maxBytes: undefined, followSymlinks: false, maxFiles: undefined, name: "" };
 }
 
 export const CollectParams: MessageFns<CollectParams> = {
@@ -791,6 +808,12 @@ export const CollectParams: MessageFns<CollectParams> = {
     }
     if (message.followSymlinks !== false) {
       writer.uint32(24).bool(message.followSymlinks);
+    }
+    if (message.maxFiles !== undefined) {
+      writer.uint32(32).uint32(message.maxFiles);
+    }
+    if (message.name !== "") {
+      writer.uint32(42).string(message.name);
     }
     return writer;
   },
@@ -832,6 +855,22 @@ export const CollectParams: MessageFns<CollectParams> = {
             message.followSymlinks = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxFiles = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -857,6 +896,12 @@ export const CollectParams: MessageFns<CollectParams> = {
         : isSet(object.follow_symlinks)
         ? globalThis.Boolean(object.follow_symlinks)
         : false,
+      maxFiles: isSet(object.maxFiles)
+        ? globalThis.Number(object.maxFiles)
+        : isSet(object.max_files)
+        ? globalThis.Number(object.max_files)
+        : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -871,6 +916,12 @@ export const CollectParams: MessageFns<CollectParams> = {
     if (message.followSymlinks !== false) {
       obj.followSymlinks = message.followSymlinks;
     }
+    if (message.maxFiles !== undefined) {
+      obj.maxFiles = Math.round(message.maxFiles);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
     return obj;
   },
 
@@ -882,6 +933,93 @@ export const CollectParams: MessageFns<CollectParams> = {
     message.path = object.path ?? "";
     message.maxBytes = object.maxBytes ?? undefined;
     message.followSymlinks = object.followSymlinks ?? false;
+    message.maxFiles = object.maxFiles ?? undefined;
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseCollectedFiles(): CollectedFiles {
+  return { files: [], skipped: [] };
+}
+
+export const CollectedFiles: MessageFns<CollectedFiles> = {
+  encode(message: CollectedFiles, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.files) {
+      CollectResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.skipped) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CollectedFiles {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCollectedFiles();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.files.push(CollectResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.skipped.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CollectedFiles {
+    return {
+      files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => CollectResult.fromJSON(e)) : [],
+      skipped: globalThis.Array.isArray(object?.skipped) ? object.skipped.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: CollectedFiles): unknown {
+    const obj: any = {};
+    if (message.files?.length) {
+      obj.files = message.files.map((e) => CollectResult.toJSON(e));
+    }
+    if (message.skipped?.length) {
+      obj.skipped = message.skipped;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CollectedFiles>, I>>(base?: I): CollectedFiles {
+    return CollectedFiles.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CollectedFiles>, I>>(object: I): CollectedFiles {
+    const message = createBaseCollectedFiles();
+    message.files = object.files?.map((e) => CollectResult.fromPartial(e)) || [];
+    message.skipped = object.skipped?.map((e) => e) || [];
     return message;
   },
 };
