@@ -63,28 +63,21 @@ function register(program: Command, send: SendAction): void {
       ]),
     ),
   );
-  const show = keyring
-    .command("show")
-    .description("each agent's keyring: investigators, weights, roles, its hash (read-only: one signature)");
-  addActionFlags(show);
-  show.action(
-    handle(async (flags: SweepFlags, command: Command) =>
-      send(command, flags, "keyring show", [
-        { module: { $case: "keyring", value: { mode: "show", keyring: Buffer.alloc(0) } } },
-      ]),
-    ),
-  );
-  const rollback = keyring
-    .command("rollback")
-    .description("go back to the keyring the last push replaced (admins sign)");
-  addActionFlags(rollback);
-  rollback.action(
-    handle(async (flags: SweepFlags, command: Command) =>
-      send(command, flags, "keyring rollback", [
-        { module: { $case: "keyring", value: { mode: "rollback", keyring: Buffer.alloc(0) } } },
-      ]),
-    ),
-  );
+  // show and rollback carry nothing but their mode.
+  for (const [mode, description] of [
+    ["show", "each agent's keyring: investigators, weights, roles, its hash (read-only: one signature)"],
+    ["rollback", "go back to the keyring the last push replaced (admins sign)"],
+  ] as const) {
+    const sub = keyring.command(mode).description(description);
+    addActionFlags(sub);
+    sub.action(
+      handle(async (flags: SweepFlags, command: Command) =>
+        send(command, flags, `keyring ${mode}`, [
+          { module: { $case: "keyring", value: { mode, keyring: Buffer.alloc(0) } } },
+        ]),
+      ),
+    );
+  }
 }
 
 export const keyringConsole = defineConsoleModule({
