@@ -35,7 +35,8 @@ import { type NatsServer, startNatsCluster, startNatsServer } from "./nats-serve
 // the wire is mocked.
 
 export function tempDir(prefix = "dragnet-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  // Under the run's own directory (test/global-setup.ts), removed when the run ends.
+  return mkdtempSync(join(process.env.DRAGNET_TEST_TMP ?? tmpdir(), prefix));
 }
 
 /** A keyring of these investigators; the first also administers (enrolment, releases), the others have the default roles. */

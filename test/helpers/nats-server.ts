@@ -23,7 +23,7 @@ export async function startNatsServer(
   const bin = findNatsServer();
   if (!bin) throw new Error("nats-server is not installed (apt-get install nats-server)");
   const port = options.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), "dragnet-nats-"));
+  const dir = mkdtempSync(join(process.env.DRAGNET_TEST_TMP ?? tmpdir(), "dragnet-nats-"));
   const host = options.host ?? "127.0.0.1";
   const args = ["-a", host, "-p", String(port)];
   if (options.config) {
