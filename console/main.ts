@@ -10,6 +10,7 @@ import { registerIncidentCommand } from "./commands/incident.js";
 import { registerKeyCommand } from "./commands/key.js";
 import { registerLabCommand } from "./commands/lab.js";
 import { registerReleaseCommand } from "./commands/release.js";
+import { registerUiCommand } from "./commands/ui.js";
 import { consoleModules } from "./modules/modules.gen.js";
 import { ResultRows } from "./output/formatters.js";
 import { actionSender } from "./send.js";
@@ -66,6 +67,7 @@ registerIncidentCommand(program);
 registerActionCommand(program, rows, send);
 registerAuditCommand(program);
 registerLabCommand(program);
+registerUiCommand(program);
 
 if (process.argv.length === 3 && process.argv[2] === "--version") {
   process.stdout.write(`${VERSION}\n`);

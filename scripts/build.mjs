@@ -87,8 +87,22 @@ await Promise.all(
           packages: "external",
         }),
         agentBundle,
+        // The web console's page (dragnet ui): one script and one stylesheet, nothing from elsewhere.
+        esbuild.build({
+          bundle: true,
+          absWorkingDir: root,
+          logLevel: "warning",
+          entryPoints: ["console/ui/app.ts"],
+          outfile: "dist/ui/app.js",
+          platform: "browser",
+          format: "esm",
+          target: "es2020",
+          minify: true,
+        }),
       ],
 );
+if (!agentOnly)
+  writeFileSync(join(dist, "ui", "app.css"), readFileSync(join(root, "console", "ui", "app.css")));
 
 // ---- the agent's single executable ------------------------------------------
 

@@ -10,6 +10,8 @@ try {
   run(process.execPath, ["scripts/gen.mjs", "--check"]);
   step("types (tsc --noEmit)");
   run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.json", "--noEmit"]);
+  // The web console's page, with the browser's types.
+  run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "console/ui/tsconfig.json", "--noEmit"]);
   step("lint and format (biome check)");
   run(process.execPath, ["node_modules/@biomejs/biome/bin/biome", "check", "."]);
   step("build (dist/: console, coordinator, agent executable)");
