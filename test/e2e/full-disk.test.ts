@@ -134,9 +134,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of children.values()) c.kill("SIGKILL");
-  await fleet?.stop();
-  for (const dir of mounted.reverse()) execFileSync("umount", ["-l", dir]);
-  rmSync(work, { recursive: true, force: true });
+  try {
+    await fleet?.stop();
+  } finally {
+    // Whatever happened above: no file system of this test stays mounted.
+    for (const dir of mounted.reverse()) execFileSync("umount", ["-l", dir]);
+    rmSync(work, { recursive: true, force: true });
+  }
 });
 
 describe("the coordinator's disk full", () => {
