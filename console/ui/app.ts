@@ -90,4 +90,103 @@ function Fleet() {
   `;
 }
 
-render(html`<${Fleet} />`, document.getElementById("app")!);
+interface Action {
+  id: string;
+  name: string;
+  target: string;
+  modules: string[];
+  signers: string[];
+  state: string;
+  submittedAtMs: number;
+  incidentId: string;
+  weight: number;
+  requiredWeight: number;
+  targeted: number;
+  answered: number;
+  found: number;
+  failed: number;
+}
+
+const when = (ms: number) => new Date(ms).toISOString().replace("T", " ").slice(0, 19);
+
+/** Past actions (or those waiting for a second signature), searchable by any of their words. */
+function Actions({ pending }: { pending: boolean }) {
+  const [actions, setActions] = useState<Action[]>([]);
+  const [search, setSearch] = useState("");
+  useEffect(() => {
+    let live = true;
+    const load = async () => {
+      const r = await fetch(`/api/actions?pending=${pending ? 1 : 0}`);
+      if (r.ok && live) setActions((await r.json()).actions);
+    };
+    void load();
+    const refresh = setInterval(load, 3000);
+    return () => {
+      live = false;
+      clearInterval(refresh);
+    };
+  }, [pending]);
+  const words = search.toLowerCase().split(/\s+/).filter(Boolean);
+  const shown = actions.filter((a) => {
+    const text = [
+      a.id,
+      a.name,
+      a.target,
+      a.state,
+      a.incidentId,
+      ...a.modules,
+      ...a.signers,
+      when(a.submittedAtMs),
+    ]
+      .join(" ")
+      .toLowerCase();
+    return words.every((w) => text.includes(w));
+  });
+  return html`
+    <section>
+      <h1>${pending ? "Waiting for approval" : "Actions"}</h1>
+      <label for="search">Search</label>
+      <input id="search" placeholder="name, module, signer, target, incident, date" value=${search}
+        onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} />
+      <p class="counts"><strong>${shown.length}</strong> of ${actions.length}</p>
+      <table id="actions">
+        <thead><tr><th>submitted</th><th>name</th><th>target</th><th>modules</th><th>signed by</th><th>state</th>
+          <th>targeted</th><th>answered</th><th>failed</th><th>found</th><th>id</th></tr></thead>
+        <tbody>
+          ${shown.map(
+            (a) => html`<tr key=${a.id}>
+              <td>${when(a.submittedAtMs)}</td>
+              <td>${a.name}</td>
+              <td><code>${a.target}</code></td>
+              <td>${a.modules.join(", ")}</td>
+              <td>${a.signers.join(", ")}${a.requiredWeight ? ` (${a.weight} of ${a.requiredWeight})` : ""}</td>
+              <td><span class=${`badge ${a.state.replace(" ", "-")}`}>${a.state}</span></td>
+              <td>${a.targeted}</td><td>${a.answered}</td><td>${a.failed || ""}</td><td>${a.found || ""}</td>
+              <td><code>${a.id.slice(0, 12)}</code></td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+  `;
+}
+
+const PAGES = { fleet: "Fleet", actions: "Actions", approvals: "Approvals" } as const;
+type PageName = keyof typeof PAGES;
+
+function App() {
+  const [page, setPage] = useState<PageName>("fleet");
+  return html`
+    <nav>
+      ${(Object.keys(PAGES) as PageName[]).map(
+        (
+          p,
+        ) => html`<button id=${`nav-${p}`} class=${p === page ? "current" : ""} aria-current=${p === page ? "page" : undefined}
+          onClick=${() => setPage(p)}>${PAGES[p]}</button>`,
+      )}
+    </nav>
+    ${page === "fleet" ? html`<${Fleet} />` : html`<${Actions} pending=${page === "approvals"} />`}
+  `;
+}
+
+render(html`<${App} />`, document.getElementById("app")!);

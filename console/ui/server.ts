@@ -5,8 +5,9 @@ import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DragnetError, describeError } from "../../common/mod.js";
-import type { AgentInfo } from "../../proto/api.js";
+import type { ActionSummary, AgentInfo } from "../../proto/api.js";
 import type { CoordinatorApi } from "../client.js";
+import { actionStateWord } from "../commands/action.js";
 import { agentProblems, statusName } from "../commands/agents.js";
 
 // `dragnet ui`'s web server: on loopback only, inside the console process, with
@@ -90,6 +91,28 @@ function agentJson(a: AgentInfo) {
   };
 }
 
+/** An action as the history and approvals pages show it: the CLI's words for its state. */
+function actionJson(a: ActionSummary) {
+  const c = a.counts;
+  return {
+    id: a.id,
+    name: a.name,
+    target: a.target,
+    modules: a.modules,
+    signers: a.signerNames,
+    state: actionStateWord(a),
+    submittedAtMs: Number(a.submittedAtMs),
+    expiresAtMs: Number(a.expiresAtMs),
+    incidentId: a.incidentId,
+    weight: a.weight,
+    requiredWeight: a.requiredWeight,
+    targeted: c?.targeted ?? 0,
+    answered: (c?.success ?? 0) + (c?.failed ?? 0),
+    found: c?.found ?? 0,
+    failed: (c?.failed ?? 0) + (c?.rejected ?? 0) + (c?.timeout ?? 0),
+  };
+}
+
 export async function startUiServer(api: CoordinatorApi, port = 0): Promise<UiServer> {
   let token: string | undefined = randomBytes(24).toString("hex");
   const session = randomBytes(32).toString("hex");
@@ -146,6 +169,11 @@ export async function startUiServer(api: CoordinatorApi, port = 0): Promise<UiSe
       } catch (err) {
         return refuse(res, DragnetError.is(err) ? 400 : 502, describeError(err));
       }
+    }
+    if (url.pathname === "/api/actions") {
+      const pending = url.searchParams.get("pending") === "1";
+      const actions = await api.listActions(pending ? 100 : 500, pending);
+      return send(res, 200, JSON.stringify({ actions: actions.map(actionJson) }), "application/json");
     }
     return refuse(res, 404, `no ${url.pathname.slice(0, 100)} here`);
   };

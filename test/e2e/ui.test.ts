@@ -4,6 +4,9 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signAction } from "../../common/mod.js";
+import { MemoryParams } from "../../proto/api.js";
+import { collectResults, fileAction } from "../helpers/actions.js";
 import { ROOT, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 
@@ -115,6 +118,45 @@ describe("dragnet ui", () => {
     await page.screenshot({ path: join(SHOTS, "ui-fleet-target-error.png"), fullPage: true });
     expect(problems).toEqual([]);
     process.stderr.write(`ui: first rows painted ${firstPaintMs} ms after opening the link\n`);
+
+    // Actions and approvals: a sweep alice ran, and a memory search that waits for a second signature.
+    const sweep = fileAction({ paths: ["/etc/hostname"] }, { name: "hostname sweep" });
+    await fleet.api.submitAction(signAction(sweep, fleet.alice));
+    await collectResults(fleet.api, sweep.id);
+    const held = fileAction({ paths: ["/etc/hostname"] }, { name: "memory hunt" });
+    held.operations = [
+      {
+        module: {
+          $case: "memory",
+          value: MemoryParams.fromPartial({ string: "beacon", processes: { name: "^sshd$" } }),
+        },
+      },
+    ];
+    expect((await fleet.api.submitAction(signAction(held, fleet.alice))).pendingApproval).toBe(true);
+    await page.click("#nav-approvals");
+    await eventually(async () =>
+      (await page.locator("#actions tbody tr").count()) === 1 ? true : undefined,
+    );
+    expect(await page.textContent("#actions tbody")).toMatch(
+      /memory hunt.*memory.*alice \(1 of 2\).*pending approval/,
+    );
+    await page.screenshot({ path: join(SHOTS, "ui-approvals.png"), fullPage: true });
+    await page.click("#nav-actions");
+    await eventually(async () =>
+      (await page.locator("#actions tbody tr").count()) === 2 ? true : undefined,
+    );
+    await page.fill("#search", "hostname complete");
+    await eventually(async () =>
+      (await page.locator("#actions tbody tr").count()) === 1 ? true : undefined,
+    );
+    expect(await page.textContent("#actions tbody")).toMatch(/hostname sweep.*file.*alice.*complete\s*3\s*3/);
+    await page.fill("#search", "");
+    await page.screenshot({ path: join(SHOTS, "ui-actions.png"), fullPage: true });
+    // Keyboard: the tabs are buttons, reached and pressed without a mouse.
+    await page.focus("#nav-fleet");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#agents");
+    expect(problems).toEqual([]);
     await context.close();
   });
 });
