@@ -98,13 +98,11 @@ export function arrivedLate(r: AgentResult, s: ActionSummary): boolean {
 
 /** How long agents that never acknowledged may stay silent once nothing else runs. */
 const SILENCE_MS = 10_000;
-const FINAL = new Set([
-  CommandStatus.COMMAND_STATUS_SUCCESS,
-  CommandStatus.COMMAND_STATUS_FAILED,
-  CommandStatus.COMMAND_STATUS_REJECTED,
-  CommandStatus.COMMAND_STATUS_TIMEOUT,
-  CommandStatus.COMMAND_STATUS_EXPIRED,
-  CommandStatus.COMMAND_STATUS_CANCELLED,
+/** The states the summary counts as open (pending + sent + running): who has not answered. */
+const OPEN = new Set([
+  CommandStatus.COMMAND_STATUS_PENDING,
+  CommandStatus.COMMAND_STATUS_SENT,
+  CommandStatus.COMMAND_STATUS_RUNNING,
 ]);
 
 /** Follows an action to its end (or until only offline agents remain); returns the exit status. */
@@ -223,7 +221,7 @@ export async function followAction(
   if (stoppedWaiting) {
     // Who did not answer, by name: the investigator decides whether to wait.
     const detail = await api.getAction(actionId, true);
-    const silent = detail.results.filter((r) => !FINAL.has(r.status));
+    const silent = detail.results.filter((r) => OPEN.has(r.status));
     const c = detail.summary!.counts!;
     err.write(
       `${summaryLine(c)} (${formatDuration(Date.now() - started)})\n` +

@@ -73,6 +73,8 @@ export class Coordinator {
   private readonly authenticator: ApiAuthenticator;
   private readonly catchUp = new CatchUp();
   private readonly feeds: StreamFeed[] = [];
+  /** The results feed (of `feeds`): what a reconnect catches up on. */
+  private resultsFeed?: StreamFeed;
   private nc?: NatsConnection;
 
   constructor(config: CoordinatorConfig, options: CoordinatorOptions) {
@@ -255,6 +257,7 @@ export class Coordinator {
     await alerts.ensure();
     await alerts.consume((m) => this.alerts.onMessage(m, (refused) => alerts.discard(refused)));
     this.feeds.push(results, alerts);
+    this.resultsFeed = results;
     this.dispatcher.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
   }
@@ -278,7 +281,7 @@ export class Coordinator {
 
   /** Results that reached the stream while the link was down are read before anything times out or is sent again. */
   private catchUpAfterOutage(): void {
-    const results = this.feeds[0];
+    const results = this.resultsFeed;
     const until = this.core.now() + this.core.config.results.ackWaitMs + CATCH_UP_MARGIN_MS;
     this.catchUp.begin(undefined, until);
     results

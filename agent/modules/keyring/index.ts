@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, readFileSync, statSync } from "node:fs";
+import { sha256Hex } from "../../../common/journal.js";
 import { Codes, DragnetError, Keyring, writeFileAtomic } from "../../../common/mod.js";
 import type { KeyringResult } from "../../../proto/mod.js";
 import { defineModule, type ModuleHost, type ModuleService } from "../registry.js";
@@ -10,8 +10,6 @@ import { checkKeyring } from "./check.js";
 // change (no update may lock the fleet out of updates); the file it replaces
 // is kept beside it (KEYRING.previous) for a rollback. The agent trusts the
 // new keyring from its next command on — this one was verified with the old.
-
-const sha256Hex = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
 
 export class KeyringService implements ModuleService {
   constructor(private readonly host: ModuleHost) {}
