@@ -4,6 +4,20 @@ import type { Page } from "./journal.js";
 // change, an action, evidence, custody…) as one line. The report and the
 // console's `incident show` both print pages this way.
 
+/** An incident's phases, in the order they usually come (NIST SP 800-61), and its severities. */
+export const PHASES = [
+  "preparation",
+  "identification",
+  "notification",
+  "containment",
+  "eradication",
+  "recovery",
+  "post-incident review",
+  "lessons learned",
+] as const;
+
+export const SEVERITIES = ["low", "medium", "high", "critical"];
+
 /** A page's content as the coordinator wrote it (JSON), or nothing if it is not. */
 export function pageContent(p: Pick<Page, "content">): Record<string, unknown> {
   try {

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from "node:fs";
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { Codes, DragnetError, describeError, parseDuration } from "../common/mod.js";
 import { type ActionOptions, DEFAULT_EXPIRES, DEFAULT_TIMEOUT } from "./action-builder.js";
 import type { CoordinatorApi } from "./client.js";
@@ -154,7 +154,11 @@ export function handle<A extends unknown[]>(fn: (...args: A) => Promise<number |
       const code = await fn(...args);
       process.exitCode = code ?? 0;
     } catch (err) {
-      process.stderr.write(`dragnet: ${describeError(err)}\n`);
+      // Through the command's output (stderr, unless a program that runs commands
+      // for someone else, `dragnet ui`'s, takes the message to show it).
+      const command = args.at(-1);
+      const writeErr = command instanceof Command ? command.configureOutput().writeErr : undefined;
+      (writeErr ?? ((s: string) => process.stderr.write(s)))(`dragnet: ${describeError(err)}\n`);
       process.exitCode = EXIT_ERROR;
     }
   };

@@ -1,9 +1,10 @@
 import type { Command } from "commander";
 import { checkOperations } from "../agent/modules/checks.js";
-import type { Operation } from "../proto/api.js";
+import type { ActionBody, Operation } from "../proto/api.js";
 import { type ActionOptions, buildAction } from "./action-builder.js";
 import { actionOptionsOf, globalsOf, type SweepFlags } from "./cli-kit.js";
-import { homeDir, loadConsoleConfig, openClient } from "./home.js";
+import type { CoordinatorApi } from "./client.js";
+import { type GlobalOptions, homeDir, loadConsoleConfig, openClient } from "./home.js";
 import type { ResultRows } from "./output/formatters.js";
 import { formatOf } from "./output/rows.js";
 import { type FollowOptions, sweep } from "./sweep.js";
@@ -41,21 +42,33 @@ export function nameWith(module: string, params: object): string {
   return name.length > 100 ? `${name.slice(0, 99)}…` : name;
 }
 
+/**
+ * The action a command's flags and operations make, checked as every agent
+ * will check it (the modules' own checks: a bad regex or address is refused
+ * before anything is signed), with its incident resolved to a full id.
+ */
+export async function actionBodyOf(
+  api: CoordinatorApi,
+  globals: GlobalOptions,
+  flags: SweepFlags,
+  defaultName: string,
+  operations: Operation[],
+  options: Partial<ActionOptions> = {},
+): Promise<ActionBody> {
+  checkOperations(operations);
+  // The signed action names the incident by its full id: a prefix or the default is resolved first.
+  const incident = flags.incident ?? loadConsoleConfig(homeDir(globals))?.incident;
+  const incidentId = incident ? (await api.getIncident(incident)).incident!.id : "";
+  return buildAction({ ...actionOptionsOf(flags), ...options, incidentId }, defaultName, operations);
+}
+
 /** The console's way to send actions, printing results with these formatters. */
 export function actionSender(rows: ResultRows): SendAction {
   return async (command, flags, defaultName, operations, extra = {}) => {
-    checkOperations(operations);
     const globals = globalsOf(command);
     const api = openClient(globals);
     try {
-      // The signed action names the incident by its full id: a prefix or the default is resolved first.
-      const incident = flags.incident ?? loadConsoleConfig(homeDir(globals))?.incident;
-      const incidentId = incident ? (await api.getIncident(incident)).incident!.id : "";
-      const body = buildAction(
-        { ...actionOptionsOf(flags), ...extra.options, incidentId },
-        defaultName,
-        operations,
-      );
+      const body = await actionBodyOf(api, globals, flags, defaultName, operations, extra.options);
       return await sweep(api, body, {
         format: formatOf(globals),
         rows,

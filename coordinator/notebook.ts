@@ -11,6 +11,7 @@ import {
   verifyChain,
 } from "../common/journal.js";
 import { Codes, DragnetError, type Keyring, type Logger, newId, writeFileAtomic } from "../common/mod.js";
+import { PHASES, SEVERITIES } from "../common/notebook-pages.js";
 import { resolvePrefix } from "./id-prefix.js";
 import type { Store, StoredIncident } from "./store/store.js";
 
@@ -20,19 +21,6 @@ import type { Store, StoredIncident } from "./store/store.js";
 // pages for everything done through Dragnet with the incident's id — actions
 // submitted and approved, result summaries, isolation, evidence, alerts,
 // phase changes — sealed with its journal key, kept beside the database.
-
-export const PHASES = [
-  "preparation",
-  "identification",
-  "notification",
-  "containment",
-  "eradication",
-  "recovery",
-  "post-incident review",
-  "lessons learned",
-] as const;
-
-export const SEVERITIES = ["low", "medium", "high", "critical"];
 
 /** The journal key: made on first start, 0600 beside the database; whoever holds it can seal pages. */
 export function loadJournalKey(path: string): KeyObject {

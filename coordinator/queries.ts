@@ -61,6 +61,8 @@ export class Queries {
       upgradeDetail: agent.upgrade?.detail ?? "",
       problems: agent.problems ?? [],
       clockSkewMs: agent.clockSkewMs ?? 0,
+      isolatedSinceMs: agent.isolated ? (agent.isolatedSinceMs ?? 0) : 0,
+      isolationActionId: agent.isolated ? (agent.isolationActionId ?? "") : "",
     };
   }
 

@@ -140,6 +140,9 @@ export class AgentRegistry {
       addresses: hb.addresses,
       tags: hb.tags,
       isolated: hb.isolated,
+      ...(hb.isolated
+        ? { isolatedSinceMs: Number(hb.isolatedSinceMs), isolationActionId: hb.isolationActionId }
+        : {}),
       startedAtMs: hb.startedAtMs,
       // The coordinator's clock, not the agent's: staleness must not depend on agent clocks.
       lastSeenMs: now,

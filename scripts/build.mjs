@@ -92,7 +92,7 @@ await Promise.all(
           bundle: true,
           absWorkingDir: root,
           logLevel: "warning",
-          entryPoints: ["console/ui/app.ts"],
+          entryPoints: ["console/ui/page/app.ts"],
           outfile: "dist/ui/app.js",
           platform: "browser",
           format: "esm",
@@ -102,7 +102,7 @@ await Promise.all(
       ],
 );
 if (!agentOnly)
-  writeFileSync(join(dist, "ui", "app.css"), readFileSync(join(root, "console", "ui", "app.css")));
+  writeFileSync(join(dist, "ui", "app.css"), readFileSync(join(root, "console", "ui", "page", "app.css")));
 
 // ---- the agent's single executable ------------------------------------------
 

@@ -11,7 +11,12 @@ try {
   step("types (tsc --noEmit)");
   run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.json", "--noEmit"]);
   // The web console's page, with the browser's types.
-  run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "console/ui/tsconfig.json", "--noEmit"]);
+  run(process.execPath, [
+    "node_modules/typescript/bin/tsc",
+    "-p",
+    "console/ui/page/tsconfig.json",
+    "--noEmit",
+  ]);
   step("lint and format (biome check)");
   run(process.execPath, ["node_modules/@biomejs/biome/bin/biome", "check", "."]);
   step("build (dist/: console, coordinator, agent executable)");

@@ -1,6 +1,12 @@
 import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
-import { ActionBody, ActionState, type ActionSummary, CommandStatus } from "../../proto/api.js";
+import {
+  ActionBody,
+  ActionState,
+  type ActionSummary,
+  type AgentResult,
+  CommandStatus,
+} from "../../proto/api.js";
 import { duration, globalsOf, handle, nonNegativeInt } from "../cli-kit.js";
 import type { CoordinatorApi } from "../client.js";
 import { openClient } from "../home.js";
@@ -21,7 +27,7 @@ import { registerImportCommand } from "./import.js";
 
 // `dragnet action list|show|follow|approve`: what was asked, of whom, and what came back.
 
-function statusWord(status: CommandStatus): string {
+export function statusWord(status: CommandStatus): string {
   return (CommandStatus[status] ?? "unknown").replace("COMMAND_STATUS_", "").toLowerCase();
 }
 
@@ -30,6 +36,19 @@ export function actionStateWord(a: ActionSummary): string {
   if (a.state === ActionState.ACTION_STATE_PENDING_APPROVAL) return "pending approval";
   if (a.state === ActionState.ACTION_STATE_UNAPPROVED) return "unapproved";
   return a.complete ? "complete" : "open";
+}
+
+/** Every row the agents' answers hold, each with its agent, through `writer`; returns what must be said beside them. */
+export function writeResults(results: readonly AgentResult[], rows: ResultRows, writer: RowWriter): string[] {
+  const notes: string[] = [];
+  for (const r of results) {
+    for (const op of r.result?.operations ?? []) {
+      for (const row of rows.of(op)) writer.add({ agent: { id: r.agentId, hostname: r.hostname }, ...row });
+    }
+    notes.push(...answerNotes(r));
+  }
+  writer.end();
+  return notes;
 }
 
 export function registerActionCommand(program: Command, rows: ResultRows, send: SendAction): void {
@@ -145,16 +164,7 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
           const results = detail.results.filter((r) => !wanted || statusWord(r.status) === wanted);
           const late = results.filter((r) => arrivedLate(r, s));
           if (flags.results) {
-            const writer = new RowWriter(format, rows.columnsFor(s.modules));
-            const notes: string[] = [];
-            for (const r of results) {
-              for (const op of r.result?.operations ?? []) {
-                for (const row of rows.of(op))
-                  writer.add({ agent: { id: r.agentId, hostname: r.hostname }, ...row });
-              }
-              notes.push(...answerNotes(r));
-            }
-            writer.end();
+            const notes = writeResults(results, rows, new RowWriter(format, rows.columnsFor(s.modules)));
             for (const line of notes) process.stderr.write(`${line}\n`);
           } else {
             const writer = new RowWriter(format, [

@@ -5,11 +5,13 @@ import {
   Codes,
   DragnetError,
   formatDuration,
+  type Keyring,
   signBytes,
   verifySignedAction,
 } from "../../common/mod.js";
-import { ActionBody, ActionState, Operation } from "../../proto/api.js";
+import { ActionBody, ActionState, type ActionSummary, type AgentInfo, Operation } from "../../proto/api.js";
 import { globalsOf, handle, outcome } from "../cli-kit.js";
+import type { CoordinatorApi } from "../client.js";
 import { loadConsoleKeyring, openClient } from "../home.js";
 import type { ResultRows } from "../output/formatters.js";
 import { formatOf, printable } from "../output/rows.js";
@@ -75,6 +77,60 @@ function checkFullyShown(body: ActionBody, bytes: Uint8Array): void {
   }
 }
 
+/** What an approver must see, checked: the body decoded from the bytes to be signed, its signers by the console's keyring. */
+export interface ApprovalReview {
+  summary: ActionSummary;
+  body: ActionBody;
+  bodyBytes: Uint8Array;
+  verified: ReturnType<typeof verifySignedAction>;
+  /** The weight still missing by the console's keyring, or undefined when none is. */
+  before: ReturnType<Keyring["acl"]["shortfall"]>;
+  /** The agents the target names now. */
+  targets: AgentInfo[];
+}
+
+export async function reviewForApproval(
+  api: CoordinatorApi,
+  keyring: Keyring,
+  id: string,
+): Promise<ApprovalReview> {
+  const detail = await api.getAction(id, false);
+  const summary = detail.summary!;
+  if (summary.state !== ActionState.ACTION_STATE_PENDING_APPROVAL) {
+    throw new DragnetError(
+      Codes.APPROVAL,
+      `action ${summary.id} is not waiting for approval (${summary.complete ? "complete" : "already released"})`,
+    );
+  }
+  if (!detail.action)
+    throw new DragnetError(Codes.NOT_FOUND, `the coordinator sent no action body for ${summary.id}`);
+  const bodyBytes = detail.action.body;
+  let body: ActionBody;
+  try {
+    body = ActionBody.decode(bodyBytes);
+  } catch (err) {
+    throw new DragnetError(Codes.DECODE, `the action's body does not decode: ${(err as Error).message}`);
+  }
+  if (body.id !== summary.id) {
+    throw new DragnetError(
+      Codes.ACTION_INVALID,
+      `the coordinator sent the body of ${body.id} for ${summary.id}`,
+    );
+  }
+  checkFullyShown(body, bodyBytes);
+  // Who signed, by this console's keyring: a bad or unknown signature refuses the approval.
+  const verified = verifySignedAction(detail.action, keyring);
+  if (verified.signers.some((s) => s.keyId === api.key.keyId)) {
+    throw new DragnetError(
+      Codes.APPROVAL,
+      `you (${api.key.name}) already signed action ${body.id}; another investigator must approve`,
+    );
+  }
+  const before = keyring.acl.shortfall(body.operations.map(aclNameOf), verified.signers);
+  const targets = await api.previewTarget(body.target);
+  return { summary, body, bodyBytes, verified, before, targets };
+}
+
 async function confirm(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
@@ -97,43 +153,11 @@ export function registerApproveCommand(action: Command, rows: ResultRows): void 
         const keyring = loadConsoleKeyring(globals);
         const api = openClient(globals);
         try {
-          const detail = await api.getAction(id, false);
-          const summary = detail.summary!;
-          if (summary.state !== ActionState.ACTION_STATE_PENDING_APPROVAL) {
-            throw new DragnetError(
-              Codes.APPROVAL,
-              `action ${summary.id} is not waiting for approval (${summary.complete ? "complete" : "already released"})`,
-            );
-          }
-          if (!detail.action)
-            throw new DragnetError(Codes.NOT_FOUND, `the coordinator sent no action body for ${summary.id}`);
-          const bodyBytes = detail.action.body;
-          let body: ActionBody;
-          try {
-            body = ActionBody.decode(bodyBytes);
-          } catch (err) {
-            throw new DragnetError(
-              Codes.DECODE,
-              `the action's body does not decode: ${(err as Error).message}`,
-            );
-          }
-          if (body.id !== summary.id) {
-            throw new DragnetError(
-              Codes.ACTION_INVALID,
-              `the coordinator sent the body of ${body.id} for ${summary.id}`,
-            );
-          }
-          checkFullyShown(body, bodyBytes);
-          // Who signed, by this console's keyring: a bad or unknown signature refuses the approval.
-          const verified = verifySignedAction(detail.action, keyring);
-          if (verified.signers.some((s) => s.keyId === api.key.keyId)) {
-            throw new DragnetError(
-              Codes.APPROVAL,
-              `you (${api.key.name}) already signed action ${body.id}; another investigator must approve`,
-            );
-          }
-          const before = keyring.acl.shortfall(body.operations.map(aclNameOf), verified.signers);
-          const targets = await api.previewTarget(body.target);
+          const { summary, body, bodyBytes, verified, before, targets } = await reviewForApproval(
+            api,
+            keyring,
+            id,
+          );
           const signers = verified.signers.map((s) => `${s.name} (${s.keyId}, signature checked)`);
           process.stderr.write(describeForApproval(body, signers, targets.length));
           process.stderr.write(

@@ -224,7 +224,7 @@ export function registerEvidenceCommand(program: Command): void {
 }
 
 /** Streams an item into `out` (never overwriting), checks size and SHA-256 against its record, then keeps it. */
-async function download(api: CoordinatorApi, id: string, out: string) {
+export async function download(api: CoordinatorApi, id: string, out: string) {
   if (existsSync(out))
     throw new DragnetError(Codes.PARAMS, `${out} exists: evidence is never written over a file`);
   const tmp = `${out}.part`;

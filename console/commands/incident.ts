@@ -1,9 +1,11 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { sha256Hex, signNote } from "../../common/journal.js";
-import { Codes, DragnetError } from "../../common/mod.js";
+import { Codes, DragnetError, type InvestigatorKey } from "../../common/mod.js";
 import { pageSummary } from "../../common/notebook-pages.js";
+import type { JournalPage } from "../../proto/api.js";
 import { globalsOf, handle, nonNegativeInt, outcome, withApi } from "../cli-kit.js";
+import type { CoordinatorApi } from "../client.js";
 import { homeDir, loadKey, setDefaultIncident } from "../home.js";
 import { formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
@@ -31,6 +33,22 @@ function noteText(text: string | undefined, file: string | undefined): string {
     Codes.PARAMS,
     'give the note as an argument, --file FILE, or "-" for standard input',
   );
+}
+
+/** Adds a note to an incident's notebook, signed with the investigator's key; the incident by id or unique prefix. */
+export async function addSignedNote(
+  api: CoordinatorApi,
+  key: InvestigatorKey,
+  id: string,
+  text: string,
+  corrects = 0,
+): Promise<{ full: string; page: JournalPage }> {
+  const full = (await api.getIncident(id)).incident!.id;
+  const atMs = Date.now();
+  // The content exactly as the coordinator will store and hash it.
+  const content = JSON.stringify(corrects ? { text, corrects } : { text });
+  const signature = signNote(key.privateKey, full, atMs, "note", sha256Hex(content));
+  return { full, page: await api.addNote(full, text, atMs, signature, corrects) };
 }
 
 export function registerIncidentCommand(program: Command): void {
@@ -173,14 +191,7 @@ export function registerIncidentCommand(program: Command): void {
           const body = noteText(text, flags.file);
           const key = loadKey(globals);
           return withApi(command, async (api) => {
-            const full = (await api.getIncident(id)).incident!.id;
-            const atMs = Date.now();
-            // The content exactly as the coordinator will store and hash it.
-            const content = JSON.stringify(
-              flags.corrects ? { text: body, corrects: flags.corrects } : { text: body },
-            );
-            const signature = signNote(key.privateKey, full, atMs, "note", sha256Hex(content));
-            const page = await api.addNote(full, body, atMs, signature, flags.corrects);
+            const { full, page } = await addSignedNote(api, key, id, body, flags.corrects);
             outcome(
               command,
               { page: page.seq, incident: full, signedBy: key.name },

@@ -16,7 +16,7 @@ export function registerUiCommand(program: Command): void {
     .action(
       handle(async (flags: { port: number; open: boolean }, command: Command) => {
         const api = openClient(globalsOf(command));
-        const ui = await startUiServer(api, flags.port);
+        const ui = await startUiServer(api, globalsOf(command), flags.port);
         process.stdout.write(`${ui.url}\n`);
         process.stderr.write("dragnet ui: open the link above (it works once); Ctrl-C stops the server\n");
         if (flags.open) {

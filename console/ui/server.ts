@@ -4,15 +4,19 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DragnetError, describeError } from "../../common/mod.js";
-import type { ActionSummary, AgentInfo } from "../../proto/api.js";
+import { describeError } from "../../common/mod.js";
 import type { CoordinatorApi } from "../client.js";
-import { actionStateWord } from "../commands/action.js";
-import { agentProblems, statusName } from "../commands/agents.js";
+import { type GlobalOptions, loadConsoleKeyring } from "../home.js";
+import { consoleModules } from "../modules/modules.gen.js";
+import { ResultRows } from "../output/formatters.js";
+import { type RouteContext, route } from "./routes.js";
+import { Signer } from "./signing.js";
 
 // `dragnet ui`'s web server: on loopback only, inside the console process, with
 // the console's own coordinator connection and key (the browser never gets a
-// key). Node's own http module: a handful of routes on 127.0.0.1 need no more.
+// key). Node's own http module (maintained with the runtime itself): a few
+// dozen routes on 127.0.0.1, one user, no middleware — a framework would add
+// dependencies and nothing this server needs.
 //
 // Who may talk to it: the browser that opened the URL it printed. The URL's
 // one-time token is exchanged for an HttpOnly, SameSite=Strict session cookie;
@@ -73,61 +77,33 @@ function cookieOf(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
-/** An agent as the page shows it: the CLI's words for status and problems. */
-function agentJson(a: AgentInfo) {
-  return {
-    id: a.id,
-    hostname: a.hostname,
-    os: a.os,
-    osRelease: a.osRelease,
-    version: a.version,
-    addresses: a.addresses,
-    tags: a.tags,
-    status: statusName(a.status),
-    isolated: a.isolated,
-    lastSeenMs: a.lastSeenMs,
-    upgrade: a.upgradeState ? `${a.upgradeVersion} ${a.upgradeState}` : "",
-    problems: agentProblems(a),
-  };
-}
-
-/** An action as the history and approvals pages show it: the CLI's words for its state. */
-function actionJson(a: ActionSummary) {
-  const c = a.counts;
-  return {
-    id: a.id,
-    name: a.name,
-    target: a.target,
-    modules: a.modules,
-    signers: a.signerNames,
-    state: actionStateWord(a),
-    submittedAtMs: Number(a.submittedAtMs),
-    expiresAtMs: Number(a.expiresAtMs),
-    incidentId: a.incidentId,
-    weight: a.weight,
-    requiredWeight: a.requiredWeight,
-    targeted: c?.targeted ?? 0,
-    answered: (c?.success ?? 0) + (c?.failed ?? 0),
-    found: c?.found ?? 0,
-    failed: (c?.failed ?? 0) + (c?.rejected ?? 0) + (c?.timeout ?? 0),
-  };
-}
-
-export async function startUiServer(api: CoordinatorApi, port = 0): Promise<UiServer> {
+export async function startUiServer(
+  api: CoordinatorApi,
+  globals: GlobalOptions,
+  port = 0,
+): Promise<UiServer> {
   let token: string | undefined = randomBytes(24).toString("hex");
   const session = randomBytes(32).toString("hex");
   let origins: string[] = [];
   let hosts: string[] = [];
 
-  const send = (res: ServerResponse, status: number, body: string | Buffer, type: string) => {
+  const send = (res: ServerResponse, status: number, body: string | Buffer, type: string, extra = {}) => {
     res.writeHead(status, {
       "Content-Type": type,
       "Content-Security-Policy": CSP,
       "X-Content-Type-Options": "nosniff",
       "Referrer-Policy": "no-referrer",
       "Cache-Control": "no-store",
+      ...extra,
     });
     res.end(body);
+  };
+  // The keyring is read for each signing: an edit to it counts at once.
+  const ctx: RouteContext = {
+    api,
+    signer: new Signer(api, globals, () => loadConsoleKeyring(globals)),
+    rows: new ResultRows(consoleModules),
+    send,
   };
   const refuse = (res: ServerResponse, status: number, why: string) =>
     send(res, status, `${JSON.stringify({ error: why })}\n`, "application/json");
@@ -162,19 +138,7 @@ export async function startUiServer(api: CoordinatorApi, port = 0): Promise<UiSe
     if (url.pathname === "/") return send(res, 200, INDEX, "text/html; charset=utf-8");
     if (url.pathname === "/app.js") return send(res, 200, asset("app.js"), "text/javascript; charset=utf-8");
     if (url.pathname === "/app.css") return send(res, 200, asset("app.css"), "text/css; charset=utf-8");
-    if (url.pathname === "/api/agents") {
-      try {
-        const agents = await api.listAgents(url.searchParams.get("target") ?? "");
-        return send(res, 200, JSON.stringify({ agents: agents.map(agentJson) }), "application/json");
-      } catch (err) {
-        return refuse(res, DragnetError.is(err) ? 400 : 502, describeError(err));
-      }
-    }
-    if (url.pathname === "/api/actions") {
-      const pending = url.searchParams.get("pending") === "1";
-      const actions = await api.listActions(pending ? 100 : 500, pending);
-      return send(res, 200, JSON.stringify({ actions: actions.map(actionJson) }), "application/json");
-    }
+    if (url.pathname.startsWith("/api/")) return route(ctx, req, res, url);
     return refuse(res, 404, `no ${url.pathname.slice(0, 100)} here`);
   };
 
@@ -191,6 +155,11 @@ export async function startUiServer(api: CoordinatorApi, port = 0): Promise<UiSe
   return {
     url: `http://127.0.0.1:${bound}/?token=${token}`,
     port: bound,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // Live streams never end by themselves.
+        server.closeAllConnections();
+      }),
   };
 }

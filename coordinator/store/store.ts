@@ -49,6 +49,9 @@ export interface StoredAgent {
   problems?: string[];
   /** The agent's clock minus the coordinator's at its latest heartbeat (in memory, not stored). */
   clockSkewMs?: number;
+  /** While isolated, as the latest heartbeat tells it: since when, by which action (in memory, not stored). */
+  isolatedSinceMs?: number;
+  isolationActionId?: string;
 }
 
 export interface StoredAction {

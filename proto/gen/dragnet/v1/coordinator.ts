@@ -166,6 +166,9 @@ export interface AgentInfo {
   problems: string[];
   /** The agent's clock minus the coordinator's, from its latest heartbeat (0: not known). */
   clockSkewMs: number;
+  /** While isolated (from its latest heartbeat): since when, and by which action. */
+  isolatedSinceMs: number;
+  isolationActionId: string;
 }
 
 export interface AgentInfo_TagsEntry {
@@ -521,6 +524,8 @@ function createBaseAgentInfo(): AgentInfo {
     upgradeDetail: "",
     problems: [],
     clockSkewMs: 0,
+    isolatedSinceMs: 0,
+    isolationActionId: "",
   };
 }
 
@@ -579,6 +584,12 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     }
     if (message.clockSkewMs !== 0) {
       writer.uint32(144).int64(message.clockSkewMs);
+    }
+    if (message.isolatedSinceMs !== 0) {
+      writer.uint32(152).int64(message.isolatedSinceMs);
+    }
+    if (message.isolationActionId !== "") {
+      writer.uint32(162).string(message.isolationActionId);
     }
     return writer;
   },
@@ -743,6 +754,22 @@ export const AgentInfo: MessageFns<AgentInfo> = {
             message.clockSkewMs = longToNumber(reader.int64());
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.isolatedSinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.isolationActionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -824,6 +851,16 @@ export const AgentInfo: MessageFns<AgentInfo> = {
         : isSet(object.clock_skew_ms)
         ? globalThis.Number(object.clock_skew_ms)
         : 0,
+      isolatedSinceMs: isSet(object.isolatedSinceMs)
+        ? globalThis.Number(object.isolatedSinceMs)
+        : isSet(object.isolated_since_ms)
+        ? globalThis.Number(object.isolated_since_ms)
+        : 0,
+      isolationActionId: isSet(object.isolationActionId)
+        ? globalThis.String(object.isolationActionId)
+        : isSet(object.isolation_action_id)
+        ? globalThis.String(object.isolation_action_id)
+        : "",
     };
   },
 
@@ -889,6 +926,12 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     if (message.clockSkewMs !== 0) {
       obj.clockSkewMs = Math.round(message.clockSkewMs);
     }
+    if (message.isolatedSinceMs !== 0) {
+      obj.isolatedSinceMs = Math.round(message.isolatedSinceMs);
+    }
+    if (message.isolationActionId !== "") {
+      obj.isolationActionId = message.isolationActionId;
+    }
     return obj;
   },
 
@@ -923,6 +966,8 @@ export const AgentInfo: MessageFns<AgentInfo> = {
     message.upgradeDetail = object.upgradeDetail ?? "";
     message.problems = object.problems?.map((e) => e) || [];
     message.clockSkewMs = object.clockSkewMs ?? 0;
+    message.isolatedSinceMs = object.isolatedSinceMs ?? 0;
+    message.isolationActionId = object.isolationActionId ?? "";
     return message;
   },
 };

@@ -1,0 +1,67 @@
+import { html } from "htm/preact";
+import { useEffect, useState } from "preact/hooks";
+import { getJson, matchesWords, when } from "./lib.js";
+
+// The drift watches' alerts: the recent ones, then each new one as it comes
+// (Server-Sent Events from the coordinator's alert stream), with their diffs.
+
+interface AlertView {
+  seq: number;
+  receivedAtMs: number;
+  atMs: number;
+  hostname: string;
+  watch: string;
+  detectedBy: string;
+  changes: { path: string; kind: string; what?: string[] }[];
+  changesOmitted?: number;
+  diffs: string[];
+}
+
+export function Alerts() {
+  const [alerts, setAlerts] = useState<AlertView[]>([]);
+  const [error, setError] = useState("");
+  const [search, setSearch] = useState("");
+  useEffect(() => {
+    let source: EventSource | undefined;
+    let live = true;
+    getJson<{ alerts: AlertView[] }>("/api/alerts").then(
+      ({ alerts: recent }) => {
+        if (!live) return;
+        const sorted = [...recent].sort((a, b) => b.seq - a.seq);
+        setAlerts(sorted);
+        source = new EventSource(`/api/alerts/live?after=${sorted[0]?.seq ?? 0}`);
+        source.addEventListener("alert", (e) => {
+          const a = JSON.parse((e as MessageEvent).data) as AlertView;
+          setAlerts((prev) => (prev.some((p) => p.seq === a.seq) ? prev : [a, ...prev]));
+        });
+        source.addEventListener("failure", (e) => setError(JSON.parse((e as MessageEvent).data).error));
+      },
+      (e: Error) => setError(e.message),
+    );
+    return () => {
+      live = false;
+      source?.close();
+    };
+  }, []);
+  const shown = alerts.filter((a) => matchesWords(search, [a.hostname, a.watch, a.changes]));
+  return html`
+    <section>
+      <h1>Alerts</h1>
+      <p class="muted">What the agents' drift watches saw change, newest first; new ones appear as they come.</p>
+      <label for="alert-search">Search</label>
+      <input id="alert-search" placeholder="host, watch, path" value=${search} onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} />
+      ${error ? html`<p class="error" role="alert">${error}</p>` : null}
+      <p class="counts"><strong>${shown.length}</strong> alert${shown.length === 1 ? "" : "s"}</p>
+      <ol id="alerts" class="cards">
+        ${shown.map(
+          (a) => html`<li key=${a.seq} class="card">
+            <div><strong>${a.hostname}</strong> · watch <strong>${a.watch}</strong> <span class="muted">(${a.detectedBy}) · ${when(a.atMs || a.receivedAtMs)}</span></div>
+            <table><tbody>${a.changes.map((c) => html`<tr><td><span class=${`badge change-${c.kind}`}>${c.kind}</span></td><td><code>${c.path}</code></td><td>${(c.what ?? []).join(", ")}</td></tr>`)}</tbody></table>
+            ${a.changesOmitted ? html`<p class="muted">${a.changesOmitted} more changes left out</p>` : null}
+            ${a.diffs.map((d) => html`<pre class="diff">${d}</pre>`)}
+          </li>`,
+        )}
+      </ol>
+    </section>
+  `;
+}
