@@ -13,7 +13,7 @@ export const INBOX = "_INBOX_SIM";
 
 export async function startSimulator(
   fleet: TestFleet,
-  options: { agents: number; heartbeatIntervalMs: number; answer: boolean },
+  options: { agents: number; heartbeatIntervalMs: number; answer: boolean; withRows?: boolean },
 ): Promise<ChildProcess> {
   const creds = await fleet.natsSecurity.writeUserCreds(join(fleet.dir, "simulator.creds"), "simulator", {
     pub: ["dragnet.hb.*", "dragnet.ack.*.*", "dragnet.res.*.*.*"],

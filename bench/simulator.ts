@@ -36,6 +36,8 @@ export interface SimulatorSpec {
   heartbeatIntervalMs: number;
   /** Answer commands (bench:ingest) or only send heartbeats (bench:idle). */
   answer: boolean;
+  /** Each answer holds one file match (bench:ui: a row per agent), one in 100 with another hash. */
+  withRows?: boolean;
 }
 
 const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as SimulatorSpec;
@@ -114,6 +116,28 @@ setInterval(() => {
   }
 }, 100);
 
+/** A file module answer of one match: the same file everywhere, but on one agent in 100 another hash. */
+function fileRow(agentId: string) {
+  const odd = Number.parseInt(agentId.slice(-2), 36) % 100 === 0;
+  return {
+    module: {
+      $case: "file" as const,
+      value: {
+        matches: [
+          {
+            search: "s1",
+            path: "/usr/sbin/sshd",
+            size: 1_212_344,
+            mode: "-rwxr-xr-x",
+            mtimeMs: 1_764_000_000_000,
+            sha256: odd ? "0b".repeat(32) : "5e".repeat(32),
+          },
+        ],
+      },
+    },
+  };
+}
+
 if (spec.answer) {
   nc.subscribe("dragnet.cmd.*", {
     callback: (_err, m) => {
@@ -141,6 +165,7 @@ if (spec.answer) {
         found: true,
         startedAtMs: now,
         finishedAtMs: now,
+        ...(spec.withRows ? { operations: [fileRow(agentId)] } : {}),
       });
       // Into the stream without waiting for its acknowledgement (real agents wait; see agent.ts):
       // what is measured here is the coordinator, not this producer.

@@ -72,8 +72,12 @@ export async function openUi(
 
 /** The rows of a table as text, by header (virtualised tables: the rows drawn). */
 export async function tableRows(page: Page, selector: string): Promise<Array<Record<string, string>>> {
-  return page.$$eval(`${selector}`, (tables) => {
-    const table = tables[0] as HTMLTableElement;
+  interface Node {
+    textContent: string | null;
+    querySelectorAll(s: string): Iterable<Node>;
+  }
+  return page.$$eval(selector, (found) => {
+    const table = found[0] as unknown as Node;
     const headers = [...table.querySelectorAll("thead th")].map((th) =>
       (th.textContent ?? "").replace(/[▲▼]/g, "").trim(),
     );

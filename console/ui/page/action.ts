@@ -157,7 +157,8 @@ export function ActionPage({ id }: { id: string }) {
               onChange=${(e: Event) => setStackBy((e.target as HTMLInputElement).checked ? [...keys, c.key] : keys.filter((k) => k !== c.key))} /> ${c.header}</label>`,
             )}</fieldset>
           <p class="muted">${stacks.length} distinct, rarest first: a row only one host has is at the top.</p>
-          <${VirtualTable} id="stacks" columns=${[{ key: "hosts", header: "hosts" }, ...moduleColumns.filter((c) => keys.includes(c.key)), { key: "hostnames", header: "which" }]} rows=${stacks} />`
+          <${VirtualTable} id="stacks" columns=${[{ key: "hosts", header: "hosts" }, { key: "hostnames", header: "which" }, ...moduleColumns.filter((c) => keys.includes(c.key))]} rows=${stacks}
+            rowClass=${(r: Row) => (r.hosts === 1 && stacks.length > 1 ? "rare" : "")} />`
           : html`<${VirtualTable} id="results" columns=${columns} rows=${filtered} />`
       }
     </section>

@@ -1,6 +1,6 @@
 import { html } from "htm/preact";
 import { useState } from "preact/hooks";
-import { ago, useLoad, when } from "./lib.js";
+import { ago, type Column, type Row, useLoad, VirtualTable, when } from "./lib.js";
 
 // The fleet at a glance: counts by status, and every agent with what matters
 // about it, filtered by a target expression the coordinator checks as you type.
@@ -21,6 +21,47 @@ interface Agent {
   upgrade: string;
   problems: string[];
 }
+
+/** An agent as a row: text to sort and filter by; badges drawn by the columns. */
+function rowOf(a: Agent): Row {
+  return {
+    id: a.id,
+    host: a.hostname,
+    status: a.status,
+    isolation: a.isolated ? `isolated${a.isolatedSinceMs ? ` since ${when(a.isolatedSinceMs)}` : ""}` : "",
+    os: `${a.os} ${a.osRelease}`,
+    version: `${a.version}${a.upgrade ? ` (${a.upgrade})` : ""}`,
+    addresses: a.addresses.join(" "),
+    tags: Object.entries(a.tags)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" "),
+    lastSeenMs: a.lastSeenMs,
+    problems: a.problems.join("; "),
+  };
+}
+
+const COLUMNS: Column[] = [
+  { key: "host", header: "host" },
+  {
+    key: "status",
+    header: "status",
+    render: (r) => html`<span class=${`badge ${r.status}`}>${r.status}</span>`,
+  },
+  {
+    key: "isolation",
+    header: "isolation",
+    render: (r) =>
+      r.isolation
+        ? html`<span class="badge isolated">isolated</span> <span class="muted">${String(r.isolation).replace(/^isolated ?/, "")}</span>`
+        : "",
+  },
+  { key: "os", header: "os" },
+  { key: "version", header: "version" },
+  { key: "addresses", header: "addresses" },
+  { key: "tags", header: "tags" },
+  { key: "lastSeenMs", header: "last seen", render: (r) => ago(Number(r.lastSeenMs)) },
+  { key: "problems", header: "problems", render: (r) => html`<span class="problems">${r.problems}</span>` },
+];
 
 export function Fleet() {
   const [target, setTarget] = useState("");
@@ -51,28 +92,7 @@ export function Fleet() {
         ${["online", "idle", "offline"].map((s) => html`<span class=${`badge ${s}`}>${counts[s] ?? 0} ${s}</span>`)}
         ${isolated ? html`<span class="badge isolated">${isolated} isolated</span>` : null}
       </p>
-      <div class="scroller">
-      <table id="agents">
-        <thead><tr><th>host</th><th>status</th><th>isolation</th><th>os</th><th>version</th><th>addresses</th><th>tags</th><th>last seen</th><th>problems</th></tr></thead>
-        <tbody>
-          ${agents.map(
-            (a) => html`<tr key=${a.id} title=${a.id}>
-              <td>${a.hostname}</td>
-              <td><span class=${`badge ${a.status}`}>${a.status}</span></td>
-              <td>${a.isolated ? html`<span class="badge isolated">isolated</span> ${a.isolatedSinceMs ? html`<span class="muted">since ${when(a.isolatedSinceMs)}</span>` : null}` : ""}</td>
-              <td>${a.os} ${a.osRelease}</td>
-              <td>${a.version}${a.upgrade ? ` (${a.upgrade})` : ""}</td>
-              <td>${a.addresses.join(" ")}</td>
-              <td>${Object.entries(a.tags)
-                .map(([k, v]) => `${k}=${v}`)
-                .join(" ")}</td>
-              <td>${ago(a.lastSeenMs)}</td>
-              <td class="problems">${a.problems.join("; ")}</td>
-            </tr>`,
-          )}
-        </tbody>
-      </table>
-      </div>
+      <${VirtualTable} id="agents" columns=${COLUMNS} rows=${agents.map(rowOf)} height=${560} />
     </section>
   `;
 }

@@ -69,6 +69,8 @@ export type Row = Record<string, unknown> & { agent?: { id: string; hostname: st
 export interface Column {
   key: string;
   header: string;
+  /** How to draw the cell, when not as its text (sorting still goes by the text). */
+  render?: (row: Row) => unknown;
 }
 
 /** A row's cell as text, as the CLI's CSV shows it. */
@@ -93,6 +95,8 @@ export function VirtualTable(props: {
   rows: Row[];
   height?: number;
   onRow?: (row: Row) => void;
+  /** A class for a row (e.g. to mark the rare ones). */
+  rowClass?: (row: Row) => string;
 }) {
   const { columns, rows } = props;
   const height = props.height ?? 480;
@@ -112,8 +116,10 @@ export function VirtualTable(props: {
     });
     return sort.desc ? out.reverse() : out;
   }, [rows, sort]);
-  const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
-  const last = Math.min(sorted.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+  // Fewer rows than before (a filter): the browser clamps its scroll position, and so does this.
+  const at = Math.min(top, Math.max(0, sorted.length * ROW_HEIGHT - height));
+  const first = Math.max(0, Math.floor(at / ROW_HEIGHT) - OVERSCAN);
+  const last = Math.min(sorted.length, Math.ceil((at + height) / ROW_HEIGHT) + OVERSCAN);
   const slice = sorted.slice(first, last);
   return html`
     <div class="scroller" ref=${box} style=${`max-height:${height}px`}
@@ -129,9 +135,12 @@ export function VirtualTable(props: {
         <tbody>
           ${first > 0 ? html`<tr class="spacer" style=${`height:${first * ROW_HEIGHT}px`}><td colspan=${columns.length}></td></tr>` : null}
           ${slice.map(
-            (r, i) => html`<tr key=${first + i} class=${props.onRow ? "clickable" : ""}
+            (
+              r,
+              i,
+            ) => html`<tr key=${first + i} class=${`${props.onRow ? "clickable" : ""} ${props.rowClass?.(r) ?? ""}`}
               onClick=${props.onRow ? () => props.onRow!(r) : undefined}>
-              ${columns.map((c) => html`<td>${cell(r, c.key)}</td>`)}</tr>`,
+              ${columns.map((c) => html`<td>${c.render ? c.render(r) : cell(r, c.key)}</td>`)}</tr>`,
           )}
           ${last < sorted.length ? html`<tr class="spacer" style=${`height:${(sorted.length - last) * ROW_HEIGHT}px`}><td colspan=${columns.length}></td></tr>` : null}
         </tbody>
