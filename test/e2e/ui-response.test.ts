@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -115,6 +116,40 @@ describe.skipIf(skip !== undefined)("dragnet ui: two-person response", () => {
     expect(await a.page.textContent(".counts")).toMatch(/1 isolated/);
     await a.page.screenshot({ path: join(SHOTS, "ui-fleet-isolated.png"), fullPage: true });
     expect([...a.problems, ...b.problems]).toEqual([]);
+
+    // Evidence: alice collects a file for an incident from her browser, bob approves, and the
+    // download is the file's bytes, its SHA-256 checked against the agent's before they are sent.
+    const incident = (
+      await cli(["incident", "open", "--title", "lab-01 beaconing", "--severity", "high"])
+    ).stdout.trim();
+    await a.page.click("#nav-respond");
+    await a.page.click("#form-collect");
+    await a.page.fill("#f-collect-target", 'hostname == "lab-02"');
+    await a.page.fill("#f-collect-path", "/usr/lib/os-release");
+    await a.page.fill("#f-collect-incident", incident);
+    await a.page.click("#preview");
+    await a.page.waitForSelector("#sign");
+    expect(await a.page.textContent(".confirm")).toContain(incident);
+    await a.page.click("#sign");
+    await a.page.waitForSelector("#signed-pending");
+    const collectId = /action (\S+) waits/.exec((await a.page.textContent("#signed-pending"))!)![1]!;
+    await b.page.goto(`${bob.origin}/#/approve/${collectId}`);
+    await b.page.click("#approve");
+    await eventually(
+      async () => ((await b.page.textContent("h1 .badge")) === "complete" ? true : undefined),
+      30_000,
+    );
+    await a.page.goto(`${alice.origin}/#/incident/${incident}`);
+    await eventually(
+      async () => ((await tableRows(a.page, "#evidence")).length === 1 ? true : undefined),
+      20_000,
+    );
+    const [item] = await tableRows(a.page, "#evidence");
+    const sum = spawnSync("sha256sum", ["/usr/lib/os-release"], { encoding: "utf8" }).stdout.split(" ")[0]!;
+    expect([item!.host, item!.path, item!.sha256]).toEqual(["lab-02", "/usr/lib/os-release", sum]);
+    const [download] = await Promise.all([a.page.waitForEvent("download"), a.page.click("#evidence a")]);
+    expect(readFileSync((await download.path())!)).toEqual(readFileSync("/usr/lib/os-release"));
+    await a.page.screenshot({ path: join(SHOTS, "ui-incident-evidence.png"), fullPage: true });
 
     // Released (by the CLI: the same two people), the peer is reachable again.
     const released = await twoPeople(home, ["unisolate", "-t", 'hostname == "lab-01"']);

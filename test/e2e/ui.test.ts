@@ -183,6 +183,66 @@ describe("dragnet ui", () => {
     expect(problems).toEqual([]);
   });
 
+  it("refuses bad requests to its API with what was wrong, and signs nothing it did not show", async () => {
+    const post = (path: string, data: unknown, headers: Record<string, string> = {}) =>
+      context.request.post(`${ui.origin}${path}`, {
+        data: Buffer.from(typeof data === "string" ? data : JSON.stringify(data)),
+        headers: { Origin: ui.origin, "Content-Type": "application/json", ...headers },
+      });
+    const refused = async (r: Awaited<ReturnType<typeof post>>) => [r.status(), (await r.json()).error];
+    expect(await refused(await post("/api/preview", { command: "rm", values: {} }))).toEqual([
+      400,
+      expect.stringContaining('there is no form for "rm"'),
+    ]);
+    expect(await refused(await post("/api/preview", { command: "file", values: { "--evil": "x" } }))).toEqual(
+      [400, expect.stringContaining("--evil is not an option of dragnet file")],
+    );
+    // The command's own parser and checks, word for word.
+    expect(
+      await refused(
+        await post("/api/preview", {
+          command: "file",
+          values: { "--target": "all", "--path": "/etc", "--maxdepth": "-1" },
+        }),
+      ),
+    ).toEqual([400, expect.stringContaining('--maxdepth takes a whole number ≥ 0, not "-1"')]);
+    expect(
+      await refused(
+        await post("/api/preview", {
+          command: "isolate",
+          values: { "--target": "all", "--allow-dns": "yes" },
+        }),
+      ),
+    ).toEqual([400, expect.stringContaining("--allow-dns is a switch")]);
+    expect(await refused(await post("/api/preview", "{not json"))).toEqual([
+      400,
+      "the request body is not JSON",
+    ]);
+    expect(await refused(await post("/api/preview", "{}", { "Content-Type": "text/plain" }))).toEqual([
+      415,
+      expect.stringContaining("send JSON"),
+    ]);
+    expect((await post("/api/preview", { pad: "x".repeat(300_000) })).status()).toBe(413);
+    expect(await refused(await post("/api/sign", { preview: "0".repeat(32) }))).toEqual([
+      400,
+      expect.stringContaining("nothing to sign under that preview"),
+    ]);
+    // A preview is signed once.
+    const shown = await (
+      await post("/api/preview", { command: "process", values: { "--target": "all", "--name": "^sshd$" } })
+    ).json();
+    expect(shown.action.operations).toEqual([{ module: "process", parameters: { name: "^sshd$" } }]);
+    expect((await post("/api/sign", { preview: shown.preview })).status()).toBe(200);
+    expect((await post("/api/sign", { preview: shown.preview })).status()).toBe(400);
+    // Approving: alice signed the memory hunt already; and nobody co-signs bytes they were not shown.
+    const [held] = (await (await context.request.get(`${ui.origin}/api/actions?pending=1`)).json()).actions;
+    expect(await refused(await context.request.get(`${ui.origin}/api/actions/${held.id}/review`))).toEqual([
+      400,
+      expect.stringContaining("you (alice) already signed action"),
+    ]);
+    expect((await context.request.get(`${ui.origin}/api/actions/..%2F..%2Fetc/review`)).status()).toBe(404);
+  });
+
   it("sweeps from a form: the preview says what runs where, the form's mistakes are the CLI's, rows arrive with sha256sum's hashes, stacking singles out the odd host, exports equal the CLI's", async () => {
     // The odd host: an agent executable in its own mount namespace, where conf/ is another directory.
     const tree = join(work, "tree");
