@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { ROOT } from "../test/helpers/cli.js";
 import { eventually, startFleet } from "../test/helpers/fleet.js";
-import { launchChromium, startUi } from "../test/helpers/ui.js";
+import { launchChromium, longTasks, rowCount, startUi, watchLongTasks } from "../test/helpers/ui.js";
 import { startSimulator } from "./harness.js";
 
 const { values } = parseArgs({ options: { agents: { type: "string", default: "10000" } } });
@@ -21,7 +21,12 @@ if (!Number.isInteger(n) || n < 1) throw new Error("--agents takes a positive nu
 
 const gz = (file: string) => gzipSync(readFileSync(join(ROOT, "dist", "ui", file))).length;
 const fleet = await startFleet({ heartbeatIntervalMs: 10_000 });
-const sim = await startSimulator(fleet, { agents: n, heartbeatIntervalMs: 10_000, answer: true, withRows: true });
+const sim = await startSimulator(fleet, {
+  agents: n,
+  heartbeatIntervalMs: 10_000,
+  answer: true,
+  withRows: true,
+});
 const browser = await launchChromium();
 let ui: Awaited<ReturnType<typeof startUi>> | undefined;
 try {
@@ -40,18 +45,7 @@ try {
   await page.fill("#f-file-hash", "sha256");
   await page.click("#preview");
   await page.waitForSelector("#sign");
-  await page.evaluate(() => {
-    const w = globalThis as unknown as {
-      longTasks: number[];
-      PerformanceObserver: new (
-        cb: (list: { getEntries(): { duration: number }[] }) => void,
-      ) => { observe(o: { type: string }): void };
-    };
-    w.longTasks = [];
-    new w.PerformanceObserver((list) => {
-      for (const e of list.getEntries()) w.longTasks.push(e.duration);
-    }).observe({ type: "longtask" });
-  });
+  await watchLongTasks(page);
   const signed = Date.now();
   await page.click("#sign");
   await page.waitForURL(/#\/action\//);
@@ -63,9 +57,7 @@ try {
     if (c.success === n) storedMs = Date.now() - signed;
     return c.success === n ? true : undefined;
   }, 300_000);
-  const rows = async () =>
-    Number(((await page.textContent("#row-count")) ?? "").replace(/,/g, "").match(/^\d+/)?.[0] ?? 0);
-  await eventually(async () => ((await rows()) === n ? true : undefined), 300_000);
+  await eventually(async () => ((await rowCount(page)) === n ? true : undefined), 300_000);
   const rowsMs = Date.now() - signed;
   await stored;
   // Stacked: the one agent in 100 with another hash comes first.
@@ -73,7 +65,7 @@ try {
   await page.click("#stack");
   await page.waitForSelector("#stacks tbody tr");
   const stackMs = Date.now() - stackStarted;
-  const longTasks = await page.evaluate(() => (globalThis as unknown as { longTasks: number[] }).longTasks);
+  const tasks = await longTasks(page);
   console.log(
     JSON.stringify({
       bench: "ui",
@@ -86,8 +78,8 @@ try {
       sign_to_last_row_ms: rowsMs,
       sign_to_all_stored_ms: storedMs,
       stack_ms: stackMs,
-      long_tasks: longTasks.length,
-      longest_task_ms: Math.round(Math.max(0, ...longTasks)),
+      long_tasks: tasks.length,
+      longest_task_ms: Math.round(Math.max(0, ...tasks)),
     }),
   );
 } finally {

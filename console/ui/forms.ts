@@ -6,6 +6,7 @@ import type { CoordinatorApi } from "../client.js";
 import type { GlobalOptions } from "../home.js";
 import { consoleModules } from "../modules/modules.gen.js";
 import { actionBodyOf, type SendAction } from "../send.js";
+import type { Form, FormField } from "./wire.js";
 
 // The web console's forms are the CLI's commands: each form is drawn from a
 // command's own options (names, help, repeatable or not), and what a form
@@ -34,23 +35,6 @@ export const FORM_COMMANDS = [
 
 /** How the CLI waits and prints: the page follows the action on its own page instead. */
 const NOT_IN_FORMS = new Set(["--no-wait", "--wait-offline", "--deadline", "--quiet", "--stack", "--list"]);
-
-export interface FormField {
-  flag: string;
-  help: string;
-  /** "switch": a checkbox; "value": one value; "list": one value per line (the flag repeats). */
-  kind: "switch" | "value" | "list";
-  /** The value's name in the CLI's help (<path>, <regex>…). */
-  placeholder: string;
-  required: boolean;
-  default?: string;
-}
-
-export interface Form {
-  command: string;
-  help: string;
-  fields: FormField[];
-}
 
 /** A fresh program with every module's commands (commander keeps parsed values on its commands: one per run). */
 function moduleProgram(send: SendAction, errors: string[]): Command {

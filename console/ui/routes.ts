@@ -302,7 +302,10 @@ const ROUTES: [method: string, path: RegExp, handler: Handler][] = [
     "GET",
     /^\/api\/incidents$/,
     async (ctx, _q, res) =>
-      json(ctx, res, { incidents: (await ctx.api.listIncidents(200)).map(incidentView) }),
+      json(ctx, res, {
+        incidents: (await ctx.api.listIncidents(200)).map(incidentView),
+        severities: SEVERITIES,
+      }),
   ],
   [
     "POST",

@@ -16,6 +16,7 @@ import { reviewForApproval } from "../commands/approve.js";
 import type { GlobalOptions } from "../home.js";
 import { printable } from "../output/rows.js";
 import { actionFromForm, type FormRequest } from "./forms.js";
+import type { Shown } from "./wire.js";
 
 // Signing from the page, always in two steps. First the server makes the
 // action (from a form) or fetches it (to approve) and shows it in plain words:
@@ -29,24 +30,6 @@ const PREVIEW_TTL_MS = 5 * 60_000;
 const MAX_PREVIEWS = 50;
 /** Hosts listed by name in a preview; the rest are counted. */
 const HOSTS_SHOWN = 25;
-
-/** What an investigator is shown before signing. */
-export interface Shown {
-  id: string;
-  name: string;
-  target: string;
-  /** Each operation as signed: its module and every parameter. */
-  operations: { module: string; parameters: unknown }[];
-  description: string;
-  incidentId: string;
-  validFrom: string;
-  expires: string;
-  expiresIn: string;
-  timeout: string;
-  agents: { count: number; offline: number; hosts: { hostname: string; status: string }[] };
-  /** Empty, or what the signatures still lack by this console's keyring. */
-  approval: string;
-}
 
 function shownOf(body: ActionBody, targets: AgentInfo[], approval: string): Shown {
   return {

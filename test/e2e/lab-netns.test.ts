@@ -1,32 +1,30 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabState } from "../../console/lab/lab.js";
-import { dragnet, ndjson, requireBuild, twoPeople } from "../helpers/cli.js";
-import { tempDir } from "../helpers/fleet.js";
+import { dragnet, ndjson, netnsUnavailable, pingFrom, requireBuild, twoPeople } from "../helpers/cli.js";
+import { eventually, tempDir } from "../helpers/fleet.js";
+import { launchChromium, openUi, SHOTS, startUi, tableRows, type UiProcess } from "../helpers/ui.js";
 
 // The response rehearsal a team runs on `dragnet lab up --netns`: each agent
 // in its own network namespace (198.18.0.0/24, no default route), so
 // isolating one cuts off only that namespace. Two investigators isolate
-// lab-01, it stops reaching lab-02 but still answers, then it is released.
+// lab-01, it stops reaching lab-02 but still answers, then it is released —
+// from the CLI, then from two browsers (each investigator's own `dragnet ui`
+// and key), where alice also collects evidence that bob approves.
 
-function whyNot(): string | undefined {
-  if (process.getuid?.() !== 0) return "network namespaces need root";
-  for (const cmd of ["ip", "nft", "ping"]) {
-    if (spawnSync("sh", ["-c", `command -v ${cmd}`]).status !== 0)
-      return `${cmd} is not installed (.ci/run installs it)`;
-  }
-  return undefined;
-}
-const skip = whyNot();
+const skip = netnsUnavailable();
 if (skip) console.warn(`lab --netns tests skipped: ${skip}`);
 
 let home: string;
 let lab: LabState;
+let alice: UiProcess;
+let bob: UiProcess;
+let browser: Browser;
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
-const ping = (fromNs: string, to: string) =>
-  spawnSync("ip", ["netns", "exec", fromNs, "ping", "-c", "1", "-W", "1", to]).status === 0;
+const ping = pingFrom;
 
 describe.skipIf(skip !== undefined)("lab up --netns", () => {
   beforeAll(async () => {
@@ -35,9 +33,16 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
     const up = await cli(["lab", "up", "--agents", "2", "--netns"]);
     expect([up.code, up.stderr]).toEqual([0, expect.stringMatching(/2 agents online/)]);
     lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState;
-  }, 90_000);
+    // Two investigators' web consoles, each with its own key.
+    alice = await startUi(["--home", home]);
+    bob = await startUi(["--home", home, "--key", join(home, "bob.key")]);
+    browser = await launchChromium();
+  }, 120_000);
 
   afterAll(async () => {
+    await browser?.close();
+    await alice?.stop();
+    await bob?.stop();
     if (lab?.running) await cli(["lab", "down"]);
   });
 
@@ -74,6 +79,114 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
     expect(released.rows.map((r) => [r.isolated, r.removed])).toEqual([["no", true]]);
     expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(true);
   });
+
+  it("alice submits an isolate in her browser, bob approves it in his, and lab-01 is cut off from lab-02", async () => {
+    expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(true);
+    const a = await openUi(browser, alice);
+    const b = await openUi(browser, bob);
+    expect(await b.page.textContent(".me")).toBe("signing as bob");
+
+    // Alice: the isolate form, previewed — one agent, and a second investigator needed.
+    await a.page.click("#nav-respond");
+    await a.page.click("#form-isolate");
+    await a.page.fill("#f-isolate-target", 'hostname == "lab-01"');
+    await a.page.waitForSelector("#target-preview");
+    expect(await a.page.textContent("#target-preview")).toMatch(/matches 1 agent now: lab-01/);
+    await a.page.fill("#f-isolate-release-after", "2h");
+    await a.page.fill("#f-isolate-description", "beaconing to 203.0.113.7");
+    await a.page.click("#preview");
+    await a.page.waitForSelector("#sign");
+    const preview = (await a.page.textContent(".confirm"))!;
+    expect(preview).toMatch(/Runs on\s*1 agent:\s*lab-01/);
+    expect(preview).toContain('"releaseAfterSeconds":7200');
+    expect(preview).toContain("beaconing to 203.0.113.7");
+    expect(preview).toMatch(/isolate needs signatures of weight 2; yours carries 1/);
+    await a.page.screenshot({ path: join(SHOTS, "ui-respond-preview.png"), fullPage: true });
+    await a.page.click("#sign");
+    await a.page.waitForSelector("#signed-pending");
+    const id = /action (\S+) waits/.exec((await a.page.textContent("#signed-pending"))!)![1]!;
+    // Nothing ran yet.
+    expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(true);
+
+    // Bob: the approvals tab shows it; the review decodes what was signed.
+    await b.page.click("#nav-approvals");
+    await eventually(async () => ((await tableRows(b.page, "#actions")).length === 1 ? true : undefined));
+    expect((await tableRows(b.page, "#actions"))[0]).toMatchObject({
+      modules: "isolate",
+      "signed by": "alice (1 of 2)",
+      state: "pending approval",
+    });
+    await b.page.click("#actions tbody tr");
+    await b.page.waitForSelector("#approve");
+    expect(await b.page.textContent("#signers")).toMatch(/^alice \(/);
+    const review = (await b.page.textContent(".confirm"))!;
+    expect(review).toMatch(/Runs on\s*1 agent:\s*lab-01/);
+    expect(review).toContain('"releaseAfterSeconds":7200');
+    expect(review).toMatch(/signed with weight 1 of the 2 that isolate needs/);
+    await b.page.screenshot({ path: join(SHOTS, "ui-approve.png"), fullPage: true });
+    await b.page.click("#approve");
+    await b.page.waitForURL(new RegExp(`#/action/${id}$`));
+    await eventually(
+      async () => ((await b.page.textContent("h1 .badge")) === "complete" ? true : undefined),
+      30_000,
+    );
+    await eventually(async () => ((await tableRows(b.page, "#results")).length === 1 ? true : undefined));
+    const [row] = await tableRows(b.page, "#results");
+    expect([row!.hostname, row!.isolated, row!.method]).toEqual(["lab-01", "yes", "nftables"]);
+    await b.page.screenshot({ path: join(SHOTS, "ui-isolated-action.png"), fullPage: true });
+    expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(false);
+
+    // Alice's fleet page: lab-01 isolated, and since when.
+    await a.page.click("#nav-fleet");
+    await eventually(async () => {
+      const rows = await tableRows(a.page, "#agents");
+      const lab01 = rows.find((r) => r.host === "lab-01");
+      return lab01?.isolation.startsWith("isolated since 20") ? lab01 : undefined;
+    }, 20_000);
+    expect(await a.page.textContent(".counts")).toMatch(/1 isolated/);
+    await a.page.screenshot({ path: join(SHOTS, "ui-fleet-isolated.png"), fullPage: true });
+    expect([...a.problems, ...b.problems]).toEqual([]);
+
+    // Evidence: alice collects a file for an incident from her browser, bob approves, and the
+    // download is the file's bytes, its SHA-256 checked against the agent's before they are sent.
+    const incident = (
+      await cli(["incident", "open", "--title", "lab-01 beaconing", "--severity", "high"])
+    ).stdout.trim();
+    await a.page.click("#nav-respond");
+    await a.page.click("#form-collect");
+    await a.page.fill("#f-collect-target", 'hostname == "lab-02"');
+    await a.page.fill("#f-collect-path", "/usr/lib/os-release");
+    await a.page.fill("#f-collect-incident", incident);
+    await a.page.click("#preview");
+    await a.page.waitForSelector("#sign");
+    expect(await a.page.textContent(".confirm")).toContain(incident);
+    await a.page.click("#sign");
+    await a.page.waitForSelector("#signed-pending");
+    const collectId = /action (\S+) waits/.exec((await a.page.textContent("#signed-pending"))!)![1]!;
+    await b.page.goto(`${bob.origin}/#/approve/${collectId}`);
+    await b.page.click("#approve");
+    await eventually(
+      async () => ((await b.page.textContent("h1 .badge")) === "complete" ? true : undefined),
+      30_000,
+    );
+    await a.page.goto(`${alice.origin}/#/incident/${incident}`);
+    await eventually(
+      async () => ((await tableRows(a.page, "#evidence")).length === 1 ? true : undefined),
+      20_000,
+    );
+    const [item] = await tableRows(a.page, "#evidence");
+    const sum = spawnSync("sha256sum", ["/usr/lib/os-release"], { encoding: "utf8" }).stdout.split(" ")[0]!;
+    expect([item!.host, item!.path, item!.sha256]).toEqual(["lab-02", "/usr/lib/os-release", sum]);
+    const [download] = await Promise.all([a.page.waitForEvent("download"), a.page.click("#evidence a")]);
+    expect(readFileSync((await download.path())!)).toEqual(readFileSync("/usr/lib/os-release"));
+    await a.page.screenshot({ path: join(SHOTS, "ui-incident-evidence.png"), fullPage: true });
+
+    // Released (by the CLI: the same two people), the peer is reachable again.
+    const released = await twoPeople(home, ["unisolate", "-t", 'hostname == "lab-01"']);
+    expect(released.rows.map((r) => r.isolated)).toEqual(["no"]);
+    expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(true);
+    expect(ndjson((await cli(["--json", "agents", "-t", "isolated"])).stdout)).toEqual([]);
+  }, 120_000);
 
   it("lab down removes the namespaces and the bridge", async () => {
     const down = await cli(["lab", "down"]);

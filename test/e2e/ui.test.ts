@@ -10,7 +10,17 @@ import { MemoryParams } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { AGENT_EXE, dragnet, ndjson, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
-import { launchChromium, openUi, SHOTS, startUi, tableRows, type UiProcess } from "../helpers/ui.js";
+import {
+  launchChromium,
+  longTasks,
+  openUi,
+  rowCount,
+  SHOTS,
+  startUi,
+  tableRows,
+  type UiProcess,
+  watchLongTasks,
+} from "../helpers/ui.js";
 
 // `dragnet ui` in a real browser (Debian's chromium through playwright-core)
 // against a fleet of three in-process agents and one agent executable in its
@@ -70,9 +80,6 @@ async function signAndOpen(): Promise<string> {
   await page.waitForURL(/#\/action\//);
   return decodeURIComponent(page.url().split("#/action/")[1]!);
 }
-
-const rowCount = async () =>
-  Number(((await page.textContent("#row-count")) ?? "").replace(/,/g, "").match(/^\d+/)?.[0] ?? 0);
 
 beforeAll(async () => {
   requireBuild();
@@ -305,7 +312,7 @@ describe("dragnet ui", () => {
       async () => ((await page.textContent("h1 .badge")) === "complete" ? true : undefined),
       20_000,
     );
-    await eventually(async () => ((await rowCount()) === 8 ? true : undefined));
+    await eventually(async () => ((await rowCount(page)) === 8 ? true : undefined));
     const tiles = (await page.textContent("#summary"))!;
     expect(tiles).toMatch(/4\s*targeted\s*4\s*answered\s*4\s*found\s*0\s*failed/);
     expect(tiles).toMatch(/100%\s*swept/);
@@ -355,21 +362,10 @@ describe("dragnet ui", () => {
       "--action-name": "ten thousand",
     });
     // Main-thread tasks over 50 ms, as the browser counts them.
-    await page.evaluate(() => {
-      const w = globalThis as unknown as {
-        longTasks: number[];
-        PerformanceObserver: new (
-          cb: (list: { getEntries(): { duration: number }[] }) => void,
-        ) => { observe(o: { type: string }): void };
-      };
-      w.longTasks = [];
-      new w.PerformanceObserver((list) => {
-        for (const e of list.getEntries()) w.longTasks.push(e.duration);
-      }).observe({ type: "longtask" });
-    });
+    await watchLongTasks(page);
     const started = Date.now();
     await signAndOpen();
-    await eventually(async () => ((await rowCount()) === 10_000 ? true : undefined), 60_000).catch(
+    await eventually(async () => ((await rowCount(page)) === 10_000 ? true : undefined), 60_000).catch(
       async (err) => {
         await page.screenshot({ path: join(SHOTS, "ui-10000-rows-failed.png") });
         throw new Error(
@@ -401,20 +397,20 @@ describe("dragnet ui", () => {
     expect((await tableRows(page, "#results")).map((r) => [r.hostname, r.path]).sort()).toEqual(
       ["host-1", "host-2", "host-3", "host-odd"].map((h) => [h, join(big, "f02499.log")]),
     );
-    const longTasks = await page.evaluate(() => (globalThis as unknown as { longTasks: number[] }).longTasks);
-    const longest = Math.max(0, ...longTasks);
+    const tasks = await longTasks(page);
+    const longest = Math.max(0, ...tasks);
     // No freeze: no single main-thread task near a second, even with the other core busy.
     expect(longest).toBeLessThan(1_000);
     process.stderr.write(
       `ui: 10,000 rows streamed into the table in ${streamedMs} ms (sign to last row); ` +
-        `filter ${filterMs} ms; long tasks: ${longTasks.length}, longest ${Math.round(longest)} ms; ${drawn} rows drawn\n`,
+        `filter ${filterMs} ms; long tasks: ${tasks.length}, longest ${Math.round(longest)} ms; ${drawn} rows drawn\n`,
     );
     writeFileSync(
       join(SHOTS, "ui-figures.json"),
       JSON.stringify({
         streamedMs,
         filterMs,
-        longTasks: longTasks.length,
+        longTasks: tasks.length,
         longestTaskMs: Math.round(longest),
       }),
     );

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,3 +55,17 @@ export async function twoPeople(home: string, args: string[]) {
   const approved = await cli(["--json", "--key", join(home, "bob.key"), "action", "approve", id, "--yes"]);
   return { code: approved.code, rows: ndjson(approved.stdout), stderr: approved.stderr };
 }
+
+/** Why network-namespace tests cannot run here (not root, a program missing), or undefined when they can. */
+export function netnsUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return "network namespaces need root";
+  for (const cmd of ["ip", "nft", "ping"]) {
+    if (spawnSync("sh", ["-c", `command -v ${cmd}`]).status !== 0)
+      return `${cmd} is not installed (.ci/run installs it)`;
+  }
+  return undefined;
+}
+
+/** Whether `fromNs` reaches `to` with one ping within a second. */
+export const pingFrom = (fromNs: string, to: string) =>
+  spawnSync("ip", ["netns", "exec", fromNs, "ping", "-c", "1", "-W", "1", to]).status === 0;

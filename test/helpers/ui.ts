@@ -88,3 +88,29 @@ export async function tableRows(page: Page, selector: string): Promise<Array<Rec
     );
   });
 }
+
+/** Starts counting the page's main-thread tasks over 50 ms, as the browser reports them. */
+export async function watchLongTasks(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const w = globalThis as unknown as {
+      longTasks: number[];
+      PerformanceObserver: new (
+        cb: (list: { getEntries(): { duration: number }[] }) => void,
+      ) => { observe(o: { type: string }): void };
+    };
+    w.longTasks = [];
+    new w.PerformanceObserver((list) => {
+      for (const e of list.getEntries()) w.longTasks.push(e.duration);
+    }).observe({ type: "longtask" });
+  });
+}
+
+/** The long tasks' durations since watchLongTasks, in ms. */
+export function longTasks(page: Page): Promise<number[]> {
+  return page.evaluate(() => (globalThis as unknown as { longTasks: number[] }).longTasks);
+}
+
+/** How many rows the action page says it has. */
+export async function rowCount(page: Page): Promise<number> {
+  return Number(((await page.textContent("#row-count")) ?? "").replace(/,/g, "").match(/^\d+/)?.[0] ?? 0);
+}

@@ -1,5 +1,8 @@
 import { html } from "htm/preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type { Shown } from "../wire.js";
+
+export type { Shown };
 
 // What every page shares: talking to the local server, times and cells in
 // words, and the table that stays fast at 10,000 rows.
@@ -158,22 +161,6 @@ export function matchesWords(search: string, values: unknown[]): boolean {
     .join(" ")
     .toLowerCase();
   return words.every((w) => text.includes(w));
-}
-
-/** What the investigator is about to sign, in plain words (preview and approval show the same). */
-export interface Shown {
-  id: string;
-  name: string;
-  target: string;
-  operations: { module: string; parameters: unknown }[];
-  description: string;
-  incidentId: string;
-  validFrom: string;
-  expires: string;
-  expiresIn: string;
-  timeout: string;
-  agents: { count: number; offline: number; hosts: { hostname: string; status: string }[] };
-  approval: string;
 }
 
 export function ShownAction({ action }: { action: Shown }) {

@@ -1,24 +1,11 @@
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
+import type { FormField as Field, Form } from "../wire.js";
 import { go, postJson, type Shown, ShownAction, useLoad } from "./lib.js";
 
 // New sweeps and responses: one form per CLI command, drawn from the
 // command's own options. Nothing is signed from the form: the server first
 // shows the action it would sign, and signs it on a second click.
-
-interface Field {
-  flag: string;
-  help: string;
-  kind: "switch" | "value" | "list";
-  placeholder: string;
-  required: boolean;
-  default?: string;
-}
-interface Form {
-  command: string;
-  help: string;
-  fields: Field[];
-}
 
 export const SWEEPS = [
   "file",
