@@ -301,7 +301,8 @@ export class CoordinatorApi {
     signal?: AbortSignal,
   ): Promise<void> {
     const stream = this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path));
-    signal?.addEventListener("abort", () => stream.cancel(), { once: true });
+    if (signal?.aborted) stream.cancel();
+    else signal?.addEventListener("abort", () => stream.cancel(), { once: true });
     return this.follow(stream, onEvent);
   }
 
@@ -316,7 +317,8 @@ export class CoordinatorApi {
       { target, afterSeq },
       this.auth(CoordinatorService.watchAlerts.path),
     );
-    signal?.addEventListener("abort", () => stream.cancel(), { once: true });
+    if (signal?.aborted) stream.cancel();
+    else signal?.addEventListener("abort", () => stream.cancel(), { once: true });
     return this.follow(stream, onAlert);
   }
 

@@ -81,6 +81,8 @@ export function checkHeartbeat(hb: Heartbeat): void {
     if (k.length > LIMITS.tagKey || v.length > LIMITS.tagValue)
       throw refuse(`tag ${k.slice(0, 64)} is too long`);
   }
+  if (hb.isolationActionId.length > 64 || /[^\w-]/.test(hb.isolationActionId))
+    throw refuse("isolationActionId is not an action id");
   if (hb.intervalMs && (hb.intervalMs < LIMITS.minIntervalMs || hb.intervalMs > LIMITS.maxIntervalMs)) {
     throw refuse(`an interval of ${hb.intervalMs} ms is outside ${LIMITS.minIntervalMs} ms to 1 day`);
   }
@@ -140,8 +142,17 @@ export class AgentRegistry {
       addresses: hb.addresses,
       tags: hb.tags,
       isolated: hb.isolated,
+      // On the coordinator's clock (the agent's minus its skew), and never in the future.
       ...(hb.isolated
-        ? { isolatedSinceMs: Number(hb.isolatedSinceMs), isolationActionId: hb.isolationActionId }
+        ? {
+            isolatedSinceMs: hb.isolatedSinceMs
+              ? Math.max(
+                  1,
+                  Math.min(now, Number(hb.isolatedSinceMs) - (hb.sentAtMs ? Number(hb.sentAtMs) - now : 0)),
+                )
+              : 0,
+            isolationActionId: hb.isolationActionId,
+          }
         : {}),
       startedAtMs: hb.startedAtMs,
       // The coordinator's clock, not the agent's: staleness must not depend on agent clocks.

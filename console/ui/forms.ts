@@ -34,7 +34,16 @@ export const FORM_COMMANDS = [
 ] as const;
 
 /** How the CLI waits and prints: the page follows the action on its own page instead. */
-const NOT_IN_FORMS = new Set(["--no-wait", "--wait-offline", "--deadline", "--quiet", "--stack", "--list"]);
+const NOT_IN_FORMS = new Set([
+  "--no-wait",
+  "--wait-offline",
+  "--deadline",
+  "--quiet",
+  "--stack",
+  "--list",
+  // Reads a file on this machine: a page must not make the console read files.
+  "--searches",
+]);
 
 /** A fresh program with every module's commands (commander keeps parsed values on its commands: one per run). */
 function moduleProgram(send: SendAction, errors: string[]): Command {
@@ -104,8 +113,9 @@ function argvOf(cmd: Command, name: string, values: Record<string, unknown>): st
       continue;
     }
     if (typeof value !== "string") throw new DragnetError(Codes.PARAMS, `${flag} takes text`);
-    const items = field.kind === "list" ? value.split("\n").map((v) => v.trim()) : [value.trim()];
-    for (const item of items) if (item) argv.push(`${flag}=${item}`);
+    // As typed: a space in a searched string or regex is part of it. Only blank lines are dropped.
+    const items = field.kind === "list" ? value.split(/\r?\n/) : [value];
+    for (const item of items) if (item.trim()) argv.push(`${flag}=${item}`);
   }
   return argv;
 }
@@ -142,10 +152,14 @@ export async function actionFromForm(
     "--coordinator": globals.coordinator,
     "--ca": globals.ca,
   }).flatMap(([flag, value]) => (value ? [`${flag}=${value}`] : []));
+  // The commands set the exit status of the process they run in: not this one's.
+  const exitCode = process.exitCode;
   try {
     await program.parseAsync([...globalArgv, ...request.command.split(" "), ...argv], { from: "user" });
   } catch (err) {
     if (!(err instanceof CommanderError)) throw err;
+  } finally {
+    process.exitCode = exitCode;
   }
   if (!body) {
     const said = errors

@@ -2,6 +2,7 @@ import { createReadStream, mkdtempSync, rmSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { Codes, DragnetError, describeError } from "../../common/mod.js";
 import { PHASES, SEVERITIES } from "../../common/notebook-pages.js";
 import type { CoordinatorApi } from "../client.js";
@@ -86,22 +87,28 @@ function text(body: Record<string, unknown>, field: string, max: number, require
   return v;
 }
 
+/** Aborted when the page goes away — set up before anything is awaited, so no close is missed. */
+function whileConnected(res: ServerResponse): AbortSignal {
+  const stop = new AbortController();
+  if (res.destroyed) stop.abort();
+  else res.on("close", () => stop.abort());
+  return stop.signal;
+}
+
 /** Server-Sent Events on `res`, ended when the page goes away (`signal`). */
-function eventStream(res: ServerResponse) {
+function eventStream(res: ServerResponse, signal: AbortSignal) {
   res.writeHead(200, {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
   });
-  const stop = new AbortController();
-  res.on("close", () => stop.abort());
   // A comment now and then keeps idle connections (and their proxies) open.
   const ping = setInterval(() => res.write(": ping\n\n"), 15_000);
-  stop.signal.addEventListener("abort", () => clearInterval(ping), { once: true });
+  signal.addEventListener("abort", () => clearInterval(ping), { once: true });
   return {
-    signal: stop.signal,
+    signal,
     event(name: string, data: unknown) {
-      if (!stop.signal.aborted) res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+      if (!signal.aborted) res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
     },
     end() {
       clearInterval(ping);
@@ -115,9 +122,11 @@ const json = (ctx: RouteContext, res: ServerResponse, value: unknown) =>
 
 /** An action, followed: its summary as counts change, each agent's state and rows as they answer. */
 const liveAction: Handler = async (ctx, _req, res, _url, [id]) => {
+  const gone = whileConnected(res);
   const detail = await ctx.api.getAction(id!, false);
+  if (gone.aborted) return;
   let summary = detail.summary!;
-  const stream = eventStream(res);
+  const stream = eventStream(res, gone);
   stream.event("columns", [
     { key: "agent.hostname", header: "hostname" },
     ...ctx.rows.columnsFor(summary.modules).map((c) => ({ key: c.key, header: c.header })),
@@ -162,7 +171,7 @@ const liveAction: Handler = async (ctx, _req, res, _url, [id]) => {
 
 /** The alert stream: new alerts as the agents' watches send them. */
 const liveAlerts: Handler = async (ctx, _req, res, url) => {
-  const stream = eventStream(res);
+  const stream = eventStream(res, whileConnected(res));
   try {
     await ctx.api.watchAlerts(
       url.searchParams.get("target") ?? "",
@@ -197,10 +206,12 @@ const exportAction: Handler = async (ctx, _req, res, url, [id]) => {
 
 /** An evidence item, its size and SHA-256 checked against the agent's before a byte reaches the page. */
 const evidenceFile: Handler = async (ctx, _req, res, _url, [id]) => {
+  const gone = whileConnected(res);
   const dir = mkdtempSync(join(tmpdir(), "dragnet-ui-evidence-"));
   try {
     const out = join(dir, "item");
     const { item, size, sha256 } = await download(ctx.api, id!, out);
+    if (gone.aborted) return;
     const name = (item.path.split("/").pop() || "evidence").replace(/[^\w.-]/g, "_");
     res.writeHead(200, {
       "Content-Type": "application/octet-stream",
@@ -210,9 +221,8 @@ const evidenceFile: Handler = async (ctx, _req, res, _url, [id]) => {
       "Cache-Control": "no-store",
       "X-Content-Type-Options": "nosniff",
     });
-    await new Promise<void>((resolve, reject) => {
-      createReadStream(out).on("error", reject).pipe(res).on("finish", resolve).on("close", resolve);
-    });
+    // Settles however the page goes away, so the copy below is always removed.
+    await pipeline(createReadStream(out), res).catch(() => undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -368,7 +378,8 @@ const ROUTES: [method: string, path: RegExp, handler: Handler][] = [
     async (ctx, _q, res, _u, [id]) =>
       // The report is one self-contained file: its own styles, no script at all.
       ctx.send(res, 200, await ctx.api.incidentReport(id!, "html"), "text/html; charset=utf-8", {
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        "Content-Security-Policy":
+          "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
       }),
   ],
   ["GET", /^\/api\/evidence\/([\w-]{1,64})\/file$/, evidenceFile],

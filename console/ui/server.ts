@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describeError } from "../../common/mod.js";
@@ -9,6 +9,7 @@ import type { CoordinatorApi } from "../client.js";
 import { type GlobalOptions, loadConsoleKeyring } from "../home.js";
 import { consoleModules } from "../modules/modules.gen.js";
 import { ResultRows } from "../output/formatters.js";
+import { peerUid } from "./peer.js";
 import { type RouteContext, route } from "./routes.js";
 import { Signer } from "./signing.js";
 
@@ -81,6 +82,8 @@ export async function startUiServer(
   api: CoordinatorApi,
   globals: GlobalOptions,
   port = 0,
+  /** Called when the link is used (the session starts): the terminal says so. */
+  onSession?: () => void,
 ): Promise<UiServer> {
   let token: string | undefined = randomBytes(24).toString("hex");
   const session = randomBytes(32).toString("hex");
@@ -108,7 +111,21 @@ export async function startUiServer(
   const refuse = (res: ServerResponse, status: number, why: string) =>
     send(res, status, `${JSON.stringify({ error: why })}\n`, "application/json");
 
+  // Whose connection: checked once per connection (keep-alive carries many requests).
+  const owners = new WeakMap<Socket, boolean>();
+  const fromThisUser = (socket: Socket): boolean => {
+    let mine = owners.get(socket);
+    if (mine === undefined) {
+      mine = process.platform !== "linux" || peerUid(socket) === process.getuid?.();
+      owners.set(socket, mine);
+    }
+    return mine;
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    // Another user on this machine may hold the cookie (browsers share it across
+    // 127.0.0.1's ports) or the link (a browser's command line): not the key.
+    if (!fromThisUser(req.socket)) return refuse(res, 403, "only the user who started dragnet ui may use it");
     // DNS rebinding: a page on another name that resolves here still says its own name.
     if (!hosts.includes(req.headers.host ?? ""))
       return refuse(res, 421, "this server answers only to its loopback address");
@@ -126,6 +143,7 @@ export async function startUiServer(
       if (!token || !same(offered, token))
         return refuse(res, 401, "this link was used already or is wrong: run dragnet ui again");
       token = undefined;
+      onSession?.();
       res.writeHead(303, {
         Location: "/",
         "Set-Cookie": `${COOKIE}=${session}; HttpOnly; SameSite=Strict; Path=/`,

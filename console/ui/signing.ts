@@ -35,13 +35,15 @@ function shownOf(body: ActionBody, targets: AgentInfo[], approval: string): Show
   return {
     id: body.id,
     name: printable(body.name),
-    target: body.target,
+    target: printable(body.target),
     operations: body.operations.map((op) => ({
       module: op.module?.$case ?? "(unknown)",
-      parameters: (Operation.toJSON(op) as Record<string, unknown>)[op.module?.$case ?? ""] ?? {},
+      parameters: printable(
+        JSON.stringify((Operation.toJSON(op) as Record<string, unknown>)[op.module?.$case ?? ""] ?? {}),
+      ),
     })),
-    description: body.description,
-    incidentId: body.incidentId,
+    description: printable(body.description),
+    incidentId: printable(body.incidentId),
     validFrom: new Date(body.validFromMs).toISOString(),
     expires: new Date(body.expiresAtMs).toISOString(),
     expiresIn: formatDuration(Math.max(0, body.expiresAtMs - Date.now())),

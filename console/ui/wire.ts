@@ -7,8 +7,12 @@ export interface Shown {
   id: string;
   name: string;
   target: string;
-  /** Each operation as signed: its module and every parameter. */
-  operations: { module: string; parameters: unknown }[];
+  /**
+   * Each operation as signed: its module and every parameter (JSON text). All
+   * text here is as the CLI prints it: control and bidirectional characters
+   * escaped, so nothing signed can hide behind them.
+   */
+  operations: { module: string; parameters: string }[];
   description: string;
   incidentId: string;
   validFrom: string;

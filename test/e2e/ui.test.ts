@@ -1,7 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -39,6 +40,7 @@ let home: string;
 let work: string;
 let odd: ChildProcess | undefined;
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
+const run = promisify(execFile);
 const sha256sum = (path: string) =>
   spawnSync("sha256sum", [path], { encoding: "utf8" }).stdout.split(" ")[0]!;
 
@@ -238,7 +240,17 @@ describe("dragnet ui", () => {
     const shown = await (
       await post("/api/preview", { command: "process", values: { "--target": "all", "--name": "^sshd$" } })
     ).json();
-    expect(shown.action.operations).toEqual([{ module: "process", parameters: { name: "^sshd$" } }]);
+    // Text is shown as the CLI prints it: a right-to-left override cannot hide what is signed.
+    const sneaky = await (
+      await post("/api/preview", {
+        command: "process",
+        values: { "--target": "all", "--name": "^sshd$", "--description": "rotate logs\u202eexe.sh" },
+      })
+    ).json();
+    expect(sneaky.action.description).toBe("rotate logs\\u202eexe.sh");
+    expect(shown.action.operations).toEqual([
+      { module: "process", parameters: JSON.stringify({ name: "^sshd$" }) },
+    ]);
     expect((await post("/api/sign", { preview: shown.preview })).status()).toBe(200);
     expect((await post("/api/sign", { preview: shown.preview })).status()).toBe(400);
     // Approving: alice signed the memory hunt already; and nobody co-signs bytes they were not shown.
@@ -248,6 +260,22 @@ describe("dragnet ui", () => {
       expect.stringContaining("you (alice) already signed action"),
     ]);
     expect((await context.request.get(`${ui.origin}/api/actions/..%2F..%2Fetc/review`)).status()).toBe(404);
+    // The cookie in another user's hands (browsers share it across 127.0.0.1's ports): refused,
+    // because the kernel says whose socket asks. The same request as this user is answered.
+    const cookie = (await context.cookies()).find((c) => c.name === "dragnet_ui")!;
+    const ask = `fetch(${JSON.stringify(`${ui.origin}/api/agents`)}, { headers: { cookie: ${JSON.stringify(`dragnet_ui=${cookie.value}`)} } })
+      .then(async (r) => console.log(r.status, await r.text()))`;
+    // Asynchronously: the coordinator answering the second one runs in this process.
+    const asNobody = await run("setpriv", [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      process.execPath,
+      "-e",
+      ask,
+    ]);
+    expect(asNobody.stdout).toMatch(/^403 .*only the user who started dragnet ui may use it/);
+    expect((await run(process.execPath, ["-e", ask])).stdout).toMatch(/^200 \{"agents":/);
   });
 
   it("sweeps from a form: the preview says what runs where, the form's mistakes are the CLI's, rows arrive with sha256sum's hashes, stacking singles out the odd host, exports equal the CLI's", async () => {

@@ -42,6 +42,29 @@ describe("agent registry", () => {
     expect(() => checkHeartbeat(hb("a", { problems: ["x".repeat(257)] }))).toThrow(/a problem is longer/);
   });
 
+  it("keeps since when an agent is isolated on the coordinator's clock, never in the future; refuses a bad action id", () => {
+    const reg = new AgentRegistry({ offlineAfterMs: 300_000 });
+    const t = 5_000_000;
+    // The agent's clock runs 60 s ahead: its "isolated at t-40 s (its clock)" is t-100 s here.
+    reg.observe(
+      hb("a", {
+        isolated: true,
+        sentAtMs: t + 60_000,
+        isolatedSinceMs: t + 20_000,
+        isolationActionId: "01abc",
+      }),
+      t,
+    );
+    expect(reg.get("a")).toMatchObject({ isolatedSinceMs: t - 40_000, isolationActionId: "01abc" });
+    // A time past any Date (a stolen credential's word) becomes now, not a page that cannot draw it.
+    reg.observe(hb("a", { isolated: true, sentAtMs: t, isolatedSinceMs: 9e18 }), t);
+    expect(reg.get("a")!.isolatedSinceMs).toBe(t);
+    reg.observe(hb("a", { isolated: false, isolatedSinceMs: t }), t);
+    expect(reg.get("a")!.isolatedSinceMs).toBeUndefined();
+    expect(() => checkHeartbeat(hb("a", { isolationActionId: "x".repeat(65) }))).toThrow(/not an action id/);
+    expect(() => checkHeartbeat(hb("a", { isolationActionId: "../x" }))).toThrow(/not an action id/);
+  });
+
   it("derives online, idle and offline from heartbeat age and the agent's own interval", () => {
     const reg = new AgentRegistry({ offlineAfterMs: 300_000 });
     const t = 1_000_000;

@@ -35,6 +35,11 @@ export function Alerts() {
           setAlerts((prev) => (prev.some((p) => p.seq === a.seq) ? prev : [a, ...prev]));
         });
         source.addEventListener("failure", (e) => setError(JSON.parse((e as MessageEvent).data).error));
+        // A lost stream is said, not retried from where it began (it would replay).
+        source.onerror = () => {
+          setError("the live alert stream stopped: reload the page to see new alerts");
+          source?.close();
+        };
       },
       (e: Error) => setError(e.message),
     );

@@ -40,7 +40,16 @@ function App() {
   const hash = useHash();
   const { data: me } = useLoad<{ name: string; keyId: string; coordinator: string }>("/api/me");
   const { data: pending } = useLoad<{ actions: unknown[] }>("/api/actions?pending=1", 5000);
-  const [page = "fleet", id = ""] = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [page = "fleet", id = ""] = hash
+    .replace(/^#\/?/, "")
+    .split("/")
+    .map((part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        return "";
+      }
+    });
   const tab =
     page === "action"
       ? "actions"

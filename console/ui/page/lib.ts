@@ -54,7 +54,11 @@ export function useLoad<T>(path: string, everyMs = 0): { data?: T; error: string
   return { data, error, reload: () => setTick((t) => t + 1) };
 }
 
-export const when = (ms: number) => (ms > 0 ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "");
+/** A time as people read it; nothing for 0 or a time no Date holds (an agent's word is not trusted). */
+export const when = (ms: number) =>
+  Number.isFinite(ms) && ms > 0 && ms < 8.64e15
+    ? new Date(ms).toISOString().replace("T", " ").slice(0, 19)
+    : "";
 
 export function ago(ms: number): string {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
@@ -175,8 +179,7 @@ export function ShownAction({ action }: { action: Shown }) {
         <div class="muted">target <code>${action.target}</code></div></dd>
       <dt>Does</dt>
       <dd><ol class="operations">${action.operations.map(
-        (op) =>
-          html`<li><strong>${op.module}</strong> <code class="params">${JSON.stringify(op.parameters)}</code></li>`,
+        (op) => html`<li><strong>${op.module}</strong> <code class="params">${op.parameters}</code></li>`,
       )}</ol></dd>
       <dt>Name</dt><dd>${action.name}</dd>
       ${action.description ? html`<dt>Why</dt><dd>${action.description}</dd>` : null}
