@@ -27,6 +27,8 @@ export function aclNameOf(op: Operation): string {
   if (!op.module) return "unknown";
   if (op.module.$case === "quarantine" && op.module.value.mode === "list") return "quarantine_list";
   if (op.module.$case === "keyring" && op.module.value.mode === "show") return "keyring_show";
+  // Scanning process memory is sensitive (as `memory` is); scanning files is an investigation.
+  if (op.module.$case === "yara" && op.module.value.processes) return "yara_memory";
   return op.module.$case;
 }
 
@@ -150,7 +152,7 @@ export class Acl {
 
   static defaults(): Acl {
     const rules: Record<string, AclRule> = { default: { minWeight: 1 } };
-    for (const m of TWO_PERSON_MODULES) rules[m] = { minWeight: RESPONSE_MIN_WEIGHT };
+    for (const m of [...TWO_PERSON_MODULES, "yara_memory"]) rules[m] = { minWeight: RESPONSE_MIN_WEIGHT };
     return new Acl(rules);
   }
 

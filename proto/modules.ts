@@ -38,6 +38,8 @@ export function isResponseModule(name: string): boolean {
 
 /** Whether a module needs two people unless an ACL says otherwise (response and sensitive modules). */
 export function needsTwoByDefault(name: string): boolean {
+  // YARA over process memory reads what memory holds, as the memory module does.
+  if (name === "yara_memory") return true;
   return isModuleName(name) && MODULE_KINDS[name] !== "investigation";
 }
 

@@ -54,6 +54,12 @@ const withWorker = {
   define: { __DRAGNET_FILE_WORKER__: JSON.stringify(fileWorker.outputFiles[0].text) },
 };
 
+// The YARA engine (YARA-X, an N-API addon): carried inside the agent executable
+// as a single-executable asset; the agent checks it against this hash before it
+// loads it (agent/modules/yara/engine.ts).
+const yaraAddon = join(root, "node_modules", "@litko", "yara-x-linux-x64-gnu", "yara-x.linux-x64-gnu.node");
+const yaraSha256 = createHash("sha256").update(readFileSync(yaraAddon)).digest("hex");
+
 const agentBundle = esbuild.build({
   ...common,
   ...withWorker,
@@ -66,6 +72,7 @@ const agentBundle = esbuild.build({
   define: {
     ...withWorker.define,
     __DRAGNET_VERSION__: JSON.stringify(process.env.DRAGNET_AGENT_VERSION ?? ""),
+    __DRAGNET_YARA_SHA256__: JSON.stringify(yaraSha256),
   },
 });
 await Promise.all(
@@ -128,6 +135,7 @@ writeFileSync(
     output: blob,
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
+    assets: { "yara-x.node": yaraAddon },
   }),
 );
 execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: "pipe" });

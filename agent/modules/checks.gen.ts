@@ -13,6 +13,7 @@ import { checkQuarantine } from "./quarantine/check.js";
 import { checkCollect } from "./collect/check.js";
 import { checkUpgrade } from "./upgrade/check.js";
 import { checkKeyring } from "./keyring/check.js";
+import { checkYara } from "./yara/check.js";
 
 export const moduleChecks: ModuleChecks = {
   file: checkFile,
@@ -27,4 +28,5 @@ export const moduleChecks: ModuleChecks = {
   collect: checkCollect,
   upgrade: checkUpgrade,
   keyring: checkKeyring,
+  yara: checkYara,
 };

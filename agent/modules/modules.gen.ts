@@ -13,6 +13,7 @@ import { quarantineModule } from "./quarantine/index.js";
 import { collectModule } from "./collect/index.js";
 import { upgradeModule } from "./upgrade/index.js";
 import { keyringModule } from "./keyring/index.js";
+import { yaraModule } from "./yara/index.js";
 
 export const agentModules: AgentModules = {
   file: fileModule,
@@ -27,4 +28,5 @@ export const agentModules: AgentModules = {
   collect: collectModule,
   upgrade: upgradeModule,
   keyring: keyringModule,
+  yara: yaraModule,
 };

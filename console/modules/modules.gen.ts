@@ -13,6 +13,7 @@ import { quarantineConsole } from "./quarantine.js";
 import { collectConsole } from "./collect.js";
 import { upgradeConsole } from "./upgrade.js";
 import { keyringConsole } from "./keyring.js";
+import { yaraConsole } from "./yara.js";
 
 export const consoleModules: ConsoleModules = {
   file: fileConsole,
@@ -27,4 +28,5 @@ export const consoleModules: ConsoleModules = {
   collect: collectConsole,
   upgrade: upgradeConsole,
   keyring: keyringConsole,
+  yara: yaraConsole,
 };

@@ -15,4 +15,5 @@ export const MODULE_KINDS: { readonly [N in ModuleName]: ModuleKindName } = {
   collect: "response",
   upgrade: "response",
   keyring: "response",
+  yara: "investigation",
 };

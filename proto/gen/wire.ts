@@ -12,3 +12,4 @@ export * from "./dragnet/v1/notebook.js";
 export * from "./dragnet/v1/process.js";
 export * from "./dragnet/v1/respond.js";
 export * from "./dragnet/v1/upgrade.js";
+export * from "./dragnet/v1/yara.js";

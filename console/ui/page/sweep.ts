@@ -1,6 +1,6 @@
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
-import type { FormField as Field, Form } from "../wire.js";
+import type { Form } from "../wire.js";
 import { go, postJson, type Shown, ShownAction, useLoad } from "./lib.js";
 
 // New sweeps and responses: one form per CLI command, drawn from the

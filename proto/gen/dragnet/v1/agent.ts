@@ -23,6 +23,7 @@ import {
   QuarantineResult,
 } from "./respond.js";
 import { UpgradeParams, UpgradeResult } from "./upgrade.js";
+import { YaraParams, YaraResult } from "./yara.js";
 
 export enum AckStatus {
   ACK_STATUS_UNSPECIFIED = 0,
@@ -189,6 +190,7 @@ export interface Operation {
     | { $case: "collect"; value: CollectParams }
     | { $case: "upgrade"; value: UpgradeParams }
     | { $case: "keyring"; value: KeyringParams }
+    | { $case: "yara"; value: YaraParams }
     | undefined;
 }
 
@@ -267,6 +269,7 @@ export interface OperationResult {
     | { $case: "collect"; value: CollectedFiles }
     | { $case: "upgrade"; value: UpgradeResult }
     | { $case: "keyring"; value: KeyringResult }
+    | { $case: "yara"; value: YaraResult }
     | undefined;
 }
 
@@ -1345,6 +1348,9 @@ export const Operation: MessageFns<Operation> = {
       case "keyring":
         KeyringParams.encode(message.module.value, writer.uint32(98).fork()).join();
         break;
+      case "yara":
+        YaraParams.encode(message.module.value, writer.uint32(106).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1458,6 +1464,14 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "keyring", value: KeyringParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.module = { $case: "yara", value: YaraParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1496,6 +1510,8 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "upgrade", value: UpgradeParams.fromJSON(object.upgrade) }
         : isSet(object.keyring)
         ? { $case: "keyring", value: KeyringParams.fromJSON(object.keyring) }
+        : isSet(object.yara)
+        ? { $case: "yara", value: YaraParams.fromJSON(object.yara) }
         : undefined,
     };
   },
@@ -1526,6 +1542,8 @@ export const Operation: MessageFns<Operation> = {
       obj.upgrade = UpgradeParams.toJSON(message.module.value);
     } else if (message.module?.$case === "keyring") {
       obj.keyring = KeyringParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "yara") {
+      obj.yara = YaraParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1605,6 +1623,12 @@ export const Operation: MessageFns<Operation> = {
       case "keyring": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "keyring", value: KeyringParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "yara": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "yara", value: YaraParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2372,6 +2396,9 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "keyring":
         KeyringResult.encode(message.module.value, writer.uint32(170).fork()).join();
         break;
+      case "yara":
+        YaraResult.encode(message.module.value, writer.uint32(178).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2525,6 +2552,14 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "keyring", value: KeyringResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.module = { $case: "yara", value: YaraResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2572,6 +2607,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "upgrade", value: UpgradeResult.fromJSON(object.upgrade) }
         : isSet(object.keyring)
         ? { $case: "keyring", value: KeyringResult.fromJSON(object.keyring) }
+        : isSet(object.yara)
+        ? { $case: "yara", value: YaraResult.fromJSON(object.yara) }
         : undefined,
     };
   },
@@ -2617,6 +2654,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.upgrade = UpgradeResult.toJSON(message.module.value);
     } else if (message.module?.$case === "keyring") {
       obj.keyring = KeyringResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "yara") {
+      obj.yara = YaraResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2703,6 +2742,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "keyring": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "keyring", value: KeyringResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "yara": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "yara", value: YaraResult.fromPartial(object.module.value) };
         }
         break;
       }

@@ -1,0 +1,206 @@
+import { createRequire } from "node:module";
+import { basename } from "node:path";
+import type { Command } from "commander";
+import { describeYaraError, MAX_YARA_RULES_BYTES as MAX_RULES_BYTES } from "../../agent/modules/checks.js";
+import type { ProcessParams, YaraParams, YaraResult, YaraRules } from "../../proto/api.js";
+import {
+  addActionFlags,
+  collect,
+  handle,
+  nonNegativeInt,
+  paramsError,
+  readSmallFile,
+  type SweepFlags,
+  uint32,
+} from "../cli-kit.js";
+import type { ModuleFormatter } from "../output/formatters.js";
+import { nameWith, type SendAction } from "../send.js";
+import { defineConsoleModule } from "./console-module.js";
+
+// `dragnet yara`: files or processes' memory scanned with YARA rules. The
+// rules' text goes inside the signed action; they are compiled here first
+// (YARA-X, the engine the agents run), so a rule that does not compile is
+// refused with its file and line before anything is signed.
+
+const formatter: ModuleFormatter<YaraResult> = {
+  columns: [
+    { key: "path", header: "path" },
+    { key: "pid", header: "pid", show: (v) => (v ? String(v) : "") },
+    { key: "rule", header: "rule" },
+    { key: "tags", header: "tags", show: (v) => (v as string[]).join(" ") },
+    {
+      key: "strings",
+      header: "strings",
+      show: (v, row) =>
+        (v as { identifier: string; offset: number; data: string }[])
+          .map((s) => `${s.identifier}@0x${s.offset.toString(16)} ${JSON.stringify(s.data)}`)
+          .join(" ") + (row.stringsOmitted ? ` (+${row.stringsOmitted} more)` : ""),
+    },
+  ],
+  rows: (r) =>
+    r.matches.map((m) => ({
+      path: m.path,
+      ...(m.pid ? { pid: m.pid, process: m.process, exe: m.exe } : {}),
+      rule: m.rule,
+      namespace: m.namespace,
+      tags: m.tags,
+      meta: m.meta,
+      strings: m.strings,
+      stringsOmitted: m.stringsOmitted,
+      rulesSha256: r.rulesSha256,
+    })),
+};
+
+interface YaraFlags extends SweepFlags {
+  rules: string[];
+  path?: string[];
+  name?: string;
+  maxdepth?: number;
+  maxFileBytes?: number;
+  pid?: number;
+  process?: string;
+  cmdline?: string;
+  user?: string;
+  exe?: string;
+  excludePid?: number[];
+  maxBytes?: number;
+  maxMatches?: number;
+  maxStrings?: number;
+}
+
+interface Validator {
+  validate(source: string): { errors: { code: string; message: string; line?: number }[] };
+}
+
+/** Compiles each rule file with YARA-X, as the agents will: refused with file, line and the compiler's words. */
+export function compileCheck(rules: YaraRules[]): void {
+  let engine: Validator;
+  try {
+    engine = createRequire(import.meta.url)("@litko/yara-x") as Validator;
+  } catch (err) {
+    paramsError(`the YARA engine (@litko/yara-x) cannot be loaded here: ${(err as Error).message}`);
+  }
+  for (const r of rules) {
+    const { errors } = engine.validate(r.text);
+    if (errors.length) {
+      paramsError(describeYaraError(r.name, errors[0]!));
+    }
+  }
+}
+
+function rulesOf(files: string[]): YaraRules[] {
+  const rules: YaraRules[] = [];
+  for (const file of files) {
+    try {
+      rules.push({ name: basename(file), text: readSmallFile(file) });
+    } catch (err) {
+      paramsError(`cannot read rules from ${file}: ${(err as Error).message}`);
+    }
+  }
+  const size = rules.reduce((n, r) => n + Buffer.byteLength(r.text), 0);
+  if (size > MAX_RULES_BYTES)
+    paramsError(`the rules are ${size} bytes, over the limit of ${MAX_RULES_BYTES}`);
+  return rules;
+}
+
+function register(program: Command, send: SendAction): void {
+  const cmd = program
+    .command("yara")
+    .description("scan files, or processes' memory, with YARA rules (YARA-X; the rules travel signed)")
+    .requiredOption("--rules <file>", "a YARA rule file (repeatable)", collect)
+    .option(
+      "--path <path>",
+      "scan the files under this path (repeatable; symlinks are not followed)",
+      collect,
+    )
+    .option("--name <regex>", "only files whose base name matches")
+    .option("--maxdepth <n>", "levels below each path (default 64)", nonNegativeInt("--maxdepth"))
+    .option(
+      "--max-file-bytes <n>",
+      "files larger than this are counted, not scanned (default 64 MiB)",
+      nonNegativeInt("--max-file-bytes"),
+    )
+    .option("--pid <n>", "scan this process's memory", uint32("--pid"))
+    .option("--process <regex>", "scan the memory of processes whose name matches")
+    .option("--cmdline <regex>", "… whose command line matches")
+    .option("--user <name|uid>", "… of this effective user")
+    .option("--exe <regex>", "… whose executable's path matches")
+    .option("--exclude-pid <n>", "leave this process out (repeatable)", (v: string, prev: number[] = []) => [
+      ...prev,
+      uint32("--exclude-pid")(v),
+    ])
+    .option(
+      "--max-bytes <n>",
+      "memory: stop after reading this many bytes (default 1 GiB)",
+      nonNegativeInt("--max-bytes"),
+    )
+    .option(
+      "--max-matches <n>",
+      "stop after this many matches per agent (default 1000)",
+      uint32("--max-matches"),
+    )
+    .option("--max-strings <n>", "matching strings shown per match (default 16)", uint32("--max-strings"));
+  addActionFlags(cmd);
+  cmd.addHelpText(
+    "after",
+    `
+Examples:
+  dragnet yara -t all --rules webshells.yar --path /var/www --name '[.]php$'
+  dragnet yara -t 'hostname == "web-7"' --rules cobalt.yar --process '^(nginx|php-fpm)'   # two signatures`,
+  );
+  cmd.action(
+    handle(async (flags: YaraFlags, command: Command) => {
+      const memory = [flags.pid, flags.process, flags.cmdline, flags.user, flags.exe].some(
+        (v) => v !== undefined,
+      );
+      if (!flags.path && !memory)
+        paramsError("give --path to scan files, or --pid/--process/--cmdline/--user/--exe to scan memory");
+      if (flags.path && memory)
+        paramsError("scan files (--path) or memory (process filters), not both at once");
+      const rules = rulesOf(flags.rules);
+      compileCheck(rules);
+      const processes: ProcessParams | undefined = memory
+        ? {
+            name: flags.process ?? "",
+            cmdline: flags.cmdline ?? "",
+            user: flags.user ?? "",
+            pid: flags.pid,
+            ppid: undefined,
+            exe: flags.exe ?? "",
+            exeSha256: [],
+            hashExe: false,
+            deletedExe: false,
+            startedAfterMs: undefined,
+            startedBeforeMs: undefined,
+            listening: false,
+            excludePids: flags.excludePid ?? [],
+          }
+        : undefined;
+      const params: YaraParams = {
+        rules,
+        paths: flags.path ?? [],
+        name: flags.name ?? "",
+        maxDepth: flags.maxdepth,
+        maxFileBytes: flags.maxFileBytes,
+        processes,
+        maxBytes: flags.maxBytes,
+        maxMatches: flags.maxMatches,
+        maxStrings: flags.maxStrings,
+      };
+      const what = nameWith("yara", {
+        rules: rules.map((r) => r.name),
+        paths: params.paths,
+        process: flags.process,
+        pid: flags.pid,
+      });
+      return send(command, flags, what, [{ module: { $case: "yara", value: params } }]);
+    }),
+  );
+}
+
+export const yaraConsole = defineConsoleModule({
+  name: "yara",
+  commands: ["yara"],
+  register: ({ program, send }) => register(program, send),
+  formatter,
+});
