@@ -7,22 +7,12 @@
 // medians are compared. One JSON line per case:
 // {"bench":"file","case":..,"files":..,"bytes":..,"dragnet_ms":..,"gnu_ms":..,"ratio":..}
 import { spawnSync } from "node:child_process";
-import {
-  copyFileSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { fileModule } from "../agent/modules/file/index.js";
 import { silentLogger } from "../common/mod.js";
 import type { FileResult } from "../proto/api.js";
 import { fileSearch, type SearchInput } from "../test/helpers/actions.js";
-import { ROOT } from "../test/helpers/cli.js";
+import { buildTree, TREE } from "./file-tree.js";
 import { median } from "./timing.js";
 
 const { values } = parseArgs({
@@ -34,56 +24,7 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs takes a positive number");
 
-const TREE = join(ROOT, "bench", ".cache", "file-tree");
-const MARKER = join(ROOT, "bench", ".cache", "file-tree.json");
-const MIN_FILES = 40_000;
-const MIN_BYTES = 1024 ** 3;
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-
-/** Regular files under dir, depth first in name order (symlinks and special files skipped). */
-function* regularFiles(dir: string): Generator<{ path: string; size: number }> {
-  let names: string[];
-  try {
-    names = readdirSync(dir).sort();
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const path = join(dir, name);
-    const st = lstatSync(path, { throwIfNoEntry: false });
-    if (st?.isDirectory()) yield* regularFiles(path);
-    else if (st?.isFile()) yield { path, size: st.size };
-  }
-}
-
-/** Copies /usr/share/doc, then /usr/lib until the tree is big enough. */
-function buildTree(): { files: number; bytes: number } {
-  if (existsSync(MARKER)) return JSON.parse(readFileSync(MARKER, "utf8"));
-  log(`building ${TREE} (once)…`);
-  let files = 0;
-  let bytes = 0;
-  const copy = (source: string, under: string) => {
-    for (const f of regularFiles(source)) {
-      if (files >= MIN_FILES && bytes >= MIN_BYTES) return;
-      const to = join(TREE, under, relative(source, f.path));
-      mkdirSync(dirname(to), { recursive: true });
-      try {
-        copyFileSync(f.path, to);
-      } catch {
-        continue; // unreadable: not part of the tree
-      }
-      files++;
-      bytes += f.size;
-    }
-  };
-  copy("/usr/share/doc", "doc");
-  copy("/usr/lib", "lib");
-  if (files < MIN_FILES || bytes < MIN_BYTES) {
-    throw new Error(`this machine's /usr/lib and /usr/share/doc hold only ${files} files, ${bytes} bytes`);
-  }
-  writeFileSync(MARKER, JSON.stringify({ files, bytes }));
-  return { files, bytes };
-}
 
 async function dragnet(search: SearchInput): Promise<FileResult> {
   const params = {

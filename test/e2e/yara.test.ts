@@ -72,6 +72,13 @@ rule dropper : malware {
     has_shell and $c
 }
 
+rule many_words {
+  strings:
+    $w = "word"
+  condition:
+    #w > 40
+}
+
 rule small_secret {
   strings:
     $k = /SU[A-Z2-7]{56}/
@@ -179,6 +186,9 @@ describe("dragnet yara", () => {
         Buffer.alloc(600_000, 0x20),
       ]),
     );
+    // Counted past what is reported: 50 matches, two strings shown.
+    writeFileSync(join(corpus, "words.txt"), "word ".repeat(50));
+    writeFileSync(join(corpus, "fewer-words.txt"), "word ".repeat(40));
     symlinkSync(join(corpus, "COPYING"), join(corpus, "link-to-copying"));
     symlinkSync(join(corpus, "deep"), join(corpus, "link-to-deep"));
     writeFileSync(join(corpus, "no-read.txt"), "GNU General Public License / Free Software Foundation\n");
@@ -197,6 +207,8 @@ describe("dragnet yara", () => {
       corpus,
       "--max-file-bytes",
       "500000",
+      "--max-strings",
+      "2",
     ]);
     expect([r.code, r.stderr]).toEqual([0, expect.stringContaining("1 found")]);
     const ours = ndjson(r.stdout).map((row) => `${row.rule} ${row.path}`);
@@ -211,7 +223,7 @@ describe("dragnet yara", () => {
       .filter((line) => !line.endsWith("/over-cap.txt"));
     expect(ours.sort()).toEqual(theirs.sort());
     // The global rule is a match of its own on every file under 1 MiB; the huge one matches nothing.
-    expect(ours.filter((p) => p.startsWith("not_huge ")).length).toBe(12);
+    expect(ours.filter((p) => p.startsWith("not_huge ")).length).toBe(14);
     expect(ours.some((p) => p.endsWith("/huge-gpl.txt") || p.includes("link-to-"))).toBe(false);
     // What this corpus is for: each rule kind hits where it should, and only there.
     expect(ours.filter((p) => !p.startsWith("not_huge ")).sort()).toEqual(
@@ -224,6 +236,7 @@ describe("dragnet yara", () => {
         `dropper ${join(corpus, "deep", "er", "cron.sh")}`,
         `dropper ${join(corpus, "deep", "er", "wide.bin")}`,
         `small_secret ${join(corpus, "id_ed25519")}`,
+        `many_words ${join(corpus, "words.txt")}`,
       ].sort(),
     );
     const gpl = ndjson(r.stdout).find((row) => row.rule === "gpl" && String(row.path).endsWith("COPYING"))!;
@@ -237,6 +250,8 @@ describe("dragnet yara", () => {
       ["$a", copying.indexOf("GNU General Public License")],
       ["$b", copying.indexOf("FREE SOFTWARE FOUNDATION")],
     ]);
+    const words = ndjson(r.stdout).find((row) => row.rule === "many_words")!;
+    expect([(words.strings as unknown[]).length, words.stringsOmitted]).toEqual([2, 48]);
     // A secret is never sent back, only where it is (here a NATS seed).
     const key = ndjson(r.stdout).find((row) => row.rule === "small_secret")!;
     expect(key.strings).toEqual([

@@ -27,8 +27,6 @@ export interface YaraRuleMatch {
   matches: YaraMatchData[];
 }
 export interface YaraScanner {
-  setMaxMatchesPerPattern(n: number): void;
-  scanFileAsync(path: string): Promise<YaraRuleMatch[]>;
   scanAsync(data: Buffer): Promise<YaraRuleMatch[]>;
 }
 export interface YaraBinding {
@@ -40,6 +38,7 @@ declare const __DRAGNET_YARA_SHA256__: string | undefined;
 const ASSET = "yara-x.node";
 
 let loaded: YaraBinding | undefined;
+let addonPath: string | undefined;
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
@@ -63,14 +62,15 @@ function load(path: string): YaraBinding {
   return m.exports;
 }
 
-/** The engine, loaded once per process. */
-export async function yaraEngine(stateDir: string): Promise<YaraBinding> {
-  if (loaded) return loaded;
+/** Where the engine is: checked, and only this agent's to write (workers load it from here too). */
+export async function yaraAddon(stateDir: string): Promise<string> {
+  if (addonPath) return addonPath;
   if (!sea.isSea()) {
     // From source: the addon npm installed.
-    const require = createRequire(import.meta.url);
-    loaded = load(require.resolve("@litko/yara-x-linux-x64-gnu/yara-x.linux-x64-gnu.node"));
-    return loaded;
+    addonPath = createRequire(import.meta.url).resolve(
+      "@litko/yara-x-linux-x64-gnu/yara-x.linux-x64-gnu.node",
+    );
+    return addonPath;
   }
   const want = typeof __DRAGNET_YARA_SHA256__ === "string" ? __DRAGNET_YARA_SHA256__ : "";
   if (!want)
@@ -92,6 +92,12 @@ export async function yaraEngine(stateDir: string): Promise<YaraBinding> {
   // Checked again as it is about to be loaded: what is on disk is what the build hashed.
   if (sha256(readFileSync(path)) !== want)
     throw new DragnetError(Codes.MODULE_FAILED, `yara: ${path} is not the engine this agent carries`);
-  loaded = load(path);
+  addonPath = path;
+  return path;
+}
+
+/** The engine, loaded once per process. */
+export async function yaraEngine(stateDir: string): Promise<YaraBinding> {
+  loaded ??= load(await yaraAddon(stateDir));
   return loaded;
 }

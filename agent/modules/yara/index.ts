@@ -1,4 +1,5 @@
-import { lstat, open, opendir, readFile, realpath } from "node:fs/promises";
+import type { Dirent } from "node:fs";
+import { lstat, open, readdir, readFile, realpath } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { Codes, DragnetError } from "../../../common/mod.js";
 import { ProcessParams, type YaraMatch, type YaraParams, type YaraResult } from "../../../proto/mod.js";
@@ -8,7 +9,8 @@ import { processModule } from "../process/index.js";
 import { defineModule, type ModuleContext } from "../registry.js";
 import { maskSecrets } from "../secrets.js";
 import { checkYara, describeCompileError, rulesSha256, yaraBudgets } from "./check.js";
-import { type YaraRuleMatch, type YaraScanner, yaraEngine } from "./engine.js";
+import { type YaraRuleMatch, type YaraScanner, yaraAddon, yaraEngine } from "./engine.js";
+import { YaraWorkers } from "./workers.js";
 
 // `yara`: scan files, or processes' memory, with the YARA rules the signed
 // action carries, compiled here again by YARA-X. Files are walked as `yara
@@ -16,7 +18,8 @@ import { type YaraRuleMatch, type YaraScanner, yaraEngine } from "./engine.js";
 // /proc, /sys and /dev never entered; files over the size cap are counted,
 // not read. Memory is read region by region through /proc/PID/mem, as the
 // memory module reads it; the agent never scans itself (it holds the rules).
-// The engine scans on libuv's threads: the agent's event loop keeps beating.
+// Files are scanned by worker threads (workers.ts), memory on libuv's threads:
+// the agent's event loop keeps beating.
 
 const NEVER = ["/proc", "/sys", "/dev"];
 /** Memory is scanned in pieces of at most this size (a region may be larger). */
@@ -58,10 +61,13 @@ function matchOf(m: YaraRuleMatch, where: Partial<YaraMatch>, maxStrings: number
   };
 }
 
+/** One source of every rule file, in order (as yara takes several files into one namespace). */
+const sourceOf = (p: YaraParams) => p.rules.map((r) => r.text).join("\n");
+
 /** Compiles the signed rules; the compiler's own message when they do not compile. */
 async function compileRules(p: YaraParams, ctx: ModuleContext): Promise<YaraScanner> {
   const engine = await yaraEngine(ctx.stateDir);
-  const source = p.rules.map((r) => r.text).join("\n");
+  const source = sourceOf(p);
   for (const r of p.rules) {
     const { errors } = engine.validate(r.text);
     if (errors.length) {
@@ -78,26 +84,22 @@ async function compileRules(p: YaraParams, ctx: ModuleContext): Promise<YaraScan
   }
 }
 
-async function scanFiles(p: YaraParams, scanner: YaraScanner, result: YaraResult, ctx: ModuleContext) {
+async function scanFiles(p: YaraParams, workers: YaraWorkers, result: YaraResult, ctx: ModuleContext) {
   const b = yaraBudgets(p);
   const name = optionalRegex("yara: file name regex", p.name);
   const full = () => result.matches.length >= b.maxMatches;
-  const scan = async (path: string, size: number) => {
+  const scan = async (path: string) => {
     if (name && !name.test(basename(path))) return;
-    if (size > b.maxFileBytes) {
-      result.filesOverCap++;
+    const scanned = await workers.scan(path);
+    if (scanned.error !== undefined) {
+      if (result.errors.length < 20) result.errors.push(`${path}: ${scanned.error}`);
       return;
     }
-    let found: YaraRuleMatch[];
-    try {
-      found = await scanner.scanFileAsync(path);
-    } catch (err) {
-      if (result.errors.length < 20) result.errors.push(`${path}: ${(err as Error).message.slice(0, 200)}`);
-      return;
-    }
+    if (scanned.overCap) result.filesOverCap++;
+    if (!scanned.matches) return;
     result.filesScanned++;
-    result.bytesScanned += size;
-    for (const m of found) {
+    result.bytesScanned += scanned.size ?? 0;
+    for (const m of scanned.matches) {
       if (full()) {
         result.truncated = true;
         return;
@@ -105,24 +107,28 @@ async function scanFiles(p: YaraParams, scanner: YaraScanner, result: YaraResult
       result.matches.push(matchOf(m, { path }, b.maxStrings));
     }
   };
+  // The walk hands files to the workers and waits when they fall behind.
+  const inFlight = new Set<Promise<void>>();
+  const submit = async (task: () => Promise<void>) => {
+    while (workers.backlog >= 256) await Promise.race(inFlight);
+    const done: Promise<void> = task().finally(() => inFlight.delete(done));
+    inFlight.add(done);
+  };
   const walk = async (dir: string, depth: number): Promise<void> => {
-    let handle: Awaited<ReturnType<typeof opendir>>;
+    let entries: Dirent[];
     try {
-      handle = await opendir(dir);
+      entries = await readdir(dir, { withFileTypes: true });
     } catch (err) {
       if (result.errors.length < 20) result.errors.push(`${dir}: ${(err as NodeJS.ErrnoException).code}`);
       return;
     }
-    for await (const entry of handle) {
+    for (const entry of entries) {
       if (ctx.signal.aborted || full()) break;
       const path = join(dir, entry.name);
       if (NEVER.some((n) => under(path, n))) continue;
       if (entry.isDirectory()) {
         if (depth < b.maxDepth) await walk(path, depth + 1);
-      } else if (entry.isFile()) {
-        const st = await lstat(path).catch(() => undefined);
-        if (st?.isFile()) await scan(path, st.size);
-      }
+      } else if (entry.isFile()) await submit(() => scan(path));
     }
   };
   for (const root of p.paths.map((r) => absolutePath(r)!)) {
@@ -139,8 +145,9 @@ async function scanFiles(p: YaraParams, scanner: YaraScanner, result: YaraResult
     }
     const st = await lstat(real);
     if (st.isDirectory()) await walk(real, 1);
-    else if (st.isFile()) await scan(root, st.size);
+    else if (st.isFile()) await submit(() => scan(root));
   }
+  await Promise.all(inFlight);
   if (full()) result.truncated = true;
 }
 
@@ -231,7 +238,6 @@ export const yaraModule = defineModule({
   check: checkYara,
   async run(p, ctx) {
     const scanner = await compileRules(p, ctx);
-    scanner.setMaxMatchesPerPattern(yaraBudgets(p).maxStrings + 1);
     const result: YaraResult = {
       matches: [],
       filesScanned: 0,
@@ -243,7 +249,21 @@ export const yaraModule = defineModule({
       rulesSha256: rulesSha256(p.rules),
     };
     if (p.processes) await scanMemory(p, scanner, result, ctx);
-    else await scanFiles(p, scanner, result, ctx);
+    else {
+      const workers = await YaraWorkers.start(
+        await yaraAddon(ctx.stateDir),
+        sourceOf(p),
+        yaraBudgets(p).maxFileBytes,
+      );
+      const stop = () => void workers.stop();
+      ctx.signal.addEventListener("abort", stop, { once: true });
+      try {
+        await scanFiles(p, workers, result, ctx);
+      } finally {
+        ctx.signal.removeEventListener("abort", stop);
+        await workers.stop();
+      }
+    }
     if (ctx.signal.aborted) {
       // Stopped at the action's timeout: what was found so far, and that it is not everything.
       result.truncated = true;
