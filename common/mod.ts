@@ -56,3 +56,4 @@ export {
   targetMayInclude,
 } from "./target.js";
 export { VERSION } from "./version.js";
+export { rulesSha256 } from "./yara-rules.js";

@@ -1,4 +1,4 @@
-import { Codes, DragnetError } from "../common/mod.js";
+import { Codes, DragnetError, rulesSha256 } from "../common/mod.js";
 import {
   ActionBody,
   type ActionSummary,
@@ -8,6 +8,7 @@ import {
   EvidenceItem,
   type Incident,
   IsolateResult,
+  type Operation,
   SignedAction,
 } from "../proto/api.js";
 import type { OpenAction } from "./action-book.js";
@@ -38,6 +39,24 @@ export interface IncidentDeskDeps {
   now: () => number;
 }
 
+/**
+ * An operation as the notebook records it: its module and parameters — for
+ * yara, the rules by name, size and SHA-256 (their text is in the signed
+ * action; a notebook page stays readable).
+ */
+function notedOperation(op: Operation): unknown {
+  if (op.module?.$case !== "yara") return op.module;
+  const { rules, ...rest } = op.module.value;
+  return {
+    $case: "yara",
+    value: {
+      ...rest,
+      rules: rules.map((r) => ({ name: r.name, bytes: Buffer.byteLength(r.text), sha256: rulesSha256([r]) })),
+      rulesSha256: rulesSha256(rules),
+    },
+  };
+}
+
 export class IncidentDesk {
   readonly notebook: Notebook;
 
@@ -53,7 +72,7 @@ export class IncidentDesk {
         actionId: body.id,
         name: body.name,
         target: body.target,
-        operations: body.operations.map((op) => op.module),
+        operations: body.operations.map(notedOperation),
         signers,
         heldForApproval: held,
       },

@@ -2,7 +2,7 @@ import { createRequire } from "node:module";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { describeYaraError, MAX_YARA_RULES_BYTES as MAX_RULES_BYTES } from "../../agent/modules/checks.js";
-import type { ProcessParams, YaraParams, YaraResult, YaraRules } from "../../proto/api.js";
+import type { Operation, ProcessParams, YaraParams, YaraResult, YaraRules } from "../../proto/api.js";
 import {
   addActionFlags,
   collect,
@@ -13,6 +13,7 @@ import {
   type SweepFlags,
   uint32,
 } from "../cli-kit.js";
+import { type Notes, SearchFormatError } from "../mig-search.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import { nameWith, type SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
@@ -198,9 +199,70 @@ Examples:
   );
 }
 
+/** MIG's filesearch: the file module's command line ("-path /etc -name '^x$' -maxdepth 3"), as words. */
+function migWords(line: string): string[] {
+  return (line.match(/'[^']*'|"[^"]*"|\S+/g) ?? []).map((w) => w.replace(/^(['"])(.*)\1$/, "$2"));
+}
+
+/** MIG's yara parameters: {"yara": rules text, "filesearch": "-path … -name … -maxdepth …"}. */
+function fromMig(parameters: unknown, notes: Notes): Operation[] {
+  const p = parameters as { yara?: unknown; filesearch?: unknown } | null;
+  if (typeof p !== "object" || p === null || typeof p.yara !== "string" || !p.yara.trim())
+    throw new SearchFormatError('yara parameters have no "yara" rules');
+  for (const key of Object.keys(p))
+    if (key !== "yara" && key !== "filesearch")
+      throw new SearchFormatError(`yara parameter "${key}" is not MIG's`);
+  if (typeof p.filesearch !== "string" || !p.filesearch.trim())
+    throw new SearchFormatError('yara parameters have no "filesearch": MIG scans nothing without one');
+  const words = migWords(p.filesearch);
+  const paths: string[] = [];
+  let name = "";
+  let maxDepth: number | undefined;
+  for (let i = 0; i < words.length; i++) {
+    const flag = words[i]!;
+    const value = words[i + 1];
+    if (value === undefined) throw new SearchFormatError(`yara filesearch: ${flag} has no value`);
+    i++;
+    if (flag === "-path") paths.push(value);
+    else if (flag === "-name") {
+      if (name) throw new SearchFormatError("yara filesearch: more than one -name cannot be carried over");
+      name = value;
+    } else if (flag === "-maxdepth") {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 0)
+        throw new SearchFormatError(`yara filesearch: -maxdepth ${value} is not a number`);
+      // MIG counts the path itself as depth 1, Dragnet as 0; MIG's 0 is "no limit".
+      maxDepth = n === 0 ? undefined : n - 1;
+    } else {
+      throw new SearchFormatError(
+        `yara filesearch ${flag} has no Dragnet equivalent: a yara scan selects files by -path, -name and -maxdepth only`,
+      );
+    }
+  }
+  if (!paths.length) throw new SearchFormatError("yara filesearch has no -path");
+  // Refused here, before anything is signed, as `dragnet yara` refuses it.
+  compileCheck([{ name: "mig.yar", text: p.yara }]);
+  notes.push(`yara: ${paths.length} path${paths.length === 1 ? "" : "s"} scanned with MIG's rules`);
+  return [
+    {
+      module: {
+        $case: "yara",
+        value: {
+          rules: [{ name: "mig.yar", text: p.yara }],
+          paths,
+          name,
+          maxDepth,
+          processes: undefined,
+        },
+      },
+    },
+  ];
+}
+
 export const yaraConsole = defineConsoleModule({
   name: "yara",
   commands: ["yara"],
   register: ({ program, send }) => register(program, send),
   formatter,
+  mig: { module: "yara", convert: fromMig },
 });

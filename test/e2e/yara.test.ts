@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmodSync, mkdirSync, openSync, symlinkSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
@@ -344,4 +345,37 @@ describe("dragnet yara", () => {
     ]);
     expect([next.code, ndjson(next.stdout).map((row) => row.rule)]).toEqual([0, ["gpl"]]);
   }, 60_000);
+
+  it("records in the incident's notebook the rules by name and SHA-256, not their text", async () => {
+    const incident = (
+      await cli(["incident", "open", "--title", "webshell hunt", "--severity", "high"])
+    ).stdout.trim();
+    const text = readFileSync(join(work, "rules.yar"), "utf8");
+    const r = await cli([
+      "yara",
+      "-t",
+      "all",
+      "--rules",
+      join(work, "rules.yar"),
+      "--path",
+      join(work, "corpus", "COPYING"),
+      "--incident",
+      incident,
+      "-q",
+    ]);
+    expect(r.code).toBe(0);
+    const pages = ndjson((await cli(["--json", "incident", "show", incident])).stdout);
+    const submitted = pages.find((p) => p.kind === "action submitted")!;
+    const content = JSON.parse(String(submitted.content));
+    const expected = createHash("sha256")
+      .update(`9:rules.yar${Buffer.byteLength(text)}:`)
+      .update(text)
+      .digest("hex");
+    expect(content.operations[0].value).toMatchObject({
+      rules: [{ name: "rules.yar", bytes: Buffer.byteLength(text), sha256: expected }],
+      rulesSha256: expected,
+      paths: [join(work, "corpus", "COPYING")],
+    });
+    expect(String(submitted.content)).not.toContain("GNU General Public License");
+  });
 });

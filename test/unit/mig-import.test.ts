@@ -96,6 +96,41 @@ describe("MIG action import", () => {
     expect(imported.notes).toEqual(["netstat: 3 checks become 3 netstat operations"]);
   });
 
+  it("MIG yara: the rules and the file search's -path, -name and -maxdepth carried; other criteria and bad rules refused", () => {
+    const rules = 'rule x { strings: $a = "evil" condition: $a }';
+    const imported = importMigAction(
+      {
+        name: "yara",
+        operations: [
+          {
+            module: "yara",
+            parameters: { yara: rules, filesearch: "-path /var/www -path /srv -name '\\.php$' -maxdepth 4" },
+          },
+        ],
+      },
+      "yara.json",
+    );
+    expect(
+      imported.operations.map((op) => (op.module?.$case === "yara" ? op.module.value : undefined)),
+    ).toEqual([
+      expect.objectContaining({
+        rules: [{ name: "mig.yar", text: rules }],
+        paths: ["/var/www", "/srv"],
+        name: "\\.php$",
+        maxDepth: 3,
+      }),
+    ]);
+    const refused = (parameters: unknown) => () =>
+      importMigAction({ name: "y", operations: [{ module: "yara", parameters }] }, "y.json");
+    expect(refused({ yara: rules, filesearch: "-path /etc -content evil" })).toThrow(
+      /-content has no Dragnet equivalent/,
+    );
+    expect(refused({ yara: rules })).toThrow(/no "filesearch"/);
+    expect(refused({ yara: "rule broken { condition: $nope }", filesearch: "-path /etc" })).toThrow(
+      /mig\.yar line 1: unknown pattern/,
+    );
+  });
+
   it("example_v2's file searches: md5, names, contents, sizes, mtimes, modes and options all carried", () => {
     const raw = load("example_v2.json");
     raw.operations = (raw.operations as Array<{ module: string }>).filter((op) => op.module === "file");

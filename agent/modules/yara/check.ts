@@ -1,5 +1,7 @@
-import { createHash } from "node:crypto";
 import { Codes, DragnetError } from "../../../common/mod.js";
+
+export { rulesSha256 } from "../../../common/mod.js";
+
 import type { YaraParams } from "../../../proto/mod.js";
 import { absolutePath, optionalRegex } from "../check-kit.js";
 import { checkProcess } from "../process/check.js";
@@ -43,13 +45,6 @@ export function yaraBudgets(p: YaraParams): YaraBudgets {
   if (b.maxMatches < 1 || b.maxMatches > 100_000) refuse("max matches must be between 1 and 100000");
   if (b.maxStrings > 1000) refuse("max strings is at most 1000");
   return b;
-}
-
-/** The rules' SHA-256 over their names and texts, in order: what the notebook records. */
-export function rulesSha256(rules: YaraParams["rules"]): string {
-  const h = createHash("sha256");
-  for (const r of rules) h.update(`${r.name.length}:${r.name}${Buffer.byteLength(r.text)}:`).update(r.text);
-  return h.digest("hex");
 }
 
 export function checkYara(p: YaraParams): void {
