@@ -69,6 +69,8 @@ interface YaraFlags extends SweepFlags {
   maxStrings?: number;
 }
 
+const ADDON = "@litko/yara-x-linux-x64-gnu/yara-x.linux-x64-gnu.node";
+
 interface Validator {
   validate(source: string): { errors: { code: string; message: string; line?: number }[] };
 }
@@ -77,9 +79,12 @@ interface Validator {
 export function compileCheck(rules: YaraRules[]): void {
   let engine: Validator;
   try {
-    engine = createRequire(import.meta.url)("@litko/yara-x") as Validator;
+    // The addon itself (the package of @litko/yara-x's binaries for this platform).
+    const addon = { exports: {} as Validator };
+    process.dlopen(addon, createRequire(import.meta.url).resolve(ADDON));
+    engine = addon.exports;
   } catch (err) {
-    paramsError(`the YARA engine (@litko/yara-x) cannot be loaded here: ${(err as Error).message}`);
+    paramsError(`the YARA engine (${ADDON}) cannot be loaded here: ${(err as Error).message}`);
   }
   for (const r of rules) {
     const { errors } = engine.validate(r.text);

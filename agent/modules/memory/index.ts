@@ -7,6 +7,7 @@ import { defineModule } from "../registry.js";
 import { maskSecrets } from "../secrets.js";
 import { timeSlicer } from "../time-slice.js";
 import { checkMemory, memoryBudgets, memoryNeedle } from "./check.js";
+import { isDeviceMapping, type Region, readableRegions } from "./regions.js";
 
 // `memory`: search processes' memory for a string, bytes or a regex, reading
 // /proc/PID/maps and /proc/PID/mem in bounded chunks. The processes are the
@@ -22,25 +23,6 @@ function printable(buf: Buffer): string {
   let s = "";
   for (const b of buf) s += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".";
   return s;
-}
-
-interface Region {
-  start: number;
-  end: number;
-  line: string;
-}
-
-/** Readable mappings; [vsyscall] and [vvar] cannot be read through /proc/PID/mem. */
-function readableRegions(maps: string): Region[] {
-  const regions: Region[] = [];
-  for (const line of maps.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (r)\S* /.exec(line);
-    if (!m || /\[(vsyscall|vvar|vvar_vclock)\]$/.test(line)) continue;
-    const start = Number.parseInt(m[1]!, 16);
-    const end = Number.parseInt(m[2]!, 16);
-    if (Number.isSafeInteger(end)) regions.push({ start, end, line: line.replace(/\s+/g, " ").trim() });
-  }
-  return regions;
 }
 
 export const memoryModule = defineModule({
@@ -181,12 +163,6 @@ async function regexRuns(
     }
     start = end + 1;
   }
-}
-
-/** Device mappings other than /dev/zero and shared memory: reading them may touch hardware registers. */
-function isDeviceMapping(line: string): boolean {
-  const path = line.split(" ").slice(5).join(" ");
-  return path.startsWith("/dev/") && !path.startsWith("/dev/zero") && !path.startsWith("/dev/shm/");
 }
 
 function match(

@@ -5,6 +5,7 @@ import { Codes, DragnetError } from "../../../common/mod.js";
 import { ProcessParams, type YaraMatch, type YaraParams, type YaraResult } from "../../../proto/mod.js";
 import { absolutePath, optionalRegex } from "../check-kit.js";
 import { hasProcfs } from "../host/procfs.js";
+import { isDeviceMapping, type Region, readableRegions } from "../memory/regions.js";
 import { processModule } from "../process/index.js";
 import { defineModule, type ModuleContext } from "../registry.js";
 import { maskSecrets } from "../secrets.js";
@@ -151,21 +152,6 @@ async function scanFiles(p: YaraParams, workers: YaraWorkers, result: YaraResult
   if (full()) result.truncated = true;
 }
 
-/** Readable mappings, as the memory module reads them ([vvar]-like ones and device mappings left out). */
-function regionsOf(maps: string): { start: number; end: number }[] {
-  const out: { start: number; end: number }[] = [];
-  for (const line of maps.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) r\S* \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (!m || /^\[(vsyscall|vvar|vvar_vclock)\]$/.test(m[3]!)) continue;
-    if (m[3]!.startsWith("/dev/") && !m[3]!.startsWith("/dev/zero") && !m[3]!.startsWith("/dev/shm/"))
-      continue;
-    const start = Number.parseInt(m[1]!, 16);
-    const end = Number.parseInt(m[2]!, 16);
-    if (Number.isSafeInteger(end)) out.push({ start, end });
-  }
-  return out;
-}
-
 async function scanMemory(p: YaraParams, scanner: YaraScanner, result: YaraResult, ctx: ModuleContext) {
   if (!hasProcfs) throw new DragnetError(Codes.PARAMS, "yara: scanning memory needs Linux's /proc");
   const b = yaraBudgets(p);
@@ -177,9 +163,11 @@ async function scanMemory(p: YaraParams, scanner: YaraScanner, result: YaraResul
     if (proc.pid === process.pid) continue;
     if (ctx.signal.aborted || full()) break;
     let fh: Awaited<ReturnType<typeof open>>;
-    let regions: { start: number; end: number }[];
+    let regions: Region[];
     try {
-      regions = regionsOf(await readFile(`/proc/${proc.pid}/maps`, "latin1"));
+      regions = readableRegions(await readFile(`/proc/${proc.pid}/maps`, "latin1")).filter(
+        (r) => !isDeviceMapping(r.line),
+      );
       fh = await open(`/proc/${proc.pid}/mem`, "r");
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;

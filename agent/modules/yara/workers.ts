@@ -16,6 +16,12 @@ const BATCH = 32;
 // CommonJS, evaluated: a single executable has no file to start a worker from.
 const WORKER = `
 const { parentPort, workerData } = require("node:worker_threads");
+// Scans yield to the host's own work, as the file module's do: on Linux this
+// lowers only this thread's priority, by 10 nice levels.
+try {
+  const os = require("node:os");
+  os.setPriority(Math.min(19, os.getPriority() + 10));
+} catch {}
 const engine = { exports: {} };
 process.dlopen(engine, workerData.addon);
 let scanner;
@@ -70,7 +76,12 @@ export class YaraWorkers {
     const pool = new YaraWorkers();
     await Promise.all(
       Array.from({ length: THREADS }, async () => {
-        const w = new Worker(WORKER, { eval: true, workerData: { addon, source, maxFileBytes } });
+        const w = new Worker(WORKER, {
+          eval: true,
+          workerData: { addon, source, maxFileBytes },
+          // The engine's memory is its own (native); the thread's JavaScript needs little.
+          resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
+        });
         pool.workers.push(w);
         const ready = await new Promise<{ ready: boolean; error?: string }>((resolve, reject) => {
           w.once("message", resolve);
