@@ -130,7 +130,7 @@ export class YaraWorkers {
   private finished(w: Worker, out: FileScan[]): void {
     const done = this.waiting.get(w) ?? [];
     this.waiting.delete(w);
-    out.forEach((r, i) => done[i]?.(r));
+    for (const [i, r] of out.entries()) done[i]?.(r);
     this.idle.push(w);
     this.dispatch();
   }
