@@ -14,6 +14,7 @@ import { checkCollect } from "./collect/check.js";
 import { checkUpgrade } from "./upgrade/check.js";
 import { checkKeyring } from "./keyring/check.js";
 import { checkYara } from "./yara/check.js";
+import { checkPkg } from "./pkg/check.js";
 
 export const moduleChecks: ModuleChecks = {
   file: checkFile,
@@ -29,4 +30,5 @@ export const moduleChecks: ModuleChecks = {
   upgrade: checkUpgrade,
   keyring: checkKeyring,
   yara: checkYara,
+  pkg: checkPkg,
 };

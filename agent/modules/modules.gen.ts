@@ -14,6 +14,7 @@ import { collectModule } from "./collect/index.js";
 import { upgradeModule } from "./upgrade/index.js";
 import { keyringModule } from "./keyring/index.js";
 import { yaraModule } from "./yara/index.js";
+import { pkgModule } from "./pkg/index.js";
 
 export const agentModules: AgentModules = {
   file: fileModule,
@@ -29,4 +30,5 @@ export const agentModules: AgentModules = {
   upgrade: upgradeModule,
   keyring: keyringModule,
   yara: yaraModule,
+  pkg: pkgModule,
 };

@@ -14,6 +14,7 @@ import { collectConsole } from "./collect.js";
 import { upgradeConsole } from "./upgrade.js";
 import { keyringConsole } from "./keyring.js";
 import { yaraConsole } from "./yara.js";
+import { pkgConsole } from "./pkg.js";
 
 export const consoleModules: ConsoleModules = {
   file: fileConsole,
@@ -29,4 +30,5 @@ export const consoleModules: ConsoleModules = {
   upgrade: upgradeConsole,
   keyring: keyringConsole,
   yara: yaraConsole,
+  pkg: pkgConsole,
 };

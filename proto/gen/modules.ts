@@ -16,4 +16,5 @@ export const MODULE_KINDS: { readonly [N in ModuleName]: ModuleKindName } = {
   upgrade: "response",
   keyring: "response",
   yara: "investigation",
+  pkg: "investigation",
 };

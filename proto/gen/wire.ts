@@ -9,6 +9,7 @@ export * from "./dragnet/v1/memory.js";
 export * from "./dragnet/v1/module.js";
 export * from "./dragnet/v1/netstat.js";
 export * from "./dragnet/v1/notebook.js";
+export * from "./dragnet/v1/pkg.js";
 export * from "./dragnet/v1/process.js";
 export * from "./dragnet/v1/respond.js";
 export * from "./dragnet/v1/upgrade.js";

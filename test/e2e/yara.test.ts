@@ -378,4 +378,35 @@ describe("dragnet yara", () => {
     });
     expect(String(submitted.content)).not.toContain("GNU General Public License");
   });
+
+  it("pkg through the agent executable: the dpkg packages dpkg-query lists, filtered by a version comparison", async () => {
+    const dpkgVersion = (
+      await run("dpkg-query", ["-W", "-f", "${Version}", "dpkg"], { encoding: "utf8" })
+    ).stdout.trim();
+    const r = await cli(["--json", "pkg", "-t", "all", "--name", "^(dpkg|libc6)$"]);
+    expect(r.code).toBe(0);
+    const theirs = (
+      await run("dpkg-query", ["-W", "-f", "${Package}\\t${Version}\\n", "dpkg", "libc6"], {
+        encoding: "utf8",
+      })
+    ).stdout
+      .split("\n")
+      .filter(Boolean);
+    expect(
+      ndjson(r.stdout)
+        .map((row) => `${row.name}\t${row.version}`)
+        .sort(),
+    ).toEqual(theirs.sort());
+    const older = await cli([
+      "--json",
+      "pkg",
+      "-t",
+      "all",
+      "--name",
+      "^dpkg$",
+      "--version",
+      `<${dpkgVersion}`,
+    ]);
+    expect([older.code, older.stdout]).toEqual([1, ""]);
+  });
 });

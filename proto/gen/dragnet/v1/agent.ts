@@ -13,6 +13,7 @@ import { IsolateParams, IsolateResult, UnisolateParams } from "./isolate.js";
 import { KeyringParams, KeyringResult } from "./keyring.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
+import { PkgParams, PkgResult } from "./pkg.js";
 import { ProcessParams, ProcessResult } from "./process.js";
 import {
   CollectedFiles,
@@ -191,6 +192,7 @@ export interface Operation {
     | { $case: "upgrade"; value: UpgradeParams }
     | { $case: "keyring"; value: KeyringParams }
     | { $case: "yara"; value: YaraParams }
+    | { $case: "pkg"; value: PkgParams }
     | undefined;
 }
 
@@ -270,6 +272,7 @@ export interface OperationResult {
     | { $case: "upgrade"; value: UpgradeResult }
     | { $case: "keyring"; value: KeyringResult }
     | { $case: "yara"; value: YaraResult }
+    | { $case: "pkg"; value: PkgResult }
     | undefined;
 }
 
@@ -1351,6 +1354,9 @@ export const Operation: MessageFns<Operation> = {
       case "yara":
         YaraParams.encode(message.module.value, writer.uint32(106).fork()).join();
         break;
+      case "pkg":
+        PkgParams.encode(message.module.value, writer.uint32(114).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1472,6 +1478,14 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "yara", value: YaraParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.module = { $case: "pkg", value: PkgParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1512,6 +1526,8 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "keyring", value: KeyringParams.fromJSON(object.keyring) }
         : isSet(object.yara)
         ? { $case: "yara", value: YaraParams.fromJSON(object.yara) }
+        : isSet(object.pkg)
+        ? { $case: "pkg", value: PkgParams.fromJSON(object.pkg) }
         : undefined,
     };
   },
@@ -1544,6 +1560,8 @@ export const Operation: MessageFns<Operation> = {
       obj.keyring = KeyringParams.toJSON(message.module.value);
     } else if (message.module?.$case === "yara") {
       obj.yara = YaraParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "pkg") {
+      obj.pkg = PkgParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1629,6 +1647,12 @@ export const Operation: MessageFns<Operation> = {
       case "yara": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "yara", value: YaraParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "pkg": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "pkg", value: PkgParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2399,6 +2423,9 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "yara":
         YaraResult.encode(message.module.value, writer.uint32(178).fork()).join();
         break;
+      case "pkg":
+        PkgResult.encode(message.module.value, writer.uint32(186).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2560,6 +2587,14 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "yara", value: YaraResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.module = { $case: "pkg", value: PkgResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2609,6 +2644,8 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "keyring", value: KeyringResult.fromJSON(object.keyring) }
         : isSet(object.yara)
         ? { $case: "yara", value: YaraResult.fromJSON(object.yara) }
+        : isSet(object.pkg)
+        ? { $case: "pkg", value: PkgResult.fromJSON(object.pkg) }
         : undefined,
     };
   },
@@ -2656,6 +2693,8 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.keyring = KeyringResult.toJSON(message.module.value);
     } else if (message.module?.$case === "yara") {
       obj.yara = YaraResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "pkg") {
+      obj.pkg = PkgResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2748,6 +2787,12 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "yara": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "yara", value: YaraResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "pkg": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "pkg", value: PkgResult.fromPartial(object.module.value) };
         }
         break;
       }
