@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { pkgModule } from "../../agent/modules/pkg/index.js";
-import { compareDebian } from "../../agent/modules/pkg/versions.js";
+import { compareDebian, compareRpm } from "../../agent/modules/pkg/versions.js";
 import { silentLogger } from "../../common/mod.js";
 import type { PkgParams } from "../../proto/api.js";
 
@@ -105,4 +105,58 @@ describe("pkg (dpkg)", () => {
     expect(() => pkgModule.check({ name: "", version: "~1.0", manager: "" })).toThrow(/is not an operator/);
     expect(() => pkgModule.check({ name: "(", version: "", manager: "" })).toThrow(/pkg: name regex/);
   });
+});
+describe("pkg (rpm ordering)", () => {
+  it.skipIf(spawnSync("sh", ["-c", "command -v rpm"]).status !== 0)(
+    "orders versions as rpm's own rpm.vercmp does (epochs, ~, ^, letters, releases)",
+    () => {
+      const versions = [
+        "1.0",
+        "1.0~rc1",
+        "1.0^git1",
+        "1.0a",
+        "1.0.1",
+        "1.00",
+        "1.0-1",
+        "1.0-2",
+        "1.0-1.el9",
+        "1.0-10",
+        "1:0.9",
+        "2:0.1",
+        "0:1.0",
+        "1.0_1",
+        "2.0",
+        "10",
+        "9",
+        "a",
+        "b1",
+        "1.0-1~bpo",
+        "3.0.7-16.el9_2",
+        "3.0.7-24.el9",
+        "5.14.0-362.8.1.el9_3",
+        "5.14.0-70.13.1.el9_0",
+        "1.2.3.4",
+        "1.2.3",
+      ];
+      // Both with a release or both without: rpm.vercmp's answer (one without is a
+      // dependency-style "any release" in the filter, see README).
+      const hasRelease = (v: string) => v.replace(/^\d+:/, "").includes("-");
+      const pairs = versions.flatMap((a) =>
+        versions.filter((b) => b !== a && hasRelease(a) === hasRelease(b)).map((b) => [a, b] as const),
+      );
+      const lua = pairs
+        .map(([a, b]) => `print(rpm.vercmp(${JSON.stringify(a)},${JSON.stringify(b)}))`)
+        .join(" ");
+      const theirs = execFileSync("rpm", ["--eval", `%{lua: ${lua.replace(/print\(/g, 'io.write(" ",')}}`], {
+        encoding: "utf8",
+      })
+        .trim()
+        .split(/\s+/)
+        .map(Number);
+      expect(theirs).toHaveLength(pairs.length);
+      expect(pairs.map(([a, b]) => [a, b, Math.sign(compareRpm(a, b))])).toEqual(
+        pairs.map(([a, b], i) => [a, b, theirs[i]]),
+      );
+    },
+  );
 });
