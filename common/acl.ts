@@ -1,4 +1,10 @@
-import { isResponseModule, MODULE_NAMES, needsTwoByDefault, type Operation } from "../proto/mod.js";
+import {
+  isResponseModule,
+  MODULE_NAMES,
+  needsTwoByDefault,
+  type Operation,
+  SENSITIVE_USES,
+} from "../proto/mod.js";
 import { Codes, DragnetError } from "./errors.js";
 import type { Role, TrustedInvestigator } from "./keys.js";
 
@@ -152,7 +158,7 @@ export class Acl {
 
   static defaults(): Acl {
     const rules: Record<string, AclRule> = { default: { minWeight: 1 } };
-    for (const m of [...TWO_PERSON_MODULES, "yara_memory"]) rules[m] = { minWeight: RESPONSE_MIN_WEIGHT };
+    for (const m of [...TWO_PERSON_MODULES, ...SENSITIVE_USES]) rules[m] = { minWeight: RESPONSE_MIN_WEIGHT };
     return new Acl(rules);
   }
 

@@ -36,10 +36,15 @@ export function isResponseModule(name: string): boolean {
   return isModuleName(name) && MODULE_KINDS[name] === "response";
 }
 
+/**
+ * ACL names of a module's sensitive use (common/acl.ts aclNameOf): YARA over
+ * process memory reads what memory holds, as the memory module does.
+ */
+export const SENSITIVE_USES = ["yara_memory"] as const;
+
 /** Whether a module needs two people unless an ACL says otherwise (response and sensitive modules). */
 export function needsTwoByDefault(name: string): boolean {
-  // YARA over process memory reads what memory holds, as the memory module does.
-  if (name === "yara_memory") return true;
+  if ((SENSITIVE_USES as readonly string[]).includes(name)) return true;
   return isModuleName(name) && MODULE_KINDS[name] !== "investigation";
 }
 

@@ -29,4 +29,5 @@ export { HASH_FAMILIES, HASH_FIELD, HASH_NAMES, HASHES, type HashName } from "./
 export {
   describeCompileError as describeYaraError,
   MAX_RULES_BYTES as MAX_YARA_RULES_BYTES,
+  YARA_ADDON,
 } from "./yara/check.js";

@@ -1,8 +1,12 @@
 import { createRequire } from "node:module";
 import { basename } from "node:path";
 import type { Command } from "commander";
-import { describeYaraError, MAX_YARA_RULES_BYTES as MAX_RULES_BYTES } from "../../agent/modules/checks.js";
-import type { Operation, ProcessParams, YaraParams, YaraResult, YaraRules } from "../../proto/api.js";
+import {
+  describeYaraError,
+  MAX_YARA_RULES_BYTES as MAX_RULES_BYTES,
+  YARA_ADDON,
+} from "../../agent/modules/checks.js";
+import type { Operation, YaraParams, YaraResult, YaraRules } from "../../proto/api.js";
 import {
   addActionFlags,
   collect,
@@ -17,6 +21,7 @@ import { type Notes, SearchFormatError } from "../mig-search.js";
 import type { ModuleFormatter } from "../output/formatters.js";
 import { nameWith, type SendAction } from "../send.js";
 import { defineConsoleModule } from "./console-module.js";
+import { processParamsOf } from "./process.js";
 
 // `dragnet yara`: files or processes' memory scanned with YARA rules. The
 // rules' text goes inside the signed action; they are compiled here first
@@ -69,8 +74,6 @@ interface YaraFlags extends SweepFlags {
   maxStrings?: number;
 }
 
-const ADDON = "@litko/yara-x-linux-x64-gnu/yara-x.linux-x64-gnu.node";
-
 interface Validator {
   validate(source: string): { errors: { code: string; message: string; line?: number }[] };
 }
@@ -81,10 +84,10 @@ export function compileCheck(rules: YaraRules[]): void {
   try {
     // The addon itself (the package of @litko/yara-x's binaries for this platform).
     const addon = { exports: {} as Validator };
-    process.dlopen(addon, createRequire(import.meta.url).resolve(ADDON));
+    process.dlopen(addon, createRequire(import.meta.url).resolve(YARA_ADDON));
     engine = addon.exports;
   } catch (err) {
-    paramsError(`the YARA engine (${ADDON}) cannot be loaded here: ${(err as Error).message}`);
+    paramsError(`the YARA engine (${YARA_ADDON}) cannot be loaded here: ${(err as Error).message}`);
   }
   for (const r of rules) {
     const { errors } = engine.validate(r.text);
@@ -165,23 +168,8 @@ Examples:
         paramsError("scan files (--path) or memory (process filters), not both at once");
       const rules = rulesOf(flags.rules);
       compileCheck(rules);
-      const processes: ProcessParams | undefined = memory
-        ? {
-            name: flags.process ?? "",
-            cmdline: flags.cmdline ?? "",
-            user: flags.user ?? "",
-            pid: flags.pid,
-            ppid: undefined,
-            exe: flags.exe ?? "",
-            exeSha256: [],
-            hashExe: false,
-            deletedExe: false,
-            startedAfterMs: undefined,
-            startedBeforeMs: undefined,
-            listening: false,
-            excludePids: flags.excludePid ?? [],
-          }
-        : undefined;
+      // The process module's own filters, under names that do not clash with the file scope's.
+      const processes = memory ? processParamsOf({ ...flags, name: flags.process }) : undefined;
       const params: YaraParams = {
         rules,
         paths: flags.path ?? [],

@@ -11,6 +11,9 @@ import { checkProcess } from "../process/check.js";
 // the signed action; compiling them is the engine's job, done on both sides),
 // and exactly one scope — files under absolute roots, or processes.
 
+/** The YARA-X addon, as npm installs it: loaded by the console to compile, by agents run from source. */
+export const YARA_ADDON = "@litko/yara-x-linux-x64-gnu/yara-x.linux-x64-gnu.node";
+
 /** The rules' text in all, as signed: an action is kilobytes, a rule set is not a corpus. */
 export const MAX_RULES_BYTES = 256 * 1024;
 const MAX_RULE_FILES = 32;

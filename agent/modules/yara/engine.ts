@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import * as sea from "node:sea";
 import { Codes, DragnetError, writeFileAtomic } from "../../../common/mod.js";
+import { YARA_ADDON } from "./check.js";
 
 // YARA-X (VirusTotal's YARA in Rust) through the @litko/yara-x N-API addon.
 // The agent stays one file: the addon rides inside the executable as a
@@ -85,13 +86,16 @@ export async function yaraAddon(stateDir: string): Promise<string> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const path = join(dir, `yara-x-${want.slice(0, 16)}.node`);
-  if (!existsSync(path) || statSync(path).size !== bytes.length || sha256(readFileSync(path)) !== want) {
-    writeFileAtomic(path, bytes, 0o500);
-  }
+  if (!existsSync(path)) writeFileAtomic(path, bytes, 0o500);
   checkOwnership(path);
-  // Checked again as it is about to be loaded: what is on disk is what the build hashed.
-  if (sha256(readFileSync(path)) !== want)
-    throw new DragnetError(Codes.MODULE_FAILED, `yara: ${path} is not the engine this agent carries`);
+  // Hashed as it is about to be loaded: what is on disk is what the build hashed (a
+  // copy cut short or altered is written again, once, and hashed again).
+  if (sha256(readFileSync(path)) !== want) {
+    writeFileAtomic(path, bytes, 0o500);
+    checkOwnership(path);
+    if (sha256(readFileSync(path)) !== want)
+      throw new DragnetError(Codes.MODULE_FAILED, `yara: ${path} is not the engine this agent carries`);
+  }
   addonPath = path;
   return path;
 }

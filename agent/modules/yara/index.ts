@@ -65,18 +65,20 @@ function matchOf(m: YaraRuleMatch, where: Partial<YaraMatch>, maxStrings: number
 /** One source of every rule file, in order (as yara takes several files into one namespace). */
 const sourceOf = (p: YaraParams) => p.rules.map((r) => r.text).join("\n");
 
-/** Compiles the signed rules; the compiler's own message when they do not compile. */
-async function compileRules(p: YaraParams, ctx: ModuleContext): Promise<YaraScanner> {
+/** Each signed rule file checked by the compiler: refused with its own message, file and line. */
+async function checkRules(p: YaraParams, ctx: ModuleContext): Promise<void> {
   const engine = await yaraEngine(ctx.stateDir);
-  const source = sourceOf(p);
   for (const r of p.rules) {
     const { errors } = engine.validate(r.text);
-    if (errors.length) {
+    if (errors.length)
       throw new DragnetError(Codes.PARAMS, `yara: ${describeCompileError(r.name, errors[0]!)}`);
-    }
   }
+}
+
+/** The rules compiled together (they may still clash: two rules of one name in two files). */
+async function compiled<T>(make: () => T | Promise<T>): Promise<T> {
   try {
-    return engine.compile(source);
+    return await make();
   } catch (err) {
     throw new DragnetError(
       Codes.PARAMS,
@@ -225,7 +227,7 @@ export const yaraModule = defineModule({
   name: "yara",
   check: checkYara,
   async run(p, ctx) {
-    const scanner = await compileRules(p, ctx);
+    await checkRules(p, ctx);
     const result: YaraResult = {
       matches: [],
       filesScanned: 0,
@@ -236,12 +238,14 @@ export const yaraModule = defineModule({
       truncated: false,
       rulesSha256: rulesSha256(p.rules),
     };
-    if (p.processes) await scanMemory(p, scanner, result, ctx);
-    else {
-      const workers = await YaraWorkers.start(
-        await yaraAddon(ctx.stateDir),
-        sourceOf(p),
-        yaraBudgets(p).maxFileBytes,
+    if (p.processes) {
+      const engine = await yaraEngine(ctx.stateDir);
+      await scanMemory(p, await compiled(() => engine.compile(sourceOf(p))), result, ctx);
+    } else {
+      // Compiled by each worker thread, not here as well.
+      const addon = await yaraAddon(ctx.stateDir);
+      const workers = await compiled(() =>
+        YaraWorkers.start(addon, sourceOf(p), yaraBudgets(p).maxFileBytes),
       );
       const stop = () => void workers.stop();
       ctx.signal.addEventListener("abort", stop, { once: true });
