@@ -105,8 +105,14 @@ export function ActionPage({ id }: { id: string }) {
   );
   const stacks = useMemo(() => (stacked ? stack(filtered, keys) : []), [stacked, filtered, keys.join()]);
   const s = summary;
-  const states = [...agents.values()].sort((a, b) => a.hostname.localeCompare(b.hostname));
-  const problems = states.filter((a) => a.state !== "success" || a.notes.length);
+  // Sorted once per batch of answers, not on every draw.
+  const problems = useMemo(
+    () =>
+      [...agents.values()]
+        .filter((a) => a.state !== "success" || a.notes.length)
+        .sort((a, b) => a.hostname.localeCompare(b.hostname)),
+    [agents],
+  );
   return html`
     <section>
       <h1>${s?.name ?? "Action"} ${s ? html`<span class=${`badge ${s.state.replace(" ", "-")}`}>${live && s.state === "open" ? "running" : s.state}</span>` : null}</h1>

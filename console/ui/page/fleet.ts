@@ -1,6 +1,6 @@
 import { html } from "htm/preact";
-import { useState } from "preact/hooks";
-import { ago, type Column, type Row, useLoad, VirtualTable, when } from "./lib.js";
+import { useMemo, useState } from "preact/hooks";
+import { ago, type Column, type Row, useDebounced, useLoad, VirtualTable, when } from "./lib.js";
 
 // The fleet at a glance: counts by status, and every agent with what matters
 // about it, filtered by a target expression the coordinator checks as you type.
@@ -64,8 +64,8 @@ const COLUMNS: Column[] = [
 ];
 
 export function Fleet() {
-  const [target, setTarget] = useState("");
   const [typed, setTyped] = useState("");
+  const target = useDebounced(typed, 200);
   const { data, error } = useLoad<{ agents: Agent[] }>(
     `/api/agents?target=${encodeURIComponent(target)}`,
     5000,
@@ -74,25 +74,20 @@ export function Fleet() {
   const counts: Record<string, number> = {};
   for (const a of agents) counts[a.status] = (counts[a.status] ?? 0) + 1;
   const isolated = agents.filter((a) => a.isolated).length;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const rows = useMemo(() => agents.map(rowOf), [data]);
   return html`
     <section>
       <h1>Fleet</h1>
       <label for="target">Target</label>
       <input id="target" placeholder='all, os == "linux", tags.env == "prod"' value=${typed}
-        onInput=${(e: Event) => {
-          const v = (e.target as HTMLInputElement).value;
-          setTyped(v);
-          clearTimeout(timer);
-          timer = setTimeout(() => setTarget(v), 200);
-        }} />
+        onInput=${(e: Event) => setTyped((e.target as HTMLInputElement).value)} />
       ${error ? html`<pre class="error" role="alert">${error}</pre>` : null}
       <p class="counts">
         <strong>${agents.length}</strong> agents:
         ${["online", "idle", "offline"].map((s) => html`<span class=${`badge ${s}`}>${counts[s] ?? 0} ${s}</span>`)}
         ${isolated ? html`<span class="badge isolated">${isolated} isolated</span>` : null}
       </p>
-      <${VirtualTable} id="agents" columns=${COLUMNS} rows=${agents.map(rowOf)} height=${560} />
+      <${VirtualTable} id="agents" columns=${COLUMNS} rows=${rows} height=${560} />
     </section>
   `;
 }

@@ -27,12 +27,20 @@ export async function postJson<T>(path: string, value: unknown): Promise<T> {
   return body as T;
 }
 
-/** Data from a GET, reloaded every `everyMs` (0: once) and when `key` changes. */
-export function useLoad<T>(path: string, everyMs = 0): { data?: T; error: string; reload(): void } {
+/** Data from a GET, reloaded every `everyMs` (0: once) and when the path changes; nothing for no path. */
+export function useLoad<T>(
+  path: string | undefined,
+  everyMs = 0,
+): { data?: T; error: string; reload(): void } {
   const [data, setData] = useState<T>();
   const [error, setError] = useState("");
   const [tick, setTick] = useState(0);
   useEffect(() => {
+    if (path === undefined) {
+      setData(undefined);
+      setError("");
+      return;
+    }
     let live = true;
     const load = () =>
       getJson<T>(path).then(
@@ -55,6 +63,16 @@ export function useLoad<T>(path: string, everyMs = 0): { data?: T; error: string
 }
 
 /** A time as people read it; nothing for 0 or a time no Date holds (an agent's word is not trusted). */
+/** The value once it has stopped changing for `ms` (what is typed, before asking the server). */
+export function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
 export const when = (ms: number) =>
   Number.isFinite(ms) && ms > 0 && ms < 8.64e15
     ? new Date(ms).toISOString().replace("T", " ").slice(0, 19)

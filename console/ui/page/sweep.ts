@@ -1,7 +1,7 @@
 import { html } from "htm/preact";
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { Form } from "../wire.js";
-import { go, postJson, type Shown, ShownAction, useLoad } from "./lib.js";
+import { go, postJson, type Shown, ShownAction, useDebounced, useLoad } from "./lib.js";
 
 // New sweeps and responses: one form per CLI command, drawn from the
 // command's own options. Nothing is signed from the form: the server first
@@ -30,31 +30,15 @@ const idOf = (command: string, flag: string) => `f-${command.replace(/ /g, "-")}
 
 /** The target's agents as typed: how many, which, or where the expression is wrong. */
 function TargetPreview({ target }: { target: string }) {
-  const [shown, setShown] = useState<{ count: number; hosts: string[] } | { error: string } | undefined>();
-  useEffect(() => {
-    if (!target.trim()) {
-      setShown(undefined);
-      return;
-    }
-    let live = true;
-    const timer = setTimeout(async () => {
-      const r = await fetch(`/api/agents?target=${encodeURIComponent(target)}`);
-      const body = await r.json();
-      if (!live) return;
-      setShown(
-        r.ok
-          ? { count: body.agents.length, hosts: body.agents.map((a: { hostname: string }) => a.hostname) }
-          : { error: body.error },
-      );
-    }, 200);
-    return () => {
-      live = false;
-      clearTimeout(timer);
-    };
-  }, [target]);
-  if (!shown) return null;
-  if ("error" in shown) return html`<pre class="error" role="alert" id="target-error">${shown.error}</pre>`;
-  return html`<p class="muted" id="target-preview">matches <strong>${shown.count}</strong> agent${shown.count === 1 ? "" : "s"} now${shown.count ? ": " : ""}${shown.hosts.slice(0, 12).join(", ")}${shown.count > 12 ? ` and ${shown.count - 12} more` : ""}</p>`;
+  const settled = useDebounced(target.trim(), 200);
+  const { data, error } = useLoad<{ agents: { hostname: string }[] }>(
+    settled ? `/api/agents?target=${encodeURIComponent(settled)}` : undefined,
+  );
+  if (!settled) return null;
+  if (error) return html`<pre class="error" role="alert" id="target-error">${error}</pre>`;
+  if (!data) return null;
+  const hosts = data.agents.map((a) => a.hostname);
+  return html`<p class="muted" id="target-preview">matches <strong>${hosts.length}</strong> agent${hosts.length === 1 ? "" : "s"} now${hosts.length ? ": " : ""}${hosts.slice(0, 12).join(", ")}${hosts.length > 12 ? ` and ${hosts.length - 12} more` : ""}</p>`;
 }
 
 function FormFields({
