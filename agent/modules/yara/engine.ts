@@ -4,7 +4,6 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import * as sea from "node:sea";
 import { Codes, DragnetError, writeFileAtomic } from "../../../common/mod.js";
-import { YARA_ADDON } from "./check.js";
 
 // YARA-X (VirusTotal's YARA in Rust) through the @litko/yara-x N-API addon.
 // The agent stays one file: the addon rides inside the executable as a
