@@ -15,6 +15,12 @@ import { checkUpgrade } from "./upgrade/check.js";
 import { checkKeyring } from "./keyring/check.js";
 import { checkYara } from "./yara/check.js";
 import { checkPkg } from "./pkg/check.js";
+import { checkVerify } from "./verify/check.js";
+import { checkSshkey } from "./sshkey/check.js";
+import { checkAccount } from "./account/check.js";
+import { checkPersistence } from "./persistence/check.js";
+import { checkTimedrift } from "./timedrift/check.js";
+import { checkPing } from "./ping/check.js";
 
 export const moduleChecks: ModuleChecks = {
   file: checkFile,
@@ -31,4 +37,10 @@ export const moduleChecks: ModuleChecks = {
   keyring: checkKeyring,
   yara: checkYara,
   pkg: checkPkg,
+  verify: checkVerify,
+  sshkey: checkSshkey,
+  account: checkAccount,
+  persistence: checkPersistence,
+  timedrift: checkTimedrift,
+  ping: checkPing,
 };

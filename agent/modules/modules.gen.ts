@@ -15,6 +15,12 @@ import { upgradeModule } from "./upgrade/index.js";
 import { keyringModule } from "./keyring/index.js";
 import { yaraModule } from "./yara/index.js";
 import { pkgModule } from "./pkg/index.js";
+import { verifyModule } from "./verify/index.js";
+import { sshkeyModule } from "./sshkey/index.js";
+import { accountModule } from "./account/index.js";
+import { persistenceModule } from "./persistence/index.js";
+import { timedriftModule } from "./timedrift/index.js";
+import { pingModule } from "./ping/index.js";
 
 export const agentModules: AgentModules = {
   file: fileModule,
@@ -31,4 +37,10 @@ export const agentModules: AgentModules = {
   keyring: keyringModule,
   yara: yaraModule,
   pkg: pkgModule,
+  verify: verifyModule,
+  sshkey: sshkeyModule,
+  account: accountModule,
+  persistence: persistenceModule,
+  timedrift: timedriftModule,
+  ping: pingModule,
 };

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { Alert, type StoredAlert } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
 import { globalsOf, handle, instantOf, nonNegativeInt, withApi } from "../cli-kit.js";
-import { diffBlock } from "../modules/drift.js";
+import { diffBlock, isUpgrade, originOf, setAsideNote } from "../modules/drift.js";
 import { type Format, formatOf, isoTime, printable, RowWriter } from "../output/rows.js";
 import { EXIT_FOUND, EXIT_NOTHING } from "../sweep.js";
 
@@ -16,6 +16,7 @@ interface AlertsFlags {
   limit: number;
   follow?: boolean;
   count?: number;
+  skipUpgrades?: boolean;
 }
 
 const COLUMNS = [
@@ -26,6 +27,7 @@ const COLUMNS = [
   { key: "path", header: "path" },
   { key: "kind", header: "change" },
   { key: "what", header: "what" },
+  { key: "origin", header: "origin" },
 ];
 
 /** One row per change (an alert with changes left out says how many). */
@@ -37,9 +39,21 @@ function rowsOf(s: StoredAlert) {
     watch: a.watch,
     detectedBy: a.detectedBy,
   };
-  const rows = a.changes.map((c) => ({ ...base, path: c.path, kind: c.kind, what: c.what.join(",") }));
+  const rows = a.changes.map((c) => ({
+    ...base,
+    path: c.path,
+    kind: c.kind,
+    what: c.what.join(","),
+    origin: originOf(c),
+  }));
   if (a.changesOmitted > 0)
-    rows.push({ ...base, path: `(${a.changesOmitted} more changes left out)`, kind: "", what: "" });
+    rows.push({
+      ...base,
+      path: `(${a.changesOmitted} more changes left out)`,
+      kind: "",
+      what: "",
+      origin: "",
+    });
   return rows;
 }
 
@@ -57,6 +71,18 @@ function diffsOf(s: StoredAlert): string {
   return a.changes.map((c) => diffBlock(a.hostname || a.agentId, c)).join("");
 }
 
+/**
+ * The alert without the changes an upgrade explains (--skip-upgrades), or
+ * undefined when nothing else is left; `setAside` counts what was left out.
+ */
+function withoutUpgrades(s: StoredAlert, setAside: { count: number }): StoredAlert | undefined {
+  const a = s.alert!;
+  const kept = a.changes.filter((c) => !isUpgrade(c));
+  setAside.count += a.changes.length - kept.length;
+  if (!kept.length && a.changesOmitted === 0) return undefined;
+  return { ...s, alert: { ...a, changes: kept } };
+}
+
 /** Prints alerts as they come: JSON lines, CSV rows, or for people a block per alert with its diffs. */
 function printLive(s: StoredAlert, format: Format, csv: RowWriter): void {
   if (format === "json") {
@@ -70,7 +96,8 @@ function printLive(s: StoredAlert, format: Format, csv: RowWriter): void {
   const a = s.alert!;
   let text = `${isoTime(a.atMs)}  ${printable(a.hostname || a.agentId)}  watch ${printable(a.watch)} (${a.detectedBy})\n`;
   for (const c of a.changes) {
-    text += `  ${c.kind.padEnd(8)} ${printable(c.path)}${c.what.length ? `  ${c.what.join(",")}` : ""}\n`;
+    const origin = originOf(c);
+    text += `  ${c.kind.padEnd(8)} ${printable(c.path)}${c.what.length ? `  ${c.what.join(",")}` : ""}${origin ? `  [${printable(origin)}]` : ""}\n`;
   }
   if (a.changesOmitted > 0) text += `  (${a.changesOmitted} more changes left out)\n`;
   process.stdout.write(`${text}${diffsOf(s)}${diffsOf(s) ? "\n" : ""}`);
@@ -89,11 +116,16 @@ export function registerAlertsCommand(program: Command): void {
       "with --follow: stop once this many alerts (past and new) are printed",
       nonNegativeInt("--count"),
     )
+    .option(
+      "--skip-upgrades",
+      'leave out changes the package database vouches for (origin "package"), and alerts with nothing else',
+    )
     .addHelpText(
       "after",
       `
 Examples:
   dragnet alerts --since 2h
+  dragnet alerts --since 7d --skip-upgrades      # what no package upgrade explains
   dragnet alerts --follow -t 'tags.role == "web"' --since 0s`,
     )
     .action(
@@ -105,7 +137,13 @@ Examples:
         const sinceMs = instantOf("--since", flags.since ?? "24h") ?? 0;
         return withApi(command, async (api) => {
           // Oldest first, as a log reads.
-          const past = (await api.listAlerts(target, sinceMs, Math.max(flags.limit, 1))).reverse();
+          const stored = (await api.listAlerts(target, sinceMs, Math.max(flags.limit, 1))).reverse();
+          const setAside = { count: 0 };
+          const shown = (s: StoredAlert) => (flags.skipUpgrades ? withoutUpgrades(s, setAside) : s);
+          const noteSetAside = () => {
+            if (setAside.count > 0) process.stderr.write(setAsideNote(setAside.count));
+          };
+          const past = stored.map(shown).filter((s) => s !== undefined);
           const writer = new RowWriter(format, COLUMNS, { withAgent: false });
           if (flags.follow) {
             for (const s of past) printLive(s, format, writer);
@@ -118,9 +156,11 @@ Examples:
             try {
               await api.watchAlerts(
                 target,
-                past.at(-1)?.seq ?? 0,
+                stored.at(-1)?.seq ?? 0,
                 (s) => {
-                  printLive(s, format, writer);
+                  const view = shown(s);
+                  if (!view) return true;
+                  printLive(view, format, writer);
                   return !(flags.count !== undefined && ++seen >= flags.count);
                 },
                 interrupted.signal,
@@ -129,12 +169,14 @@ Examples:
               process.off("SIGINT", onSignal);
               process.off("SIGTERM", onSignal);
             }
+            noteSetAside();
             return EXIT_FOUND;
           }
           if (format === "json") for (const s of past) process.stdout.write(`${jsonOf(s)}\n`);
           else for (const s of past) for (const row of rowsOf(s)) writer.add(row);
           writer.end();
           if (format === "table") process.stdout.write(past.map(diffsOf).join(""));
+          noteSetAside();
           return past.length > 0 ? EXIT_FOUND : EXIT_NOTHING;
         });
       }),

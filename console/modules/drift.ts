@@ -26,6 +26,7 @@ const formatter: ModuleFormatter<DriftResult> = {
     { key: "path", header: "path" },
     { key: "kind", header: "change" },
     { key: "what", header: "what" },
+    { key: "origin", header: "origin" },
     { key: "name", header: "baseline" },
     { key: "entries", header: "entries" },
     { key: "bytes", header: "size" },
@@ -62,6 +63,7 @@ const formatter: ModuleFormatter<DriftResult> = {
       path: c.path,
       kind: c.kind,
       what: c.what.join(","),
+      origin: originOf(c),
       name: r.name,
       before: c.before,
       after: c.after,
@@ -69,6 +71,19 @@ const formatter: ModuleFormatter<DriftResult> = {
     }));
   },
 };
+
+/** "package (dpkg:openssl)", "modified (dpkg:openssh-server)", "unowned", or "" for what has none. */
+export function originOf(c: DriftChange): string {
+  return c.package ? `${c.origin} (${c.package})` : c.origin;
+}
+
+/** Changes the package database vouches for: an upgrade put exactly these bytes there. */
+export const isUpgrade = (c: DriftChange): boolean => c.origin === "package";
+
+/** The note for changes left out by --skip-upgrades. */
+export function setAsideNote(count: number): string {
+  return `${count} change${count === 1 ? "" : "s"} set aside as package upgrades (origin "package"); run without --skip-upgrades to see them\n`;
+}
 
 /** A change's unified diff, headed by where it was seen, for a terminal. */
 export function diffBlock(where: string, change: DriftChange): string {
@@ -80,7 +95,18 @@ export function diffBlock(where: string, change: DriftChange): string {
 /** What makes two hosts' changes "the same": path, kind, what, and the resulting state. */
 function stackKey(c: DriftChange): string {
   const a = c.after;
-  return JSON.stringify([c.path, c.kind, c.what, a?.type, a?.sha256, a?.target, a?.mode, a?.uid, a?.gid]);
+  return JSON.stringify([
+    c.path,
+    c.kind,
+    c.what,
+    c.origin,
+    a?.type,
+    a?.sha256,
+    a?.target,
+    a?.mode,
+    a?.uid,
+    a?.gid,
+  ]);
 }
 
 interface Stack {
@@ -100,6 +126,7 @@ function printStacks(stacks: Map<string, Stack>, format: ReturnType<typeof forma
       { key: "path", header: "path" },
       { key: "kind", header: "change" },
       { key: "what", header: "what" },
+      { key: "origin", header: "origin" },
       { key: "on", header: "on" },
     ],
     { withAgent: false },
@@ -110,6 +137,7 @@ function printStacks(stacks: Map<string, Stack>, format: ReturnType<typeof forma
       path: s.change.path,
       kind: s.change.kind,
       what: s.change.what.join(","),
+      origin: originOf(s.change),
       on:
         s.hosts.length <= 5
           ? s.hosts.join(" ")
@@ -125,19 +153,29 @@ function printStacks(stacks: Map<string, Stack>, format: ReturnType<typeof forma
   }
 }
 
+const NO_VIEW = { stack: false, skipUpgrades: false };
+
 async function run(
   send: SendAction,
   flags: SweepFlags,
   command: Command,
   params: DriftParams,
-  stack: boolean,
+  view: { stack: boolean; skipUpgrades: boolean },
 ): Promise<number> {
+  const { stack, skipUpgrades } = view;
   const format = formatOf(globalsOf(command));
   const stacks = new Map<string, Stack>();
   /** Diffs to print under the table (JSON and CSV rows carry them already). */
   let diffs = "";
+  let setAside = 0;
   const gather = (agent: { id: string; hostname: string }, o: OperationResult) => {
     if (o.module?.$case !== "drift") return;
+    if (skipUpgrades) {
+      // The rows are drawn from this result after it is gathered: what is set aside here is not shown.
+      const all = o.module.value.changes;
+      o.module.value.changes = all.filter((c) => !isUpgrade(c));
+      setAside += all.length - o.module.value.changes.length;
+    }
     for (const change of o.module.value.changes) {
       if (!stack) {
         diffs += diffBlock(agent.hostname || agent.id, change);
@@ -158,6 +196,7 @@ async function run(
   );
   if (stack) printStacks(stacks, format);
   else if (format === "table") process.stdout.write(diffs);
+  if (setAside > 0) process.stderr.write(setAsideNote(setAside));
   return code;
 }
 
@@ -190,6 +229,7 @@ interface CheckFlags extends SweepFlags {
   name?: string;
   rehash?: boolean;
   stack?: boolean;
+  skipUpgrades?: boolean;
 }
 
 /** What a baseline and a watch both take: which paths, what to leave out, and the limits of the snapshot. */
@@ -238,7 +278,7 @@ Examples:
         maxEntries: flags.maxEntries,
         maxContentBytes: flags.maxContentBytes,
       });
-      return run(send, flags, command, params, false);
+      return run(send, flags, command, params, NO_VIEW);
     }),
   );
   const check = drift
@@ -246,19 +286,27 @@ Examples:
     .description("what changed since the baseline: added, removed, changed, with diffs (exit 0 when any)")
     .option("--name <name>", "the baseline to compare with (default: default)")
     .option("--rehash", "hash every file again (by default files of unchanged size, mtime and ctime are not)")
-    .option("--stack", "group identical changes across hosts, rarest first");
+    .option("--stack", "group identical changes across hosts, rarest first")
+    .option(
+      "--skip-upgrades",
+      'leave out changes the package database vouches for (origin "package": the file now hashes to what its package records)',
+    );
   addActionFlags(check);
   check.addHelpText(
     "after",
     `
 Examples:
   dragnet drift check -t 'tags.role == "web"' --name etc --stack
+  dragnet drift check -t all --name usr --stack --skip-upgrades   # what no package upgrade explains
   dragnet drift check -t 'hostname == "web-7"' --name etc --json`,
   );
   check.action(
     handle(async (flags: CheckFlags, command: Command) => {
       const params = driftParams({ mode: "check", name: flags.name, rehash: flags.rehash });
-      return run(send, flags, command, params, flags.stack ?? false);
+      return run(send, flags, command, params, {
+        stack: flags.stack ?? false,
+        skipUpgrades: flags.skipUpgrades ?? false,
+      });
     }),
   );
   registerWatchCommands(drift, send);
@@ -309,14 +357,14 @@ Examples:
         maxContentBytes: flags.maxContentBytes,
         rescanSeconds: flags.rescan,
       });
-      return run(send, flags, command, params, false);
+      return run(send, flags, command, params, NO_VIEW);
     }),
   );
   const list = watch.command("list").description("the watches on the targeted agents, with alert counts");
   addActionFlags(list);
   list.action(
     handle(async (flags: WatchFlags, command: Command) =>
-      run(send, flags, command, driftParams({ mode: "watch_list" }), false),
+      run(send, flags, command, driftParams({ mode: "watch_list" }), NO_VIEW),
     ),
   );
   const stop = watch
@@ -326,7 +374,7 @@ Examples:
   addActionFlags(stop);
   stop.action(
     handle(async (flags: WatchFlags, command: Command) =>
-      run(send, flags, command, driftParams({ mode: "watch_stop", name: flags.name }), false),
+      run(send, flags, command, driftParams({ mode: "watch_stop", name: flags.name }), NO_VIEW),
     ),
   );
 }

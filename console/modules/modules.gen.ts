@@ -15,6 +15,12 @@ import { upgradeConsole } from "./upgrade.js";
 import { keyringConsole } from "./keyring.js";
 import { yaraConsole } from "./yara.js";
 import { pkgConsole } from "./pkg.js";
+import { verifyConsole } from "./verify.js";
+import { sshkeyConsole } from "./sshkey.js";
+import { accountConsole } from "./account.js";
+import { persistenceConsole } from "./persistence.js";
+import { timedriftConsole } from "./timedrift.js";
+import { pingConsole } from "./ping.js";
 
 export const consoleModules: ConsoleModules = {
   file: fileConsole,
@@ -31,4 +37,10 @@ export const consoleModules: ConsoleModules = {
   keyring: keyringConsole,
   yara: yaraConsole,
   pkg: pkgConsole,
+  verify: verifyConsole,
+  sshkey: sshkeyConsole,
+  account: accountConsole,
+  persistence: persistenceConsole,
+  timedrift: timedriftConsole,
+  ping: pingConsole,
 };

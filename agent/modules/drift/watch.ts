@@ -4,6 +4,7 @@ import { Codes, DragnetError, newId } from "../../../common/mod.js";
 import { Alert, DriftChange, type WatchInfo } from "../../../proto/mod.js";
 import type { ModuleHost, ModuleService } from "../registry.js";
 import { compare } from "./compare.js";
+import { tagOrigins } from "./origin.js";
 import { type SnapshotEntry, takeSnapshot } from "./snapshot.js";
 import { FORMAT_VERSION, loadSnapshotFile, type SnapshotHeader, saveSnapshotFile } from "./snapshot-file.js";
 
@@ -256,7 +257,7 @@ class Watch {
     }
     // A directory that appeared may have gained entries before its own watcher existed: look once more.
     for (const dir of this.syncWatchers()) this.changed(dir);
-    if (changes.length > 0) this.alert(changes, "notify");
+    if (changes.length > 0) await this.alert(changes, "notify");
   }
 
   /** A directory removed (and perhaps made again): its watchers, and those under it, watch nothing now. */
@@ -294,10 +295,16 @@ class Watch {
     this.errors = snap.errors;
     this.header.skipped = snap.skipped;
     this.syncWatchers();
-    if (changes.length > 0) this.alert(changes, detectedBy);
+    if (changes.length > 0) await this.alert(changes, detectedBy);
   }
 
-  private alert(changes: DriftChange[], detectedBy: DetectedBy): void {
+  private async alert(changes: DriftChange[], detectedBy: DetectedBy): Promise<void> {
+    try {
+      await tagOrigins(changes, this.stopping.signal);
+    } catch (err) {
+      // An alert without origins beats no alert.
+      this.host.log.warn("drift: package database not read for origins", { watch: this.name, error: err });
+    }
     const { agentId, hostname } = this.host.self();
     const { kept, omitted } = boundChanges(changes);
     const atMs = Date.now();

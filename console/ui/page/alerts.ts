@@ -12,7 +12,7 @@ interface AlertView {
   hostname: string;
   watch: string;
   detectedBy: string;
-  changes: { path: string; kind: string; what?: string[] }[];
+  changes: { path: string; kind: string; what?: string[]; origin?: string; package?: string }[];
   changesOmitted?: number;
   diffs: string[];
 }
@@ -21,6 +21,7 @@ export function Alerts() {
   const [alerts, setAlerts] = useState<AlertView[]>([]);
   const [error, setError] = useState("");
   const [search, setSearch] = useState("");
+  const [skipUpgrades, setSkipUpgrades] = useState(false);
   useEffect(() => {
     let source: EventSource | undefined;
     let live = true;
@@ -48,20 +49,25 @@ export function Alerts() {
       source?.close();
     };
   }, []);
-  const shown = alerts.filter((a) => matchesWords(search, [a.hostname, a.watch, a.changes]));
+  // "Hide package upgrades" leaves out the changes the package database vouches for, and alerts with nothing else.
+  const shown = alerts
+    .map((a) => (skipUpgrades ? { ...a, changes: a.changes.filter((c) => c.origin !== "package") } : a))
+    .filter((a) => a.changes.length > 0 || a.changesOmitted)
+    .filter((a) => matchesWords(search, [a.hostname, a.watch, a.changes]));
   return html`
     <section>
       <h1>Alerts</h1>
       <p class="muted">What the agents' drift watches saw change, newest first; new ones appear as they come.</p>
       <label for="alert-search">Search</label>
       <input id="alert-search" placeholder="host, watch, path" value=${search} onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} />
+      <label class="inline"><input id="skip-upgrades" type="checkbox" checked=${skipUpgrades} onChange=${(e: Event) => setSkipUpgrades((e.target as HTMLInputElement).checked)} /> Hide package upgrades (files now as their package records them)</label>
       ${error ? html`<p class="error" role="alert">${error}</p>` : null}
       <p class="counts"><strong>${shown.length}</strong> alert${shown.length === 1 ? "" : "s"}</p>
       <ol id="alerts" class="cards">
         ${shown.map(
           (a) => html`<li key=${a.seq} class="card">
             <div><strong>${a.hostname}</strong> · watch <strong>${a.watch}</strong> <span class="muted">(${a.detectedBy}) · ${when(a.atMs || a.receivedAtMs)}</span></div>
-            <table><tbody>${a.changes.map((c) => html`<tr><td><span class=${`badge change-${c.kind}`}>${c.kind}</span></td><td><code>${c.path}</code></td><td>${(c.what ?? []).join(", ")}</td></tr>`)}</tbody></table>
+            <table><tbody>${a.changes.map((c) => html`<tr><td><span class=${`badge change-${c.kind}`}>${c.kind}</span></td><td><code>${c.path}</code></td><td>${(c.what ?? []).join(", ")}</td><td>${c.origin ? html`<span class=${`badge origin-${c.origin}`} title=${c.package || "no package owns this file"}>${c.origin}${c.package ? ` · ${c.package}` : ""}</span>` : null}</td></tr>`)}</tbody></table>
             ${a.changesOmitted ? html`<p class="muted">${a.changesOmitted} more changes left out</p>` : null}
             ${a.diffs.map((d) => html`<pre class="diff">${d}</pre>`)}
           </li>`,

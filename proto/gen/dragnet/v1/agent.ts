@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { AccountParams, AccountResult } from "./account.js";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
 import { DriftChange, DriftParams, DriftResult } from "./drift.js";
 import { FileParams, FileResult } from "./file.js";
@@ -13,6 +14,8 @@ import { IsolateParams, IsolateResult, UnisolateParams } from "./isolate.js";
 import { KeyringParams, KeyringResult } from "./keyring.js";
 import { MemoryParams, MemoryResult } from "./memory.js";
 import { NetstatParams, NetstatResult } from "./netstat.js";
+import { PersistenceParams, PersistenceResult } from "./persistence.js";
+import { PingParams, PingResult } from "./ping.js";
 import { PkgParams, PkgResult } from "./pkg.js";
 import { ProcessParams, ProcessResult } from "./process.js";
 import {
@@ -23,7 +26,10 @@ import {
   QuarantineParams,
   QuarantineResult,
 } from "./respond.js";
+import { SshkeyParams, SshkeyResult } from "./sshkey.js";
+import { TimedriftParams, TimedriftResult } from "./timedrift.js";
 import { UpgradeParams, UpgradeResult } from "./upgrade.js";
+import { VerifyParams, VerifyResult } from "./verify.js";
 import { YaraParams, YaraResult } from "./yara.js";
 
 export enum AckStatus {
@@ -193,6 +199,12 @@ export interface Operation {
     | { $case: "keyring"; value: KeyringParams }
     | { $case: "yara"; value: YaraParams }
     | { $case: "pkg"; value: PkgParams }
+    | { $case: "verify"; value: VerifyParams }
+    | { $case: "sshkey"; value: SshkeyParams }
+    | { $case: "account"; value: AccountParams }
+    | { $case: "persistence"; value: PersistenceParams }
+    | { $case: "timedrift"; value: TimedriftParams }
+    | { $case: "ping"; value: PingParams }
     | undefined;
 }
 
@@ -273,6 +285,12 @@ export interface OperationResult {
     | { $case: "keyring"; value: KeyringResult }
     | { $case: "yara"; value: YaraResult }
     | { $case: "pkg"; value: PkgResult }
+    | { $case: "verify"; value: VerifyResult }
+    | { $case: "sshkey"; value: SshkeyResult }
+    | { $case: "account"; value: AccountResult }
+    | { $case: "persistence"; value: PersistenceResult }
+    | { $case: "timedrift"; value: TimedriftResult }
+    | { $case: "ping"; value: PingResult }
     | undefined;
 }
 
@@ -1357,6 +1375,24 @@ export const Operation: MessageFns<Operation> = {
       case "pkg":
         PkgParams.encode(message.module.value, writer.uint32(114).fork()).join();
         break;
+      case "verify":
+        VerifyParams.encode(message.module.value, writer.uint32(122).fork()).join();
+        break;
+      case "sshkey":
+        SshkeyParams.encode(message.module.value, writer.uint32(130).fork()).join();
+        break;
+      case "account":
+        AccountParams.encode(message.module.value, writer.uint32(138).fork()).join();
+        break;
+      case "persistence":
+        PersistenceParams.encode(message.module.value, writer.uint32(146).fork()).join();
+        break;
+      case "timedrift":
+        TimedriftParams.encode(message.module.value, writer.uint32(154).fork()).join();
+        break;
+      case "ping":
+        PingParams.encode(message.module.value, writer.uint32(162).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1486,6 +1522,54 @@ export const Operation: MessageFns<Operation> = {
             message.module = { $case: "pkg", value: PkgParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.module = { $case: "verify", value: VerifyParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.module = { $case: "sshkey", value: SshkeyParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.module = { $case: "account", value: AccountParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.module = { $case: "persistence", value: PersistenceParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.module = { $case: "timedrift", value: TimedriftParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.module = { $case: "ping", value: PingParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1528,6 +1612,18 @@ export const Operation: MessageFns<Operation> = {
         ? { $case: "yara", value: YaraParams.fromJSON(object.yara) }
         : isSet(object.pkg)
         ? { $case: "pkg", value: PkgParams.fromJSON(object.pkg) }
+        : isSet(object.verify)
+        ? { $case: "verify", value: VerifyParams.fromJSON(object.verify) }
+        : isSet(object.sshkey)
+        ? { $case: "sshkey", value: SshkeyParams.fromJSON(object.sshkey) }
+        : isSet(object.account)
+        ? { $case: "account", value: AccountParams.fromJSON(object.account) }
+        : isSet(object.persistence)
+        ? { $case: "persistence", value: PersistenceParams.fromJSON(object.persistence) }
+        : isSet(object.timedrift)
+        ? { $case: "timedrift", value: TimedriftParams.fromJSON(object.timedrift) }
+        : isSet(object.ping)
+        ? { $case: "ping", value: PingParams.fromJSON(object.ping) }
         : undefined,
     };
   },
@@ -1562,6 +1658,18 @@ export const Operation: MessageFns<Operation> = {
       obj.yara = YaraParams.toJSON(message.module.value);
     } else if (message.module?.$case === "pkg") {
       obj.pkg = PkgParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "verify") {
+      obj.verify = VerifyParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "sshkey") {
+      obj.sshkey = SshkeyParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "account") {
+      obj.account = AccountParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "persistence") {
+      obj.persistence = PersistenceParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "timedrift") {
+      obj.timedrift = TimedriftParams.toJSON(message.module.value);
+    } else if (message.module?.$case === "ping") {
+      obj.ping = PingParams.toJSON(message.module.value);
     }
     return obj;
   },
@@ -1653,6 +1761,42 @@ export const Operation: MessageFns<Operation> = {
       case "pkg": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "pkg", value: PkgParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "verify": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "verify", value: VerifyParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "sshkey": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "sshkey", value: SshkeyParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "account": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "account", value: AccountParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "persistence": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "persistence", value: PersistenceParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "timedrift": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "timedrift", value: TimedriftParams.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "ping": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "ping", value: PingParams.fromPartial(object.module.value) };
         }
         break;
       }
@@ -2426,6 +2570,24 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "pkg":
         PkgResult.encode(message.module.value, writer.uint32(186).fork()).join();
         break;
+      case "verify":
+        VerifyResult.encode(message.module.value, writer.uint32(194).fork()).join();
+        break;
+      case "sshkey":
+        SshkeyResult.encode(message.module.value, writer.uint32(202).fork()).join();
+        break;
+      case "account":
+        AccountResult.encode(message.module.value, writer.uint32(210).fork()).join();
+        break;
+      case "persistence":
+        PersistenceResult.encode(message.module.value, writer.uint32(218).fork()).join();
+        break;
+      case "timedrift":
+        TimedriftResult.encode(message.module.value, writer.uint32(226).fork()).join();
+        break;
+      case "ping":
+        PingResult.encode(message.module.value, writer.uint32(234).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2595,6 +2757,54 @@ export const OperationResult: MessageFns<OperationResult> = {
             message.module = { $case: "pkg", value: PkgResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.module = { $case: "verify", value: VerifyResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.module = { $case: "sshkey", value: SshkeyResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.module = { $case: "account", value: AccountResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.module = { $case: "persistence", value: PersistenceResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.module = { $case: "timedrift", value: TimedriftResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.module = { $case: "ping", value: PingResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2646,6 +2856,18 @@ export const OperationResult: MessageFns<OperationResult> = {
         ? { $case: "yara", value: YaraResult.fromJSON(object.yara) }
         : isSet(object.pkg)
         ? { $case: "pkg", value: PkgResult.fromJSON(object.pkg) }
+        : isSet(object.verify)
+        ? { $case: "verify", value: VerifyResult.fromJSON(object.verify) }
+        : isSet(object.sshkey)
+        ? { $case: "sshkey", value: SshkeyResult.fromJSON(object.sshkey) }
+        : isSet(object.account)
+        ? { $case: "account", value: AccountResult.fromJSON(object.account) }
+        : isSet(object.persistence)
+        ? { $case: "persistence", value: PersistenceResult.fromJSON(object.persistence) }
+        : isSet(object.timedrift)
+        ? { $case: "timedrift", value: TimedriftResult.fromJSON(object.timedrift) }
+        : isSet(object.ping)
+        ? { $case: "ping", value: PingResult.fromJSON(object.ping) }
         : undefined,
     };
   },
@@ -2695,6 +2917,18 @@ export const OperationResult: MessageFns<OperationResult> = {
       obj.yara = YaraResult.toJSON(message.module.value);
     } else if (message.module?.$case === "pkg") {
       obj.pkg = PkgResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "verify") {
+      obj.verify = VerifyResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "sshkey") {
+      obj.sshkey = SshkeyResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "account") {
+      obj.account = AccountResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "persistence") {
+      obj.persistence = PersistenceResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "timedrift") {
+      obj.timedrift = TimedriftResult.toJSON(message.module.value);
+    } else if (message.module?.$case === "ping") {
+      obj.ping = PingResult.toJSON(message.module.value);
     }
     return obj;
   },
@@ -2793,6 +3027,42 @@ export const OperationResult: MessageFns<OperationResult> = {
       case "pkg": {
         if (object.module?.value !== undefined && object.module?.value !== null) {
           message.module = { $case: "pkg", value: PkgResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "verify": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "verify", value: VerifyResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "sshkey": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "sshkey", value: SshkeyResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "account": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "account", value: AccountResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "persistence": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "persistence", value: PersistenceResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "timedrift": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "timedrift", value: TimedriftResult.fromPartial(object.module.value) };
+        }
+        break;
+      }
+      case "ping": {
+        if (object.module?.value !== undefined && object.module?.value !== null) {
+          message.module = { $case: "ping", value: PingResult.fromPartial(object.module.value) };
         }
         break;
       }

@@ -106,6 +106,15 @@ export interface DriftChange {
     | undefined;
   /** Unified diff for text files whose content was kept (bounded). */
   diff: string;
+  /**
+   * Who changed a file, as the package database tells: "package" (its new
+   * hash is the one its package records: an upgrade), "modified" (owned by a
+   * package, hash differs: tampering or a local edit) or "unowned" (no package
+   * owns it). Empty for what is not a regular file's content change.
+   */
+  origin: string;
+  /** The owning package, when there is one ("dpkg:openssl"). */
+  package: string;
 }
 
 export interface BaselineInfo {
@@ -1047,7 +1056,7 @@ export const DriftEntry: MessageFns<DriftEntry> = {
 };
 
 function createBaseDriftChange(): DriftChange {
-  return { path: "", kind: "", what: [], before: undefined, after: undefined, diff: "" };
+  return { path: "", kind: "", what: [], before: undefined, after: undefined, diff: "", origin: "", package: "" };
 }
 
 export const DriftChange: MessageFns<DriftChange> = {
@@ -1069,6 +1078,12 @@ export const DriftChange: MessageFns<DriftChange> = {
     }
     if (message.diff !== "") {
       writer.uint32(50).string(message.diff);
+    }
+    if (message.origin !== "") {
+      writer.uint32(58).string(message.origin);
+    }
+    if (message.package !== "") {
+      writer.uint32(66).string(message.package);
     }
     return writer;
   },
@@ -1134,6 +1149,22 @@ export const DriftChange: MessageFns<DriftChange> = {
             message.diff = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.origin = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.package = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1154,6 +1185,8 @@ export const DriftChange: MessageFns<DriftChange> = {
       before: isSet(object.before) ? DriftEntry.fromJSON(object.before) : undefined,
       after: isSet(object.after) ? DriftEntry.fromJSON(object.after) : undefined,
       diff: isSet(object.diff) ? globalThis.String(object.diff) : "",
+      origin: isSet(object.origin) ? globalThis.String(object.origin) : "",
+      package: isSet(object.package) ? globalThis.String(object.package) : "",
     };
   },
 
@@ -1177,6 +1210,12 @@ export const DriftChange: MessageFns<DriftChange> = {
     if (message.diff !== "") {
       obj.diff = message.diff;
     }
+    if (message.origin !== "") {
+      obj.origin = message.origin;
+    }
+    if (message.package !== "") {
+      obj.package = message.package;
+    }
     return obj;
   },
 
@@ -1195,6 +1234,8 @@ export const DriftChange: MessageFns<DriftChange> = {
       ? DriftEntry.fromPartial(object.after)
       : undefined;
     message.diff = object.diff ?? "";
+    message.origin = object.origin ?? "";
+    message.package = object.package ?? "";
     return message;
   },
 };

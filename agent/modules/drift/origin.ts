@@ -1,0 +1,78 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { dirname } from "node:path";
+import type { DriftChange } from "../../../proto/mod.js";
+import {
+  loadPackageFiles,
+  type PackageFiles,
+  packagedDirectories,
+  packageLabel,
+} from "../host/package-files.js";
+
+// Who changed a file, as the package database tells: a file whose new content
+// hashes to what its package records was put there by the package manager (an
+// upgrade: "package"); a packaged file that hashes to anything else was
+// changed by someone else ("modified"); a file no package owns is "unowned".
+// So a fleet's drift checks and alerts can set upgrades aside and keep the
+// rest — what file integrity tools' users have long asked for.
+
+/** Up to this many changed files, the databases are searched for them rather than read whole. */
+const SEARCH_AT_MOST = 256;
+
+async function digestOf(path: string, algorithm: string): Promise<string | undefined> {
+  try {
+    const hash = createHash(algorithm);
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    return hash.digest("hex");
+  } catch {
+    return undefined; // gone again, unreadable, or an algorithm this Node lacks
+  }
+}
+
+/**
+ * Sets `origin` and `package` on each change to a regular file: "package"
+ * when the file now hashes to its package's recorded digest, "modified" when
+ * a package owns it and it does not (or it was removed while its package
+ * still lists it, or only its mode or owner changed), "unowned" when no
+ * package owns it. Directories and symlinks stay untagged: packages record no
+ * digest for them.
+ */
+export async function tagOrigins(
+  changes: DriftChange[],
+  signal?: AbortSignal,
+  files?: PackageFiles,
+): Promise<void> {
+  const isFile = (c: DriftChange) => c.after?.type === "file" || (!c.after && c.before?.type === "file");
+  let concerned = changes.filter(isFile);
+  if (!files) {
+    // Most changes under watch are in directories no package has a file in: no search for those.
+    const dirs = await packagedDirectories(signal);
+    if (dirs) {
+      for (const c of concerned) if (!dirs.has(dirname(c.path))) c.origin = "unowned";
+      concerned = concerned.filter((c) => !c.origin);
+    }
+  }
+  if (!concerned.length) return;
+  const packages =
+    files ??
+    (await loadPackageFiles({
+      only: concerned.length <= SEARCH_AT_MOST ? concerned.map((c) => c.path) : undefined,
+      signal,
+    }));
+  for (const c of concerned) {
+    const owned = packages.owner(c.path);
+    if (!owned) {
+      c.origin = "unowned";
+      continue;
+    }
+    c.package = packageLabel(owned);
+    c.origin = "modified";
+    if (!c.after || !owned.digest || (!c.what.includes("content") && c.kind !== "added")) continue;
+    // rpm records SHA-256 mostly, which the snapshot has already; dpkg records MD5.
+    const now =
+      owned.algorithm === "sha256" && c.after.sha256
+        ? c.after.sha256
+        : await digestOf(c.path, owned.algorithm);
+    if (now === owned.digest) c.origin = "package";
+  }
+}
