@@ -563,7 +563,7 @@ export class Agent {
     }
   }
 
-  /** A signed request to one coordinator, answered by it alone (evidence chunks, release parts). */
+  /** A signed request to one coordinator, answered by it alone (evidence chunks, release parts, its clock). */
   private async ask(
     coordinator: string,
     topic: CoordinatorTopic,
@@ -574,10 +574,7 @@ export class Agent {
     if (!nc || nc.isClosed()) {
       throw new DragnetError(Codes.UNAVAILABLE, `${topic}: NATS is not reachable now; try again later`);
     }
-    const subject =
-      topic === "evidence"
-        ? this.subjects.evidence(this.id, coordinator)
-        : this.subjects.release(this.id, coordinator);
+    const subject = this.subjects[topic](this.id, coordinator);
     try {
       const reply = await nc.request(subject, payload, {
         timeout: timeoutMs,

@@ -111,7 +111,7 @@ export const RELEASES_BUCKET = "dragnet-releases";
 
 /**
  * An agent may publish only its own heartbeats, acks, results, alerts,
- * evidence chunks and release requests, and read only its own commands and
+ * evidence chunks, release requests and clock requests, and read only its own commands and
  * the replies to its own requests. No JetStream API at all: the server sends
  * an API reply wherever its requester says, so an agent allowed one could
  * have the server publish on another agent's subjects.
@@ -119,7 +119,7 @@ export const RELEASES_BUCKET = "dragnet-releases";
 export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Permissions {
   const own = (kind: string) => `${prefix}.${kind}.${agentId}`;
   return {
-    // Acks, results, evidence and release requests name the coordinator they go to;
+    // Acks, results, evidence, release and time requests name the coordinator they go to;
     // results also their command, alerts their own id.
     pub: [
       own("hb"),
@@ -128,6 +128,7 @@ export function agentPermissions(agentId: string, prefix = DEFAULT_PREFIX): Perm
       `${own("alert")}.*`,
       `${own("evidence")}.*`,
       `${own("release")}.*`,
+      `${own("time")}.*`,
       // Renewing its own credentials before they expire.
       own("renew"),
     ],
@@ -166,6 +167,7 @@ export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Pro
       `${prefix}.alert.*.*`,
       `${prefix}.evidence.*.*`,
       `${prefix}.release.*.*`,
+      `${prefix}.time.*.*`,
       `${prefix}.renew.*`,
       enrollSubject(prefix),
       "_INBOX.>",

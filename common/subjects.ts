@@ -44,6 +44,10 @@ export class Subjects {
   release(agentId: string, coordinator: string): string {
     return `${this.prefix}.release.${agentId}.${coordinator}`;
   }
+  /** Clock readings: requests the coordinator that sent the timedrift command answers. */
+  time(agentId: string, coordinator: string): string {
+    return `${this.prefix}.time.${agentId}.${coordinator}`;
+  }
   /** Alerts go to every coordinator (each keeps its own copy from the alerts stream), each on a subject of its own. */
   alert(agentId: string, alertId: string): string {
     return `${this.prefix}.alert.${agentId}.${alertId}`;
@@ -64,6 +68,9 @@ export class Subjects {
   }
   releasesFor(coordinator: string): string {
     return `${this.prefix}.release.*.${coordinator}`;
+  }
+  timeFor(coordinator: string): string {
+    return `${this.prefix}.time.*.${coordinator}`;
   }
   /** The subjects of the alerts stream. */
   get allAlerts(): string {

@@ -22,8 +22,6 @@ const CONVERTERS: ReadonlyMap<string, MigImport["convert"]> = new Map(
 
 /** Modules MIG has that Dragnet answers differently or not at all, and what to use instead. */
 export const NOT_CARRIED: Record<string, string> = {
-  ping: "no Dragnet ping module yet",
-  timedrift: "no Dragnet timedrift module yet",
   agentdestroy: "MIG agent management, not an investigation (Dragnet agents are managed by their admins)",
   upgrade: "MIG agent management, not an investigation",
 };

@@ -16,7 +16,7 @@ import {
 } from "../common/mod.js";
 import { enrollSubject } from "../common/nats-authority.js";
 import { natsConnectOptions } from "../common/nats-link.js";
-import { CommandStatus, ReleasePart, ReleaseRequest } from "../proto/api.js";
+import { CommandStatus, ReleasePart, ReleaseRequest, TimeReply, TimeRequest } from "../proto/api.js";
 import { ActionBook } from "./action-book.js";
 import { AlertBook } from "./alert-book.js";
 import { AuditLog } from "./audit-log.js";
@@ -46,6 +46,9 @@ import { WriteBatcher } from "./write-batcher.js";
 // evidence, incidents, enrolment and releases — sharing one CoordinatorCore;
 // this file only wires them and starts and stops them. The gRPC API
 // (api/) is a thin layer over the parts.
+
+/** A time request carries nothing (an empty message is 0 bytes): a few bytes of slack, no more. */
+const MAX_TIME_REQUEST = 16;
 
 /** How much longer than the stream's ack wait a restarted coordinator waits for queued results before sending again. */
 const CATCH_UP_MARGIN_MS = 2000;
@@ -226,6 +229,9 @@ export class Coordinator {
     nc.subscribe(this.core.subjects.releasesFor(config.id), {
       callback: (_e, m) => void this.serveRelease(m),
     });
+    nc.subscribe(this.core.subjects.timeFor(config.id), {
+      callback: (_e, m) => this.tellTime(m),
+    });
     if (config.enrollmentAccountSeed) {
       nc.subscribe(enrollSubject(config.subjectPrefix), {
         callback: (_e, m) => void this.enrollment.onMessage(m),
@@ -324,6 +330,30 @@ export class Coordinator {
       part = { release: undefined, data: Buffer.alloc(0), problem: p };
     }
     m.respond(ReleasePart.encode(part).finish());
+  }
+
+  /**
+   * The coordinator's clock, for an agent's timedrift module (which times the
+   * exchange itself): only to a signed request that carries nothing.
+   */
+  private tellTime(m: Msg): void {
+    let reply: TimeReply;
+    let agentId: string | undefined;
+    try {
+      agentId = authenticAgent(this.core, m);
+      if (m.data.length > MAX_TIME_REQUEST)
+        throw new DragnetError(
+          Codes.TOO_LARGE,
+          `time request of ${m.data.length} bytes (it carries nothing; at most ${MAX_TIME_REQUEST})`,
+        );
+      decodeOrRefuse("time request", TimeRequest.decode, m.data);
+      reply = { coordinatorTimeMs: this.core.now(), problem: undefined };
+    } catch (err) {
+      const p = problemOf(err);
+      this.intake.refused("time request", m.subject, agentId, p);
+      reply = { coordinatorTimeMs: 0, problem: p };
+    }
+    m.respond(TimeReply.encode(reply).finish());
   }
 
   /**

@@ -26,6 +26,8 @@ export function checkParams<N extends ModuleName>(name: N, params: ParamsOf<N>):
 
 /** The file module's hashes (flags, MIG names, match fields), for the console's flags, rows and MIG import. */
 export { HASH_FAMILIES, HASH_FIELD, HASH_NAMES, HASHES, type HashName } from "./file/criteria.js";
+/** The places persistence looks (its --kind values), for the console's help. */
+export { PERSISTENCE_KINDS } from "./persistence/check.js";
 export {
   describeCompileError as describeYaraError,
   MAX_RULES_BYTES as MAX_YARA_RULES_BYTES,

@@ -10,8 +10,8 @@ import type { Alert, Heartbeat, ModuleName, Operation, ParamsOf, ResultOf } from
 // The table of modules is generated from the oneof (modules.gen.ts); no
 // switch elsewhere names modules.
 
-/** What a module may ask the coordinator that sent its command. */
-export type CoordinatorTopic = "evidence" | "release";
+/** What a module may ask the coordinator that sent its command (each a Subjects method of that name). */
+export type CoordinatorTopic = "evidence" | "release" | "time";
 
 export interface ModuleContext<S = undefined> {
   /** Aborted when the action's timeout passes or the agent stops. */
@@ -25,7 +25,7 @@ export interface ModuleContext<S = undefined> {
   protectedPaths?: readonly string[];
   /**
    * Asks the coordinator that sent the command (evidence chunks, release
-   * parts): a request signed like everything the agent sends, answered by that
+   * parts, its clock): a request signed like everything the agent sends, answered by that
    * coordinator alone; rejects with UNAVAILABLE when no answer comes in time.
    */
   ask?: (topic: CoordinatorTopic, payload: Uint8Array, timeoutMs: number) => Promise<Uint8Array>;
