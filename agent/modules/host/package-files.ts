@@ -53,6 +53,8 @@ export interface PackageFilesOptions {
    * fraction of the time and keeps nothing else in memory.
    */
   only?: readonly string[];
+  /** Only packages whose name matches (verify --package): the others' files are not read. */
+  packages?: RegExp;
   /** Aborts the reading (a command's timeout). */
   signal?: AbortSignal;
   /** rpm -qa is started only when this is true (default: when rpm is on PATH and root is "/"). */
@@ -139,6 +141,7 @@ async function readDpkg(
   root: string,
   signal: AbortSignal,
   only: readonly string[] | undefined,
+  packages: RegExp | undefined,
 ): Promise<boolean> {
   const db = join(root, "var/lib/dpkg");
   let status: string;
@@ -170,8 +173,10 @@ async function readDpkg(
   }
   const wanted = only && packageNamesOf(only, root, diversions);
   // A file that names none of the wanted paths is not split into lines at all.
-  const md5Needles = wanted && [...wanted].map((p) => `  ${p.slice(1)}`);
-  const listNeedles = wanted && [...wanted];
+  // A substring search per path pays for a handful of paths; past that, the lines are looked up.
+  const needled = wanted && wanted.size <= 16;
+  const md5Needles = needled ? [...wanted].map((p) => `  ${p.slice(1)}`) : undefined;
+  const listNeedles = needled ? [...wanted] : undefined;
   const mentions = (text: string, needles: string[] | undefined) =>
     !needles || needles.some((n) => text.includes(n));
   const withDigest = new Set<string>();
@@ -189,6 +194,7 @@ async function readDpkg(
   for (const n of names) {
     if (!n.endsWith(".md5sums")) continue;
     const pkg = infoName(n, ".md5sums");
+    if (packages && !packages.test(pkg)) continue;
     const text = read(n);
     if (!mentions(text, md5Needles)) continue;
     for (const line of text.split("\n")) {
@@ -211,6 +217,7 @@ async function readDpkg(
   for (const n of names) {
     if (!n.endsWith(".list")) continue;
     const pkg = infoName(n, ".list");
+    if (packages && !packages.test(pkg)) continue;
     const text = read(n);
     if (!mentions(text, listNeedles)) continue;
     for (const line of text.split("\n")) {
@@ -240,7 +247,11 @@ const RPM_ALGOS: Record<string, string> = {
 };
 const RPM_CONFIG_FLAG = 1;
 
-async function readRpm(table: Table, only: readonly string[] | undefined): Promise<void> {
+async function readRpm(
+  table: Table,
+  only: readonly string[] | undefined,
+  packages: RegExp | undefined,
+): Promise<void> {
   const wanted = only && packageNamesOf(only, "/", new Map());
   let stdout: string;
   try {
@@ -261,7 +272,8 @@ async function readRpm(table: Table, only: readonly string[] | undefined): Promi
   table.managers.push("rpm");
   for (const line of stdout.split("\n")) {
     const [path, digest = "", flags = "0", pkg = "", algo = "8"] = line.split("\t");
-    if (!path?.startsWith("/") || (wanted && !wanted.has(path))) continue;
+    if (!path?.startsWith("/") || (wanted && !wanted.has(path)) || (packages && !packages.test(pkg)))
+      continue;
     table.set(path, {
       manager: "rpm",
       package: pkg,
@@ -277,9 +289,16 @@ export async function loadPackageFiles(options: PackageFilesOptions = {}): Promi
   const root = packageRoot(options.root);
   const table = new Table(root);
   if (!options.manager || options.manager === "dpkg")
-    await readDpkg(table, root, options.signal ?? new AbortController().signal, options.only);
+    await readDpkg(
+      table,
+      root,
+      options.signal ?? new AbortController().signal,
+      options.only,
+      options.packages,
+    );
   const rpm = options.rpm ?? root === "/";
-  if (rpm && (!options.manager || options.manager === "rpm")) await readRpm(table, options.only);
+  if (rpm && (!options.manager || options.manager === "rpm"))
+    await readRpm(table, options.only, options.packages);
   return table;
 }
 

@@ -88,9 +88,15 @@ export const persistenceModule = defineModule({
     const match = optionalRegex("persistence: match regex", p.match);
     const kinds = new Set<Kind>(p.kinds.length ? (p.kinds as Kind[]) : PERSISTENCE_KINDS);
     const result: PersistenceResult = { entries: [], errors: [], omitted: 0 };
-    const files = await loadPackageFiles({ root: root.dir });
-    result.errors.push(...files.errors);
     const raw = await collect(root, kinds, result.errors);
+    // The content: a link's final target inside the root (none for a masked unit or a module without file).
+    const contents = new Map<(typeof raw)[number], string | null | undefined>();
+    for (const e of raw)
+      contents.set(e, e.file !== undefined ? e.file : e.path ? await resolveInRoot(root, e.path) : undefined);
+    // Owners of these paths only: a search of the package database, not all of it kept.
+    const named = raw.flatMap((e) => [e.path, contents.get(e)]).filter((f): f is string => !!f);
+    const files = await loadPackageFiles({ root: root.dir, only: [...new Set(named)], signal: ctx.signal });
+    result.errors.push(...files.errors);
 
     const slice = timeSlicer(ctx.signal);
     const buffer = Buffer.allocUnsafe(HASH_CHUNK);
@@ -123,8 +129,7 @@ export const persistenceModule = defineModule({
     for (const e of raw) {
       await slice();
       if (match && !match.test(e.path) && !match.test(e.command) && !match.test(e.name)) continue;
-      // The content: a link's final target inside the root (none for a masked unit or a module without file).
-      const file = e.file !== undefined ? e.file : e.path ? await resolveInRoot(root, e.path) : undefined;
+      const file = contents.get(e);
       const owner = (e.path ? files.owner(e.path) : undefined) ?? (file ? files.owner(file) : undefined);
       if (p.unowned && owner) continue;
       if (result.entries.length >= MAX_ENTRIES) {

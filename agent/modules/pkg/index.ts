@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { readFile, stat } from "node:fs/promises";
+import { statSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import type { Package, PkgResult } from "../../../proto/mod.js";
 import { optionalRegex } from "../check-kit.js";
@@ -17,6 +18,9 @@ const run = promisify(execFile);
 const DPKG_STATUS = "/var/lib/dpkg/status";
 const DPKG_INFO = "/var/lib/dpkg/info";
 
+/** The status file's fields a package list needs. */
+const WANTED = new Set(["Package", "Status", "Version", "Architecture", "Source"]);
+
 /** dpkg's status file, paragraph by paragraph: the fields a package list needs. */
 async function dpkgPackages(signal: AbortSignal): Promise<Package[] | undefined> {
   let text: string;
@@ -27,38 +31,55 @@ async function dpkgPackages(signal: AbortSignal): Promise<Package[] | undefined>
   }
   const slice = timeSlicer(signal);
   const out: Package[] = [];
-  for (const para of text.split(/\n\n+/)) {
-    const field = (name: string) => new RegExp(`^${name}: (.*)$`, "m").exec(para)?.[1]?.trim() ?? "";
-    const name = field("Package");
-    const status = field("Status").split(" ")[2] ?? "";
+  const lists = new Set(await readdir(DPKG_INFO).catch(() => []));
+  let fields = new Map<string, string>();
+  const finish = () => {
+    const name = fields.get("Package") ?? "";
+    const status = (fields.get("Status") ?? "").split(" ")[2] ?? "";
     // Purged packages stay in the file as "not-installed": dpkg-query -W leaves them out too.
-    if (!name || status === "not-installed") continue;
-    const version = field("Version");
-    const architecture = field("Architecture");
-    out.push({
-      manager: "dpkg",
-      name,
-      version,
-      architecture,
-      source: field("Source").replace(/\s*\(.*\)$/, "") || name,
-      status,
-      installedAtMs: 0,
-    });
-    await slice();
+    if (name && status !== "not-installed") {
+      const architecture = fields.get("Architecture") ?? "";
+      out.push({
+        manager: "dpkg",
+        name,
+        version: fields.get("Version") ?? "",
+        architecture,
+        source: (fields.get("Source") ?? "").replace(/\s*\(.*\)$/, "") || name,
+        status,
+        installedAtMs: installedAt(lists, name, architecture),
+      });
+    }
+    fields = new Map();
+  };
+  // One pass over the lines (continuation lines, which start with a space, are no field of ours).
+  for (const line of text.split("\n")) {
+    if (line === "") {
+      if (fields.size) finish();
+      await slice();
+      continue;
+    }
+    const colon = line.indexOf(": ");
+    if (colon > 0 && line[0] !== " ") {
+      const key = line.slice(0, colon);
+      if (WANTED.has(key)) fields.set(key, line.slice(colon + 2).trim());
+    }
   }
-  // When it was installed or upgraded: dpkg rewrites the package's file list then.
-  await Promise.all(
-    out.map(async (p) => {
-      for (const list of [`${p.name}:${p.architecture}.list`, `${p.name}.list`]) {
-        const st = await stat(`${DPKG_INFO}/${list}`).catch(() => undefined);
-        if (st) {
-          p.installedAtMs = Math.round(st.mtimeMs);
-          return;
-        }
-      }
-    }),
-  );
+  if (fields.size) finish();
   return out;
+}
+
+/** When it was installed or upgraded: dpkg rewrites the package's file list then (0 when there is none). */
+function installedAt(lists: ReadonlySet<string>, name: string, architecture: string): number {
+  // "name:arch.list" for Multi-Arch: same packages, "name.list" for the others.
+  for (const list of [`${name}.list`, `${name}:${architecture}.list`]) {
+    if (!lists.has(list)) continue;
+    try {
+      return Math.round(statSync(`${DPKG_INFO}/${list}`).mtimeMs);
+    } catch {
+      return 0; // removed meanwhile
+    }
+  }
+  return 0;
 }
 
 /** rpm's database through rpm itself, when rpm is installed. */
@@ -107,15 +128,16 @@ export const pkgModule = defineModule({
       ["dpkg", () => dpkgPackages(ctx.signal), compareDebian],
       ["rpm", rpmPackages, compareRpm],
     ];
-    for (const [manager, read, compare] of sources) {
-      if (p.manager && p.manager !== manager) continue;
-      let packages: Package[] | undefined;
-      try {
-        packages = await read();
-      } catch (err) {
-        result.errors.push(`${manager}: ${(err as Error).message.slice(0, 300)}`);
+    const wanted = sources.filter(([manager]) => !p.manager || p.manager === manager);
+    // Both at once: rpm's process starts while dpkg's file is read.
+    const read = await Promise.allSettled(wanted.map(([, readPackages]) => readPackages()));
+    for (const [i, [manager, , compare]] of wanted.entries()) {
+      const outcome = read[i]!;
+      if (outcome.status === "rejected") {
+        result.errors.push(`${manager}: ${(outcome.reason as Error).message.slice(0, 300)}`);
         continue;
       }
+      const packages = outcome.value;
       if (!packages) continue;
       result.managers.push(manager);
       for (const pkg of packages) {

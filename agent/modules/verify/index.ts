@@ -25,7 +25,14 @@ export const verifyModule = defineModule({
   check: checkVerify,
   async run(p, ctx) {
     const root = packageRoot();
-    const files = await loadPackageFiles({ root, manager: p.manager || undefined });
+    // The unowned search needs every package's files; the owned check only the chosen packages'.
+    const packages = p.unowned.length ? undefined : optionalRegex("verify: package regex", p.package);
+    const files = await loadPackageFiles({
+      root,
+      manager: p.manager || undefined,
+      packages,
+      signal: ctx.signal,
+    });
     const result: VerifyResult = {
       findings: [],
       managers: [...files.managers],
