@@ -67,7 +67,8 @@ describe("dragnet timedrift", () => {
     expect(rtt).toBeGreaterThan(0);
     // The same clock on both ends: the error is the legs' difference (at most
     // half the round trip) and the coordinator clock's millisecond.
-    expect(Math.abs(offset)).toBeLessThanOrEqual(rtt / 2 + 1);
+    // (And the agent clock's anchor, which a loaded machine can put a little early.)
+    expect(Math.abs(offset)).toBeLessThanOrEqual(rtt / 2 + 2);
     expect(["synchronized", "unsynchronized", "unknown"]).toContain(row!.ntp);
 
     // The agent's credentials in other hands: they may publish on its time subject, no more than a few bytes.

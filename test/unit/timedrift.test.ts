@@ -59,7 +59,7 @@ describe("timedrift: clock arithmetic", () => {
     // The coordinator read its clock half-way: the estimate's error is the
     // legs' difference (timer jitter), bounded by half the round trip plus
     // the coordinator clock's 1 ms resolution.
-    expect(Math.abs(r.offsetMs - -5000)).toBeLessThanOrEqual(r.rttMs / 2 + 1);
+    expect(Math.abs(r.offsetMs - -5000)).toBeLessThanOrEqual(r.rttMs / 2 + 2);
   });
 
   it("an agent 3 s ahead of its coordinator gives +3 s", async () => {
@@ -68,19 +68,19 @@ describe("timedrift: clock arithmetic", () => {
       () => 10,
     );
     const r = await sampleClock(ask, { samples: 3 });
-    expect(Math.abs(r.offsetMs - 3000)).toBeLessThanOrEqual(r.rttMs / 2 + 1);
+    expect(Math.abs(r.offsetMs - 3000)).toBeLessThanOrEqual(r.rttMs / 2 + 2);
   });
 
   it("the fastest exchange counts: its offset, not the slow ones' nor an average", async () => {
     // The slow exchanges see a clock 9 s ahead, the fast one 5 s: only the fast one may count.
     const { ask } = skewedCoordinator(
       (i) => (i === 2 ? 5000 : 9000),
-      (i) => (i === 2 ? 4 : 80),
+      (i) => (i === 2 ? 4 : 400),
     );
     const r = await sampleClock(ask, { samples: 5 });
     expect(r.samples).toBe(5);
-    expect(r.rttMs).toBeLessThan(60);
-    expect(Math.abs(r.offsetMs - -5000)).toBeLessThanOrEqual(r.rttMs / 2 + 1);
+    expect(r.rttMs).toBeLessThan(300);
+    expect(Math.abs(r.offsetMs - -5000)).toBeLessThanOrEqual(r.rttMs / 2 + 2);
   });
 
   it("a silent coordinator: two failed exchanges and the run fails UNAVAILABLE; one failure is noted and passed over", async () => {
@@ -125,7 +125,8 @@ describe("timedrift: clock arithmetic", () => {
     const before = Date.now();
     const now = clock();
     const after = Date.now();
-    expect(now).toBeGreaterThanOrEqual(before - 0.1);
+    // Anchoring can only err early, by a descheduling at most (a loaded machine: a millisecond or so).
+    expect(now).toBeGreaterThanOrEqual(before - 1.5);
     expect(now).toBeLessThan(after + 1.1);
     expect(reads.every((t, i) => i === 0 || t >= reads[i - 1]!)).toBe(true);
     expect(reads.some((t) => !Number.isInteger(t))).toBe(true);

@@ -157,7 +157,8 @@ describe("verify in a test root", () => {
     expect(edited.sha256).toBe(sha256(edited.path));
     for (const f of r.findings.filter((f) => f.kind === "unowned")) {
       expect(f.sha256).toBe(sha256(f.path));
-      const [size, mtime] = tool("stat", ["-c", "%s %.3Y", f.path]).trim().split(" ");
+      // To the nanosecond, rounded to the millisecond as results carry it.
+      const [size, mtime] = tool("stat", ["-c", "%s %.9Y", f.path]).trim().split(" ");
       expect([f.size, f.mtimeMs]).toEqual([Number(size), Math.round(Number(mtime) * 1000)]);
     }
   });

@@ -2,7 +2,7 @@ import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import type { SudoRule } from "../../../proto/mod.js";
-import { readSmallText } from "./small-file.js";
+import { readSmallText } from "../host/small-file.js";
 
 // sudoers as sudo reads it: ROOT/etc/sudoers, each #include/@include file and
 // each file of an #includedir/@includedir directory (sudo's rule: names that
@@ -51,7 +51,7 @@ export async function readSudoers(root: string): Promise<{ rules: SudoRule[]; er
       errors.push(`${path}: includes itself (directly or not): not read again`);
       return;
     }
-    const text = await readSmallText(path, errors, optional);
+    const text = await readSmallText(path, errors, { optional });
     if (text === undefined) return;
     open.add(path);
     const lines = text.split("\n");

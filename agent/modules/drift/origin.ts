@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { DriftChange } from "../../../proto/mod.js";
 import {
@@ -20,12 +21,18 @@ import {
 const SEARCH_AT_MOST = 256;
 
 async function digestOf(path: string, algorithm: string): Promise<string | undefined> {
+  // Not blocking on open, and only a regular file: a FIFO put in a changed file's place must not stop the watch.
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return undefined;
   try {
+    if (!(await handle.stat()).isFile()) return undefined;
     const hash = createHash(algorithm);
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    for await (const chunk of handle.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
     return hash.digest("hex");
   } catch {
-    return undefined; // gone again, unreadable, or an algorithm this Node lacks
+    return undefined; // unreadable, or an algorithm this Node lacks
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,5 +1,6 @@
-import { lstat, open, readdir, readlink, stat } from "node:fs/promises";
+import { lstat, readdir, readlink, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { MAX_TEXT_BYTES, readSmallText } from "../host/small-file.js";
 import type { PERSISTENCE_KINDS } from "./check.js";
 
 // What each source of persistence reports before the file facts (hash, owner,
@@ -94,26 +95,7 @@ export async function listDir(path: string, errors: string[]): Promise<string[]>
   }
 }
 
-/** A small text file's content, or undefined when absent (unreadable ones are noted in errors). */
-export async function readText(
-  path: string,
-  errors: string[],
-  max = 1024 * 1024,
-): Promise<string | undefined> {
-  try {
-    const fh = await open(path, "r");
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) return undefined;
-      const buffer = Buffer.alloc(Math.min(max, st.size));
-      const { bytesRead } = await fh.read(buffer, 0, buffer.length, 0);
-      return buffer.subarray(0, bytesRead).toString("utf8");
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== "ENOENT" && code !== "ENOTDIR") errors.push(`${path}: ${(err as Error).message}`);
-    return undefined;
-  }
+/** A small text file's content (its first `max` bytes), or undefined when absent (unreadable ones are noted in errors). */
+export function readText(path: string, errors: string[], max = MAX_TEXT_BYTES): Promise<string | undefined> {
+  return readSmallText(path, errors, { optional: true, maxBytes: max, truncate: true });
 }

@@ -1,9 +1,9 @@
-import { open } from "node:fs/promises";
 import { join } from "node:path";
 import type { SshKey, SshkeyParams, SshkeyResult } from "../../../proto/mod.js";
 import { optionalRegex } from "../check-kit.js";
 import { packageRoot } from "../host/package-files.js";
 import { readPasswd } from "../host/passwd.js";
+import { readSmallText } from "../host/small-file.js";
 import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
 import { checkSshkey, DEFAULT_MAX_KEYS } from "./check.js";
@@ -21,41 +21,13 @@ export const MAX_FILE_BYTES = 1024 * 1024;
 
 type FileKeys = { line: number; key: ReturnType<typeof parseKeyLine> }[];
 
-/** A file's lines, or undefined when it is not there (most users have no authorized_keys). */
+/** A file's keys, or undefined when it is not there (most users have no authorized_keys). */
 async function readKeyFile(path: string, errors: string[]): Promise<FileKeys | undefined> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, "r");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== "ENOENT" && code !== "ENOTDIR") errors.push(`${path}: ${(err as Error).message}`);
-    return undefined;
-  }
-  try {
-    // fstat on the open file: a FIFO or device would block or never end.
-    const st = await handle.stat();
-    if (!st.isFile()) {
-      errors.push(`${path}: not a regular file, not read`);
-      return undefined;
-    }
-    if (st.size > MAX_FILE_BYTES) {
-      errors.push(`${path}: ${st.size} bytes, over ${MAX_FILE_BYTES}: not read`);
-      return undefined;
-    }
-    const buf = Buffer.alloc(st.size);
-    const { bytesRead } = await handle.read(buf, 0, st.size, 0);
-    return buf
-      .subarray(0, bytesRead)
-      .toString("utf8")
-      .split("\n")
-      .map((text, i) => ({ line: i + 1, key: parseKeyLine(text) }))
-      .filter((l) => l.key !== undefined);
-  } catch (err) {
-    errors.push(`${path}: ${(err as Error).message}`);
-    return undefined;
-  } finally {
-    await handle.close();
-  }
+  const text = await readSmallText(path, errors, { optional: true, maxBytes: MAX_FILE_BYTES });
+  return text
+    ?.split("\n")
+    .map((line, i) => ({ line: i + 1, key: parseKeyLine(line) }))
+    .filter((l) => l.key !== undefined);
 }
 
 export interface SshkeyOptions {
