@@ -15,7 +15,7 @@ import {
   VERSION,
 } from "../common/mod.js";
 import { enrollSubject } from "../common/nats-authority.js";
-import { natsConnectOptions } from "../common/nats-link.js";
+import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
 import { CommandStatus, ReleasePart, ReleaseRequest, TimeReply, TimeRequest } from "../proto/api.js";
 import { ActionBook } from "./action-book.js";
 import { AlertBook } from "./alert-book.js";
@@ -223,14 +223,21 @@ export class Coordinator {
     // One coordinator per fleet for now: each keeps its own store, so a queue
     // group would hand one coordinator results for commands only another knows.
     this.intake.subscribe(nc);
+    // Requests from agents are answered at the asking agent's own inbox, nowhere else.
     nc.subscribe(this.core.subjects.evidenceFor(config.id), {
-      callback: (_e, m) => this.evidence.onRequest(m),
+      callback: (_e, m) => {
+        if (this.fromAgentInbox(m)) this.evidence.onRequest(m);
+      },
     });
     nc.subscribe(this.core.subjects.releasesFor(config.id), {
-      callback: (_e, m) => void this.serveRelease(m),
+      callback: (_e, m) => {
+        if (this.fromAgentInbox(m)) void this.serveRelease(m);
+      },
     });
     nc.subscribe(this.core.subjects.timeFor(config.id), {
-      callback: (_e, m) => this.tellTime(m),
+      callback: (_e, m) => {
+        if (this.fromAgentInbox(m)) this.tellTime(m);
+      },
     });
     if (config.enrollmentAccountSeed) {
       nc.subscribe(enrollSubject(config.subjectPrefix), {
@@ -333,6 +340,30 @@ export class Coordinator {
   }
 
   /**
+   * Whether a request from an agent asks for its answer at that agent's own
+   * inbox. An answer goes out with the coordinator's rights, which reach
+   * every agent's command subject and the streams: a request naming any
+   * other reply subject (stolen credentials trying to make the coordinator
+   * publish for them) is dropped unanswered, and counted.
+   */
+  private fromAgentInbox(m: Msg): boolean {
+    const agentId = this.core.subjects.agentOf(m.subject);
+    if (agentId && m.reply?.startsWith(`${agentInboxPrefix(agentId)}.`)) return true;
+    this.intake.refused(
+      "agent request",
+      m.subject,
+      agentId,
+      problemOf(
+        new DragnetError(
+          Codes.SUBJECT_MISMATCH,
+          `reply subject ${String(m.reply).slice(0, 120)} is not the agent's own inbox: not answered`,
+        ),
+      ),
+    );
+    return false;
+  }
+
+  /**
    * The coordinator's clock, for an agent's timedrift module (which times the
    * exchange itself): only to a signed request that carries nothing.
    */
@@ -340,12 +371,13 @@ export class Coordinator {
     let reply: TimeReply;
     let agentId: string | undefined;
     try {
-      agentId = authenticAgent(this.core, m);
+      // The size first: a signature over a megabyte is not checked to learn it was too big.
       if (m.data.length > MAX_TIME_REQUEST)
         throw new DragnetError(
           Codes.TOO_LARGE,
           `time request of ${m.data.length} bytes (it carries nothing; at most ${MAX_TIME_REQUEST})`,
         );
+      agentId = authenticAgent(this.core, m);
       decodeOrRefuse("time request", TimeRequest.decode, m.data);
       reply = { coordinatorTimeMs: this.core.now(), problem: undefined };
     } catch (err) {

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
 // A package database the test owns: a root with dpkg's status file, file
@@ -46,11 +46,18 @@ export function installFakePackage(
 }
 
 /**
- * What dpkg does to a packaged file on upgrade: new content, and its new MD5
- * in the package's md5sums — the record first, then the file moved into place
- * from outside its directory, so a watch sees one change, already recorded.
+ * What dpkg does to a packaged file on upgrade, in dpkg's order and under its
+ * lock: the new file moved into place first, its MD5 written to the package's
+ * md5sums after (`pauseMs` later: long enough for a watch to see the file
+ * while the record is still the old one). Returns once dpkg's lock is free.
  */
-export function upgradePackagedFile(root: string, name: string, rel: string, content: string): void {
+export function upgradePackagedFile(
+  root: string,
+  name: string,
+  rel: string,
+  content: string,
+  pauseMs = 500,
+): void {
   const staged = join(root, "var/lib/dpkg/tmp.ci", rel.replaceAll("/", "_"));
   mkdirSync(dirname(staged), { recursive: true });
   writeFileSync(staged, content, { mode: 0o755 });
@@ -59,6 +66,18 @@ export function upgradePackagedFile(root: string, name: string, rel: string, con
   const text = readFileSync(sums, "utf8");
   if (!line.test(text)) throw new Error(`${name} does not list ${rel}`);
   writeFileSync(`${sums}.new`, text.replace(line, md5sum(staged)));
-  renameSync(`${sums}.new`, sums);
-  renameSync(staged, join(root, rel));
+  const lock = join(root, "var/lib/dpkg/lock");
+  writeFileSync(lock, "", { flag: "a" });
+  execFileSync("flock", [
+    lock,
+    "sh",
+    "-c",
+    'mv "$1" "$2" && sleep "$3" && mv "$4" "$5"',
+    "sh",
+    staged,
+    join(root, rel),
+    String(pauseMs / 1000),
+    `${sums}.new`,
+    sums,
+  ]);
 }

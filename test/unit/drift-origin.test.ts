@@ -1,5 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { appendFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { appendFileSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { driftModule } from "../../agent/modules/drift/index.js";
@@ -7,8 +7,13 @@ import { tagOrigins } from "../../agent/modules/drift/origin.js";
 import { loadPackageFiles, packagedDirectories } from "../../agent/modules/host/package-files.js";
 import { silentLogger } from "../../common/mod.js";
 import { DriftParams, type DriftResult } from "../../proto/api.js";
-import { installFakePackage, makePackageRoot, upgradePackagedFile } from "../helpers/fake-packages.js";
-import { tempDir } from "../helpers/fleet.js";
+import {
+  installFakePackage,
+  makePackageRoot,
+  md5sum,
+  upgradePackagedFile,
+} from "../helpers/fake-packages.js";
+import { eventually, tempDir } from "../helpers/fleet.js";
 
 // Drift's origin tags in a root the test builds with its own dpkg database
 // (DRAGNET_PACKAGE_ROOT points the agent's package reading at it): a package
@@ -82,6 +87,33 @@ describe("drift origin", () => {
     const again = r.changes.map((c) => ({ ...c, origin: "", package: "" }));
     await tagOrigins(again, undefined, await loadPackageFiles({ root, rpm: false }));
     expect(again.map((c) => [c.origin, c.package])).toEqual(r.changes.map((c) => [c.origin, c.package]));
+  });
+
+  it("waits for a running dpkg: a file moved in before its checksum is recorded is still told an upgrade", async () => {
+    const bin = join(root, "usr/bin");
+    await drift({ mode: "baseline", name: "mid-upgrade", paths: [bin] });
+    // dpkg's order, by hand: the new file is in place, its MD5 is written only when dpkg lets go of its lock.
+    const sums = join(root, "var/lib/dpkg/info/dragnet-fake-tools.md5sums");
+    writeFileSync(join(bin, "tool-b"), "#!/bin/sh\necho b 3.0\n");
+    const record = readFileSync(sums, "utf8").replace(
+      /^[0-9a-f]{32}(?= {2}usr\/bin\/tool-b$)/m,
+      md5sum(join(bin, "tool-b")),
+    );
+    writeFileSync(`${sums}.new`, record);
+    const lock = join(root, "var/lib/dpkg/lock");
+    writeFileSync(lock, "", { flag: "a" });
+    const dpkg = spawn("flock", [lock, "sh", "-c", 'sleep 1.5 && mv "$1" "$2"', "sh", `${sums}.new`, sums]);
+    const exited = new Promise((r) => dpkg.once("exit", r));
+    // The lock is taken (flock shows in /proc/locks) before the check starts.
+    await eventually(
+      async () => readFileSync("/proc/locks", "utf8").includes(`:${statSync(lock).ino} `) || undefined,
+    );
+    const started = Date.now();
+    const r = await drift({ mode: "check", name: "mid-upgrade" });
+    await exited;
+    const b = r.changes.find((c) => c.path.endsWith("/tool-b"))!;
+    expect([b.origin, b.package]).toEqual(["package", "dpkg:dragnet-fake-tools"]);
+    expect(Date.now() - started).toBeGreaterThan(500);
   });
 
   it("reads owners across the /bin → /usr/bin merge and through dpkg's diversions", async () => {

@@ -1,14 +1,17 @@
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { open } from "node:fs/promises";
-import { dirname } from "node:path";
+import { open, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { DriftChange } from "../../../proto/mod.js";
 import {
   loadPackageFiles,
   type PackageFiles,
   packagedDirectories,
   packageLabel,
+  packageRoot,
 } from "../host/package-files.js";
+import { readSmallText } from "../host/small-file.js";
 
 // Who changed a file, as the package database tells: a file whose new content
 // hashes to what its package records was put there by the package manager (an
@@ -16,6 +19,36 @@ import {
 // changed by someone else ("modified"); a file no package owns is "unowned".
 // So a fleet's drift checks and alerts can set upgrades aside and keep the
 // rest — what file integrity tools' users have long asked for.
+
+/** How long origins wait for a running dpkg to finish, and how often they look. */
+const DPKG_WAIT_MS = 120_000;
+const DPKG_POLL_MS = 250;
+
+/**
+ * Whether dpkg holds its lock now (/proc/locks names the lock file's inode).
+ * dpkg moves a package's new files in before it writes their checksums: read
+ * meanwhile, an upgrade would look like tampering.
+ */
+async function dpkgRunning(root: string): Promise<boolean> {
+  const inodes = new Set<string>();
+  for (const lock of ["var/lib/dpkg/lock", "var/lib/dpkg/lock-frontend"]) {
+    const st = await stat(join(root, lock)).catch(() => undefined);
+    if (st) inodes.add(String(st.ino));
+  }
+  if (!inodes.size) return false;
+  const locks = await readSmallText("/proc/locks", [], { optional: true, truncate: true });
+  // "1: POSIX  ADVISORY  WRITE 4242 fe:00:2146730 0 EOF": device and inode after the pid.
+  return !!locks
+    ?.split("\n")
+    .some((line) => inodes.has(/\s[0-9a-f]+:[0-9a-f]+:(\d+)\s/.exec(line)?.[1] ?? ""));
+}
+
+/** Waits (at most two minutes) while dpkg runs, so that what it is installing is told by its finished records. */
+async function untilDpkgIdle(signal?: AbortSignal): Promise<void> {
+  const root = packageRoot();
+  const until = Date.now() + DPKG_WAIT_MS;
+  while (Date.now() < until && (await dpkgRunning(root))) await sleep(DPKG_POLL_MS, undefined, { signal });
+}
 
 /** Up to this many changed files, the databases are searched for them rather than read whole. */
 const SEARCH_AT_MOST = 256;
@@ -52,6 +85,7 @@ export async function tagOrigins(
   const isFile = (c: DriftChange) => c.after?.type === "file" || (!c.after && c.before?.type === "file");
   let concerned = changes.filter(isFile);
   if (!files) {
+    await untilDpkgIdle(signal);
     // Most changes under watch are in directories no package has a file in: no search for those.
     const dirs = await packagedDirectories(signal);
     if (dirs) {
