@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +13,11 @@ import { launchChromium, openUi, SHOTS, startUi, tableRows, type UiProcess } fro
 // isolating one cuts off only that namespace. Two investigators isolate
 // lab-01, it stops reaching lab-02 but still answers, then it is released —
 // from the CLI, then from two browsers (each investigator's own `dragnet ui`
-// and key), where alice also collects evidence that bob approves.
+// and key), where alice also collects evidence that bob approves. And the
+// hunt: an implant planted on lab-01 alone (an unowned systemd unit, an
+// account with an unknown authorized key — in the files `ip netns exec` lays
+// over /etc for that agent only) is found on exactly that host, from one
+// command each; `ping` from inside checks the isolation.
 
 const skip = netnsUnavailable();
 if (skip) console.warn(`lab --netns tests skipped: ${skip}`);
@@ -26,10 +30,40 @@ let browser: Browser;
 const cli = (args: string[]) => dragnet(["--home", home, ...args]);
 const ping = pingFrom;
 
+/** `ip netns exec dragnet-lab-01` binds what is here over /etc: lab-01's own files. */
+const LAB01_ETC = "/etc/netns/dragnet-lab-01";
+const IMPLANT_UNIT = "dragnet-lab-implant.service";
+let plantedKey: string;
+
+/** An enabled systemd unit no package owns, and an account whose authorized_keys holds a key no one issued. */
+function plantOnLab01(): void {
+  rmSync(LAB01_ETC, { recursive: true, force: true });
+  mkdirSync(LAB01_ETC, { recursive: true });
+  cpSync("/etc/systemd", join(LAB01_ETC, "systemd"), { recursive: true, verbatimSymlinks: true });
+  const system = join(LAB01_ETC, "systemd/system");
+  writeFileSync(
+    join(system, IMPLANT_UNIT),
+    "[Unit]\nDescription=Cache helper\n\n[Service]\nExecStart=/usr/local/lib/.cache-helper --beacon 198.18.0.99\n\n[Install]\nWantedBy=multi-user.target\n",
+  );
+  mkdirSync(join(system, "multi-user.target.wants"), { recursive: true });
+  symlinkSync(`/etc/systemd/system/${IMPLANT_UNIT}`, join(system, "multi-user.target.wants", IMPLANT_UNIT));
+  const homeDir = tempDir("dragnet-lab-svc-home-");
+  mkdirSync(join(homeDir, ".ssh"));
+  const key = join(tempDir("dragnet-lab-key-"), "id");
+  spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "ops@203.0.113.50", "-f", key]);
+  writeFileSync(join(homeDir, ".ssh/authorized_keys"), readFileSync(`${key}.pub`));
+  plantedKey = spawnSync("ssh-keygen", ["-lf", `${key}.pub`], { encoding: "utf8" }).stdout.split(" ")[1]!;
+  writeFileSync(
+    join(LAB01_ETC, "passwd"),
+    `${readFileSync("/etc/passwd", "utf8")}svc-sync:x:0:0:sync:${homeDir}:/bin/sh\n`,
+  );
+}
+
 describe.skipIf(skip !== undefined)("lab up --netns", () => {
   beforeAll(async () => {
     requireBuild();
     home = tempDir("dragnet-lab-netns-");
+    plantOnLab01();
     const up = await cli(["lab", "up", "--agents", "2", "--netns"]);
     expect([up.code, up.stderr]).toEqual([0, expect.stringMatching(/2 agents online/)]);
     lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as LabState;
@@ -44,6 +78,7 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
     await alice?.stop();
     await bob?.stop();
     if (lab?.running) await cli(["lab", "down"]);
+    rmSync(LAB01_ETC, { recursive: true, force: true });
   });
 
   it("records each agent's namespace and address; agents reach each other and nothing else", () => {
@@ -64,6 +99,21 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
     expect(String(isolated.rows[0]!.snapshot)).toMatch(/^\d+ processes, \d+ sockets/);
     expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(false);
     expect(ping("dragnet-lab-02", "198.18.0.11")).toBe(false);
+    // The same, asked of the agents: isolated lab-01 cannot reach its peer; the peer cannot reach it.
+    const probe = async () => {
+      const rows = [];
+      for (const host of ["198.18.0.11", "198.18.0.12"]) {
+        const args = ["--json", "ping", "-t", "all", "--host", host, "--count", "2", "--probe-timeout", "1s"];
+        rows.push(...ndjson((await cli(args)).stdout));
+      }
+      return rows.map((r) => [(r.agent as { hostname: string }).hostname, r.address, r.state]).sort();
+    };
+    expect(await probe()).toEqual([
+      ["lab-01", "198.18.0.11", "reachable"],
+      ["lab-01", "198.18.0.12", "unreachable"],
+      ["lab-02", "198.18.0.11", "unreachable"],
+      ["lab-02", "198.18.0.12", "reachable"],
+    ]);
     const agents = await cli(["--json", "agents", "-t", "isolated"]);
     expect(ndjson(agents.stdout).map((a) => a.hostname)).toEqual(["lab-01"]);
     const answers = await cli([
@@ -78,6 +128,30 @@ describe.skipIf(skip !== undefined)("lab up --netns", () => {
     const released = await twoPeople(home, ["unisolate", "-t", 'hostname == "lab-01"']);
     expect(released.rows.map((r) => [r.isolated, r.removed])).toEqual([["no", true]]);
     expect(ping("dragnet-lab-01", "198.18.0.12")).toBe(true);
+    expect((await probe()).map((r) => r[2])).toEqual(["reachable", "reachable", "reachable", "reachable"]);
+  });
+
+  it("finds the unowned systemd unit and the unknown authorized key on exactly the host they were planted on", async () => {
+    const units = await cli(["--json", "persistence", "-t", "all", "--unowned", "--kind", "systemd"]);
+    expect(units.code).toBe(0);
+    const implants = ndjson(units.stdout).filter((r) => r.name === IMPLANT_UNIT);
+    expect(
+      implants.map((r) => [(r.agent as { hostname: string }).hostname, r.state, r.command, r.owner]),
+    ).toEqual([["lab-01", "enabled", "/usr/local/lib/.cache-helper --beacon 198.18.0.99", "UNOWNED"]]);
+    // Everything else unowned under systemd is the same on both hosts: the implant is the odd one out.
+    const rest = ndjson(units.stdout).filter((r) => r.name !== IMPLANT_UNIT);
+    const on = (host: string) =>
+      rest
+        .filter((r) => (r.agent as { hostname: string }).hostname === host)
+        .map((r) => r.path)
+        .sort();
+    expect(on("lab-01")).toEqual(on("lab-02"));
+
+    const keys = await cli(["--json", "sshkey", "-t", "all", "--fingerprint", plantedKey]);
+    expect(keys.code).toBe(0);
+    expect(
+      ndjson(keys.stdout).map((r) => [(r.agent as { hostname: string }).hostname, r.user, r.type, r.comment]),
+    ).toEqual([["lab-01", "svc-sync", "ssh-ed25519", "ops@203.0.113.50"]]);
   });
 
   it("alice submits an isolate in her browser, bob approves it in his, and lab-01 is cut off from lab-02", async () => {

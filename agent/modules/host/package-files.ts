@@ -278,7 +278,8 @@ async function readRpm(
       manager: "rpm",
       package: pkg,
       digest: digest.toLowerCase(),
-      algorithm: RPM_ALGOS[algo] ?? "sha256",
+      // A package without FILEDIGESTALGO ("(none)") is an old one: rpm's default then is MD5.
+      algorithm: RPM_ALGOS[algo] ?? "md5",
       config: (Number(flags) & RPM_CONFIG_FLAG) !== 0,
     });
   }

@@ -7,7 +7,7 @@ import { defineModule } from "../registry.js";
 import { timeSlicer } from "../time-slice.js";
 import { digestFile, HASH_CHUNK } from "../verify/hash.js";
 import { checkPersistence, PERSISTENCE_KINDS } from "./check.js";
-import { atEntries, cronEntries } from "./cron.js";
+import { atEntries, clip, cronEntries } from "./cron.js";
 import { type Kind, type RawEntry, type Root, resolveInRoot, rootOf } from "./entry.js";
 import {
   initEntries,
@@ -139,11 +139,12 @@ export const persistenceModule = defineModule({
       const out: PersistenceEntry = {
         kind: e.kind,
         path: e.path,
-        name: e.name,
-        command: e.command,
-        schedule: e.schedule,
+        // Every text an implant writes is clipped: one unit's megabyte ExecStart must not sink the answer.
+        name: clip(e.name),
+        command: clip(e.command),
+        schedule: clip(e.schedule),
         state: e.state,
-        user: e.user,
+        user: clip(e.user),
         sha256: "",
         package: owner ? packageLabel(owner) : "",
         unowned: !owner,
