@@ -98,7 +98,10 @@ describe("dragnet timedrift", () => {
     // A reply subject that is not the agent's own inbox (here: another agent's commands) gets no answer.
     const before2 = fleet.coordinator.counters().refused;
     const request = TimeRequest.encode({}).finish();
-    thief.nc.publish(subject, request, { reply: "dragnet.cmd.another-agent", headers: thief.sign(subject, request) });
+    thief.nc.publish(subject, request, {
+      reply: "dragnet.cmd.another-agent",
+      headers: thief.sign(subject, request),
+    });
     await eventually(async () => fleet.coordinator.counters().refused > before2 || undefined);
   }, 60_000);
 });
