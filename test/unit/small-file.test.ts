@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { boundErrors } from "../../agent/modules/error-list.js";
 import { readSmallText } from "../../agent/modules/host/small-file.js";
 import { tempDir } from "../helpers/fleet.js";
 
@@ -44,5 +45,19 @@ describe("readSmallText", () => {
     const missing: string[] = [];
     expect(await readSmallText(join(dir, "nope"), missing, { optional: true })).toBeUndefined();
     expect(missing).toEqual([]);
+  });
+});
+
+describe("boundErrors", () => {
+  it("keeps the first 50 errors and counts the rest in one line", () => {
+    const many = Array.from({ length: 1000 }, (_, i) => `line ${i + 1}: no key`);
+    const kept = boundErrors(many);
+    expect(kept).toHaveLength(51);
+    expect([kept[0], kept[49], kept[50]]).toEqual([
+      "line 1: no key",
+      "line 50: no key",
+      "… and 950 more errors",
+    ]);
+    expect(boundErrors(many.slice(0, 50))).toEqual(many.slice(0, 50));
   });
 });

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Account, AccountParams, AccountResult } from "../../../proto/mod.js";
 import { optionalRegex } from "../check-kit.js";
+import { boundErrors } from "../error-list.js";
 import { packageRoot } from "../host/package-files.js";
 import { readGroup, readPasswd } from "../host/passwd.js";
 import { defineModule } from "../registry.js";
@@ -103,6 +104,7 @@ export const accountModule = defineModule({
   check: checkAccount,
   async run(p, ctx) {
     const result = await listAccounts(p, { root: packageRoot(), signal: ctx.signal });
+    result.errors = boundErrors(result.errors);
     return { found: result.users.length > 0, result };
   },
 });

@@ -1,6 +1,7 @@
 import { lstat } from "node:fs/promises";
 import type { PersistenceEntry, PersistenceResult } from "../../../proto/mod.js";
 import { optionalRegex } from "../check-kit.js";
+import { boundErrors } from "../error-list.js";
 import { loadPackageFiles, type OwnedFile, packageLabel, packageRoot } from "../host/package-files.js";
 import { readPasswd } from "../host/passwd.js";
 import { defineModule } from "../registry.js";
@@ -28,7 +29,6 @@ import { GLOBAL_USER_UNIT_DIRS, homeUnitDirs, SYSTEM_UNIT_DIRS, scanUnits } from
 
 /** Entries sent at most (each a few hundred bytes, commands clipped: well under a message's 1 MB). */
 export const MAX_ENTRIES = 2000;
-const MAX_ERRORS = 50;
 /** Files larger than this are not hashed (a startup file or module is far smaller). */
 const MAX_HASHED = 256 * 1024 * 1024;
 
@@ -165,11 +165,7 @@ export const persistenceModule = defineModule({
       }
       result.entries.push(out);
     }
-    if (result.errors.length > MAX_ERRORS)
-      result.errors = [
-        ...result.errors.slice(0, MAX_ERRORS),
-        `… and ${result.errors.length - MAX_ERRORS} more errors`,
-      ];
+    result.errors = boundErrors(result.errors);
     return { found: result.entries.length > 0, result };
   },
 });

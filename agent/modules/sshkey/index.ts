@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { SshKey, SshkeyParams, SshkeyResult } from "../../../proto/mod.js";
 import { optionalRegex } from "../check-kit.js";
+import { boundErrors } from "../error-list.js";
 import { packageRoot } from "../host/package-files.js";
 import { readPasswd } from "../host/passwd.js";
 import { readSmallText } from "../host/small-file.js";
@@ -113,6 +114,7 @@ export const sshkeyModule = defineModule({
   check: checkSshkey,
   async run(p, ctx) {
     const result = await findSshKeys(p, { root: packageRoot(), signal: ctx.signal });
+    result.errors = boundErrors(result.errors);
     return { found: result.authorized.length + result.hostKeys.length > 0, result };
   },
 });

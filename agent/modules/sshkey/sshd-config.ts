@@ -1,5 +1,6 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
+import { readSmallText } from "../host/small-file.js";
 
 // What sshd_config says about keys: where each user's authorized keys are
 // (AuthorizedKeysFile), the host's key files (HostKey), and whether a program
@@ -92,14 +93,9 @@ export async function readSshdConfig(root: string, path = "/etc/ssh/sshd_config"
   let globalSet = false;
   let commandSet = false;
   const visit = async (file: string, depth: number, inMatch: boolean): Promise<void> => {
-    let text: string;
-    try {
-      text = await readFile(join(root, file), "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || depth > 0)
-        out.errors.push(`${join(root, file)}: ${(err as Error).message}`);
-      return;
-    }
+    // A missing file is no error, included or not: sshd takes an Include that matches nothing as none.
+    const text = await readSmallText(join(root, file), out.errors, { optional: true });
+    if (text === undefined) return;
     out.files.push(join(root, file));
     for (const [i, raw] of text.split("\n").entries()) {
       // "Keyword=value" is "Keyword value".

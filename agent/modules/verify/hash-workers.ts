@@ -81,8 +81,12 @@ export async function hashInWorkers(jobs: readonly HashJob[], signal: AbortSigna
     { length: Math.min(WORKERS, Math.ceil(jobs.length / BATCH)) },
     () => new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 128 } }),
   );
+  // One abort listener for the run, removed after it: a command's signal outlives the run.
+  let stop: (reason: unknown) => void = () => {};
+  const onAbort = () => stop(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
   try {
-    await Promise.all(
+    const all = Promise.all(
       workers.map(
         (worker) =>
           new Promise<void>((resolve, reject) => {
@@ -100,12 +104,17 @@ export async function hashInWorkers(jobs: readonly HashJob[], signal: AbortSigna
             });
             worker.on("error", reject);
             worker.on("exit", (code) => reject(new Error(`a hashing worker stopped (exit code ${code})`)));
-            signal.addEventListener("abort", () => reject(signal.reason), { once: true });
             send();
           }),
       ),
     );
+    await new Promise<void>((resolve, reject) => {
+      stop = reject;
+      if (signal.aborted) reject(signal.reason);
+      all.then(() => resolve(), reject);
+    });
   } finally {
+    signal.removeEventListener("abort", onAbort);
     for (const w of workers) {
       w.removeAllListeners("exit");
       void w.terminate();

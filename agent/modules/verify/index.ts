@@ -1,5 +1,6 @@
 import type { VerifyResult } from "../../../proto/mod.js";
 import { absolutePath, optionalRegex } from "../check-kit.js";
+import { boundErrors } from "../error-list.js";
 import { loadPackageFiles, packageRoot } from "../host/package-files.js";
 import { defineModule } from "../registry.js";
 import { checkVerify } from "./check.js";
@@ -13,12 +14,6 @@ import { findUnowned } from "./unowned.js";
 
 /** Findings sent at most (each a few hundred bytes: well under a message's 1 MB). */
 export const MAX_FINDINGS = 2000;
-const MAX_ERRORS = 50;
-
-function boundErrors(errors: string[]): string[] {
-  if (errors.length <= MAX_ERRORS) return errors;
-  return [...errors.slice(0, MAX_ERRORS), `… and ${errors.length - MAX_ERRORS} more errors`];
-}
 
 export const verifyModule = defineModule({
   name: "verify",
