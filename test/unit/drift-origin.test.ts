@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { appendFileSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -127,6 +127,27 @@ describe("drift origin", () => {
     // Diverted: the diverting package owns the path; the diverted package's file lives on at .real.
     expect(files.owner(join(root, "usr/bin/tool-b.real"))?.package).toBe("dragnet-fake-tools");
     expect(files.owner(join(root, "usr/bin/implant"))).toBeUndefined();
+    rmSync(join(root, "var/lib/dpkg/diversions"));
+    // A checksum left behind in a package's md5sums for a file its list no longer names (dpkg
+    // rewrites only the list when a file moves away) makes no owner, as for dpkg --verify.
+    appendFileSync(
+      join(root, "var/lib/dpkg/info/dragnet-fake-extra.md5sums"),
+      `${"0".repeat(32)}  usr/bin/moved-away\n`,
+    );
+    writeFileSync(join(root, "usr/bin/moved-away"), "#!/bin/sh\n");
+    const again = await loadPackageFiles({ root, rpm: false });
+    expect(again.owner(join(root, "usr/bin/moved-away"))).toBeUndefined();
+    expect(again.owner(join(root, "usr/bin/tool-b"))?.package).toBe("dragnet-fake-tools");
+    // dpkg --verify (which exits 1: earlier cases left findings) does not check it either.
+    const verify = spawnSync(
+      "dpkg",
+      [`--root=${root}`, `--admindir=${join(root, "var/lib/dpkg")}`, "--verify"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(verify.stdout).toContain("/usr/bin/tool-c");
+    expect(verify.stdout).not.toContain("moved-away");
     expect(files.owner(join(root, "usr/bin"))?.digest).toBe("");
     // The directories packages have files in (a file elsewhere needs no search): both sides of the merge.
     const dirs = await packagedDirectories();
@@ -136,6 +157,5 @@ describe("drift origin", () => {
       true,
     ]);
     expect(dirs?.has(join(root, "opt"))).toBe(false);
-    rmSync(join(root, "var/lib/dpkg/diversions"));
   });
 });

@@ -152,11 +152,12 @@ async function readDpkg(
   }
   table.managers.push("dpkg");
   // Conffiles' checksums are in the status file (" /etc/x <md5>[ obsolete]"), not in md5sums.
+  // An obsolete one is a package's no longer: another package's current one must not lose to it.
   const conffiles = new Map<string, string>();
   for (const m of status.matchAll(/^Conffiles:\n((?: .*\n?)*)/gm))
     for (const line of m[1]!.split("\n")) {
-      const [path, md5 = ""] = line.trim().split(" ");
-      if (path) conffiles.set(path, /^[0-9a-f]{32}$/.test(md5) ? md5 : "");
+      const [path, md5 = "", flag] = line.trim().split(" ");
+      if (path && flag !== "obsolete") conffiles.set(path, /^[0-9a-f]{32}$/.test(md5) ? md5 : "");
     }
   const diversions = parseDiversions(await readFile(join(db, "diversions"), "utf8").catch(() => ""));
   const placed = (path: string, pkg: string) => {
@@ -197,11 +198,15 @@ async function readDpkg(
     if (packages && !packages.test(pkg)) continue;
     const text = read(n);
     if (!mentions(text, md5Needles)) continue;
+    // A file that moved to another package stays in the old one's md5sums (dpkg rewrites only
+    // its list): a checksum counts where the same package's list still names the path, as
+    // dpkg --verify has it.
+    const listed = new Set(read(`${n.slice(0, -".md5sums".length)}.list`).split("\n"));
     for (const line of text.split("\n")) {
       // "<32 hex>  <path without its leading slash>"
       if (line.length < 35 || line[32] !== " ") continue;
       const named = `/${line.slice(34)}`;
-      if (wanted && !wanted.has(named)) continue;
+      if ((wanted && !wanted.has(named)) || !listed.has(named)) continue;
       const path = placed(named, pkg);
       withDigest.add(path);
       table.set(path, {
