@@ -441,6 +441,22 @@ describe("account: logins", () => {
     expect(ours.filter((o) => o[3] !== "never")).toHaveLength(2);
   });
 
+  it("stops reading sudoers includes that fan out (each file including the next twice), saying so", async () => {
+    write("etc/sudoers", "root ALL=(ALL:ALL) ALL\n#include /etc/fan/s1\n");
+    // 2^30 visits without a bound.
+    for (let i = 1; i <= 30; i++)
+      write(
+        `etc/fan/s${i}`,
+        `u${i} ALL=(ALL) ALL\n#include /etc/fan/s${i + 1}\n#include /etc/fan/s${i + 1}\n`,
+      );
+    const started = performance.now();
+    const r = await list();
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(r.sudoers.length).toBeLessThanOrEqual(1001);
+    expect(r.sudoers[0]).toMatchObject({ path: join(root, "etc/sudoers"), rule: "root ALL=(ALL:ALL) ALL" });
+    expect(r.errors).toContain("sudoers: more than 1000 files read or 5000 rules kept: the rest not read");
+  });
+
   it("runs as a module over DRAGNET_PACKAGE_ROOT: found when a user passes the filters", async () => {
     const before = process.env.DRAGNET_PACKAGE_ROOT;
     process.env.DRAGNET_PACKAGE_ROOT = root;

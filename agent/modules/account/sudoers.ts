@@ -40,13 +40,28 @@ function includePath(arg: string, from: string): string {
   return isAbsolute(path) ? path : join(dirname(from), path);
 }
 
+/** Files read and rules kept at most: includes that fan out (a includes b twice, b includes c twice…) grow as powers of two. */
+const MAX_FILE_VISITS = 1000;
+const MAX_RULES = 5000;
+const MAX_RULE_CHARS = 4096;
+
 export async function readSudoers(root: string): Promise<{ rules: SudoRule[]; errors: string[] }> {
   const rules: SudoRule[] = [];
   const errors: string[] = [];
   const open = new Set<string>();
+  let visits = 0;
+  let full = false;
 
   const visitFile = async (rel: string, depth: number, optional: boolean): Promise<void> => {
     const path = join(root, rel);
+    if (full) return;
+    if (++visits > MAX_FILE_VISITS || rules.length >= MAX_RULES) {
+      full = true;
+      errors.push(
+        `sudoers: more than ${MAX_FILE_VISITS} files read or ${MAX_RULES} rules kept: the rest not read`,
+      );
+      return;
+    }
     if (open.has(path)) {
       errors.push(`${path}: includes itself (directly or not): not read again`);
       return;
@@ -74,7 +89,8 @@ export async function readSudoers(root: string): Promise<{ rules: SudoRule[]; er
         continue;
       }
       const rule = withoutComment(trimmed).trim();
-      if (rule) rules.push({ path, line: first + 1, rule, kind: kindOf(rule) });
+      if (rule && rules.length < MAX_RULES)
+        rules.push({ path, line: first + 1, rule: rule.slice(0, MAX_RULE_CHARS), kind: kindOf(rule) });
     }
     open.delete(path);
   };
