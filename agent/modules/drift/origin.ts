@@ -1,9 +1,8 @@
-import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DriftChange } from "../../../proto/mod.js";
+import { digestFile, HASH_CHUNK } from "../host/digest-file.js";
 import {
   loadPackageFiles,
   type PackageFiles,
@@ -53,20 +52,12 @@ async function untilDpkgIdle(signal?: AbortSignal): Promise<void> {
 /** Up to this many changed files, the databases are searched for them rather than read whole. */
 const SEARCH_AT_MOST = 256;
 
-async function digestOf(path: string, algorithm: string): Promise<string | undefined> {
-  // Not blocking on open, and only a regular file: a FIFO put in a changed file's place must not stop the watch.
-  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
-  if (!handle) return undefined;
-  try {
-    if (!(await handle.stat()).isFile()) return undefined;
-    const hash = createHash(algorithm);
-    for await (const chunk of handle.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
-    return hash.digest("hex");
-  } catch {
-    return undefined; // unreadable, or an algorithm this Node lacks
-  } finally {
-    await handle.close();
-  }
+/** The file's digest in `algorithm`; undefined when it is gone again, not a regular file, or unreadable. */
+function digestOf(path: string, algorithm: string): Promise<string | undefined> {
+  return digestFile(path, [algorithm], Buffer.allocUnsafe(HASH_CHUNK)).then(
+    (r) => r.digests[0],
+    () => undefined,
+  );
 }
 
 /**

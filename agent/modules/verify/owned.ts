@@ -1,6 +1,6 @@
 import type { VerifyFinding } from "../../../proto/mod.js";
+import { digestFile, HASH_CHUNK } from "../host/digest-file.js";
 import type { OwnedFile, PackageFiles } from "../host/package-files.js";
-import { digestFile, HASH_CHUNK } from "./hash.js";
 import { type HashJob, hashInWorkers } from "./hash-workers.js";
 
 // Owned files against their package's recorded digests, as `dpkg --verify`

@@ -1,10 +1,10 @@
 import { lstat, open, readdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerifyFinding } from "../../../proto/mod.js";
+import { digestFile, HASH_CHUNK } from "../host/digest-file.js";
 import type { PackageFiles } from "../host/package-files.js";
 import { timeSlicer } from "../time-slice.js";
 import { underPseudo } from "./check.js";
-import { digestFile, HASH_CHUNK } from "./hash.js";
 
 // Executables and shared libraries under system paths that no package owns:
 // what an intruder leaves behind (a dropped binary in /usr/bin, a preloaded
