@@ -40,6 +40,7 @@ import { type CoordinatorTopic, ModuleRegistry, type SomeModule } from "./module
 import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { encodeWithin } from "./result-size.js";
+import { StoppedSchedules } from "./stopped-schedules.js";
 
 // The endpoint agent: one outbound NATS connection (it never listens), a
 // heartbeat, and a subscription to its own command subject. Results, and
@@ -164,6 +165,7 @@ export class Agent {
       keyring: Keyring.load(config.keyring),
       modules: this.modules,
       replay: this.replay,
+      stoppedSchedules: new StoppedSchedules(join(config.stateDir, "stopped-schedules.json")),
       clockSkewMs: config.clockSkewMs,
       stateDir: config.stateDir,
       protectedPaths: [
@@ -460,6 +462,12 @@ export class Agent {
       const envelope = this.runner.decode(msg.data);
       commandId = envelope.commandId;
       coordinator = coordinatorOf(envelope);
+      if (envelope.stop) {
+        // Nothing to run or answer: the stop is kept, and the schedule's runs refused from now on.
+        const { scheduleId, by, fresh } = this.runner.acceptStop(envelope.stop);
+        if (fresh) this.log.info("schedule stopped", { schedule: scheduleId, by });
+        return;
+      }
       accepted = this.runner.accept(envelope);
     } catch (err) {
       const problem = problemOf(err);

@@ -19,15 +19,18 @@ import {
   type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
+import { checkRunWindow, checkSchedule, runBody, verifyScheduleStop } from "../common/schedule.js";
 import {
   CommandEnvelope,
   type CommandResult,
   CommandStatus,
   type OperationResult,
   resultCase,
+  type SignedScheduleStop,
 } from "../proto/mod.js";
 import type { AgentModule, CoordinatorTopic, ModuleRegistry } from "./modules/registry.js";
 import type { ReplayGuard } from "./replay-guard.js";
+import type { StoppedSchedules } from "./stopped-schedules.js";
 
 // Everything between a command's bytes arriving and its result leaving:
 // decode, verify against the agent's own keyring, check the validity window
@@ -60,6 +63,8 @@ export interface CommandRunnerDeps {
   keyring: Keyring;
   modules: ModuleRegistry;
   replay: ReplayGuard;
+  /** Schedules investigators stopped (their runs are refused). */
+  stoppedSchedules?: StoppedSchedules;
   clockSkewMs: number;
   stateDir: string;
   /** The agent's own files (state, keyring, credentials, config), which response modules never touch. */
@@ -120,7 +125,8 @@ export class CommandRunner {
         "the command id must be 1 to 64 letters, digits, '_' or '-'",
       );
     }
-    const verified = verifySignedAction(envelope.action, this.deps.keyring);
+    let verified = verifySignedAction(envelope.action, this.deps.keyring);
+    if (verified.body.schedule || envelope.run) verified = this.scheduledRun(verified, envelope);
     const body = verified.body;
     if (!isId(body.id)) throw new DragnetError(Codes.ACTION_INVALID, "the action id is not a Dragnet id");
     if (body.operations.length === 0)
@@ -137,7 +143,9 @@ export class CommandRunner {
     if (this.deps.replay.has(body.id)) {
       throw new DragnetError(
         Codes.REPLAY,
-        `action ${body.id} already ran on this agent; it is never run twice`,
+        envelope.run
+          ? `run ${envelope.run} of schedule ${verified.schedule?.id} already ran on this agent; a run is never run twice`
+          : `action ${body.id} already ran on this agent; it is never run twice`,
       );
     }
     const resolved = body.operations.map((op, i) => this.deps.modules.resolve(op, i));
@@ -165,6 +173,55 @@ export class CommandRunner {
       );
     }
     return { commandId: envelope.commandId, coordinator: coordinatorOf(envelope), verified, operations };
+  }
+
+  /**
+   * A schedule's run n: the signed schedule must be well formed and not stopped,
+   * n one of its runs, and run n's window now. What runs is the action derived
+   * from the signed bytes and n (its id keys the replay guard: run n runs once).
+   */
+  private scheduledRun(verified: VerifiedAction, envelope: CommandEnvelope): VerifiedAction {
+    const schedule = verified.body;
+    if (!schedule.schedule) {
+      throw new DragnetError(Codes.ACTION_INVALID, "a run number comes only with a signed schedule");
+    }
+    if (!envelope.run) {
+      throw new DragnetError(Codes.ACTION_INVALID, `schedule ${schedule.id} runs only as numbered runs`);
+    }
+    checkSchedule(schedule);
+    const stop = this.deps.stoppedSchedules?.get(schedule.id);
+    if (stop) {
+      throw new DragnetError(
+        Codes.SCHEDULE,
+        `schedule ${schedule.id} was stopped by ${stop.by} at ${new Date(stop.atMs).toISOString()}${stop.reason ? ` (${stop.reason})` : ""}: its runs are refused`,
+      );
+    }
+    const body = runBody(schedule, envelope.run);
+    // Clocks differ, but by less than a quarter interval here: more tolerance would let a run
+    // start inside its neighbour's window, and the schedule run more often than signed.
+    const tolerance = Math.min(this.deps.clockSkewMs, Math.floor(schedule.schedule.everyMs / 4));
+    try {
+      checkRunWindow(schedule, envelope.run, this.now(), tolerance);
+    } catch (err) {
+      throw withClockSkew(err, this.now() - Number(envelope.sentAtMs));
+    }
+    return { ...verified, body, schedule };
+  }
+
+  /** An investigator stopped a schedule: its runs are refused from now on (false: known already). */
+  acceptStop(stop: SignedScheduleStop | undefined): { scheduleId: string; by: string; fresh: boolean } {
+    const { body, signer } = verifyScheduleStop(stop, this.deps.keyring);
+    if (!isId(body.scheduleId)) throw new DragnetError(Codes.ACTION_INVALID, "the stop names no schedule id");
+    const now = this.now();
+    // Kept until the schedule ends; a stop claiming to matter for longer than a schedule can last is cut.
+    const untilMs = Math.min(body.untilMs, now + MAX_VALIDITY_MS);
+    const fresh =
+      this.deps.stoppedSchedules?.add(
+        body.scheduleId,
+        { untilMs, atMs: body.stoppedAtMs, by: signer.name, reason: body.reason.slice(0, 200) },
+        now,
+      ) ?? false;
+    return { scheduleId: body.scheduleId, by: signer.name, fresh };
   }
 
   /**

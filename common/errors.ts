@@ -14,6 +14,8 @@ export const Codes = {
   EXPIRED: "DRAGNET_E_EXPIRED",
   /** This agent already ran this signed action id. */
   REPLAY: "DRAGNET_E_REPLAY",
+  /** A schedule's run refused: an investigator stopped the schedule, or the run is not one the schedule signed. */
+  SCHEDULE: "DRAGNET_E_SCHEDULE",
   /** The signatures do not carry the weight the module's ACL rule requires. */
   WEIGHT: "DRAGNET_E_WEIGHT",
   /** None of the signers is allowed to run this module. */

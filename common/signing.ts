@@ -42,6 +42,8 @@ export interface VerifiedAction {
   weight: number;
   /** Names of investigators whose key signed more than once (counted once). */
   repeated: string[];
+  /** A schedule's run: the signed schedule `body` was derived from (common/schedule.ts). */
+  schedule?: ActionBody;
 }
 
 /**

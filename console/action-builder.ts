@@ -43,6 +43,7 @@ export function buildAction(
     throw new DragnetError(Codes.PARAMS, "--timeout must be between 100ms and 6h");
   return {
     id: newId(now),
+    schedule: undefined,
     name: opts.name ?? defaultName,
     target: opts.target,
     operations,

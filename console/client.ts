@@ -21,6 +21,7 @@ import {
   type EnrollmentToken,
   type EvidenceItem,
   type EvidencePart,
+  type ExportSinkStatus,
   type Incident,
   type IncidentDetail,
   type JournalPage,
@@ -28,8 +29,11 @@ import {
   type RegisterEvidenceRequest,
   type Release,
   type RevokeAgentResponse,
+  type ScheduleDetail,
+  type ScheduleInfo,
   type Signature,
   type SignedAction,
+  type SignedScheduleStop,
   type StoredAlert,
   type SubmitActionResponse,
   type VerifyEvidenceResponse,
@@ -105,6 +109,27 @@ export class CoordinatorApi {
         (err, res) => (err ? reject(toDragnetError(err, this.address)) : resolve(res)),
       );
     });
+  }
+
+  createSchedule(schedule: SignedAction): Promise<ScheduleInfo> {
+    return this.call(this.client.createSchedule, CoordinatorService.createSchedule.path, { schedule });
+  }
+
+  async listSchedules(limit: number): Promise<ScheduleInfo[]> {
+    return (await this.call(this.client.listSchedules, CoordinatorService.listSchedules.path, { limit }))
+      .schedules;
+  }
+
+  getSchedule(id: string): Promise<ScheduleDetail> {
+    return this.call(this.client.getSchedule, CoordinatorService.getSchedule.path, { id });
+  }
+
+  stopSchedule(stop: SignedScheduleStop): Promise<ScheduleInfo> {
+    return this.call(this.client.stopSchedule, CoordinatorService.stopSchedule.path, { stop });
+  }
+
+  async exportStatus(): Promise<ExportSinkStatus[]> {
+    return (await this.call(this.client.exportStatus, CoordinatorService.exportStatus.path, {})).sinks;
   }
 
   submitAction(action: SignedAction): Promise<SubmitActionResponse> {

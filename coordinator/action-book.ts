@@ -28,9 +28,13 @@ export class OpenAction {
 
   constructor(
     readonly record: StoredAction,
+    /** What goes to the agents: the signed action, or for a schedule's run the signed schedule. */
     readonly signed: SignedAction,
+    /** The action (a run's, derived from its schedule). */
     readonly body: ActionBody,
     commands: Iterable<StoredCommand>,
+    /** A schedule's run: its number (0 for a plain action). */
+    readonly run = 0,
   ) {
     for (const c of commands) {
       this.byId.set(c.id, c);

@@ -120,6 +120,25 @@ export class AlertBook {
     }
   }
 
+  /**
+   * An alert the coordinator itself raised (a schedule's run changed a host's
+   * rows): stored like an agent's, then pushed to followers once committed.
+   */
+  record(alert: Alert): void {
+    this.batcher.alert({
+      id: alert.id,
+      agentId: alert.agentId,
+      atMs: alert.atMs,
+      receivedAtMs: this.now(),
+      payload: Alert.encode(alert).finish(),
+    });
+    this.stats.stored++;
+    this.batcher.afterCommit(() => {
+      this.deliver();
+      this.onAlert(alert);
+    });
+  }
+
   /** Newest alerts first, at most `limit`, received at or after `sinceMs`, of the agents in the filter. */
   list(filter: AlertFilter, sinceMs: number, limit: number): StoredAlert[] {
     this.batcher.flush();

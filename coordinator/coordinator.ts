@@ -16,6 +16,7 @@ import {
 } from "../common/mod.js";
 import { enrollSubject } from "../common/nats-authority.js";
 import { agentInboxPrefix, natsConnectOptions } from "../common/nats-link.js";
+import type { ExportSinkStatus } from "../proto/api.js";
 import { CommandStatus, ReleasePart, ReleaseRequest, TimeReply, TimeRequest } from "../proto/api.js";
 import { ActionBook } from "./action-book.js";
 import { AlertBook } from "./alert-book.js";
@@ -33,6 +34,7 @@ import { Notifier } from "./notifier.js";
 import { Queries } from "./queries.js";
 import { AgentRegistry } from "./registry.js";
 import { ReleaseShelf } from "./release-shelf.js";
+import { ScheduleDesk } from "./schedule-desk.js";
 import { SqliteStore } from "./store/sqlite-store.js";
 import { alertsFeed, decodeOrRefuse, type Refusal, resultsFeed, StreamFeed } from "./stream-feed.js";
 import { Submissions } from "./submissions.js";
@@ -63,6 +65,7 @@ export class Coordinator {
   readonly intake: AgentIntake;
   readonly dispatcher: Dispatcher;
   readonly submissions: Submissions;
+  readonly schedules: ScheduleDesk;
   readonly queries: Queries;
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
@@ -194,12 +197,21 @@ export class Coordinator {
       queries: this.queries,
       incidents: this.incidents,
     });
+    this.schedules = new ScheduleDesk(core, {
+      dispatcher: this.dispatcher,
+      queries: this.queries,
+      alerts: this.alerts,
+    });
     this.intake = new AgentIntake(core, {
       dispatcher: this.dispatcher,
       incidents: this.incidents,
+      schedules: this.schedules,
       catchUp: this.catchUp,
     });
-    core.book.onComplete = (action) => this.incidents.actionCompleted(action);
+    core.book.onComplete = (action) => {
+      this.incidents.actionCompleted(action);
+      this.schedules.runCompleted(action);
+    };
     this.alerts.onAlert = (alert) => this.incidents.alertStored(alert);
     this.evidence.onEvidence = (item) => this.incidents.evidenceStored(item);
     this.dispatcher.reloadOpenActions();
@@ -272,6 +284,7 @@ export class Coordinator {
     this.feeds.push(results, alerts);
     this.resultsFeed = results;
     this.dispatcher.start();
+    this.schedules.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
   }
 
@@ -303,7 +316,13 @@ export class Coordinator {
       .catch((err) => this.core.log.warn("results backlog unknown after reconnecting", { error: err }));
   }
 
+  /** Where each export sink has got to. */
+  exportStatus(): ExportSinkStatus[] {
+    return [];
+  }
+
   async stop(): Promise<void> {
+    this.schedules.stop();
     this.dispatcher.stop();
     this.evidence.stop();
     for (const feed of this.feeds) await feed.stop();

@@ -9,6 +9,7 @@ import {
   type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
+import { runBody } from "../common/schedule.js";
 import { SignedAction } from "../proto/api.js";
 import type { ActionBook } from "./action-book.js";
 import type { AuditLog } from "./audit-log.js";
@@ -76,13 +77,23 @@ export function checkStoredId(rowId: string, bodyId: string): void {
   }
 }
 
-/** A stored action's signatures checked again, and the row checked to hold the action it names. */
+/**
+ * A stored action's signatures checked again, and the row checked to hold the
+ * action it names; for a schedule's run, the run derived again from the signed
+ * schedule.
+ */
 export function verifyStored(
   keyring: Keyring,
   record: StoredAction,
 ): { signed: SignedAction; verified: VerifiedAction } {
   const signed = SignedAction.decode(record.signed);
   const verified = verifySignedAction(signed, keyring);
+  if (record.scheduleId) {
+    checkStoredId(record.scheduleId, verified.body.id);
+    const body = runBody(verified.body, record.run ?? 0);
+    checkStoredId(record.id, body.id);
+    return { signed, verified: { ...verified, body, schedule: verified.body } };
+  }
   checkStoredId(record.id, verified.body.id);
   return { signed, verified };
 }

@@ -9,6 +9,7 @@ import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
 import { MinuteBudget } from "./minute-budget.js";
 import { checkHeartbeat } from "./registry.js";
+import type { ScheduleDesk } from "./schedule-desk.js";
 import type { StoredCommand } from "./store/store.js";
 import { decodeOrRefuse } from "./stream-feed.js";
 
@@ -74,7 +75,12 @@ export class AgentIntake {
 
   constructor(
     private readonly core: CoordinatorCore,
-    private readonly parts: { dispatcher: Dispatcher; incidents: IncidentDesk; catchUp: CatchUp },
+    private readonly parts: {
+      dispatcher: Dispatcher;
+      incidents: IncidentDesk;
+      schedules: ScheduleDesk;
+      catchUp: CatchUp;
+    },
   ) {}
 
   /** Heartbeats from every agent, and the acks of the commands this coordinator sent. */
@@ -137,7 +143,10 @@ export class AgentIntake {
     const effect = this.core.registry.observe(hb, this.core.now());
     if (effect.persist) this.core.batcher.agent(effect.agent);
     if (effect.isNew) this.core.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });
-    if (effect.cameBack) this.parts.dispatcher.agentCameBack(agentId);
+    if (effect.cameBack) {
+      this.parts.dispatcher.agentCameBack(agentId);
+      this.parts.schedules.agentCameBack(agentId);
+    }
   }
 
   private onAck(msg: Msg, agentId: string): void {
@@ -258,6 +267,7 @@ export class AgentIntake {
       receivedAtMs: this.core.now(),
     });
     this.parts.incidents.resultStored(command.actionId, agentId, result);
+    this.parts.schedules.resultStored(command.actionId, agentId, result);
     const patch = { found: result.found, problem: result.problem ?? NO_PROBLEM, result };
     if (action) {
       book.transition(action, command, status, patch);

@@ -38,6 +38,12 @@ export class Submissions {
     const { batcher, book, pending, store, audit } = this.core;
     const now = this.core.now();
     const { verified, body, modules, aclNames, expr, shortfall } = vetAction(signed, this.core.keyring, now);
+    if (body.schedule) {
+      throw new DragnetError(
+        Codes.ACTION_INVALID,
+        "this is a signed schedule, not an action: create it with dragnet schedule create (CreateSchedule)",
+      );
+    }
     // Who submits must hold the role each operation needs (respond for a response module).
     for (const m of new Set(aclNames)) {
       const role = roleToSign(m);

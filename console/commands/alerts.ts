@@ -36,7 +36,7 @@ function rowsOf(s: StoredAlert) {
   const base = {
     at: isoTime(a.atMs),
     hostname: a.hostname || a.agentId,
-    watch: a.watch,
+    watch: a.scheduleId ? `${a.watch} #${a.run}` : a.watch,
     detectedBy: a.detectedBy,
   };
   const rows = a.changes.map((c) => ({
@@ -46,6 +46,10 @@ function rowsOf(s: StoredAlert) {
     what: c.what.join(","),
     origin: originOf(c),
   }));
+  // A schedule's alert: the rows of the answer that appeared or vanished since the host's previous run.
+  for (const r of a.rows) {
+    rows.push({ ...base, path: r.row, kind: r.vanished ? "vanished" : "new", what: r.module, origin: "" });
+  }
   if (a.changesOmitted > 0)
     rows.push({
       ...base,
@@ -94,7 +98,11 @@ function printLive(s: StoredAlert, format: Format, csv: RowWriter): void {
     return;
   }
   const a = s.alert!;
-  let text = `${isoTime(a.atMs)}  ${printable(a.hostname || a.agentId)}  watch ${printable(a.watch)} (${a.detectedBy})\n`;
+  const source = a.scheduleId
+    ? `schedule ${printable(a.watch)} run ${a.run}`
+    : `watch ${printable(a.watch)} (${a.detectedBy})`;
+  let text = `${isoTime(a.atMs)}  ${printable(a.hostname || a.agentId)}  ${source}\n`;
+  for (const r of a.rows) text += `  ${(r.vanished ? "vanished" : "new").padEnd(8)} ${printable(r.row)}\n`;
   for (const c of a.changes) {
     const origin = originOf(c);
     text += `  ${c.kind.padEnd(8)} ${printable(c.path)}${c.what.length ? `  ${c.what.join(",")}` : ""}${origin ? `  [${printable(origin)}]` : ""}\n`;
@@ -106,7 +114,9 @@ function printLive(s: StoredAlert, format: Format, csv: RowWriter): void {
 export function registerAlertsCommand(program: Command): void {
   program
     .command("alerts")
-    .description("alerts from the agents' persistent watches (dragnet drift watch start), newest last")
+    .description(
+      "alerts from the agents' persistent watches (dragnet drift watch start) and from schedules (dragnet schedule create), newest last",
+    )
     .option("-t, --target <expr>", "only alerts of agents this target expression selects")
     .option("--since <when>", "received since this ISO time or this long ago (default 24h)")
     .option("--limit <n>", "at most this many past alerts (the newest)", nonNegativeInt("--limit"), 100)

@@ -75,6 +75,11 @@ const ROLE_OF: Record<string, Role | "signer"> = {
   ListReleases: "read",
   PublishRelease: "admin",
   RevokeAgent: "admin",
+  CreateSchedule: "investigate",
+  ListSchedules: "read",
+  GetSchedule: "read",
+  StopSchedule: "investigate",
+  ExportStatus: "read",
 };
 
 /** Refuses a caller whose roles do not include what the call needs. */

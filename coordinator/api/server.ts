@@ -9,6 +9,7 @@ import { ApiCalls } from "./calls.js";
 import { evidenceCalls } from "./evidence.js";
 import { fleetCalls } from "./fleet.js";
 import { incidentCalls } from "./incidents.js";
+import { scheduleCalls } from "./schedules.js";
 
 // The Coordinator gRPC service over TLS: every call goes through ApiCalls
 // (authentication, audit, refusals with their codes) to the coordinator's
@@ -22,6 +23,7 @@ export function coordinatorApi(coordinator: Coordinator, log: Logger): Coordinat
     ...incidentCalls(coordinator, calls),
     ...evidenceCalls(coordinator, calls),
     ...fleetCalls(coordinator, calls),
+    ...scheduleCalls(coordinator, calls),
   };
 }
 

@@ -179,6 +179,57 @@ CREATE TABLE revoked_agents (
   reason TEXT NOT NULL
 );
 `,
+  // 9: signed schedules, their runs and each host's last rows; export sinks' cursors.
+  `
+ALTER TABLE actions ADD COLUMN schedule_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE actions ADD COLUMN run INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE schedules (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  target TEXT NOT NULL,
+  signed BLOB NOT NULL,
+  signer_names TEXT NOT NULL,
+  modules TEXT NOT NULL,
+  incident_id TEXT NOT NULL,
+  every_ms INTEGER NOT NULL,
+  runs INTEGER NOT NULL,
+  first_run_at INTEGER NOT NULL,
+  ends_at INTEGER NOT NULL,
+  submitted_at INTEGER NOT NULL,
+  last_run INTEGER NOT NULL DEFAULT 0,
+  stopped_at INTEGER,
+  stopped_by TEXT NOT NULL DEFAULT '',
+  stop_reason TEXT NOT NULL DEFAULT '',
+  stop_signed BLOB
+);
+CREATE TABLE schedule_runs (
+  schedule_id TEXT NOT NULL REFERENCES schedules (id),
+  run INTEGER NOT NULL,
+  action_id TEXT NOT NULL,
+  issued_at INTEGER NOT NULL,
+  targeted INTEGER NOT NULL,
+  compared INTEGER NOT NULL DEFAULT 0,
+  baselines INTEGER NOT NULL DEFAULT 0,
+  changed INTEGER NOT NULL DEFAULT 0,
+  added INTEGER NOT NULL DEFAULT 0,
+  vanished INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (schedule_id, run)
+);
+CREATE TABLE schedule_rows (
+  schedule_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  run INTEGER NOT NULL,
+  rows TEXT NOT NULL,
+  PRIMARY KEY (schedule_id, agent_id)
+);
+CREATE TABLE export_cursors (
+  sink TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (sink, kind)
+);
+`,
 ];
 
 /** Brings a database to the newest schema; refuses one newer than this coordinator knows. */

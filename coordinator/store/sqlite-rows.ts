@@ -50,6 +50,8 @@ export interface ActionRow {
   state: number;
   weight: number;
   required_weight: number;
+  schedule_id: string;
+  run: number;
 }
 
 export interface CommandRow {
@@ -109,6 +111,7 @@ export const toAction = (r: ActionRow): StoredAction => ({
   state: r.state as ActionState,
   weight: r.weight,
   requiredWeight: r.required_weight,
+  ...(r.schedule_id ? { scheduleId: r.schedule_id, run: r.run } : {}),
 });
 
 export const toCommand = (r: CommandRow): StoredCommand => ({

@@ -17,10 +17,10 @@ export function prepareStatements(db: Database.Database) {
     insertAction: db.prepare(`
       INSERT INTO actions (id, name, target, signed, signer_key_ids, signer_names, modules, incident_id,
                            created_at, valid_from, expires_at, submitted_at, timeout_ms, completed_at,
-                           state, weight, required_weight)
+                           state, weight, required_weight, schedule_id, run)
       VALUES (@id, @name, @target, @signed, @signerKeyIds, @signerNames, @modules, @incidentId, @createdAtMs,
               @validFromMs, @expiresAtMs, @submittedAtMs, @timeoutMs, @completedAtMs,
-              @state, @weight, @requiredWeight)
+              @state, @weight, @requiredWeight, @scheduleId, @run)
       ON CONFLICT (id) DO UPDATE SET signed = excluded.signed, signer_key_ids = excluded.signer_key_ids,
         signer_names = excluded.signer_names, state = excluded.state, weight = excluded.weight,
         completed_at = COALESCE(actions.completed_at, excluded.completed_at)`),

@@ -3,6 +3,7 @@ import Database from "better-sqlite3";
 import type { AuditFieldsOfEntry, AuditHead, ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
 import type { AuditEntry } from "../../proto/api.js";
+import { SqliteExportLog } from "./sqlite-exports.js";
 import { migrate } from "./sqlite-migrations.js";
 import {
   type ActionRow,
@@ -27,6 +28,7 @@ import {
   toResult,
   toToken,
 } from "./sqlite-rows.js";
+import { SqliteSchedules } from "./sqlite-schedules.js";
 import { prepareStatements, type Statements } from "./sqlite-statements.js";
 import type {
   Store,
@@ -51,6 +53,8 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts: Statements;
   private readonly applyTx: (batch: WriteBatch) => void;
+  readonly schedules: SqliteSchedules;
+  readonly exportLog: SqliteExportLog;
 
   constructor(path: string) {
     // Only the coordinator's user reads it (actions, results, audit): made 0600 before SQLite opens it,
@@ -67,6 +71,8 @@ export class SqliteStore implements Store {
     migrate(this.db, path);
     const db = this.db;
     this.stmts = prepareStatements(db);
+    this.schedules = new SqliteSchedules(db);
+    this.exportLog = new SqliteExportLog(db);
 
     this.applyTx = this.db.transaction((batch: WriteBatch) => {
       for (const a of batch.agents) {
@@ -85,6 +91,8 @@ export class SqliteStore implements Store {
           signerNames: JSON.stringify(a.signerNames),
           completedAtMs: a.completedAtMs ?? null,
           modules: JSON.stringify(a.modules),
+          scheduleId: a.scheduleId ?? "",
+          run: a.run ?? 0,
         });
       }
       // Positional and without copies: thousands of these go into one transaction during a sweep.

@@ -1,6 +1,7 @@
 import type { AuditFieldsOfEntry, AuditHead, ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
+import type { ExportSource } from "../exports/source.js";
 
 // What the coordinator keeps. The interface is what a second backend
 // (PostgreSQL, for several coordinators) has to provide; SQLite is the default.
@@ -74,6 +75,9 @@ export interface StoredAction {
   /** Weight its signatures carry for its weakest operation, and what that operation needs. */
   weight: number;
   requiredWeight: number;
+  /** A schedule's run: the schedule (whose SignedAction `signed` holds) and the run's number. */
+  scheduleId?: string;
+  run?: number;
 }
 
 export interface StoredCommand {
@@ -133,6 +137,77 @@ export interface StoredIncident {
   headSeal: string;
 }
 
+export interface StoredSchedule {
+  id: string;
+  name: string;
+  target: string;
+  /** The SignedAction (a body with a ScheduleSpec) exactly as submitted, encoded. */
+  signed: Uint8Array;
+  signerNames: string[];
+  modules: string[];
+  incidentId: string;
+  everyMs: number;
+  runs: number;
+  firstRunAtMs: number;
+  endsAtMs: number;
+  submittedAtMs: number;
+  /** The highest run issued (0: none). */
+  lastRun: number;
+  stoppedAtMs?: number;
+  stoppedBy: string;
+  stopReason: string;
+  /** The investigator's SignedScheduleStop, encoded. */
+  stopSigned?: Uint8Array;
+}
+
+/** What a run's answers changed, host by host, as they come in. */
+export interface RunTally {
+  compared: number;
+  baselines: number;
+  changed: number;
+  added: number;
+  vanished: number;
+  failed: number;
+}
+
+export interface StoredScheduleRun extends RunTally {
+  scheduleId: string;
+  run: number;
+  actionId: string;
+  issuedAtMs: number;
+  targeted: number;
+}
+
+/** Schedules, their runs, and each host's rows of its latest compared run. */
+export interface ScheduleStore {
+  /** Stores a new schedule (before anything is sent). */
+  put(schedule: StoredSchedule): void;
+  get(id: string): StoredSchedule | undefined;
+  idsByPrefix(prefix: string, limit: number): string[];
+  /** Newest first. */
+  list(limit: number): StoredSchedule[];
+  /** Not stopped and not over at `now`. */
+  active(now: number): StoredSchedule[];
+  /**
+   * Claims run n of a schedule: true once per run however many coordinators
+   * ask (the schedule's last run only grows), false when it was issued already.
+   */
+  claimRun(run: StoredScheduleRun): boolean;
+  /** Records a stop; false when it was stopped already. */
+  stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): boolean;
+  runs(scheduleId: string): StoredScheduleRun[];
+  /** The rows a host answered in the latest run compared for it. */
+  lastRows(scheduleId: string, agentId: string): { run: number; rows: string[] } | undefined;
+  /** One host's answer to a run: its rows (none when it failed: the earlier ones stay) and the run's tally. */
+  recordAnswer(
+    scheduleId: string,
+    agentId: string,
+    run: number,
+    rows: string[] | undefined,
+    tally: Partial<RunTally>,
+  ): void;
+}
+
 /** Writes gathered by the coordinator and applied together, in one transaction. */
 export interface WriteBatch {
   agents: StoredAgent[];
@@ -162,6 +237,9 @@ export function emptyWriteBatch(): WriteBatch {
 }
 
 export interface Store {
+  readonly schedules: ScheduleStore;
+  /** The records export sinks read, and where each sink has got to. */
+  readonly exportLog: ExportSource;
   /** Applies writes in one transaction; an action written again replaces its earlier row. */
   apply(batch: WriteBatch): void;
   /** Refuses an agent's credentials for good (its row goes: it is no longer one of the fleet); false when it was already. */

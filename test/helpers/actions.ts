@@ -20,6 +20,7 @@ export function fileAction(search: SearchInput, overrides: Partial<ActionBody> =
   const now = Date.now();
   return {
     id: newId(now),
+    schedule: undefined,
     name: "test file search",
     target: "all",
     operations: [

@@ -31,7 +31,14 @@ export async function sendDirect(nc: NatsConnection, agentId: string, payload: U
 }
 
 export function envelope(action: SignedAction, commandId = newId()): Uint8Array {
-  return CommandEnvelope.encode({ commandId, action, sentAtMs: Date.now(), coordinator: "main" }).finish();
+  return CommandEnvelope.encode({
+    commandId,
+    action,
+    sentAtMs: Date.now(),
+    coordinator: "main",
+    run: 0,
+    stop: undefined,
+  }).finish();
 }
 
 /** The DragnetError a promise rejects with (fails if it resolves or rejects otherwise). */

@@ -35,6 +35,7 @@ async function collect(p: Partial<CollectParams>, incidentId = "") {
   const now = Date.now();
   const body: ActionBody = {
     id: newId(now),
+    schedule: undefined,
     name: "collect test",
     target: `id == "${agent.id}"`,
     operations: [{ module: { $case: "collect", value: CollectParams.fromPartial(p) } }],
@@ -203,6 +204,7 @@ describe("collect and evidence", () => {
     const now = Date.now();
     const body: ActionBody = {
       id: newId(now),
+      schedule: undefined,
       name: "collect to forge",
       target: `id == "${stalling.id}"`,
       operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],

@@ -119,6 +119,7 @@ async function respond(
   const now = Date.now();
   const body: ActionBody = {
     id: newId(now),
+    schedule: undefined,
     name: "isolation test",
     target: `id == "${agentId}"`,
     operations: [op],

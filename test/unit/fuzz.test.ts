@@ -69,6 +69,8 @@ describe("fuzzing the agent's command decoder and checks", () => {
   ].map((body, i) =>
     CommandEnvelope.encode({
       commandId: `c${i}`,
+      run: 0,
+      stop: undefined,
       action: i ? coSign(signAction(body, alice), bob) : signAction(body, alice),
       sentAtMs: Date.now(),
       coordinator: "main",
@@ -138,6 +140,8 @@ describe("fuzzing the agent's command decoder and checks", () => {
       const signatures = [signBytes(body, alice), ...(i % 3 === 0 ? [signBytes(body, bob)] : [])];
       const data = CommandEnvelope.encode({
         commandId: `m${i}`,
+        run: 0,
+        stop: undefined,
         action: { body: Buffer.from(body), signatures },
         sentAtMs: Date.now(),
         coordinator: "main",

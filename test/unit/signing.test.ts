@@ -28,6 +28,7 @@ function body(overrides: Partial<ActionBody> = {}): ActionBody {
   const now = Date.now();
   return {
     id: "01m8000000000000000000000a",
+    schedule: undefined,
     name: "test",
     target: "all",
     operations: [

@@ -156,6 +156,23 @@ export interface Alert {
   changes: DriftChange[];
   /** Changes left out to keep the alert within its size limit. */
   changesOmitted: number;
+  /**
+   * A schedule's change-only alert (made by the coordinator, source
+   * "schedule"): the schedule, the run whose answer changed, and the rows that
+   * appeared or vanished since this host's previous answered run.
+   */
+  scheduleId: string;
+  run: number;
+  rows: RowChange[];
+}
+
+/** One row of a module's answer that appeared in a run or vanished from it. */
+export interface RowChange {
+  /** False: the row is new in this run; true: it was in the previous run and is not any more. */
+  vanished: boolean;
+  module: string;
+  /** The row, as compact JSON (fields that change every run, such as a process's memory, left out). */
+  row: string;
 }
 
 /**
@@ -175,6 +192,39 @@ export interface ActionBody {
   incidentId: string;
   description: string;
   createdAtMs: number;
+  /**
+   * Set, the body is a schedule, not an action: it runs only as numbered runs
+   * (CommandEnvelope.run), each an action of its own derived from these bytes.
+   */
+  schedule: ScheduleSpec | undefined;
+}
+
+/**
+ * A recurring sweep, signed once. The body's window [valid_from, expires_at)
+ * is exactly `runs` windows of `every_ms`: run n (from 1) may start only in
+ * [valid_from + (n-1) * every_ms, valid_from + n * every_ms), and only once.
+ */
+export interface ScheduleSpec {
+  everyMs: number;
+  runs: number;
+}
+
+/**
+ * An investigator's signed order to stop a schedule. Signed over
+ * "dragnet-schedule-stop-v1\n" followed by the encoded body.
+ */
+export interface ScheduleStopBody {
+  scheduleId: string;
+  stoppedAtMs: number;
+  /** The schedule's own end: until then agents keep the stop in mind. */
+  untilMs: number;
+  reason: string;
+}
+
+export interface SignedScheduleStop {
+  /** An encoded ScheduleStopBody, exactly as signed. */
+  body: Buffer;
+  signature: Signature | undefined;
 }
 
 /**
@@ -231,6 +281,16 @@ export interface CommandEnvelope {
    * and result go to it. Not signed: it routes answers and authorises nothing.
    */
   coordinator: string;
+  /**
+   * With a schedule in `action`: which run this is (from 1). The agent derives
+   * the run's action (id, window) from the signed schedule and this number.
+   */
+  run: number;
+  /**
+   * A schedule was stopped: no command to run, nothing to answer; the agent
+   * refuses that schedule's runs from now on.
+   */
+  stop: SignedScheduleStop | undefined;
 }
 
 /** Published by the agent on <prefix>.ack.<agentId> as soon as it has judged a command. */
@@ -846,6 +906,9 @@ function createBaseAlert(): Alert {
     detectedBy: "",
     changes: [],
     changesOmitted: 0,
+    scheduleId: "",
+    run: 0,
+    rows: [],
   };
 }
 
@@ -880,6 +943,15 @@ export const Alert: MessageFns<Alert> = {
     }
     if (message.changesOmitted !== 0) {
       writer.uint32(80).uint32(message.changesOmitted);
+    }
+    if (message.scheduleId !== "") {
+      writer.uint32(90).string(message.scheduleId);
+    }
+    if (message.run !== 0) {
+      writer.uint32(96).uint32(message.run);
+    }
+    for (const v of message.rows) {
+      RowChange.encode(v!, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -977,6 +1049,30 @@ export const Alert: MessageFns<Alert> = {
             message.changesOmitted = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.run = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.rows.push(RowChange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1023,6 +1119,15 @@ export const Alert: MessageFns<Alert> = {
         : isSet(object.changes_omitted)
         ? globalThis.Number(object.changes_omitted)
         : 0,
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+      run: isSet(object.run) ? globalThis.Number(object.run) : 0,
+      rows: globalThis.Array.isArray(object?.rows)
+        ? object.rows.map((e: any) => RowChange.fromJSON(e))
+        : [],
     };
   },
 
@@ -1058,6 +1163,15 @@ export const Alert: MessageFns<Alert> = {
     if (message.changesOmitted !== 0) {
       obj.changesOmitted = Math.round(message.changesOmitted);
     }
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    if (message.run !== 0) {
+      obj.run = Math.round(message.run);
+    }
+    if (message.rows?.length) {
+      obj.rows = message.rows.map((e) => RowChange.toJSON(e));
+    }
     return obj;
   },
 
@@ -1076,6 +1190,110 @@ export const Alert: MessageFns<Alert> = {
     message.detectedBy = object.detectedBy ?? "";
     message.changes = object.changes?.map((e) => DriftChange.fromPartial(e)) || [];
     message.changesOmitted = object.changesOmitted ?? 0;
+    message.scheduleId = object.scheduleId ?? "";
+    message.run = object.run ?? 0;
+    message.rows = object.rows?.map((e) => RowChange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRowChange(): RowChange {
+  return { vanished: false, module: "", row: "" };
+}
+
+export const RowChange: MessageFns<RowChange> = {
+  encode(message: RowChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vanished !== false) {
+      writer.uint32(8).bool(message.vanished);
+    }
+    if (message.module !== "") {
+      writer.uint32(18).string(message.module);
+    }
+    if (message.row !== "") {
+      writer.uint32(26).string(message.row);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RowChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRowChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.vanished = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.row = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RowChange {
+    return {
+      vanished: isSet(object.vanished) ? globalThis.Boolean(object.vanished) : false,
+      module: isSet(object.module) ? globalThis.String(object.module) : "",
+      row: isSet(object.row) ? globalThis.String(object.row) : "",
+    };
+  },
+
+  toJSON(message: RowChange): unknown {
+    const obj: any = {};
+    if (message.vanished !== false) {
+      obj.vanished = message.vanished;
+    }
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    if (message.row !== "") {
+      obj.row = message.row;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RowChange>, I>>(base?: I): RowChange {
+    return RowChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RowChange>, I>>(object: I): RowChange {
+    const message = createBaseRowChange();
+    message.vanished = object.vanished ?? false;
+    message.module = object.module ?? "";
+    message.row = object.row ?? "";
     return message;
   },
 };
@@ -1092,6 +1310,7 @@ function createBaseActionBody(): ActionBody {
     incidentId: "",
     description: "",
     createdAtMs: 0,
+    schedule: undefined,
   };
 }
 
@@ -1126,6 +1345,9 @@ export const ActionBody: MessageFns<ActionBody> = {
     }
     if (message.createdAtMs !== 0) {
       writer.uint32(80).int64(message.createdAtMs);
+    }
+    if (message.schedule !== undefined) {
+      ScheduleSpec.encode(message.schedule, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1223,6 +1445,14 @@ export const ActionBody: MessageFns<ActionBody> = {
             message.createdAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.schedule = ScheduleSpec.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1269,6 +1499,7 @@ export const ActionBody: MessageFns<ActionBody> = {
         : isSet(object.created_at_ms)
         ? globalThis.Number(object.created_at_ms)
         : 0,
+      schedule: isSet(object.schedule) ? ScheduleSpec.fromJSON(object.schedule) : undefined,
     };
   },
 
@@ -1304,6 +1535,9 @@ export const ActionBody: MessageFns<ActionBody> = {
     if (message.createdAtMs !== 0) {
       obj.createdAtMs = Math.round(message.createdAtMs);
     }
+    if (message.schedule !== undefined) {
+      obj.schedule = ScheduleSpec.toJSON(message.schedule);
+    }
     return obj;
   },
 
@@ -1322,6 +1556,314 @@ export const ActionBody: MessageFns<ActionBody> = {
     message.incidentId = object.incidentId ?? "";
     message.description = object.description ?? "";
     message.createdAtMs = object.createdAtMs ?? 0;
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? ScheduleSpec.fromPartial(object.schedule)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseScheduleSpec(): ScheduleSpec {
+  return { everyMs: 0, runs: 0 };
+}
+
+export const ScheduleSpec: MessageFns<ScheduleSpec> = {
+  encode(message: ScheduleSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.everyMs !== 0) {
+      writer.uint32(8).uint32(message.everyMs);
+    }
+    if (message.runs !== 0) {
+      writer.uint32(16).uint32(message.runs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.everyMs = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.runs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleSpec {
+    return {
+      everyMs: isSet(object.everyMs)
+        ? globalThis.Number(object.everyMs)
+        : isSet(object.every_ms)
+        ? globalThis.Number(object.every_ms)
+        : 0,
+      runs: isSet(object.runs) ? globalThis.Number(object.runs) : 0,
+    };
+  },
+
+  toJSON(message: ScheduleSpec): unknown {
+    const obj: any = {};
+    if (message.everyMs !== 0) {
+      obj.everyMs = Math.round(message.everyMs);
+    }
+    if (message.runs !== 0) {
+      obj.runs = Math.round(message.runs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleSpec>, I>>(base?: I): ScheduleSpec {
+    return ScheduleSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleSpec>, I>>(object: I): ScheduleSpec {
+    const message = createBaseScheduleSpec();
+    message.everyMs = object.everyMs ?? 0;
+    message.runs = object.runs ?? 0;
+    return message;
+  },
+};
+
+function createBaseScheduleStopBody(): ScheduleStopBody {
+  return { scheduleId: "", stoppedAtMs: 0, untilMs: 0, reason: "" };
+}
+
+export const ScheduleStopBody: MessageFns<ScheduleStopBody> = {
+  encode(message: ScheduleStopBody, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    if (message.stoppedAtMs !== 0) {
+      writer.uint32(16).int64(message.stoppedAtMs);
+    }
+    if (message.untilMs !== 0) {
+      writer.uint32(24).int64(message.untilMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleStopBody {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleStopBody();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.stoppedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.untilMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleStopBody {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+      stoppedAtMs: isSet(object.stoppedAtMs)
+        ? globalThis.Number(object.stoppedAtMs)
+        : isSet(object.stopped_at_ms)
+        ? globalThis.Number(object.stopped_at_ms)
+        : 0,
+      untilMs: isSet(object.untilMs)
+        ? globalThis.Number(object.untilMs)
+        : isSet(object.until_ms)
+        ? globalThis.Number(object.until_ms)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ScheduleStopBody): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    if (message.stoppedAtMs !== 0) {
+      obj.stoppedAtMs = Math.round(message.stoppedAtMs);
+    }
+    if (message.untilMs !== 0) {
+      obj.untilMs = Math.round(message.untilMs);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleStopBody>, I>>(base?: I): ScheduleStopBody {
+    return ScheduleStopBody.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleStopBody>, I>>(object: I): ScheduleStopBody {
+    const message = createBaseScheduleStopBody();
+    message.scheduleId = object.scheduleId ?? "";
+    message.stoppedAtMs = object.stoppedAtMs ?? 0;
+    message.untilMs = object.untilMs ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseSignedScheduleStop(): SignedScheduleStop {
+  return { body: Buffer.alloc(0), signature: undefined };
+}
+
+export const SignedScheduleStop: MessageFns<SignedScheduleStop> = {
+  encode(message: SignedScheduleStop, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.body.length !== 0) {
+      writer.uint32(10).bytes(message.body);
+    }
+    if (message.signature !== undefined) {
+      Signature.encode(message.signature, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignedScheduleStop {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignedScheduleStop();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Signature.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignedScheduleStop {
+    return {
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined,
+    };
+  },
+
+  toJSON(message: SignedScheduleStop): unknown {
+    const obj: any = {};
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    if (message.signature !== undefined) {
+      obj.signature = Signature.toJSON(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignedScheduleStop>, I>>(base?: I): SignedScheduleStop {
+    return SignedScheduleStop.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignedScheduleStop>, I>>(object: I): SignedScheduleStop {
+    const message = createBaseSignedScheduleStop();
+    message.body = object.body ?? Buffer.alloc(0);
+    message.signature = (object.signature !== undefined && object.signature !== null)
+      ? Signature.fromPartial(object.signature)
+      : undefined;
     return message;
   },
 };
@@ -1982,7 +2524,7 @@ export const SignedAction: MessageFns<SignedAction> = {
 };
 
 function createBaseCommandEnvelope(): CommandEnvelope {
-  return { commandId: "", action: undefined, sentAtMs: 0, coordinator: "" };
+  return { commandId: "", action: undefined, sentAtMs: 0, coordinator: "", run: 0, stop: undefined };
 }
 
 export const CommandEnvelope: MessageFns<CommandEnvelope> = {
@@ -1998,6 +2540,12 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
     }
     if (message.coordinator !== "") {
       writer.uint32(34).string(message.coordinator);
+    }
+    if (message.run !== 0) {
+      writer.uint32(40).uint32(message.run);
+    }
+    if (message.stop !== undefined) {
+      SignedScheduleStop.encode(message.stop, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2047,6 +2595,22 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
             message.coordinator = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.run = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stop = SignedScheduleStop.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2073,6 +2637,8 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
         ? globalThis.Number(object.sent_at_ms)
         : 0,
       coordinator: isSet(object.coordinator) ? globalThis.String(object.coordinator) : "",
+      run: isSet(object.run) ? globalThis.Number(object.run) : 0,
+      stop: isSet(object.stop) ? SignedScheduleStop.fromJSON(object.stop) : undefined,
     };
   },
 
@@ -2090,6 +2656,12 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
     if (message.coordinator !== "") {
       obj.coordinator = message.coordinator;
     }
+    if (message.run !== 0) {
+      obj.run = Math.round(message.run);
+    }
+    if (message.stop !== undefined) {
+      obj.stop = SignedScheduleStop.toJSON(message.stop);
+    }
     return obj;
   },
 
@@ -2104,6 +2676,10 @@ export const CommandEnvelope: MessageFns<CommandEnvelope> = {
       : undefined;
     message.sentAtMs = object.sentAtMs ?? 0;
     message.coordinator = object.coordinator ?? "";
+    message.run = object.run ?? 0;
+    message.stop = (object.stop !== undefined && object.stop !== null)
+      ? SignedScheduleStop.fromPartial(object.stop)
+      : undefined;
     return message;
   },
 };

@@ -22,7 +22,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Alert, CommandResult, Signature, SignedAction } from "./agent.js";
+import { Alert, CommandResult, Signature, SignedAction, SignedScheduleStop } from "./agent.js";
 import { CommandStatus, commandStatusFromJSON, commandStatusToJSON, Problem } from "./common.js";
 import {
   AddNoteRequest,
@@ -142,6 +142,93 @@ export function agentStatusToJSON(object: AgentStatus): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+export interface CreateScheduleRequest {
+  /** A SignedAction whose body carries a ScheduleSpec. */
+  schedule: SignedAction | undefined;
+}
+
+export interface ScheduleInfo {
+  id: string;
+  name: string;
+  target: string;
+  modules: string[];
+  everyMs: number;
+  runs: number;
+  /** Run 1's window opens here; the last run's closes at ends_at_ms. */
+  firstRunAtMs: number;
+  endsAtMs: number;
+  signerNames: string[];
+  submittedAtMs: number;
+  /** The highest run issued so far (0: none yet). */
+  lastRun: number;
+  /** "waiting" (before run 1), "active", "stopped" or "finished". */
+  state: string;
+  stoppedAtMs: number;
+  stoppedBy: string;
+  stopReason: string;
+  nextRunAtMs: number;
+  incidentId: string;
+}
+
+export interface ListSchedulesRequest {
+  limit: number;
+}
+
+export interface ListSchedulesResponse {
+  schedules: ScheduleInfo[];
+}
+
+export interface GetScheduleRequest {
+  /** The id or a unique prefix. */
+  id: string;
+}
+
+export interface ScheduleRun {
+  run: number;
+  actionId: string;
+  issuedAtMs: number;
+  targeted: number;
+  /** Hosts whose answer was compared with their previous run's. */
+  compared: number;
+  /** Hosts answering for the first time (their baseline). */
+  baselines: number;
+  /** Hosts whose rows changed, and how many rows appeared or vanished. */
+  changed: number;
+  added: number;
+  vanished: number;
+  /** Hosts whose answer failed (nothing compared: their previous rows stay the baseline). */
+  failed: number;
+}
+
+export interface ScheduleDetail {
+  schedule: ScheduleInfo | undefined;
+  runs: ScheduleRun[];
+}
+
+export interface StopScheduleRequest {
+  stop: SignedScheduleStop | undefined;
+}
+
+export interface ExportStatusRequest {
+}
+
+export interface ExportSinkStatus {
+  name: string;
+  type: string;
+  carries: string[];
+  /** Records stored but not yet accepted by the receiver. */
+  lag: number;
+  lastSuccessMs: number;
+  lastErrorMs: number;
+  lastError: string;
+  delivered: number;
+  retrying: boolean;
+}
+
+export interface ExportStatusResponse {
+  sinks: ExportSinkStatus[];
 }
 
 export interface AgentInfo {
@@ -503,6 +590,1395 @@ export interface ListReleasesRequest {
 export interface ListReleasesResponse {
   releases: Release[];
 }
+
+function createBaseCreateScheduleRequest(): CreateScheduleRequest {
+  return { schedule: undefined };
+}
+
+export const CreateScheduleRequest: MessageFns<CreateScheduleRequest> = {
+  encode(message: CreateScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      SignedAction.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = SignedAction.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateScheduleRequest {
+    return { schedule: isSet(object.schedule) ? SignedAction.fromJSON(object.schedule) : undefined };
+  },
+
+  toJSON(message: CreateScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = SignedAction.toJSON(message.schedule);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateScheduleRequest>, I>>(base?: I): CreateScheduleRequest {
+    return CreateScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateScheduleRequest>, I>>(object: I): CreateScheduleRequest {
+    const message = createBaseCreateScheduleRequest();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? SignedAction.fromPartial(object.schedule)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseScheduleInfo(): ScheduleInfo {
+  return {
+    id: "",
+    name: "",
+    target: "",
+    modules: [],
+    everyMs: 0,
+    runs: 0,
+    firstRunAtMs: 0,
+    endsAtMs: 0,
+    signerNames: [],
+    submittedAtMs: 0,
+    lastRun: 0,
+    state: "",
+    stoppedAtMs: 0,
+    stoppedBy: "",
+    stopReason: "",
+    nextRunAtMs: 0,
+    incidentId: "",
+  };
+}
+
+export const ScheduleInfo: MessageFns<ScheduleInfo> = {
+  encode(message: ScheduleInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.target !== "") {
+      writer.uint32(26).string(message.target);
+    }
+    for (const v of message.modules) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.everyMs !== 0) {
+      writer.uint32(40).uint32(message.everyMs);
+    }
+    if (message.runs !== 0) {
+      writer.uint32(48).uint32(message.runs);
+    }
+    if (message.firstRunAtMs !== 0) {
+      writer.uint32(56).int64(message.firstRunAtMs);
+    }
+    if (message.endsAtMs !== 0) {
+      writer.uint32(64).int64(message.endsAtMs);
+    }
+    for (const v of message.signerNames) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.submittedAtMs !== 0) {
+      writer.uint32(80).int64(message.submittedAtMs);
+    }
+    if (message.lastRun !== 0) {
+      writer.uint32(88).uint32(message.lastRun);
+    }
+    if (message.state !== "") {
+      writer.uint32(98).string(message.state);
+    }
+    if (message.stoppedAtMs !== 0) {
+      writer.uint32(104).int64(message.stoppedAtMs);
+    }
+    if (message.stoppedBy !== "") {
+      writer.uint32(114).string(message.stoppedBy);
+    }
+    if (message.stopReason !== "") {
+      writer.uint32(122).string(message.stopReason);
+    }
+    if (message.nextRunAtMs !== 0) {
+      writer.uint32(128).int64(message.nextRunAtMs);
+    }
+    if (message.incidentId !== "") {
+      writer.uint32(138).string(message.incidentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.modules.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.everyMs = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.runs = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.firstRunAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.endsAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.signerNames.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.submittedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.lastRun = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.stoppedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.stoppedBy = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.stopReason = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.nextRunAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.incidentId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleInfo {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      modules: globalThis.Array.isArray(object?.modules) ? object.modules.map((e: any) => globalThis.String(e)) : [],
+      everyMs: isSet(object.everyMs)
+        ? globalThis.Number(object.everyMs)
+        : isSet(object.every_ms)
+        ? globalThis.Number(object.every_ms)
+        : 0,
+      runs: isSet(object.runs) ? globalThis.Number(object.runs) : 0,
+      firstRunAtMs: isSet(object.firstRunAtMs)
+        ? globalThis.Number(object.firstRunAtMs)
+        : isSet(object.first_run_at_ms)
+        ? globalThis.Number(object.first_run_at_ms)
+        : 0,
+      endsAtMs: isSet(object.endsAtMs)
+        ? globalThis.Number(object.endsAtMs)
+        : isSet(object.ends_at_ms)
+        ? globalThis.Number(object.ends_at_ms)
+        : 0,
+      signerNames: globalThis.Array.isArray(object?.signerNames)
+        ? object.signerNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.signer_names)
+        ? object.signer_names.map((e: any) => globalThis.String(e))
+        : [],
+      submittedAtMs: isSet(object.submittedAtMs)
+        ? globalThis.Number(object.submittedAtMs)
+        : isSet(object.submitted_at_ms)
+        ? globalThis.Number(object.submitted_at_ms)
+        : 0,
+      lastRun: isSet(object.lastRun)
+        ? globalThis.Number(object.lastRun)
+        : isSet(object.last_run)
+        ? globalThis.Number(object.last_run)
+        : 0,
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      stoppedAtMs: isSet(object.stoppedAtMs)
+        ? globalThis.Number(object.stoppedAtMs)
+        : isSet(object.stopped_at_ms)
+        ? globalThis.Number(object.stopped_at_ms)
+        : 0,
+      stoppedBy: isSet(object.stoppedBy)
+        ? globalThis.String(object.stoppedBy)
+        : isSet(object.stopped_by)
+        ? globalThis.String(object.stopped_by)
+        : "",
+      stopReason: isSet(object.stopReason)
+        ? globalThis.String(object.stopReason)
+        : isSet(object.stop_reason)
+        ? globalThis.String(object.stop_reason)
+        : "",
+      nextRunAtMs: isSet(object.nextRunAtMs)
+        ? globalThis.Number(object.nextRunAtMs)
+        : isSet(object.next_run_at_ms)
+        ? globalThis.Number(object.next_run_at_ms)
+        : 0,
+      incidentId: isSet(object.incidentId)
+        ? globalThis.String(object.incidentId)
+        : isSet(object.incident_id)
+        ? globalThis.String(object.incident_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ScheduleInfo): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.modules?.length) {
+      obj.modules = message.modules;
+    }
+    if (message.everyMs !== 0) {
+      obj.everyMs = Math.round(message.everyMs);
+    }
+    if (message.runs !== 0) {
+      obj.runs = Math.round(message.runs);
+    }
+    if (message.firstRunAtMs !== 0) {
+      obj.firstRunAtMs = Math.round(message.firstRunAtMs);
+    }
+    if (message.endsAtMs !== 0) {
+      obj.endsAtMs = Math.round(message.endsAtMs);
+    }
+    if (message.signerNames?.length) {
+      obj.signerNames = message.signerNames;
+    }
+    if (message.submittedAtMs !== 0) {
+      obj.submittedAtMs = Math.round(message.submittedAtMs);
+    }
+    if (message.lastRun !== 0) {
+      obj.lastRun = Math.round(message.lastRun);
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.stoppedAtMs !== 0) {
+      obj.stoppedAtMs = Math.round(message.stoppedAtMs);
+    }
+    if (message.stoppedBy !== "") {
+      obj.stoppedBy = message.stoppedBy;
+    }
+    if (message.stopReason !== "") {
+      obj.stopReason = message.stopReason;
+    }
+    if (message.nextRunAtMs !== 0) {
+      obj.nextRunAtMs = Math.round(message.nextRunAtMs);
+    }
+    if (message.incidentId !== "") {
+      obj.incidentId = message.incidentId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleInfo>, I>>(base?: I): ScheduleInfo {
+    return ScheduleInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleInfo>, I>>(object: I): ScheduleInfo {
+    const message = createBaseScheduleInfo();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.target = object.target ?? "";
+    message.modules = object.modules?.map((e) => e) || [];
+    message.everyMs = object.everyMs ?? 0;
+    message.runs = object.runs ?? 0;
+    message.firstRunAtMs = object.firstRunAtMs ?? 0;
+    message.endsAtMs = object.endsAtMs ?? 0;
+    message.signerNames = object.signerNames?.map((e) => e) || [];
+    message.submittedAtMs = object.submittedAtMs ?? 0;
+    message.lastRun = object.lastRun ?? 0;
+    message.state = object.state ?? "";
+    message.stoppedAtMs = object.stoppedAtMs ?? 0;
+    message.stoppedBy = object.stoppedBy ?? "";
+    message.stopReason = object.stopReason ?? "";
+    message.nextRunAtMs = object.nextRunAtMs ?? 0;
+    message.incidentId = object.incidentId ?? "";
+    return message;
+  },
+};
+
+function createBaseListSchedulesRequest(): ListSchedulesRequest {
+  return { limit: 0 };
+}
+
+export const ListSchedulesRequest: MessageFns<ListSchedulesRequest> = {
+  encode(message: ListSchedulesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSchedulesRequest {
+    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+  },
+
+  toJSON(message: ListSchedulesRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSchedulesRequest>, I>>(base?: I): ListSchedulesRequest {
+    return ListSchedulesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSchedulesRequest>, I>>(object: I): ListSchedulesRequest {
+    const message = createBaseListSchedulesRequest();
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListSchedulesResponse(): ListSchedulesResponse {
+  return { schedules: [] };
+}
+
+export const ListSchedulesResponse: MessageFns<ListSchedulesResponse> = {
+  encode(message: ListSchedulesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.schedules) {
+      ScheduleInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedules.push(ScheduleInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSchedulesResponse {
+    return {
+      schedules: globalThis.Array.isArray(object?.schedules)
+        ? object.schedules.map((e: any) => ScheduleInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListSchedulesResponse): unknown {
+    const obj: any = {};
+    if (message.schedules?.length) {
+      obj.schedules = message.schedules.map((e) => ScheduleInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSchedulesResponse>, I>>(base?: I): ListSchedulesResponse {
+    return ListSchedulesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSchedulesResponse>, I>>(object: I): ListSchedulesResponse {
+    const message = createBaseListSchedulesResponse();
+    message.schedules = object.schedules?.map((e) => ScheduleInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetScheduleRequest(): GetScheduleRequest {
+  return { id: "" };
+}
+
+export const GetScheduleRequest: MessageFns<GetScheduleRequest> = {
+  encode(message: GetScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetScheduleRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetScheduleRequest>, I>>(base?: I): GetScheduleRequest {
+    return GetScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetScheduleRequest>, I>>(object: I): GetScheduleRequest {
+    const message = createBaseGetScheduleRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseScheduleRun(): ScheduleRun {
+  return {
+    run: 0,
+    actionId: "",
+    issuedAtMs: 0,
+    targeted: 0,
+    compared: 0,
+    baselines: 0,
+    changed: 0,
+    added: 0,
+    vanished: 0,
+    failed: 0,
+  };
+}
+
+export const ScheduleRun: MessageFns<ScheduleRun> = {
+  encode(message: ScheduleRun, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.run !== 0) {
+      writer.uint32(8).uint32(message.run);
+    }
+    if (message.actionId !== "") {
+      writer.uint32(18).string(message.actionId);
+    }
+    if (message.issuedAtMs !== 0) {
+      writer.uint32(24).int64(message.issuedAtMs);
+    }
+    if (message.targeted !== 0) {
+      writer.uint32(32).uint32(message.targeted);
+    }
+    if (message.compared !== 0) {
+      writer.uint32(40).uint32(message.compared);
+    }
+    if (message.baselines !== 0) {
+      writer.uint32(48).uint32(message.baselines);
+    }
+    if (message.changed !== 0) {
+      writer.uint32(56).uint32(message.changed);
+    }
+    if (message.added !== 0) {
+      writer.uint32(64).uint32(message.added);
+    }
+    if (message.vanished !== 0) {
+      writer.uint32(72).uint32(message.vanished);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(80).uint32(message.failed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleRun {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleRun();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.run = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.issuedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.targeted = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.compared = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.baselines = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.changed = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.added = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.vanished = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleRun {
+    return {
+      run: isSet(object.run) ? globalThis.Number(object.run) : 0,
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      issuedAtMs: isSet(object.issuedAtMs)
+        ? globalThis.Number(object.issuedAtMs)
+        : isSet(object.issued_at_ms)
+        ? globalThis.Number(object.issued_at_ms)
+        : 0,
+      targeted: isSet(object.targeted) ? globalThis.Number(object.targeted) : 0,
+      compared: isSet(object.compared) ? globalThis.Number(object.compared) : 0,
+      baselines: isSet(object.baselines) ? globalThis.Number(object.baselines) : 0,
+      changed: isSet(object.changed) ? globalThis.Number(object.changed) : 0,
+      added: isSet(object.added) ? globalThis.Number(object.added) : 0,
+      vanished: isSet(object.vanished) ? globalThis.Number(object.vanished) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+    };
+  },
+
+  toJSON(message: ScheduleRun): unknown {
+    const obj: any = {};
+    if (message.run !== 0) {
+      obj.run = Math.round(message.run);
+    }
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.issuedAtMs !== 0) {
+      obj.issuedAtMs = Math.round(message.issuedAtMs);
+    }
+    if (message.targeted !== 0) {
+      obj.targeted = Math.round(message.targeted);
+    }
+    if (message.compared !== 0) {
+      obj.compared = Math.round(message.compared);
+    }
+    if (message.baselines !== 0) {
+      obj.baselines = Math.round(message.baselines);
+    }
+    if (message.changed !== 0) {
+      obj.changed = Math.round(message.changed);
+    }
+    if (message.added !== 0) {
+      obj.added = Math.round(message.added);
+    }
+    if (message.vanished !== 0) {
+      obj.vanished = Math.round(message.vanished);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleRun>, I>>(base?: I): ScheduleRun {
+    return ScheduleRun.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleRun>, I>>(object: I): ScheduleRun {
+    const message = createBaseScheduleRun();
+    message.run = object.run ?? 0;
+    message.actionId = object.actionId ?? "";
+    message.issuedAtMs = object.issuedAtMs ?? 0;
+    message.targeted = object.targeted ?? 0;
+    message.compared = object.compared ?? 0;
+    message.baselines = object.baselines ?? 0;
+    message.changed = object.changed ?? 0;
+    message.added = object.added ?? 0;
+    message.vanished = object.vanished ?? 0;
+    message.failed = object.failed ?? 0;
+    return message;
+  },
+};
+
+function createBaseScheduleDetail(): ScheduleDetail {
+  return { schedule: undefined, runs: [] };
+}
+
+export const ScheduleDetail: MessageFns<ScheduleDetail> = {
+  encode(message: ScheduleDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      ScheduleInfo.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.runs) {
+      ScheduleRun.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = ScheduleInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runs.push(ScheduleRun.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleDetail {
+    return {
+      schedule: isSet(object.schedule) ? ScheduleInfo.fromJSON(object.schedule) : undefined,
+      runs: globalThis.Array.isArray(object?.runs) ? object.runs.map((e: any) => ScheduleRun.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ScheduleDetail): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = ScheduleInfo.toJSON(message.schedule);
+    }
+    if (message.runs?.length) {
+      obj.runs = message.runs.map((e) => ScheduleRun.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleDetail>, I>>(base?: I): ScheduleDetail {
+    return ScheduleDetail.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleDetail>, I>>(object: I): ScheduleDetail {
+    const message = createBaseScheduleDetail();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? ScheduleInfo.fromPartial(object.schedule)
+      : undefined;
+    message.runs = object.runs?.map((e) => ScheduleRun.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseStopScheduleRequest(): StopScheduleRequest {
+  return { stop: undefined };
+}
+
+export const StopScheduleRequest: MessageFns<StopScheduleRequest> = {
+  encode(message: StopScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stop !== undefined) {
+      SignedScheduleStop.encode(message.stop, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stop = SignedScheduleStop.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopScheduleRequest {
+    return { stop: isSet(object.stop) ? SignedScheduleStop.fromJSON(object.stop) : undefined };
+  },
+
+  toJSON(message: StopScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.stop !== undefined) {
+      obj.stop = SignedScheduleStop.toJSON(message.stop);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StopScheduleRequest>, I>>(base?: I): StopScheduleRequest {
+    return StopScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StopScheduleRequest>, I>>(object: I): StopScheduleRequest {
+    const message = createBaseStopScheduleRequest();
+    message.stop = (object.stop !== undefined && object.stop !== null)
+      ? SignedScheduleStop.fromPartial(object.stop)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExportStatusRequest(): ExportStatusRequest {
+  return {};
+}
+
+export const ExportStatusRequest: MessageFns<ExportStatusRequest> = {
+  encode(_: ExportStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ExportStatusRequest {
+    return {};
+  },
+
+  toJSON(_: ExportStatusRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportStatusRequest>, I>>(base?: I): ExportStatusRequest {
+    return ExportStatusRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportStatusRequest>, I>>(_: I): ExportStatusRequest {
+    const message = createBaseExportStatusRequest();
+    return message;
+  },
+};
+
+function createBaseExportSinkStatus(): ExportSinkStatus {
+  return {
+    name: "",
+    type: "",
+    carries: [],
+    lag: 0,
+    lastSuccessMs: 0,
+    lastErrorMs: 0,
+    lastError: "",
+    delivered: 0,
+    retrying: false,
+  };
+}
+
+export const ExportSinkStatus: MessageFns<ExportSinkStatus> = {
+  encode(message: ExportSinkStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.type !== "") {
+      writer.uint32(18).string(message.type);
+    }
+    for (const v of message.carries) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.lag !== 0) {
+      writer.uint32(32).uint64(message.lag);
+    }
+    if (message.lastSuccessMs !== 0) {
+      writer.uint32(40).int64(message.lastSuccessMs);
+    }
+    if (message.lastErrorMs !== 0) {
+      writer.uint32(48).int64(message.lastErrorMs);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(58).string(message.lastError);
+    }
+    if (message.delivered !== 0) {
+      writer.uint32(64).uint64(message.delivered);
+    }
+    if (message.retrying !== false) {
+      writer.uint32(72).bool(message.retrying);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportSinkStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportSinkStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.carries.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lag = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastSuccessMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lastErrorMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.delivered = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.retrying = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportSinkStatus {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      carries: globalThis.Array.isArray(object?.carries) ? object.carries.map((e: any) => globalThis.String(e)) : [],
+      lag: isSet(object.lag) ? globalThis.Number(object.lag) : 0,
+      lastSuccessMs: isSet(object.lastSuccessMs)
+        ? globalThis.Number(object.lastSuccessMs)
+        : isSet(object.last_success_ms)
+        ? globalThis.Number(object.last_success_ms)
+        : 0,
+      lastErrorMs: isSet(object.lastErrorMs)
+        ? globalThis.Number(object.lastErrorMs)
+        : isSet(object.last_error_ms)
+        ? globalThis.Number(object.last_error_ms)
+        : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      delivered: isSet(object.delivered) ? globalThis.Number(object.delivered) : 0,
+      retrying: isSet(object.retrying) ? globalThis.Boolean(object.retrying) : false,
+    };
+  },
+
+  toJSON(message: ExportSinkStatus): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.carries?.length) {
+      obj.carries = message.carries;
+    }
+    if (message.lag !== 0) {
+      obj.lag = Math.round(message.lag);
+    }
+    if (message.lastSuccessMs !== 0) {
+      obj.lastSuccessMs = Math.round(message.lastSuccessMs);
+    }
+    if (message.lastErrorMs !== 0) {
+      obj.lastErrorMs = Math.round(message.lastErrorMs);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.delivered !== 0) {
+      obj.delivered = Math.round(message.delivered);
+    }
+    if (message.retrying !== false) {
+      obj.retrying = message.retrying;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportSinkStatus>, I>>(base?: I): ExportSinkStatus {
+    return ExportSinkStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportSinkStatus>, I>>(object: I): ExportSinkStatus {
+    const message = createBaseExportSinkStatus();
+    message.name = object.name ?? "";
+    message.type = object.type ?? "";
+    message.carries = object.carries?.map((e) => e) || [];
+    message.lag = object.lag ?? 0;
+    message.lastSuccessMs = object.lastSuccessMs ?? 0;
+    message.lastErrorMs = object.lastErrorMs ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.delivered = object.delivered ?? 0;
+    message.retrying = object.retrying ?? false;
+    return message;
+  },
+};
+
+function createBaseExportStatusResponse(): ExportStatusResponse {
+  return { sinks: [] };
+}
+
+export const ExportStatusResponse: MessageFns<ExportStatusResponse> = {
+  encode(message: ExportStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sinks) {
+      ExportSinkStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sinks.push(ExportSinkStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportStatusResponse {
+    return {
+      sinks: globalThis.Array.isArray(object?.sinks) ? object.sinks.map((e: any) => ExportSinkStatus.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ExportStatusResponse): unknown {
+    const obj: any = {};
+    if (message.sinks?.length) {
+      obj.sinks = message.sinks.map((e) => ExportSinkStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportStatusResponse>, I>>(base?: I): ExportStatusResponse {
+    return ExportStatusResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportStatusResponse>, I>>(object: I): ExportStatusResponse {
+    const message = createBaseExportStatusResponse();
+    message.sinks = object.sinks?.map((e) => ExportSinkStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseAgentInfo(): AgentInfo {
   return {
@@ -6400,6 +7876,56 @@ export const CoordinatorService = {
       Buffer.from(ListReleasesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListReleasesResponse => ListReleasesResponse.decode(value),
   },
+  /** Signed schedules: recurring sweeps whose runs the agents check against the signed schedule. */
+  createSchedule: {
+    path: "/dragnet.v1.Coordinator/CreateSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateScheduleRequest): Buffer =>
+      Buffer.from(CreateScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateScheduleRequest => CreateScheduleRequest.decode(value),
+    responseSerialize: (value: ScheduleInfo): Buffer => Buffer.from(ScheduleInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScheduleInfo => ScheduleInfo.decode(value),
+  },
+  listSchedules: {
+    path: "/dragnet.v1.Coordinator/ListSchedules" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSchedulesRequest): Buffer => Buffer.from(ListSchedulesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSchedulesRequest => ListSchedulesRequest.decode(value),
+    responseSerialize: (value: ListSchedulesResponse): Buffer =>
+      Buffer.from(ListSchedulesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSchedulesResponse => ListSchedulesResponse.decode(value),
+  },
+  getSchedule: {
+    path: "/dragnet.v1.Coordinator/GetSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetScheduleRequest): Buffer => Buffer.from(GetScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetScheduleRequest => GetScheduleRequest.decode(value),
+    responseSerialize: (value: ScheduleDetail): Buffer => Buffer.from(ScheduleDetail.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScheduleDetail => ScheduleDetail.decode(value),
+  },
+  stopSchedule: {
+    path: "/dragnet.v1.Coordinator/StopSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StopScheduleRequest): Buffer => Buffer.from(StopScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StopScheduleRequest => StopScheduleRequest.decode(value),
+    responseSerialize: (value: ScheduleInfo): Buffer => Buffer.from(ScheduleInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScheduleInfo => ScheduleInfo.decode(value),
+  },
+  /** Where each export sink has got to. */
+  exportStatus: {
+    path: "/dragnet.v1.Coordinator/ExportStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExportStatusRequest): Buffer => Buffer.from(ExportStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportStatusRequest => ExportStatusRequest.decode(value),
+    responseSerialize: (value: ExportStatusResponse): Buffer =>
+      Buffer.from(ExportStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportStatusResponse => ExportStatusResponse.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -6457,6 +7983,13 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   /** A signed agent release into the releases object store: its header first, then its bytes. */
   publishRelease: handleClientStreamingCall<PublishReleaseRequest, Release>;
   listReleases: handleUnaryCall<ListReleasesRequest, ListReleasesResponse>;
+  /** Signed schedules: recurring sweeps whose runs the agents check against the signed schedule. */
+  createSchedule: handleUnaryCall<CreateScheduleRequest, ScheduleInfo>;
+  listSchedules: handleUnaryCall<ListSchedulesRequest, ListSchedulesResponse>;
+  getSchedule: handleUnaryCall<GetScheduleRequest, ScheduleDetail>;
+  stopSchedule: handleUnaryCall<StopScheduleRequest, ScheduleInfo>;
+  /** Where each export sink has got to. */
+  exportStatus: handleUnaryCall<ExportStatusRequest, ExportStatusResponse>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -6907,6 +8440,83 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListReleasesResponse) => void,
+  ): ClientUnaryCall;
+  /** Signed schedules: recurring sweeps whose runs the agents check against the signed schedule. */
+  createSchedule(
+    request: CreateScheduleRequest,
+    callback: (error: ServiceError | null, response: ScheduleInfo) => void,
+  ): ClientUnaryCall;
+  createSchedule(
+    request: CreateScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScheduleInfo) => void,
+  ): ClientUnaryCall;
+  createSchedule(
+    request: CreateScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScheduleInfo) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  getSchedule(
+    request: GetScheduleRequest,
+    callback: (error: ServiceError | null, response: ScheduleDetail) => void,
+  ): ClientUnaryCall;
+  getSchedule(
+    request: GetScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScheduleDetail) => void,
+  ): ClientUnaryCall;
+  getSchedule(
+    request: GetScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScheduleDetail) => void,
+  ): ClientUnaryCall;
+  stopSchedule(
+    request: StopScheduleRequest,
+    callback: (error: ServiceError | null, response: ScheduleInfo) => void,
+  ): ClientUnaryCall;
+  stopSchedule(
+    request: StopScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScheduleInfo) => void,
+  ): ClientUnaryCall;
+  stopSchedule(
+    request: StopScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScheduleInfo) => void,
+  ): ClientUnaryCall;
+  /** Where each export sink has got to. */
+  exportStatus(
+    request: ExportStatusRequest,
+    callback: (error: ServiceError | null, response: ExportStatusResponse) => void,
+  ): ClientUnaryCall;
+  exportStatus(
+    request: ExportStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExportStatusResponse) => void,
+  ): ClientUnaryCall;
+  exportStatus(
+    request: ExportStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExportStatusResponse) => void,
   ): ClientUnaryCall;
 }
 

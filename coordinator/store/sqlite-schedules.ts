@@ -1,0 +1,185 @@
+import type Database from "better-sqlite3";
+import type { RunTally, ScheduleStore, StoredSchedule, StoredScheduleRun } from "./store.js";
+
+// The SQLite store's schedules: the signed schedules, one row per issued run
+// with what its answers changed, and each host's rows of its latest run.
+
+interface ScheduleRow {
+  id: string;
+  name: string;
+  target: string;
+  signed: Buffer;
+  signer_names: string;
+  modules: string;
+  incident_id: string;
+  every_ms: number;
+  runs: number;
+  first_run_at: number;
+  ends_at: number;
+  submitted_at: number;
+  last_run: number;
+  stopped_at: number | null;
+  stopped_by: string;
+  stop_reason: string;
+  stop_signed: Buffer | null;
+}
+
+interface RunRow extends RunTally {
+  schedule_id: string;
+  run: number;
+  action_id: string;
+  issued_at: number;
+  targeted: number;
+}
+
+const toSchedule = (r: ScheduleRow): StoredSchedule => ({
+  id: r.id,
+  name: r.name,
+  target: r.target,
+  signed: r.signed,
+  signerNames: JSON.parse(r.signer_names) as string[],
+  modules: JSON.parse(r.modules) as string[],
+  incidentId: r.incident_id,
+  everyMs: r.every_ms,
+  runs: r.runs,
+  firstRunAtMs: r.first_run_at,
+  endsAtMs: r.ends_at,
+  submittedAtMs: r.submitted_at,
+  lastRun: r.last_run,
+  stoppedAtMs: r.stopped_at ?? undefined,
+  stoppedBy: r.stopped_by,
+  stopReason: r.stop_reason,
+  stopSigned: r.stop_signed ?? undefined,
+});
+
+const toRun = (r: RunRow): StoredScheduleRun => ({
+  scheduleId: r.schedule_id,
+  run: r.run,
+  actionId: r.action_id,
+  issuedAtMs: r.issued_at,
+  targeted: r.targeted,
+  compared: r.compared,
+  baselines: r.baselines,
+  changed: r.changed,
+  added: r.added,
+  vanished: r.vanished,
+  failed: r.failed,
+});
+
+export class SqliteSchedules implements ScheduleStore {
+  private readonly s;
+  private readonly claimTx: (run: StoredScheduleRun) => boolean;
+  private readonly answerTx: (
+    scheduleId: string,
+    agentId: string,
+    run: number,
+    rows: string[] | undefined,
+    tally: Partial<RunTally>,
+  ) => void;
+
+  constructor(db: Database.Database) {
+    this.s = {
+      insert: db.prepare(`
+        INSERT INTO schedules (id, name, target, signed, signer_names, modules, incident_id, every_ms, runs,
+                               first_run_at, ends_at, submitted_at)
+        VALUES (@id, @name, @target, @signed, @signerNames, @modules, @incidentId, @everyMs, @runs,
+                @firstRunAtMs, @endsAtMs, @submittedAtMs)`),
+      get: db.prepare("SELECT * FROM schedules WHERE id = ?"),
+      byPrefix: db.prepare("SELECT id FROM schedules WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),
+      list: db.prepare("SELECT * FROM schedules ORDER BY submitted_at DESC, id DESC LIMIT ?"),
+      active: db.prepare("SELECT * FROM schedules WHERE stopped_at IS NULL AND ends_at > ?"),
+      claim: db.prepare(
+        "UPDATE schedules SET last_run = ? WHERE id = ? AND last_run < ? AND stopped_at IS NULL",
+      ),
+      insertRun: db.prepare(`
+        INSERT INTO schedule_runs (schedule_id, run, action_id, issued_at, targeted)
+        VALUES (@scheduleId, @run, @actionId, @issuedAtMs, @targeted)`),
+      stop: db.prepare(`
+        UPDATE schedules SET stopped_at = ?, stopped_by = ?, stop_reason = ?, stop_signed = ?
+        WHERE id = ? AND stopped_at IS NULL`),
+      runs: db.prepare("SELECT * FROM schedule_runs WHERE schedule_id = ? ORDER BY run"),
+      lastRows: db.prepare("SELECT run, rows FROM schedule_rows WHERE schedule_id = ? AND agent_id = ?"),
+      putRows: db.prepare(`
+        INSERT INTO schedule_rows (schedule_id, agent_id, run, rows) VALUES (?, ?, ?, ?)
+        ON CONFLICT (schedule_id, agent_id) DO UPDATE SET run = excluded.run, rows = excluded.rows
+        WHERE excluded.run > schedule_rows.run`),
+      tally: db.prepare(`
+        UPDATE schedule_runs SET compared = compared + @compared, baselines = baselines + @baselines,
+          changed = changed + @changed, added = added + @added, vanished = vanished + @vanished,
+          failed = failed + @failed
+        WHERE schedule_id = @scheduleId AND run = @run`),
+    };
+    this.claimTx = db.transaction((run: StoredScheduleRun) => {
+      if (this.s.claim.run(run.run, run.scheduleId, run.run).changes === 0) return false;
+      this.s.insertRun.run(run);
+      return true;
+    });
+    this.answerTx = db.transaction((scheduleId, agentId, run, rows, tally) => {
+      if (rows) this.s.putRows.run(scheduleId, agentId, run, JSON.stringify(rows));
+      this.s.tally.run({
+        compared: 0,
+        baselines: 0,
+        changed: 0,
+        added: 0,
+        vanished: 0,
+        failed: 0,
+        ...tally,
+        scheduleId,
+        run,
+      });
+    });
+  }
+
+  put(s: StoredSchedule): void {
+    this.s.insert.run({
+      ...s,
+      signed: Buffer.from(s.signed),
+      signerNames: JSON.stringify(s.signerNames),
+      modules: JSON.stringify(s.modules),
+    });
+  }
+
+  get(id: string): StoredSchedule | undefined {
+    const row = this.s.get.get(id) as ScheduleRow | undefined;
+    return row && toSchedule(row);
+  }
+
+  idsByPrefix(prefix: string, limit: number): string[] {
+    return (this.s.byPrefix.all(prefix, `${prefix}\uffff`, limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  list(limit: number): StoredSchedule[] {
+    return (this.s.list.all(limit) as ScheduleRow[]).map(toSchedule);
+  }
+
+  active(now: number): StoredSchedule[] {
+    return (this.s.active.all(now) as ScheduleRow[]).map(toSchedule);
+  }
+
+  claimRun(run: StoredScheduleRun): boolean {
+    return this.claimTx(run);
+  }
+
+  stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): boolean {
+    return this.s.stop.run(atMs, by, reason, Buffer.from(signed), id).changes > 0;
+  }
+
+  runs(scheduleId: string): StoredScheduleRun[] {
+    return (this.s.runs.all(scheduleId) as RunRow[]).map(toRun);
+  }
+
+  lastRows(scheduleId: string, agentId: string): { run: number; rows: string[] } | undefined {
+    const row = this.s.lastRows.get(scheduleId, agentId) as { run: number; rows: string } | undefined;
+    return row && { run: row.run, rows: JSON.parse(row.rows) as string[] };
+  }
+
+  recordAnswer(
+    scheduleId: string,
+    agentId: string,
+    run: number,
+    rows: string[] | undefined,
+    tally: Partial<RunTally>,
+  ): void {
+    this.answerTx(scheduleId, agentId, run, rows, tally);
+  }
+}
