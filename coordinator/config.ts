@@ -13,6 +13,7 @@ import {
   parseDuration,
 } from "../common/mod.js";
 import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
+import { type ExportSinkConfig, parseExports } from "./exports/mod.js";
 
 export interface CoordinatorConfig {
   /** This coordinator's name on the wire (agents answer to it); several coordinators need different ones. */
@@ -64,6 +65,8 @@ export interface CoordinatorConfig {
   };
   /** How long to wait for a result past an acknowledged command's timeout before calling it timed out. */
   resultGraceMs: number;
+  /** Export sinks (syslog, HTTP, file): each reads the store from its own cursor (coordinator/exports). */
+  exports: ExportSinkConfig[];
   logLevel: Level;
 }
 
@@ -211,6 +214,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
         10_000,
       )!,
     },
+    exports: parseExports(json.exports, baseDir),
     logLevel,
   };
 }

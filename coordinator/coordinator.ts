@@ -26,6 +26,7 @@ import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import { Dispatcher } from "./dispatch.js";
 import { EnrollmentDesk } from "./enrollment-desk.js";
 import { EvidenceDesk } from "./evidence-desk.js";
+import { Exporter } from "./exports/mod.js";
 import { IncidentDesk } from "./incident-desk.js";
 import { AgentIntake, CatchUp } from "./intake.js";
 import { LinkOutages } from "./link-outages.js";
@@ -66,6 +67,8 @@ export class Coordinator {
   readonly dispatcher: Dispatcher;
   readonly submissions: Submissions;
   readonly schedules: ScheduleDesk;
+  /** Delivers stored records to the export sinks, each from its own cursor. */
+  private readonly exporter: Exporter;
   readonly queries: Queries;
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
@@ -214,6 +217,7 @@ export class Coordinator {
     };
     this.alerts.onAlert = (alert) => this.incidents.alertStored(alert);
     this.evidence.onEvidence = (item) => this.incidents.evidenceStored(item);
+    this.exporter = new Exporter(store.exportLog, config.exports, log.child({ part: "exports" }));
     this.dispatcher.reloadOpenActions();
     this.dispatcher.reloadPendingActions();
   }
@@ -285,6 +289,7 @@ export class Coordinator {
     this.resultsFeed = results;
     this.dispatcher.start();
     this.schedules.start();
+    this.exporter.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
   }
 
@@ -318,11 +323,22 @@ export class Coordinator {
 
   /** Where each export sink has got to. */
   exportStatus(): ExportSinkStatus[] {
-    return [];
+    return this.exporter.status().map((s) => ({
+      name: s.name,
+      type: s.type,
+      carries: s.carries,
+      lag: s.lag,
+      lastSuccessMs: s.lastSuccessMs,
+      lastErrorMs: s.lastErrorMs,
+      lastError: s.lastError,
+      delivered: s.delivered,
+      retrying: s.retrying,
+    }));
   }
 
   async stop(): Promise<void> {
     this.schedules.stop();
+    await this.exporter.stop();
     this.dispatcher.stop();
     this.evidence.stop();
     for (const feed of this.feeds) await feed.stop();

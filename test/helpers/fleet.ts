@@ -70,6 +70,8 @@ export interface TestFleet {
   caCert: string;
   caFile: string;
   natsSecurity: NatsSecurity;
+  /** A TLS server certificate for 127.0.0.1 from the fleet's CA (caFile), as PEM files in the fleet's directory. */
+  issueCert(name: string): Promise<{ certFile: string; keyFile: string }>;
   /** A console home (console.json, alice.key, bob.key) for running the real `dragnet` against this fleet. */
   consoleHome(): string;
   /** An API client signing its calls with `key`. */
@@ -131,6 +133,8 @@ export async function startFleet(
     natsHost?: string;
     /** Webhooks by role for `incident notify`. */
     notify?: Record<string, string>;
+    /** The coordinator config's export sinks, as written in its file. */
+    exports?: unknown[];
     /** The coordinator enrols agents (it gets the fleet account's seed). */
     enrollment?: boolean;
     /** How long credentials from enrolment are good for (default the coordinator's: 30d). */
@@ -187,6 +191,7 @@ export async function startFleet(
     // Results a killed coordinator held come back after 3 s rather than the default 10.
     results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
     ...(options.notify ? { notify: options.notify } : {}),
+    ...(options.exports ? { exports: options.exports } : {}),
     ...(options.enrollment
       ? {
           enrollment: {
@@ -252,6 +257,14 @@ export async function startFleet(
         }),
       );
       return home;
+    },
+    async issueCert(name) {
+      const leaf = await ca.issue({ commonName: name, dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+      const certFile = join(dir, `${name}.pem`);
+      const keyFile = join(dir, `${name}.key`);
+      writeFileSync(certFile, leaf.cert);
+      writeFileAtomic(keyFile, leaf.key, 0o600);
+      return { certFile, keyFile };
     },
     async prepareAgent(stateDir) {
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });

@@ -1,0 +1,131 @@
+import { describe, expect, it } from "vitest";
+import { silentLogger } from "../../common/mod.js";
+import { parseExports } from "../../coordinator/exports/config.js";
+import { Exporter, type SinkStatus } from "../../coordinator/exports/exporter.js";
+import { MemoryExportSource } from "../../coordinator/exports/memory-source.js";
+import type { ExportKind, ExportRecord } from "../../coordinator/exports/source.js";
+import { startHttpReceiver } from "../helpers/http-receiver.js";
+
+// The exporter's at-least-once promise under a real outage, on its own: the
+// HTTP receiver is down for 5 s while records keep being stored (the 20 s
+// outage through a running coordinator is exports-coordinator.test.ts). Nothing may be lost; the
+// status must show the error and the growing lag meanwhile, and lag 0 after.
+
+const OUTAGE_MS = 5_000;
+
+describe("HTTP sinks through a receiver outage", () => {
+  it("deliver every record once the receiver is back, showing the error and lag meanwhile", {
+    timeout: 60_000,
+  }, async () => {
+    const receiver = await startHttpReceiver();
+    const source = new MemoryExportSource();
+    const sinks = parseExports(
+      [
+        {
+          name: "elastic",
+          type: "http",
+          carries: ["alerts", "results"],
+          format: "bulk",
+          url: `${receiver.origin}/_bulk`,
+          index: "dragnet",
+          gzip: true,
+          batch: 50,
+          retry: { minMs: 100, maxMs: 1_000 },
+        },
+        {
+          name: "splunk",
+          type: "http",
+          carries: ["audit"],
+          format: "hec",
+          url: `${receiver.origin}/services/collector/event`,
+          batch: 50,
+          retry: { minMs: 100, maxMs: 1_000 },
+        },
+      ],
+      "/",
+    );
+    const exporter = new Exporter(source, sinks, silentLogger, { pollMs: 100 });
+    const sent: ExportRecord[] = [];
+    let n = 0;
+    const add = (kind: ExportKind) => {
+      const record: ExportRecord = {
+        kind,
+        id: `${kind}:${n}`,
+        atMs: Date.now(),
+        message: `record ${n}`,
+        data: { n: n++ },
+      };
+      sent.push(record);
+      source.add(record);
+    };
+    // The coordinator storing records all along: a few every 100 ms, and a poke each time.
+    const producer = setInterval(() => {
+      add("alerts");
+      add("results");
+      add("audit");
+      exporter.poke();
+    }, 100);
+    const byName = () =>
+      Object.fromEntries(exporter.status().map((s) => [s.name, s])) as Record<string, SinkStatus>;
+    exporter.start();
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(receiver.counts.size).toBeGreaterThan(0); // delivering before the outage
+
+      await receiver.stop();
+      const down = Date.now();
+      let maxLag = 0;
+      let sawRetrying = false;
+      while (Date.now() - down < OUTAGE_MS) {
+        await new Promise((r) => setTimeout(r, 500));
+        const status = byName();
+        maxLag = Math.max(maxLag, status.elastic!.lag);
+        sawRetrying ||= status.elastic!.retrying && status.splunk!.retrying;
+      }
+      const during = byName();
+      // The status says what is wrong and how far behind each sink is.
+      expect(sawRetrying).toBe(true);
+      for (const s of [during.elastic!, during.splunk!]) {
+        expect(s.lastError).toMatch(/ECONNREFUSED/);
+        expect(s.lastErrorMs).toBeGreaterThanOrEqual(down);
+        expect(s.lastSuccessMs).toBeLessThan(down + 1_000);
+      }
+      // ~50 records a kind stored during the outage (one every 100 ms), none delivered.
+      expect(during.elastic!.lag).toBeGreaterThan(60);
+      expect(during.elastic!.lagByKind.alerts).toBeGreaterThan(30);
+      expect(during.splunk!.lag).toBeGreaterThan(30);
+      expect(maxLag).toBe(during.elastic!.lag); // it only grew
+
+      await receiver.start();
+      const up = Date.now();
+      await new Promise((r) => setTimeout(r, 1_000)); // still producing after the receiver is back
+      clearInterval(producer);
+      const deadline = Date.now() + 10_000;
+      while (exporter.status().some((s) => s.lag > 0 || s.retrying)) {
+        if (Date.now() > deadline) throw new Error(`not caught up: ${JSON.stringify(exporter.status())}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const after = byName();
+      expect(after.elastic!.lastSuccessMs).toBeGreaterThan(up);
+      expect(after.splunk!.lastSuccessMs).toBeGreaterThan(up);
+
+      // Every record arrived; anything that came more than once carries an id we sent
+      // (a receiver drops the repeat by it — the _bulk index answers 409).
+      const sentIds = sent.map((r) => r.id).sort();
+      expect([...receiver.counts.keys()].sort()).toEqual(sentIds);
+      const received = receiver.records.length;
+      const repeats = [...receiver.counts.values()].reduce((sum, c) => sum + c - 1, 0);
+      expect(received).toBe(sentIds.length + repeats);
+      // Counted delivered only on a 2xx, so never more than the receiver took (a reply lost
+      // as the receiver went down makes the receiver's count the larger).
+      const delivered = after.elastic!.delivered + after.splunk!.delivered;
+      expect(delivered).toBeGreaterThanOrEqual(sentIds.length);
+      expect(delivered).toBeLessThanOrEqual(received);
+      expect(receiver.refused).toEqual([]);
+    } finally {
+      clearInterval(producer);
+      await exporter.stop();
+      await receiver.stop();
+    }
+  });
+});
