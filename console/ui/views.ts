@@ -99,6 +99,9 @@ export function alertView(s: StoredAlert) {
     seq: s.seq,
     receivedAtMs: s.receivedAtMs,
     ...(Alert.toJSON(a) as object),
+    // toJSON leaves empty lists out: a drift alert has no rows, a schedule's no changes.
+    changes: (Alert.toJSON(a) as { changes?: unknown[] }).changes ?? [],
+    rows: a.rows.map((r) => ({ vanished: r.vanished, module: r.module, row: r.row })),
     hostname: where,
     atMs: Number(a.atMs),
     diffs: a.changes.map((c) => diffBlock(where, c).trim()).filter(Boolean),

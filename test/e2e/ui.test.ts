@@ -555,6 +555,47 @@ describe("dragnet ui", () => {
       delete process.env.DRAGNET_PACKAGE_ROOT;
     }
     expect(await page.textContent("#alerts li:first-child")).toContain("package · dpkg:dragnet-fake-tools");
+
+    // A schedule's alert: a row a run found that the host's run before did not.
+    const hunted = join(work, "hunted");
+    mkdirSync(hunted);
+    const scheduled = await cli([
+      "--json",
+      "schedule",
+      "create",
+      "--every",
+      "1s",
+      "--for",
+      "2m",
+      "--name",
+      "hunt",
+      "file",
+      "-t",
+      'hostname == "host-1"',
+      "--path",
+      hunted,
+      "--name",
+      "\\.php$",
+    ]);
+    expect(scheduled.code, scheduled.stderr).toBe(0);
+    const scheduleId = (JSON.parse(scheduled.stdout) as { schedule: string }).schedule;
+    // Planted only once a run has been compared: run 1 is the host's baseline.
+    await eventually(async () => {
+      const shown = JSON.parse((await cli(["--json", "schedule", "show", scheduleId])).stdout) as {
+        runs: Array<{ compared: number }>;
+      };
+      return shown.runs.some((r) => r.compared > 0) || undefined;
+    }, 20_000);
+    writeFileSync(join(hunted, "shell.php"), "<?php system($_GET['c']); ?>\n");
+    await eventually(
+      async () =>
+        ((await page.textContent("#alerts li:first-child")) ?? "").includes("shell.php") || undefined,
+      20_000,
+    );
+    const hunt = (await page.textContent("#alerts li:first-child"))!;
+    expect(hunt).toMatch(/host-1.*schedule hunt.*run \d+/);
+    expect(hunt).toMatch(/new.*shell\.php/);
+    expect((await cli(["schedule", "stop", scheduleId])).code).toBe(0);
     await page.screenshot({ path: join(SHOTS, "ui-alerts.png"), fullPage: true });
     const countBefore = await page.locator("#alerts > li").count();
     await page.check("#skip-upgrades");

@@ -14,6 +14,10 @@ interface AlertView {
   detectedBy: string;
   changes: { path: string; kind: string; what?: string[]; origin?: string; package?: string }[];
   changesOmitted?: number;
+  /** A schedule's alert: the run, and the rows of its answer that appeared or vanished. */
+  scheduleId?: string;
+  run?: number;
+  rows: { vanished: boolean; module: string; row: string }[];
   diffs: string[];
 }
 
@@ -52,12 +56,12 @@ export function Alerts() {
   // "Hide package upgrades" leaves out the changes the package database vouches for, and alerts with nothing else.
   const shown = alerts
     .map((a) => (skipUpgrades ? { ...a, changes: a.changes.filter((c) => c.origin !== "package") } : a))
-    .filter((a) => a.changes.length > 0 || a.changesOmitted)
-    .filter((a) => matchesWords(search, [a.hostname, a.watch, a.changes]));
+    .filter((a) => a.changes.length > 0 || a.changesOmitted || a.rows.length > 0)
+    .filter((a) => matchesWords(search, [a.hostname, a.watch, a.changes, a.rows]));
   return html`
     <section>
       <h1>Alerts</h1>
-      <p class="muted">What the agents' drift watches saw change, newest first; new ones appear as they come.</p>
+      <p class="muted">What the agents' drift watches saw change, and what schedules' runs found new or gone, newest first; new ones appear as they come.</p>
       <label for="alert-search">Search</label>
       <input id="alert-search" placeholder="host, watch, path" value=${search} onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} />
       <label class="inline"><input id="skip-upgrades" type="checkbox" checked=${skipUpgrades} onChange=${(e: Event) => setSkipUpgrades((e.target as HTMLInputElement).checked)} /> Hide package upgrades (files now as their package records them)</label>
@@ -66,7 +70,8 @@ export function Alerts() {
       <ol id="alerts" class="cards">
         ${shown.map(
           (a) => html`<li key=${a.seq} class="card">
-            <div><strong>${a.hostname}</strong> · watch <strong>${a.watch}</strong> <span class="muted">(${a.detectedBy}) · ${when(a.atMs || a.receivedAtMs)}</span></div>
+            <div><strong>${a.hostname}</strong> · ${a.scheduleId ? "schedule" : "watch"} <strong>${a.watch}</strong> <span class="muted">(${a.scheduleId ? `run ${a.run}` : a.detectedBy}) · ${when(a.atMs || a.receivedAtMs)}</span></div>
+            ${a.rows.length ? html`<table><tbody>${a.rows.map((r) => html`<tr><td><span class=${`badge change-${r.vanished ? "removed" : "added"}`}>${r.vanished ? "vanished" : "new"}</span></td><td><code>${r.row}</code></td></tr>`)}</tbody></table>` : null}
             <table><tbody>${a.changes.map((c) => html`<tr><td><span class=${`badge change-${c.kind}`}>${c.kind}</span></td><td><code>${c.path}</code></td><td>${(c.what ?? []).join(", ")}</td><td>${c.origin ? html`<span class=${`badge origin-${c.origin}`} title=${c.package || "no package owns this file"}>${c.origin}${c.package ? ` · ${c.package}` : ""}</span>` : null}</td></tr>`)}</tbody></table>
             ${a.changesOmitted ? html`<p class="muted">${a.changesOmitted} more changes left out</p>` : null}
             ${a.diffs.map((d) => html`<pre class="diff">${d}</pre>`)}
