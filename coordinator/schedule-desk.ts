@@ -28,7 +28,7 @@ import type { Dispatcher } from "./dispatch.js";
 import { resolvePrefix } from "./id-prefix.js";
 import type { Queries } from "./queries.js";
 import { answerRows, diffRows } from "./schedule-rows.js";
-import type { RunTally, StoredAction, StoredSchedule } from "./store/store.js";
+import { NO_TALLY, type RunTally, type StoredAction, type StoredSchedule } from "./store/store.js";
 
 // Signed schedules on the coordinator's side: stored before anything is sent,
 // then run n issued as an action of its own (the signed schedule and n go to
@@ -222,11 +222,18 @@ export class ScheduleDesk {
 
   /** A result was stored: for a run, once committed, the host's rows are compared with its previous run's. */
   resultStored(actionId: string, agentId: string, result: CommandResult): void {
-    const run = this.runs.get(actionId);
+    let run = this.runs.get(actionId);
+    if (!run && !this.core.book.get(actionId)) {
+      // A late answer (its run had completed, or the coordinator restarted since): rare, so read the store.
+      const record = this.core.store.getAction(actionId);
+      if (record?.scheduleId && record.run)
+        run = { scheduleId: record.scheduleId, run: record.run, name: record.name };
+    }
     if (!run) return;
+    const found = run;
     this.core.batcher.afterCommit(() => {
       try {
-        this.compare(run, actionId, agentId, result);
+        this.compare(found, actionId, agentId, result);
       } catch (err) {
         this.core.log.error("schedule run answer not compared", {
           action: actionId,
@@ -368,12 +375,7 @@ export class ScheduleDesk {
       actionId: body.id,
       issuedAtMs: now,
       targeted: targets.length,
-      compared: 0,
-      baselines: 0,
-      changed: 0,
-      added: 0,
-      vanished: 0,
-      failed: 0,
+      ...NO_TALLY,
     });
     if (!claimed) {
       // Another coordinator on the same store issued it (or it was stopped meanwhile).

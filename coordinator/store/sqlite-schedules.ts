@@ -1,5 +1,11 @@
 import type Database from "better-sqlite3";
-import type { RunTally, ScheduleStore, StoredSchedule, StoredScheduleRun } from "./store.js";
+import {
+  NO_TALLY,
+  type RunTally,
+  type ScheduleStore,
+  type StoredSchedule,
+  type StoredScheduleRun,
+} from "./store.js";
 
 // The SQLite store's schedules: the signed schedules, one row per issued run
 // with what its answers changed, and each host's rows of its latest run.
@@ -117,12 +123,7 @@ export class SqliteSchedules implements ScheduleStore {
     this.answerTx = db.transaction((scheduleId, agentId, run, rows, tally) => {
       if (rows) this.s.putRows.run(scheduleId, agentId, run, JSON.stringify(rows));
       this.s.tally.run({
-        compared: 0,
-        baselines: 0,
-        changed: 0,
-        added: 0,
-        vanished: 0,
-        failed: 0,
+        ...NO_TALLY,
         ...tally,
         scheduleId,
         run,

@@ -170,6 +170,16 @@ export interface RunTally {
   failed: number;
 }
 
+/** A run nobody has answered yet. */
+export const NO_TALLY: Readonly<RunTally> = {
+  compared: 0,
+  baselines: 0,
+  changed: 0,
+  added: 0,
+  vanished: 0,
+  failed: 0,
+};
+
 export interface StoredScheduleRun extends RunTally {
   scheduleId: string;
   run: number;

@@ -67,7 +67,7 @@ async function startAgent(hostname: string): Promise<void> {
       AGENT_EXE,
       ...flags,
     ],
-    { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "ignore", "inherit"] },
+    { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "ignore", "ignore"] },
   );
   exes.push(child);
   const agent = await eventually(async () => {

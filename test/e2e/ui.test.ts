@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, openSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -288,6 +288,11 @@ describe("dragnet ui", () => {
     writeFileSync(join(tree, "conf", "motd"), "authorised use only\n");
     writeFileSync(join(oddConf, "app.conf"), "port=8080\nlog=info\nplugin=/dev/shm/.x/libsys.so\n");
     writeFileSync(join(oddConf, "motd"), "authorised use only\n");
+    // One mtime for all: rows stack by every column, and writes may straddle a second under load.
+    const written = new Date(Date.now() - 60_000);
+    for (const dir of [join(tree, "conf"), oddConf]) {
+      for (const name of ["app.conf", "motd"]) utimesSync(join(dir, name), written, written);
+    }
     const stateDir = join(work, "odd-state");
     mkdirSync(stateDir, { recursive: true });
     const flags = await fleet.agentExeFlags(stateDir);
