@@ -40,7 +40,7 @@ import { type CoordinatorTopic, ModuleRegistry, type SomeModule } from "./module
 import { Outbox } from "./outbox.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { encodeWithin } from "./result-size.js";
-import { StoppedSchedules } from "./stopped-schedules.js";
+import { ScheduleLedger } from "./schedule-ledger.js";
 
 // The endpoint agent: one outbound NATS connection (it never listens), a
 // heartbeat, and a subscription to its own command subject. Results, and
@@ -165,7 +165,7 @@ export class Agent {
       keyring: Keyring.load(config.keyring),
       modules: this.modules,
       replay: this.replay,
-      stoppedSchedules: new StoppedSchedules(join(config.stateDir, "stopped-schedules.json")),
+      schedules: new ScheduleLedger(join(config.stateDir, "schedules.json")),
       clockSkewMs: config.clockSkewMs,
       stateDir: config.stateDir,
       protectedPaths: [

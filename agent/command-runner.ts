@@ -19,7 +19,14 @@ import {
   type VerifiedAction,
   verifySignedAction,
 } from "../common/mod.js";
-import { checkRunWindow, checkSchedule, runBody, verifyScheduleStop } from "../common/schedule.js";
+import {
+  checkRunWindow,
+  checkSchedule,
+  MAX_SCHEDULE_LEAD_MS,
+  MAX_SCHEDULE_MS,
+  runBody,
+  verifyScheduleStop,
+} from "../common/schedule.js";
 import {
   CommandEnvelope,
   type CommandResult,
@@ -30,7 +37,7 @@ import {
 } from "../proto/mod.js";
 import type { AgentModule, CoordinatorTopic, ModuleRegistry } from "./modules/registry.js";
 import type { ReplayGuard } from "./replay-guard.js";
-import type { StoppedSchedules } from "./stopped-schedules.js";
+import type { ScheduleLedger } from "./schedule-ledger.js";
 
 // Everything between a command's bytes arriving and its result leaving:
 // decode, verify against the agent's own keyring, check the validity window
@@ -63,8 +70,8 @@ export interface CommandRunnerDeps {
   keyring: Keyring;
   modules: ModuleRegistry;
   replay: ReplayGuard;
-  /** Schedules investigators stopped (their runs are refused). */
-  stoppedSchedules?: StoppedSchedules;
+  /** Schedules investigators stopped, and the last run of each this agent started. */
+  schedules?: ScheduleLedger;
   clockSkewMs: number;
   stateDir: string;
   /** The agent's own files (state, keyring, credentials, config), which response modules never touch. */
@@ -165,6 +172,14 @@ export class CommandRunner {
     });
     try {
       this.deps.replay.remember(body.id, body.expiresAtMs, envelope.commandId, coordinatorOf(envelope));
+      if (verified.schedule) {
+        this.deps.schedules?.runStarted(
+          verified.schedule.id,
+          envelope.run,
+          this.now(),
+          verified.schedule.expiresAtMs,
+        );
+      }
     } catch (err) {
       // Run at most once: an action whose id cannot be recorded is not run.
       throw new DragnetError(
@@ -189,7 +204,7 @@ export class CommandRunner {
       throw new DragnetError(Codes.ACTION_INVALID, `schedule ${schedule.id} runs only as numbered runs`);
     }
     checkSchedule(schedule);
-    const stop = this.deps.stoppedSchedules?.get(schedule.id);
+    const stop = this.deps.schedules?.stopOf(schedule.id);
     if (stop) {
       throw new DragnetError(
         Codes.SCHEDULE,
@@ -205,6 +220,21 @@ export class CommandRunner {
     } catch (err) {
       throw withClockSkew(err, this.now() - Number(envelope.sentAtMs));
     }
+    // Runs go forward, at most one per half interval: windows' tolerances overlap at their edges,
+    // and two runs must not be started there back to back.
+    const last = this.deps.schedules?.lastStart(schedule.id);
+    if (last && envelope.run <= last.run) {
+      throw new DragnetError(
+        Codes.REPLAY,
+        `run ${envelope.run} of schedule ${schedule.id}: run ${last.run} already ran on this agent; runs only go forward`,
+      );
+    }
+    if (last && this.now() - last.atMs < schedule.schedule.everyMs / 2) {
+      throw new DragnetError(
+        Codes.SCHEDULE,
+        `run ${envelope.run} of schedule ${schedule.id} comes ${this.now() - last.atMs} ms after run ${last.run} started; runs start at least half an interval apart`,
+      );
+    }
     return { ...verified, body, schedule };
   }
 
@@ -213,10 +243,11 @@ export class CommandRunner {
     const { body, signer } = verifyScheduleStop(stop, this.deps.keyring);
     if (!isId(body.scheduleId)) throw new DragnetError(Codes.ACTION_INVALID, "the stop names no schedule id");
     const now = this.now();
-    // Kept until the schedule ends; a stop claiming to matter for longer than a schedule can last is cut.
-    const untilMs = Math.min(body.untilMs, now + MAX_VALIDITY_MS);
+    // Kept until the schedule ends; a stop claiming to matter for longer than a schedule can is cut
+    // (one starting 30 days from its creation, lasting 30 days).
+    const untilMs = Math.min(body.untilMs, now + MAX_SCHEDULE_LEAD_MS + MAX_SCHEDULE_MS);
     const fresh =
-      this.deps.stoppedSchedules?.add(
+      this.deps.schedules?.addStop(
         body.scheduleId,
         { untilMs, atMs: body.stoppedAtMs, by: signer.name, reason: body.reason.slice(0, 200) },
         now,

@@ -17,6 +17,8 @@ import type { InvestigatorKey, TrustedInvestigator } from "./keys.js";
 export const MIN_EVERY_MS = 1000;
 /** A schedule ends at most this long after its first run starts (an action's longest validity). */
 export const MAX_SCHEDULE_MS = 30 * 86_400_000;
+/** A schedule's first run may be this far from its creation. */
+export const MAX_SCHEDULE_LEAD_MS = 30 * 86_400_000;
 export const SCHEDULE_STOP_CONTEXT = Buffer.from("dragnet-schedule-stop-v1\n");
 
 /** Refuses a body that is not a well-formed schedule: spec, window, modules. */

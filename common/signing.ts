@@ -8,24 +8,31 @@ import type { InvestigatorKey, TrustedInvestigator } from "./keys.js";
 // string so that a signature made for an action can never be replayed as a
 // signature over any other kind of Dragnet message.
 export const ACTION_SIGNING_CONTEXT = Buffer.from("dragnet-action-v1\n");
+/**
+ * A schedule (a body with a ScheduleSpec) is signed in a context of its own:
+ * an agent from before schedules, which would ignore the spec and run the
+ * body once as an action, finds the signature invalid instead.
+ */
+export const SCHEDULE_SIGNING_CONTEXT = Buffer.from("dragnet-schedule-v1\n");
 
 /** Upper bound on an encoded action body; NATS payloads are 1 MB at most. */
 export const MAX_ACTION_BODY_BYTES = 256 * 1024;
 /** More co-signers than any ACL needs. */
 export const MAX_SIGNATURES = 16;
 
-function signedMessage(body: Uint8Array): Buffer {
-  return Buffer.concat([ACTION_SIGNING_CONTEXT, body]);
+function signedMessage(body: Uint8Array, schedule = false): Buffer {
+  return Buffer.concat([schedule ? SCHEDULE_SIGNING_CONTEXT : ACTION_SIGNING_CONTEXT, body]);
 }
 
-export function signBytes(body: Uint8Array, key: InvestigatorKey): Signature {
-  return { keyId: key.keyId, signature: sign(null, signedMessage(body), key.privateKey) };
+/** Signs an action's encoded body (an approval's co-signature). */
+export function signBytes(body: Uint8Array, key: InvestigatorKey, schedule = false): Signature {
+  return { keyId: key.keyId, signature: sign(null, signedMessage(body, schedule), key.privateKey) };
 }
 
-/** Encodes the body once and signs those bytes. */
+/** Encodes the body once and signs those bytes (in the schedule context for a schedule). */
 export function signAction(body: ActionBody, key: InvestigatorKey): SignedAction {
   const bytes = Buffer.from(ActionBody.encode(body).finish());
-  return { body: bytes, signatures: [signBytes(bytes, key)] };
+  return { body: bytes, signatures: [signBytes(bytes, key, body.schedule !== undefined)] };
 }
 
 /** Adds a co-signature over the same bytes (a key that already signed is not added twice). */
@@ -71,7 +78,16 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
       `the action carries ${action.signatures.length} signatures; at most ${MAX_SIGNATURES} are accepted`,
     );
   }
-  const message = signedMessage(action.body);
+  let body: ActionBody | undefined;
+  let decodeError: Error | undefined;
+  try {
+    body = ActionBody.decode(action.body);
+  } catch (err) {
+    decodeError = err as Error;
+  }
+  // The context follows what the bytes say they are: a schedule verifies only as a schedule.
+  // Bytes that do not decode are checked as an action's (their signature says whether they were altered).
+  const message = signedMessage(action.body, body?.schedule !== undefined);
   const signers: TrustedInvestigator[] = [];
   const repeated: string[] = [];
   for (const sig of action.signatures) {
@@ -96,11 +112,8 @@ export function verifySignedAction(action: SignedAction | undefined, keyring: Ke
     }
     signers.push(trusted);
   }
-  let body: ActionBody;
-  try {
-    body = ActionBody.decode(action.body);
-  } catch (err) {
-    throw new DragnetError(Codes.DECODE, `the signed action body does not decode: ${(err as Error).message}`);
+  if (!body) {
+    throw new DragnetError(Codes.DECODE, `the signed action body does not decode: ${decodeError?.message}`);
   }
   return { body, signers, weight: signers.reduce((sum, s) => sum + s.weight, 0), repeated };
 }

@@ -61,6 +61,10 @@ export function checkAlert(alert: Alert, agentId: string, subject: string): void
     if (!TOKEN.test(value)) refuse(`${field} must be at most 64 letters, digits, . _ -`);
   }
   if (alert.actionId && !isId(alert.actionId)) refuse("the action id is not a Dragnet id");
+  // Only the coordinator raises a schedule's alerts (it compares the runs' answers).
+  if (alert.scheduleId || alert.run || alert.rows.length > 0 || alert.source === "schedule") {
+    refuse("a schedule's alert comes from the coordinator, not from an agent");
+  }
   if (alert.hostname.length > 255) refuse("the hostname is longer than 255 characters");
   if (alert.changes.length > MAX_CHANGES) refuse(`more than ${MAX_CHANGES} changes`);
   if (alert.changes.length === 0 && alert.changesOmitted === 0) refuse("no change");

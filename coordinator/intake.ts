@@ -144,8 +144,9 @@ export class AgentIntake {
     if (effect.persist) this.core.batcher.agent(effect.agent);
     if (effect.isNew) this.core.log.info("agent enrolled", { agent: agentId, hostname: hb.hostname });
     if (effect.cameBack) {
-      this.parts.dispatcher.agentCameBack(agentId);
+      // Stops first: a stopped schedule's run is refused by an agent that hears of the stop before it.
       this.parts.schedules.agentCameBack(agentId);
+      this.parts.dispatcher.agentCameBack(agentId);
     }
   }
 

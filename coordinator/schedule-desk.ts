@@ -1,13 +1,22 @@
 import {
   Codes,
   DragnetError,
+  evaluateTarget,
+  isId,
   newId,
   parseTarget,
   problemOf,
   roleToSign,
   type TrustedInvestigator,
 } from "../common/mod.js";
-import { checkSchedule, runAt, runBody, runWindow, verifyScheduleStop } from "../common/schedule.js";
+import {
+  checkSchedule,
+  MAX_SCHEDULE_LEAD_MS,
+  runAt,
+  runBody,
+  runWindow,
+  verifyScheduleStop,
+} from "../common/schedule.js";
 import {
   ActionBody,
   ActionState,
@@ -27,8 +36,14 @@ import type { CoordinatorCore } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import { resolvePrefix } from "./id-prefix.js";
 import type { Queries } from "./queries.js";
-import { answerRows, diffRows } from "./schedule-rows.js";
-import { NO_TALLY, type RunTally, type StoredAction, type StoredSchedule } from "./store/store.js";
+import { answerRows, diffRows, MAX_ROWS } from "./schedule-rows.js";
+import {
+  NO_TALLY,
+  type RunTally,
+  type StoredAction,
+  type StoredAgent,
+  type StoredSchedule,
+} from "./store/store.js";
 
 // Signed schedules on the coordinator's side: stored before anything is sent,
 // then run n issued as an action of its own (the signed schedule and n go to
@@ -41,7 +56,9 @@ import { NO_TALLY, type RunTally, type StoredAction, type StoredSchedule } from 
 
 const TICK_MS = 250;
 /** A schedule may be created this long before its first run. */
-const MAX_LEAD_MS = 30 * 86_400_000;
+const MAX_LEAD_MS = MAX_SCHEDULE_LEAD_MS;
+/** Runs `schedule show` lists: the latest. */
+const MAX_RUNS_SHOWN = 1000;
 
 interface ActiveSchedule {
   record: StoredSchedule;
@@ -53,8 +70,6 @@ interface ActiveSchedule {
 
 export class ScheduleDesk {
   private readonly active = new Map<string, ActiveSchedule>();
-  /** Open runs by action id: their results are compared. */
-  private readonly runs = new Map<string, { scheduleId: string; run: number; name: string }>();
   /** Stopped schedules still inside their window, told again to agents that come back. */
   private readonly stops = new Map<string, { stop: Uint8Array; target: string; untilMs: number }>();
   private ticker?: NodeJS.Timeout;
@@ -82,18 +97,15 @@ export class ScheduleDesk {
         });
       }
     }
-    for (const action of this.core.book.all()) this.noteRun(action);
+    // Stopped schedules whose window lasts: agents heard again are told (they may have missed it).
+    for (const s of this.core.store.schedules.stoppedUntil(now)) {
+      if (s.stopSigned) this.stops.set(s.id, { stop: s.stopSigned, target: s.target, untilMs: s.endsAtMs });
+    }
     this.ticker = setInterval(() => this.tick(), TICK_MS);
   }
 
   stop(): void {
     clearInterval(this.ticker);
-  }
-
-  /** A run reloaded or issued: its answers will be compared. */
-  noteRun(action: OpenAction): void {
-    const { scheduleId, run, name } = action.record;
-    if (scheduleId && run) this.runs.set(action.record.id, { scheduleId, run, name });
   }
 
   create(signed: SignedAction | undefined, actor: string, caller?: TrustedInvestigator): ScheduleInfo {
@@ -178,8 +190,20 @@ export class ScheduleDesk {
         `${actor} sent a stop signed by ${signer.name}: sign it with your own key`,
       );
     }
-    const id = this.resolve(body.scheduleId);
-    const record = store.schedules.get(id)!;
+    // The exact id: agents check the stop's id as signed.
+    const record = isId(body.scheduleId) ? store.schedules.get(body.scheduleId) : undefined;
+    if (!record) throw new DragnetError(Codes.NOT_FOUND, `no schedule ${body.scheduleId.slice(0, 40)}`);
+    const id = record.id;
+    // Whoever stops it may sign what it runs: the roles its modules need.
+    for (const m of new Set(record.modules)) {
+      const role = roleToSign(m);
+      if (!signer.roles.has(role)) {
+        throw new DragnetError(
+          Codes.FORBIDDEN,
+          `${signer.name} may not stop a schedule of ${m}: it needs the ${role} role`,
+        );
+      }
+    }
     if (record.stoppedAtMs) {
       throw new DragnetError(
         Codes.SCHEDULE,
@@ -190,6 +214,7 @@ export class ScheduleDesk {
     const reason = body.reason.slice(0, 500);
     store.schedules.stop(id, now, signer.name, reason, signedStop);
     this.active.delete(id);
+    this.cancelOpenRun(id);
     audit.record(actor, "schedule stopped", {
       actionId: id,
       message: `${record.name}: stopped by ${signer.name}${reason ? ` (${reason})` : ""} after run ${record.lastRun}`,
@@ -199,6 +224,27 @@ export class ScheduleDesk {
       this.tellStop(id, undefined);
     }
     return this.info(store.schedules.get(id)!, now);
+  }
+
+  /** The open run of a stopped schedule goes to no agent that has not taken it yet. */
+  private cancelOpenRun(scheduleId: string): void {
+    const { book } = this.core;
+    for (const action of [...book.all()]) {
+      if (action.record.scheduleId !== scheduleId) continue;
+      for (const c of [...action.byId.values()]) {
+        if (
+          c.status !== CommandStatus.COMMAND_STATUS_PENDING &&
+          c.status !== CommandStatus.COMMAND_STATUS_SENT
+        )
+          continue;
+        book.transition(action, c, CommandStatus.COMMAND_STATUS_CANCELLED, {
+          problem: {
+            code: Codes.SCHEDULE,
+            message: "the schedule was stopped before this agent started the run",
+          },
+        });
+      }
+    }
   }
 
   /** An agent heard again: it is told of stops it may have missed. */
@@ -217,23 +263,23 @@ export class ScheduleDesk {
     const id = this.resolve(idOrPrefix);
     const { store } = this.core;
     this.core.batcher.flush();
-    return { schedule: this.info(store.schedules.get(id)!, this.core.now()), runs: store.schedules.runs(id) };
+    // The latest runs (a schedule every second for 30 days has millions).
+    return {
+      schedule: this.info(store.schedules.get(id)!, this.core.now()),
+      runs: store.schedules.runs(id, MAX_RUNS_SHOWN),
+    };
   }
 
   /** A result was stored: for a run, once committed, the host's rows are compared with its previous run's. */
   resultStored(actionId: string, agentId: string, result: CommandResult): void {
-    let run = this.runs.get(actionId);
-    if (!run && !this.core.book.get(actionId)) {
-      // A late answer (its run had completed, or the coordinator restarted since): rare, so read the store.
-      const record = this.core.store.getAction(actionId);
-      if (record?.scheduleId && record.run)
-        run = { scheduleId: record.scheduleId, run: record.run, name: record.name };
-    }
-    if (!run) return;
-    const found = run;
+    // An open action is in the book (results waiting in the stream at start included); a late answer is not:
+    // that is rare, so it reads the store.
+    const record = this.core.book.get(actionId)?.record ?? this.core.store.getAction(actionId);
+    if (!record?.scheduleId || !record.run) return;
+    const run = { scheduleId: record.scheduleId, run: record.run, name: record.name };
     this.core.batcher.afterCommit(() => {
       try {
-        this.compare(found, actionId, agentId, result);
+        this.compare(run, actionId, agentId, result);
       } catch (err) {
         this.core.log.error("schedule run answer not compared", {
           action: actionId,
@@ -246,17 +292,16 @@ export class ScheduleDesk {
 
   /** A run's action completed: one line says what it changed. */
   runCompleted(action: OpenAction): void {
-    const run = this.runs.get(action.record.id);
-    if (!run) return;
-    this.runs.delete(action.record.id);
+    const { scheduleId, run } = action.record;
+    if (!scheduleId || !run) return;
     this.core.batcher.afterCommit(() => {
-      const r = this.core.store.schedules.runs(run.scheduleId).find((x) => x.run === run.run);
+      const r = this.core.store.schedules.run(scheduleId, run);
       if (!r) return;
       const line =
         r.changed === 0
           ? `no change on ${r.compared} hosts${r.baselines ? ` (${r.baselines} answered for the first time)` : ""}`
           : `${r.changed} of ${r.compared} hosts changed: ${r.added} rows new, ${r.vanished} vanished`;
-      this.core.log.info(`schedule run done: ${line}`, { schedule: run.scheduleId, run: run.run });
+      this.core.log.info(`schedule run done: ${line}`, { schedule: scheduleId, run });
     });
   }
 
@@ -275,19 +320,23 @@ export class ScheduleDesk {
       schedules.recordAnswer(run.scheduleId, agentId, run.run, undefined, { failed: 1 });
       return;
     }
-    const { rows } = answerRows(result.operations);
+    const { rows, partial } = answerRows(result.operations);
     const previous = schedules.lastRows(run.scheduleId, agentId);
     if (!previous) {
       schedules.recordAnswer(run.scheduleId, agentId, run.run, rows, { baselines: 1 });
       return;
     }
     if (previous.run >= run.run) return; // a late answer of an older run
-    const { added, vanished } = diffRows(previous.rows, rows);
+    const diff = diffRows(previous.rows, rows);
+    // A partial answer (errors, a module's limit) says what is new, not what is gone: the earlier rows stay.
+    const added = diff.added;
+    const vanished = partial ? [] : diff.vanished;
+    const kept = partial ? [...new Set([...previous.rows, ...rows])].sort().slice(0, MAX_ROWS) : rows;
     const tally: Partial<RunTally> = { compared: 1 };
     if (added.length + vanished.length > 0) {
       Object.assign(tally, { changed: 1, added: added.length, vanished: vanished.length });
     }
-    schedules.recordAnswer(run.scheduleId, agentId, run.run, rows, tally);
+    schedules.recordAnswer(run.scheduleId, agentId, run.run, kept, tally);
     if (!tally.changed) return;
     const moduleOf = (row: string) => row.slice(0, row.search(/[ .]/));
     const alert: Alert = {
@@ -417,7 +466,6 @@ export class ScheduleDesk {
       scheduleId: s.record.id,
       run: n,
     };
-    this.runs.set(body.id, { scheduleId: s.record.id, run: n, name: body.name });
     const { targeted, offline } = this.parts.dispatcher.release(record, s.signed, body, now, targets, n);
     audit.record("coordinator", "schedule run issued", {
       actionId: body.id,
@@ -432,9 +480,16 @@ export class ScheduleDesk {
     if (!stop || !nc || nc.isClosed()) return;
     const { registry, subjects, config } = this.core;
     const now = this.core.now();
-    const agents = registry
-      .select(parseTarget(stop.target), this.parts.queries.targetContext(now))
-      .filter((a) => (agentId ? a.id === agentId : !registry.isOffline(a.id, now)));
+    const expr = parseTarget(stop.target);
+    const ctx = this.parts.queries.targetContext(now);
+    let agents: StoredAgent[];
+    if (agentId) {
+      // One agent heard again: judged alone, not by walking the fleet.
+      const agent = registry.get(agentId);
+      agents = agent && evaluateTarget(expr, registry.subject(agent, now), ctx) ? [agent] : [];
+    } else {
+      agents = registry.select(expr, ctx).filter((a) => !registry.isOffline(a.id, now));
+    }
     const envelope = CommandEnvelope.encode({
       commandId: `stop-${scheduleId}`,
       action: undefined,

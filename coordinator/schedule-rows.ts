@@ -23,7 +23,7 @@ const VOLATILE: Record<string, readonly string[]> = {
 };
 /** A row longer than this is cut (its start still tells rows apart). */
 const MAX_ROW_CHARS = 2000;
-/** Rows kept per host and run: more are left out (and said so in the alert's count). */
+/** Rows kept per host and run: more are left out (the answer then counts as partial). */
 export const MAX_ROWS = 20_000;
 
 function stable(value: unknown, skip: ReadonlySet<string>): unknown {
@@ -69,10 +69,25 @@ export function rowsOf(op: OperationResult): string[] {
   return rows;
 }
 
-/** Every operation's rows, each once, sorted; at most MAX_ROWS. */
-export function answerRows(operations: readonly OperationResult[]): { rows: string[]; leftOut: number } {
+/**
+ * Whether an answer may hold only part of what is there: a module's own limit
+ * cut it (file matches, memory or YARA budgets) or it met errors (a file it
+ * could not open). Rows missing from such an answer did not vanish.
+ */
+export function isPartial(op: OperationResult): boolean {
+  const value = op.module?.value as unknown as Record<string, unknown> | undefined;
+  if (!value) return false;
+  const stats = value.stats as { truncated?: boolean } | undefined;
+  const errors = value.errors;
+  return (
+    value.truncated === true || stats?.truncated === true || (Array.isArray(errors) && errors.length > 0)
+  );
+}
+
+/** Every operation's rows, each once, sorted; at most MAX_ROWS (more: the answer counts as partial). */
+export function answerRows(operations: readonly OperationResult[]): { rows: string[]; partial: boolean } {
   const all = [...new Set(operations.flatMap(rowsOf))].sort();
-  return { rows: all.slice(0, MAX_ROWS), leftOut: Math.max(0, all.length - MAX_ROWS) };
+  return { rows: all.slice(0, MAX_ROWS), partial: all.length > MAX_ROWS || operations.some(isPartial) };
 }
 
 /** What appeared and what vanished between two sorted row lists. */

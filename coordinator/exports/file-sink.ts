@@ -72,8 +72,14 @@ export class FileSink implements Sink {
 
   async #append(chunk: string, bytes: number): Promise<void> {
     if (bytes === 0) return;
-    await this.#handle!.write(chunk);
-    await this.#handle!.sync();
+    try {
+      await this.#handle!.write(chunk);
+      await this.#handle!.sync();
+    } catch (err) {
+      // A write cut short (a full disk) would leave half a line that the retry follows: take it back.
+      await this.#handle!.truncate(this.#size).catch(() => undefined);
+      throw err;
+    }
     this.#size += bytes;
   }
 

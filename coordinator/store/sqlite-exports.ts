@@ -8,6 +8,9 @@ import type { ExportKind, ExportRecord, ExportSource } from "../exports/source.j
 
 type Row = Record<string, unknown> & { seq: number };
 
+/** A batch read stops past this many bytes of stored records (at least one is read). */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
 const QUERIES: Record<ExportKind, string> = {
   results: `SELECT r.rowid AS seq, r.command_id, r.action_id, r.agent_id, r.found, r.payload, r.received_at,
               a.hostname, x.name AS action_name, x.incident_id
@@ -160,8 +163,16 @@ export class SqliteExportLog implements ExportSource {
   }
 
   read(kind: ExportKind, afterSeq: number, limit: number): Array<{ seq: number; record: ExportRecord }> {
-    const rows = this.reads[kind].all(afterSeq, limit) as Row[];
-    return rows.map((r) => ({ seq: r.seq, record: TO_RECORD[kind](r) }));
+    // Bounded in bytes too: results run up to 1 MiB each, and a batch must stay a size receivers
+    // take (Elasticsearch refuses bodies over 100 MB) and quick to turn into JSON.
+    const out: Array<{ seq: number; record: ExportRecord }> = [];
+    let bytes = 0;
+    for (const r of this.reads[kind].iterate(afterSeq, limit) as IterableIterator<Row>) {
+      out.push({ seq: r.seq, record: TO_RECORD[kind](r) });
+      bytes += (r.payload as Buffer | undefined)?.length ?? String(r.content ?? r.message ?? "").length;
+      if (bytes >= MAX_BATCH_BYTES) break;
+    }
+    return out;
   }
 
   latest(kind: ExportKind): number {

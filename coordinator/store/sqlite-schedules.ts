@@ -103,7 +103,9 @@ export class SqliteSchedules implements ScheduleStore {
       stop: db.prepare(`
         UPDATE schedules SET stopped_at = ?, stopped_by = ?, stop_reason = ?, stop_signed = ?
         WHERE id = ? AND stopped_at IS NULL`),
-      runs: db.prepare("SELECT * FROM schedule_runs WHERE schedule_id = ? ORDER BY run"),
+      runs: db.prepare("SELECT * FROM schedule_runs WHERE schedule_id = ? ORDER BY run DESC LIMIT ?"),
+      run: db.prepare("SELECT * FROM schedule_runs WHERE schedule_id = ? AND run = ?"),
+      stopped: db.prepare("SELECT * FROM schedules WHERE stopped_at IS NOT NULL AND ends_at > ?"),
       lastRows: db.prepare("SELECT run, rows FROM schedule_rows WHERE schedule_id = ? AND agent_id = ?"),
       putRows: db.prepare(`
         INSERT INTO schedule_rows (schedule_id, agent_id, run, rows) VALUES (?, ?, ?, ?)
@@ -165,8 +167,17 @@ export class SqliteSchedules implements ScheduleStore {
     return this.s.stop.run(atMs, by, reason, Buffer.from(signed), id).changes > 0;
   }
 
-  runs(scheduleId: string): StoredScheduleRun[] {
-    return (this.s.runs.all(scheduleId) as RunRow[]).map(toRun);
+  runs(scheduleId: string, limit: number): StoredScheduleRun[] {
+    return (this.s.runs.all(scheduleId, limit) as RunRow[]).map(toRun).reverse();
+  }
+
+  run(scheduleId: string, run: number): StoredScheduleRun | undefined {
+    const row = this.s.run.get(scheduleId, run) as RunRow | undefined;
+    return row && toRun(row);
+  }
+
+  stoppedUntil(now: number): StoredSchedule[] {
+    return (this.s.stopped.all(now) as ScheduleRow[]).map(toSchedule);
   }
 
   lastRows(scheduleId: string, agentId: string): { run: number; rows: string[] } | undefined {

@@ -205,7 +205,11 @@ export interface ScheduleStore {
   claimRun(run: StoredScheduleRun): boolean;
   /** Records a stop; false when it was stopped already. */
   stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): boolean;
-  runs(scheduleId: string): StoredScheduleRun[];
+  /** The latest `limit` runs, in order. */
+  runs(scheduleId: string, limit: number): StoredScheduleRun[];
+  run(scheduleId: string, run: number): StoredScheduleRun | undefined;
+  /** Stopped schedules whose window lasts past `now` (agents are told of the stop again). */
+  stoppedUntil(now: number): StoredSchedule[];
   /** The rows a host answered in the latest run compared for it. */
   lastRows(scheduleId: string, agentId: string): { run: number; rows: string[] } | undefined;
   /** One host's answer to a run: its rows (none when it failed: the earlier ones stay) and the run's tally. */

@@ -7,6 +7,8 @@ import {
   newId,
   publicEntryOf,
   signAction,
+  signBytes,
+  verifySignedAction,
 } from "../../common/mod.js";
 import {
   checkRunWindow,
@@ -17,6 +19,7 @@ import {
   signScheduleStop,
   verifyScheduleStop,
 } from "../../common/schedule.js";
+import { checkAlert } from "../../coordinator/alert-book.js";
 import { answerRows, diffRows } from "../../coordinator/schedule-rows.js";
 import { SqliteStore } from "../../coordinator/store/sqlite-store.js";
 import { emptyWriteBatch } from "../../coordinator/store/store.js";
@@ -118,6 +121,37 @@ describe("schedule runs", () => {
   });
 });
 
+describe("a schedule's signature", () => {
+  it("is made in a context of its own: an action's signature over a schedule's bytes does not verify", () => {
+    const alice = generateInvestigatorKey("alice");
+    const ring = Keyring.fromJson({ investigators: [publicEntryOf(alice)] });
+    const signed = signAction(schedule(), alice);
+    expect(verifySignedAction(signed, ring).body.schedule?.runs).toBe(10);
+    // What an agent from before schedules checks (the action context) refuses it.
+    const asAction = { body: signed.body, signatures: [signBytes(signed.body, alice)] };
+    expect(() => verifySignedAction(asAction, ring)).toThrow(/does not match/);
+    // And a plain action signed in the schedule context does not verify as an action.
+    const plain = signAction({ ...schedule(), schedule: undefined }, alice);
+    const inScheduleContext = { body: plain.body, signatures: [signBytes(plain.body, alice, true)] };
+    expect(() => verifySignedAction(inScheduleContext, ring)).toThrow(/does not match/);
+  });
+
+  it("is the coordinator's alone to raise: an agent's alert claiming a schedule is refused", () => {
+    const alert = Alert.fromPartial({
+      id: newId(),
+      agentId: "a1",
+      source: "schedule",
+      watch: "w",
+      scheduleId: newId(),
+      run: 2,
+      rows: [{ vanished: false, module: "file", row: "x" }],
+    });
+    expect(() => checkAlert(alert, "a1", `dragnet.alert.a1.${alert.id}`)).toThrow(
+      /comes from the coordinator/,
+    );
+  });
+});
+
 describe("answer rows", () => {
   const proc = (pid: number, name: string, rss: number): OperationResult =>
     ({
@@ -157,6 +191,18 @@ describe("answer rows", () => {
     expect(added[0]).toMatch(/^process\.processes .*"name":"nc"/);
     expect(vanished).toEqual([]);
     expect(diffRows(after, before)).toEqual({ added: [], vanished: added });
+    expect(answerRows([proc(10, "sshd", 1)]).partial).toBe(false);
+  });
+
+  it("call an answer with errors or cut by a module's limit partial (what is missing did not vanish)", () => {
+    const withError = proc(10, "sshd", 1);
+    (withError.module!.value as { errors: string[] }).errors.push("/proc/77: permission denied");
+    expect(answerRows([withError]).partial).toBe(true);
+    const cut = {
+      found: true,
+      module: { $case: "file", value: { matches: [], errors: [], warnings: [], stats: { truncated: true } } },
+    } as never;
+    expect(answerRows([cut]).partial).toBe(true);
   });
 });
 
@@ -201,7 +247,7 @@ describe("the store's schedules and export log", () => {
     store.schedules.recordAnswer(id, "a1", 3, ["x", "y"], { compared: 1, changed: 1, added: 1 });
     store.schedules.recordAnswer(id, "a1", 1, ["old"], {}); // a late answer of an older run
     expect(store.schedules.lastRows(id, "a1")).toEqual({ run: 3, rows: ["x", "y"] });
-    const r3 = store.schedules.runs(id).find((r) => r.run === 3)!;
+    const r3 = store.schedules.run(id, 3)!;
     expect([r3.compared, r3.changed, r3.added]).toEqual([1, 1, 1]);
     expect(store.schedules.stop(id, T0 + 1, "alice", "done", Buffer.from([2]))).toBe(true);
     expect(store.schedules.stop(id, T0 + 2, "bob", "again", Buffer.from([3]))).toBe(false);
