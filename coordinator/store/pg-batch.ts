@@ -63,9 +63,10 @@ function columns<T>(rows: readonly T[], pick: (row: T) => unknown[]): unknown[][
   const out: unknown[][] = [];
   for (const row of rows) {
     const values = pick(row);
-    values.forEach((v, i) => {
-      (out[i] ??= []).push(v);
-    });
+    for (let i = 0; i < values.length; i++) {
+      if (!out[i]) out[i] = [];
+      out[i]!.push(values[i]);
+    }
   }
   return out;
 }
