@@ -64,23 +64,42 @@ function toDragnetError(err: grpc.ServiceError, address: string): DragnetError {
   return new DragnetError(Codes.INTERNAL, `coordinator error (${grpc.status[err.code]}): ${err.details}`);
 }
 
+/**
+ * The API of one coordinator, or of several (`host:port,host:port`: coordinators
+ * sharing one store): a call that cannot reach the one in use goes to the next,
+ * which is then kept for what follows. Only a call that never reached a
+ * coordinator (UNAVAILABLE) is sent again; one that timed out may have run.
+ */
 export class CoordinatorApi {
-  private readonly client: CoordinatorClient;
+  private readonly clients: CoordinatorClient[];
+  private readonly addresses: string[];
+  private current = 0;
   private readonly deadlineMs: number;
   readonly key: InvestigatorKey;
 
-  constructor(
-    readonly address: string,
-    options: ClientOptions,
-  ) {
+  constructor(address: string, options: ClientOptions) {
     this.key = options.key;
     const credentials = options.insecure
       ? grpc.credentials.createInsecure()
       : grpc.credentials.createSsl(options.ca ?? null);
-    this.client = new CoordinatorClient(address, credentials, {
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    });
+    this.addresses = address
+      .split(",")
+      .map((a) => a.trim())
+      .filter(Boolean);
+    if (this.addresses.length === 0) throw new DragnetError(Codes.CONFIG, "no coordinator address");
+    this.clients = this.addresses.map(
+      (a) => new CoordinatorClient(a, credentials, { "grpc.max_receive_message_length": 64 * 1024 * 1024 }),
+    );
     this.deadlineMs = options.deadlineMs ?? 15_000;
+  }
+
+  /** The coordinator in use now. */
+  get address(): string {
+    return this.addresses[this.current]!;
+  }
+
+  private get client(): CoordinatorClient {
+    return this.clients[this.current]!;
   }
 
   /** Metadata authenticating one call to `path` (a token is good for one call). */
@@ -90,7 +109,7 @@ export class CoordinatorApi {
     return md;
   }
 
-  private call<Req, Res>(
+  private async call<Req, Res>(
     method: (
       req: Req,
       md: grpc.Metadata,
@@ -100,15 +119,33 @@ export class CoordinatorApi {
     path: string,
     req: Req,
   ): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      method.call(
-        this.client,
-        req,
-        this.auth(path),
-        { deadline: Date.now() + this.deadlineMs },
-        (err, res) => (err ? reject(toDragnetError(err, this.address)) : resolve(res)),
-      );
-    });
+    const once = () =>
+      new Promise<Res>((resolve, reject) => {
+        // `method` is the generated client's prototype method: called on whichever client is in use.
+        method.call(
+          this.client,
+          req,
+          this.auth(path),
+          { deadline: Date.now() + this.deadlineMs },
+          (err, res) => (err ? reject(err) : resolve(res)),
+        );
+      });
+    const tried: string[] = [];
+    for (;;) {
+      try {
+        return await once();
+      } catch (err) {
+        const e = err as grpc.ServiceError;
+        tried.push(`${this.address}: ${e.details}`);
+        if (e.code !== grpc.status.UNAVAILABLE || tried.length >= this.clients.length) {
+          if (e.code === grpc.status.UNAVAILABLE && tried.length > 1) {
+            throw new DragnetError(Codes.UNAVAILABLE, `cannot reach any coordinator (${tried.join("; ")})`);
+          }
+          throw toDragnetError(e, this.address);
+        }
+        this.current = (this.current + 1) % this.clients.length;
+      }
+    }
   }
 
   createSchedule(schedule: SignedAction): Promise<ScheduleInfo> {
@@ -371,6 +408,6 @@ export class CoordinatorApi {
   }
 
   close(): void {
-    this.client.close();
+    for (const c of this.clients) c.close();
   }
 }

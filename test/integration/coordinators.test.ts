@@ -1,8 +1,9 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signAction } from "../../common/mod.js";
-import type { CoordinatorApi } from "../../console/client.js";
+import { freePort, signAction } from "../../common/mod.js";
+import { CoordinatorApi } from "../../console/client.js";
 import { CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
@@ -62,5 +63,32 @@ describe("two coordinators on one fleet", () => {
     // Nothing was refused for want of knowing a command.
     expect(fleet.coordinator.counters().refused).toBe(0);
     expect(second.coordinator.counters().refused).toBe(0);
+  });
+
+  it("reaches the next coordinator of the console's list when one cannot be reached, and says so when none can", async () => {
+    const dead = await freePort();
+    const ca = readFileSync(fleet.caFile);
+    // The second's API port, from the client the helper made for it.
+    const api = new CoordinatorApi(`localhost:${dead},${second.api.address}`, { key: fleet.alice, ca });
+    try {
+      expect((await api.listAgents()).length).toBe(AGENTS);
+      expect(api.address).toBe(second.api.address);
+      // What follows goes to the one that answered, not through the dead one again.
+      expect((await api.listActions(5)).length).toBeGreaterThan(0);
+    } finally {
+      api.close();
+    }
+    const none = new CoordinatorApi(`localhost:${dead},localhost:${await freePort()}`, {
+      key: fleet.alice,
+      ca,
+      deadlineMs: 3000,
+    });
+    try {
+      await expect(none.listAgents()).rejects.toThrow(
+        /cannot reach any coordinator \(localhost:\d+: .*; localhost:\d+: /,
+      );
+    } finally {
+      none.close();
+    }
   });
 });
