@@ -332,6 +332,7 @@ export class Coordinator {
       lastErrorMs: s.lastErrorMs,
       lastError: s.lastError,
       delivered: s.delivered,
+      skipped: s.skipped,
       retrying: s.retrying,
     }));
   }

@@ -23,6 +23,7 @@ export function registerExportsCommand(program: Command): void {
               { key: "carries", header: "carries" },
               { key: "lag", header: "lag" },
               { key: "delivered", header: "delivered" },
+              { key: "skipped", header: "set aside" },
               { key: "lastSuccess", header: "last success" },
               { key: "lastError", header: "last error" },
             ],
@@ -35,6 +36,7 @@ export function registerExportsCommand(program: Command): void {
               carries: s.carries.join(","),
               lag: s.lag,
               delivered: s.delivered,
+              skipped: s.skipped,
               lastSuccess: s.lastSuccessMs ? isoTime(s.lastSuccessMs) : "never",
               lastError: s.lastErrorMs
                 ? `${isoTime(s.lastErrorMs)} ${s.lastError}${s.retrying ? " (retrying)" : ""}`

@@ -1,7 +1,8 @@
 import type { Logger } from "../../common/mod.js";
 import type { ExportSinkConfig, RetrySettings } from "./config.js";
+import { RecordsRefused } from "./refusal.js";
 import { openSink, type Sink } from "./sink.js";
-import type { ExportKind, ExportSource } from "./source.js";
+import type { ExportKind, ExportRecord, ExportSource } from "./source.js";
 
 // One loop per sink: for each kind it carries, read a batch after the sink's
 // cursor, deliver it, then move the cursor. Delivery is at least once: a crash
@@ -25,6 +26,8 @@ export interface SinkStatus {
   lastError: string;
   /** Records delivered since start (repeats included). */
   delivered: number;
+  /** Records the receiver refused for what they hold, set aside since start (each logged with its id). */
+  skipped: number;
   /** The last attempt failed and the sink is waiting to try again. */
   retrying: boolean;
 }
@@ -50,6 +53,8 @@ class SinkLoop {
   lastErrorMs = 0;
   lastError = "";
   delivered = 0;
+  /** Records the receiver refused for good, set aside (logged). */
+  skipped = 0;
   retrying = false;
   failures = 0;
   #wake?: () => void;
@@ -158,6 +163,7 @@ export class Exporter {
         lastErrorMs: loop.lastErrorMs,
         lastError: loop.lastError,
         delivered: loop.delivered,
+        skipped: loop.skipped,
         retrying: loop.retrying,
       };
     });
@@ -202,11 +208,50 @@ export class Exporter {
     const after = this.#source.cursor(name, kind);
     const rows = this.#source.read(kind, after, batch);
     if (rows.length === 0) return false;
-    await loop.sink.deliver(rows.map((row) => row.record));
+    try {
+      await loop.sink.deliver(rows.map((row) => row.record));
+    } catch (err) {
+      if (!(err instanceof RecordsRefused)) throw err;
+      await this.#oneByOne(loop, kind, rows, err);
+      return true;
+    }
     // Delivered: from here until saveCursor returns, a crash means the batch goes again.
     this.#source.saveCursor(name, kind, rows[rows.length - 1]!.seq);
     loop.delivered += rows.length;
     loop.lastSuccessMs = Date.now();
     return true;
+  }
+
+  /**
+   * The receiver refused a batch for what it holds: each record is sent alone,
+   * and one still refused is set aside — logged with its id and why, counted in
+   * the status — so that the records after it are not held back for good. Any
+   * other failure ends this as usual (the cursor stays after the last record taken).
+   */
+  async #oneByOne(
+    loop: SinkLoop,
+    kind: ExportKind,
+    rows: Array<{ seq: number; record: ExportRecord }>,
+    batchRefusal: RecordsRefused,
+  ): Promise<void> {
+    const { name } = loop.config;
+    for (const row of rows) {
+      try {
+        await loop.sink.deliver([row.record]);
+        loop.delivered++;
+        loop.lastSuccessMs = Date.now();
+      } catch (err) {
+        if (!(err instanceof RecordsRefused)) throw err;
+        loop.skipped++;
+        loop.lastErrorMs = Date.now();
+        loop.lastError = `set aside ${row.record.id}: ${err.message}`;
+        this.#log.error("export sink refused a record for what it holds; it is set aside", {
+          sink: name,
+          record: row.record.id,
+          error: rows.length > 1 ? err.message : batchRefusal.message,
+        });
+      }
+      this.#source.saveCursor(name, kind, row.seq);
+    }
   }
 }

@@ -173,6 +173,19 @@ export function bulkFailure(body: string): string | undefined {
   return failed ? `${failed} of ${answer.items.length} _bulk items failed (first: ${first})` : undefined;
 }
 
+/** Whether every failed `_bulk` item was refused for its content (a 4xx other than 409 and 429). */
+export function bulkRefusedForData(body: string): boolean {
+  try {
+    const items = (JSON.parse(body) as { items?: Array<Record<string, { status?: number }>> }).items ?? [];
+    const failed = items
+      .map((item) => Object.values(item ?? {})[0]?.status ?? 0)
+      .filter((s) => !((s >= 200 && s < 300) || s === 409));
+    return failed.length > 0 && failed.every((s) => s >= 400 && s < 500 && s !== 429);
+  } catch {
+    return false;
+  }
+}
+
 // Syslog (RFC 5424).
 
 export const SEVERITY = { warning: 4, notice: 5, info: 6 } as const;

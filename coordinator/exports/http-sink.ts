@@ -5,7 +5,15 @@ import { promisify } from "node:util";
 import { gzip as gzipCallback } from "node:zlib";
 import { VERSION } from "../../common/mod.js";
 import type { HttpSinkConfig } from "./config.js";
-import { bulkFailure, formatBulk, formatHec, formatNdjson, hecAccepted } from "./formats.js";
+import {
+  bulkFailure,
+  bulkRefusedForData,
+  formatBulk,
+  formatHec,
+  formatNdjson,
+  hecAccepted,
+} from "./formats.js";
+import { RecordsRefused } from "./refusal.js";
 import type { Sink } from "./sink.js";
 import type { ExportRecord } from "./source.js";
 
@@ -73,12 +81,19 @@ export class HttpSink implements Sink {
       timeoutMs,
     );
     const where = `${this.#url.origin}${this.#url.pathname}`;
+    if (status === 400 || status === 413 || status === 422) {
+      throw new RecordsRefused(`${where}: HTTP ${status}: ${text.slice(0, 200)}`);
+    }
     if (status < 200 || status > 299) throw new Error(`${where}: HTTP ${status}: ${text.slice(0, 200)}`);
     if (format === "hec" && !hecAccepted(text))
       throw new Error(`${where}: HTTP ${status} but HEC did not answer code 0: ${text.slice(0, 200)}`);
     if (format === "bulk") {
       const failure = bulkFailure(text);
-      if (failure) throw new Error(`${where}: ${failure}`);
+      if (failure) {
+        throw bulkRefusedForData(text)
+          ? new RecordsRefused(`${where}: ${failure}`)
+          : new Error(`${where}: ${failure}`);
+      }
     }
   }
 

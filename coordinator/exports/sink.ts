@@ -4,6 +4,8 @@ import { HttpSink } from "./http-sink.js";
 import type { ExportRecord } from "./source.js";
 import { SyslogSink } from "./syslog-sink.js";
 
+export { RecordsRefused } from "./refusal.js";
+
 /** A receiver's end of one sink. */
 export interface Sink {
   /** Resolves once the receiver took every record (as far as its protocol can tell); rejects otherwise. */

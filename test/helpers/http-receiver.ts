@@ -35,6 +35,8 @@ export interface HttpReceiver {
   failNext(count: number, status: number, body: string): void;
   /** _bulk: answers these ids' items with 429 (rejected), once each, while taking the rest. */
   rejectBulkItemsOnce(ids: string[]): void;
+  /** HEC: refuses (400, as HEC does an event it cannot take) any request holding one of these ids, every time. */
+  poison(ids: string[]): void;
   /** Requires `Authorization: <value>` (HEC answers 401 without it, 403 when wrong). */
   requireAuthorization(value: string | undefined): void;
   start(): Promise<void>;
@@ -96,6 +98,7 @@ export async function startHttpReceiver(options: { port?: number } = {}): Promis
   let server: Server | undefined;
   let failures: Array<{ status: number; body: string }> = [];
   const rejectOnce = new Set<string>();
+  const poisoned = new Set<string>();
   const stored = new Set<string>(); // what the "index" holds: a second create of an id is a 409
   let authorization: string | undefined;
 
@@ -107,6 +110,9 @@ export async function startHttpReceiver(options: { port?: number } = {}): Promis
     refused: [],
     failNext(count, status, body) {
       failures = Array.from({ length: count }, () => ({ status, body }));
+    },
+    poison(ids) {
+      for (const id of ids) poisoned.add(id);
     },
     rejectBulkItemsOnce(ids) {
       for (const id of ids) rejectOnce.add(id);
@@ -185,6 +191,9 @@ export async function startHttpReceiver(options: { port?: number } = {}): Promis
       receiver.refused.push(`hec: ${(err as Error).message}`);
       return json(res, 400, { text: "Invalid data format", code: 6, "invalid-event-number": ids.length });
     }
+    const bad = ids.findIndex((id) => poisoned.has(id));
+    if (bad >= 0)
+      return json(res, 400, { text: "Invalid data format", code: 6, "invalid-event-number": bad });
     for (const [i, body] of events.entries()) take({ id: ids[i]!, via: "hec", body });
     json(res, 200, { text: "Success", code: 0 });
   }

@@ -129,3 +129,69 @@ describe("HTTP sinks through a receiver outage", () => {
     }
   });
 });
+
+describe("a record the receiver refuses for what it holds", () => {
+  it("is set aside, logged and counted; the records around it are delivered", {
+    timeout: 30_000,
+  }, async () => {
+    const receiver = await startHttpReceiver();
+    const source = new MemoryExportSource();
+    const records: ExportRecord[] = Array.from({ length: 20 }, (_, n) => ({
+      kind: "results",
+      id: `results:${n}`,
+      atMs: Date.now(),
+      message: `record ${n}`,
+      data: { n },
+    }));
+    source.add(...records);
+    // HEC refuses any request holding record 7, every time: a batch of 20 never goes through whole.
+    receiver.poison(["results:7"]);
+    const logged: Array<Record<string, unknown>> = [];
+    const log = {
+      ...silentLogger,
+      error: (_msg: string, fields?: Record<string, unknown>) => logged.push(fields ?? {}),
+    };
+    const sinks = parseExports(
+      [
+        {
+          name: "splunk",
+          type: "http",
+          carries: ["results"],
+          format: "hec",
+          url: `${receiver.origin}/services/collector/event`,
+          retry: { minMs: 100, maxMs: 500 },
+        },
+      ],
+      "/",
+    );
+    const exporter = new Exporter(source, sinks, log as typeof silentLogger, { pollMs: 100 });
+    exporter.start();
+    try {
+      const status = await (async () => {
+        for (;;) {
+          const s = exporter.status()[0]!;
+          if (s.lag === 0) return s;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const got = [...receiver.counts.keys()].sort();
+      expect(got).toEqual(
+        records
+          .map((r) => r.id)
+          .filter((id) => id !== "results:7")
+          .sort(),
+      );
+      expect(status.skipped).toBe(1);
+      expect(status.lastError).toMatch(/set aside results:7: .*HTTP 400/);
+      expect(logged.map((f) => f.record)).toEqual(["results:7"]);
+      // Nothing left behind: later records still flow.
+      source.add({ kind: "results", id: "results:20", atMs: Date.now(), message: "late", data: {} });
+      exporter.poke();
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(receiver.counts.get("results:20")).toBe(1);
+    } finally {
+      await exporter.stop();
+      await receiver.stop();
+    }
+  });
+});

@@ -225,6 +225,8 @@ export interface ExportSinkStatus {
   lastError: string;
   delivered: number;
   retrying: boolean;
+  /** Records the receiver refused for what they hold, set aside since start (each logged with its id). */
+  skipped: number;
 }
 
 export interface ExportStatusResponse {
@@ -1703,6 +1705,7 @@ function createBaseExportSinkStatus(): ExportSinkStatus {
     lastError: "",
     delivered: 0,
     retrying: false,
+    skipped: 0,
   };
 }
 
@@ -1734,6 +1737,9 @@ export const ExportSinkStatus: MessageFns<ExportSinkStatus> = {
     }
     if (message.retrying !== false) {
       writer.uint32(72).bool(message.retrying);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(80).uint64(message.skipped);
     }
     return writer;
   },
@@ -1823,6 +1829,14 @@ export const ExportSinkStatus: MessageFns<ExportSinkStatus> = {
             message.retrying = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1858,6 +1872,7 @@ export const ExportSinkStatus: MessageFns<ExportSinkStatus> = {
         : "",
       delivered: isSet(object.delivered) ? globalThis.Number(object.delivered) : 0,
       retrying: isSet(object.retrying) ? globalThis.Boolean(object.retrying) : false,
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
     };
   },
 
@@ -1890,6 +1905,9 @@ export const ExportSinkStatus: MessageFns<ExportSinkStatus> = {
     if (message.retrying !== false) {
       obj.retrying = message.retrying;
     }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
     return obj;
   },
 
@@ -1907,6 +1925,7 @@ export const ExportSinkStatus: MessageFns<ExportSinkStatus> = {
     message.lastError = object.lastError ?? "";
     message.delivered = object.delivered ?? 0;
     message.retrying = object.retrying ?? false;
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };
