@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { rowHeadline } from "../../common/row-headline.js";
 import { Alert, type StoredAlert } from "../../proto/api.js";
 import { checkTarget } from "../action-builder.js";
 import { globalsOf, handle, instantOf, nonNegativeInt, withApi } from "../cli-kit.js";
@@ -48,7 +49,13 @@ function rowsOf(s: StoredAlert) {
   }));
   // A schedule's alert: the rows of the answer that appeared or vanished since the host's previous run.
   for (const r of a.rows) {
-    rows.push({ ...base, path: r.row, kind: r.vanished ? "vanished" : "new", what: r.module, origin: "" });
+    rows.push({
+      ...base,
+      path: rowHeadline(r.row),
+      kind: r.vanished ? "vanished" : "new",
+      what: r.module,
+      origin: "",
+    });
   }
   if (a.changesOmitted > 0)
     rows.push({
@@ -102,7 +109,9 @@ function printLive(s: StoredAlert, format: Format, csv: RowWriter): void {
     ? `schedule ${printable(a.watch)} run ${a.run}`
     : `watch ${printable(a.watch)} (${a.detectedBy})`;
   let text = `${isoTime(a.atMs)}  ${printable(a.hostname || a.agentId)}  ${source}\n`;
-  for (const r of a.rows) text += `  ${(r.vanished ? "vanished" : "new").padEnd(8)} ${printable(r.row)}\n`;
+  for (const r of a.rows) {
+    text += `  ${(r.vanished ? "vanished" : "new").padEnd(8)} ${printable(rowHeadline(r.row))}\n           ${printable(r.row)}\n`;
+  }
   for (const c of a.changes) {
     const origin = originOf(c);
     text += `  ${c.kind.padEnd(8)} ${printable(c.path)}${c.what.length ? `  ${c.what.join(",")}` : ""}${origin ? `  [${printable(origin)}]` : ""}\n`;

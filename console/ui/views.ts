@@ -1,4 +1,5 @@
 import { pageSummary } from "../../common/notebook-pages.js";
+import { rowHeadline } from "../../common/row-headline.js";
 import {
   type ActionSummary,
   type AgentInfo,
@@ -101,7 +102,12 @@ export function alertView(s: StoredAlert) {
     ...(Alert.toJSON(a) as object),
     // toJSON leaves empty lists out: a drift alert has no rows, a schedule's no changes.
     changes: (Alert.toJSON(a) as { changes?: unknown[] }).changes ?? [],
-    rows: a.rows.map((r) => ({ vanished: r.vanished, module: r.module, row: r.row })),
+    rows: a.rows.map((r) => ({
+      vanished: r.vanished,
+      module: r.module,
+      row: r.row,
+      what: rowHeadline(r.row),
+    })),
     hostname: where,
     atMs: Number(a.atMs),
     diffs: a.changes.map((c) => diffBlock(where, c).trim()).filter(Boolean),

@@ -599,7 +599,9 @@ describe("dragnet ui", () => {
     );
     const hunt = (await page.textContent("#alerts li:first-child"))!;
     expect(hunt).toMatch(/host-1.*schedule hunt.*run \d+/);
-    expect(hunt).toMatch(/new.*shell\.php/);
+    // The row's headline is the file's path; the full row (size, mode, mtime …) is under it.
+    expect(hunt).toContain(`new${"file.matches: "}${join(hunted, "shell.php")}`);
+    expect(hunt).toMatch(/"size":\d+/);
     expect((await cli(["schedule", "stop", scheduleId])).code).toBe(0);
     await page.screenshot({ path: join(SHOTS, "ui-alerts.png"), fullPage: true });
     const countBefore = await page.locator("#alerts > li").count();

@@ -10,6 +10,7 @@ import {
   signBytes,
   verifySignedAction,
 } from "../../common/mod.js";
+import { rowHeadline } from "../../common/row-headline.js";
 import {
   checkRunWindow,
   checkSchedule,
@@ -203,6 +204,22 @@ describe("answer rows", () => {
       module: { $case: "file", value: { matches: [], errors: [], warnings: [], stats: { truncated: true } } },
     } as never;
     expect(answerRows([cut]).partial).toBe(true);
+  });
+});
+
+describe("a row's headline", () => {
+  it("names the thing: a path, a package and its version, a socket, else the row cut short", () => {
+    expect(rowHeadline('file.matches {"mode":"-rw-r--r--","path":"/var/www/x.php","size":29}')).toBe(
+      "file.matches: /var/www/x.php",
+    );
+    expect(rowHeadline('pkg.packages {"manager":"dpkg","name":"openssl","version":"3.0.15-1"}')).toBe(
+      "pkg.packages: openssl 3.0.15-1",
+    );
+    expect(
+      rowHeadline('netstat.sockets {"localIp":"0.0.0.0","localPort":4444,"proto":"tcp","state":"LISTEN"}'),
+    ).toBe("netstat.sockets: tcp 0.0.0.0:4444");
+    expect(rowHeadline('ping {"found":true,"state":"open"}')).toBe('ping {"found":true,"state":"open"}');
+    expect(rowHeadline("not json at all")).toBe("not json at all");
   });
 });
 

@@ -17,7 +17,8 @@ interface AlertView {
   /** A schedule's alert: the run, and the rows of its answer that appeared or vanished. */
   scheduleId?: string;
   run?: number;
-  rows: { vanished: boolean; module: string; row: string }[];
+  /** `what`: the row in a few words (its path, executable, package …); `row`: all of it. */
+  rows: { vanished: boolean; module: string; row: string; what: string }[];
   diffs: string[];
 }
 
@@ -71,7 +72,7 @@ export function Alerts() {
         ${shown.map(
           (a) => html`<li key=${a.seq} class="card">
             <div><strong>${a.hostname}</strong> · ${a.scheduleId ? "schedule" : "watch"} <strong>${a.watch}</strong> <span class="muted">(${a.scheduleId ? `run ${a.run}` : a.detectedBy}) · ${when(a.atMs || a.receivedAtMs)}</span></div>
-            ${a.rows.length ? html`<table><tbody>${a.rows.map((r) => html`<tr><td><span class=${`badge change-${r.vanished ? "removed" : "added"}`}>${r.vanished ? "vanished" : "new"}</span></td><td><code>${r.row}</code></td></tr>`)}</tbody></table>` : null}
+            ${a.rows.length ? html`<table><tbody>${a.rows.map((r) => html`<tr><td><span class=${`badge change-${r.vanished ? "removed" : "added"}`}>${r.vanished ? "vanished" : "new"}</span></td><td><code>${r.what}</code><div class="muted row-detail" title=${r.row}>${r.row}</div></td></tr>`)}</tbody></table>` : null}
             <table><tbody>${a.changes.map((c) => html`<tr><td><span class=${`badge change-${c.kind}`}>${c.kind}</span></td><td><code>${c.path}</code></td><td>${(c.what ?? []).join(", ")}</td><td>${c.origin ? html`<span class=${`badge origin-${c.origin}`} title=${c.package || "no package owns this file"}>${c.origin}${c.package ? ` · ${c.package}` : ""}</span>` : null}</td></tr>`)}</tbody></table>
             ${a.changesOmitted ? html`<p class="muted">${a.changesOmitted} more changes left out</p>` : null}
             ${a.diffs.map((d) => html`<pre class="diff">${d}</pre>`)}
