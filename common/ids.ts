@@ -24,13 +24,18 @@ function nextRandom(): Buffer {
  * prefix can stand for the whole id on the command line.
  */
 export function newId(now = Date.now()): string {
+  return idOf(now, nextRandom());
+}
+
+/** The id of a time and 10 bytes (newId's are random; a schedule's run derives its own). */
+export function idOf(timeMs: number, bytes: Uint8Array): string {
   let time = "";
-  let t = now;
+  let t = Math.max(0, timeMs);
   for (let i = 0; i < 10; i++) {
     time = ALPHABET[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  const random = nextRandom();
+  const random = bytes.subarray(0, 10);
   let bits = 0;
   let acc = 0;
   let rest = "";

@@ -2,6 +2,7 @@ import { createHash, sign, verify } from "node:crypto";
 import { type ActionBody, ScheduleStopBody, type SignedScheduleStop } from "../proto/mod.js";
 import { isResponseModule } from "../proto/modules.js";
 import { Codes, DragnetError } from "./errors.js";
+import { idOf } from "./ids.js";
 import type { Keyring } from "./keyring.js";
 import type { InvestigatorKey, TrustedInvestigator } from "./keys.js";
 
@@ -62,23 +63,12 @@ export function runAt(body: ActionBody, now: number): number {
   return Math.min(spec.runs + 1, Math.floor((now - body.validFromMs) / spec.everyMs) + 1);
 }
 
-const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
-
 /**
  * Run n's action id: a Dragnet id whose time part is the run's window start
- * and whose other 16 characters come from SHA-256 of the schedule id and n.
+ * and whose other 80 bits are SHA-256 of the schedule id and n.
  */
 export function runActionId(scheduleId: string, run: number, fromMs: number): string {
-  let time = "";
-  let t = Math.max(0, fromMs);
-  for (let i = 0; i < 10; i++) {
-    time = ALPHABET[t % 32] + time;
-    t = Math.floor(t / 32);
-  }
-  const digest = createHash("sha256").update(`dragnet-run\n${scheduleId}\n${run}`).digest();
-  let rest = "";
-  for (let i = 0; i < 16; i++) rest += ALPHABET[digest[i]! & 31];
-  return time + rest;
+  return idOf(fromMs, createHash("sha256").update(`dragnet-run\n${scheduleId}\n${run}`).digest());
 }
 
 /** Run n of a schedule as the action it is (checks n is one of the schedule's runs). */

@@ -33,8 +33,6 @@ export class OpenAction {
     /** The action (a run's, derived from its schedule). */
     readonly body: ActionBody,
     commands: Iterable<StoredCommand>,
-    /** A schedule's run: its number (0 for a plain action). */
-    readonly run = 0,
   ) {
     for (const c of commands) {
       this.byId.set(c.id, c);

@@ -10,7 +10,7 @@ import {
   verifySignedAction,
 } from "../common/mod.js";
 import { runBody } from "../common/schedule.js";
-import { SignedAction } from "../proto/api.js";
+import { type ActionBody, SignedAction } from "../proto/api.js";
 import type { ActionBook } from "./action-book.js";
 import type { AuditLog } from "./audit-log.js";
 import type { CoordinatorConfig } from "./config.js";
@@ -96,4 +96,25 @@ export function verifyStored(
   }
   checkStoredId(record.id, verified.body.id);
   return { signed, verified };
+}
+
+/** What a stored action takes from its (signed or derived) body; the rest is how it was signed and released. */
+export function actionRecordOf(
+  body: ActionBody,
+  rest: Omit<
+    StoredAction,
+    "id" | "name" | "target" | "incidentId" | "createdAtMs" | "validFromMs" | "expiresAtMs" | "timeoutMs"
+  >,
+): StoredAction {
+  return {
+    id: body.id,
+    name: body.name,
+    target: body.target,
+    incidentId: body.incidentId,
+    createdAtMs: body.createdAtMs,
+    validFromMs: body.validFromMs,
+    expiresAtMs: body.expiresAtMs,
+    timeoutMs: body.timeoutMs || 60_000,
+    ...rest,
+  };
 }

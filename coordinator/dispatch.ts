@@ -49,7 +49,8 @@ export class Dispatcher {
       action: action.signed,
       sentAtMs: now,
       coordinator: config.id,
-      run: action.run,
+      // A schedule's run: its number (the record says it; the agent derives the run from it).
+      run: action.record.run ?? 0,
       stop: undefined,
     }).finish();
     nc.publish(subjects.command(command.agentId), envelope);
@@ -66,15 +67,7 @@ export class Dispatcher {
   }
 
   /** Creates one command per targeted agent, stores them, then sends them to the agents online. */
-  release(
-    record: StoredAction,
-    signed: SignedAction,
-    body: ActionBody,
-    now: number,
-    targets: StoredAgent[],
-    /** A schedule's run: its number (`signed` is then the schedule). */
-    run = 0,
-  ) {
+  release(record: StoredAction, signed: SignedAction, body: ActionBody, now: number, targets: StoredAgent[]) {
     const { batcher, book, registry, log } = this.core;
     record.state = ActionState.ACTION_STATE_RELEASED;
     const commands: StoredCommand[] = targets.map((agent) => ({
@@ -93,7 +86,7 @@ export class Dispatcher {
     // Stored before anything is sent: a coordinator killed right after still knows every
     // command it sent. If it cannot be stored, this throws and nothing is kept to send later.
     batcher.commitNow({ actions: [record], commands });
-    const action = new OpenAction(record, signed, body, commands, run);
+    const action = new OpenAction(record, signed, body, commands);
     book.add(action);
     let offline = 0;
     for (const c of commands) {
@@ -223,7 +216,7 @@ export class Dispatcher {
             `stored as released, but ${short.module} needs weight ${short.required} and its signatures carry ${short.weight}`,
           );
         }
-        const action = new OpenAction(record, signed, body, store.commandsOf(record.id), record.run ?? 0);
+        const action = new OpenAction(record, signed, body, store.commandsOf(record.id));
         for (const r of store.resultsOf(record.id)) action.answered.add(r.commandId);
         book.add(action);
       } catch (err) {

@@ -32,18 +32,12 @@ import {
 import type { OpenAction } from "./action-book.js";
 import { vetAction } from "./action-vetting.js";
 import type { AlertBook } from "./alert-book.js";
-import type { CoordinatorCore } from "./core.js";
+import { actionRecordOf, type CoordinatorCore } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import { resolvePrefix } from "./id-prefix.js";
 import type { Queries } from "./queries.js";
 import { answerRows, diffRows, MAX_ROWS } from "./schedule-rows.js";
-import {
-  NO_TALLY,
-  type RunTally,
-  type StoredAction,
-  type StoredAgent,
-  type StoredSchedule,
-} from "./store/store.js";
+import { NO_TALLY, type RunTally, type StoredAgent, type StoredSchedule } from "./store/store.js";
 
 // Signed schedules on the coordinator's side: stored before anything is sent,
 // then run n issued as an action of its own (the signed schedule and n go to
@@ -446,27 +440,19 @@ export class ScheduleDesk {
         message: `${s.record.name}: runs ${n - missed} to ${n - 1} were not sent (their windows passed while the coordinator was down)`,
       });
     }
-    const record: StoredAction = {
-      id: body.id,
-      name: body.name,
-      target: body.target,
+    const record = actionRecordOf(body, {
       signed: s.record.signed,
       signerKeyIds: s.signerKeyIds,
       signerNames: s.record.signerNames,
       modules: s.record.modules,
-      incidentId: body.incidentId,
-      createdAtMs: body.createdAtMs,
-      validFromMs: body.validFromMs,
-      expiresAtMs: body.expiresAtMs,
       submittedAtMs: now,
-      timeoutMs: body.timeoutMs || 60_000,
       state: ActionState.ACTION_STATE_RELEASED,
       weight: s.weight,
       requiredWeight: 0,
       scheduleId: s.record.id,
       run: n,
-    };
-    const { targeted, offline } = this.parts.dispatcher.release(record, s.signed, body, now, targets, n);
+    });
+    const { targeted, offline } = this.parts.dispatcher.release(record, s.signed, body, now, targets);
     audit.record("coordinator", "schedule run issued", {
       actionId: body.id,
       message: `${s.record.name} run ${n} of ${s.record.runs}: ${targeted} agents (${offline} offline)`,

@@ -7,7 +7,7 @@ import {
   type SubmitActionResponse,
 } from "../proto/api.js";
 import { vetAction } from "./action-vetting.js";
-import { type CoordinatorCore, checkStoredId } from "./core.js";
+import { actionRecordOf, type CoordinatorCore, checkStoredId } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
 import type { Queries } from "./queries.js";
@@ -65,24 +65,16 @@ export class Submissions {
       );
     }
     const targets = this.targetsOf(expr, body.target, now);
-    const record: StoredAction = {
-      id: body.id,
-      name: body.name,
-      target: body.target,
+    const record = actionRecordOf(body, {
       signed: SignedAction.encode(signed!).finish(),
       signerKeyIds: verified.signers.map((s) => s.keyId),
       signerNames: verified.signers.map((s) => s.name),
       modules,
-      incidentId: body.incidentId,
-      createdAtMs: body.createdAtMs,
-      validFromMs: body.validFromMs,
-      expiresAtMs: body.expiresAtMs,
       submittedAtMs: now,
-      timeoutMs: body.timeoutMs || 60_000,
       state: ActionState.ACTION_STATE_RELEASED,
       weight: shortfall?.weight ?? verified.weight,
       requiredWeight: shortfall?.required ?? 0,
-    };
+    });
     const signers = verified.signers.map((s) => s.name).join(", ");
     // Stored before it is reported accepted: a submit that fails (a full disk) leaves
     // nothing behind to be committed or sent later.
