@@ -31,6 +31,16 @@ export interface AlertFilter {
 
 type Listener = (alert: StoredAlert) => void;
 
+/** A follower: what it wants, where it has got to, and whether a catch-up of it is under way. */
+interface Follower {
+  filter: AlertFilter;
+  send: Listener;
+  cursor: number;
+  /** A catch-up is reading for it: another asked meanwhile runs again after it instead of beside it. */
+  reading: boolean;
+  again: boolean;
+}
+
 export function toApi(row: StoredAlertRow): StoredAlert {
   return { seq: row.seq, receivedAtMs: row.receivedAtMs, alert: Alert.decode(row.payload) };
 }
@@ -71,7 +81,7 @@ export function checkAlert(alert: Alert, agentId: string, subject: string): void
 }
 
 export class AlertBook {
-  private readonly listeners = new Set<{ filter: AlertFilter; send: Listener; cursor: number }>();
+  private readonly listeners = new Set<Follower>();
   private readonly stats = { stored: 0, refused: 0 };
   /** Told of each alert once it is committed (the notebook's alert page). */
   onAlert: (alert: Alert) => void = () => undefined;
@@ -144,12 +154,12 @@ export class AlertBook {
   }
 
   /** Newest alerts first, at most `limit`, received at or after `sinceMs`, of the agents in the filter. */
-  list(filter: AlertFilter, sinceMs: number, limit: number): StoredAlert[] {
-    this.batcher.flush();
+  async list(filter: AlertFilter, sinceMs: number, limit: number): Promise<StoredAlert[]> {
+    await this.batcher.flush();
     const out: StoredAlertRow[] = [];
     let before = Number.MAX_SAFE_INTEGER;
     while (out.length < limit) {
-      const rows = this.store.alertsBefore(before, sinceMs, PAGE);
+      const rows = await this.store.alertsBefore(before, sinceMs, PAGE);
       for (const r of rows) if (!filter.agents || filter.agents.has(r.agentId)) out.push(r);
       if (rows.length < PAGE) break;
       before = rows[rows.length - 1]!.seq;
@@ -161,31 +171,56 @@ export class AlertBook {
    * Sends the stored alerts after `afterSeq` (0: none of the past), then each
    * new one as it is committed, until the returned function is called.
    */
-  follow(filter: AlertFilter, afterSeq: number, send: Listener): () => void {
-    this.batcher.flush();
-    const listener = { filter, send, cursor: afterSeq > 0 ? afterSeq : this.lastSeq() };
+  async follow(filter: AlertFilter, afterSeq: number, send: Listener): Promise<() => void> {
+    await this.batcher.flush();
+    // Alerts committed from here on lie past the cursor: the catch-up below, or a later one, sends them.
+    const cursor = afterSeq > 0 ? afterSeq : await this.lastSeq();
+    const listener: Follower = { filter, send, cursor, reading: false, again: false };
     this.listeners.add(listener);
     this.catchUp(listener);
     return () => this.listeners.delete(listener);
   }
 
-  private lastSeq(): number {
-    return this.store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 1)[0]?.seq ?? 0;
+  private async lastSeq(): Promise<number> {
+    return (await this.store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 1))[0]?.seq ?? 0;
   }
 
   private deliver(): void {
     for (const l of this.listeners) this.catchUp(l);
   }
 
-  private catchUp(l: { filter: AlertFilter; send: Listener; cursor: number }): void {
-    for (;;) {
-      const rows = this.store.alertsAfter(l.cursor, PAGE);
-      for (const r of rows) {
-        l.cursor = r.seq;
-        if (!l.filter.agents || l.filter.agents.has(r.agentId)) l.send(toApi(r));
-        if (!this.listeners.has(l)) return;
-      }
-      if (rows.length < PAGE) return;
+  /**
+   * Sends a follower what was stored past its cursor. One read at a time per
+   * follower (two at once would send the same alerts twice); one asked for
+   * meanwhile runs once this one is done. A failed read is logged and the
+   * cursor stays: the next alert's catch-up sends what was missed.
+   */
+  private catchUp(l: Follower): void {
+    if (l.reading) {
+      l.again = true;
+      return;
+    }
+    l.reading = true;
+    this.readFor(l).catch((err: unknown) => this.log.error("alerts not sent to a follower", { error: err }));
+  }
+
+  private async readFor(l: Follower): Promise<void> {
+    try {
+      do {
+        l.again = false;
+        for (;;) {
+          const rows = await this.store.alertsAfter(l.cursor, PAGE);
+          if (!this.listeners.has(l)) return; // it stopped following while this was read
+          for (const r of rows) {
+            l.cursor = r.seq;
+            if (!l.filter.agents || l.filter.agents.has(r.agentId)) l.send(toApi(r));
+            if (!this.listeners.has(l)) return;
+          }
+          if (rows.length < PAGE) break;
+        }
+      } while (l.again && this.listeners.has(l));
+    } finally {
+      l.reading = false;
     }
   }
 

@@ -40,9 +40,12 @@ export class AuditLog {
     private readonly now: () => number,
     /** This coordinator's chain (its id) and the key that seals it (the journal key). */
     private readonly chain: { id: string; key: KeyObject; publicKey: KeyObject },
-  ) {
-    this.head = store.auditHead(chain.id);
-    this.chainOld();
+  ) {}
+
+  /** Takes up this coordinator's chain where the store has it; before anything is recorded. */
+  async load(): Promise<void> {
+    this.head = await this.store.auditHead(this.chain.id);
+    await this.chainOld();
   }
 
   record(actor: string, event: string, fields: AuditFields = {}): void {
@@ -89,25 +92,29 @@ export class AuditLog {
   }
 
   /** Checks every chain in the store (a coordinator's own and those of others sharing it). */
-  verify(): AuditVerdict[] {
-    this.batcher.flush();
-    return this.store
-      .auditChains()
-      .map((c) =>
-        verifyAuditChain(c, this.store.auditEntries(c), this.store.auditHead(c), this.chain.publicKey),
-      );
+  async verify(): Promise<AuditVerdict[]> {
+    // Everything recorded so far is committed first, and nothing this coordinator records
+    // meanwhile is committed between a chain's head and its entries being read.
+    return this.batcher.exclusive(async () => {
+      const verdicts: AuditVerdict[] = [];
+      for (const c of await this.store.auditChains()) {
+        const head = await this.store.auditHead(c);
+        verdicts.push(verifyAuditChain(c, await this.store.auditEntries(c), head, this.chain.publicKey));
+      }
+      return verdicts;
+    });
   }
 
   /** Entries from before the audit log was chained (an older store) join this coordinator's chain, and it says so. */
-  private chainOld(): void {
-    const old = this.store.unchainedAudit();
+  private async chainOld(): Promise<void> {
+    const old = await this.store.unchainedAudit();
     if (old.length === 0) return;
     const chained = old.map(({ seq, ...fields }) => {
       const c = chainAudit(fields, this.chain.id, this.head, this.chain.key);
       this.head = c.head;
       return { seq, ...c };
     });
-    this.store.chainOldAudit(chained);
+    await this.store.chainOldAudit(chained);
     this.record("coordinator", "audit entries sealed", {
       message: `${old.length} entries written before the audit log was chained were sealed on ${new Date(this.now()).toISOString()}: they are as the database held them then`,
     });

@@ -29,6 +29,7 @@ import { EvidenceDesk } from "./evidence-desk.js";
 import { Exporter } from "./exports/mod.js";
 import { IncidentDesk } from "./incident-desk.js";
 import { AgentIntake, CatchUp } from "./intake.js";
+import { KeyedQueue } from "./keyed-queue.js";
 import { LinkOutages } from "./link-outages.js";
 import { loadJournalKey, Notebook } from "./notebook.js";
 import { Notifier } from "./notifier.js";
@@ -93,8 +94,9 @@ export class Coordinator {
     const keyring = Keyring.load(config.keyring);
     const store = new SqliteStore(config.database);
     const batcher = new WriteBatcher(store, log);
-    this.registry = new AgentRegistry(config.registry, store.loadAgents());
-    this.revoked = new Set(store.revokedAgents());
+    // Filled from the store by start(), before anything is served.
+    this.registry = new AgentRegistry(config.registry);
+    this.revoked = new Set();
     const journalKey = loadJournalKey(config.journalKey);
     this.audit = new AuditLog(batcher, store, log, now, {
       id: config.id,
@@ -117,6 +119,7 @@ export class Coordinator {
       agents: new AgentVerifier(config.agentAccount, config.subjectPrefix, now, (id) => this.revoked.has(id)),
       nats: () => this.nc,
       outages: new LinkOutages(),
+      perAction: new KeyedQueue(),
     };
     this.core = core;
     const hostname = (agentId: string) => this.registry.get(agentId)?.hostname ?? "";
@@ -167,6 +170,7 @@ export class Coordinator {
       hostname,
       actionSummary: (id) => this.queries.actionSummary(id),
       untrusted: (actor, event, fields) => this.audit.untrusted("agents", actor, event, fields),
+      log,
       now,
     });
     this.enrollment = new EnrollmentDesk({
@@ -211,15 +215,28 @@ export class Coordinator {
       schedules: this.schedules,
       catchUp: this.catchUp,
     });
+    // The notebook's pages are written in the background: they never reject (a failure is logged).
     core.book.onComplete = (action) => {
-      this.incidents.actionCompleted(action);
+      void this.incidents.actionCompleted(action);
       this.schedules.runCompleted(action);
     };
-    this.alerts.onAlert = (alert) => this.incidents.alertStored(alert);
+    this.alerts.onAlert = (alert) => void this.incidents.alertStored(alert);
     this.evidence.onEvidence = (item) => this.incidents.evidenceStored(item);
     this.exporter = new Exporter(store.exportLog, config.exports, log.child({ part: "exports" }));
-    this.dispatcher.reloadOpenActions();
-    this.dispatcher.reloadPendingActions();
+  }
+
+  /**
+   * What a previous run left, taken up before anything is served: the agents,
+   * the revoked ones, this coordinator's audit chain, and the actions open or
+   * waiting for approval (each verified again).
+   */
+  private async load(): Promise<void> {
+    const { store } = this.core;
+    this.registry.restore(await store.loadAgents());
+    for (const id of await store.revokedAgents()) this.revoked.add(id);
+    await this.audit.load();
+    await this.dispatcher.reloadOpenActions();
+    await this.dispatcher.reloadPendingActions();
   }
 
   get subjects(): Subjects {
@@ -228,6 +245,7 @@ export class Coordinator {
 
   async start(): Promise<void> {
     const { config, log } = this.core;
+    await this.load();
     this.nc = await connect({
       ...natsConnectOptions(config.nats),
       name: `dragnet-coordinator ${VERSION}`,
@@ -288,7 +306,7 @@ export class Coordinator {
     this.feeds.push(results, alerts);
     this.resultsFeed = results;
     this.dispatcher.start();
-    this.schedules.start();
+    await this.schedules.start();
     this.exporter.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
   }
@@ -322,8 +340,8 @@ export class Coordinator {
   }
 
   /** Where each export sink has got to. */
-  exportStatus(): ExportSinkStatus[] {
-    return this.exporter.status().map((s) => ({
+  async exportStatus(): Promise<ExportSinkStatus[]> {
+    return (await this.exporter.status()).map((s) => ({
       name: s.name,
       type: s.type,
       carries: s.carries,
@@ -345,8 +363,8 @@ export class Coordinator {
     for (const feed of this.feeds) await feed.stop();
     this.core.book.stop();
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
-    this.core.batcher.flush();
-    this.core.store.close();
+    await this.core.batcher.close();
+    await this.core.store.close();
   }
 
   /**
@@ -430,16 +448,30 @@ export class Coordinator {
    * are cancelled, and its credentials are never renewed. The NATS server
    * still lets it connect until its JWT expires.
    */
-  revokeAgent(agentId: string, reason: string, by: string) {
+  async revokeAgent(
+    agentId: string,
+    reason: string,
+    by: string,
+  ): Promise<{ agentId: string; revoked: boolean; hostname: string }> {
     if (!isSubjectToken(agentId))
       throw new DragnetError(Codes.PARAMS, `"${agentId.slice(0, 64)}" is not an agent id`);
-    const { store, book, audit } = this.core;
+    const { store, book, audit, batcher } = this.core;
     const hostname = this.registry.get(agentId)?.hostname ?? "";
-    if (!hostname && !store.enrolledKey(agentId) && !this.revoked.has(agentId)) {
+    const wasRevoked = this.revoked.has(agentId);
+    if (!hostname && !wasRevoked && !(await store.enrolledKey(agentId))) {
       throw new DragnetError(Codes.NOT_FOUND, `no agent ${agentId}`);
     }
-    const revoked = store.revokeAgent(agentId, this.core.now(), by, reason.slice(0, 500));
+    // Refused from here on, while the store records it: a heartbeat meanwhile must not bring
+    // its row back, nor one still waiting in the batcher once the row is gone.
     this.revoked.add(agentId);
+    let revoked: boolean;
+    try {
+      await batcher.flush();
+      revoked = await store.revokeAgent(agentId, this.core.now(), by, reason.slice(0, 500));
+    } catch (err) {
+      if (!wasRevoked) this.revoked.delete(agentId);
+      throw err;
+    }
     this.registry.forget(agentId);
     for (const { action, command } of book.openCommandsFor(agentId)) {
       book.transition(action, command, CommandStatus.COMMAND_STATUS_CANCELLED, {

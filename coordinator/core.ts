@@ -14,6 +14,7 @@ import { type ActionBody, SignedAction } from "../proto/api.js";
 import type { ActionBook } from "./action-book.js";
 import type { AuditLog } from "./audit-log.js";
 import type { CoordinatorConfig } from "./config.js";
+import type { KeyedQueue } from "./keyed-queue.js";
 import type { LinkOutages } from "./link-outages.js";
 import type { AgentRegistry } from "./registry.js";
 import type { Store, StoredAction } from "./store/store.js";
@@ -44,6 +45,12 @@ export interface CoordinatorCore {
   nats(): NatsConnection | undefined;
   /** When that connection was down (deadlines do not run meanwhile). */
   readonly outages: LinkOutages;
+  /**
+   * Work on one action or schedule id at a time (a submission, an approval, a
+   * creation): each reads the store, decides, then writes, and a second one
+   * for the same id waits to see what the first did.
+   */
+  readonly perAction: KeyedQueue;
 }
 
 /** Anything with NATS headers (core messages, JetStream messages). */

@@ -67,7 +67,13 @@ export class Dispatcher {
   }
 
   /** Creates one command per targeted agent, stores them, then sends them to the agents online. */
-  release(record: StoredAction, signed: SignedAction, body: ActionBody, now: number, targets: StoredAgent[]) {
+  async release(
+    record: StoredAction,
+    signed: SignedAction,
+    body: ActionBody,
+    now: number,
+    targets: StoredAgent[],
+  ): Promise<{ targeted: number; offline: number }> {
     const { batcher, book, registry, log } = this.core;
     record.state = ActionState.ACTION_STATE_RELEASED;
     const commands: StoredCommand[] = targets.map((agent) => ({
@@ -84,8 +90,8 @@ export class Dispatcher {
       updatedAtMs: now,
     }));
     // Stored before anything is sent: a coordinator killed right after still knows every
-    // command it sent. If it cannot be stored, this throws and nothing is kept to send later.
-    batcher.commitNow({ actions: [record], commands });
+    // command it sent. If it cannot be stored, this rejects and nothing is kept to send later.
+    await batcher.commitNow({ actions: [record], commands });
     const action = new OpenAction(record, signed, body, commands);
     book.add(action);
     let offline = 0;
@@ -168,9 +174,10 @@ export class Dispatcher {
 
   /** Actions nobody approved before they expired end unapproved, never sent. */
   private expireUnapproved(now: number): void {
-    const { pending, batcher, audit } = this.core;
+    const { pending, batcher, audit, perAction } = this.core;
     for (const record of [...pending.values()]) {
-      if (now < record.expiresAtMs) continue;
+      // One being approved is left to the approval (it checks the window): the next sweep sees how it ended.
+      if (now < record.expiresAtMs || perAction.busy(record.id)) continue;
       pending.delete(record.id);
       record.state = ActionState.ACTION_STATE_UNAPPROVED;
       record.completedAtMs = now;
@@ -184,9 +191,9 @@ export class Dispatcher {
   }
 
   /** Actions waiting for approval, checked again: one changed in the database is closed, never offered. */
-  reloadPendingActions(): void {
+  async reloadPendingActions(): Promise<void> {
     const { store, keyring, pending, batcher } = this.core;
-    for (const record of store.pendingActions()) {
+    for (const record of await store.pendingActions()) {
       try {
         const { body } = verifyStored(keyring, record).verified;
         if (body.target !== record.target || body.expiresAtMs !== record.expiresAtMs) {
@@ -203,27 +210,35 @@ export class Dispatcher {
   }
 
   /** Actions released before a restart and not complete, verified again (signatures and weight) before anything is sent. */
-  reloadOpenActions(): void {
+  async reloadOpenActions(): Promise<void> {
     const { store, keyring, book, batcher } = this.core;
-    for (const record of store.openActions()) {
+    for (const record of await store.openActions()) {
+      let verified: ReturnType<typeof verifyStored>;
       try {
-        const { signed, verified } = verifyStored(keyring, record);
-        const body = verified.body;
-        const short = keyring.acl.shortfall(body.operations.map(aclNameOf), verified.signers);
+        verified = verifyStored(keyring, record);
+        const { body, signers } = verified.verified;
+        const short = keyring.acl.shortfall(body.operations.map(aclNameOf), signers);
         if (short) {
           throw new DragnetError(
             Codes.WEIGHT,
             `stored as released, but ${short.module} needs weight ${short.required} and its signatures carry ${short.weight}`,
           );
         }
-        const action = new OpenAction(record, signed, body, store.commandsOf(record.id));
-        for (const r of store.resultsOf(record.id)) action.answered.add(r.commandId);
-        book.add(action);
       } catch (err) {
         // Someone changed the database: nothing of this action is sent.
         this.storedRefused(record.id, "not sent", err);
         batcher.complete(record.id, this.core.now());
+        continue;
       }
+      // Outside the check: a store that fails to answer fails the start, it does not close the action.
+      const action = new OpenAction(
+        record,
+        verified.signed,
+        verified.verified.body,
+        await store.commandsOf(record.id),
+      );
+      for (const r of await store.resultsOf(record.id)) action.answered.add(r.commandId);
+      book.add(action);
     }
   }
 

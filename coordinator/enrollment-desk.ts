@@ -113,19 +113,19 @@ export class EnrollmentDesk {
       enrollPermissions(id, this.deps.prefix),
       stored.expiresAtMs + CREDS_GRACE_MS,
     );
-    this.deps.store.putEnrollmentToken(stored);
+    await this.deps.store.putEnrollmentToken(stored);
     return { token: tokenInfo(stored), secret: encodeEnrollmentToken({ id, secret, creds }) };
   }
 
-  list(limit: number): EnrollmentToken[] {
-    return this.deps.store.listEnrollmentTokens(limit || 100).map(tokenInfo);
+  async list(limit: number): Promise<EnrollmentToken[]> {
+    return (await this.deps.store.listEnrollmentTokens(limit || 100)).map(tokenInfo);
   }
 
-  revoke(id: string): EnrollmentToken {
-    if (!this.deps.store.revokeEnrollmentToken(id, this.deps.now())) {
+  async revoke(id: string): Promise<EnrollmentToken> {
+    if (!(await this.deps.store.revokeEnrollmentToken(id, this.deps.now()))) {
       throw new DragnetError(Codes.NOT_FOUND, `no enrolment token ${id} that is still valid`);
     }
-    return tokenInfo(this.deps.store.getEnrollmentToken(id)!);
+    return tokenInfo((await this.deps.store.getEnrollmentToken(id))!);
   }
 
   /** An enrolment request from NATS: answered either way, refusals with the reason. */
@@ -140,7 +140,7 @@ export class EnrollmentDesk {
       }
       const seed = this.seed();
       const now = this.deps.now();
-      const token = this.deps.store.enrollAgent(
+      const token = await this.deps.store.enrollAgent(
         {
           agentId: req.agentId,
           publicKey: req.publicKey,
@@ -182,7 +182,7 @@ export class EnrollmentDesk {
     try {
       const { agentId, userKey } = this.deps.authenticate(msg);
       who = `agent ${agentId}`;
-      const enrolled = this.deps.store.enrolledKey(agentId);
+      const enrolled = await this.deps.store.enrolledKey(agentId);
       if (enrolled !== userKey) {
         throw new DragnetError(
           Codes.NOT_ALLOWED,

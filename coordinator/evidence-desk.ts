@@ -73,8 +73,8 @@ export class EvidenceDesk {
   /** Uploads finished or running, by action and agent: a collect operation makes one. */
   private readonly madeBy = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
-  /** Told of each item once it is committed (the notebook's evidence page). */
-  onEvidence: (item: EvidenceItem) => void = () => undefined;
+  /** Told of each item once it is committed (the notebook's evidence page); never rejects. */
+  onEvidence: (item: EvidenceItem) => Promise<void> = () => Promise.resolve();
 
   constructor(
     private readonly dir: string,
@@ -305,19 +305,17 @@ export class EvidenceDesk {
       receivedAtMs: item.receivedAtMs,
       payload: EvidenceItem.encode(item).finish(),
     });
+    // The agent hears of its item once the item is stored and its page written.
     return new Promise((resolve) =>
-      this.batcher.afterCommit(() => {
-        this.onEvidence(item);
-        resolve(item);
-      }),
+      this.batcher.afterCommit(() => resolve(this.onEvidence(item).then(() => item))),
     );
   }
 
   /** Evidence that did not come through collect, entered by hand with its hash (no file is kept). */
-  register(
+  async register(
     input: { incidentId: string; hostname: string; path: string; sha256: string; size: number; note: string },
     who: string,
-  ): EvidenceItem {
+  ): Promise<EvidenceItem> {
     if (!/^[0-9a-f]{64}$/.test(input.sha256))
       throw new DragnetError(Codes.PARAMS, "evidence: the SHA-256 is 64 lowercase hex digits");
     if (!input.path || input.path.length > 4096)
@@ -342,8 +340,8 @@ export class EvidenceDesk {
       receivedAtMs: item.receivedAtMs,
       payload: EvidenceItem.encode(item).finish(),
     });
-    this.batcher.flush();
-    this.onEvidence(item);
+    await this.batcher.flush();
+    await this.onEvidence(item);
     return item;
   }
 
@@ -351,7 +349,7 @@ export class EvidenceDesk {
   async verifyStored(
     id: string,
   ): Promise<{ ok: boolean; sha256: string; expected: string; problem: string }> {
-    const { item, file } = this.get(id);
+    const { item, file } = await this.get(id);
     if (item.status === "registered") {
       return {
         ok: false,
@@ -379,16 +377,16 @@ export class EvidenceDesk {
     }
   }
 
-  list(incidentId: string, limit: number): EvidenceItem[] {
-    this.batcher.flush();
-    return this.store.listEvidence(incidentId, limit).map((e) => EvidenceItem.decode(e.payload));
+  async list(incidentId: string, limit: number): Promise<EvidenceItem[]> {
+    await this.batcher.flush();
+    return (await this.store.listEvidence(incidentId, limit)).map((e) => EvidenceItem.decode(e.payload));
   }
 
   /** An item and where its bytes are; NOT_FOUND when there is none. */
-  get(id: string): { item: EvidenceItem; file: string } {
-    this.batcher.flush();
-    const full = resolvePrefix("evidence", id, (p, n) => this.store.evidenceIdsByPrefix(p, n));
-    const row = this.store.getEvidence(full);
+  async get(id: string): Promise<{ item: EvidenceItem; file: string }> {
+    await this.batcher.flush();
+    const full = await resolvePrefix("evidence", id, (p, n) => this.store.evidenceIdsByPrefix(p, n));
+    const row = await this.store.getEvidence(full);
     if (!row) throw new DragnetError(Codes.NOT_FOUND, `no evidence ${full}`);
     const item = EvidenceItem.decode(row.payload);
     return { item, file: join(item.status === "verified" ? this.dir : this.rejectedDir, item.id) };

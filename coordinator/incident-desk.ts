@@ -1,4 +1,5 @@
-import { Codes, DragnetError, rulesSha256 } from "../common/mod.js";
+import type { Page } from "../common/journal.js";
+import { Codes, DragnetError, type Logger, rulesSha256 } from "../common/mod.js";
 import {
   ActionBody,
   type ActionSummary,
@@ -33,9 +34,10 @@ export interface IncidentDeskDeps {
   /** An action still open (its record carries the incident). */
   openAction(id: string): OpenAction | undefined;
   hostname(agentId: string): string;
-  actionSummary(id: string): ActionSummary;
+  actionSummary(id: string): Promise<ActionSummary>;
   /** Records what an agent's message tried and was refused (rate-limited audit). */
   untrusted(actor: string, event: string, fields: AuditFields): void;
+  log: Logger;
   now: () => number;
 }
 
@@ -64,8 +66,9 @@ export class IncidentDesk {
     this.notebook = deps.notebook;
   }
 
-  actionSubmitted(body: ActionBody, signers: string[], held: boolean, actor: string): void {
-    this.notebook.recordFor(
+  /** Each of these writes its page and never rejects: what happened stands whether its page could be written or not. */
+  actionSubmitted(body: ActionBody, signers: string[], held: boolean, actor: string): Promise<void> {
+    return this.notebook.recordFor(
       body.incidentId,
       "action submitted",
       {
@@ -80,8 +83,8 @@ export class IncidentDesk {
     );
   }
 
-  actionApproved(record: StoredAction, approver: string, released: boolean, actor: string): void {
-    this.notebook.recordFor(
+  actionApproved(record: StoredAction, approver: string, released: boolean, actor: string): Promise<void> {
+    return this.notebook.recordFor(
       record.incidentId,
       "action approved",
       { actionId: record.id, name: record.name, approver, signers: record.signerNames, released },
@@ -89,8 +92,8 @@ export class IncidentDesk {
     );
   }
 
-  actionCompleted(action: OpenAction): void {
-    this.notebook.recordFor(action.record.incidentId, "results summary", this.resultsSummary(action));
+  actionCompleted(action: OpenAction): Promise<void> {
+    return this.notebook.recordFor(action.record.incidentId, "results summary", this.resultsSummary(action));
   }
 
   /**
@@ -100,27 +103,31 @@ export class IncidentDesk {
    * hostname the coordinator knows, never the one the message claims: one
    * agent's credentials must not write pages into an incident.
    */
-  alertStored(alert: Alert): void {
+  async alertStored(alert: Alert): Promise<void> {
     if (!alert.actionId) return;
-    const incident = this.incidentOf(alert.actionId);
-    if (!incident) return;
-    if (!this.startedWatch(alert)) {
-      this.deps.untrusted(`agent ${alert.agentId}`, "alert not put in the notebook", {
-        actionId: alert.actionId,
-        agentId: alert.agentId,
-        code: Codes.NOT_ALLOWED,
-        message: `action ${alert.actionId} started no watch "${alert.watch.slice(0, 64)}" on this agent`,
-      });
-      return;
+    try {
+      const incident = await this.incidentOf(alert.actionId);
+      if (!incident) return;
+      if (!(await this.startedWatch(alert))) {
+        this.deps.untrusted(`agent ${alert.agentId}`, "alert not put in the notebook", {
+          actionId: alert.actionId,
+          agentId: alert.agentId,
+          code: Codes.NOT_ALLOWED,
+          message: `action ${alert.actionId} started no watch "${alert.watch.slice(0, 64)}" on this agent`,
+        });
+        return;
+      }
+      const hostname = this.deps.hostname(alert.agentId) || alert.agentId;
+      await this.notebook.recordFor(incident, "alert", Alert.toJSON({ ...alert, hostname }));
+    } catch (err) {
+      this.deps.log.error("alert not put in the notebook", { action: alert.actionId, error: err });
     }
-    const hostname = this.deps.hostname(alert.agentId) || alert.agentId;
-    this.notebook.recordFor(incident, "alert", Alert.toJSON({ ...alert, hostname }));
   }
 
   /** Whether the alert's action asked for its watch, and the alert's agent ran (or runs) that action. */
-  private startedWatch(alert: Alert): boolean {
+  private async startedWatch(alert: Alert): Promise<boolean> {
     const open = this.deps.openAction(alert.actionId);
-    const record = open?.record ?? this.deps.store.getAction(alert.actionId);
+    const record = open?.record ?? (await this.deps.store.getAction(alert.actionId));
     if (!record) return false;
     const body = open?.body ?? ActionBody.decode(SignedAction.decode(record.signed).body);
     const asked = body.operations.some(
@@ -131,24 +138,31 @@ export class IncidentDesk {
     );
     const command = open
       ? open.byAgent.get(alert.agentId)
-      : this.deps.store.commandsOf(alert.actionId).find((c) => c.agentId === alert.agentId);
+      : (await this.deps.store.commandsOf(alert.actionId)).find((c) => c.agentId === alert.agentId);
     const ran =
       command?.status === CommandStatus.COMMAND_STATUS_SUCCESS ||
       (command !== undefined && !isFinal(command.status));
     return asked && ran;
   }
 
-  evidenceStored(item: EvidenceItem): void {
-    this.notebook.recordFor(item.incidentId, "evidence collected", EvidenceItem.toJSON(item));
+  evidenceStored(item: EvidenceItem): Promise<void> {
+    return this.notebook.recordFor(item.incidentId, "evidence collected", EvidenceItem.toJSON(item));
   }
 
   /** A custody event (hand-over or export) of an evidence item, on its incident's notebook. */
-  recordCustody(evidenceId: string, event: string, to: string, note: string, sha256: string, who: string) {
+  async recordCustody(
+    evidenceId: string,
+    event: string,
+    to: string,
+    note: string,
+    sha256: string,
+    who: string,
+  ): Promise<Page> {
     if (event !== "transfer" && event !== "export")
       throw new DragnetError(Codes.PARAMS, "custody event is transfer or export");
     if (!to.trim() || to.length > 500)
       throw new DragnetError(Codes.PARAMS, "say to whom (name/organisation) or where it went");
-    const { item } = this.deps.evidence.get(evidenceId);
+    const { item } = await this.deps.evidence.get(evidenceId);
     if (!item.incidentId) {
       throw new DragnetError(
         Codes.PARAMS,
@@ -175,7 +189,7 @@ export class IncidentDesk {
   async notify(incidentId: string, to: string, message: string, who: string) {
     if (!to.trim() || to.length > 200)
       throw new DragnetError(Codes.PARAMS, "say who is notified (a role: legal counsel, management…)");
-    const incident = this.notebook.get(incidentId);
+    const incident = await this.notebook.get(incidentId);
     const atMs = this.deps.now();
     const webhook = await this.deps.notifier.send({
       incident: {
@@ -189,7 +203,7 @@ export class IncidentDesk {
       by: who,
       atMs,
     });
-    const page = this.notebook.record(incident.id, "notification", { to, message, webhook }, who);
+    const page = await this.notebook.record(incident.id, "notification", { to, message, webhook }, who);
     return { page, webhook };
   }
 
@@ -207,11 +221,11 @@ export class IncidentDesk {
   }
 
   /** The post-incident report of an incident, as Markdown or a self-contained HTML page. */
-  report(idOrPrefix: string, format: string): string {
+  async report(idOrPrefix: string, format: string): Promise<string> {
     if (format && format !== "md" && format !== "html")
       throw new DragnetError(Codes.PARAMS, `report format is md or html, not "${format.slice(0, 10)}"`);
-    const incident = this.notebook.get(idOrPrefix);
-    const pages = this.notebook.pages(incident.id);
+    const incident = await this.notebook.get(idOrPrefix);
+    const pages = await this.notebook.pages(incident.id);
     const actionIds = [
       ...new Set(
         pages
@@ -220,31 +234,29 @@ export class IncidentDesk {
           .filter((id): id is string => typeof id === "string"),
       ),
     ];
+    const actions: ActionSummary[] = [];
+    for (const id of actionIds) {
+      // An action the store no longer has is left out of the report, not made its failure.
+      const summary = await this.deps.actionSummary(id).catch(() => undefined);
+      if (summary) actions.push(summary);
+    }
     const input: ReportInput = {
       incident,
       pages,
-      actions: actionIds.flatMap((id) => {
-        try {
-          return [this.deps.actionSummary(id)];
-        } catch {
-          return [];
-        }
-      }),
-      evidence: this.deps.evidence.list(incident.id, 10_000),
-      chain: this.notebook.verify(incident.id),
+      actions,
+      evidence: await this.deps.evidence.list(incident.id, 10_000),
+      chain: await this.notebook.verify(incident.id),
       generatedAtMs: this.deps.now(),
     };
     return format === "html" ? renderHtml(input) : renderMarkdown(input);
   }
 
   /** The incident an action belongs to ("" when none, or no such action). */
-  private incidentOf(actionId: string): string {
+  private async incidentOf(actionId: string): Promise<string> {
     if (!actionId) return "";
-    return (
-      this.deps.openAction(actionId)?.record.incidentId ??
-      this.deps.store.getAction(actionId)?.incidentId ??
-      ""
-    );
+    const open = this.deps.openAction(actionId);
+    if (open) return open.record.incidentId;
+    return (await this.deps.store.getAction(actionId))?.incidentId ?? "";
   }
 
   /** The notebook page when an action completes: its counts and which hosts found something. */
@@ -262,22 +274,37 @@ export class IncidentDesk {
     };
   }
 
-  /** Isolation and its lifting go into the action's incident, with the snapshot taken before isolating. */
+  /**
+   * Isolation and its lifting go into the action's incident, with the snapshot taken before isolating.
+   * Its pages are asked for before this returns when the action is open (its results summary comes
+   * after them); a late answer's action is read from the store first.
+   */
   resultStored(actionId: string, agentId: string, result: CommandResult): void {
-    const incidentId =
-      this.deps.openAction(actionId)?.record.incidentId ??
-      this.deps.store.getAction(actionId)?.incidentId ??
-      "";
-    if (!incidentId) return;
-    for (const op of result.operations) {
-      const m = op.module;
-      if (m?.$case !== "isolate" && m?.$case !== "unisolate") continue;
-      this.notebook.recordFor(incidentId, m.$case === "isolate" ? "isolation" : "unisolation", {
-        actionId,
-        agentId,
-        hostname: this.deps.hostname(agentId),
-        ...(IsolateResult.toJSON(m.value) as object),
-      });
+    const isolation = result.operations.flatMap((op) =>
+      op.module?.$case === "isolate" || op.module?.$case === "unisolate" ? [op.module] : [],
+    );
+    if (isolation.length === 0) return;
+    const write = (incidentId: string) => {
+      if (!incidentId) return;
+      for (const m of isolation) {
+        void this.notebook.recordFor(incidentId, m.$case === "isolate" ? "isolation" : "unisolation", {
+          actionId,
+          agentId,
+          hostname: this.deps.hostname(agentId),
+          ...(IsolateResult.toJSON(m.value) as object),
+        });
+      }
+    };
+    const open = this.deps.openAction(actionId);
+    if (open) {
+      write(open.record.incidentId);
+      return;
     }
+    this.deps.store
+      .getAction(actionId)
+      .then((record) => write(record?.incidentId ?? ""))
+      .catch((err: unknown) =>
+        this.deps.log.error("isolation page not written", { action: actionId, error: err }),
+      );
   }
 }

@@ -7,6 +7,7 @@ import { canTransition, isFinal } from "./command-status.js";
 import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
+import { KeyedQueue } from "./keyed-queue.js";
 import { MinuteBudget } from "./minute-budget.js";
 import { checkHeartbeat } from "./registry.js";
 import type { ScheduleDesk } from "./schedule-desk.js";
@@ -72,6 +73,12 @@ const REFUSALS_LOGGED_PER_MINUTE = 20;
 export class AgentIntake {
   readonly stats = { heartbeats: 0, results: 0, acks: 0, refused: 0 };
   private readonly logBudget = new MinuteBudget<string>(REFUSALS_LOGGED_PER_MINUTE);
+  /**
+   * Results of commands whose action is no longer open, one at a time per
+   * command: each reads the store before it writes, and a copy delivered
+   * again meanwhile must find the first one stored, not store it twice.
+   */
+  private readonly lateResults = new KeyedQueue();
 
   constructor(
     private readonly core: CoordinatorCore,
@@ -123,16 +130,26 @@ export class AgentIntake {
     );
   }
 
-  /** Runs a handler on a message its agent signed, so that no forged or malformed message takes effect or the coordinator down. */
-  private guard(kind: string, msg: Msg, handler: (msg: Msg, agentId: string) => void): void {
-    try {
-      handler(msg, authenticAgent(this.core, msg));
-    } catch (err) {
+  /**
+   * Runs a handler on a message its agent signed, so that no forged or malformed message takes effect or the
+   * coordinator down. A handler returns a promise only when it has to read the store (what is in memory is
+   * handled at once, in the order messages arrive); whatever it fails with is refused like a throw.
+   */
+  private guard(
+    kind: string,
+    msg: Msg,
+    handler: (msg: Msg, agentId: string) => Promise<void> | undefined,
+  ): void {
+    const refuse = (err: unknown) =>
       this.refused(kind, msg.subject, this.core.subjects.agentOf(msg.subject), problemOf(err, Codes.DECODE));
+    try {
+      handler(msg, authenticAgent(this.core, msg))?.catch(refuse);
+    } catch (err) {
+      refuse(err);
     }
   }
 
-  private onHeartbeat(msg: Msg, agentId: string): void {
+  private onHeartbeat(msg: Msg, agentId: string): undefined {
     const hb = decodeOrRefuse("heartbeat", Heartbeat.decode, msg.data);
     if (hb.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `heartbeat for ${hb.agentId} published as ${agentId}`);
@@ -148,28 +165,42 @@ export class AgentIntake {
       this.parts.schedules.agentCameBack(agentId);
       this.parts.dispatcher.agentCameBack(agentId);
     }
+    return undefined;
   }
 
-  private onAck(msg: Msg, agentId: string): void {
-    const { book, audit } = this.core;
+  private onAck(msg: Msg, agentId: string): Promise<void> | undefined {
     const ack = decodeOrRefuse("ack", CommandAck.decode, msg.data);
     if (ack.agentId !== agentId)
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `ack from ${ack.agentId} published as ${agentId}`);
     this.stats.acks++;
-    const found = this.findCommand(ack.commandId, agentId);
-    if (!found) {
-      // A command the coordinator never sent: someone else published on the agent's subject.
-      if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
-        audit.untrusted("agents", `agent ${agentId}`, "refused a command the coordinator did not send", {
+    const open = this.openCommand(ack.commandId, agentId);
+    if (open) {
+      this.applyAck(ack, open.action, open.command, agentId);
+      return undefined;
+    }
+    return this.ackOfNoOpenCommand(ack, agentId);
+  }
+
+  /** An ack of a command of no open action: of a complete one it changes nothing; of none, someone else sent it. */
+  private async ackOfNoOpenCommand(ack: CommandAck, agentId: string): Promise<void> {
+    if (await this.storedCommand(ack.commandId, agentId)) return; // the action is complete; a late ack changes nothing
+    // A command the coordinator never sent: someone else published on the agent's subject.
+    if (ack.status === AckStatus.ACK_STATUS_REJECTED) {
+      this.core.audit.untrusted(
+        "agents",
+        `agent ${agentId}`,
+        "refused a command the coordinator did not send",
+        {
           agentId,
           code: ack.problem?.code,
           message: `command ${ack.commandId.slice(0, 40)}: ${ack.problem?.message ?? "no reason"}`,
-        });
-      }
-      return;
+        },
+      );
     }
-    const { action, command } = found;
-    if (!action) return; // the action is complete; a late ack changes nothing
+  }
+
+  private applyAck(ack: CommandAck, action: OpenAction, command: StoredCommand, agentId: string): void {
+    const { book, audit } = this.core;
     const now = this.core.now();
     const running = () => {
       if (command.status !== CommandStatus.COMMAND_STATUS_RUNNING) {
@@ -209,11 +240,9 @@ export class AgentIntake {
   onStreamResult(m: JsMsg): void {
     this.parts.catchUp.seen(m.seq);
     const agentId = this.core.subjects.agentOf(m.subject);
-    try {
-      this.onResult(m.data, authenticAgent(this.core, m, storedAtMs(m)), m.subject);
-      // A duplicate too: its first copy may not be committed yet, and must not leave the stream before it is.
-      this.core.batcher.afterCommit(() => m.ack());
-    } catch (err) {
+    // A duplicate too: its first copy may not be committed yet, and must not leave the stream before it is.
+    const stored = () => this.core.batcher.afterCommit(() => m.ack());
+    const failed = (err: unknown) => {
       const p = problemOf(err);
       if (!REFUSED_FOR_GOOD.has(p.code)) {
         // Not the result's fault (the store is failing, say): it stays in the stream and comes back.
@@ -223,12 +252,29 @@ export class AgentIntake {
       }
       m.term();
       this.refused("result", m.subject, agentId, p);
+    };
+    try {
+      const late = this.onResult(m.data, authenticAgent(this.core, m, storedAtMs(m)), m.subject);
+      if (!late) {
+        stored();
+        return;
+      }
+      // Telling the stream fails only with the connection (the coordinator stopping): logged, not thrown.
+      late
+        .then(stored, failed)
+        .catch((err: unknown) =>
+          this.core.log.warn("result's outcome not told to the stream", { subject: m.subject, error: err }),
+        );
+    } catch (err) {
+      failed(err);
     }
   }
 
-  /** Stores a result (a duplicate is recognised and dropped). */
-  private onResult(data: Uint8Array, agentId: string, subject: string): void {
-    const { batcher, book, store } = this.core;
+  /**
+   * Stores a result (a duplicate is recognised and dropped): at once for an open action's command;
+   * for any other, once the store has said what became of its command (the promise returned).
+   */
+  private onResult(data: Uint8Array, agentId: string, subject: string): Promise<void> | undefined {
     const result = decodeOrRefuse("result", CommandResult.decode, data);
     if (result.agentId !== agentId) {
       throw new DragnetError(Codes.SUBJECT_MISMATCH, `result from ${result.agentId} published as ${agentId}`);
@@ -239,15 +285,32 @@ export class AgentIntake {
         `the result of command ${result.commandId.slice(0, 64)} came on ${subject}`,
       );
     }
-    const found = this.findCommand(result.commandId, agentId);
-    if (!found) throw new DragnetError(Codes.NOT_FOUND, `result for unknown command ${result.commandId}`);
-    const { action, command } = found;
-    if (command.actionId !== result.actionId) {
-      throw new DragnetError(
-        Codes.SUBJECT_MISMATCH,
-        `result names action ${result.actionId}, command belongs to ${command.actionId}`,
-      );
+    const open = this.openCommand(result.commandId, agentId);
+    if (open) {
+      checkActionOf(open.command, result);
+      this.record(result, data, agentId, open.command, open.action);
+      return undefined;
     }
+    return this.lateResults.run(result.commandId, async () => {
+      const command = await this.storedCommand(result.commandId, agentId);
+      if (!command) throw new DragnetError(Codes.NOT_FOUND, `result for unknown command ${result.commandId}`);
+      checkActionOf(command, result);
+      // Stored once: a redelivered result is recognised and dropped.
+      if (await this.core.store.hasResult(command.id)) return;
+      // The action completed before this result came (a late answer): recorded all the same.
+      this.record(result, data, agentId, command, undefined);
+    });
+  }
+
+  /** A result of a command (of an open action, or of a complete one when `action` is undefined), stored once. */
+  private record(
+    result: CommandResult,
+    data: Uint8Array,
+    agentId: string,
+    command: StoredCommand,
+    action: OpenAction | undefined,
+  ): void {
+    const { batcher, book } = this.core;
     const status = [
       CommandStatus.COMMAND_STATUS_SUCCESS,
       CommandStatus.COMMAND_STATUS_FAILED,
@@ -255,8 +318,7 @@ export class AgentIntake {
     ].includes(result.status)
       ? result.status
       : CommandStatus.COMMAND_STATUS_FAILED;
-    // Stored once: a redelivered result is recognised and dropped.
-    if (action ? action.answered.has(command.id) : store.hasResult(command.id)) return;
+    if (action?.answered.has(command.id)) return; // stored once: a redelivered result is dropped
     action?.answered.add(command.id);
     this.stats.results++;
     batcher.result({
@@ -283,28 +345,42 @@ export class AgentIntake {
     }
   }
 
-  /** The command, checked to belong to the agent; `action` is set while the action is open. */
-  private findCommand(
+  /** The command of an open action, checked to belong to the agent (in memory: answered at once). */
+  private openCommand(
     commandId: string,
     agentId: string,
-  ): { action?: OpenAction; command: StoredCommand } | undefined {
+  ): { action: OpenAction; command: StoredCommand } | undefined {
+    const action = commandId ? this.core.book.actionOfCommand(commandId) : undefined;
+    if (!action) return undefined;
+    const command = action.byId.get(commandId)!;
+    checkAgentOf(command, commandId, agentId);
+    return { action, command };
+  }
+
+  /** A command of no open action, as stored, checked to belong to the agent. */
+  private async storedCommand(commandId: string, agentId: string): Promise<StoredCommand | undefined> {
     if (!commandId) return undefined;
-    const { book, batcher, store } = this.core;
-    const mismatch = (command: StoredCommand) =>
-      new DragnetError(
-        Codes.SUBJECT_MISMATCH,
-        `agent ${agentId} answered command ${commandId} of agent ${command.agentId}`,
-      );
-    const action = book.actionOfCommand(commandId);
-    if (action) {
-      const command = action.byId.get(commandId)!;
-      if (command.agentId !== agentId) throw mismatch(command);
-      return { action, command };
-    }
-    batcher.flush();
-    const command = store.getCommand(commandId);
-    if (!command) return undefined;
-    if (command.agentId !== agentId) throw mismatch(command);
-    return { command };
+    await this.core.batcher.flush();
+    const command = await this.core.store.getCommand(commandId);
+    if (command) checkAgentOf(command, commandId, agentId);
+    return command;
+  }
+}
+
+function checkActionOf(command: StoredCommand, result: CommandResult): void {
+  if (command.actionId !== result.actionId) {
+    throw new DragnetError(
+      Codes.SUBJECT_MISMATCH,
+      `result names action ${result.actionId}, command belongs to ${command.actionId}`,
+    );
+  }
+}
+
+function checkAgentOf(command: StoredCommand, commandId: string, agentId: string): void {
+  if (command.agentId !== agentId) {
+    throw new DragnetError(
+      Codes.SUBJECT_MISMATCH,
+      `agent ${agentId} answered command ${commandId} of agent ${command.agentId}`,
+    );
   }
 }

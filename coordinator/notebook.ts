@@ -13,6 +13,7 @@ import {
 import { Codes, DragnetError, type Keyring, type Logger, newId, writeFileAtomic } from "../common/mod.js";
 import { PHASES, SEVERITIES } from "../common/notebook-pages.js";
 import { resolvePrefix } from "./id-prefix.js";
+import { KeyedQueue } from "./keyed-queue.js";
 import type { Store, StoredIncident } from "./store/store.js";
 
 // The incident notebook: incidents with their phase, and for each an
@@ -40,8 +41,13 @@ export interface NoteInput {
   corrects: number;
 }
 
+/** What a page says; the notebook numbers, chains and seals it. */
+type PageFields = Omit<Page, "incidentId" | "seq" | "prevHash" | "contentSha256" | "pageHash" | "seal">;
+
 export class Notebook {
   private readonly publicKey: KeyObject;
+  /** Pages are written in the order they are asked for, per incident (a result's page before its action's summary). */
+  private readonly appending = new KeyedQueue();
 
   constructor(
     private readonly store: Store,
@@ -53,7 +59,7 @@ export class Notebook {
     this.publicKey = createPublicKey(journalKey);
   }
 
-  open(title: string, severity: string, who: string): StoredIncident {
+  async open(title: string, severity: string, who: string): Promise<StoredIncident> {
     if (!title.trim() || title.length > 500)
       throw new DragnetError(Codes.PARAMS, "an incident needs a title (at most 500 characters)");
     if (!SEVERITIES.includes(severity)) {
@@ -74,8 +80,8 @@ export class Notebook {
       headHash: genesisHash(id),
       headSeal: sealHead(id, 0, genesisHash(id), this.journalKey),
     };
-    this.store.putIncident(incident);
-    this.record(
+    await this.store.putIncident(incident);
+    await this.record(
       id,
       "phase change",
       { phase: "identification", title, severity, openedBy: who },
@@ -86,53 +92,59 @@ export class Notebook {
   }
 
   /** A full incident id from an id or unambiguous prefix; NOT_FOUND otherwise. */
-  resolve(idOrPrefix: string): string {
+  resolve(idOrPrefix: string): Promise<string> {
     return resolvePrefix("incident", idOrPrefix, (p, n) => this.store.incidentIdsByPrefix(p, n));
   }
 
-  get(idOrPrefix: string): StoredIncident {
-    const incident = this.store.getIncident(this.resolve(idOrPrefix));
+  async get(idOrPrefix: string): Promise<StoredIncident> {
+    const incident = await this.store.getIncident(await this.resolve(idOrPrefix));
     if (!incident) throw new DragnetError(Codes.NOT_FOUND, `no incident ${idOrPrefix}`);
     return incident;
   }
 
-  list(limit: number): StoredIncident[] {
+  list(limit: number): Promise<StoredIncident[]> {
     return this.store.listIncidents(limit);
   }
 
-  pages(idOrPrefix: string): Page[] {
-    return this.store.pagesOf(this.resolve(idOrPrefix));
+  async pages(idOrPrefix: string): Promise<Page[]> {
+    return this.store.pagesOf(await this.resolve(idOrPrefix));
   }
 
   /** A page the coordinator writes (sealed with its journal key). `who` is the investigator it acts for, if any. */
-  record(incidentId: string, kind: string, content: unknown, who = "coordinator", phase?: string): Page {
+  record(
+    incidentId: string,
+    kind: string,
+    content: unknown,
+    who = "coordinator",
+    phase?: string,
+  ): Promise<Page> {
     return this.append(
       incidentId,
-      {
+      () => ({
         kind,
         content: JSON.stringify(content),
         author: who,
         authorKeyId: "",
         authorSignature: "",
         atMs: this.now(),
-      },
+      }),
       phase,
     );
   }
 
-  /** Writes a page for an action's incident, if the action has one; never throws (the action goes on regardless). */
-  recordFor(incidentId: string, kind: string, content: unknown, who?: string): void {
+  /** Writes a page for an action's incident, if the action has one; never rejects (the action goes on regardless). */
+  async recordFor(incidentId: string, kind: string, content: unknown, who?: string): Promise<void> {
     if (!incidentId) return;
     try {
-      this.record(incidentId, kind, content, who);
+      await this.record(incidentId, kind, content, who);
     } catch (err) {
       this.log.error("notebook page not written", { incident: incidentId, kind, error: err });
     }
   }
 
   /** A note written and signed by an investigator. */
-  note(idOrPrefix: string, input: NoteInput, author: { name: string; keyId: string }): Page {
-    const id = this.resolve(idOrPrefix);
+  async note(idOrPrefix: string, input: NoteInput, author: { name: string; keyId: string }): Promise<Page> {
+    const id = await this.resolve(idOrPrefix);
     if (!input.text.trim() || input.text.length > 100_000)
       throw new DragnetError(Codes.PARAMS, "a note holds 1 to 100,000 characters");
     if (Math.abs(this.now() - input.atMs) > 10 * 60_000)
@@ -151,57 +163,73 @@ export class Notebook {
       );
     if (!signed)
       throw new DragnetError(Codes.SIG_INVALID, `the note's signature by ${author.name} does not verify`);
-    if (input.corrects && (input.corrects < 1 || input.corrects > this.get(id).headPages)) {
-      throw new DragnetError(Codes.PARAMS, `there is no page ${input.corrects} to correct`);
-    }
-    return this.append(id, {
-      kind: "note",
-      content,
-      author: author.name,
-      authorKeyId: author.keyId,
-      authorSignature: input.signature,
-      atMs: input.atMs,
+    return this.append(id, (incident) => {
+      if (input.corrects && (input.corrects < 1 || input.corrects > incident.headPages)) {
+        throw new DragnetError(Codes.PARAMS, `there is no page ${input.corrects} to correct`);
+      }
+      return {
+        kind: "note",
+        content,
+        author: author.name,
+        authorKeyId: author.keyId,
+        authorSignature: input.signature,
+        atMs: input.atMs,
+      };
     });
   }
 
-  phase(idOrPrefix: string, phase: string, note: string, who: string): Page {
+  async phase(idOrPrefix: string, phase: string, note: string, who: string): Promise<Page> {
     if (!(PHASES as readonly string[]).includes(phase)) {
       throw new DragnetError(Codes.PARAMS, `phase is one of: ${PHASES.join(", ")}`);
     }
-    const incident = this.get(idOrPrefix);
-    return this.record(incident.id, "phase change", { phase, from: incident.phase, note }, who, phase);
+    const id = await this.resolve(idOrPrefix);
+    // The phase it leaves is the one the incident has as the page is written, not as it was read before.
+    return this.append(
+      id,
+      (incident) => ({
+        kind: "phase change",
+        content: JSON.stringify({ phase, from: incident.phase, note }),
+        author: who,
+        authorKeyId: "",
+        authorSignature: "",
+        atMs: this.now(),
+      }),
+      phase,
+    );
   }
 
-  verify(idOrPrefix: string): ChainCheck {
-    const incident = this.get(idOrPrefix);
+  async verify(idOrPrefix: string): Promise<ChainCheck> {
+    const incident = await this.get(idOrPrefix);
     return verifyChain(
       incident.id,
-      this.store.pagesOf(incident.id),
+      await this.store.pagesOf(incident.id),
       { pages: incident.headPages, lastHash: incident.headHash, seal: incident.headSeal },
       { journal: this.publicKey, investigator: (keyId) => this.keyring.get(keyId)?.publicKey },
     );
   }
 
-  private append(
-    incidentId: string,
-    fields: Omit<Page, "incidentId" | "seq" | "prevHash" | "contentSha256" | "pageHash" | "seal">,
-    phase?: string,
-  ): Page {
-    const incident = this.store.getIncident(incidentId);
-    if (!incident) throw new DragnetError(Codes.NOT_FOUND, `no incident ${incidentId}`);
-    // The head says where the chain ends: no need to read every page to add one.
-    const last =
-      incident.headPages > 0 ? { seq: incident.headPages, pageHash: incident.headHash } : undefined;
-    const page = sealPage({ ...fields, incidentId }, last, this.journalKey);
-    this.store.appendPage(
-      page,
-      {
-        headPages: page.seq,
-        headHash: page.pageHash,
-        headSeal: sealHead(incidentId, page.seq, page.pageHash, this.journalKey),
-      },
-      phase,
-    );
-    return page;
+  /**
+   * Seals the next page onto the incident's head as the store holds it while
+   * the page is written (its transaction holds the incident): two writers,
+   * here or on another coordinator sharing the store, each follow the page
+   * the other wrote, and the chain stays one line.
+   */
+  private append(incidentId: string, fieldsOf: (incident: StoredIncident) => PageFields, phase?: string) {
+    return this.appending.run(incidentId, async () => {
+      try {
+        return await this.store.appendPage(incidentId, (incident) => {
+          // The head says where the chain ends: no need to read every page to add one.
+          const last =
+            incident.headPages > 0 ? { seq: incident.headPages, pageHash: incident.headHash } : undefined;
+          const page = sealPage({ ...fieldsOf(incident), incidentId }, last, this.journalKey);
+          const headSeal = sealHead(incidentId, page.seq, page.pageHash, this.journalKey);
+          return { page, head: { headPages: page.seq, headHash: page.pageHash, headSeal }, phase };
+        });
+      } catch (err) {
+        // The store says only that it failed; a missing incident is the caller's NOT_FOUND.
+        if (DragnetError.is(err) || (await this.store.getIncident(incidentId))) throw err;
+        throw new DragnetError(Codes.NOT_FOUND, `no incident ${incidentId}`);
+      }
+    });
   }
 }

@@ -1,4 +1,11 @@
-import { Codes, DragnetError, parseTarget, type TargetContext } from "../common/mod.js";
+import {
+  Codes,
+  DragnetError,
+  matchedActionIds,
+  parseTarget,
+  type TargetContext,
+  type TargetExpr,
+} from "../common/mod.js";
 import {
   type ActionDetail,
   type ActionSummary,
@@ -13,7 +20,7 @@ import type { AlertFilter } from "./alert-book.js";
 import { countsOf, isFinal } from "./command-status.js";
 import type { CoordinatorCore } from "./core.js";
 import { resolvePrefix } from "./id-prefix.js";
-import type { StoredAgent } from "./store/store.js";
+import type { StoredAgent, StoredCommand } from "./store/store.js";
 
 // What consoles read: agents, actions with their results, the audit log, and
 // the live stream of an action. Nothing here changes state but for flushing
@@ -23,22 +30,44 @@ export class Queries {
   constructor(private readonly core: CoordinatorCore) {}
 
   /** A full action id from an id or unambiguous prefix. */
-  resolveActionId(idOrPrefix: string): string {
+  async resolveActionId(idOrPrefix: string): Promise<string> {
     const { book, batcher, store } = this.core;
     if (book.get(idOrPrefix)) return idOrPrefix;
-    batcher.flush();
+    await batcher.flush();
     return resolvePrefix("action", idOrPrefix, (p, n) => store.actionIdsByPrefix(p, n));
   }
 
-  /** What target expressions are evaluated with: the time, and which agents found something (matched()). */
-  targetContext(now: number): TargetContext {
+  /**
+   * What `expr` is evaluated with: the time, and which agents found something
+   * for each action it names in matched(...), read from the store beforehand
+   * (evaluation is synchronous). An action that cannot be read fails the
+   * evaluation only if it comes to matched() — as when it was read there.
+   */
+  async targetContext(expr: TargetExpr, now: number): Promise<TargetContext> {
+    const ids = new Set(matchedActionIds(expr));
+    if (ids.size === 0) return { now };
+    await this.core.batcher.flush();
+    const sets = new Map<string, ReadonlySet<string>>();
+    const failures = new Map<string, unknown>();
+    for (const id of ids) {
+      try {
+        sets.set(id, new Set(await this.core.store.matchedAgents(await this.resolveActionId(id))));
+      } catch (err) {
+        failures.set(id, err);
+      }
+    }
     return {
       now,
       matched: (actionId) => {
-        this.core.batcher.flush();
-        return new Set(this.core.store.matchedAgents(this.resolveActionId(actionId)));
+        if (failures.has(actionId)) throw failures.get(actionId);
+        return sets.get(actionId);
       },
     };
+  }
+
+  /** The agents a target selects now. */
+  async select(expr: TargetExpr, now: number): Promise<StoredAgent[]> {
+    return this.core.registry.select(expr, await this.targetContext(expr, now));
   }
 
   agentInfo(agent: StoredAgent, now = this.core.now()): AgentInfo {
@@ -67,59 +96,80 @@ export class Queries {
   }
 
   /** The agents a target selects (every agent for an empty one), by host name. */
-  listAgents(target: string): AgentInfo[] {
+  async listAgents(target: string): Promise<AgentInfo[]> {
     const now = this.core.now();
-    const registry = this.core.registry;
-    const agents = target.trim()
-      ? registry.select(parseTarget(target), this.targetContext(now))
-      : registry.all();
+    const agents = target.trim() ? await this.select(parseTarget(target), now) : this.core.registry.all();
     return agents
       .sort((a, b) => a.hostname.localeCompare(b.hostname) || a.id.localeCompare(b.id))
       .map((a) => this.agentInfo(a, now));
   }
 
-  actionSummary(id: string): ActionSummary {
-    const { book, batcher, store } = this.core;
-    const open = book.get(id);
-    if (open) return book.summary(open);
-    batcher.flush();
-    const record = store.getAction(id);
-    if (!record) throw new DragnetError(Codes.NOT_FOUND, `no action ${id}`);
-    return summarize(record, countsOf(store.commandsOf(id)));
+  async actionSummary(id: string): Promise<ActionSummary> {
+    const open = this.core.book.get(id);
+    if (open) return this.core.book.summary(open);
+    await this.core.batcher.flush();
+    return this.storedSummary(id);
   }
 
-  getAction(idOrPrefix: string, includeResults: boolean): ActionDetail {
-    const id = this.resolveActionId(idOrPrefix);
-    const summary = this.actionSummary(id);
-    const record = this.core.store.getAction(id);
+  /** An action as the store has it (or the book, while it is open); pending writes are the caller's to flush. */
+  private async storedSummary(id: string): Promise<ActionSummary> {
+    const { book, store } = this.core;
+    const record = await store.getAction(id);
+    const open = book.get(id);
+    if (open) return book.summary(open);
+    if (!record) throw new DragnetError(Codes.NOT_FOUND, `no action ${id}`);
+    return summarize(record, countsOf(await store.commandsOf(id)));
+  }
+
+  async getAction(idOrPrefix: string, includeResults: boolean): Promise<ActionDetail> {
+    const id = await this.resolveActionId(idOrPrefix);
+    const summary = await this.actionSummary(id);
+    const record = await this.core.store.getAction(id);
     return {
       summary,
-      results: includeResults ? this.agentResults(id) : [],
+      results: includeResults ? await this.agentResults(id) : [],
       action: record ? SignedAction.decode(record.signed) : undefined,
     };
   }
 
   /** Every command of an action with its result where there is one. */
-  agentResults(actionId: string): AgentResult[] {
-    const { book, batcher, store } = this.core;
-    batcher.flush();
-    const payloads = new Map(store.resultsOf(actionId).map((r) => [r.commandId, r.payload]));
-    const open = book.get(actionId);
-    const commands = open ? [...open.byId.values()] : store.commandsOf(actionId);
-    return commands.map((c) => {
-      const payload = payloads.get(c.id);
-      return book.agentResult(c, payload ? CommandResult.decode(payload) : undefined);
-    });
+  async agentResults(actionId: string): Promise<AgentResult[]> {
+    await this.core.batcher.flush();
+    const stored = await this.storedResults(actionId);
+    const open = this.core.book.get(actionId);
+    // An open action's commands as they are now (what was read of them may be behind).
+    const commands = open ? [...open.byId.values()] : stored.commands;
+    return commands.map((c) => this.core.book.agentResult(c, stored.result(c.id)));
   }
 
-  listActions(limit: number, pendingOnly = false): ActionSummary[] {
-    this.core.batcher.flush();
-    return this.core.store.listActions(limit, pendingOnly).map((r) => this.actionSummary(r.id));
+  /** An action's commands and results as the store has them. */
+  private async storedResults(actionId: string): Promise<{
+    commands: StoredCommand[];
+    result(commandId: string): CommandResult | undefined;
+  }> {
+    const { store } = this.core;
+    const payloads = new Map((await store.resultsOf(actionId)).map((r) => [r.commandId, r.payload]));
+    const commands = await store.commandsOf(actionId);
+    return {
+      commands,
+      result: (commandId) => {
+        const payload = payloads.get(commandId);
+        return payload ? CommandResult.decode(payload) : undefined;
+      },
+    };
   }
 
-  listAudit(limit: number, actionId: string): AuditEntry[] {
-    this.core.batcher.flush();
-    const id = actionId ? this.resolveActionId(actionId) : undefined;
+  async listActions(limit: number, pendingOnly = false): Promise<ActionSummary[]> {
+    await this.core.batcher.flush();
+    const out: ActionSummary[] = [];
+    for (const r of await this.core.store.listActions(limit, pendingOnly))
+      out.push(await this.storedSummary(r.id));
+    return out;
+  }
+
+  async listAudit(limit: number, actionId: string): Promise<AuditEntry[]> {
+    await this.core.batcher.flush();
+    const id = actionId ? await this.resolveActionId(actionId) : undefined;
     return this.core.store.listAudit(limit, id);
   }
 
@@ -127,35 +177,51 @@ export class Queries {
    * Streams an action: its summary now, every final result so far, then each
    * change as it happens, and `done` when every command is final.
    */
-  watch(idOrPrefix: string, send: ActionListener, end: () => void): () => void {
+  async watch(idOrPrefix: string, send: ActionListener, end: () => void): Promise<() => void> {
     const { book, batcher } = this.core;
-    const id = this.resolveActionId(idOrPrefix);
-    const open = book.get(id);
-    if (!open) {
-      send({ event: { $case: "progress", value: this.actionSummary(id) } });
-      for (const r of this.agentResults(id))
-        if (isFinal(r.status)) send({ event: { $case: "result", value: r } });
-      send({ event: { $case: "done", value: this.actionSummary(id) } });
-      end();
-      return () => undefined;
+    const id = await this.resolveActionId(idOrPrefix);
+    if (book.get(id)) {
+      // Subscribed before the past is read (the book tells only those subscribed when a command
+      // changes). Nothing else is committed while the past is read, and what the book tells
+      // before it is read is in what is read: dropped, so that nothing is heard twice.
+      let replaying = true;
+      const unsubscribe = book.subscribe(id, (event) => {
+        if (replaying) return;
+        send(event);
+        if (event.event?.$case === "done") end();
+      });
+      try {
+        const live = await batcher.exclusive(async () => {
+          const stored = await this.storedResults(id);
+          const open = book.get(id);
+          if (!open) return false; // it completed meanwhile: told below, as a completed one
+          send({ event: { $case: "progress", value: book.summary(open) } });
+          for (const c of stored.commands) {
+            if (isFinal(c.status))
+              send({ event: { $case: "result", value: book.agentResult(c, stored.result(c.id)) } });
+          }
+          replaying = false;
+          return true;
+        });
+        if (live) return unsubscribe;
+      } catch (err) {
+        unsubscribe();
+        throw err;
+      }
+      unsubscribe();
     }
-    // Commit (and deliver) everything pending first, then subscribe and replay
-    // in the same tick: no event is missed and none is seen twice.
-    batcher.flush();
-    const unsubscribe = book.subscribe(id, (event) => {
-      send(event);
-      if (event.event?.$case === "done") end();
-    });
-    send({ event: { $case: "progress", value: book.summary(open) } });
-    for (const r of this.agentResults(id))
+    send({ event: { $case: "progress", value: await this.actionSummary(id) } });
+    for (const r of await this.agentResults(id))
       if (isFinal(r.status)) send({ event: { $case: "result", value: r } });
-    return unsubscribe;
+    send({ event: { $case: "done", value: await this.actionSummary(id) } });
+    end();
+    return () => undefined;
   }
 
   /** Which agents a target expression selects now, for filtering alerts; none given: every agent. */
-  alertFilter(target: string): AlertFilter {
+  async alertFilter(target: string): Promise<AlertFilter> {
     if (!target.trim()) return {};
-    const selected = this.core.registry.select(parseTarget(target), this.targetContext(this.core.now()));
+    const selected = await this.select(parseTarget(target), this.core.now());
     return { agents: new Set(selected.map((a) => a.id)) };
   }
 }

@@ -99,6 +99,11 @@ export class AgentRegistry {
     for (const a of initial) this.agents.set(a.id, a);
   }
 
+  /** The agents the store kept, at start (before any heartbeat). */
+  restore(agents: Iterable<StoredAgent>): void {
+    for (const a of agents) this.agents.set(a.id, a);
+  }
+
   get size(): number {
     return this.agents.size;
   }

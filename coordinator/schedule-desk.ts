@@ -3,10 +3,13 @@ import {
   DragnetError,
   evaluateTarget,
   isId,
+  matchedActionIds,
   newId,
   parseTarget,
   problemOf,
   roleToSign,
+  type TargetContext,
+  type TargetExpr,
   type TrustedInvestigator,
 } from "../common/mod.js";
 import {
@@ -35,9 +38,16 @@ import type { AlertBook } from "./alert-book.js";
 import { actionRecordOf, type CoordinatorCore } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import { resolvePrefix } from "./id-prefix.js";
+import { KeyedQueue } from "./keyed-queue.js";
 import type { Queries } from "./queries.js";
 import { answerRows, diffRows, MAX_ROWS } from "./schedule-rows.js";
-import { NO_TALLY, type RunTally, type StoredAgent, type StoredSchedule } from "./store/store.js";
+import {
+  NO_TALLY,
+  type RunTally,
+  type StoredAction,
+  type StoredAgent,
+  type StoredSchedule,
+} from "./store/store.js";
 
 // Signed schedules on the coordinator's side: stored before anything is sent,
 // then run n issued as an action of its own (the signed schedule and n go to
@@ -66,6 +76,10 @@ export class ScheduleDesk {
   private readonly active = new Map<string, ActiveSchedule>();
   /** Stopped schedules still inside their window, told again to agents that come back. */
   private readonly stops = new Map<string, { stop: Uint8Array; target: string; untilMs: number }>();
+  /** Schedules whose run a tick is issuing: the next tick leaves them to it. */
+  private readonly issuing = new Set<string>();
+  /** Each host's answers to a schedule, compared one at a time with the rows the one before left. */
+  private readonly comparing = new KeyedQueue();
   private ticker?: NodeJS.Timeout;
 
   constructor(
@@ -74,9 +88,9 @@ export class ScheduleDesk {
   ) {}
 
   /** Loads the schedules still running (each verified again) and starts issuing their runs. */
-  start(): void {
+  async start(): Promise<void> {
     const now = this.core.now();
-    for (const record of this.core.store.schedules.active(now)) {
+    for (const record of await this.core.store.schedules.active(now)) {
       try {
         this.activate(record);
       } catch (err) {
@@ -92,17 +106,24 @@ export class ScheduleDesk {
       }
     }
     // Stopped schedules whose window lasts: agents heard again are told (they may have missed it).
-    for (const s of this.core.store.schedules.stoppedUntil(now)) {
+    for (const s of await this.core.store.schedules.stoppedUntil(now)) {
       if (s.stopSigned) this.stops.set(s.id, { stop: s.stopSigned, target: s.target, untilMs: s.endsAtMs });
     }
-    this.ticker = setInterval(() => this.tick(), TICK_MS);
+    this.ticker = setInterval(
+      () => this.tick().catch((err: unknown) => this.core.log.error("schedule tick failed", { error: err })),
+      TICK_MS,
+    );
   }
 
   stop(): void {
     clearInterval(this.ticker);
   }
 
-  create(signed: SignedAction | undefined, actor: string, caller?: TrustedInvestigator): ScheduleInfo {
+  async create(
+    signed: SignedAction | undefined,
+    actor: string,
+    caller?: TrustedInvestigator,
+  ): Promise<ScheduleInfo> {
     const { store, keyring, batcher, audit } = this.core;
     const now = this.core.now();
     if (!signed) throw new DragnetError(Codes.UNSIGNED, "the request carries no signed schedule");
@@ -139,13 +160,6 @@ export class ScheduleDesk {
         `${shortfall.module} needs signatures of weight ${shortfall.required}; this schedule carries ${shortfall.weight} (co-sign it before creating it)`,
       );
     }
-    batcher.flush();
-    if (store.schedules.get(body.id) || store.getAction(body.id)) {
-      throw new DragnetError(Codes.ACTION_INVALID, `schedule ${body.id} was already created`);
-    }
-    if (body.incidentId && !store.getIncident(body.incidentId)) {
-      throw new DragnetError(Codes.NOT_FOUND, `no incident ${body.incidentId.slice(0, 40)}`);
-    }
     const record: StoredSchedule = {
       id: body.id,
       name: body.name,
@@ -163,20 +177,34 @@ export class ScheduleDesk {
       stoppedBy: "",
       stopReason: "",
     };
-    // Stored before anything is sent: a coordinator killed now still knows it.
-    store.schedules.put(record);
-    this.activate(record);
-    audit.record(actor, "schedule created", {
-      actionId: body.id,
-      message: `${body.name}: ${modules.join(", ")} every ${everyMs} ms, ${runs} runs, target ${body.target}; signed by ${record.signerNames.join(", ")}`,
+    // The same schedule created twice at once: the second sees the first stored.
+    await this.core.perAction.run(body.id, async () => {
+      await batcher.flush();
+      if ((await store.schedules.get(body.id)) || (await store.getAction(body.id))) {
+        throw new DragnetError(Codes.ACTION_INVALID, `schedule ${body.id} was already created`);
+      }
+      if (body.incidentId && !(await store.getIncident(body.incidentId))) {
+        throw new DragnetError(Codes.NOT_FOUND, `no incident ${body.incidentId.slice(0, 40)}`);
+      }
+      // Stored before anything is sent: a coordinator killed now still knows it.
+      await store.schedules.put(record);
+      this.activate(record);
+      audit.record(actor, "schedule created", {
+        actionId: body.id,
+        message: `${body.name}: ${modules.join(", ")} every ${everyMs} ms, ${runs} runs, target ${body.target}; signed by ${record.signerNames.join(", ")}`,
+      });
     });
-    this.tick();
-    return this.info(store.schedules.get(body.id) ?? record, now);
+    // Its first run goes now if its window is open (outside the queue: issuing a run takes its turn there).
+    await this.tick();
+    return this.info((await store.schedules.get(body.id)) ?? record, now);
   }
 
-  stopSchedule(stop: SignedScheduleStop | undefined, actor: string, actorKeyId?: string): ScheduleInfo {
-    const { store, audit, keyring } = this.core;
-    const now = this.core.now();
+  async stopSchedule(
+    stop: SignedScheduleStop | undefined,
+    actor: string,
+    actorKeyId?: string,
+  ): Promise<ScheduleInfo> {
+    const { keyring } = this.core;
     const { body, signer } = verifyScheduleStop(stop, keyring);
     if (actorKeyId !== undefined && signer.keyId !== actorKeyId) {
       throw new DragnetError(
@@ -185,8 +213,25 @@ export class ScheduleDesk {
       );
     }
     // The exact id: agents check the stop's id as signed.
-    const record = isId(body.scheduleId) ? store.schedules.get(body.scheduleId) : undefined;
-    if (!record) throw new DragnetError(Codes.NOT_FOUND, `no schedule ${body.scheduleId.slice(0, 40)}`);
+    if (!isId(body.scheduleId))
+      throw new DragnetError(Codes.NOT_FOUND, `no schedule ${body.scheduleId.slice(0, 40)}`);
+    // After a run being issued has its commands (so that they are cancelled), before the next.
+    return this.core.perAction.run(body.scheduleId, () =>
+      this.stopNow(body.scheduleId, body.reason, signer, stop!, actor),
+    );
+  }
+
+  private async stopNow(
+    scheduleId: string,
+    why: string,
+    signer: { name: string; roles: ReadonlySet<string> },
+    stop: SignedScheduleStop,
+    actor: string,
+  ): Promise<ScheduleInfo> {
+    const { store, audit } = this.core;
+    const now = this.core.now();
+    const record = await store.schedules.get(scheduleId);
+    if (!record) throw new DragnetError(Codes.NOT_FOUND, `no schedule ${scheduleId.slice(0, 40)}`);
     const id = record.id;
     // Whoever stops it may sign what it runs: the roles its modules need.
     for (const m of new Set(record.modules)) {
@@ -198,15 +243,19 @@ export class ScheduleDesk {
         );
       }
     }
-    if (record.stoppedAtMs) {
-      throw new DragnetError(
+    const stoppedAlready = (by: string, atMs: number) =>
+      new DragnetError(
         Codes.SCHEDULE,
-        `schedule ${id} was already stopped by ${record.stoppedBy} at ${new Date(record.stoppedAtMs).toISOString()}`,
+        `schedule ${id} was already stopped by ${by} at ${new Date(atMs).toISOString()}`,
       );
+    if (record.stoppedAtMs) throw stoppedAlready(record.stoppedBy, record.stoppedAtMs);
+    const signedStop = SignedScheduleStop.encode(stop).finish();
+    const reason = why.slice(0, 500);
+    if (!(await store.schedules.stop(id, now, signer.name, reason, signedStop))) {
+      // Another coordinator sharing the store stopped it since it was read.
+      const other = await store.schedules.get(id);
+      throw stoppedAlready(other?.stoppedBy ?? "another coordinator", other?.stoppedAtMs ?? now);
     }
-    const signedStop = SignedScheduleStop.encode(stop!).finish();
-    const reason = body.reason.slice(0, 500);
-    store.schedules.stop(id, now, signer.name, reason, signedStop);
     this.active.delete(id);
     this.cancelOpenRun(id);
     audit.record(actor, "schedule stopped", {
@@ -217,7 +266,7 @@ export class ScheduleDesk {
       this.stops.set(id, { stop: signedStop, target: record.target, untilMs: record.endsAtMs });
       this.tellStop(id, undefined);
     }
-    return this.info(store.schedules.get(id)!, now);
+    return this.info((await store.schedules.get(id))!, now);
   }
 
   /** The open run of a stopped schedule goes to no agent that has not taken it yet. */
@@ -246,78 +295,106 @@ export class ScheduleDesk {
     for (const id of this.stops.keys()) this.tellStop(id, agentId);
   }
 
-  list(limit: number): ScheduleInfo[] {
+  async list(limit: number): Promise<ScheduleInfo[]> {
     const now = this.core.now();
-    return this.core.store.schedules
-      .list(Math.min(Math.max(limit || 100, 1), 1000))
-      .map((s) => this.info(s, now));
+    const schedules = await this.core.store.schedules.list(Math.min(Math.max(limit || 100, 1), 1000));
+    return schedules.map((s) => this.info(s, now));
   }
 
-  detail(idOrPrefix: string): ScheduleDetail {
-    const id = this.resolve(idOrPrefix);
+  async detail(idOrPrefix: string): Promise<ScheduleDetail> {
+    const id = await this.resolve(idOrPrefix);
     const { store } = this.core;
-    this.core.batcher.flush();
+    await this.core.batcher.flush();
     // The latest runs (a schedule every second for 30 days has millions).
     return {
-      schedule: this.info(store.schedules.get(id)!, this.core.now()),
-      runs: store.schedules.runs(id, MAX_RUNS_SHOWN),
+      schedule: this.info((await store.schedules.get(id))!, this.core.now()),
+      runs: await store.schedules.runs(id, MAX_RUNS_SHOWN),
     };
   }
 
-  /** A result was stored: for a run, once committed, the host's rows are compared with its previous run's. */
+  /**
+   * A result was stored: for a run, once committed, the host's rows are compared with its previous run's.
+   * An open action is in the book (results waiting in the stream at start included); a late answer is
+   * not: that is rare, so it reads the store.
+   */
   resultStored(actionId: string, agentId: string, result: CommandResult): void {
-    // An open action is in the book (results waiting in the stream at start included); a late answer is not:
-    // that is rare, so it reads the store.
-    const record = this.core.book.get(actionId)?.record ?? this.core.store.getAction(actionId);
-    if (!record?.scheduleId || !record.run) return;
-    const run = { scheduleId: record.scheduleId, run: record.run, name: record.name };
-    this.core.batcher.afterCommit(() => {
-      try {
-        this.compare(run, actionId, agentId, result);
-      } catch (err) {
+    const open = this.core.book.get(actionId);
+    if (open) {
+      this.compareOnCommit(open.record, agentId, result);
+      return;
+    }
+    this.core.store
+      .getAction(actionId)
+      .then((record) => record && this.compareOnCommit(record, agentId, result))
+      .catch((err: unknown) =>
         this.core.log.error("schedule run answer not compared", {
           action: actionId,
           agent: agentId,
           error: err,
-        });
-      }
+        }),
+      );
+  }
+
+  private compareOnCommit(record: StoredAction, agentId: string, result: CommandResult): void {
+    if (!record.scheduleId || !record.run) return;
+    const run = { scheduleId: record.scheduleId, run: record.run, name: record.name };
+    this.core.batcher.afterCommit(() => {
+      this.comparing
+        .run(`${run.scheduleId} ${agentId}`, () => this.compare(run, record.id, agentId, result))
+        .catch((err: unknown) =>
+          this.core.log.error("schedule run answer not compared", {
+            action: record.id,
+            agent: agentId,
+            error: err,
+          }),
+        );
     });
   }
 
-  /** A run's action completed: one line says what it changed. */
+  /** A run's action completed: one line says what it changed (once its answers are compared). */
   runCompleted(action: OpenAction): void {
     const { scheduleId, run } = action.record;
     if (!scheduleId || !run) return;
     this.core.batcher.afterCommit(() => {
-      const r = this.core.store.schedules.run(scheduleId, run);
-      if (!r) return;
-      const line =
-        r.changed === 0
-          ? `no change on ${r.compared} hosts${r.baselines ? ` (${r.baselines} answered for the first time)` : ""}`
-          : `${r.changed} of ${r.compared} hosts changed: ${r.added} rows new, ${r.vanished} vanished`;
-      this.core.log.info(`schedule run done: ${line}`, { schedule: scheduleId, run });
+      // Behind each host's comparison, queued by the time this is told.
+      const compared = [...action.byAgent.keys()].map((agentId) =>
+        this.comparing.run(`${scheduleId} ${agentId}`, () => Promise.resolve()),
+      );
+      Promise.all(compared)
+        .then(() => this.core.store.schedules.run(scheduleId, run))
+        .then((r) => {
+          if (!r) return;
+          const line =
+            r.changed === 0
+              ? `no change on ${r.compared} hosts${r.baselines ? ` (${r.baselines} answered for the first time)` : ""}`
+              : `${r.changed} of ${r.compared} hosts changed: ${r.added} rows new, ${r.vanished} vanished`;
+          this.core.log.info(`schedule run done: ${line}`, { schedule: scheduleId, run });
+        })
+        .catch((err: unknown) =>
+          this.core.log.warn("schedule run's tally not read", { schedule: scheduleId, error: err }),
+        );
     });
   }
 
-  private compare(
+  private async compare(
     run: { scheduleId: string; run: number; name: string },
     actionId: string,
     agentId: string,
     result: CommandResult,
-  ): void {
+  ): Promise<void> {
     const schedules = this.core.store.schedules;
     const failed =
       result.status !== CommandStatus.COMMAND_STATUS_SUCCESS ||
       result.operations.some((op) => op.problem?.code || op.truncated);
     if (failed) {
       // An answer cut short says nothing about what vanished: the earlier rows stay the baseline.
-      schedules.recordAnswer(run.scheduleId, agentId, run.run, undefined, { failed: 1 });
+      await schedules.recordAnswer(run.scheduleId, agentId, run.run, undefined, { failed: 1 });
       return;
     }
     const { rows, partial } = answerRows(result.operations);
-    const previous = schedules.lastRows(run.scheduleId, agentId);
+    const previous = await schedules.lastRows(run.scheduleId, agentId);
     if (!previous) {
-      schedules.recordAnswer(run.scheduleId, agentId, run.run, rows, { baselines: 1 });
+      await schedules.recordAnswer(run.scheduleId, agentId, run.run, rows, { baselines: 1 });
       return;
     }
     if (previous.run >= run.run) return; // a late answer of an older run
@@ -330,7 +407,7 @@ export class ScheduleDesk {
     if (added.length + vanished.length > 0) {
       Object.assign(tally, { changed: 1, added: added.length, vanished: vanished.length });
     }
-    schedules.recordAnswer(run.scheduleId, agentId, run.run, kept, tally);
+    await schedules.recordAnswer(run.scheduleId, agentId, run.run, kept, tally);
     if (!tally.changed) return;
     const moduleOf = (row: string) => row.slice(0, row.search(/[ .]/));
     const alert: Alert = {
@@ -354,7 +431,7 @@ export class ScheduleDesk {
     this.parts.alerts.record(alert);
   }
 
-  private resolve(idOrPrefix: string): string {
+  private resolve(idOrPrefix: string): Promise<string> {
     return resolvePrefix("schedule", idOrPrefix, (p, n) => this.core.store.schedules.idsByPrefix(p, n));
   }
 
@@ -385,34 +462,47 @@ export class ScheduleDesk {
     });
   }
 
-  /** Issues each active schedule's open run, once. */
-  private tick(): void {
+  /** Issues each active schedule's open run, once; resolves when they are issued (never rejects). */
+  private async tick(): Promise<void> {
     const now = this.core.now();
+    const issued: Array<Promise<void>> = [];
     for (const s of [...this.active.values()]) {
       const n = runAt(s.body, now);
       if (n > s.record.runs) {
         this.active.delete(s.record.id);
         continue;
       }
-      if (n < 1 || n <= s.record.lastRun) continue;
-      try {
-        this.issue(s, n, now);
-      } catch (err) {
-        const p = problemOf(err);
-        this.core.log.error("schedule run not issued", { schedule: s.record.id, run: n, ...p });
-        // Not tried again every tick: the next run comes at its own time.
-        s.record.lastRun = n;
-      }
+      if (n < 1 || n <= s.record.lastRun || this.issuing.has(s.record.id)) continue;
+      issued.push(this.issueOnce(s, n, now));
     }
     for (const [id, stop] of this.stops) if (now >= stop.untilMs) this.stops.delete(id);
+    await Promise.all(issued);
   }
 
-  private issue(s: ActiveSchedule, n: number, now: number): void {
-    const { registry, store, audit, log } = this.core;
+  /** Issues run n unless a stop comes first (they take turns on the schedule's id); a failure is logged. */
+  private async issueOnce(s: ActiveSchedule, n: number, now: number): Promise<void> {
+    const id = s.record.id;
+    this.issuing.add(id);
+    try {
+      await this.core.perAction.run(id, () =>
+        this.active.has(id) ? this.issue(s, n, now) : Promise.resolve(),
+      );
+    } catch (err) {
+      const p = problemOf(err);
+      this.core.log.error("schedule run not issued", { schedule: id, run: n, ...p });
+      // Not tried again every tick: the next run comes at its own time.
+      s.record.lastRun = Math.max(s.record.lastRun, n);
+    } finally {
+      this.issuing.delete(id);
+    }
+  }
+
+  private async issue(s: ActiveSchedule, n: number, now: number): Promise<void> {
+    const { store, audit, log } = this.core;
     const body = runBody(s.body, n);
     const missed = n - s.record.lastRun - 1;
-    const targets = registry.select(parseTarget(body.target), this.parts.queries.targetContext(now));
-    const claimed = store.schedules.claimRun({
+    const targets = await this.parts.queries.select(parseTarget(body.target), now);
+    const claimed = await store.schedules.claimRun({
       scheduleId: s.record.id,
       run: n,
       actionId: body.id,
@@ -422,7 +512,7 @@ export class ScheduleDesk {
     });
     if (!claimed) {
       // Another coordinator on the same store issued it (or it was stopped meanwhile).
-      const fresh = store.schedules.get(s.record.id);
+      const fresh = await store.schedules.get(s.record.id);
       s.record.lastRun = Math.max(n, fresh?.lastRun ?? n);
       if (fresh?.stoppedAtMs) this.active.delete(s.record.id);
       return;
@@ -452,22 +542,45 @@ export class ScheduleDesk {
       scheduleId: s.record.id,
       run: n,
     });
-    const { targeted, offline } = this.parts.dispatcher.release(record, s.signed, body, now, targets);
+    const { targeted, offline } = await this.parts.dispatcher.release(record, s.signed, body, now, targets);
     audit.record("coordinator", "schedule run issued", {
       actionId: body.id,
       message: `${s.record.name} run ${n} of ${s.record.runs}: ${targeted} agents (${offline} offline)`,
     });
   }
 
-  /** Publishes a stop to one agent, or to every agent online that the schedule targets. */
+  /**
+   * Publishes a stop to one agent, or to every agent online that the schedule targets: at once, unless
+   * its target names matched(...) sets (then once the store has given them).
+   */
   private tellStop(scheduleId: string, agentId: string | undefined): void {
     const stop = this.stops.get(scheduleId);
-    const nc = this.core.nats();
-    if (!stop || !nc || nc.isClosed()) return;
-    const { registry, subjects, config } = this.core;
+    if (!stop) return;
     const now = this.core.now();
     const expr = parseTarget(stop.target);
-    const ctx = this.parts.queries.targetContext(now);
+    if (matchedActionIds(expr).length === 0) {
+      this.publishStop(scheduleId, stop.stop, expr, { now }, agentId);
+      return;
+    }
+    this.parts.queries
+      .targetContext(expr, now)
+      .then((ctx) => this.publishStop(scheduleId, stop.stop, expr, ctx, agentId))
+      .catch((err: unknown) =>
+        this.core.log.warn("schedule stop not told", { schedule: scheduleId, error: err }),
+      );
+  }
+
+  private publishStop(
+    scheduleId: string,
+    stop: Uint8Array,
+    expr: TargetExpr,
+    ctx: TargetContext,
+    agentId: string | undefined,
+  ): void {
+    const nc = this.core.nats();
+    if (!nc || nc.isClosed()) return;
+    const { registry, subjects, config } = this.core;
+    const now = ctx.now;
     let agents: StoredAgent[];
     if (agentId) {
       // One agent heard again: judged alone, not by walking the fleet.
@@ -482,7 +595,7 @@ export class ScheduleDesk {
       sentAtMs: now,
       coordinator: config.id,
       run: 0,
-      stop: SignedScheduleStop.decode(stop.stop),
+      stop: SignedScheduleStop.decode(stop),
     }).finish();
     for (const a of agents) nc.publish(subjects.command(a.id), envelope);
   }

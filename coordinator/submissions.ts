@@ -6,7 +6,7 @@ import {
   SignedAction,
   type SubmitActionResponse,
 } from "../proto/api.js";
-import { vetAction } from "./action-vetting.js";
+import { type VettedAction, vetAction } from "./action-vetting.js";
 import { actionRecordOf, type CoordinatorCore, checkStoredId } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
@@ -30,12 +30,11 @@ export class Submissions {
    * operation's module needs (the coordinator's copy of the ACL), it is sent
    * at once; otherwise it waits, sent nowhere, for co-signatures (approve).
    */
-  submit(
+  async submit(
     signed: SignedAction | undefined,
     actor = "unknown",
     caller?: TrustedInvestigator,
-  ): SubmitActionResponse {
-    const { batcher, book, pending, store, audit } = this.core;
+  ): Promise<SubmitActionResponse> {
     const now = this.core.now();
     const { verified, body, modules, aclNames, expr, shortfall } = vetAction(signed, this.core.keyring, now);
     if (body.schedule) {
@@ -54,19 +53,33 @@ export class Submissions {
         );
       }
     }
-    batcher.flush();
-    if (book.get(body.id) || pending.has(body.id) || store.getAction(body.id)) {
+    // The same action submitted twice at once: the second sees the first stored.
+    return this.core.perAction.run(body.id, () =>
+      this.accept(signed!, { verified, body, modules, expr, shortfall }, now, actor),
+    );
+  }
+
+  /** A vetted action: refused if it was submitted before, else held for approval or released. */
+  private async accept(
+    signed: SignedAction,
+    { verified, body, modules, expr, shortfall }: Omit<VettedAction, "aclNames">,
+    now: number,
+    actor: string,
+  ): Promise<SubmitActionResponse> {
+    const { batcher, book, pending, store, audit } = this.core;
+    await batcher.flush();
+    if (book.get(body.id) || pending.has(body.id) || (await store.getAction(body.id))) {
       throw new DragnetError(Codes.ACTION_INVALID, `action ${body.id} was already submitted`);
     }
-    if (body.incidentId && !store.getIncident(body.incidentId)) {
+    if (body.incidentId && !(await store.getIncident(body.incidentId))) {
       throw new DragnetError(
         Codes.NOT_FOUND,
         `no incident ${body.incidentId.slice(0, 40)}: open one with dragnet incident open (actions name an incident by its full id)`,
       );
     }
-    const targets = this.targetsOf(expr, body.target, now);
+    const targets = await this.targetsOf(expr, body.target, now);
     const record = actionRecordOf(body, {
-      signed: SignedAction.encode(signed!).finish(),
+      signed: SignedAction.encode(signed).finish(),
       signerKeyIds: verified.signers.map((s) => s.keyId),
       signerNames: verified.signers.map((s) => s.name),
       modules,
@@ -80,9 +93,9 @@ export class Submissions {
     // nothing behind to be committed or sent later.
     if (shortfall) {
       record.state = ActionState.ACTION_STATE_PENDING_APPROVAL;
-      batcher.commitNow({ actions: [record] });
+      await batcher.commitNow({ actions: [record] });
       pending.set(record.id, record);
-      this.parts.incidents.actionSubmitted(body, record.signerNames, true, actor);
+      await this.parts.incidents.actionSubmitted(body, record.signerNames, true, actor);
       audit.record(actor, "action held for approval", {
         actionId: body.id,
         message: `${body.name}: signed by ${signers}; ${shortfall.module} needs weight ${shortfall.required}, has ${shortfall.weight}`,
@@ -96,8 +109,8 @@ export class Submissions {
         requiredWeight: shortfall.required,
       };
     }
-    const { targeted, offline } = this.parts.dispatcher.release(record, signed!, body, now, targets);
-    this.parts.incidents.actionSubmitted(body, record.signerNames, false, actor);
+    const { targeted, offline } = await this.parts.dispatcher.release(record, signed, body, now, targets);
+    await this.parts.incidents.actionSubmitted(body, record.signerNames, false, actor);
     audit.record(actor, "action submitted", {
       actionId: body.id,
       message: `${body.name}: target ${body.target}; signed by ${signers}; ${targeted} agents (${offline} offline)`,
@@ -118,18 +131,29 @@ export class Submissions {
    * already signed is refused: the same investigator counts once. Given the
    * caller's key id, the signature must be the caller's own.
    */
-  approve(
+  async approve(
     idOrPrefix: string,
     signature: Signature | undefined,
     actor = "unknown",
     actorKeyId?: string,
-  ): ApproveActionResponse {
+  ): Promise<ApproveActionResponse> {
+    const id = await this.parts.queries.resolveActionId(idOrPrefix);
+    // Approvals of one action one at a time: each adds its signature to what the one before stored.
+    return this.core.perAction.run(id, () => this.cosign(id, signature, actor, actorKeyId));
+  }
+
+  private async cosign(
+    id: string,
+    signature: Signature | undefined,
+    actor: string,
+    actorKeyId: string | undefined,
+  ): Promise<ApproveActionResponse> {
     const { book, pending, store, keyring, batcher, audit } = this.core;
     const now = this.core.now();
-    const id = this.parts.queries.resolveActionId(idOrPrefix);
     const record = pending.get(id);
     if (!record) {
-      const released = book.get(id) || store.getAction(id)?.state === ActionState.ACTION_STATE_RELEASED;
+      const released =
+        book.get(id) || (await store.getAction(id))?.state === ActionState.ACTION_STATE_RELEASED;
       throw new DragnetError(
         Codes.APPROVAL,
         released
@@ -156,7 +180,7 @@ export class Submissions {
     const { verified, body, expr, shortfall } = vetAction(signed, keyring, now);
     checkStoredId(id, body.id);
     // Everything that can refuse comes before the record changes: a refused approval leaves no trace but the audit.
-    const targets = shortfall ? [] : this.targetsOf(expr, body.target, now);
+    const targets = shortfall ? [] : await this.targetsOf(expr, body.target, now);
     // A copy: the held record changes only once the approval is stored.
     const next: StoredAction = {
       ...record,
@@ -168,9 +192,9 @@ export class Submissions {
     };
     const by = signer?.name ?? signature.keyId;
     if (shortfall) {
-      batcher.commitNow({ actions: [next] });
+      await batcher.commitNow({ actions: [next] });
       pending.set(id, next);
-      this.parts.incidents.actionApproved(next, by, false, actor);
+      await this.parts.incidents.actionApproved(next, by, false, actor);
       audit.record(actor, "action co-signed", {
         actionId: id,
         message: `signed by ${by}; ${shortfall.module} still needs weight ${shortfall.required}, has ${shortfall.weight}`,
@@ -184,9 +208,9 @@ export class Submissions {
         offline: 0,
       };
     }
-    const { targeted, offline } = this.parts.dispatcher.release(next, signed, body, now, targets);
+    const { targeted, offline } = await this.parts.dispatcher.release(next, signed, body, now, targets);
     pending.delete(id);
-    this.parts.incidents.actionApproved(next, by, true, actor);
+    await this.parts.incidents.actionApproved(next, by, true, actor);
     audit.record(actor, "action approved and released", {
       actionId: id,
       message: `approved by ${by}; signers ${next.signerNames.join(", ")}; ${targeted} agents (${offline} offline)`,
@@ -202,8 +226,8 @@ export class Submissions {
   }
 
   /** The agents a target selects now; refuses one that selects nobody. */
-  private targetsOf(expr: TargetExpr, text: string, now: number): StoredAgent[] {
-    const targets = this.core.registry.select(expr, this.parts.queries.targetContext(now));
+  private async targetsOf(expr: TargetExpr, text: string, now: number): Promise<StoredAgent[]> {
+    const targets = await this.parts.queries.select(expr, now);
     if (targets.length === 0)
       throw new DragnetError(Codes.NO_TARGET, `the target "${text}" selects no agent now`);
     return targets;

@@ -34,25 +34,25 @@ export function actionCalls(coordinator: Coordinator, calls: ApiCalls): ActionCa
     ),
     listAgents: calls.unary(
       "ListAgents",
-      (req) => ({ agents: queries.listAgents(req.target) }),
+      async (req) => ({ agents: await queries.listAgents(req.target) }),
       (q, r) => `target ${q.target || "(all)"}: ${r.agents.length} agents`,
     ),
     previewTarget: calls.unary(
       "PreviewTarget",
-      (req) => ({ agents: queries.listAgents(req.target || "all") }),
+      async (req) => ({ agents: await queries.listAgents(req.target || "all") }),
       (q, r) => `target ${q.target || "all"}: ${r.agents.length} agents`,
     ),
     getAction: calls.unary("GetAction", (req) => queries.getAction(req.actionId, req.includeResults)),
-    listActions: calls.unary("ListActions", (req) => ({
-      actions: queries.listActions(clampLimit(req.limit, 20, 1000), req.pending),
+    listActions: calls.unary("ListActions", async (req) => ({
+      actions: await queries.listActions(clampLimit(req.limit, 20, 1000), req.pending),
     })),
-    listAudit: calls.unary("ListAudit", (req) => ({
-      entries: queries.listAudit(clampLimit(req.limit, 50, 10_000), req.actionId),
+    listAudit: calls.unary("ListAudit", async (req) => ({
+      entries: await queries.listAudit(clampLimit(req.limit, 50, 10_000), req.actionId),
     })),
     verifyAudit: calls.unary(
       "VerifyAudit",
-      () => ({
-        chains: coordinator.audit.verify().map((v) => ({
+      async () => ({
+        chains: (await coordinator.audit.verify()).map((v) => ({
           chain: v.chain,
           ok: v.ok,
           entries: v.entries,
@@ -65,8 +65,11 @@ export function actionCalls(coordinator: Coordinator, calls: ApiCalls): ActionCa
           .map((c) => `${c.chain}: ${c.ok ? `intact, ${c.entries} entries` : `broken at ${c.brokenAt}`}`)
           .join("; "),
     ),
-    watchAction: calls.serverStream<{ actionId: string }, ActionEvent>("WatchAction", (req, _who, out) => ({
-      stop: queries.watch(req.actionId, out.push, out.end),
-    })),
+    watchAction: calls.serverStream<{ actionId: string }, ActionEvent>(
+      "WatchAction",
+      async (req, _who, out) => ({
+        stop: await queries.watch(req.actionId, out.push, out.end),
+      }),
+    ),
   };
 }

@@ -12,15 +12,19 @@ export function alertCalls(
   return {
     listAlerts: calls.unary(
       "ListAlerts",
-      (req) => ({
-        alerts: alerts.list(queries.alertFilter(req.target), req.sinceMs, clampLimit(req.limit, 100, 10_000)),
+      async (req) => ({
+        alerts: await alerts.list(
+          await queries.alertFilter(req.target),
+          req.sinceMs,
+          clampLimit(req.limit, 100, 10_000),
+        ),
       }),
       (q, r) => `target ${q.target || "(all)"}: ${r.alerts.length} alerts`,
     ),
     watchAlerts: calls.serverStream<{ target: string; afterSeq: number }, StoredAlert>(
       "WatchAlerts",
-      (req, _who, out) => ({
-        stop: alerts.follow(queries.alertFilter(req.target), req.afterSeq, out.push),
+      async (req, _who, out) => ({
+        stop: await alerts.follow(await queries.alertFilter(req.target), req.afterSeq, out.push),
         audit: { message: `target ${req.target || "(all)"}` },
       }),
     ),

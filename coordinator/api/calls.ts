@@ -192,7 +192,7 @@ export class ApiCalls {
 
   serverStream<Req, Res>(
     method: string,
-    start: (req: Req, who: TrustedInvestigator, out: Outbound<Res>) => Started,
+    start: (req: Req, who: TrustedInvestigator, out: Outbound<Res>) => Started | Promise<Started>,
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
       let ended = false;
@@ -228,7 +228,7 @@ export class ApiCalls {
       };
       call.on("cancelled", () => finish());
       this.run(call, method, call.request, async (who) => {
-        const started = start(call.request, who, out);
+        const started = await start(call.request, who, out);
         stop = started.stop ?? stop;
         if (ended) stop();
         return { value: undefined, audit: started.audit ?? { actionId: actionIdOf(call.request) } };

@@ -22,18 +22,21 @@ export function evidenceCalls(coordinator: Coordinator, calls: ApiCalls): Eviden
     ),
     registerEvidence: calls.unary(
       "RegisterEvidence",
-      (req, who) =>
-        evidence.register({ ...req, incidentId: incidents.notebook.get(req.incidentId).id }, who.name),
+      async (req, who) =>
+        evidence.register(
+          { ...req, incidentId: (await incidents.notebook.get(req.incidentId)).id },
+          who.name,
+        ),
       (_q, r) => `evidence ${r.id} registered: ${r.path}`,
     ),
     verifyEvidence: calls.unary("VerifyEvidence", (req) => evidence.verifyStored(req.id)),
     listEvidence: calls.unary(
       "ListEvidence",
-      (req) => ({ items: evidence.list(req.incidentId, clampLimit(req.limit, 100, 10_000)) }),
+      async (req) => ({ items: await evidence.list(req.incidentId, clampLimit(req.limit, 100, 10_000)) }),
       (q, r) => `incident ${q.incidentId || "(any)"}: ${r.items.length} items`,
     ),
-    getEvidence: calls.serverStream<{ id: string }, EvidencePart>("GetEvidence", (req, _who, out) => {
-      const { item, file } = evidence.get(req.id);
+    getEvidence: calls.serverStream<{ id: string }, EvidencePart>("GetEvidence", async (req, _who, out) => {
+      const { item, file } = await evidence.get(req.id);
       out.write({ part: { $case: "item", value: item } });
       const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
       out.cancelled(() => stream.destroy());

@@ -26,8 +26,8 @@ export function fleetCalls(coordinator: Coordinator, calls: ApiCalls): FleetCall
       (_q, r) =>
         `enrolment token ${r.token!.id}: ${r.token!.uses} uses, expires ${new Date(r.token!.expiresAtMs).toISOString()}, tags ${JSON.stringify(r.token!.tags)}`,
     ),
-    listEnrollmentTokens: calls.unary("ListEnrollmentTokens", (req) => ({
-      tokens: enrollment.list(clampLimit(req.limit, 100, 10_000)),
+    listEnrollmentTokens: calls.unary("ListEnrollmentTokens", async (req) => ({
+      tokens: await enrollment.list(clampLimit(req.limit, 100, 10_000)),
     })),
     revokeEnrollmentToken: calls.unary(
       "RevokeEnrollmentToken",

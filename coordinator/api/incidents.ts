@@ -23,15 +23,15 @@ export function incidentCalls(coordinator: Coordinator, calls: ApiCalls): Incide
   return {
     openIncident: calls.unary(
       "OpenIncident",
-      (req, who) => incidents.info(notebook.open(req.title, req.severity || "medium", who.name)),
+      async (req, who) => incidents.info(await notebook.open(req.title, req.severity || "medium", who.name)),
       (_q, r) => `incident ${r.id} opened: ${r.title}`,
     ),
-    listIncidents: calls.unary("ListIncidents", (req) => ({
-      incidents: notebook.list(clampLimit(req.limit, 50, 1000)).map((i) => incidents.info(i)),
+    listIncidents: calls.unary("ListIncidents", async (req) => ({
+      incidents: (await notebook.list(clampLimit(req.limit, 50, 1000))).map((i) => incidents.info(i)),
     })),
-    getIncident: calls.unary("GetIncident", (req) => {
-      const incident = notebook.get(req.id);
-      return { incident: incidents.info(incident), pages: notebook.pages(incident.id) };
+    getIncident: calls.unary("GetIncident", async (req) => {
+      const incident = await notebook.get(req.id);
+      return { incident: incidents.info(incident), pages: await notebook.pages(incident.id) };
     }),
     changePhase: calls.unary(
       "ChangePhase",
@@ -50,16 +50,16 @@ export function incidentCalls(coordinator: Coordinator, calls: ApiCalls): Incide
     ),
     verifyIncident: calls.unary(
       "VerifyIncident",
-      (req) => {
-        const r = notebook.verify(req.id);
+      async (req) => {
+        const r = await notebook.verify(req.id);
         return r.ok
           ? { ok: true, pages: r.pages, brokenPage: 0, problem: "" }
           : { ok: false, pages: r.pages, brokenPage: r.seq, problem: r.problem };
       },
       (q, r) => `incident ${q.id}: ${r.ok ? "intact" : `broken at page ${r.brokenPage}`}`,
     ),
-    incidentReport: calls.unary("IncidentReport", (req) => ({
-      content: incidents.report(req.id, req.format),
+    incidentReport: calls.unary("IncidentReport", async (req) => ({
+      content: await incidents.report(req.id, req.format),
     })),
     notify: calls.unary(
       "Notify",

@@ -18,8 +18,8 @@ export function scheduleCalls(
       (req, who) => schedules.create(req.schedule, who.name, who),
       (_q, r) => `${r.name}: every ${r.everyMs} ms, ${r.runs} runs`,
     ),
-    listSchedules: calls.unary("ListSchedules", (req) => ({
-      schedules: schedules.list(clampLimit(req.limit, 100, 1000)),
+    listSchedules: calls.unary("ListSchedules", async (req) => ({
+      schedules: await schedules.list(clampLimit(req.limit, 100, 1000)),
     })),
     getSchedule: calls.unary("GetSchedule", (req) => schedules.detail(req.id)),
     stopSchedule: calls.unary(
@@ -27,6 +27,6 @@ export function scheduleCalls(
       (req, who) => schedules.stopSchedule(req.stop, who.name, who.keyId),
       (_q, r) => `${r.name} stopped after run ${r.lastRun}`,
     ),
-    exportStatus: calls.unary("ExportStatus", () => ({ sinks: coordinator.exportStatus() })),
+    exportStatus: calls.unary("ExportStatus", async () => ({ sinks: await coordinator.exportStatus() })),
   };
 }

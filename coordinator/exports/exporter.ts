@@ -139,21 +139,26 @@ export class Exporter {
     await Promise.allSettled(this.#running);
   }
 
-  status(): SinkStatus[] {
-    return this.#loops.map((loop) => {
+  async status(): Promise<SinkStatus[]> {
+    const out: SinkStatus[] = [];
+    for (const loop of this.#loops) {
       const lagByKind: Partial<Record<ExportKind, number>> = {};
       let lag = 0;
       for (const kind of loop.config.carries) {
         let behind = 0;
         try {
-          behind = Math.max(0, this.#source.latest(kind) - this.#source.cursor(loop.config.name, kind));
+          const [latest, cursor] = await Promise.all([
+            this.#source.latest(kind),
+            this.#source.cursor(loop.config.name, kind),
+          ]);
+          behind = Math.max(0, latest - cursor);
         } catch {
           // the store is failing: the loop records that error; status still answers
         }
         lagByKind[kind] = behind;
         lag += behind;
       }
-      return {
+      out.push({
         name: loop.config.name,
         type: loop.config.type,
         carries: [...loop.config.carries],
@@ -165,8 +170,9 @@ export class Exporter {
         delivered: loop.delivered,
         skipped: loop.skipped,
         retrying: loop.retrying,
-      };
-    });
+      });
+    }
+    return out;
   }
 
   async #run(loop: SinkLoop): Promise<void> {
@@ -205,8 +211,8 @@ export class Exporter {
   /** Delivers the next batch of one kind; true when there was one. */
   async #deliverBatch(loop: SinkLoop, kind: ExportKind): Promise<boolean> {
     const { name, batch } = loop.config;
-    const after = this.#source.cursor(name, kind);
-    const rows = this.#source.read(kind, after, batch);
+    const after = await this.#source.cursor(name, kind);
+    const rows = await this.#source.read(kind, after, batch);
     if (rows.length === 0) return false;
     try {
       await loop.sink.deliver(rows.map((row) => row.record));
@@ -216,7 +222,7 @@ export class Exporter {
       return true;
     }
     // Delivered: from here until saveCursor returns, a crash means the batch goes again.
-    this.#source.saveCursor(name, kind, rows[rows.length - 1]!.seq);
+    await this.#source.saveCursor(name, kind, rows[rows.length - 1]!.seq);
     loop.delivered += rows.length;
     loop.lastSuccessMs = Date.now();
     return true;
@@ -251,7 +257,7 @@ export class Exporter {
           error: rows.length > 1 ? err.message : batchRefusal.message,
         });
       }
-      this.#source.saveCursor(name, kind, row.seq);
+      await this.#source.saveCursor(name, kind, row.seq);
     }
   }
 }

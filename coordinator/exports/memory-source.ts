@@ -20,21 +20,25 @@ export class MemoryExportSource implements ExportSource {
     return seq;
   }
 
-  read(kind: ExportKind, afterSeq: number, limit: number): Array<{ seq: number; record: ExportRecord }> {
+  async read(
+    kind: ExportKind,
+    afterSeq: number,
+    limit: number,
+  ): Promise<Array<{ seq: number; record: ExportRecord }>> {
     const list = this.#records.get(kind) ?? [];
     // Sequence numbers are 1, 2, 3 … so the first record after afterSeq is at index afterSeq.
     return list.slice(afterSeq, afterSeq + limit);
   }
 
-  latest(kind: ExportKind): number {
+  async latest(kind: ExportKind): Promise<number> {
     return this.#records.get(kind)?.at(-1)?.seq ?? 0;
   }
 
-  cursor(sink: string, kind: ExportKind): number {
+  async cursor(sink: string, kind: ExportKind): Promise<number> {
     return this.#cursors.get(`${sink}\u0000${kind}`) ?? 0;
   }
 
-  saveCursor(sink: string, kind: ExportKind, seq: number): void {
+  async saveCursor(sink: string, kind: ExportKind, seq: number): Promise<void> {
     this.#cursors.set(`${sink}\u0000${kind}`, seq);
   }
 }

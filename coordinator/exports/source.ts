@@ -27,11 +27,15 @@ export interface ExportRecord {
 
 export interface ExportSource {
   /** Records of a kind with a sequence number above `afterSeq`, oldest first, at most `limit`. */
-  read(kind: ExportKind, afterSeq: number, limit: number): Array<{ seq: number; record: ExportRecord }>;
+  read(
+    kind: ExportKind,
+    afterSeq: number,
+    limit: number,
+  ): Promise<Array<{ seq: number; record: ExportRecord }>>;
   /** The highest sequence number of a kind (0 when none): lag = latest − cursor. */
-  latest(kind: ExportKind): number;
+  latest(kind: ExportKind): Promise<number>;
   /** Where a sink has got to for a kind (0 at first). */
-  cursor(sink: string, kind: ExportKind): number;
+  cursor(sink: string, kind: ExportKind): Promise<number>;
   /** Moves a sink's cursor, durably, once the receiver accepted everything up to `seq`. */
-  saveCursor(sink: string, kind: ExportKind, seq: number): void;
+  saveCursor(sink: string, kind: ExportKind, seq: number): Promise<void>;
 }

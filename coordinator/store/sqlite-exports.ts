@@ -162,7 +162,11 @@ export class SqliteExportLog implements ExportSource {
       ON CONFLICT (sink, kind) DO UPDATE SET seq = MAX(seq, excluded.seq)`);
   }
 
-  read(kind: ExportKind, afterSeq: number, limit: number): Array<{ seq: number; record: ExportRecord }> {
+  async read(
+    kind: ExportKind,
+    afterSeq: number,
+    limit: number,
+  ): Promise<Array<{ seq: number; record: ExportRecord }>> {
     // Bounded in bytes too: results run up to 1 MiB each, and a batch must stay a size receivers
     // take (Elasticsearch refuses bodies over 100 MB) and quick to turn into JSON.
     const out: Array<{ seq: number; record: ExportRecord }> = [];
@@ -175,15 +179,15 @@ export class SqliteExportLog implements ExportSource {
     return out;
   }
 
-  latest(kind: ExportKind): number {
+  async latest(kind: ExportKind): Promise<number> {
     return (this.latests[kind].get() as { n: number }).n;
   }
 
-  cursor(sink: string, kind: ExportKind): number {
+  async cursor(sink: string, kind: ExportKind): Promise<number> {
     return (this.getCursor.get(sink, kind) as { seq: number } | undefined)?.seq ?? 0;
   }
 
-  saveCursor(sink: string, kind: ExportKind, seq: number): void {
+  async saveCursor(sink: string, kind: ExportKind, seq: number): Promise<void> {
     this.putCursor.run(sink, kind, seq);
   }
 }

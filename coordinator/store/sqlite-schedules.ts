@@ -133,7 +133,7 @@ export class SqliteSchedules implements ScheduleStore {
     });
   }
 
-  put(s: StoredSchedule): void {
+  async put(s: StoredSchedule): Promise<void> {
     this.s.insert.run({
       ...s,
       signed: Buffer.from(s.signed),
@@ -142,56 +142,56 @@ export class SqliteSchedules implements ScheduleStore {
     });
   }
 
-  get(id: string): StoredSchedule | undefined {
+  async get(id: string): Promise<StoredSchedule | undefined> {
     const row = this.s.get.get(id) as ScheduleRow | undefined;
     return row && toSchedule(row);
   }
 
-  idsByPrefix(prefix: string, limit: number): string[] {
+  async idsByPrefix(prefix: string, limit: number): Promise<string[]> {
     return (this.s.byPrefix.all(prefix, `${prefix}\uffff`, limit) as Array<{ id: string }>).map((r) => r.id);
   }
 
-  list(limit: number): StoredSchedule[] {
+  async list(limit: number): Promise<StoredSchedule[]> {
     return (this.s.list.all(limit) as ScheduleRow[]).map(toSchedule);
   }
 
-  active(now: number): StoredSchedule[] {
+  async active(now: number): Promise<StoredSchedule[]> {
     return (this.s.active.all(now) as ScheduleRow[]).map(toSchedule);
   }
 
-  claimRun(run: StoredScheduleRun): boolean {
+  async claimRun(run: StoredScheduleRun): Promise<boolean> {
     return this.claimTx(run);
   }
 
-  stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): boolean {
+  async stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): Promise<boolean> {
     return this.s.stop.run(atMs, by, reason, Buffer.from(signed), id).changes > 0;
   }
 
-  runs(scheduleId: string, limit: number): StoredScheduleRun[] {
+  async runs(scheduleId: string, limit: number): Promise<StoredScheduleRun[]> {
     return (this.s.runs.all(scheduleId, limit) as RunRow[]).map(toRun).reverse();
   }
 
-  run(scheduleId: string, run: number): StoredScheduleRun | undefined {
+  async run(scheduleId: string, run: number): Promise<StoredScheduleRun | undefined> {
     const row = this.s.run.get(scheduleId, run) as RunRow | undefined;
     return row && toRun(row);
   }
 
-  stoppedUntil(now: number): StoredSchedule[] {
+  async stoppedUntil(now: number): Promise<StoredSchedule[]> {
     return (this.s.stopped.all(now) as ScheduleRow[]).map(toSchedule);
   }
 
-  lastRows(scheduleId: string, agentId: string): { run: number; rows: string[] } | undefined {
+  async lastRows(scheduleId: string, agentId: string): Promise<{ run: number; rows: string[] } | undefined> {
     const row = this.s.lastRows.get(scheduleId, agentId) as { run: number; rows: string } | undefined;
     return row && { run: row.run, rows: JSON.parse(row.rows) as string[] };
   }
 
-  recordAnswer(
+  async recordAnswer(
     scheduleId: string,
     agentId: string,
     run: number,
     rows: string[] | undefined,
     tally: Partial<RunTally>,
-  ): void {
+  ): Promise<void> {
     this.answerTx(scheduleId, agentId, run, rows, tally);
   }
 }

@@ -31,6 +31,7 @@ import {
 import { SqliteSchedules } from "./sqlite-schedules.js";
 import { prepareStatements, type Statements } from "./sqlite-statements.js";
 import type {
+  PageAppend,
   Store,
   StoredAction,
   StoredAgent,
@@ -47,7 +48,9 @@ import type {
 // The default store: one embedded SQLite file in WAL mode. Writes arrive in
 // batches (one transaction each); reads are prepared statements
 // (sqlite-statements.ts) whose rows map to records in sqlite-rows.ts; the
-// schema is sqlite-migrations.ts.
+// schema is sqlite-migrations.ts. better-sqlite3 answers synchronously: each
+// method does its work at once and returns a settled promise (the interface
+// is asynchronous for PostgreSQL), so SQLite costs no extra round trips.
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -136,11 +139,11 @@ export class SqliteStore implements Store {
     });
   }
 
-  apply(batch: WriteBatch): void {
+  async apply(batch: WriteBatch): Promise<void> {
     this.applyTx(batch);
   }
 
-  revokeAgent(agentId: string, atMs: number, by: string, reason: string): boolean {
+  async revokeAgent(agentId: string, atMs: number, by: string, reason: string): Promise<boolean> {
     return this.db.transaction(() => {
       const changed = this.stmts.revokeAgent.run(agentId, atMs, by, reason).changes > 0;
       this.stmts.deleteAgent.run(agentId);
@@ -148,31 +151,31 @@ export class SqliteStore implements Store {
     })();
   }
 
-  revokedAgents(): string[] {
+  async revokedAgents(): Promise<string[]> {
     return (this.stmts.revokedAgents.all() as Array<{ agent_id: string }>).map((r) => r.agent_id);
   }
 
-  enrolledKey(agentId: string): string | undefined {
+  async enrolledKey(agentId: string): Promise<string | undefined> {
     return (this.stmts.getEnrollment.get(agentId) as EnrollmentRow | undefined)?.public_key;
   }
 
-  auditHead(chain: string): AuditHead | undefined {
+  async auditHead(chain: string): Promise<AuditHead | undefined> {
     return this.stmts.auditHead.get(chain) as AuditHead | undefined;
   }
 
-  auditChains(): string[] {
+  async auditChains(): Promise<string[]> {
     return (this.stmts.auditChains.all() as Array<{ chain: string }>).map((r) => r.chain);
   }
 
-  *auditEntries(chain: string): Iterable<ChainedAudit> {
-    for (const r of this.stmts.auditEntries.iterate(chain) as Iterable<AuditRow>) yield toChainedAudit(r);
+  async auditEntries(chain: string): Promise<ChainedAudit[]> {
+    return (this.stmts.auditEntries.all(chain) as AuditRow[]).map(toChainedAudit);
   }
 
-  unchainedAudit(): Array<{ seq: number } & AuditFieldsOfEntry> {
+  async unchainedAudit(): Promise<Array<{ seq: number } & AuditFieldsOfEntry>> {
     return (this.stmts.unchainedAudit.all() as AuditRow[]).map((r) => ({ seq: r.seq, ...toChainedAudit(r) }));
   }
 
-  chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): void {
+  async chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): Promise<void> {
     this.db.transaction(() => {
       for (const { seq, entry, head } of entries) {
         this.stmts.chainOldAudit.run({ ...entry, seq });
@@ -181,32 +184,32 @@ export class SqliteStore implements Store {
     })();
   }
 
-  loadAgents(): StoredAgent[] {
+  async loadAgents(): Promise<StoredAgent[]> {
     return (this.stmts.loadAgents.all() as AgentRow[]).map(toAgent);
   }
 
-  getAction(id: string): StoredAction | undefined {
+  async getAction(id: string): Promise<StoredAction | undefined> {
     const row = this.stmts.getAction.get(id) as ActionRow | undefined;
     return row ? toAction(row) : undefined;
   }
 
-  actionIdsByPrefix(prefix: string, limit: number): string[] {
+  async actionIdsByPrefix(prefix: string, limit: number): Promise<string[]> {
     // A range scan on the primary key; the prefix is a bound value, never SQL.
     const upper = `${prefix}\uffff`;
     return (this.stmts.byPrefix.all(prefix, upper, limit) as Array<{ id: string }>).map((r) => r.id);
   }
 
-  listActions(limit: number, pendingOnly = false): StoredAction[] {
+  async listActions(limit: number, pendingOnly = false): Promise<StoredAction[]> {
     return ((pendingOnly ? this.stmts.listPending : this.stmts.listActions).all(limit) as ActionRow[]).map(
       toAction,
     );
   }
 
-  pendingActions(): StoredAction[] {
+  async pendingActions(): Promise<StoredAction[]> {
     return (this.stmts.pendingActions.all() as ActionRow[]).map(toAction);
   }
 
-  listAudit(limit: number, actionId?: string): AuditEntry[] {
+  async listAudit(limit: number, actionId?: string): Promise<AuditEntry[]> {
     const rows = (
       actionId ? this.stmts.listAuditOf.all(actionId, limit) : this.stmts.listAudit.all(limit)
     ) as Array<{
@@ -229,114 +232,119 @@ export class SqliteStore implements Store {
     }));
   }
 
-  openActions(): StoredAction[] {
+  async openActions(): Promise<StoredAction[]> {
     return (this.stmts.openActions.all() as ActionRow[]).map(toAction);
   }
 
-  commandsOf(actionId: string): StoredCommand[] {
+  async commandsOf(actionId: string): Promise<StoredCommand[]> {
     return (this.stmts.commandsOf.all(actionId) as CommandRow[]).map(toCommand);
   }
 
-  getCommand(id: string): StoredCommand | undefined {
+  async getCommand(id: string): Promise<StoredCommand | undefined> {
     const row = this.stmts.getCommand.get(id) as CommandRow | undefined;
     return row ? toCommand(row) : undefined;
   }
 
-  resultsOf(actionId: string): StoredResult[] {
+  async resultsOf(actionId: string): Promise<StoredResult[]> {
     return (this.stmts.resultsOf.all(actionId) as ResultRow[]).map(toResult);
   }
 
-  hasResult(commandId: string): boolean {
+  async hasResult(commandId: string): Promise<boolean> {
     return this.stmts.hasResult.get(commandId) !== undefined;
   }
 
-  matchedAgents(actionId: string): string[] {
+  async matchedAgents(actionId: string): Promise<string[]> {
     return (this.stmts.matched.all(actionId) as Array<{ agent_id: string }>).map((r) => r.agent_id);
   }
 
-  alertsAfter(afterSeq: number, limit: number): StoredAlert[] {
+  async alertsAfter(afterSeq: number, limit: number): Promise<StoredAlert[]> {
     return (this.stmts.alertsAfter.all(afterSeq, limit) as AlertRow[]).map(toAlert);
   }
 
-  alertsBefore(beforeSeq: number, sinceMs: number, limit: number): StoredAlert[] {
+  async alertsBefore(beforeSeq: number, sinceMs: number, limit: number): Promise<StoredAlert[]> {
     return (this.stmts.alertsBefore.all(beforeSeq, sinceMs, limit) as AlertRow[]).map(toAlert);
   }
 
-  listEvidence(incidentId: string, limit: number): StoredEvidence[] {
+  async listEvidence(incidentId: string, limit: number): Promise<StoredEvidence[]> {
     const rows = (
       incidentId ? this.stmts.listEvidenceOf.all(incidentId, limit) : this.stmts.listEvidence.all(limit)
     ) as EvidenceRow[];
     return rows.map(toEvidence);
   }
 
-  evidenceIdsByPrefix(prefix: string, limit: number): string[] {
+  async evidenceIdsByPrefix(prefix: string, limit: number): Promise<string[]> {
     return (this.stmts.evidenceByPrefix.all(prefix, `${prefix}\uffff`, limit) as Array<{ id: string }>).map(
       (r) => r.id,
     );
   }
 
-  getEvidence(id: string): StoredEvidence | undefined {
+  async getEvidence(id: string): Promise<StoredEvidence | undefined> {
     const row = this.stmts.getEvidence.get(id) as EvidenceRow | undefined;
     return row && toEvidence(row);
   }
 
-  putIncident(incident: StoredIncident): void {
+  async putIncident(incident: StoredIncident): Promise<void> {
     this.stmts.putIncident.run(incident);
   }
 
-  getIncident(id: string): StoredIncident | undefined {
+  async getIncident(id: string): Promise<StoredIncident | undefined> {
     const r = this.stmts.getIncident.get(id) as IncidentRow | undefined;
     return r && toIncident(r);
   }
 
-  incidentIdsByPrefix(prefix: string, limit: number): string[] {
+  async incidentIdsByPrefix(prefix: string, limit: number): Promise<string[]> {
     return (this.stmts.incidentsByPrefix.all(prefix, `${prefix}\uffff`, limit) as Array<{ id: string }>).map(
       (r) => r.id,
     );
   }
 
-  listIncidents(limit: number): StoredIncident[] {
+  async listIncidents(limit: number): Promise<StoredIncident[]> {
     return (this.stmts.listIncidents.all(limit) as IncidentRow[]).map(toIncident);
   }
 
-  appendPage(
-    page: Page,
-    head: Pick<StoredIncident, "headPages" | "headHash" | "headSeal">,
-    phase?: string,
-  ): void {
-    this.db.transaction(() => {
+  async appendPage(incidentId: string, write: (incident: StoredIncident) => PageAppend): Promise<Page> {
+    // One transaction from the read of the head to its move: nothing else writes in between.
+    return this.db.transaction(() => {
+      const row = this.stmts.getIncident.get(incidentId) as IncidentRow | undefined;
+      if (!row) throw new Error(`no incident ${incidentId}`);
+      const { page, head, phase } = write(toIncident(row));
       this.stmts.insertPage.run(page);
-      this.stmts.moveHead.run(head.headPages, head.headHash, head.headSeal, phase ?? null, page.incidentId);
+      this.stmts.moveHead.run(head.headPages, head.headHash, head.headSeal, phase ?? null, incidentId);
+      return page;
     })();
   }
 
-  pagesOf(incidentId: string): Page[] {
+  async pagesOf(incidentId: string): Promise<Page[]> {
     return (this.stmts.pagesOf.all(incidentId) as PageRow[]).map(toPage);
   }
 
-  putEnrollmentToken(t: StoredEnrollmentToken): void {
+  async putEnrollmentToken(t: StoredEnrollmentToken): Promise<void> {
     this.stmts.insertToken.run({ ...t, tags: JSON.stringify(t.tags), revokedAtMs: t.revokedAtMs ?? null });
   }
 
-  listEnrollmentTokens(limit: number): StoredEnrollmentToken[] {
+  async listEnrollmentTokens(limit: number): Promise<StoredEnrollmentToken[]> {
     return (this.stmts.listTokens.all(limit) as TokenRow[]).map(toToken);
   }
 
-  getEnrollmentToken(id: string): StoredEnrollmentToken | undefined {
+  async getEnrollmentToken(id: string): Promise<StoredEnrollmentToken | undefined> {
+    return this.tokenOf(id);
+  }
+
+  private tokenOf(id: string): StoredEnrollmentToken | undefined {
     const row = this.stmts.getToken.get(id) as TokenRow | undefined;
     return row && toToken(row);
   }
 
-  revokeEnrollmentToken(id: string, atMs: number): boolean {
+  async revokeEnrollmentToken(id: string, atMs: number): Promise<boolean> {
     return this.stmts.revokeToken.run(atMs, id).changes === 1;
   }
 
-  enrollAgent(
+  async enrollAgent(
     enrollment: StoredEnrollment,
     admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
-  ): StoredEnrollmentToken {
+  ): Promise<StoredEnrollmentToken> {
     return this.db.transaction(() => {
-      const token = this.getEnrollmentToken(enrollment.tokenId);
+      const token = this.tokenOf(enrollment.tokenId);
       const earlier = this.stmts.getEnrollment.get(enrollment.agentId) as EnrollmentRow | undefined;
       const counts = admit(
         token,
@@ -354,7 +362,7 @@ export class SqliteStore implements Store {
     })();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
   }
 }

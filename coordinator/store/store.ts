@@ -3,8 +3,9 @@ import type { Page } from "../../common/journal.js";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
 import type { ExportSource } from "../exports/source.js";
 
-// What the coordinator keeps. The interface is what a second backend
-// (PostgreSQL, for several coordinators) has to provide; SQLite is the default.
+// What the coordinator keeps. Two backends provide it: SQLite (embedded, one
+// coordinator, the default) and PostgreSQL (several coordinators share it).
+// Every call is asynchronous because PostgreSQL's are; SQLite answers at once.
 
 export interface StoredEnrollmentToken {
   id: string;
@@ -191,27 +192,27 @@ export interface StoredScheduleRun extends RunTally {
 /** Schedules, their runs, and each host's rows of its latest compared run. */
 export interface ScheduleStore {
   /** Stores a new schedule (before anything is sent). */
-  put(schedule: StoredSchedule): void;
-  get(id: string): StoredSchedule | undefined;
-  idsByPrefix(prefix: string, limit: number): string[];
+  put(schedule: StoredSchedule): Promise<void>;
+  get(id: string): Promise<StoredSchedule | undefined>;
+  idsByPrefix(prefix: string, limit: number): Promise<string[]>;
   /** Newest first. */
-  list(limit: number): StoredSchedule[];
+  list(limit: number): Promise<StoredSchedule[]>;
   /** Not stopped and not over at `now`. */
-  active(now: number): StoredSchedule[];
+  active(now: number): Promise<StoredSchedule[]>;
   /**
    * Claims run n of a schedule: true once per run however many coordinators
    * ask (the schedule's last run only grows), false when it was issued already.
    */
-  claimRun(run: StoredScheduleRun): boolean;
+  claimRun(run: StoredScheduleRun): Promise<boolean>;
   /** Records a stop; false when it was stopped already. */
-  stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): boolean;
+  stop(id: string, atMs: number, by: string, reason: string, signed: Uint8Array): Promise<boolean>;
   /** The latest `limit` runs, in order. */
-  runs(scheduleId: string, limit: number): StoredScheduleRun[];
-  run(scheduleId: string, run: number): StoredScheduleRun | undefined;
+  runs(scheduleId: string, limit: number): Promise<StoredScheduleRun[]>;
+  run(scheduleId: string, run: number): Promise<StoredScheduleRun | undefined>;
   /** Stopped schedules whose window lasts past `now` (agents are told of the stop again). */
-  stoppedUntil(now: number): StoredSchedule[];
+  stoppedUntil(now: number): Promise<StoredSchedule[]>;
   /** The rows a host answered in the latest run compared for it. */
-  lastRows(scheduleId: string, agentId: string): { run: number; rows: string[] } | undefined;
+  lastRows(scheduleId: string, agentId: string): Promise<{ run: number; rows: string[] } | undefined>;
   /** One host's answer to a run: its rows (none when it failed: the earlier ones stay) and the run's tally. */
   recordAnswer(
     scheduleId: string,
@@ -219,7 +220,14 @@ export interface ScheduleStore {
     run: number,
     rows: string[] | undefined,
     tally: Partial<RunTally>,
-  ): void;
+  ): Promise<void>;
+}
+
+/** What one append writes: the page, the incident's new head, and its phase when it changes. */
+export interface PageAppend {
+  page: Page;
+  head: Pick<StoredIncident, "headPages" | "headHash" | "headSeal">;
+  phase?: string;
 }
 
 /** Writes gathered by the coordinator and applied together, in one transaction. */
@@ -255,53 +263,53 @@ export interface Store {
   /** The records export sinks read, and where each sink has got to. */
   readonly exportLog: ExportSource;
   /** Applies writes in one transaction; an action written again replaces its earlier row. */
-  apply(batch: WriteBatch): void;
+  apply(batch: WriteBatch): Promise<void>;
   /** Refuses an agent's credentials for good (its row goes: it is no longer one of the fleet); false when it was already. */
-  revokeAgent(agentId: string, atMs: number, by: string, reason: string): boolean;
-  revokedAgents(): string[];
+  revokeAgent(agentId: string, atMs: number, by: string, reason: string): Promise<boolean>;
+  revokedAgents(): Promise<string[]>;
   /** The public key an agent enrolled with, if it enrolled. */
-  enrolledKey(agentId: string): string | undefined;
+  enrolledKey(agentId: string): Promise<string | undefined>;
   /** A chain's sealed head, if it has entries. */
-  auditHead(chain: string): AuditHead | undefined;
+  auditHead(chain: string): Promise<AuditHead | undefined>;
   /** Every audit chain (one per coordinator that wrote to this store). */
-  auditChains(): string[];
+  auditChains(): Promise<string[]>;
   /** A chain's entries in order. */
-  auditEntries(chain: string): Iterable<ChainedAudit>;
+  auditEntries(chain: string): Promise<ChainedAudit[]>;
   /** Entries written before the audit log was chained (a store from before schema 7), oldest first. */
-  unchainedAudit(): Array<{ seq: number } & AuditFieldsOfEntry>;
+  unchainedAudit(): Promise<Array<{ seq: number } & AuditFieldsOfEntry>>;
   /** Chains those entries, in one transaction. */
-  chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): void;
-  loadAgents(): StoredAgent[];
-  getAction(id: string): StoredAction | undefined;
+  chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): Promise<void>;
+  loadAgents(): Promise<StoredAgent[]>;
+  getAction(id: string): Promise<StoredAction | undefined>;
   /** Ids starting with the prefix, at most `limit` of them. */
-  actionIdsByPrefix(prefix: string, limit: number): string[];
-  listActions(limit: number, pendingOnly?: boolean): StoredAction[];
+  actionIdsByPrefix(prefix: string, limit: number): Promise<string[]>;
+  listActions(limit: number, pendingOnly?: boolean): Promise<StoredAction[]>;
   /** Released actions not yet complete (reloaded after a restart). */
-  openActions(): StoredAction[];
+  openActions(): Promise<StoredAction[]>;
   /** Actions waiting for approval. */
-  pendingActions(): StoredAction[];
-  listAudit(limit: number, actionId?: string): AuditEntry[];
-  commandsOf(actionId: string): StoredCommand[];
-  getCommand(id: string): StoredCommand | undefined;
-  resultsOf(actionId: string): StoredResult[];
-  hasResult(commandId: string): boolean;
+  pendingActions(): Promise<StoredAction[]>;
+  listAudit(limit: number, actionId?: string): Promise<AuditEntry[]>;
+  commandsOf(actionId: string): Promise<StoredCommand[]>;
+  getCommand(id: string): Promise<StoredCommand | undefined>;
+  resultsOf(actionId: string): Promise<StoredResult[]>;
+  hasResult(commandId: string): Promise<boolean>;
   /** Agents whose result for the action found something (target `matched(id)`). */
-  matchedAgents(actionId: string): string[];
+  matchedAgents(actionId: string): Promise<string[]>;
   /** Alerts with a sequence number above `afterSeq`, oldest first. */
-  alertsAfter(afterSeq: number, limit: number): StoredAlert[];
+  alertsAfter(afterSeq: number, limit: number): Promise<StoredAlert[]>;
   /** Alerts received at or after `sinceMs` with a sequence number below `beforeSeq`, newest first. */
-  alertsBefore(beforeSeq: number, sinceMs: number, limit: number): StoredAlert[];
+  alertsBefore(beforeSeq: number, sinceMs: number, limit: number): Promise<StoredAlert[]>;
   /** Evidence items, newest first, of one incident or all. */
-  listEvidence(incidentId: string, limit: number): StoredEvidence[];
-  getEvidence(id: string): StoredEvidence | undefined;
+  listEvidence(incidentId: string, limit: number): Promise<StoredEvidence[]>;
+  getEvidence(id: string): Promise<StoredEvidence | undefined>;
   /** Evidence ids starting with the prefix, at most `limit` of them. */
-  evidenceIdsByPrefix(prefix: string, limit: number): string[];
+  evidenceIdsByPrefix(prefix: string, limit: number): Promise<string[]>;
   /** Enrolment tokens, and the agents that used them (written at once, not batched). */
-  putEnrollmentToken(token: StoredEnrollmentToken): void;
-  listEnrollmentTokens(limit: number): StoredEnrollmentToken[];
-  getEnrollmentToken(id: string): StoredEnrollmentToken | undefined;
+  putEnrollmentToken(token: StoredEnrollmentToken): Promise<void>;
+  listEnrollmentTokens(limit: number): Promise<StoredEnrollmentToken[]>;
+  getEnrollmentToken(id: string): Promise<StoredEnrollmentToken | undefined>;
   /** False when there is no such token or it was revoked already. */
-  revokeEnrollmentToken(id: string, atMs: number): boolean;
+  revokeEnrollmentToken(id: string, atMs: number): Promise<boolean>;
   /**
    * In one transaction: reads the token and any earlier enrolment of the agent, lets `admit`
    * refuse (by throwing) or say whether this counts as a use, then records the enrolment.
@@ -309,19 +317,21 @@ export interface Store {
   enrollAgent(
     enrollment: StoredEnrollment,
     admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
-  ): StoredEnrollmentToken;
+  ): Promise<StoredEnrollmentToken>;
   /** Incidents and their notebooks: written at once (not batched), one transaction per page. */
-  putIncident(incident: StoredIncident): void;
-  getIncident(id: string): StoredIncident | undefined;
-  incidentIdsByPrefix(prefix: string, limit: number): string[];
-  listIncidents(limit: number): StoredIncident[];
-  /** Appends a page and moves the incident's head (phase too, when given) in one transaction. */
-  appendPage(
-    page: Page,
-    head: Pick<StoredIncident, "headPages" | "headHash" | "headSeal">,
-    phase?: string,
-  ): void;
+  putIncident(incident: StoredIncident): Promise<void>;
+  getIncident(id: string): Promise<StoredIncident | undefined>;
+  incidentIdsByPrefix(prefix: string, limit: number): Promise<string[]>;
+  listIncidents(limit: number): Promise<StoredIncident[]>;
+  /**
+   * Appends a page to an incident's notebook, serialised per incident: in one transaction
+   * that holds the incident (a row lock in PostgreSQL), `write` is given the incident as it
+   * stands and returns the page that follows its head, the new head, and the phase when it
+   * changes. Concurrent writers, on any coordinator, each get the head the one before left.
+   * Throws when there is no such incident.
+   */
+  appendPage(incidentId: string, write: (incident: StoredIncident) => PageAppend): Promise<Page>;
   /** An incident's pages in the order they were stored. */
-  pagesOf(incidentId: string): Page[];
-  close(): void;
+  pagesOf(incidentId: string): Promise<Page[]>;
+  close(): Promise<void>;
 }

@@ -65,8 +65,8 @@ describe("HTTP sinks through a receiver outage", () => {
       add("audit");
       exporter.poke();
     }, 100);
-    const byName = () =>
-      Object.fromEntries(exporter.status().map((s) => [s.name, s])) as Record<string, SinkStatus>;
+    const byName = async () =>
+      Object.fromEntries((await exporter.status()).map((s) => [s.name, s])) as Record<string, SinkStatus>;
     exporter.start();
     try {
       await new Promise((r) => setTimeout(r, 1_000));
@@ -78,11 +78,11 @@ describe("HTTP sinks through a receiver outage", () => {
       let sawRetrying = false;
       while (Date.now() - down < OUTAGE_MS) {
         await new Promise((r) => setTimeout(r, 500));
-        const status = byName();
+        const status = await byName();
         maxLag = Math.max(maxLag, status.elastic!.lag);
         sawRetrying ||= status.elastic!.retrying && status.splunk!.retrying;
       }
-      const during = byName();
+      const during = await byName();
       // The status says what is wrong and how far behind each sink is.
       expect(sawRetrying).toBe(true);
       for (const s of [during.elastic!, during.splunk!]) {
@@ -101,11 +101,12 @@ describe("HTTP sinks through a receiver outage", () => {
       await new Promise((r) => setTimeout(r, 1_000)); // still producing after the receiver is back
       clearInterval(producer);
       const deadline = Date.now() + 10_000;
-      while (exporter.status().some((s) => s.lag > 0 || s.retrying)) {
-        if (Date.now() > deadline) throw new Error(`not caught up: ${JSON.stringify(exporter.status())}`);
+      while ((await exporter.status()).some((s) => s.lag > 0 || s.retrying)) {
+        if (Date.now() > deadline)
+          throw new Error(`not caught up: ${JSON.stringify(await exporter.status())}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      const after = byName();
+      const after = await byName();
       expect(after.elastic!.lastSuccessMs).toBeGreaterThan(up);
       expect(after.splunk!.lastSuccessMs).toBeGreaterThan(up);
 
@@ -169,7 +170,7 @@ describe("a record the receiver refuses for what it holds", () => {
     try {
       const status = await (async () => {
         for (;;) {
-          const s = exporter.status()[0]!;
+          const s = (await exporter.status())[0]!;
           if (s.lag === 0) return s;
           await new Promise((r) => setTimeout(r, 100));
         }

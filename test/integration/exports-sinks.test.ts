@@ -46,9 +46,13 @@ function sdParams(sd: string): Record<string, string> {
   return out;
 }
 
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+async function until(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -125,12 +129,12 @@ describe("syslog sink into rsyslogd over TCP", () => {
     exporter.start();
     try {
       const got = await rsyslog.waitFor(sent.length);
-      await until(() => exporter.status()[0]!.lag === 0, 5_000, "lag 0");
+      await until(async () => (await exporter.status())[0]!.lag === 0, 5_000, "lag 0");
       // A little longer: nothing arrives twice after the cursors moved.
       await new Promise((r) => setTimeout(r, 300));
       expectReceivedOnce(rsyslog.received(), sent);
       expect(got.length).toBe(sent.length);
-      const [status] = exporter.status();
+      const [status] = await exporter.status();
       expect(status).toMatchObject({
         name: "rs-tcp",
         delivered: sent.length,
@@ -200,7 +204,7 @@ describe("syslog sink into rsyslogd over TLS (gtls, lab CA)", () => {
     exporter.start();
     try {
       await rsyslog.waitFor(sent.length);
-      await until(() => exporter.status()[0]!.lag === 0, 5_000, "lag 0");
+      await until(async () => (await exporter.status())[0]!.lag === 0, 5_000, "lag 0");
       await new Promise((r) => setTimeout(r, 300));
       expectReceivedOnce(rsyslog.received(), sent);
     } finally {
@@ -281,7 +285,7 @@ describe("HTTP sink into a real HTTP server", () => {
     });
     exporter.start();
     try {
-      await until(() => exporter.status()[0]!.lag === 0, 10_000, "lag 0");
+      await until(async () => (await exporter.status())[0]!.lag === 0, 10_000, "lag 0");
       expect(receiver.refused).toEqual([]);
       expect(receiver.lastHeaders?.["content-encoding"]).toBe("gzip");
       const hec = receiver.records.filter((r) => r.via === "hec");
@@ -309,13 +313,13 @@ describe("HTTP sink into a real HTTP server", () => {
     });
     exporter.start();
     try {
-      await until(() => exporter.status()[0]!.retrying, 5_000, "a failed delivery");
-      const status = exporter.status()[0]!;
+      await until(async () => (await exporter.status())[0]!.retrying, 5_000, "a failed delivery");
+      const status = (await exporter.status())[0]!;
       expect(status.lastError).toMatch(/HTTP 403: \{"text":"Invalid token","code":4\}/);
       expect(status.lag).toBe(3); // the cursor stayed
       receiver.requireAuthorization(undefined);
-      await until(() => exporter.status()[0]!.lag === 0, 5_000, "lag 0");
-      expect(exporter.status()[0]!.retrying).toBe(false);
+      await until(async () => (await exporter.status())[0]!.lag === 0, 5_000, "lag 0");
+      expect((await exporter.status())[0]!.retrying).toBe(false);
     } finally {
       await exporter.stop();
       receiver.requireAuthorization(undefined);
@@ -337,7 +341,7 @@ describe("HTTP sink into a real HTTP server", () => {
     });
     exporter.start();
     try {
-      await until(() => exporter.status()[0]!.lag === 0, 10_000, "lag 0");
+      await until(async () => (await exporter.status())[0]!.lag === 0, 10_000, "lag 0");
       expect(receiver.refused).toEqual([]);
       const bulk = receiver.records.filter((r) => r.via === "bulk" && sent.some((s) => s.id === r.id));
       const ids = new Set(bulk.map((r) => r.id));
@@ -348,7 +352,9 @@ describe("HTTP sink into a real HTTP server", () => {
       expect(repeated.length).toBe(29);
       expect(receiver.counts.get("results:r1003")).toBe(1);
       expect(bulk.every((r) => r.index === "dragnet-events")).toBe(true);
-      expect(exporter.status()[0]!.lastError).toMatch(/1 of 30 _bulk items failed \(first: status 429/);
+      expect((await exporter.status())[0]!.lastError).toMatch(
+        /1 of 30 _bulk items failed \(first: status 429/,
+      );
     } finally {
       await exporter.stop();
     }
@@ -398,7 +404,7 @@ describe("file sink", () => {
     source.add(...sent);
     const exporter = new Exporter(source, [config], silentLogger, { pollMs: 50 });
     exporter.start();
-    await until(() => exporter.status()[0]!.lag === 0, 10_000, "lag 0");
+    await until(async () => (await exporter.status())[0]!.lag === 0, 10_000, "lag 0");
     await exporter.stop();
     expect(existsSync(`${path}.1`)).toBe(true);
     expect(existsSync(`${path}.2`)).toBe(true);

@@ -224,10 +224,10 @@ describe("a row's headline", () => {
 });
 
 describe("the store's schedules and export log", () => {
-  it("claims each run once, keeps each host's latest rows, and tallies the run", () => {
+  it("claims each run once, keeps each host's latest rows, and tallies the run", async () => {
     const store = new SqliteStore(join(tempDir(), "s.db"));
     const id = newId();
-    store.schedules.put({
+    await store.schedules.put({
       id,
       name: "s",
       target: "all",
@@ -257,23 +257,23 @@ describe("the store's schedules and export log", () => {
       vanished: 0,
       failed: 0,
     });
-    expect(store.schedules.claimRun(run(1))).toBe(true);
-    expect(store.schedules.claimRun(run(1))).toBe(false); // a second coordinator, or a restart
-    expect(store.schedules.claimRun(run(3))).toBe(true);
-    expect(store.schedules.claimRun(run(2))).toBe(false); // runs only go forward
-    store.schedules.recordAnswer(id, "a1", 3, ["x", "y"], { compared: 1, changed: 1, added: 1 });
-    store.schedules.recordAnswer(id, "a1", 1, ["old"], {}); // a late answer of an older run
-    expect(store.schedules.lastRows(id, "a1")).toEqual({ run: 3, rows: ["x", "y"] });
-    const r3 = store.schedules.run(id, 3)!;
+    expect(await store.schedules.claimRun(run(1))).toBe(true);
+    expect(await store.schedules.claimRun(run(1))).toBe(false); // a second coordinator, or a restart
+    expect(await store.schedules.claimRun(run(3))).toBe(true);
+    expect(await store.schedules.claimRun(run(2))).toBe(false); // runs only go forward
+    await store.schedules.recordAnswer(id, "a1", 3, ["x", "y"], { compared: 1, changed: 1, added: 1 });
+    await store.schedules.recordAnswer(id, "a1", 1, ["old"], {}); // a late answer of an older run
+    expect(await store.schedules.lastRows(id, "a1")).toEqual({ run: 3, rows: ["x", "y"] });
+    const r3 = (await store.schedules.run(id, 3))!;
     expect([r3.compared, r3.changed, r3.added]).toEqual([1, 1, 1]);
-    expect(store.schedules.stop(id, T0 + 1, "alice", "done", Buffer.from([2]))).toBe(true);
-    expect(store.schedules.stop(id, T0 + 2, "bob", "again", Buffer.from([3]))).toBe(false);
-    expect(store.schedules.claimRun(run(4))).toBe(false); // stopped
-    expect(store.schedules.active(T0)).toEqual([]);
-    store.close();
+    expect(await store.schedules.stop(id, T0 + 1, "alice", "done", Buffer.from([2]))).toBe(true);
+    expect(await store.schedules.stop(id, T0 + 2, "bob", "again", Buffer.from([3]))).toBe(false);
+    expect(await store.schedules.claimRun(run(4))).toBe(false); // stopped
+    expect(await store.schedules.active(T0)).toEqual([]);
+    await store.close();
   });
 
-  it("reads every kind in the order stored, with stable ids, and keeps each sink's cursor", () => {
+  it("reads every kind in the order stored, with stable ids, and keeps each sink's cursor", async () => {
     const store = new SqliteStore(join(tempDir(), "e.db"));
     const log = store.exportLog;
     const alert = Alert.fromPartial({
@@ -347,21 +347,21 @@ describe("the store's schedules and export log", () => {
       payload: CommandResult.encode(result).finish(),
       receivedAtMs: T0,
     });
-    store.apply(batch);
-    const [r] = log.read("results", 0, 10);
+    await store.apply(batch);
+    const [r] = await log.read("results", 0, 10);
     expect(r!.record.id).toBe("result:c1");
     expect(r!.record.message).toBe("find x on a1: success, found");
     expect(r!.record.data.commandId).toBe("c1");
-    expect(log.read("alerts", 0, 10).map((x) => x.record.id)).toEqual([`alert:a1:${alert.id}`]);
-    expect(log.read("alerts", 0, 10)[0]!.record.message).toBe("drift watch etc on web-1: 1 change");
-    expect(log.read("evidence", 0, 10).map((x) => x.record.id)).toEqual([`evidence:${evidence.id}`]);
-    expect(log.latest("results")).toBe(r!.seq);
-    expect(log.read("results", r!.seq, 10)).toEqual([]);
-    expect(log.cursor("siem", "results")).toBe(0);
-    log.saveCursor("siem", "results", r!.seq);
-    log.saveCursor("siem", "results", 0); // a cursor never goes back
-    expect(log.cursor("siem", "results")).toBe(r!.seq);
-    expect(log.cursor("other", "results")).toBe(0);
-    store.close();
+    expect((await log.read("alerts", 0, 10)).map((x) => x.record.id)).toEqual([`alert:a1:${alert.id}`]);
+    expect((await log.read("alerts", 0, 10))[0]!.record.message).toBe("drift watch etc on web-1: 1 change");
+    expect((await log.read("evidence", 0, 10)).map((x) => x.record.id)).toEqual([`evidence:${evidence.id}`]);
+    expect(await log.latest("results")).toBe(r!.seq);
+    expect(await log.read("results", r!.seq, 10)).toEqual([]);
+    expect(await log.cursor("siem", "results")).toBe(0);
+    await log.saveCursor("siem", "results", r!.seq);
+    await log.saveCursor("siem", "results", 0); // a cursor never goes back
+    expect(await log.cursor("siem", "results")).toBe(r!.seq);
+    expect(await log.cursor("other", "results")).toBe(0);
+    await store.close();
   });
 });

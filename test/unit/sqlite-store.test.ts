@@ -9,10 +9,10 @@ import { ActionState, CommandStatus } from "../../proto/api.js";
 import { tempDir } from "../helpers/fleet.js";
 
 describe("SQLite store", () => {
-  it("creates its schema, reopens it, and refuses a database from a newer coordinator", () => {
+  it("creates its schema, reopens it, and refuses a database from a newer coordinator", async () => {
     const file = join(tempDir(), "c.db");
     const store = new SqliteStore(file);
-    store.apply({
+    await store.apply({
       agents: [],
       actions: [
         {
@@ -88,25 +88,25 @@ describe("SQLite store", () => {
       alerts: [],
       evidence: [],
     });
-    store.close();
+    await store.close();
     const again = new SqliteStore(file);
-    expect(again.getAction("01m8aaaaaaaaaaaaaaaaaaaaaa")?.signerNames).toEqual(["alice"]);
-    expect(again.resultsOf("01m8aaaaaaaaaaaaaaaaaaaaaa").map((r) => r.receivedAtMs)).toEqual([5]);
-    expect(again.actionIdsByPrefix("01m8a", 5)).toEqual(["01m8aaaaaaaaaaaaaaaaaaaaaa"]);
-    expect(again.actionIdsByPrefix("01m8b", 5)).toEqual([]);
-    expect(again.matchedAgents("01m8aaaaaaaaaaaaaaaaaaaaaa")).toEqual(["a1"]);
-    expect(again.listAudit(10, "01m8aaaaaaaaaaaaaaaaaaaaaa").map((e) => [e.actor, e.event])).toEqual([
+    expect((await again.getAction("01m8aaaaaaaaaaaaaaaaaaaaaa"))?.signerNames).toEqual(["alice"]);
+    expect((await again.resultsOf("01m8aaaaaaaaaaaaaaaaaaaaaa")).map((r) => r.receivedAtMs)).toEqual([5]);
+    expect(await again.actionIdsByPrefix("01m8a", 5)).toEqual(["01m8aaaaaaaaaaaaaaaaaaaaaa"]);
+    expect(await again.actionIdsByPrefix("01m8b", 5)).toEqual([]);
+    expect(await again.matchedAgents("01m8aaaaaaaaaaaaaaaaaaaaaa")).toEqual(["a1"]);
+    expect((await again.listAudit(10, "01m8aaaaaaaaaaaaaaaaaaaaaa")).map((e) => [e.actor, e.event])).toEqual([
       ["alice", "SubmitAction"],
     ]);
-    expect(again.listAudit(10, "01m8bbbbbbbbbbbbbbbbbbbbbb")).toEqual([]);
-    again.close();
+    expect(await again.listAudit(10, "01m8bbbbbbbbbbbbbbbbbbbbbb")).toEqual([]);
+    await again.close();
     const raw = new Database(file);
     raw.pragma("user_version = 99");
     raw.close();
     expect(() => new SqliteStore(file)).toThrow(/newer than this coordinator/);
   });
 
-  it("keeps an action pending approval until it is written again as released", () => {
+  it("keeps an action pending approval until it is written again as released", async () => {
     const store = new SqliteStore(join(tempDir(), "c.db"));
     const pending = {
       id: "01m8pppppppppppppppppppppp",
@@ -127,12 +127,12 @@ describe("SQLite store", () => {
       requiredWeight: 2,
     };
     const empty = emptyWriteBatch();
-    store.apply({ ...empty, actions: [pending] });
-    expect(store.pendingActions().map((a) => [a.id, a.weight, a.requiredWeight])).toEqual([
+    await store.apply({ ...empty, actions: [pending] });
+    expect((await store.pendingActions()).map((a) => [a.id, a.weight, a.requiredWeight])).toEqual([
       [pending.id, 1, 2],
     ]);
-    expect(store.listActions(10, true).map((a) => a.id)).toEqual([pending.id]);
-    store.apply({
+    expect((await store.listActions(10, true)).map((a) => a.id)).toEqual([pending.id]);
+    await store.apply({
       ...empty,
       actions: [
         {
@@ -144,19 +144,19 @@ describe("SQLite store", () => {
         },
       ],
     });
-    expect(store.pendingActions()).toEqual([]);
-    expect(store.listActions(10, true)).toEqual([]);
-    const released = store.getAction(pending.id)!;
+    expect(await store.pendingActions()).toEqual([]);
+    expect(await store.listActions(10, true)).toEqual([]);
+    const released = (await store.getAction(pending.id))!;
     expect([released.state, released.weight, released.signerNames]).toEqual([
       ActionState.ACTION_STATE_RELEASED,
       2,
       ["alice", "bob"],
     ]);
-    expect(store.listActions(10).length).toBe(1);
-    store.close();
+    expect((await store.listActions(10)).length).toBe(1);
+    await store.close();
   });
 
-  it("stores an alert once per agent and id, and pages alerts by sequence both ways", () => {
+  it("stores an alert once per agent and id, and pages alerts by sequence both ways", async () => {
     const store = new SqliteStore(join(tempDir(), "alerts.db"));
     const empty = emptyWriteBatch();
     const alert = (id: string, agentId: string, receivedAtMs: number) => ({
@@ -166,10 +166,10 @@ describe("SQLite store", () => {
       receivedAtMs,
       payload: Buffer.from(`${agentId}/${id}`),
     });
-    store.apply({ ...empty, alerts: [alert("x1", "a1", 100), alert("x2", "a1", 200)] });
+    await store.apply({ ...empty, alerts: [alert("x1", "a1", 100), alert("x2", "a1", 200)] });
     // A resent alert is stored once; another agent may use the same id (it cannot suppress a1's).
-    store.apply({ ...empty, alerts: [alert("x2", "a1", 250), alert("x2", "a2", 300)] });
-    const all = store.alertsAfter(0, 10);
+    await store.apply({ ...empty, alerts: [alert("x2", "a1", 250), alert("x2", "a2", 300)] });
+    const all = await store.alertsAfter(0, 10);
     expect(all.map((r) => [r.agentId, r.id, r.receivedAtMs, Buffer.from(r.payload).toString()])).toEqual([
       ["a1", "x1", 100, "a1/x1"],
       ["a1", "x2", 200, "a1/x2"],
@@ -178,10 +178,14 @@ describe("SQLite store", () => {
     // Sequence numbers only grow (an ignored duplicate may leave a gap: they are cursors, not counts).
     const [s1, s2, s3] = all.map((r) => r.seq) as [number, number, number];
     expect(s1 < s2 && s2 < s3).toBe(true);
-    expect(store.alertsAfter(s2, 10).map((r) => r.seq)).toEqual([s3]);
-    expect(store.alertsAfter(0, 1).map((r) => r.seq)).toEqual([s1]);
-    expect(store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 10).map((r) => r.seq)).toEqual([s3, s2, s1]);
-    expect(store.alertsBefore(s3, 150, 10).map((r) => r.seq)).toEqual([s2]);
-    store.close();
+    expect((await store.alertsAfter(s2, 10)).map((r) => r.seq)).toEqual([s3]);
+    expect((await store.alertsAfter(0, 1)).map((r) => r.seq)).toEqual([s1]);
+    expect((await store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 10)).map((r) => r.seq)).toEqual([
+      s3,
+      s2,
+      s1,
+    ]);
+    expect((await store.alertsBefore(s3, 150, 10)).map((r) => r.seq)).toEqual([s2]);
+    await store.close();
   });
 });

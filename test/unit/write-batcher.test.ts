@@ -9,7 +9,7 @@ function flakyStore() {
   const applied: WriteBatch[] = [];
   let failNext = 0;
   const store = {
-    apply(batch: WriteBatch) {
+    async apply(batch: WriteBatch) {
       if (failNext > 0) {
         failNext--;
         throw new Error("disk I/O error");
