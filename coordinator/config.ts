@@ -14,10 +14,16 @@ import {
 } from "../common/mod.js";
 import { type NatsSettings, parseNatsSettings } from "../common/nats-link.js";
 import { type ExportSinkConfig, parseExports } from "./exports/mod.js";
+import type { PostgresOptions } from "./store/pg-connect.js";
 
 export interface CoordinatorConfig {
-  /** This coordinator's name on the wire (agents answer to it); several coordinators need different ones. */
+  /** This coordinator's own name: its audit chain, its lease; several coordinators need different ones. */
   id: string;
+  /**
+   * The name agents answer to (results, acks, evidence): the coordinators sharing one
+   * PostgreSQL store share it, and whichever is alive takes what agents send. Default: `id`.
+   */
+  group: string;
   nats: NatsSettings;
   subjectPrefix: string;
   grpc: {
@@ -29,8 +35,13 @@ export interface CoordinatorConfig {
     /** Plaintext gRPC: an explicit opt-out for debugging, never a fallback. */
     insecure: boolean;
   };
-  /** SQLite database file. */
+  /**
+   * SQLite database file, the default store; its directory holds the coordinator's
+   * local files (evidence, journal key, release copies) whichever store is used.
+   */
   database: string;
+  /** PostgreSQL instead of SQLite (`store.postgres`): several coordinators share one database. */
+  postgres?: PostgresOptions;
   /** Where collected files are kept (default: an "evidence" directory beside the database). */
   evidenceDir: string;
   /** The key that seals notebook pages (made on first start; default: journal.key beside the database). */
@@ -68,6 +79,51 @@ export interface CoordinatorConfig {
   /** Export sinks (syslog, HTTP, file): each reads the store from its own cursor (coordinator/exports). */
   exports: ExportSinkConfig[];
   logLevel: Level;
+}
+
+/** `store: { postgres: "postgres://user@host/db", passwordFile, tls: { ca, cert, key, servername }, poolSize }`. */
+function postgresOf(v: unknown, file: (p: unknown, what: string) => string): PostgresOptions | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    fail("store must be an object: { postgres: URL }");
+  const o = v as Record<string, unknown>;
+  const unknownKeys = Object.keys(o).filter(
+    (k) => !["postgres", "passwordFile", "tls", "poolSize"].includes(k),
+  );
+  if (unknownKeys.length) fail(`store: unknown setting ${unknownKeys.join(", ")}`);
+  if (typeof o.postgres !== "string" || !/^postgres(ql)?:\/\/\S+$/.test(o.postgres))
+    fail("store.postgres must be a postgres://user@host:port/database URL");
+  const url = new URL(o.postgres);
+  if (url.password)
+    fail("store.postgres: give the password in store.passwordFile (or PGPASSFILE), not in the URL");
+  if (
+    o.poolSize !== undefined &&
+    (!Number.isInteger(o.poolSize) || (o.poolSize as number) < 2 || (o.poolSize as number) > 100)
+  )
+    fail("store.poolSize must be an integer from 2 to 100");
+  let tls: PostgresOptions["tls"];
+  if (o.tls !== undefined) {
+    if (typeof o.tls !== "object" || o.tls === null)
+      fail("store.tls must be an object: { ca, cert, key, servername }");
+    const t = o.tls as Record<string, unknown>;
+    tls = {
+      ca: t.ca === undefined ? undefined : file(t.ca, "store.tls.ca"),
+      cert: t.cert === undefined ? undefined : file(t.cert, "store.tls.cert"),
+      key: t.key === undefined ? undefined : file(t.key, "store.tls.key"),
+      servername: typeof t.servername === "string" ? t.servername : undefined,
+    };
+  }
+  const passwordFile = o.passwordFile === undefined ? undefined : file(o.passwordFile, "store.passwordFile");
+  if (passwordFile) {
+    let open: boolean;
+    try {
+      open = readableByOthers(passwordFile);
+    } catch (err) {
+      fail(`cannot read store.passwordFile ${passwordFile}: ${(err as Error).message}`);
+    }
+    if (open) fail(`store.passwordFile ${passwordFile} must not be readable by others (chmod 600)`);
+  }
+  return { url: o.postgres, passwordFile, tls, poolSize: o.poolSize as number | undefined };
 }
 
 function replicasOf(v: unknown): number {
@@ -177,8 +233,15 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
   const id = json.id ?? DEFAULT_COORDINATOR;
   const enrollmentAccountSeed = accountSeedOf(json.enrollment, file);
   if (typeof id !== "string" || !isSubjectToken(id)) fail("id must be 1 to 64 letters, digits, '_' or '-'");
+  const group = json.group ?? id;
+  if (typeof group !== "string" || !isSubjectToken(group))
+    fail("group must be 1 to 64 letters, digits, '_' or '-'");
+  const postgres = postgresOf(json.store, file);
+  if (group !== id && !postgres)
+    fail("group: coordinators answer as one group only when they share a PostgreSQL store (store.postgres)");
   return {
     id,
+    group,
     nats,
     subjectPrefix: typeof json.subjectPrefix === "string" ? json.subjectPrefix : DEFAULT_PREFIX,
     grpc: {
@@ -188,6 +251,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       insecure,
     },
     database: file(json.database, "database"),
+    postgres,
     evidenceDir:
       json.evidenceDir === undefined
         ? resolve(file(json.database, "database"), "..", "evidence")

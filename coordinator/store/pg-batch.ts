@@ -1,11 +1,16 @@
 import type pg from "pg";
+import { ActionState } from "../../proto/api.js";
 import type { WriteBatch } from "./store.js";
+
+const RELEASED = ActionState.ACTION_STATE_RELEASED;
 
 // A WriteBatch applied to PostgreSQL in one transaction, each kind of row in
 // one statement (arrays unnested server-side), so a batch of thousands of
 // results costs a handful of round trips, not thousands. Results are inserted
 // once per command id (ON CONFLICT DO NOTHING): whichever coordinator stores
-// an answer first keeps it, a second copy is dropped.
+// an answer first keeps it, a second copy is dropped. Rows another
+// coordinator may write too (agents, commands) are taken in id order, so two
+// batches never hold each other's rows crosswise.
 
 const q = {
   agents: `
@@ -13,6 +18,7 @@ const q = {
                         started_at, last_seen, first_seen, interval_ms)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::jsonb[], $8::jsonb[], $9::bool[], $10::bigint[], $11::bigint[], $12::bigint[], $13::int[])
+    ORDER BY 1
     ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, os = excluded.os,
       os_release = excluded.os_release, arch = excluded.arch, version = excluded.version,
       addresses = excluded.addresses, tags = excluded.tags, isolated = excluded.isolated,
@@ -20,16 +26,20 @@ const q = {
   action: `
     INSERT INTO actions (id, name, target, signed, signer_key_ids, signer_names, modules, incident_id,
                          created_at, valid_from, expires_at, submitted_at, timeout_ms, completed_at,
-                         state, weight, required_weight, schedule_id, run)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                         state, weight, required_weight, schedule_id, run, owner)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
     ON CONFLICT (id) DO UPDATE SET signed = excluded.signed, signer_key_ids = excluded.signer_key_ids,
       signer_names = excluded.signer_names, state = excluded.state, weight = excluded.weight,
-      completed_at = COALESCE(actions.completed_at, excluded.completed_at)`,
+      completed_at = COALESCE(actions.completed_at, excluded.completed_at),
+      -- Whoever releases an action (the last approval) dispatches it.
+      owner = CASE WHEN excluded.state = ${RELEASED} AND actions.state <> ${RELEASED} THEN excluded.owner
+                   ELSE actions.owner END`,
   commands: `
     INSERT INTO commands (id, action_id, agent_id, status, problem_code, problem_message, found,
                           created_at, sent_at, acked_at, updated_at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::text[],
                          $7::bool[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+    ORDER BY 1
     ON CONFLICT (id) DO UPDATE SET status = excluded.status, problem_code = excluded.problem_code,
       problem_message = excluded.problem_message, found = excluded.found, sent_at = excluded.sent_at,
       acked_at = excluded.acked_at, updated_at = excluded.updated_at`,
@@ -53,8 +63,23 @@ const q = {
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
   auditHead: `
     INSERT INTO audit_heads (chain, n, hash, seal) VALUES ($1, $2, $3, $4)
-    ON CONFLICT (chain) DO UPDATE SET n = excluded.n, hash = excluded.hash, seal = excluded.seal`,
+    ON CONFLICT (chain) DO UPDATE SET n = excluded.n, hash = excluded.hash, seal = excluded.seal
+    WHERE excluded.n > audit_heads.n`,
 };
+
+/** pg_advisory_xact_lock key for appends to the tables read by sequence number. */
+export const APPEND_LOCK = 0x64726167_01;
+
+/**
+ * Takes, until the transaction ends, the lock every transaction holds while it appends rows
+ * that readers follow by sequence number (results, alerts, audit, evidence, notebook pages).
+ * A sequence hands out numbers when rows are inserted, not when they commit: without it, a
+ * reader could see 8 committed while 7 is still to come, move its cursor past 7 and never
+ * export it. With it, numbers become visible in the order they were handed out.
+ */
+export async function lockAppends(client: pg.ClientBase): Promise<void> {
+  await client.query("SELECT pg_advisory_xact_lock($1)", [APPEND_LOCK]);
+}
 
 const buf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
@@ -71,8 +96,8 @@ function columns<T>(rows: readonly T[], pick: (row: T) => unknown[]): unknown[][
   return out;
 }
 
-/** Applies the batch in one transaction on `client` (a pool's client, held by the caller). */
-export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch): Promise<void> {
+/** Applies the batch in one transaction on `client` (a pool's client, held by the caller); `owner` dispatches the actions it releases. */
+export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch, owner = ""): Promise<void> {
   await client.query("BEGIN");
   try {
     if (batch.agents.length) {
@@ -95,7 +120,7 @@ export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch): Pr
         ]),
       );
     }
-    for (const a of batch.actions) {
+    for (const a of [...batch.actions].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0))) {
       await client.query(q.action, [
         a.id,
         a.name,
@@ -116,6 +141,7 @@ export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch): Pr
         a.requiredWeight,
         a.scheduleId ?? "",
         a.run ?? 0,
+        owner,
       ]);
     }
     if (batch.commands.length) {
@@ -136,6 +162,16 @@ export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch): Pr
         ]),
       );
     }
+    if (batch.completed.length) {
+      await client.query(
+        q.complete,
+        columns(batch.completed, (c) => [c.actionId, c.atMs]),
+      );
+    }
+    if (batch.results.length || batch.audit.length || batch.alerts.length || batch.evidence.length) {
+      // Last, and as late as it can be: the lock is held to the commit.
+      await lockAppends(client);
+    }
     if (batch.results.length) {
       await client.query(
         q.results,
@@ -147,12 +183,6 @@ export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch): Pr
           buf(r.payload),
           r.receivedAtMs,
         ]),
-      );
-    }
-    if (batch.completed.length) {
-      await client.query(
-        q.complete,
-        columns(batch.completed, (c) => [c.actionId, c.atMs]),
       );
     }
     for (const { entry, head } of batch.audit) {

@@ -204,6 +204,19 @@ CREATE TABLE schedule_rows (
 );
 CREATE TABLE export_cursors (sink TEXT NOT NULL, kind TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (sink, kind));
 `,
+  // Several coordinators: each holds a lease it renews; an open action is dispatched by its owner,
+  // and a coordinator whose lease ran out has its open actions adopted by one that is alive.
+  `
+ALTER TABLE actions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX actions_owner_open ON actions (owner) WHERE completed_at IS NULL;
+CREATE TABLE coordinators (
+  id TEXT PRIMARY KEY,
+  lease_until BIGINT NOT NULL,
+  started_at BIGINT NOT NULL,
+  adopted_by TEXT NOT NULL DEFAULT '',
+  adopted_at BIGINT
+);
+`,
 ];
 
 /**

@@ -2,6 +2,7 @@ import type { ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
 import type { ActionState, CommandStatus } from "../../proto/api.js";
 import type {
+  RunTally,
   StoredAction,
   StoredAgent,
   StoredAlert,
@@ -10,6 +11,8 @@ import type {
   StoredEvidence,
   StoredIncident,
   StoredResult,
+  StoredSchedule,
+  StoredScheduleRun,
 } from "./store.js";
 
 // The SQLite store's rows as SQLite returns them (snake_case columns,
@@ -286,4 +289,66 @@ export const toChainedAudit = (r: AuditRow): ChainedAudit => ({
   prevHash: r.prev_hash,
   entryHash: r.entry_hash,
   seal: r.seal,
+});
+
+export interface ScheduleRow {
+  id: string;
+  name: string;
+  target: string;
+  signed: Buffer;
+  signer_names: string;
+  modules: string;
+  incident_id: string;
+  every_ms: number;
+  runs: number;
+  first_run_at: number;
+  ends_at: number;
+  submitted_at: number;
+  last_run: number;
+  stopped_at: number | null;
+  stopped_by: string;
+  stop_reason: string;
+  stop_signed: Buffer | null;
+}
+
+export interface RunRow extends RunTally {
+  schedule_id: string;
+  run: number;
+  action_id: string;
+  issued_at: number;
+  targeted: number;
+}
+
+export const toSchedule = (r: ScheduleRow): StoredSchedule => ({
+  id: r.id,
+  name: r.name,
+  target: r.target,
+  signed: r.signed,
+  signerNames: JSON.parse(r.signer_names) as string[],
+  modules: JSON.parse(r.modules) as string[],
+  incidentId: r.incident_id,
+  everyMs: r.every_ms,
+  runs: r.runs,
+  firstRunAtMs: r.first_run_at,
+  endsAtMs: r.ends_at,
+  submittedAtMs: r.submitted_at,
+  lastRun: r.last_run,
+  stoppedAtMs: r.stopped_at ?? undefined,
+  stoppedBy: r.stopped_by,
+  stopReason: r.stop_reason,
+  stopSigned: r.stop_signed ?? undefined,
+});
+
+export const toRun = (r: RunRow): StoredScheduleRun => ({
+  scheduleId: r.schedule_id,
+  run: r.run,
+  actionId: r.action_id,
+  issuedAtMs: r.issued_at,
+  targeted: r.targeted,
+  compared: r.compared,
+  baselines: r.baselines,
+  changed: r.changed,
+  added: r.added,
+  vanished: r.vanished,
+  failed: r.failed,
 });

@@ -1,4 +1,5 @@
 import type Database from "better-sqlite3";
+import { type RunRow, type ScheduleRow, toRun, toSchedule } from "./sqlite-rows.js";
 import {
   NO_TALLY,
   type RunTally,
@@ -9,68 +10,6 @@ import {
 
 // The SQLite store's schedules: the signed schedules, one row per issued run
 // with what its answers changed, and each host's rows of its latest run.
-
-interface ScheduleRow {
-  id: string;
-  name: string;
-  target: string;
-  signed: Buffer;
-  signer_names: string;
-  modules: string;
-  incident_id: string;
-  every_ms: number;
-  runs: number;
-  first_run_at: number;
-  ends_at: number;
-  submitted_at: number;
-  last_run: number;
-  stopped_at: number | null;
-  stopped_by: string;
-  stop_reason: string;
-  stop_signed: Buffer | null;
-}
-
-interface RunRow extends RunTally {
-  schedule_id: string;
-  run: number;
-  action_id: string;
-  issued_at: number;
-  targeted: number;
-}
-
-const toSchedule = (r: ScheduleRow): StoredSchedule => ({
-  id: r.id,
-  name: r.name,
-  target: r.target,
-  signed: r.signed,
-  signerNames: JSON.parse(r.signer_names) as string[],
-  modules: JSON.parse(r.modules) as string[],
-  incidentId: r.incident_id,
-  everyMs: r.every_ms,
-  runs: r.runs,
-  firstRunAtMs: r.first_run_at,
-  endsAtMs: r.ends_at,
-  submittedAtMs: r.submitted_at,
-  lastRun: r.last_run,
-  stoppedAtMs: r.stopped_at ?? undefined,
-  stoppedBy: r.stopped_by,
-  stopReason: r.stop_reason,
-  stopSigned: r.stop_signed ?? undefined,
-});
-
-const toRun = (r: RunRow): StoredScheduleRun => ({
-  scheduleId: r.schedule_id,
-  run: r.run,
-  actionId: r.action_id,
-  issuedAtMs: r.issued_at,
-  targeted: r.targeted,
-  compared: r.compared,
-  baselines: r.baselines,
-  changed: r.changed,
-  added: r.added,
-  vanished: r.vanished,
-  failed: r.failed,
-});
 
 export class SqliteSchedules implements ScheduleStore {
   private readonly s;

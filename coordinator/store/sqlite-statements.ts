@@ -56,7 +56,7 @@ export function prepareStatements(db: Database.Database) {
     insertResult: db.prepare(`
       INSERT OR IGNORE INTO results (command_id, action_id, agent_id, found, payload, received_at)
       VALUES (?, ?, ?, ?, ?, ?)`),
-    complete: db.prepare("UPDATE actions SET completed_at = ? WHERE id = ?"),
+    complete: db.prepare("UPDATE actions SET completed_at = ? WHERE id = ? AND completed_at IS NULL"),
     loadAgents: db.prepare("SELECT * FROM agents"),
     getAction: db.prepare("SELECT * FROM actions WHERE id = ?"),
     byPrefix: db.prepare("SELECT id FROM actions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"),

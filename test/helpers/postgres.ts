@@ -1,8 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chownSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../common/mod.js";
+import { postgresBin } from "../../console/lab/postgres.js";
 import { eventually } from "./fleet.js";
 
 // A PostgreSQL cluster of the test's own, as tests start nats-server: initdb
@@ -17,18 +18,6 @@ export interface PostgresCluster {
   url: string;
   pid: number;
   stop(): Promise<void>;
-}
-
-/** Debian's server binaries (package postgresql): /usr/lib/postgresql/<version>/bin. */
-export function postgresBin(name: string): string {
-  const root = "/usr/lib/postgresql";
-  const versions = existsSync(root)
-    ? readdirSync(root)
-        .filter((v) => existsSync(join(root, v, "bin", name)))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (versions.length === 0) throw new Error(`${name} not found under ${root}: apt-get install postgresql`);
-  return join(root, versions[0]!, "bin", name);
 }
 
 export async function startPostgres(): Promise<PostgresCluster> {

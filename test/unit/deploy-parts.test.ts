@@ -138,4 +138,46 @@ describe("settings", () => {
     ).toContain("does not hold a NATS account seed");
     expect(parseCoordinatorConfig(base, dir).enrollmentAccountSeed).toBeUndefined();
   });
+
+  it("the coordinator's store: a PostgreSQL URL without a password, the password in a file only its owner reads", () => {
+    const dir = tempDir();
+    const base = {
+      nats: { servers: ["nats://x:1"] },
+      grpc: { listen: "127.0.0.1:1", insecure: true },
+      database: "db",
+      keyring: "k",
+      agentAccount: createAccount().getPublicKey(),
+    };
+    writeFileSync(join(dir, "pg.password"), "secret\n", { mode: 0o600 });
+    const url = "postgres://dragnet@db.example:5432/dragnet";
+    const cfg = parseCoordinatorConfig(
+      {
+        ...base,
+        id: "c1",
+        group: "hq",
+        store: { postgres: url, passwordFile: "pg.password", tls: { ca: "ca.pem" } },
+      },
+      dir,
+    );
+    expect(cfg.postgres).toEqual({
+      url,
+      passwordFile: join(dir, "pg.password"),
+      tls: { ca: join(dir, "ca.pem"), cert: undefined, key: undefined, servername: undefined },
+      poolSize: undefined,
+    });
+    expect([cfg.id, cfg.group]).toEqual(["c1", "hq"]);
+    expect(parseCoordinatorConfig(base, dir)).toMatchObject({ postgres: undefined, group: "main" });
+    const refusal = (store: unknown, extra: Record<string, unknown> = {}) =>
+      codeOf(() => parseCoordinatorConfig({ ...base, ...extra, store }, dir));
+    expect(refusal({ postgres: "postgres://dragnet:hunter2@db/dragnet" })).toContain("not in the URL");
+    expect(refusal({ postgres: "mysql://db/x" })).toContain("store.postgres must be a postgres://");
+    expect(refusal({ postgres: url, pool: 3 })).toContain("unknown setting pool");
+    expect(refusal({ postgres: url, passwordFile: "missing" })).toContain("cannot read store.passwordFile");
+    chmodSync(join(dir, "pg.password"), 0o644);
+    expect(refusal({ postgres: url, passwordFile: "pg.password" })).toContain(
+      "must not be readable by others",
+    );
+    // A group of coordinators shares one store: with SQLite files of their own they cannot answer as one.
+    expect(refusal(undefined, { group: "hq" })).toContain("share a PostgreSQL store");
+  });
 });

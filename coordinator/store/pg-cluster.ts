@@ -1,0 +1,100 @@
+import type pg from "pg";
+import { inTransaction } from "./pg-connect.js";
+
+// Several coordinators on one PostgreSQL store: who is alive, and who
+// dispatches each open action. Each coordinator holds a lease it renews every
+// few seconds. An open action is owned by the coordinator that released it;
+// when a coordinator's lease runs out (it died, or lost its database), one
+// live coordinator claims it (FOR UPDATE SKIP LOCKED: one claimer, the others
+// skip it) and takes its open actions as its own, in the same transaction.
+
+/** What the coordinator asks of a shared store about its peers. */
+export interface CoordinatorCluster {
+  /** Takes up (or takes back, after a restart) this coordinator's lease. */
+  join(id: string, nowMs: number, ttlMs: number): Promise<void>;
+  /**
+   * Renews the lease. Returns those of `openIds` that another coordinator owns now (it
+   * adopted them while this one was silent): this one must let them go, not dispatch them.
+   */
+  renew(id: string, nowMs: number, ttlMs: number, openIds: readonly string[]): Promise<string[]>;
+  /**
+   * Claims every other coordinator whose lease ran out and makes its open actions this
+   * one's; each is claimed by one coordinator only. Returns whom it adopted, and the actions.
+   */
+  adoptExpired(id: string, nowMs: number): Promise<{ from: string[]; actions: string[] }>;
+  /** The coordinator that dispatches an action ("" for none). */
+  ownerOf(actionId: string): Promise<string>;
+  /** Coordinators whose lease runs at `nowMs`. */
+  alive(nowMs: number): Promise<string[]>;
+  /** Gives the lease up at a clean stop: its open actions are adopted at once. */
+  leave(id: string): Promise<void>;
+}
+
+export class PgCluster implements CoordinatorCluster {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async join(id: string, nowMs: number, ttlMs: number): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO coordinators (id, lease_until, started_at) VALUES ($1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, started_at = excluded.started_at,
+         adopted_by = '', adopted_at = NULL`,
+      [id, nowMs + ttlMs, nowMs],
+    );
+  }
+
+  async renew(id: string, nowMs: number, ttlMs: number, openIds: readonly string[]): Promise<string[]> {
+    await this.pool.query(
+      `INSERT INTO coordinators (id, lease_until, started_at) VALUES ($1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, adopted_by = '', adopted_at = NULL`,
+      [id, nowMs + ttlMs, nowMs],
+    );
+    if (openIds.length === 0) return [];
+    const { rows } = await this.pool.query<{ id: string }>(
+      "SELECT id FROM actions WHERE id = ANY($1::text[]) AND owner <> $2 AND owner <> ''",
+      [openIds, id],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async adoptExpired(id: string, nowMs: number): Promise<{ from: string[]; actions: string[] }> {
+    return inTransaction(this.pool, async (c) => {
+      const dead = (
+        await c.query<{ id: string }>(
+          `SELECT id FROM coordinators WHERE lease_until < $1 AND id <> $2 AND adopted_by = ''
+           FOR UPDATE SKIP LOCKED`,
+          [nowMs, id],
+        )
+      ).rows.map((r) => r.id);
+      if (dead.length === 0) return { from: [], actions: [] };
+      await c.query("UPDATE coordinators SET adopted_by = $1, adopted_at = $2 WHERE id = ANY($3::text[])", [
+        id,
+        nowMs,
+        dead,
+      ]);
+      const taken = await c.query<{ id: string }>(
+        `UPDATE actions SET owner = $1 WHERE owner = ANY($2::text[]) AND completed_at IS NULL RETURNING id`,
+        [id, dead],
+      );
+      return { from: dead, actions: taken.rows.map((r) => r.id) };
+    });
+  }
+
+  async ownerOf(actionId: string): Promise<string> {
+    const { rows } = await this.pool.query<{ owner: string }>("SELECT owner FROM actions WHERE id = $1", [
+      actionId,
+    ]);
+    return rows[0]?.owner ?? "";
+  }
+
+  async alive(nowMs: number): Promise<string[]> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      `SELECT id FROM coordinators WHERE lease_until >= $1 ORDER BY id COLLATE "C"`,
+      [nowMs],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async leave(id: string): Promise<void> {
+    await this.pool.query("UPDATE coordinators SET lease_until = 0 WHERE id = $1", [id]);
+  }
+}

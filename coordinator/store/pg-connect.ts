@@ -1,0 +1,88 @@
+import { readFileSync } from "node:fs";
+import pg from "pg";
+
+// How the coordinator reaches PostgreSQL: a pool from the config's URL, the
+// password from a file (or PGPASSFILE, which libpq's rules and `pg` read), TLS
+// with a CA of the operator's, and rows shaped as SQLite returns them so that
+// both stores map rows to records with the same code (sqlite-rows.ts).
+
+export interface PostgresOptions {
+  /** postgres://user@host:port/database (no password in it: see passwordFile). */
+  url: string;
+  /** A 0600 file holding the password; without it PGPASSFILE / ~/.pgpass apply. */
+  passwordFile?: string;
+  /** Verify the server with this CA (PEM); `tls: { ca }` turns TLS on. */
+  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+  /** Connections this coordinator may hold (default 10). */
+  poolSize?: number;
+}
+
+const INT8 = 20;
+const BOOL = 16;
+const JSON_OID = 114;
+const JSONB = 3802;
+
+/**
+ * BIGINT as a number (milliseconds and sequence numbers stay far below 2^53), booleans as
+ * 0/1 and JSON as its text: the shapes better-sqlite3 gives, so sqlite-rows.ts maps both.
+ */
+const ROW_TYPES = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === INT8) return (v: string) => Number(v);
+    if (oid === BOOL) return (v: string) => (v === "t" ? 1 : 0);
+    if (oid === JSONB || oid === JSON_OID) return (v: string) => v;
+    // biome-ignore lint/suspicious/noExplicitAny: pg's own parser table is untyped by format
+    return pg.types.getTypeParser(oid, format as any);
+  },
+};
+
+export function openPool(options: PostgresOptions): pg.Pool {
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    throw new Error(`store.postgres: not a URL: ${options.url}`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new Error(`store.postgres: expected postgres://…, got ${url.protocol}`);
+  }
+  if (url.password) {
+    throw new Error("store.postgres: put the password in passwordFile (or PGPASSFILE), not in the URL");
+  }
+  const password = options.passwordFile ? readFileSync(options.passwordFile, "utf8").trim() : undefined;
+  const tls = options.tls && {
+    ca: options.tls.ca ? readFileSync(options.tls.ca, "utf8") : undefined,
+    cert: options.tls.cert ? readFileSync(options.tls.cert, "utf8") : undefined,
+    key: options.tls.key ? readFileSync(options.tls.key, "utf8") : undefined,
+    servername: options.tls.servername,
+    rejectUnauthorized: true,
+  };
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    ...(password !== undefined ? { password } : {}),
+    ...(tls ? { ssl: tls } : {}),
+    max: options.poolSize ?? 10,
+    types: ROW_TYPES,
+    application_name: "dragnet-coordinator",
+  });
+  return pool;
+}
+
+/** Runs `work` in one transaction on one of the pool's connections; rolls back when it throws. */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const out = await work(client);
+    await client.query("COMMIT");
+    return out;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
