@@ -96,7 +96,7 @@ function heartbeat(id: string, i: number): Uint8Array {
       arch: "x64",
       version: "0.1.0",
       addresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
-      tags: { sim: "true" },
+      tags: { sim: "true", half: String(i % 2) },
       startedAtMs,
       sentAtMs: Date.now(),
       intervalMs: spec.heartbeatIntervalMs,

@@ -62,6 +62,8 @@ export const Codes = {
   AGENT_LOST: "DRAGNET_E_AGENT_LOST",
   /** The coordinator (or NATS) cannot be reached. */
   UNAVAILABLE: "DRAGNET_E_UNAVAILABLE",
+  /** Another coordinator sharing the store dispatches the action this concerns. */
+  ELSEWHERE: "DRAGNET_E_ELSEWHERE",
   INTERNAL: "DRAGNET_E_INTERNAL",
 } as const;
 

@@ -155,12 +155,16 @@ export function enrollPermissions(tokenId: string, prefix = DEFAULT_PREFIX): Per
   return { pub: [enrollSubject(prefix)], sub: [`${enrollInboxPrefix(tokenId)}.>`] };
 }
 
-/** The coordinator publishes commands, reads what every agent sends, manages the streams and answers enrolments. */
+/**
+ * The coordinator publishes commands, reads what every agent sends, manages the streams and answers
+ * enrolments; coordinators sharing a store tell each other of actions on <prefix>.coord.>.
+ */
 export function coordinatorCreds(a: NatsAuthority, prefix = DEFAULT_PREFIX): Promise<string> {
   return userCreds(a.accountSeed, "coordinator", {
     // $JS.FC: flow control of the ordered consumer an object store read uses (release copies).
-    pub: [`${prefix}.cmd.*`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$O.>"],
+    pub: [`${prefix}.cmd.*`, `${prefix}.coord.>`, "_INBOX.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$O.>"],
     sub: [
+      `${prefix}.coord.>`,
       `${prefix}.hb.*`,
       `${prefix}.ack.*.*`,
       `${prefix}.res.*.*.*`,

@@ -72,6 +72,14 @@ export class Subjects {
   timeFor(coordinator: string): string {
     return `${this.prefix}.time.*.${coordinator}`;
   }
+  /**
+   * Coordinators sharing a store tell each other here: an action's events, published by the
+   * coordinator that dispatches it, for consoles following it through another. Agents may
+   * neither publish nor read these subjects.
+   */
+  actionEvents(actionId: string): string {
+    return `${this.prefix}.coord.action.${actionId}`;
+  }
   /** The subjects of the alerts stream. */
   get allAlerts(): string {
     return `${this.prefix}.alert.*.*`;

@@ -356,16 +356,44 @@ export class CoordinatorApi {
     );
   }
 
-  /** An action's events until `onEvent` returns false, it completes, or `signal` aborts. */
-  watchAction(
+  /**
+   * An action's events until `onEvent` returns false, it completes, or `signal` aborts. When the
+   * coordinator followed stops answering and others were given, the watch moves to the next one
+   * (which replays the action from the shared store): a result already delivered is not delivered
+   * again, and `onMove` is told where the watch went.
+   */
+  async watchAction(
     actionId: string,
     onEvent: (event: ActionEvent) => boolean | undefined,
     signal?: AbortSignal,
+    onMove?: (from: string, to: string, why: string) => void,
   ): Promise<void> {
-    const stream = this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path));
-    if (signal?.aborted) stream.cancel();
-    else signal?.addEventListener("abort", () => stream.cancel(), { once: true });
-    return this.follow(stream, onEvent);
+    const delivered = new Set<string>();
+    const deliver = (event: ActionEvent) => {
+      if (event.event?.$case === "result") {
+        const r = event.event.value;
+        const key = `${r.agentId}/${r.status}`;
+        if (delivered.has(key)) return undefined;
+        delivered.add(key);
+      }
+      failures = 0;
+      return onEvent(event);
+    };
+    let failures = 0;
+    for (;;) {
+      const stream = this.client.watchAction({ actionId }, this.auth(CoordinatorService.watchAction.path));
+      if (signal?.aborted) stream.cancel();
+      else signal?.addEventListener("abort", () => stream.cancel(), { once: true });
+      try {
+        return await this.follow(stream, deliver);
+      } catch (err) {
+        // Another coordinator, if there is one that has not failed since the last event.
+        if (!DragnetError.is(err, Codes.UNAVAILABLE) || ++failures >= this.clients.length) throw err;
+        const from = this.address;
+        this.current = (this.current + 1) % this.clients.length;
+        onMove?.(from, this.address, (err as Error).message);
+      }
+    }
   }
 
   /** Alerts after `afterSeq` (0: only new ones), then each new one, until `onAlert` returns false or `signal` aborts. */

@@ -209,6 +209,7 @@ export async function followAction(
         return true;
       },
       stop.signal,
+      (from, to, why) => process.stderr.write(`\nwatch moved from coordinator ${from} to ${to} (${why})\n`),
     );
   } finally {
     clearInterval(ticker);

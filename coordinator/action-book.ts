@@ -67,6 +67,11 @@ export class ActionBook {
   private readonly waiting = new Set<string>();
   /** Told of each action once every command is final (the notebook's results summary). */
   onComplete: (action: OpenAction) => void = () => undefined;
+  /**
+   * With several coordinators: told of every event of every open action once committed, for
+   * consoles that follow an action through another coordinator (it relays them over NATS).
+   */
+  relay?: (actionId: string, event: ActionEvent) => void;
 
   constructor(
     private readonly batcher: WriteBatcher,
@@ -79,6 +84,23 @@ export class ActionBook {
     this.open.set(action.record.id, action);
     for (const id of action.byId.keys()) this.byCommand.set(id, action);
     if (action.openCommands === 0) this.complete(action);
+  }
+
+  /**
+   * Lets an action go without completing it: another coordinator dispatches it now (it took it
+   * over while this one was silent). Its watchers here are left to follow it from the store.
+   */
+  drop(actionId: string): OpenAction | undefined {
+    const action = this.open.get(actionId);
+    if (!action) return undefined;
+    this.open.delete(actionId);
+    for (const cid of action.byId.keys()) {
+      this.byCommand.delete(cid);
+      this.waiting.delete(cid);
+    }
+    clearTimeout(this.progressTimers.get(actionId));
+    this.progressTimers.delete(actionId);
+    return action;
   }
 
   get(actionId: string): OpenAction | undefined {
@@ -194,6 +216,8 @@ export class ActionBook {
 
   /** Tells watchers, once what the event reports is committed to the store. */
   private emit(actionId: string, event: ActionEvent): void {
+    const relay = this.relay;
+    if (relay) this.batcher.afterCommit(() => relay(actionId, event));
     if (!this.listeners.has(actionId)) return;
     this.batcher.afterCommit(() => this.deliver(actionId, event));
   }
@@ -212,7 +236,7 @@ export class ActionBook {
 
   private scheduleProgress(action: OpenAction): void {
     const id = action.record.id;
-    if (this.progressTimers.has(id) || !this.listeners.has(id)) return;
+    if (this.progressTimers.has(id) || (!this.listeners.has(id) && !this.relay)) return;
     this.progressTimers.set(
       id,
       setTimeout(() => {

@@ -185,6 +185,11 @@ export class AlertBook {
     return (await this.store.alertsBefore(Number.MAX_SAFE_INTEGER, 0, 1))[0]?.seq ?? 0;
   }
 
+  /** Followers read what the store holds past their cursors (alerts another coordinator stored too). */
+  catchUpFollowers(): void {
+    this.deliver();
+  }
+
   private deliver(): void {
     for (const l of this.listeners) this.catchUp(l);
   }

@@ -19,11 +19,8 @@ import type { PostgresOptions } from "./store/pg-connect.js";
 export interface CoordinatorConfig {
   /** This coordinator's own name: its audit chain, its lease; several coordinators need different ones. */
   id: string;
-  /**
-   * The name agents answer to (results, acks, evidence): the coordinators sharing one
-   * PostgreSQL store share it, and whichever is alive takes what agents send. Default: `id`.
-   */
-  group: string;
+  /** Several coordinators on one PostgreSQL store: how long a silent one keeps its open actions. */
+  leaseMs: number;
   nats: NatsSettings;
   subjectPrefix: string;
   grpc: {
@@ -233,15 +230,12 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
   const id = json.id ?? DEFAULT_COORDINATOR;
   const enrollmentAccountSeed = accountSeedOf(json.enrollment, file);
   if (typeof id !== "string" || !isSubjectToken(id)) fail("id must be 1 to 64 letters, digits, '_' or '-'");
-  const group = json.group ?? id;
-  if (typeof group !== "string" || !isSubjectToken(group))
-    fail("group must be 1 to 64 letters, digits, '_' or '-'");
   const postgres = postgresOf(json.store, file);
-  if (group !== id && !postgres)
-    fail("group: coordinators answer as one group only when they share a PostgreSQL store (store.postgres)");
+  const leaseMs = ms(json.leaseMs, "leaseMs", 10_000)!;
+  if (leaseMs < 1000) fail("leaseMs must be at least 1000 (a lease renewed 4 times in it)");
   return {
     id,
-    group,
+    leaseMs,
     nats,
     subjectPrefix: typeof json.subjectPrefix === "string" ? json.subjectPrefix : DEFAULT_PREFIX,
     grpc: {

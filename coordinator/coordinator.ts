@@ -21,6 +21,7 @@ import { CommandStatus, ReleasePart, ReleaseRequest, TimeReply, TimeRequest } fr
 import { ActionBook } from "./action-book.js";
 import { AlertBook } from "./alert-book.js";
 import { AuditLog } from "./audit-log.js";
+import { ClusterDuty } from "./cluster-duty.js";
 import type { CoordinatorConfig } from "./config.js";
 import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import { Dispatcher } from "./dispatch.js";
@@ -33,12 +34,22 @@ import { KeyedQueue } from "./keyed-queue.js";
 import { LinkOutages } from "./link-outages.js";
 import { loadJournalKey, Notebook } from "./notebook.js";
 import { Notifier } from "./notifier.js";
+import { PeerRelay } from "./peer-relay.js";
 import { Queries } from "./queries.js";
 import { AgentRegistry } from "./registry.js";
 import { ReleaseShelf } from "./release-shelf.js";
 import { ScheduleDesk } from "./schedule-desk.js";
+import { openStore } from "./store/open.js";
 import { SqliteStore } from "./store/sqlite-store.js";
-import { alertsFeed, decodeOrRefuse, type Refusal, resultsFeed, StreamFeed } from "./stream-feed.js";
+import type { Store } from "./store/store.js";
+import {
+  alertsFeed,
+  decodeOrRefuse,
+  type FeedOptions,
+  type Refusal,
+  resultsFeed,
+  StreamFeed,
+} from "./stream-feed.js";
 import { Submissions } from "./submissions.js";
 import { WriteBatcher } from "./write-batcher.js";
 
@@ -54,12 +65,19 @@ import { WriteBatcher } from "./write-batcher.js";
 /** A time request carries nothing (an empty message is 0 bytes): a few bytes of slack, no more. */
 const MAX_TIME_REQUEST = 16;
 
+/** The alerts consumer coordinators sharing a store read together. */
+const SHARED_ALERTS_CONSUMER = "coordinators";
+/** How often followers of alerts on one of several coordinators look for alerts the others stored. */
+const FOLLOWERS_POLL_MS = 1000;
+
 /** How much longer than the stream's ack wait a restarted coordinator waits for queued results before sending again. */
 const CATCH_UP_MARGIN_MS = 2000;
 
 export interface CoordinatorOptions {
   log: Logger;
   now?: () => number;
+  /** The store, already open (Coordinator.open opens the one the config names). */
+  store?: Store;
 }
 
 export class Coordinator {
@@ -86,13 +104,20 @@ export class Coordinator {
   /** The results feed (of `feeds`): what a reconnect catches up on. */
   private resultsFeed?: StreamFeed;
   private nc?: NatsConnection;
+  /** With several coordinators on one store: leases, taking over, leading (cluster-duty.ts). */
+  private duty?: ClusterDuty;
+  /** How the streams are read (set at start). */
+  private feedOptions?: FeedOptions;
+  /** Silent coordinators whose results and acks this one reads too. */
+  private readonly readingFor = new Set<string>();
+  private followersPoll?: NodeJS.Timeout;
 
   constructor(config: CoordinatorConfig, options: CoordinatorOptions) {
     const log = options.log;
     const now = options.now ?? Date.now;
     const subjects = new Subjects(config.subjectPrefix);
     const keyring = Keyring.load(config.keyring);
-    const store = new SqliteStore(config.database);
+    const store: Store = options.store ?? new SqliteStore(config.database);
     const batcher = new WriteBatcher(store, log);
     // Filled from the store by start(), before anything is served.
     this.registry = new AgentRegistry(config.registry);
@@ -120,6 +145,8 @@ export class Coordinator {
       nats: () => this.nc,
       outages: new LinkOutages(),
       perAction: new KeyedQueue(),
+      // Several coordinators on one store tell each other of the actions each dispatches.
+      ...(store.cluster ? { peers: new PeerRelay(() => this.nc, subjects, log) } : {}),
     };
     this.core = core;
     const hostname = (agentId: string) => this.registry.get(agentId)?.hostname ?? "";
@@ -223,6 +250,44 @@ export class Coordinator {
     this.alerts.onAlert = (alert) => void this.incidents.alertStored(alert);
     this.evidence.onEvidence = (item) => this.incidents.evidenceStored(item);
     this.exporter = new Exporter(store.exportLog, config.exports, log.child({ part: "exports" }));
+    if (store.cluster && core.peers) {
+      const peers = core.peers;
+      core.book.relay = (actionId, event) => peers.publish(actionId, event);
+      this.duty = new ClusterDuty({
+        cluster: store.cluster,
+        book: core.book,
+        audit: this.audit,
+        log,
+        now,
+        id: config.id,
+        leaseMs: config.leaseMs,
+        takeOver: (from, actions) => this.takeOver(from, actions),
+      });
+      const duty = this.duty;
+      this.dispatcher.leading = () => duty.leading();
+    }
+  }
+
+  /**
+   * The open actions of coordinators that fell silent, now this one's: loaded (verified again)
+   * and dispatched from here, and what agents still send those coordinators read here too —
+   * results from their durable consumers (shared with them should they come back), and acks.
+   */
+  private async takeOver(from: string[], actionIds: string[]): Promise<void> {
+    const nc = this.nc;
+    const feed = this.feedOptions;
+    if (!nc || !feed) return;
+    const loaded = await this.dispatcher.reloadOpenActions(new Set(actionIds));
+    for (const silent of from) {
+      if (this.readingFor.has(silent) || silent === this.core.config.id) continue;
+      this.readingFor.add(silent);
+      const results = new StreamFeed(nc, { ...feed, coordinator: silent }, resultsFeed, this.core.log);
+      await results.ensure();
+      await results.consume((m) => this.intake.onStreamResult(m));
+      this.feeds.push(results);
+      this.intake.subscribeAcks(nc, silent);
+    }
+    this.core.log.info("took over open actions", { from, loaded });
   }
 
   /**
@@ -235,8 +300,20 @@ export class Coordinator {
     this.registry.restore(await store.loadAgents());
     for (const id of await store.revokedAgents()) this.revoked.add(id);
     await this.audit.load();
-    await this.dispatcher.reloadOpenActions();
+    // Several coordinators: only the actions this one dispatches (the others', their own).
+    const cluster = store.cluster;
+    await this.dispatcher.reloadOpenActions(
+      cluster ? new Set(await cluster.owned(this.core.config.id)) : undefined,
+    );
     await this.dispatcher.reloadPendingActions();
+  }
+
+  /** A coordinator on the store its config names (PostgreSQL is opened, and migrated, first). */
+  static async open(config: CoordinatorConfig, options: CoordinatorOptions): Promise<Coordinator> {
+    return new Coordinator(config, {
+      ...options,
+      store: options.store ?? (await openStore(config, options.log)),
+    });
   }
 
   get subjects(): Subjects {
@@ -275,6 +352,8 @@ export class Coordinator {
     });
     if (config.enrollmentAccountSeed) {
       nc.subscribe(enrollSubject(config.subjectPrefix), {
+        // One coordinator answers each request, however many share the store.
+        queue: "dragnet-enroll",
         callback: (_e, m) => void this.enrollment.onMessage(m),
       });
       // One coordinator answers each renewal.
@@ -287,12 +366,13 @@ export class Coordinator {
     // Results come from the JetStream stream. Until the ones that waited there
     // while this coordinator was down are in, nothing is sent again: an agent
     // that already answered must not be asked twice.
-    const feed = {
+    const feed: FeedOptions = {
       prefix: config.subjectPrefix,
       coordinator: config.id,
       replicas: config.results.replicas,
       ackWaitMs: config.results.ackWaitMs,
     };
+    this.feedOptions = feed;
     const results = new StreamFeed(nc, feed, resultsFeed, log);
     // Results a killed coordinator took but never acknowledged come back after the ack wait.
     this.catchUp.begin(
@@ -300,11 +380,23 @@ export class Coordinator {
       this.core.now() + config.results.ackWaitMs + CATCH_UP_MARGIN_MS,
     );
     await results.consume((m) => this.intake.onStreamResult(m));
-    const alerts = new StreamFeed(nc, feed, alertsFeed, log);
+    // Several coordinators share one alerts consumer: each alert is stored (and put in its
+    // incident's notebook) once, and followers everywhere read the store by sequence.
+    const alerts = new StreamFeed(
+      nc,
+      this.duty ? { ...feed, coordinator: SHARED_ALERTS_CONSUMER } : feed,
+      alertsFeed,
+      log,
+    );
     await alerts.ensure();
     await alerts.consume((m) => this.alerts.onMessage(m, (refused) => alerts.discard(refused)));
     this.feeds.push(results, alerts);
     this.resultsFeed = results;
+    if (this.duty) {
+      await this.duty.start();
+      // Alerts another coordinator stored reach this one's followers too.
+      this.followersPoll = setInterval(() => this.alerts.catchUpFollowers(), FOLLOWERS_POLL_MS);
+    }
     this.dispatcher.start();
     await this.schedules.start();
     this.exporter.start();
@@ -356,6 +448,8 @@ export class Coordinator {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.followersPoll);
+    await this.duty?.stop();
     this.schedules.stop();
     await this.exporter.stop();
     this.dispatcher.stop();

@@ -16,6 +16,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { CoordinatorConfig } from "./config.js";
 import type { KeyedQueue } from "./keyed-queue.js";
 import type { LinkOutages } from "./link-outages.js";
+import type { PeerRelay } from "./peer-relay.js";
 import type { AgentRegistry } from "./registry.js";
 import type { Store, StoredAction } from "./store/store.js";
 import type { WriteBatcher } from "./write-batcher.js";
@@ -51,6 +52,8 @@ export interface CoordinatorCore {
    * for the same id waits to see what the first did.
    */
   readonly perAction: KeyedQueue;
+  /** With several coordinators on one store: how they tell each other of the actions they dispatch. */
+  readonly peers?: PeerRelay;
 }
 
 /** Anything with NATS headers (core messages, JetStream messages). */

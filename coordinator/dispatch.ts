@@ -23,6 +23,10 @@ const RESEND_AFTER_MS = 5000;
 
 export class Dispatcher {
   private sweeper?: NodeJS.Timeout;
+  /** The store's unapproved actions are being expired (several coordinators). */
+  private expiring = false;
+  /** Whether this coordinator does what one of several must do once (set by the cluster duty). */
+  leading: () => boolean = () => true;
 
   constructor(
     private readonly core: CoordinatorCore,
@@ -174,18 +178,50 @@ export class Dispatcher {
 
   /** Actions nobody approved before they expired end unapproved, never sent. */
   private expireUnapproved(now: number): void {
-    const { pending, batcher, audit, perAction } = this.core;
+    const { pending, batcher, audit, perAction, peers } = this.core;
+    if (peers) {
+      // Several coordinators: what waits is in the store (any of them took it), and one of them expires it.
+      if (this.leading() && !this.expiring) {
+        this.expiring = true;
+        this.expireStoredUnapproved(now)
+          .catch((err: unknown) => this.core.log.error("unapproved actions not expired", { error: err }))
+          .finally(() => {
+            this.expiring = false;
+          });
+      }
+      return;
+    }
     for (const record of [...pending.values()]) {
       // One being approved is left to the approval (it checks the window): the next sweep sees how it ended.
       if (now < record.expiresAtMs || perAction.busy(record.id)) continue;
       pending.delete(record.id);
-      record.state = ActionState.ACTION_STATE_UNAPPROVED;
-      record.completedAtMs = now;
-      batcher.action(record);
-      audit.record("coordinator", "action expired unapproved", {
-        actionId: record.id,
-        code: Codes.EXPIRED,
-        message: `nobody approved ${record.name} before it expired; it was never sent`,
+      this.closeUnapproved(record, now);
+    }
+  }
+
+  private closeUnapproved(record: StoredAction, now: number): void {
+    record.state = ActionState.ACTION_STATE_UNAPPROVED;
+    record.completedAtMs = now;
+    this.core.batcher.action(record);
+    this.core.audit.record("coordinator", "action expired unapproved", {
+      actionId: record.id,
+      code: Codes.EXPIRED,
+      message: `nobody approved ${record.name} before it expired; it was never sent`,
+    });
+  }
+
+  /** The leader's sweep when several coordinators share the store: the store's waiting actions. */
+  private async expireStoredUnapproved(now: number): Promise<void> {
+    const { store, pending, perAction } = this.core;
+    for (const waiting of await store.pendingActions()) {
+      if (now < waiting.expiresAtMs) continue;
+      await perAction.run(waiting.id, async () => {
+        const record = await store.getAction(waiting.id);
+        if (record?.state !== ActionState.ACTION_STATE_PENDING_APPROVAL || record.completedAtMs !== undefined)
+          return;
+        pending.delete(record.id);
+        this.closeUnapproved(record, now);
+        await this.core.batcher.flush();
       });
     }
   }
@@ -209,10 +245,16 @@ export class Dispatcher {
     }
   }
 
-  /** Actions released before a restart and not complete, verified again (signatures and weight) before anything is sent. */
-  async reloadOpenActions(): Promise<void> {
+  /**
+   * Actions released before a restart and not complete, verified again (signatures and weight)
+   * before anything is sent; `only` those (this coordinator's, or those it took over from one
+   * that fell silent) when several coordinators share the store.
+   */
+  async reloadOpenActions(only?: ReadonlySet<string>): Promise<number> {
     const { store, keyring, book, batcher } = this.core;
+    let loaded = 0;
     for (const record of await store.openActions()) {
+      if ((only && !only.has(record.id)) || book.get(record.id)) continue;
       let verified: ReturnType<typeof verifyStored>;
       try {
         verified = verifyStored(keyring, record);
@@ -239,7 +281,9 @@ export class Dispatcher {
       );
       for (const r of await store.resultsOf(record.id)) action.answered.add(r.commandId);
       book.add(action);
+      loaded++;
     }
+    return loaded;
   }
 
   private storedRefused(actionId: string, outcome: string, err: unknown): void {

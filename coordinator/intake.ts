@@ -1,5 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Codes, DragnetError, problemOf } from "../common/mod.js";
 import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/api.js";
 import type { OpenAction } from "./action-book.js";
@@ -96,7 +96,12 @@ export class AgentIntake {
     nc.subscribe(subjects.allHeartbeats, {
       callback: (_e, m) => this.guard("heartbeat", m, (msg, agentId) => this.onHeartbeat(msg, agentId)),
     });
-    nc.subscribe(subjects.acksFor(config.id), {
+    this.subscribeAcks(nc, config.id);
+  }
+
+  /** Acks addressed to a coordinator: this one, or one whose open actions this one took over. */
+  subscribeAcks(nc: NatsConnection, coordinatorId: string): Subscription {
+    return nc.subscribe(this.core.subjects.acksFor(coordinatorId), {
       callback: (_e, m) => this.guard("ack", m, (msg, agentId) => this.onAck(msg, agentId)),
     });
   }
@@ -244,6 +249,10 @@ export class AgentIntake {
     const stored = () => this.core.batcher.afterCommit(() => m.ack());
     const failed = (err: unknown) => {
       const p = problemOf(err);
+      if (p.code === Codes.ELSEWHERE) {
+        m.nak(NAK_DELAY_MS / 4);
+        return;
+      }
       if (!REFUSED_FOR_GOOD.has(p.code)) {
         // Not the result's fault (the store is failing, say): it stays in the stream and comes back.
         this.core.log.error("result not stored; it will be handed out again", { subject: m.subject, ...p });
@@ -295,6 +304,7 @@ export class AgentIntake {
       const command = await this.storedCommand(result.commandId, agentId);
       if (!command) throw new DragnetError(Codes.NOT_FOUND, `result for unknown command ${result.commandId}`);
       checkActionOf(command, result);
+      await this.notDispatchedElsewhere(command.actionId);
       // Stored once: a redelivered result is recognised and dropped.
       if (await this.core.store.hasResult(command.id)) return;
       // The action completed before this result came (a late answer): recorded all the same.
@@ -342,6 +352,22 @@ export class AgentIntake {
       command.problemCode = patch.problem.code;
       command.problemMessage = patch.problem.message;
       batcher.command(command);
+    }
+  }
+
+  /**
+   * Several coordinators: a result of an open action another one dispatches is that one's to
+   * take (its book waits for it). Refused for now, not for good: the stream hands it out again,
+   * to whichever coordinator reads this results feed next (the dispatcher once it took it over).
+   */
+  private async notDispatchedElsewhere(actionId: string): Promise<void> {
+    const { store, config } = this.core;
+    if (!store.cluster) return;
+    const action = await store.getAction(actionId);
+    if (!action || action.completedAtMs !== undefined) return;
+    const owner = await store.cluster.ownerOf(actionId);
+    if (owner && owner !== config.id) {
+      throw new DragnetError(Codes.ELSEWHERE, `action ${actionId} is dispatched by coordinator ${owner}`);
     }
   }
 

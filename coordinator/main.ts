@@ -13,7 +13,7 @@ const program = new Command("dragnet-coordinator")
     try {
       const config = loadCoordinatorConfig(opts.config);
       log = createLogger("coordinator", { level: config.logLevel });
-      const coordinator = new Coordinator(config, { log });
+      const coordinator = await Coordinator.open(config, { log });
       await coordinator.start();
       const { server, port } = await startGrpcServer(
         coordinator,

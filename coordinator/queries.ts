@@ -8,6 +8,8 @@ import {
 } from "../common/mod.js";
 import {
   type ActionDetail,
+  type ActionEvent,
+  ActionState,
   type ActionSummary,
   type AgentInfo,
   type AgentResult,
@@ -210,12 +212,73 @@ export class Queries {
       }
       unsubscribe();
     }
+    const followed = await this.followElsewhere(id, send, end);
+    if (followed) return followed;
     send({ event: { $case: "progress", value: await this.actionSummary(id) } });
     for (const r of await this.agentResults(id))
       if (isFinal(r.status)) send({ event: { $case: "result", value: r } });
     send({ event: { $case: "done", value: await this.actionSummary(id) } });
     end();
     return () => undefined;
+  }
+
+  /**
+   * An open action another coordinator dispatches (several share the store): what it relays
+   * (peer-relay.ts), after what the store has. Listening starts before the store is read; a
+   * result heard in both is sent once. Undefined when the action is not open elsewhere.
+   */
+  private async followElsewhere(
+    id: string,
+    send: ActionListener,
+    end: () => void,
+  ): Promise<(() => void) | undefined> {
+    const { peers, store, book } = this.core;
+    if (!peers) return undefined;
+    const record = await store.getAction(id);
+    if (!record || record.completedAtMs !== undefined || record.state !== ActionState.ACTION_STATE_RELEASED)
+      return undefined;
+    const sent = new Set<string>();
+    let replaying = true;
+    const heard: ActionEvent[] = [];
+    let ended = false;
+    const forward = (event: ActionEvent) => {
+      if (ended) return;
+      if (event.event?.$case === "result") {
+        const key = `${event.event.value.commandId}/${event.event.value.status}`;
+        if (sent.has(key)) return;
+        sent.add(key);
+      }
+      send(event);
+      if (event.event?.$case === "done") {
+        ended = true;
+        stop();
+        end();
+      }
+    };
+    const stop = peers.follow(id, (event) => (replaying ? heard.push(event) : forward(event)));
+    await peers.flush();
+    try {
+      // This coordinator may have taken the action over meanwhile: its book tells from here on.
+      if (book.get(id)) {
+        stop();
+        return undefined;
+      }
+      forward({ event: { $case: "progress", value: await this.storedSummary(id) } });
+      for (const r of await this.agentResults(id))
+        if (isFinal(r.status)) forward({ event: { $case: "result", value: r } });
+      const now = await store.getAction(id);
+      if (now?.completedAtMs !== undefined)
+        forward({ event: { $case: "done", value: await this.storedSummary(id) } });
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    replaying = false;
+    for (const event of heard.splice(0)) forward(event);
+    return () => {
+      ended = true;
+      stop();
+    };
   }
 
   /** Which agents a target expression selects now, for filtering alerts; none given: every agent. */

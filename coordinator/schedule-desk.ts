@@ -72,6 +72,9 @@ interface ActiveSchedule {
   weight: number;
 }
 
+/** How often, with several coordinators, the store is read for schedules created through another. */
+const PEER_SCHEDULES_MS = 2000;
+
 export class ScheduleDesk {
   private readonly active = new Map<string, ActiveSchedule>();
   /** Stopped schedules still inside their window, told again to agents that come back. */
@@ -81,6 +84,8 @@ export class ScheduleDesk {
   /** Each host's answers to a schedule, compared one at a time with the rows the one before left. */
   private readonly comparing = new KeyedQueue();
   private ticker?: NodeJS.Timeout;
+  /** When the store's schedules were last read for ones another coordinator created. */
+  private lookedAtStoreMs = 0;
 
   constructor(
     private readonly core: CoordinatorCore,
@@ -465,6 +470,22 @@ export class ScheduleDesk {
   /** Issues each active schedule's open run, once; resolves when they are issued (never rejects). */
   private async tick(): Promise<void> {
     const now = this.core.now();
+    if (this.core.peers && now - this.lookedAtStoreMs >= PEER_SCHEDULES_MS) {
+      // Several coordinators: schedules created through another are run from here too (a run is
+      // claimed in the store, so each is issued once whichever coordinator claims it).
+      this.lookedAtStoreMs = now;
+      for (const record of await this.core.store.schedules.active(now)) {
+        if (this.active.has(record.id)) continue;
+        try {
+          this.activate(record);
+        } catch (err) {
+          this.core.log.error("stored schedule no longer verifies; none of its runs is sent", {
+            schedule: record.id,
+            ...problemOf(err),
+          });
+        }
+      }
+    }
     const issued: Array<Promise<void>> = [];
     for (const s of [...this.active.values()]) {
       const n = runAt(s.body, now);

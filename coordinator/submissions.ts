@@ -150,7 +150,16 @@ export class Submissions {
   ): Promise<ApproveActionResponse> {
     const { book, pending, store, keyring, batcher, audit } = this.core;
     const now = this.core.now();
-    const record = pending.get(id);
+    let record = pending.get(id);
+    if (this.core.peers) {
+      // Several coordinators: the store says whether it still waits (another may have approved or expired it).
+      const stored = await store.getAction(id);
+      const waiting =
+        stored?.state === ActionState.ACTION_STATE_PENDING_APPROVAL && stored.completedAtMs === undefined;
+      record = waiting ? stored : undefined;
+      if (record) pending.set(id, record);
+      else pending.delete(id);
+    }
     if (!record) {
       const released =
         book.get(id) || (await store.getAction(id))?.state === ActionState.ACTION_STATE_RELEASED;

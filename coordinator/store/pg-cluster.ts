@@ -22,6 +22,8 @@ export interface CoordinatorCluster {
    * one's; each is claimed by one coordinator only. Returns whom it adopted, and the actions.
    */
   adoptExpired(id: string, nowMs: number): Promise<{ from: string[]; actions: string[] }>;
+  /** Open actions this coordinator dispatches (those nobody owns too: written before owners were kept). */
+  owned(id: string): Promise<string[]>;
   /** The coordinator that dispatches an action ("" for none). */
   ownerOf(actionId: string): Promise<string>;
   /** Coordinators whose lease runs at `nowMs`. */
@@ -77,6 +79,14 @@ export class PgCluster implements CoordinatorCluster {
       );
       return { from: dead, actions: taken.rows.map((r) => r.id) };
     });
+  }
+
+  async owned(id: string): Promise<string[]> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      "SELECT id FROM actions WHERE completed_at IS NULL AND (owner = $1 OR owner = '')",
+      [id],
+    );
+    return rows.map((r) => r.id);
   }
 
   async ownerOf(actionId: string): Promise<string> {

@@ -2,6 +2,7 @@ import type { AuditFieldsOfEntry, AuditHead, ChainedAudit } from "../../common/a
 import type { Page } from "../../common/journal.js";
 import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
 import type { ExportSource } from "../exports/source.js";
+import type { CoordinatorCluster } from "./pg-cluster.js";
 
 // What the coordinator keeps. Two backends provide it: SQLite (embedded, one
 // coordinator, the default) and PostgreSQL (several coordinators share it).
@@ -260,6 +261,8 @@ export function emptyWriteBatch(): WriteBatch {
 
 export interface Store {
   readonly schedules: ScheduleStore;
+  /** Present when several coordinators may share the store (PostgreSQL): leases and action owners. */
+  readonly cluster?: CoordinatorCluster;
   /** The records export sinks read, and where each sink has got to. */
   readonly exportLog: ExportSource;
   /** Applies writes in one transaction; an action written again replaces its earlier row. */

@@ -116,6 +116,8 @@ export interface TestFleet {
     /** The agent's own keyring (default: the fleet's). */
     keyring?: string;
   }): Promise<Agent>;
+  /** Stops an agent (if running) and starts it again on the same state directory, config and modules. */
+  restartAgent(agent: Agent): Promise<Agent>;
   stop(): Promise<void>;
 }
 
@@ -143,6 +145,10 @@ export async function startFleet(
     resultGraceMs?: number;
     /** Where the coordinator's database lives (default coordinator.db in the fleet's directory). */
     database?: string;
+    /** A PostgreSQL store (postgres://… of a cluster the test started) instead of SQLite. */
+    postgres?: string;
+    /** How long a silent coordinator keeps its open actions (several coordinators on PostgreSQL). */
+    leaseMs?: number;
   } = {},
 ): Promise<TestFleet> {
   const dir = tempDir();
@@ -190,6 +196,8 @@ export async function startFleet(
     resultGraceMs: options.resultGraceMs ?? 15_000,
     // Results a killed coordinator held come back after 3 s rather than the default 10.
     results: { ackWaitMs: 3000, replicas: options.natsCluster ?? 1 },
+    ...(options.postgres ? { store: { postgres: options.postgres } } : {}),
+    ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
     ...(options.notify ? { notify: options.notify } : {}),
     ...(options.exports ? { exports: options.exports } : {}),
     ...(options.enrollment
@@ -208,7 +216,7 @@ export async function startFleet(
   // DRAGNET_TEST_LOG=debug shows what coordinator and agents log while a test runs.
   const level = process.env.DRAGNET_TEST_LOG as Level | undefined;
   const log = options.log ?? (level ? createLogger("test", { level }) : silentLogger);
-  const coordinator = new Coordinator(config, { log });
+  const coordinator = await Coordinator.open(config, { log });
   await coordinator.start();
   const grpcTls = { cert: config.grpc.cert!, key: config.grpc.key! };
   const { server, port } = await startGrpcServer(coordinator, "127.0.0.1:0", grpcTls, log);
@@ -225,6 +233,8 @@ export async function startFleet(
   const agents: Agent[] = [];
   const connections: NatsConnection[] = [];
   const processes: ChildProcess[] = [];
+  /** How each agent is made again on its state directory (restartAgent). */
+  const restartable = new Map<Agent, () => Agent>();
 
   const fleet: TestFleet = {
     dir,
@@ -339,7 +349,7 @@ export async function startFleet(
     },
     async addCoordinator(id) {
       const own = parseCoordinatorConfig({ ...rawConfig, id, database: `coordinator-${id}.db` }, dir);
-      const other = new Coordinator(own, { log });
+      const other = await Coordinator.open(own, { log });
       await other.start();
       const started = await startGrpcServer(other, "127.0.0.1:0", grpcTls, log);
       const otherApi = new CoordinatorApi(`localhost:${started.port}`, {
@@ -361,7 +371,7 @@ export async function startFleet(
       fleet.grpcServer.forceShutdown();
       await fleet.coordinator.stop();
       await whileDown?.(config.database);
-      fleet.coordinator = new Coordinator(config, { log });
+      fleet.coordinator = await Coordinator.open(config, { log });
       await fleet.coordinator.start();
       fleet.grpcServer = (await startGrpcServer(fleet.coordinator, `127.0.0.1:${port}`, grpcTls, log)).server;
     },
@@ -369,20 +379,30 @@ export async function startFleet(
       const n = agents.length + 1;
       const stateDir = join(dir, `agent-${n}`);
       const { id: _id, ...link } = await fleet.prepareAgent(stateDir);
-      const agent = new Agent(
-        loadAgentConfig({
-          ...link,
-          stateDir,
-          keyring: o.keyring ?? keyringPath,
-          hostname: o.hostname ?? `host-${n}`,
-          tag: Object.entries(o.tags ?? { n: String(n) }).map(([k, v]) => `${k}=${v}`),
-          heartbeatInterval: o.heartbeatIntervalMs ?? options.heartbeatIntervalMs ?? 1000,
-        }),
-        { log, modules: o.modules, now: o.now },
-      );
+      const agentConfig = loadAgentConfig({
+        ...link,
+        stateDir,
+        keyring: o.keyring ?? keyringPath,
+        hostname: o.hostname ?? `host-${n}`,
+        tag: Object.entries(o.tags ?? { n: String(n) }).map(([k, v]) => `${k}=${v}`),
+        heartbeatInterval: o.heartbeatIntervalMs ?? options.heartbeatIntervalMs ?? 1000,
+      });
+      const agentOptions = { log, modules: o.modules, now: o.now };
+      const agent = new Agent(agentConfig, agentOptions);
       await agent.start();
       agents.push(agent);
+      restartable.set(agent, () => new Agent(agentConfig, agentOptions));
       return agent;
+    },
+    async restartAgent(agent) {
+      const again = restartable.get(agent);
+      if (!again) throw new Error("not an agent of this fleet");
+      await agent.stop();
+      const next = again();
+      await next.start();
+      agents[agents.indexOf(agent)] = next;
+      restartable.set(next, again);
+      return next;
     },
     async stop() {
       await Promise.allSettled(agents.map((a) => a.stop()));

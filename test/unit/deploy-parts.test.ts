@@ -154,7 +154,7 @@ describe("settings", () => {
       {
         ...base,
         id: "c1",
-        group: "hq",
+        leaseMs: 4000,
         store: { postgres: url, passwordFile: "pg.password", tls: { ca: "ca.pem" } },
       },
       dir,
@@ -165,8 +165,8 @@ describe("settings", () => {
       tls: { ca: join(dir, "ca.pem"), cert: undefined, key: undefined, servername: undefined },
       poolSize: undefined,
     });
-    expect([cfg.id, cfg.group]).toEqual(["c1", "hq"]);
-    expect(parseCoordinatorConfig(base, dir)).toMatchObject({ postgres: undefined, group: "main" });
+    expect([cfg.id, cfg.leaseMs]).toEqual(["c1", 4000]);
+    expect(parseCoordinatorConfig(base, dir)).toMatchObject({ postgres: undefined, leaseMs: 10_000 });
     const refusal = (store: unknown, extra: Record<string, unknown> = {}) =>
       codeOf(() => parseCoordinatorConfig({ ...base, ...extra, store }, dir));
     expect(refusal({ postgres: "postgres://dragnet:hunter2@db/dragnet" })).toContain("not in the URL");
@@ -177,7 +177,6 @@ describe("settings", () => {
     expect(refusal({ postgres: url, passwordFile: "pg.password" })).toContain(
       "must not be readable by others",
     );
-    // A group of coordinators shares one store: with SQLite files of their own they cannot answer as one.
-    expect(refusal(undefined, { group: "hq" })).toContain("share a PostgreSQL store");
+    expect(refusal({ postgres: url }, { leaseMs: 200 })).toContain("leaseMs must be at least 1000");
   });
 });

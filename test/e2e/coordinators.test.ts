@@ -1,0 +1,200 @@
+import type { ChildProcess } from "node:child_process";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Agent } from "../../agent/agent.js";
+import { defineModule } from "../../agent/mod.js";
+import { fileModule } from "../../agent/modules/file/index.js";
+import { signAction } from "../../common/mod.js";
+import { CoordinatorApi } from "../../console/client.js";
+import { addSignedNote } from "../../console/commands/incident.js";
+import { type AgentResult, AgentStatus, CommandStatus } from "../../proto/api.js";
+import { fileAction } from "../helpers/actions.js";
+import { requireBuild } from "../helpers/cli.js";
+import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
+import { type PostgresCluster, startPostgres } from "../helpers/postgres.js";
+
+// Several coordinators on one PostgreSQL store (issue 25), with real parts: a
+// 3-node NATS cluster, a PostgreSQL cluster of the test's own, coordinator A as
+// its own process (so that it can be SIGKILLed) and B beside it, 20 agents.
+// A sweep submitted through A and followed through B (and through A, by a
+// console given both addresses) ends with one state per agent, every result
+// stored once, and the commands A never sent sent by B; two investigators
+// writing in one notebook through A and B keep it one chain.
+
+const AGENTS = 20;
+/** Offline when the sweep is submitted: A cannot send them their commands. */
+const LATE = 5;
+const LEASE_MS = 2000;
+
+let cluster: PostgresCluster;
+let db: pg.Pool;
+let fleet: TestFleet;
+let a: ChildProcess;
+let b: Awaited<ReturnType<TestFleet["addCoordinator"]>>;
+const ran = new Map<string, number>();
+const agents: Agent[] = [];
+
+beforeAll(async () => {
+  requireBuild();
+  cluster = await startPostgres();
+  db = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  db.on("error", () => undefined);
+  fleet = await startFleet({
+    postgres: cluster.url,
+    natsCluster: 3,
+    leaseMs: LEASE_MS,
+    offlineAfterMs: 2500,
+    heartbeatIntervalMs: 500,
+  });
+  // A real file search that takes 0.3 to 1.8 s, counting how often each host ran it.
+  for (let i = 0; i < AGENTS; i++) {
+    const hostname = `sweep-${String(i).padStart(2, "0")}`;
+    const slow = defineModule({
+      ...fileModule,
+      async run(params, ctx) {
+        ran.set(hostname, (ran.get(hostname) ?? 0) + 1);
+        await new Promise((r) => setTimeout(r, 300 + ((i * 97) % 1500)));
+        return fileModule.run(params, ctx);
+      },
+    });
+    agents.push(
+      await fleet.addAgent({ hostname, tags: { group: "sweep" }, modules: [slow], heartbeatIntervalMs: 500 }),
+    );
+  }
+  a = await fleet.spawnCoordinator();
+  b = await fleet.addCoordinator("b");
+  await eventually(
+    async () => ((await b.api.listAgents('tags.group == "sweep"')).length === AGENTS ? true : undefined),
+    20_000,
+  );
+}, 120_000);
+
+afterAll(async () => {
+  if (a && a.exitCode === null && a.signalCode === null) a.kill("SIGKILL");
+  await b?.stop();
+  await fleet?.stop();
+  await db?.end();
+  await cluster?.stop();
+});
+
+describe("two coordinators on one PostgreSQL store", () => {
+  it("keep one notebook chain while investigators write through both at once", async () => {
+    const incident = await fleet.api.openIncident("webshell on the web tier", "high");
+    const note = async (api: CoordinatorApi, text: string) =>
+      (await addSignedNote(api, fleet.alice, incident.id, text)).page;
+    const pages = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => [
+        note(fleet.api, `through A ${i}`),
+        note(b.api, `through B ${i}`),
+      ]).flat(),
+    );
+    const numbers = pages.map((p) => p.seq).sort((x, y) => x - y);
+    const first = numbers[0]!;
+    expect(numbers).toEqual(Array.from({ length: 20 }, (_, i) => first + i));
+    for (const api of [fleet.api, b.api]) {
+      expect(await api.verifyIncident(incident.id)).toMatchObject({
+        ok: true,
+        brokenPage: 0,
+        pages: first + 19,
+      });
+    }
+  });
+
+  it("lose nothing when A is SIGKILLed mid-sweep: B takes over its open actions and the console follows to B", async () => {
+    const late = agents.slice(0, LATE);
+    for (const agent of late) await agent.stop();
+    await eventually(async () => {
+      const offline = (await b.api.listAgents('tags.group == "sweep"')).filter(
+        (x) => x.status === AgentStatus.AGENT_STATUS_OFFLINE,
+      );
+      return offline.length === LATE ? true : undefined;
+    }, 15_000);
+    const spy = await fleet.connectNats({ observe: ["dragnet.cmd.*"] });
+    const sent: Array<{ agent: string; at: number }> = [];
+    spy.subscribe("dragnet.cmd.*", {
+      callback: (_e, m) => {
+        sent.push({ agent: m.subject.split(".")[2]!, at: Date.now() });
+      },
+    });
+    await spy.flush();
+
+    const body = fileAction(
+      { paths: ["/etc/passwd"], options: { maxDepth: 0, returnHashes: [] } },
+      { target: 'tags.group == "sweep"' },
+    );
+    await fleet.api.submitAction(signAction(body, fleet.alice));
+    // A console given both addresses follows through A; another follows through B.
+    const both = new CoordinatorApi(`${fleet.api.address},${b.api.address}`, {
+      key: fleet.alice,
+      ca: Buffer.from(fleet.caCert),
+    });
+    const moves: string[] = [];
+    const follow = (api: CoordinatorApi) => {
+      const results: AgentResult[] = [];
+      let done = false;
+      const watching = api.watchAction(
+        body.id,
+        (event) => {
+          if (event.event?.$case === "result") results.push(event.event.value);
+          if (event.event?.$case === "done") done = true;
+          return true;
+        },
+        undefined,
+        (from, to) => moves.push(`${from} -> ${to}`),
+      );
+      return { results, watching, done: () => done };
+    };
+    const throughA = follow(both);
+    const throughB = follow(b.api);
+    const stored = async () =>
+      (
+        await db.query<{ n: number }>("SELECT count(*)::int AS n FROM results WHERE action_id = $1", [
+          body.id,
+        ])
+      ).rows[0]!.n;
+    // Some answers are in, most still running: A dies.
+    await eventually(async () => ((await stored()) >= 3 ? true : undefined), 15_000);
+    a.kill("SIGKILL");
+    await new Promise<void>((r) => a.once("exit", () => r()));
+    const killedAt = Date.now();
+    expect(await stored()).toBeLessThan(AGENTS - LATE);
+    // The hosts A could not reach come back: B, which took the action over, sends them theirs.
+    for (const agent of late) agents[agents.indexOf(agent)] = await fleet.restartAgent(agent);
+
+    await Promise.all([throughA.watching, throughB.watching]);
+    both.close();
+    for (const watch of [throughA, throughB]) {
+      expect(watch.done()).toBe(true);
+      expect(new Set(watch.results.map((r) => r.agentId)).size).toBe(AGENTS);
+      expect(watch.results.every((r) => r.status === CommandStatus.COMMAND_STATUS_SUCCESS)).toBe(true);
+    }
+    expect(moves).toEqual([`${fleet.api.address} -> ${b.api.address}`]);
+    // In the database: one result and one final command per agent, none twice.
+    const rows = (
+      await db.query<{ agent_id: string; status: number; results: number }>(
+        `SELECT c.agent_id, c.status, (SELECT count(*)::int FROM results r WHERE r.command_id = c.id) AS results
+         FROM commands c WHERE c.action_id = $1`,
+        [body.id],
+      )
+    ).rows;
+    expect(rows).toHaveLength(AGENTS);
+    expect(rows.every((r) => r.status === CommandStatus.COMMAND_STATUS_SUCCESS && r.results === 1)).toBe(
+      true,
+    );
+    expect(await stored()).toBe(AGENTS);
+    expect((await db.query("SELECT owner FROM actions WHERE id = $1", [body.id])).rows[0]).toEqual({
+      owner: "b",
+    });
+    // Each host ran the search once; the late hosts' commands went out after A died (from B).
+    expect([...ran.values()]).toEqual(Array(AGENTS).fill(1));
+    const lateIds = new Set(
+      (await b.api.listAgents('tags.group == "sweep"'))
+        .filter((x) => late.some((l) => l.id === x.id))
+        .map((x) => x.id),
+    );
+    expect(lateIds.size).toBe(LATE);
+    const lateSends = sent.filter((s) => lateIds.has(s.agent));
+    expect(lateSends.length).toBeGreaterThanOrEqual(LATE);
+    expect(lateSends.every((s) => s.at >= killedAt)).toBe(true);
+  }, 120_000);
+});
