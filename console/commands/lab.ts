@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { globalsOf, handle, nonNegativeInt, outcome } from "../cli-kit.js";
 import { homeDir, openClient } from "../home.js";
-import { labDown, labRestartCoordinator, labStatus, readLab } from "../lab/lab.js";
+import { type LabState, labDown, labRestartCoordinator, labStatus, readLab } from "../lab/lab.js";
 import { labUp } from "../lab/lab-up.js";
 import { statusName } from "./agents.js";
 
@@ -27,6 +27,17 @@ export function registerLabCommand(program: Command): void {
       nonNegativeInt("--nats-nodes"),
       1,
     )
+    .option(
+      "--store <kind>",
+      "sqlite (one file per coordinator) or postgres (a cluster the lab starts)",
+      "sqlite",
+    )
+    .option(
+      "--coordinators <n>",
+      "coordinators sharing the store (more than 1 needs --store postgres)",
+      nonNegativeInt("--coordinators"),
+      1,
+    )
     .action(
       handle(
         async (
@@ -37,6 +48,8 @@ export function registerLabCommand(program: Command): void {
             insecure?: boolean;
             natsNodes: number;
             netns?: boolean;
+            store: string;
+            coordinators: number;
           },
           command: Command,
         ) => {
@@ -49,12 +62,16 @@ export function registerLabCommand(program: Command): void {
             insecure: flags.insecure,
             natsNodes: flags.natsNodes,
             netns: flags.netns,
+            store: flags.store as "sqlite" | "postgres",
+            coordinators: flags.coordinators,
             log: (line) => process.stderr.write(`lab: ${line}\n`),
           });
           const summary = {
             dir: state.dir,
             nats: (state.natsNodes ?? [state.nats]).map((n) => n.url),
             coordinator: state.coordinator.address,
+            coordinators: (state.coordinators ?? [state.coordinator]).map((c) => c.address),
+            store: state.postgres ? state.postgres.url : "sqlite",
             agents: state.agents.length,
             keys: state.keys,
             insecure: !!state.insecure,
@@ -64,7 +81,7 @@ export function registerLabCommand(program: Command): void {
             return 0;
           }
           process.stdout.write(
-            `lab up in ${state.dir}: nats ${(state.natsNodes ?? [state.nats]).map((n) => n.url).join(" ")}, coordinator ${state.coordinator.address}, ${state.agents.length} agents\n` +
+            `lab up in ${state.dir}: nats ${(state.natsNodes ?? [state.nats]).map((n) => n.url).join(" ")}, ${coordinatorsLine(state)}, ${state.agents.length} agents\n` +
               `investigator keys: ${Object.values(state.keys).join(", ")} (alice is the default; --key picks bob)\n` +
               "note: both keys are here, in one place: in the lab the two-person rule is one person. Give each investigator their own key on their own machine for real use.\n" +
               (state.insecure ? "WARNING: plaintext NATS and gRPC (--insecure)\n" : ""),
@@ -137,6 +154,15 @@ export function registerLabCommand(program: Command): void {
         return 0;
       }),
     );
+}
+
+/** "coordinator ADDRESS" or "coordinators A, B on PostgreSQL URL". */
+function coordinatorsLine(state: LabState): string {
+  const all = state.coordinators ?? [state.coordinator];
+  const where = state.postgres ? ` on ${state.postgres.url}` : "";
+  return all.length === 1
+    ? `coordinator ${state.coordinator.address}${where}`
+    : `coordinators ${all.map((c) => c.address).join(", ")}${where}`;
 }
 
 /** One of the lab's processes: its role, pid and state. */

@@ -32,6 +32,7 @@ import {
 } from "./lab.js";
 import { NatsSecurity, planNatsNodes } from "./nats-setup.js";
 import { createLabNetwork, destroyLabNetwork, LAB_BRIDGE_IP } from "./netns.js";
+import { type LabPostgres, removeLabPostgres, startLabPostgres } from "./postgres.js";
 import {
   findNatsServer,
   isOurs,
@@ -59,6 +60,10 @@ export interface LabUpOptions {
   natsNodes?: number;
   /** Each agent in its own network namespace on a lab bridge (root only; one NATS node). */
   netns?: boolean;
+  /** Where the coordinators keep state: an SQLite file (default), or a PostgreSQL cluster the lab starts. */
+  store?: "sqlite" | "postgres";
+  /** Coordinators sharing the PostgreSQL store (1 to 3; more than 1 needs --store postgres). */
+  coordinators?: number;
   log?: (line: string) => void;
 }
 
@@ -75,6 +80,19 @@ function checkLabOptions(opts: LabUpOptions, dir: string, existing: LabState | u
   }
   if (!Number.isInteger(opts.agents) || opts.agents < 0 || opts.agents > 200) {
     throw new DragnetError(Codes.PARAMS, "--agents must be between 0 and 200");
+  }
+  if (opts.store !== undefined && opts.store !== "sqlite" && opts.store !== "postgres") {
+    throw new DragnetError(Codes.PARAMS, "--store must be sqlite or postgres");
+  }
+  const coordinators = opts.coordinators ?? 1;
+  if (!Number.isInteger(coordinators) || coordinators < 1 || coordinators > 3) {
+    throw new DragnetError(Codes.PARAMS, "--coordinators must be 1, 2 or 3");
+  }
+  if (coordinators > 1 && opts.store !== "postgres") {
+    throw new DragnetError(
+      Codes.PARAMS,
+      "--coordinators above 1 needs --store postgres (each SQLite file belongs to one coordinator)",
+    );
   }
   if (opts.netns && (opts.natsNodes ?? 1) !== 1) {
     throw new DragnetError(Codes.PARAMS, "--netns runs one NATS node (not --nats-nodes 3)");
@@ -170,23 +188,41 @@ async function startNatsNodes(b: LabBuild, nats: string, host: string, nodeCount
   return nodes;
 }
 
-/** The coordinator's config and process, and the console config that points at it. */
-async function startLabCoordinator(b: LabBuild, natsUrls: string[], replicas: number) {
+/** Where a lab coordinator keeps its state: its own SQLite file, or the lab's PostgreSQL cluster. */
+type LabStore = { postgres: LabPostgres } | undefined;
+
+/**
+ * Coordinator `n` of `count`: its config and process. Several share the PostgreSQL store
+ * and answer agents as one group ("lab"); each has its own id, API port and local files.
+ */
+async function startLabCoordinator(
+  b: LabBuild,
+  natsUrls: string[],
+  replicas: number,
+  n: number,
+  count: number,
+  store: LabStore,
+) {
   const port = await freePort();
-  const config = join(b.dir, "coordinator.json");
-  await b.natsSecurity.writeCoordinatorCreds(join(b.dir, "coordinator.creds"));
-  writeFileAtomic(join(b.dir, "nats-account.seed"), b.natsSecurity.authority.accountSeed, 0o600);
+  const name = count === 1 ? "coordinator" : `coordinator-${n}`;
+  const config = join(b.dir, `${name}.json`);
+  const database = count === 1 ? "coordinator.db" : join(name, "coordinator.db");
+  if (count > 1) mkdirSync(join(b.dir, name), { recursive: true, mode: 0o700 });
   const listen = `127.0.0.1:${port}`;
   writeFileSync(
     config,
     `${JSON.stringify(
       {
+        ...(count > 1 ? { id: `lab-${n}` } : {}),
         nats: { servers: natsUrls, ca: "ca.pem", creds: "coordinator.creds", insecure: b.insecure },
         results: { replicas },
         grpc: b.insecure
           ? { listen, insecure: true }
           : { listen, cert: "coordinator.pem", key: "coordinator.key" },
-        database: "coordinator.db",
+        database,
+        ...(store ? { store: { postgres: store.postgres.url, passwordFile: "postgres.password" } } : {}),
+        // One journal key for all: a notebook page sealed by one coordinator verifies on every other.
+        journalKey: "journal.key",
         keyring: "keyring.json",
         // Hosts join the lab with `dragnet enroll token create` + `dragnet-agent enroll`.
         enrollment: { accountSeed: "nats-account.seed" },
@@ -195,24 +231,22 @@ async function startLabCoordinator(b: LabBuild, natsUrls: string[], replicas: nu
       2,
     )}\n`,
   );
-  const proc = startCoordinator(b.dist, b.dir, config);
-  b.started.push({ role: "coordinator", ...proc });
-  b.log(`coordinator pid ${proc.pid}, API on ${listen}${b.insecure ? " (PLAINTEXT)" : " (TLS)"}`);
+  const proc = startCoordinator(b.dist, b.dir, config, `${name}.log`);
+  b.started.push({ role: name, ...proc });
+  b.log(`${name} pid ${proc.pid}, API on ${listen}${b.insecure ? " (PLAINTEXT)" : " (TLS)"}`);
+  return { ...proc, address: `localhost:${port}`, port, config, database: join(b.dir, database) };
+}
+
+/** The console's config: every coordinator's address (it fails over from one to the next). */
+function writeConsoleConfig(b: LabBuild, addresses: string[]): void {
   const consoleConfig: ConsoleConfig = {
-    coordinator: `localhost:${port}`,
+    coordinator: addresses.join(","),
     ca: "ca.pem",
     key: "alice.key",
     keyring: "keyring.json",
     ...(b.insecure ? { insecure: true } : {}),
   };
   writeFileAtomic(join(b.dir, CONSOLE_CONFIG_FILE), `${JSON.stringify(consoleConfig, null, 2)}\n`, 0o644);
-  return {
-    ...proc,
-    address: consoleConfig.coordinator,
-    port,
-    config,
-    database: join(b.dir, "coordinator.db"),
-  };
 }
 
 /**
@@ -307,10 +341,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   const dist = distDir();
   // A lab starts fresh: the previous lab's database, agents and logs go (its keys are replaced below).
   if (existing) {
+    // The previous lab's PostgreSQL data too (it may live outside the lab directory).
+    if (existing.postgres) removeLabPostgres(existing.postgres, dir);
     for (const old of [
       "coordinator.db",
       "coordinator.db-wal",
       "coordinator.db-shm",
+      "coordinator-1",
+      "coordinator-2",
+      "coordinator-3",
       "agents",
       "logs",
       "nats",
@@ -328,17 +367,46 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     ...new Set(["127.0.0.1", natsHost]),
   ]);
   const b: LabBuild = { dir, dist, insecure, natsSecurity, log, started: [] };
+  let postgres: LabPostgres | undefined;
   try {
     const nodeCount = opts.natsNodes ?? 1;
     const natsNodes = await startNatsNodes(b, nats, natsHost, nodeCount);
     const natsUrls = natsNodes.map((node) => node.url);
-    const coordinator = await startLabCoordinator(b, natsUrls, nodeCount);
-    const api = new CoordinatorApi(coordinator.address, {
-      key: loadInvestigatorKey(keys.alice!),
-      ca: Buffer.from(ca.cert),
-      insecure,
-      deadlineMs: 2000,
-    });
+    await natsSecurity.writeCoordinatorCreds(join(dir, "coordinator.creds"));
+    writeFileAtomic(join(dir, "nats-account.seed"), natsSecurity.authority.accountSeed, 0o600);
+    if (opts.store === "postgres") {
+      postgres = await startLabPostgres(dir, join(dir, "logs", "postgres.log"));
+      b.started.push({ role: "postgres", ...postgres });
+      log(`postgres pid ${postgres.pid} on 127.0.0.1:${postgres.port} (data in ${postgres.home})`);
+    }
+    const count = opts.coordinators ?? 1;
+    const coordinators = [];
+    for (let n = 1; n <= count; n++) {
+      coordinators.push(
+        await startLabCoordinator(b, natsUrls, nodeCount, n, count, postgres && { postgres }),
+      );
+    }
+    writeConsoleConfig(
+      b,
+      coordinators.map((c) => c.address),
+    );
+    const coordinator = coordinators[0]!;
+    const apiAt = (address: string) =>
+      new CoordinatorApi(address, {
+        key: loadInvestigatorKey(keys.alice!),
+        ca: Buffer.from(ca.cert),
+        insecure,
+        deadlineMs: 2000,
+      });
+    for (const c of coordinators.slice(1)) {
+      const each = apiAt(c.address);
+      try {
+        await coordinatorReady(c, each);
+      } finally {
+        each.close();
+      }
+    }
+    const api = apiAt(coordinator.address);
     try {
       await coordinatorReady(coordinator, api);
       const agents = await startLabAgents(b, opts.agents, natsUrls, net, opts.heartbeatIntervalMs);
@@ -352,6 +420,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         nats: natsNodes[0]!,
         natsNodes,
         coordinator,
+        ...(count > 1 ? { coordinators } : {}),
+        ...(postgres ? { postgres } : {}),
         agents,
         ca: join(dir, "ca.pem"),
         keyring,
@@ -366,6 +436,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     }
   } catch (err) {
     for (const p of b.started.reverse()) await stopProcess(p, 3000);
+    if (postgres) removeLabPostgres(postgres, dir);
     if (net) destroyLabNetwork(opts.agents);
     throw err;
   }

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Codes, DragnetError, loadInvestigatorKey, writeFileAtomic } from "../../common/mod.js";
 import { CoordinatorApi } from "../client.js";
 import { destroyLabNetwork } from "./netns.js";
+import type { LabPostgres } from "./postgres.js";
 import { isOurs, type StartedProcess, startDetached, stopProcess, tail, waitFor } from "./processes.js";
 
 // A local fleet for rehearsal and tests: nats-server on loopback, the
@@ -30,6 +31,13 @@ export interface LabAgent extends StartedProcess {
 
 export type LabNatsNode = StartedProcess & { url: string; port: number; config: string };
 
+export type LabCoordinator = StartedProcess & {
+  address: string;
+  port: number;
+  config: string;
+  database: string;
+};
+
 export interface LabState {
   kind: "dragnet-lab";
   dir: string;
@@ -40,7 +48,12 @@ export interface LabState {
   nats: LabNatsNode;
   /** Every NATS node (a cluster has 3). */
   natsNodes?: LabNatsNode[];
-  coordinator: StartedProcess & { address: string; port: number; config: string; database: string };
+  /** The first coordinator (the only one unless the lab runs several). */
+  coordinator: LabCoordinator;
+  /** Every coordinator, when the lab runs several on one PostgreSQL store. */
+  coordinators?: LabCoordinator[];
+  /** The lab's PostgreSQL cluster (--store postgres). */
+  postgres?: LabPostgres;
   agents: LabAgent[];
   ca: string;
   keyring: string;
@@ -77,8 +90,12 @@ function currentAgent(a: LabAgent): LabAgent {
 export function labProcesses(lab: LabState): Array<{ role: string } & StartedProcess> {
   return [
     ...lab.agents.map((a) => ({ role: `agent ${a.hostname}`, ...currentAgent(a) })),
-    { role: "coordinator", ...lab.coordinator },
+    ...(lab.coordinators ?? [lab.coordinator]).map((c, i) => ({
+      role: lab.coordinators ? `coordinator ${i + 1}` : "coordinator",
+      ...c,
+    })),
     ...(lab.natsNodes ?? [lab.nats]).map((node, i) => ({ role: `nats-server ${i + 1}`, ...node })),
+    ...(lab.postgres ? [{ role: "postgres", ...lab.postgres }] : []),
   ];
 }
 
@@ -99,9 +116,14 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8", ...extra };
 }
 
-export function startCoordinator(dist: string, dir: string, config: string): StartedProcess {
+export function startCoordinator(
+  dist: string,
+  dir: string,
+  config: string,
+  logName = "coordinator.log",
+): StartedProcess {
   return startDetached(process.execPath, [join(dist, "dragnet-coordinator.mjs"), "--config", config], {
-    log: join(dir, "logs", "coordinator.log"),
+    log: join(dir, "logs", logName),
     env: cleanEnv(),
     cwd: dir,
     marker: config,
@@ -153,7 +175,7 @@ export async function labDown(dir: string): Promise<ProcessReport[]> {
   const lab = readLab(resolve(dir));
   if (!lab) throw new DragnetError(Codes.NOT_FOUND, `no lab in ${resolve(dir)}`);
   const report: ProcessReport[] = [];
-  // Agents first, then the coordinator, then NATS: nothing is left talking to a dead peer.
+  // Agents first, then the coordinators, then NATS, then PostgreSQL: nothing is left talking to a dead peer.
   for (const p of labProcesses(lab)) report.push({ role: p.role, pid: p.pid, state: await stopProcess(p) });
   if (lab.netns) destroyLabNetwork(lab.agents.length);
   lab.running = false;

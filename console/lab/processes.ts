@@ -19,7 +19,7 @@ export interface StartedProcess {
 export function startDetached(
   command: string,
   args: string[],
-  options: { log: string; env: NodeJS.ProcessEnv; cwd: string; marker?: string },
+  options: { log: string; env: NodeJS.ProcessEnv; cwd: string; marker?: string; uid?: number; gid?: number },
 ): StartedProcess {
   const out = openSync(options.log, "a", 0o600);
   try {
@@ -28,6 +28,8 @@ export function startDetached(
       stdio: ["ignore", out, out],
       env: options.env,
       cwd: options.cwd,
+      // PostgreSQL's server runs as its own user, never as root.
+      ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid } : {}),
     });
     if (child.pid === undefined) throw new Error(`could not start ${command}`);
     child.unref();

@@ -57,8 +57,13 @@ export function openPool(options: PostgresOptions): pg.Pool {
     servername: options.tls.servername,
     rejectUnauthorized: true,
   };
+  // Not `connectionString`: what pg parses from it overrides the rest, the password included.
   const pool = new pg.Pool({
-    connectionString: options.url,
+    // ?host=/run/postgresql names a socket directory; [::1] is an IPv6 address.
+    host: url.searchParams.get("host") ?? decodeURIComponent(url.hostname).replace(/^\[|\]$/g, ""),
+    port: url.port ? Number(url.port) : 5432,
+    user: decodeURIComponent(url.username) || undefined,
+    database: decodeURIComponent(url.pathname.slice(1)) || undefined,
     ...(password !== undefined ? { password } : {}),
     ...(tls ? { ssl: tls } : {}),
     max: options.poolSize ?? 10,
