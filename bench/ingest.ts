@@ -1,4 +1,4 @@
-// npm run bench:ingest -- --agents N [--store sqlite|postgres] [--coordinators 1|2]
+// npm run bench:ingest -- --agents N [--store sqlite|postgres] [--coordinators 1|2] [--spawn]
 //
 // The coordinator alone: N simulated agents (one process, see simulator.ts)
 // answer a signed action at once through JetStream; times run from submit to
@@ -7,20 +7,23 @@
 // a PostgreSQL cluster this benchmark starts; with --coordinators 2 a second
 // coordinator shares it, and the fleet is swept in two halves, one submitted
 // through each, at once. The last line printed is one JSON object.
+import type { ChildProcess } from "node:child_process";
 import { parseArgs } from "node:util";
 import { signAction } from "../common/mod.js";
 import type { CoordinatorApi } from "../console/client.js";
 import type { ActionBody } from "../proto/api.js";
 import { fileAction } from "../test/helpers/actions.js";
-import { startFleet } from "../test/helpers/fleet.js";
+import { eventually, startFleet } from "../test/helpers/fleet.js";
 import { type PostgresCluster, startPostgres } from "../test/helpers/postgres.js";
-import { startSimulator, timeSweep } from "./harness.js";
+import { cpuSeconds, startSimulator, timeSweep } from "./harness.js";
 
 const { values } = parseArgs({
   options: {
     agents: { type: "string", default: "10000" },
     store: { type: "string", default: "sqlite" },
     coordinators: { type: "string", default: "1" },
+    /** The coordinator as its own process on SQLite too (as on PostgreSQL), to compare the two stores. */
+    spawn: { type: "boolean", default: false },
   },
 });
 const n = Number(values.agents);
@@ -38,37 +41,62 @@ const fleet = await startFleet({
   heartbeatIntervalMs: 10_000,
   ...(cluster ? { postgres: cluster.url } : {}),
 });
-const second = coordinators === 2 ? await fleet.addCoordinator("b") : undefined;
-const sim = await startSimulator(fleet, { agents: n, heartbeatIntervalMs: 10_000, answer: true });
 const figures = { bench: "ingest", agents: n, store: values.store, coordinators };
+// On PostgreSQL the coordinators run as processes of their own (dist/), one per core at most,
+// so that one and two are compared as they are deployed; on SQLite, in this process, as before.
+const processes: ChildProcess[] = [];
+const apis: CoordinatorApi[] = [fleet.api];
+const spawned = cluster !== undefined || values.spawn;
+if (spawned) {
+  processes.push(await fleet.spawnCoordinator());
+  if (coordinators === 2) {
+    const b = await fleet.spawnOtherCoordinator("b");
+    processes.push(b.child);
+    apis.push(b.api);
+  }
+}
+const sim = await startSimulator(fleet, { agents: n, heartbeatIntervalMs: 10_000, answer: true });
 try {
-  if (!second) {
+  if (!spawned) {
     const body = fileAction({ paths: ["/etc/hostname"] }, { target: 'tags.sim == "true"' });
     console.log(JSON.stringify({ ...figures, ...(await timeSweep(fleet, body, [sim.pid!])) }));
   } else {
-    // Each coordinator must know every simulated agent before its half is targeted.
-    const halves = [0, 1].map((h) =>
-      fileAction({ paths: ["/etc/hostname"] }, { target: `tags.sim == "true" and tags.half == "${h}"` }),
-    );
+    // Every coordinator must know every simulated agent before its part is targeted.
+    for (const api of apis) {
+      await eventually(
+        async () => ((await api.listAgents('tags.sim == "true"')).length === n ? true : undefined),
+        60_000,
+      );
+    }
+    // One sweep, or the fleet in two halves, one submitted through each coordinator at once.
+    const bodies =
+      apis.length === 1
+        ? [fileAction({ paths: ["/etc/hostname"] }, { target: 'tags.sim == "true"' })]
+        : [0, 1].map((h) =>
+            fileAction(
+              { paths: ["/etc/hostname"] },
+              { target: `tags.sim == "true" and tags.half == "${h}"` },
+            ),
+          );
+    const cpuBefore = cpuSeconds(processes.map((p) => p.pid!));
     const started = performance.now();
-    const arrivals = (
-      await Promise.all([sweep(fleet.api, halves[0]!, started), sweep(second.api, halves[1]!, started)])
-    ).flat();
+    const arrivals = (await Promise.all(bodies.map((body, i) => sweep(apis[i]!, body, started)))).flat();
     arrivals.sort((x, y) => x - y);
     const spread = (arrivals.at(-1)! - arrivals[0]!) / 1000;
     console.log(
       JSON.stringify({
         ...figures,
         answered: arrivals.length,
+        first_ms: Math.round(arrivals[0]!),
         p50_ms: Math.round(arrivals[Math.floor(arrivals.length / 2)]!),
         all_ms: Math.round(arrivals.at(-1)!),
         ingest_per_s: Math.round(arrivals.length / spread),
+        coordinators_cpu_s: Number((cpuSeconds(processes.map((p) => p.pid!)) - cpuBefore).toFixed(2)),
       }),
     );
   }
 } finally {
   sim.kill("SIGTERM");
-  await second?.stop();
   await fleet.stop();
   await cluster?.stop();
 }

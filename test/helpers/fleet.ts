@@ -10,6 +10,7 @@ import {
   type AclRule,
   createLogger,
   DEFAULT_PREFIX,
+  freePort,
   generateInvestigatorKey,
   type InvestigatorKey,
   type Level,
@@ -100,6 +101,8 @@ export interface TestFleet {
    * test can SIGKILL it. Call again to start another after a kill.
    */
   spawnCoordinator(): Promise<ChildProcess>;
+  /** Another coordinator (id `id`) as its own process (dist/) on the same NATS and store, with its own API. */
+  spawnOtherCoordinator(id: string): Promise<{ child: ChildProcess; api: CoordinatorApi }>;
   /** Another coordinator (id `id`) on the same NATS, with its own database and API. */
   addCoordinator(
     id: string,
@@ -346,6 +349,31 @@ export async function startFleet(
       processes.push(child);
       await eventually(async () => ((await api.listAgents()) ? true : undefined), 20_000);
       return child;
+    },
+    async spawnOtherCoordinator(id) {
+      const otherPort = await freePort();
+      const file = join(dir, `coordinator-${id}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...rawConfig,
+          id,
+          database: `coordinator-${id}.db`,
+          grpc: { ...rawConfig.grpc, listen: `127.0.0.1:${otherPort}` },
+        }),
+      );
+      const child = spawn(
+        process.execPath,
+        [join(ROOT, "dist", "dragnet-coordinator.mjs"), "--config", file],
+        {
+          stdio: ["ignore", "ignore", level ? "inherit" : "ignore"],
+          env: { PATH: process.env.PATH, DRAGNET_LOG_LEVEL: level ?? "warn" },
+        },
+      );
+      processes.push(child);
+      const otherApi = new CoordinatorApi(`localhost:${otherPort}`, { key: alice, ca: Buffer.from(ca.cert) });
+      await eventually(async () => ((await otherApi.listAgents()) ? true : undefined), 20_000);
+      return { child, api: otherApi };
     },
     async addCoordinator(id) {
       const own = parseCoordinatorConfig({ ...rawConfig, id, database: `coordinator-${id}.db` }, dir);
