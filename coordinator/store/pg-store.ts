@@ -23,6 +23,7 @@ import {
   toAction,
   toAgent,
   toAlert,
+  toAuditEntry,
   toChainedAudit,
   toCommand,
   toEvidence,
@@ -234,15 +235,7 @@ export class PgStore implements Store {
           limit,
         ])
       : await this.rows<AuditRow>("SELECT * FROM audit ORDER BY seq DESC LIMIT $1", [limit]);
-    return rows.map((r) => ({
-      atMs: r.at,
-      actor: r.actor,
-      event: r.event,
-      actionId: r.action_id,
-      agentId: r.agent_id,
-      code: r.code,
-      message: r.message,
-    }));
+    return rows.map(toAuditEntry);
   }
 
   async commandsOf(actionId: string): Promise<StoredCommand[]> {

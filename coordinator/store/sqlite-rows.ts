@@ -1,6 +1,6 @@
 import type { ChainedAudit } from "../../common/audit-chain.js";
 import type { Page } from "../../common/journal.js";
-import type { ActionState, CommandStatus } from "../../proto/api.js";
+import type { ActionState, AuditEntry, CommandStatus } from "../../proto/api.js";
 import type {
   RunTally,
   StoredAction,
@@ -351,4 +351,17 @@ export const toRun = (r: RunRow): StoredScheduleRun => ({
   added: r.added,
   vanished: r.vanished,
   failed: r.failed,
+});
+
+/** An audit row as the API lists it (without its chain). */
+export const toAuditEntry = (
+  r: Pick<AuditRow, "at" | "actor" | "event" | "action_id" | "agent_id" | "code" | "message">,
+): AuditEntry => ({
+  atMs: r.at,
+  actor: r.actor,
+  event: r.event,
+  actionId: r.action_id,
+  agentId: r.agent_id,
+  code: r.code,
+  message: r.message,
 });

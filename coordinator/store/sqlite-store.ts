@@ -20,6 +20,7 @@ import {
   toAction,
   toAgent,
   toAlert,
+  toAuditEntry,
   toChainedAudit,
   toCommand,
   toEvidence,
@@ -212,24 +213,8 @@ export class SqliteStore implements Store {
   async listAudit(limit: number, actionId?: string): Promise<AuditEntry[]> {
     const rows = (
       actionId ? this.stmts.listAuditOf.all(actionId, limit) : this.stmts.listAudit.all(limit)
-    ) as Array<{
-      at: number;
-      actor: string;
-      event: string;
-      action_id: string;
-      agent_id: string;
-      code: string;
-      message: string;
-    }>;
-    return rows.map((r) => ({
-      atMs: r.at,
-      actor: r.actor,
-      event: r.event,
-      actionId: r.action_id,
-      agentId: r.agent_id,
-      code: r.code,
-      message: r.message,
-    }));
+    ) as AuditRow[];
+    return rows.map(toAuditEntry);
   }
 
   async openActions(): Promise<StoredAction[]> {

@@ -4,6 +4,7 @@ import { applyPgBatch } from "../../coordinator/store/pg-batch.js";
 import { MIGRATION_LOCK, migratePg, PG_MIGRATIONS } from "../../coordinator/store/pg-schema.js";
 import { emptyWriteBatch, type WriteBatch } from "../../coordinator/store/store.js";
 import { type PostgresCluster, startPostgres } from "../helpers/postgres.js";
+import { storedAction, storedCommand } from "../helpers/store-fixtures.js";
 
 // The first pieces of the PostgreSQL store (issue 25), against a cluster the
 // test starts itself: two coordinators migrating at once apply the schema
@@ -42,38 +43,9 @@ function answers(actionId: string, count: number): WriteBatch {
 
 function action(id: string, count: number): WriteBatch {
   const b = emptyWriteBatch();
-  b.actions.push({
-    id,
-    name: "sweep",
-    target: "all",
-    signed: Buffer.from([1, 2, 3]),
-    signerKeyIds: ["k1"],
-    signerNames: ["alice"],
-    modules: ["file"],
-    incidentId: "",
-    createdAtMs: 1,
-    validFromMs: 1,
-    expiresAtMs: 2,
-    submittedAtMs: 1,
-    timeoutMs: 1000,
-    state: 2,
-    weight: 1,
-    requiredWeight: 0,
-  });
+  b.actions.push(storedAction(id, { expiresAtMs: 2 }));
   for (let i = 0; i < count; i++) {
-    b.commands.push({
-      id: `${id}-c${i}`,
-      actionId: id,
-      agentId: `agent-${i}`,
-      status: 2,
-      problemCode: "",
-      problemMessage: "",
-      found: false,
-      createdAtMs: 1,
-      sentAtMs: 1,
-      ackedAtMs: 0,
-      updatedAtMs: 1,
-    });
+    b.commands.push(storedCommand(`${id}-c${i}`, id, `agent-${i}`, { status: 2, sentAtMs: 1 }));
   }
   return b;
 }

@@ -33,6 +33,15 @@ const codeOf = (fn: () => unknown) => {
   return "no error";
 };
 
+/** The least a coordinator's config needs (plaintext gRPC: these tests read settings, they serve nothing). */
+const coordinatorBase = () => ({
+  nats: { servers: ["nats://x:1"] },
+  grpc: { listen: "127.0.0.1:1", insecure: true },
+  database: "db",
+  keyring: "k",
+  agentAccount: createAccount().getPublicKey(),
+});
+
 describe("enrolment tokens and requests", () => {
   const parts = { id: newId(), secret: "s".repeat(43), creds: "-----BEGIN NATS USER JWT-----\nx\n" };
 
@@ -116,13 +125,7 @@ describe("settings", () => {
 
   it("the coordinator's enrollment.accountSeed: an account seed, readable by its owner only", () => {
     const dir = tempDir();
-    const base = {
-      nats: { servers: ["nats://x:1"] },
-      grpc: { listen: "127.0.0.1:1", insecure: true },
-      database: "db",
-      keyring: "k",
-      agentAccount: createAccount().getPublicKey(),
-    };
+    const base = coordinatorBase();
     const seedFile = join(dir, "account.seed");
     writeFileSync(seedFile, Buffer.from(createAccount().getSeed()), { mode: 0o600 });
     const cfg = parseCoordinatorConfig({ ...base, enrollment: { accountSeed: "account.seed" } }, dir);
@@ -141,13 +144,7 @@ describe("settings", () => {
 
   it("the coordinator's store: a PostgreSQL URL without a password, the password in a file only its owner reads", () => {
     const dir = tempDir();
-    const base = {
-      nats: { servers: ["nats://x:1"] },
-      grpc: { listen: "127.0.0.1:1", insecure: true },
-      database: "db",
-      keyring: "k",
-      agentAccount: createAccount().getPublicKey(),
-    };
+    const base = coordinatorBase();
     writeFileSync(join(dir, "pg.password"), "secret\n", { mode: 0o600 });
     const url = "postgres://dragnet@db.example:5432/dragnet";
     const cfg = parseCoordinatorConfig(
