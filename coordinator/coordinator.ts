@@ -87,7 +87,7 @@ export class Coordinator {
   readonly submissions: Submissions;
   readonly schedules: ScheduleDesk;
   /** Delivers stored records to the export sinks, each from its own cursor. */
-  private readonly exporter: Exporter;
+  private exporter: Exporter;
   readonly queries: Queries;
   readonly alerts: AlertBook;
   readonly evidence: EvidenceDesk;
@@ -262,6 +262,9 @@ export class Coordinator {
         id: config.id,
         leaseMs: config.leaseMs,
         takeOver: (from, actions) => this.takeOver(from, actions),
+        readFor: (silent) => this.readFor(silent),
+        // Export sinks are delivered to by the leader alone: one copy of each record, not one per coordinator.
+        leadership: (leading) => this.exportWhileLeading(leading),
       });
       const duty = this.duty;
       this.dispatcher.leading = () => duty.leading();
@@ -274,20 +277,37 @@ export class Coordinator {
    * results from their durable consumers (shared with them should they come back), and acks.
    */
   private async takeOver(from: string[], actionIds: string[]): Promise<void> {
+    const loaded = await this.dispatcher.reloadOpenActions(new Set(actionIds));
+    this.core.log.info("took over open actions", { from, loaded });
+    await this.readFor(from);
+  }
+
+  /** Results from the silent coordinators' durable consumers (shared with them should they return), and their acks. */
+  private async readFor(silent: string[]): Promise<void> {
     const nc = this.nc;
     const feed = this.feedOptions;
     if (!nc || !feed) return;
-    const loaded = await this.dispatcher.reloadOpenActions(new Set(actionIds));
-    for (const silent of from) {
-      if (this.readingFor.has(silent) || silent === this.core.config.id) continue;
-      this.readingFor.add(silent);
-      const results = new StreamFeed(nc, { ...feed, coordinator: silent }, resultsFeed, this.core.log);
+    for (const other of silent) {
+      if (this.readingFor.has(other) || other === this.core.config.id) continue;
+      const results = new StreamFeed(nc, { ...feed, coordinator: other }, resultsFeed, this.core.log);
       await results.ensure();
       await results.consume((m) => this.intake.onStreamResult(m));
       this.feeds.push(results);
-      this.intake.subscribeAcks(nc, silent);
+      this.intake.subscribeAcks(nc, other);
+      this.readingFor.add(other);
+      this.core.log.info("reading what agents send a silent coordinator", { coordinator: other });
     }
-    this.core.log.info("took over open actions", { from, loaded });
+  }
+
+  private exportWhileLeading(leading: boolean): void {
+    const { store, config, log } = this.core;
+    if (leading) {
+      this.exporter.start();
+      return;
+    }
+    const stopping = this.exporter;
+    this.exporter = new Exporter(store.exportLog, config.exports, log.child({ part: "exports" }));
+    stopping.stop().catch((err: unknown) => log.warn("export sinks not stopped cleanly", { error: err }));
   }
 
   /**
@@ -399,7 +419,8 @@ export class Coordinator {
     }
     this.dispatcher.start();
     await this.schedules.start();
-    this.exporter.start();
+    // Several coordinators: the leader's (exportWhileLeading).
+    if (!this.duty) this.exporter.start();
     log.info("coordinator started", { nats: nc.getServer(), agents: this.registry.size, version: VERSION });
   }
 
@@ -458,6 +479,8 @@ export class Coordinator {
     this.core.book.stop();
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => undefined);
     await this.core.batcher.close();
+    // Given up once everything is written: whoever takes the open actions over finds them as they are.
+    await this.duty?.leave();
     await this.core.store.close();
   }
 

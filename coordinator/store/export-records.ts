@@ -83,13 +83,13 @@ function pageRecord(r: ExportRow): ExportRecord {
   }
   return {
     kind: "notebook",
-    id: `notebook:${str(r.incident_id)}:${num(r.seq)}`,
+    id: `notebook:${str(r.incident_id)}:${num(r.page)}`,
     atMs: num(r.at),
     incidentId: str(r.incident_id),
-    message: `incident ${str(r.incident_id)} page ${num(r.seq)}: ${str(r.kind)} by ${str(r.author)}`,
+    message: `incident ${str(r.incident_id)} page ${num(r.page)}: ${str(r.kind)} by ${str(r.author)}`,
     data: {
       incidentId: r.incident_id,
-      page: r.seq,
+      page: r.page,
       author: r.author,
       authorKeyId: r.author_key_id,
       kind: r.kind,

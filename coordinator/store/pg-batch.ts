@@ -1,8 +1,10 @@
 import type pg from "pg";
 import { ActionState } from "../../proto/api.js";
+import { FINAL_STATUSES } from "../command-status.js";
 import type { WriteBatch } from "./store.js";
 
 const RELEASED = ActionState.ACTION_STATE_RELEASED;
+const FINAL = [...FINAL_STATUSES].join(", ");
 
 // A WriteBatch applied to PostgreSQL in one transaction, each kind of row in
 // one statement (arrays unnested server-side), so a batch of thousands of
@@ -42,7 +44,10 @@ const q = {
     ORDER BY 1
     ON CONFLICT (id) DO UPDATE SET status = excluded.status, problem_code = excluded.problem_code,
       problem_message = excluded.problem_message, found = excluded.found, sent_at = excluded.sent_at,
-      acked_at = excluded.acked_at, updated_at = excluded.updated_at`,
+      acked_at = excluded.acked_at, updated_at = excluded.updated_at
+    -- Never back from a final state to an open one: a coordinator that was cut off may flush
+    -- its "sent" after the one that took its action over stored the answer.
+    WHERE NOT (commands.status IN (${FINAL}) AND excluded.status NOT IN (${FINAL}))`,
   results: `
     INSERT INTO results (command_id, action_id, agent_id, found, payload, received_at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::bytea[], $6::bigint[])

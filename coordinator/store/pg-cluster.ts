@@ -10,7 +10,10 @@ import { inTransaction } from "./pg-connect.js";
 
 /** What the coordinator asks of a shared store about its peers. */
 export interface CoordinatorCluster {
-  /** Takes up (or takes back, after a restart) this coordinator's lease. */
+  /**
+   * Takes up (or takes back, after a restart) this coordinator's lease. One taken over keeps
+   * its adopter: what agents still send it is read there too, until the adopter's actions end.
+   */
   join(id: string, nowMs: number, ttlMs: number): Promise<void>;
   /**
    * Renews the lease. Returns those of `openIds` that another coordinator owns now (it
@@ -26,6 +29,8 @@ export interface CoordinatorCluster {
   owned(id: string): Promise<string[]>;
   /** The coordinator that dispatches an action ("" for none). */
   ownerOf(actionId: string): Promise<string>;
+  /** Silent coordinators this one took over (it reads what agents still send them). */
+  adoptedBy(id: string): Promise<string[]>;
   /** Coordinators whose lease runs at `nowMs`. */
   alive(nowMs: number): Promise<string[]>;
   /** Gives the lease up at a clean stop: its open actions are adopted at once. */
@@ -38,8 +43,7 @@ export class PgCluster implements CoordinatorCluster {
   async join(id: string, nowMs: number, ttlMs: number): Promise<void> {
     await this.pool.query(
       `INSERT INTO coordinators (id, lease_until, started_at) VALUES ($1, $2, $3)
-       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, started_at = excluded.started_at,
-         adopted_by = '', adopted_at = NULL`,
+       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, started_at = excluded.started_at`,
       [id, nowMs + ttlMs, nowMs],
     );
   }
@@ -47,7 +51,10 @@ export class PgCluster implements CoordinatorCluster {
   async renew(id: string, nowMs: number, ttlMs: number, openIds: readonly string[]): Promise<string[]> {
     await this.pool.query(
       `INSERT INTO coordinators (id, lease_until, started_at) VALUES ($1, $2, $3)
-       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, adopted_by = '', adopted_at = NULL`,
+       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until,
+         -- Back after being taken over (it was only slow): taken over again should it fall silent again.
+         started_at = CASE WHEN coordinators.adopted_at IS NOT NULL AND coordinators.started_at <= coordinators.adopted_at
+                           THEN excluded.started_at ELSE coordinators.started_at END`,
       [id, nowMs + ttlMs, nowMs],
     );
     if (openIds.length === 0) return [];
@@ -62,17 +69,19 @@ export class PgCluster implements CoordinatorCluster {
     return inTransaction(this.pool, async (c) => {
       const dead = (
         await c.query<{ id: string }>(
-          `SELECT id FROM coordinators WHERE lease_until < $1 AND id <> $2 AND adopted_by = ''
+          // Not yet taken over, or back since it was (and silent again).
+          `SELECT id FROM coordinators
+           WHERE lease_until < $1 AND id <> $2 AND (adopted_by = '' OR started_at > adopted_at)
            FOR UPDATE SKIP LOCKED`,
           [nowMs, id],
         )
       ).rows.map((r) => r.id);
       if (dead.length === 0) return { from: [], actions: [] };
-      await c.query("UPDATE coordinators SET adopted_by = $1, adopted_at = $2 WHERE id = ANY($3::text[])", [
-        id,
-        nowMs,
-        dead,
-      ]);
+      // What the dead had taken over from others becomes this one's too (their agents still answer them).
+      await c.query(
+        "UPDATE coordinators SET adopted_by = $1, adopted_at = $2 WHERE id = ANY($3::text[]) OR adopted_by = ANY($3::text[])",
+        [id, nowMs, dead],
+      );
       const taken = await c.query<{ id: string }>(
         `UPDATE actions SET owner = $1 WHERE owner = ANY($2::text[]) AND completed_at IS NULL RETURNING id`,
         [id, dead],
@@ -84,6 +93,14 @@ export class PgCluster implements CoordinatorCluster {
   async owned(id: string): Promise<string[]> {
     const { rows } = await this.pool.query<{ id: string }>(
       "SELECT id FROM actions WHERE completed_at IS NULL AND (owner = $1 OR owner = '')",
+      [id],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async adoptedBy(id: string): Promise<string[]> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      `SELECT id FROM coordinators WHERE adopted_by = $1 ORDER BY id COLLATE "C"`,
       [id],
     );
     return rows.map((r) => r.id);

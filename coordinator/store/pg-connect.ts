@@ -73,21 +73,52 @@ export function openPool(options: PostgresOptions): pg.Pool {
   return pool;
 }
 
+/**
+ * Runs `work` on one of the pool's connections. While a connection is lent out the pool no
+ * longer listens for its errors: one the server drops meanwhile (a restart, a fail-over) would
+ * be an uncaught exception, so it is listened for here, and a connection that failed is
+ * destroyed rather than handed out again.
+ */
+export async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on("error", onError);
+  try {
+    return await work(client);
+  } catch (err) {
+    broken ??= err instanceof Error && isConnectionError(err) ? err : undefined;
+    throw err;
+  } finally {
+    client.off("error", onError);
+    client.release(broken);
+  }
+}
+
+/** An error of the connection itself (not of a statement): the connection is not used again. */
+function isConnectionError(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return (
+    code === undefined || code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03"
+  );
+}
+
 /** Runs `work` in one transaction on one of the pool's connections; rolls back when it throws. */
 export async function inTransaction<T>(
   pool: pg.Pool,
   work: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  const client = await pool.connect();
-  try {
+  return withClient(pool, async (client) => {
     await client.query("BEGIN");
-    const out = await work(client);
-    await client.query("COMMIT");
-    return out;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    try {
+      const out = await work(client);
+      await client.query("COMMIT");
+      return out;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    }
+  });
 }

@@ -15,7 +15,8 @@ const QUERIES: Record<ExportKind, string> = {
   alerts:
     "SELECT seq, id, agent_id, received_at, payload FROM alerts WHERE seq > $1 AND seq <= $2 ORDER BY seq",
   audit: "SELECT * FROM audit WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-  notebook: "SELECT row AS seq, * FROM journal WHERE row > $1 AND row <= $2 ORDER BY row",
+  notebook: `SELECT row AS seq, seq AS page, incident_id, at, author, author_key_id, kind, content, content_sha256, prev_hash, page_hash
+             FROM journal WHERE row > $1 AND row <= $2 ORDER BY row`,
   evidence: "SELECT * FROM evidence WHERE seq > $1 AND seq <= $2 ORDER BY seq",
 };
 

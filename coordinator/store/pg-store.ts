@@ -4,7 +4,7 @@ import type { Page } from "../../common/journal.js";
 import type { AuditEntry } from "../../proto/api.js";
 import { applyPgBatch, lockAppends } from "./pg-batch.js";
 import { PgCluster } from "./pg-cluster.js";
-import { inTransaction, openPool, type PostgresOptions } from "./pg-connect.js";
+import { inTransaction, openPool, type PostgresOptions, withClient } from "./pg-connect.js";
 import { PgExportLog } from "./pg-exports.js";
 import { PgSchedules } from "./pg-schedules.js";
 import { migratePg } from "./pg-schema.js";
@@ -79,12 +79,7 @@ export class PgStore implements Store {
     // An idle connection the server closes (a restart, a fail-over: 57P01) is reported, not a crash.
     pool.on("error", onError);
     try {
-      const client = await pool.connect();
-      try {
-        await migratePg(client);
-      } finally {
-        client.release();
-      }
+      await withClient(pool, (client) => migratePg(client));
     } catch (err) {
       await pool.end().catch(() => undefined);
       throw err;
@@ -106,17 +101,14 @@ export class PgStore implements Store {
 
   async apply(batch: WriteBatch): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
       try {
-        await applyPgBatch(client, batch, this.coordinatorId);
+        await withClient(this.pool, (client) => applyPgBatch(client, batch, this.coordinatorId));
         return;
       } catch (err) {
         // PostgreSQL chose this transaction to undo (a deadlock with another coordinator's, or a
         // serialisation failure): nothing of it was written, so it is written again.
         const code = (err as { code?: string }).code;
         if (attempt >= 5 || (code !== "40P01" && code !== "40001")) throw err;
-      } finally {
-        client.release();
       }
     }
   }

@@ -13,7 +13,9 @@ const QUERIES: Record<ExportKind, string> = {
             WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?`,
   alerts: `SELECT l.seq, l.id, l.agent_id, l.received_at, l.payload FROM alerts l WHERE l.seq > ? ORDER BY l.seq LIMIT ?`,
   audit: "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
-  notebook: "SELECT row AS seq, * FROM journal WHERE row > ? ORDER BY row LIMIT ?",
+  // Named, not `*`: the journal's own `seq` is the page number, and would overwrite the cursor.
+  notebook: `SELECT row AS seq, seq AS page, incident_id, at, author, author_key_id, kind, content, content_sha256, prev_hash, page_hash
+             FROM journal WHERE row > ? ORDER BY row LIMIT ?`,
   evidence: "SELECT rowid AS seq, * FROM evidence WHERE rowid > ? ORDER BY rowid LIMIT ?",
 };
 

@@ -313,6 +313,17 @@ describe.each(backends)("the %s store", (_name, open) => {
     await expect(store.appendPage("01mnosuch", (now) => nextPage(now, "x"))).rejects.toThrow(/01mnosuch/);
     expect(await store.incidentIdsByPrefix("01minc", 5)).toEqual([incident.id]);
     expect((await store.listIncidents(5)).map((i) => i.id)).toEqual([incident.id]);
+    // A second notebook: export sinks read both in the order written, each page by its own number.
+    const other = { ...incident, id: "01mincident0000000000000001" };
+    await store.putIncident(other);
+    await store.appendPage(other.id, (now) => nextPage(now, "second notebook"));
+    const exported = await store.exportLog.read("notebook", 0, 100);
+    expect(exported.map((r) => r.record.id)).toEqual([
+      ...Array.from({ length: 13 }, (_, i) => `notebook:${incident.id}:${i + 1}`),
+      `notebook:${other.id}:1`,
+    ]);
+    expect(exported.map((r) => r.seq)).toEqual([...exported.map((r) => r.seq)].sort((x, y) => x - y));
+    expect(await store.exportLog.read("notebook", exported[12]!.seq, 100)).toHaveLength(1);
   });
 
   it("keeps evidence once per id, newest first, by incident", async () => {
@@ -410,6 +421,32 @@ describe("several coordinators on one PostgreSQL store", () => {
     expect(exported).toHaveLength(300);
   });
 
+  it("never move a command back from its final state when a cut-off coordinator flushes what it held", async () => {
+    const name = `contract_${++databases}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    const store = await PgStore.open({ url: cluster.url.replace(/\/dragnet$/, `/${name}`) }, () => undefined);
+    opened.push(store);
+    const id = "01mback000000000000000000";
+    const sent = storedCommand(`${id}-a1`, id, "a1", {
+      status: CommandStatus.COMMAND_STATUS_SENT,
+      sentAtMs: 2_000,
+    });
+    await store.apply(batch({ actions: [storedAction(id)], commands: [sent] }));
+    await store.apply(
+      batch({ commands: [{ ...sent, status: CommandStatus.COMMAND_STATUS_SUCCESS, found: true }] }),
+    );
+    await store.apply(
+      batch({ commands: [{ ...sent, status: CommandStatus.COMMAND_STATUS_RUNNING, ackedAtMs: 3_000 }] }),
+    );
+    expect(await store.getCommand(sent.id)).toMatchObject({
+      status: CommandStatus.COMMAND_STATUS_SUCCESS,
+      found: true,
+    });
+    // From one final state to another still goes (a late answer after a timeout).
+    await store.apply(batch({ commands: [{ ...sent, status: CommandStatus.COMMAND_STATUS_TIMEOUT }] }));
+    expect((await store.getCommand(sent.id))?.status).toBe(CommandStatus.COMMAND_STATUS_TIMEOUT);
+  });
+
   it("let an export cursor never pass a record another coordinator has numbered but not yet committed", async () => {
     const name = `contract_${++databases}`;
     await admin.query(`CREATE DATABASE ${name}`);
@@ -489,6 +526,10 @@ describe("several coordinators on one PostgreSQL store", () => {
     // A comes back: its renewal tells it which of the actions it held are no longer its own.
     expect(await a!.cluster.renew("a", 13_000, 10_000, ["01mown0open"])).toEqual(["01mown0open"]);
     expect(await b!.cluster.adoptExpired("b", 14_000)).toEqual({ from: [], actions: [] });
+    // Its adopter still reads what agents send it; should it fall silent again, it is taken over again.
+    expect(await b!.cluster.adoptedBy(adopter)).toEqual(["a"]);
+    await a!.apply(batch({ actions: [storedAction("01mown0later")] }));
+    expect((await b!.cluster.adoptExpired(adopter, 40_000)).actions).toEqual(["01mown0later"]);
     // A clean stop gives the lease up at once.
     await c!.cluster.leave("c");
     expect(await b!.cluster.alive(14_000)).toEqual(["a", "b"]);
