@@ -143,7 +143,14 @@ describe("two coordinators on one PostgreSQL store", () => {
         (from, to) => moves.push(`${from} -> ${to}`),
       );
       // Its failure is asserted below, not left unhandled should an assertion fail first.
-      return { results, watching: watching.then(() => undefined, (err: unknown) => err), done: () => done };
+      return {
+        results,
+        watching: watching.then(
+          () => undefined,
+          (err: unknown) => err,
+        ),
+        done: () => done,
+      };
     };
     const throughA = follow(both);
     const throughB = follow(b.api);
