@@ -256,8 +256,8 @@ export class Queries {
       }
     };
     const stop = peers.follow(id, (event) => (replaying ? heard.push(event) : forward(event)));
-    await peers.flush();
     try {
+      await peers.flush();
       // This coordinator may have taken the action over meanwhile: its book tells from here on.
       if (book.get(id)) {
         stop();
