@@ -15,6 +15,7 @@ import { applyPgBatch } from "../coordinator/store/pg-batch.js";
 import { migratePg } from "../coordinator/store/pg-schema.js";
 import { emptyWriteBatch, type StoredCommand, type StoredResult } from "../coordinator/store/store.js";
 import { startPostgres } from "../test/helpers/postgres.js";
+import { storedAction, storedCommand } from "../test/helpers/store-fixtures.js";
 
 const { values } = parseArgs({
   options: {
@@ -43,38 +44,16 @@ const payload = Buffer.alloc(600, 7);
 async function seed(round: number, label: string): Promise<{ actionId: string; commands: StoredCommand[] }> {
   const actionId = `${label}-${round}`;
   const b = emptyWriteBatch();
-  b.actions.push({
-    id: actionId,
-    name: "bench",
-    target: "all",
-    signed: Buffer.from([1]),
-    signerKeyIds: [],
-    signerNames: [],
-    modules: ["file"],
-    incidentId: "",
-    createdAtMs: 1,
-    validFromMs: 1,
-    expiresAtMs: 2,
-    submittedAtMs: 1,
-    timeoutMs: 1000,
-    state: 2,
-    weight: 1,
-    requiredWeight: 0,
-  });
+  b.actions.push(storedAction(actionId, { name: "bench", signed: Buffer.from([1]), expiresAtMs: 2 }));
   for (let i = 0; i < n; i++) {
-    b.commands.push({
-      id: `${actionId}-c${i}`,
-      actionId,
-      agentId: `agent-${i}`,
-      status: 2,
-      problemCode: "",
-      problemMessage: "",
-      found: false,
-      createdAtMs: 1,
-      sentAtMs: 1,
-      ackedAtMs: 0,
-      updatedAtMs: 1,
-    });
+    b.commands.push(
+      storedCommand(`${actionId}-c${i}`, actionId, `agent-${i}`, {
+        status: 2,
+        sentAtMs: 1,
+        createdAtMs: 1,
+        updatedAtMs: 1,
+      }),
+    );
   }
   const c = await pool.connect();
   await applyPgBatch(c, b);

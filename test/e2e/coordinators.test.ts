@@ -2,8 +2,6 @@ import type { ChildProcess } from "node:child_process";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../agent/agent.js";
-import { defineModule } from "../../agent/mod.js";
-import { fileModule } from "../../agent/modules/file/index.js";
 import { signAction } from "../../common/mod.js";
 import { CoordinatorApi } from "../../console/client.js";
 import { addSignedNote } from "../../console/commands/incident.js";
@@ -12,6 +10,7 @@ import { fileAction } from "../helpers/actions.js";
 import { requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
 import { type PostgresCluster, startPostgres } from "../helpers/postgres.js";
+import { recordCommandsSent, slowFileModule } from "../helpers/sweep-faults.js";
 
 // Several coordinators on one PostgreSQL store (issue 25), with real parts: a
 // 3-node NATS cluster, a PostgreSQL cluster of the test's own, coordinator A as
@@ -49,14 +48,7 @@ beforeAll(async () => {
   // A real file search that takes 0.3 to 4.3 s, counting how often each host ran it.
   for (let i = 0; i < AGENTS; i++) {
     const hostname = `sweep-${String(i).padStart(2, "0")}`;
-    const slow = defineModule({
-      ...fileModule,
-      async run(params, ctx) {
-        ran.set(hostname, (ran.get(hostname) ?? 0) + 1);
-        await new Promise((r) => setTimeout(r, 300 + ((i * 397) % 4000)));
-        return fileModule.run(params, ctx);
-      },
-    });
+    const slow = slowFileModule(hostname, 300 + ((i * 397) % 4000), ran);
     agents.push(
       await fleet.addAgent({ hostname, tags: { group: "sweep" }, modules: [slow], heartbeatIntervalMs: 500 }),
     );
@@ -109,14 +101,7 @@ describe("two coordinators on one PostgreSQL store", () => {
       );
       return offline.length === LATE ? true : undefined;
     }, 15_000);
-    const spy = await fleet.connectNats({ observe: ["dragnet.cmd.*"] });
-    const sent: Array<{ agent: string; at: number }> = [];
-    spy.subscribe("dragnet.cmd.*", {
-      callback: (_e, m) => {
-        sent.push({ agent: m.subject.split(".")[2]!, at: Date.now() });
-      },
-    });
-    await spy.flush();
+    const sent = await recordCommandsSent(fleet);
 
     const body = fileAction(
       { paths: ["/etc/passwd"], options: { maxDepth: 0, returnHashes: [] } },

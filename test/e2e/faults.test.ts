@@ -2,13 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defineModule } from "../../agent/mod.js";
-import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, signAction } from "../../common/mod.js";
 import { CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
 import { AGENT_EXE, requireBuild } from "../helpers/cli.js";
 import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
+import { recordCommandsSent, slowFileModule } from "../helpers/sweep-faults.js";
 
 // Faults in the middle of a sweep, with real processes: the coordinator
 // SIGKILLed and restarted, an agent SIGKILLed while it runs a command. Each
@@ -24,14 +23,7 @@ beforeAll(async () => {
   // A real file search that takes between 0.3 and 1.8 s, counting how often each agent ran it.
   for (let i = 0; i < AGENTS; i++) {
     const hostname = `sweep-${i}`;
-    const slow = defineModule({
-      ...fileModule,
-      async run(params, ctx) {
-        ran.set(hostname, (ran.get(hostname) ?? 0) + 1);
-        await new Promise((r) => setTimeout(r, 300 + ((i * 97) % 1500)));
-        return fileModule.run(params, ctx);
-      },
-    });
+    const slow = slowFileModule(hostname, 300 + ((i * 97) % 1500), ran);
     await fleet.addAgent({ hostname, tags: { group: "sweep" }, modules: [slow], heartbeatIntervalMs: 500 });
   }
   await eventually(async () =>
@@ -59,14 +51,7 @@ function storedResults(actionId: string): string[] {
 describe("the coordinator SIGKILLed mid-sweep", () => {
   it("loses no result, stores none twice, and sends nothing again to agents that answered", async () => {
     let coordinator = await fleet.spawnCoordinator();
-    const spy = await fleet.connectNats({ observe: ["dragnet.cmd.*"] });
-    const sent: Array<{ agent: string; at: number }> = [];
-    spy.subscribe("dragnet.cmd.*", {
-      callback: (_e, m) => {
-        sent.push({ agent: m.subject.split(".")[2]!, at: Date.now() });
-      },
-    });
-    await spy.flush();
+    const sent = await recordCommandsSent(fleet);
 
     const body = fileAction(
       { paths: ["/etc/passwd"], options: { maxDepth: 0, returnHashes: [] } },
