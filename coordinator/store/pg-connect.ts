@@ -122,3 +122,17 @@ export async function inTransaction<T>(
     }
   });
 }
+
+/** Ids of `table` starting with `prefix` (a bound value, never SQL; starts_with is collation-free), in order. */
+export async function idsByPrefix(
+  pool: pg.Pool,
+  table: "actions" | "evidence" | "incidents" | "schedules",
+  prefix: string,
+  limit: number,
+): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string }>(
+    `SELECT id FROM ${table} WHERE starts_with(id, $1) ORDER BY id COLLATE "C" LIMIT $2`,
+    [prefix, limit],
+  );
+  return rows.map((r) => r.id);
+}

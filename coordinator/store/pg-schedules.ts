@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { inTransaction } from "./pg-connect.js";
+import { idsByPrefix, inTransaction } from "./pg-connect.js";
 import { type RunRow, type ScheduleRow, toRun, toSchedule } from "./sqlite-rows.js";
 import {
   NO_TALLY,
@@ -48,12 +48,8 @@ export class PgSchedules implements ScheduleStore {
     return row && toSchedule(row);
   }
 
-  async idsByPrefix(prefix: string, limit: number): Promise<string[]> {
-    const rows = await this.rows<{ id: string }>(
-      `SELECT id FROM schedules WHERE starts_with(id, $1) ORDER BY id COLLATE "C" LIMIT $2`,
-      [prefix, limit],
-    );
-    return rows.map((r) => r.id);
+  idsByPrefix(prefix: string, limit: number): Promise<string[]> {
+    return idsByPrefix(this.pool, "schedules", prefix, limit);
   }
 
   async list(limit: number): Promise<StoredSchedule[]> {

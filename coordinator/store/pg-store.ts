@@ -4,7 +4,7 @@ import type { Page } from "../../common/journal.js";
 import type { AuditEntry } from "../../proto/api.js";
 import { applyPgBatch, lockAppends } from "./pg-batch.js";
 import { PgCluster } from "./pg-cluster.js";
-import { inTransaction, openPool, type PostgresOptions, withClient } from "./pg-connect.js";
+import { idsByPrefix, inTransaction, openPool, type PostgresOptions, withClient } from "./pg-connect.js";
 import { PgExportLog } from "./pg-exports.js";
 import { PgSchedules } from "./pg-schedules.js";
 import { migratePg } from "./pg-schema.js";
@@ -95,10 +95,6 @@ export class PgStore implements Store {
     return (await this.rows<R>(sql, values))[0];
   }
 
-  private transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return inTransaction(this.pool, work);
-  }
-
   async apply(batch: WriteBatch): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -114,7 +110,7 @@ export class PgStore implements Store {
   }
 
   async revokeAgent(agentId: string, atMs: number, by: string, reason: string): Promise<boolean> {
-    return this.transaction(async (c) => {
+    return inTransaction(this.pool, async (c) => {
       const added = await c.query(
         `INSERT INTO revoked_agents (agent_id, revoked_at, revoked_by, reason) VALUES ($1, $2, $3, $4)
          ON CONFLICT (agent_id) DO NOTHING`,
@@ -161,7 +157,7 @@ export class PgStore implements Store {
   }
 
   async chainOldAudit(entries: Array<{ seq: number; entry: ChainedAudit; head: AuditHead }>): Promise<void> {
-    await this.transaction(async (c) => {
+    await inTransaction(this.pool, async (c) => {
       for (const { seq, entry, head } of entries) {
         await c.query(
           "UPDATE audit SET chain = $1, n = $2, prev_hash = $3, entry_hash = $4, seal = $5 WHERE seq = $6 AND n = 0",
@@ -186,17 +182,8 @@ export class PgStore implements Store {
     return row && toAction(row);
   }
 
-  /** Ids of `table` starting with `prefix` (a bound value, never SQL; starts_with is collation-free). */
-  private async idsByPrefix(table: "actions" | "evidence" | "incidents", prefix: string, limit: number) {
-    const rows = await this.rows<{ id: string }>(
-      `SELECT id FROM ${table} WHERE starts_with(id, $1) ORDER BY id COLLATE "C" LIMIT $2`,
-      [prefix, limit],
-    );
-    return rows.map((r) => r.id);
-  }
-
   actionIdsByPrefix(prefix: string, limit: number): Promise<string[]> {
-    return this.idsByPrefix("actions", prefix, limit);
+    return idsByPrefix(this.pool, "actions", prefix, limit);
   }
 
   async listActions(limit: number, pendingOnly = false): Promise<StoredAction[]> {
@@ -295,7 +282,7 @@ export class PgStore implements Store {
   }
 
   evidenceIdsByPrefix(prefix: string, limit: number): Promise<string[]> {
-    return this.idsByPrefix("evidence", prefix, limit);
+    return idsByPrefix(this.pool, "evidence", prefix, limit);
   }
 
   async putEnrollmentToken(t: StoredEnrollmentToken): Promise<void> {
@@ -341,7 +328,7 @@ export class PgStore implements Store {
     enrollment: StoredEnrollment,
     admit: (token: StoredEnrollmentToken | undefined, earlier: StoredEnrollment | undefined) => boolean,
   ): Promise<StoredEnrollmentToken> {
-    return this.transaction(async (c) => {
+    return inTransaction(this.pool, async (c) => {
       // The token's row is held: two coordinators enrolling with a one-use token count one use each, in turn.
       const tokenRow = (
         await c.query<TokenRow>("SELECT * FROM enrollment_tokens WHERE id = $1 FOR UPDATE", [
@@ -396,7 +383,7 @@ export class PgStore implements Store {
   }
 
   incidentIdsByPrefix(prefix: string, limit: number): Promise<string[]> {
-    return this.idsByPrefix("incidents", prefix, limit);
+    return idsByPrefix(this.pool, "incidents", prefix, limit);
   }
 
   async listIncidents(limit: number): Promise<StoredIncident[]> {
@@ -408,7 +395,7 @@ export class PgStore implements Store {
   }
 
   async appendPage(incidentId: string, write: (incident: StoredIncident) => PageAppend): Promise<Page> {
-    return this.transaction(async (c) => {
+    return inTransaction(this.pool, async (c) => {
       // The incident's row is held until commit: writers on every coordinator append one after another,
       // each from the head the one before left (one page number, one previous hash).
       const row = (
