@@ -108,6 +108,8 @@ export async function userCreds(
 
 /** JetStream object store bucket that holds signed agent releases (the coordinator hands them out). */
 export const RELEASES_BUCKET = "dragnet-releases";
+/** JetStream object store bucket that holds collected evidence when several coordinators share a store. */
+export const EVIDENCE_BUCKET = "dragnet-evidence";
 
 /**
  * An agent may publish only its own heartbeats, acks, results, alerts,

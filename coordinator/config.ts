@@ -39,8 +39,13 @@ export interface CoordinatorConfig {
   database: string;
   /** PostgreSQL instead of SQLite (`store.postgres`): several coordinators share one database. */
   postgres?: PostgresOptions;
-  /** Where collected files are kept (default: an "evidence" directory beside the database). */
+  /** Where collected files are assembled, and kept on "disk" (default: an "evidence" directory beside the database). */
   evidenceDir: string;
+  /**
+   * Where collected files are kept: "disk" (evidenceDir, the default with SQLite) or "jetstream"
+   * (the object store bucket dragnet-evidence, the default with PostgreSQL: any coordinator serves them).
+   */
+  evidenceStore: "disk" | "jetstream";
   /** The key that seals notebook pages (made on first start; default: journal.key beside the database). */
   journalKey: string;
   /** Webhooks by role for `incident notify` (HTTP POST of a JSON summary). */
@@ -232,6 +237,13 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
   if (typeof id !== "string" || !isSubjectToken(id)) fail("id must be 1 to 64 letters, digits, '_' or '-'");
   const postgres = postgresOf(json.store, file);
   const leaseMs = ms(json.leaseMs, "leaseMs", 10_000)!;
+  const evidenceStore = json.evidenceStore ?? (postgres ? "jetstream" : "disk");
+  if (evidenceStore !== "disk" && evidenceStore !== "jetstream")
+    fail('evidenceStore must be "disk" or "jetstream"');
+  if (postgres && evidenceStore === "disk")
+    fail(
+      'evidenceStore "disk" with store.postgres: evidence one coordinator received would be out of the others\' reach; use "jetstream"',
+    );
   if (leaseMs < 1000) fail("leaseMs must be at least 1000 (a lease renewed 4 times in it)");
   return {
     id,
@@ -250,6 +262,7 @@ export function parseCoordinatorConfig(json: Record<string, unknown>, baseDir: s
       json.evidenceDir === undefined
         ? resolve(file(json.database, "database"), "..", "evidence")
         : file(json.evidenceDir, "evidenceDir"),
+    evidenceStore,
     notify: notifyOf(json.notify),
     enrollmentAccountSeed,
     enrollmentCredentialsMs: credentialsLifetimeOf(json.enrollment),

@@ -27,6 +27,7 @@ import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
 import { Dispatcher } from "./dispatch.js";
 import { EnrollmentDesk } from "./enrollment-desk.js";
 import { EvidenceDesk } from "./evidence-desk.js";
+import { DiskVault, ObjectVault } from "./evidence-vault.js";
 import { Exporter } from "./exports/mod.js";
 import { IncidentDesk } from "./incident-desk.js";
 import { AgentIntake, CatchUp } from "./intake.js";
@@ -166,6 +167,9 @@ export class Coordinator {
     );
     this.evidence = new EvidenceDesk(
       config.evidenceDir,
+      config.evidenceStore === "jetstream"
+        ? new ObjectVault(() => this.connection(), config.results.replicas)
+        : new DiskVault(config.evidenceDir),
       store,
       batcher,
       {
@@ -182,6 +186,7 @@ export class Coordinator {
           };
         },
         hostname,
+        ...(store.cluster ? { elsewhere: (id) => this.dispatchedElsewhere(id) } : {}),
       },
       (m) => authenticAgent(core, m),
       log,
@@ -218,10 +223,7 @@ export class Coordinator {
       now,
     });
     this.releases = new ReleaseShelf(
-      () => {
-        if (!this.nc) throw new DragnetError(Codes.UNAVAILABLE, "the coordinator is not connected to NATS");
-        return this.nc;
-      },
+      () => this.connection(),
       config.results.replicas,
       join(dirname(config.database), "release-copies"),
     );
@@ -294,6 +296,7 @@ export class Coordinator {
       await results.consume((m) => this.intake.onStreamResult(m));
       this.feeds.push(results);
       this.intake.subscribeAcks(nc, other);
+      this.answerAgentRequests(nc, other);
       this.readingFor.add(other);
       this.core.log.info("reading what agents send a silent coordinator", { coordinator: other });
     }
@@ -336,6 +339,42 @@ export class Coordinator {
     });
   }
 
+  /**
+   * Requests agents address to coordinator `id` — this one, or a silent one it took over (its
+   * agents still ask it for evidence uploads, release parts and the time): answered at the asking
+   * agent's own inbox, nowhere else.
+   */
+  private answerAgentRequests(nc: NatsConnection, id: string): void {
+    const { subjects } = this.core;
+    nc.subscribe(subjects.evidenceFor(id), {
+      callback: (_e, m) => {
+        if (this.fromAgentInbox(m)) this.evidence.onRequest(m);
+      },
+    });
+    nc.subscribe(subjects.releasesFor(id), {
+      callback: (_e, m) => {
+        if (this.fromAgentInbox(m)) void this.serveRelease(m);
+      },
+    });
+    nc.subscribe(subjects.timeFor(id), {
+      callback: (_e, m) => {
+        if (this.fromAgentInbox(m)) this.tellTime(m);
+      },
+    });
+  }
+
+  /** Several coordinators: whether another one dispatches an action (this one's book does not hold it). */
+  private async dispatchedElsewhere(actionId: string): Promise<boolean> {
+    const owner = await this.core.store.cluster?.ownerOf(actionId);
+    return owner !== undefined && owner !== "" && owner !== this.core.config.id;
+  }
+
+  /** The NATS connection, once started. */
+  private connection(): NatsConnection {
+    if (!this.nc) throw new DragnetError(Codes.UNAVAILABLE, "the coordinator is not connected to NATS");
+    return this.nc;
+  }
+
   get subjects(): Subjects {
     return this.core.subjects;
   }
@@ -354,22 +393,7 @@ export class Coordinator {
     // One coordinator per fleet for now: each keeps its own store, so a queue
     // group would hand one coordinator results for commands only another knows.
     this.intake.subscribe(nc);
-    // Requests from agents are answered at the asking agent's own inbox, nowhere else.
-    nc.subscribe(this.core.subjects.evidenceFor(config.id), {
-      callback: (_e, m) => {
-        if (this.fromAgentInbox(m)) this.evidence.onRequest(m);
-      },
-    });
-    nc.subscribe(this.core.subjects.releasesFor(config.id), {
-      callback: (_e, m) => {
-        if (this.fromAgentInbox(m)) void this.serveRelease(m);
-      },
-    });
-    nc.subscribe(this.core.subjects.timeFor(config.id), {
-      callback: (_e, m) => {
-        if (this.fromAgentInbox(m)) this.tellTime(m);
-      },
-    });
+    this.answerAgentRequests(nc, config.id);
     if (config.enrollmentAccountSeed) {
       nc.subscribe(enrollSubject(config.subjectPrefix), {
         // One coordinator answers each request, however many share the store.

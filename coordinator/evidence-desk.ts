@@ -1,17 +1,9 @@
 import { createHash, type Hash } from "node:crypto";
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import type { Msg } from "@nats-io/transport-node";
-import { Codes, DragnetError, isId, type Logger, newId, problemOf, sha256OfFile } from "../common/mod.js";
+import { Codes, DragnetError, isId, type Logger, newId, problemOf } from "../common/mod.js";
 import {
   type CollectParams,
   type CollectResult,
@@ -19,6 +11,7 @@ import {
   EvidenceItem,
   EvidenceReceipt,
 } from "../proto/api.js";
+import type { EvidenceVault } from "./evidence-vault.js";
 import { resolvePrefix } from "./id-prefix.js";
 import type { Store } from "./store/store.js";
 import { decodeOrRefuse, type Refusal } from "./stream-feed.js";
@@ -27,15 +20,16 @@ import type { WriteBatcher } from "./write-batcher.js";
 // Files collected from agents. Each chunk is a request an agent sends to the
 // coordinator that sent its collect command, answered once the chunk is
 // written: nothing travels through a shared stream that another agent could
-// fill. An upload is taken only when it is announced (its first chunk: the
+// fill (several coordinators: the one that took over a silent coordinator's
+// actions answers for them too). An upload is taken only when it is announced (its first chunk: the
 // file as the agent hashed it) for a collect this coordinator sent to that
 // agent and that is still running, no larger than the signed action allows;
 // chunks must then come in order and within the announced size. The
-// coordinator hashes as it writes (each upload once); at the last chunk it
-// keeps the file as verified evidence (EVIDENCE_DIR/<id>, read-only) when
-// size and SHA-256 agree, otherwise aside (EVIDENCE_DIR/rejected/<id>),
-// recorded as rejected with the reason. An upload idle for IDLE_MS, refused,
-// or cut by a restart leaves nothing behind.
+// coordinator hashes as it writes (each upload once, into a file under
+// WORK_DIR/.partial); at the last chunk it hands the file to the vault
+// (evidence-vault.ts: its disk, or the JetStream object store) as verified
+// evidence when size and SHA-256 agree, otherwise as rejected with the reason.
+// An upload idle for IDLE_MS, refused, or cut by a restart leaves nothing behind.
 
 const MAX_CHUNK = 1024 * 1024;
 /** An upload without a chunk for this long is dropped (the agent gave up or died). */
@@ -68,7 +62,6 @@ interface Upload {
 
 export class EvidenceDesk {
   private readonly partialDir: string;
-  private readonly rejectedDir: string;
   private readonly uploads = new Map<string, Upload>();
   /** Uploads finished or running, by action and agent: a collect operation makes one. */
   private readonly madeBy = new Map<string, number>();
@@ -77,13 +70,17 @@ export class EvidenceDesk {
   onEvidence: (item: EvidenceItem) => Promise<void> = () => Promise.resolve();
 
   constructor(
-    private readonly dir: string,
+    /** Where uploads are assembled (a local directory, whatever the vault). */
+    workDir: string,
+    private readonly vault: EvidenceVault,
     private readonly store: Store,
     private readonly batcher: WriteBatcher,
     private readonly lookup: {
       /** A running action (undefined once it is complete, or when there is none). */
       action(actionId: string): CollectingAction | undefined;
       hostname(agentId: string): string;
+      /** Several coordinators: whether another one dispatches the action (and answers for it). */
+      elsewhere?(actionId: string): Promise<boolean>;
     },
     /** The agent that signed a message (throws when none did). */
     private readonly authenticate: (m: Msg) => string,
@@ -91,9 +88,8 @@ export class EvidenceDesk {
     private readonly refused: Refusal,
     private readonly now: () => number = Date.now,
   ) {
-    this.partialDir = join(dir, ".partial");
-    this.rejectedDir = join(dir, "rejected");
-    for (const d of [dir, this.partialDir, this.rejectedDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    this.partialDir = join(workDir, ".partial");
+    mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
     // Uploads live in memory: what a previous run left half-written is of no upload now.
     for (const f of readdirSync(this.partialDir)) rmSync(join(this.partialDir, f), { force: true });
     this.sweeper = setInterval(() => this.dropIdle(), 30_000);
@@ -108,11 +104,12 @@ export class EvidenceDesk {
   /** One chunk, asked by an agent: answered with what was stored, or why it was refused. */
   onRequest(msg: Msg): void {
     let agentId: string | undefined;
+    let chunk: EvidenceChunk | undefined;
     const answer = (r: Partial<EvidenceReceipt>) =>
       msg.respond(EvidenceReceipt.encode(EvidenceReceipt.fromPartial(r)).finish());
     try {
       agentId = this.authenticate(msg);
-      const chunk = decodeOrRefuse("evidence chunk", EvidenceChunk.decode, msg.data);
+      chunk = decodeOrRefuse("evidence chunk", EvidenceChunk.decode, msg.data);
       const upload = this.take(agentId, chunk);
       if (!chunk.last) {
         answer({ received: upload.received });
@@ -120,14 +117,28 @@ export class EvidenceDesk {
       }
       this.finish(upload, chunk).then(
         (item) => answer({ received: upload.received, evidenceId: item.id, status: item.status }),
-        (err) => answer({ problem: problemOf(err) }),
+        (err) => {
+          // Assembled and checked, but not kept (the object store unreachable, a full disk): the agent is told.
+          this.log.error("evidence not kept", { agent: agentId, upload: upload.uploadId, error: err });
+          answer({ problem: problemOf(err) });
+        },
       );
     } catch (err) {
       const p = problemOf(err);
-      // A refusal is the sender's doing; anything else (a full disk) is the coordinator's, and logged.
-      if (DragnetError.is(err)) this.refused(agentId, msg.subject, p);
-      else this.log.error("evidence chunk not stored", { subject: msg.subject, error: err });
-      answer({ problem: p });
+      const refuse = () => {
+        // A refusal is the sender's doing; anything else (a full disk) is the coordinator's, and logged.
+        if (DragnetError.is(err)) this.refused(agentId, msg.subject, p);
+        else this.log.error("evidence chunk not stored", { subject: msg.subject, error: err });
+        answer({ problem: p });
+      };
+      // Several coordinators may hear a silent one's subject (it, back, and the one that took it
+      // over): only the one that dispatches the action answers for it.
+      const actionId = chunk?.actionId;
+      if (actionId && this.lookup.elsewhere && DragnetError.is(err) && !this.lookup.action(actionId)) {
+        this.lookup.elsewhere(actionId).then((elsewhere) => elsewhere || refuse(), refuse);
+        return;
+      }
+      refuse();
     }
   }
 
@@ -247,7 +258,7 @@ export class EvidenceDesk {
   }
 
   /** The last chunk: what was assembled against what was announced; kept as verified or rejected, and recorded. */
-  private finish(u: Upload, last: EvidenceChunk): Promise<EvidenceItem> {
+  private async finish(u: Upload, last: EvidenceChunk): Promise<EvidenceItem> {
     this.uploads.delete(`${u.agentId}.${u.uploadId}`);
     const action = this.lookup.action(u.actionId);
     const sha256 = u.hash.digest("hex");
@@ -286,10 +297,10 @@ export class EvidenceDesk {
     if (problem) {
       item.status = "rejected";
       item.problem = problem;
-      renameSync(u.partial, join(this.rejectedDir, item.id));
+      await this.vault.keep(item.id, "rejected", u.partial, sha256);
       this.log.warn("evidence rejected", { agent: u.agentId, upload: u.uploadId, problem });
     } else {
-      renameSync(u.partial, join(this.dir, item.id));
+      await this.vault.keep(item.id, "verified", u.partial, sha256);
       this.log.info("evidence received", {
         agent: u.agentId,
         id: item.id,
@@ -349,7 +360,7 @@ export class EvidenceDesk {
   async verifyStored(
     id: string,
   ): Promise<{ ok: boolean; sha256: string; expected: string; problem: string }> {
-    const { item, file } = await this.get(id);
+    const { item } = await this.get(id);
     if (item.status === "registered") {
       return {
         ok: false,
@@ -359,7 +370,13 @@ export class EvidenceDesk {
       };
     }
     try {
-      const { sha256, size } = await sha256OfFile(file);
+      const hash = createHash("sha256");
+      let size = 0;
+      for await (const chunk of await this.read(item)) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+      const sha256 = hash.digest("hex");
       const ok = sha256 === item.sha256 && size === item.size;
       return {
         ok,
@@ -382,13 +399,19 @@ export class EvidenceDesk {
     return (await this.store.listEvidence(incidentId, limit)).map((e) => EvidenceItem.decode(e.payload));
   }
 
-  /** An item and where its bytes are; NOT_FOUND when there is none. */
-  async get(id: string): Promise<{ item: EvidenceItem; file: string }> {
+  /** The stored bytes of a collected item (NOT_FOUND for one registered by hand, or gone). */
+  read(item: EvidenceItem): Promise<Readable> {
+    if (item.status !== "verified" && item.status !== "rejected")
+      throw new DragnetError(Codes.NOT_FOUND, `evidence ${item.id} was registered by hand: no copy is kept`);
+    return this.vault.open(item.id, item.status);
+  }
+
+  /** An item by its id or a prefix of it; NOT_FOUND when there is none. */
+  async get(id: string): Promise<{ item: EvidenceItem }> {
     await this.batcher.flush();
     const full = await resolvePrefix("evidence", id, (p, n) => this.store.evidenceIdsByPrefix(p, n));
     const row = await this.store.getEvidence(full);
     if (!row) throw new DragnetError(Codes.NOT_FOUND, `no evidence ${full}`);
-    const item = EvidenceItem.decode(row.payload);
-    return { item, file: join(item.status === "verified" ? this.dir : this.rejectedDir, item.id) };
+    return { item: EvidenceItem.decode(row.payload) };
   }
 }

@@ -1,4 +1,3 @@
-import { createReadStream } from "node:fs";
 import type { CoordinatorServer, EvidencePart } from "../../proto/api.js";
 import type { Coordinator } from "../coordinator.js";
 import { type ApiCalls, clampLimit } from "./calls.js";
@@ -36,9 +35,9 @@ export function evidenceCalls(coordinator: Coordinator, calls: ApiCalls): Eviden
       (q, r) => `incident ${q.incidentId || "(any)"}: ${r.items.length} items`,
     ),
     getEvidence: calls.serverStream<{ id: string }, EvidencePart>("GetEvidence", async (req, _who, out) => {
-      const { item, file } = await evidence.get(req.id);
+      const { item } = await evidence.get(req.id);
+      const stream = await evidence.read(item);
       out.write({ part: { $case: "item", value: item } });
-      const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
       out.cancelled(() => stream.destroy());
       stream.on("data", (data) => {
         // Back-pressure: pause reading while gRPC's buffer drains.

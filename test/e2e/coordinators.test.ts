@@ -1,14 +1,29 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Objm } from "@nats-io/obj";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../agent/agent.js";
-import { signAction } from "../../common/mod.js";
+import { collectModule } from "../../agent/modules/collect/index.js";
+import { coSign, DEFAULT_COORDINATOR, newId, signAction } from "../../common/mod.js";
+import { EVIDENCE_BUCKET } from "../../common/nats-authority.js";
 import { CoordinatorApi } from "../../console/client.js";
 import { addSignedNote } from "../../console/commands/incident.js";
-import { type AgentResult, AgentStatus, CommandStatus } from "../../proto/api.js";
-import { fileAction } from "../helpers/actions.js";
+import {
+  type ActionBody,
+  type AgentResult,
+  AgentStatus,
+  CollectParams,
+  CommandStatus,
+  type EvidenceItem,
+  TimeReply,
+  TimeRequest,
+} from "../../proto/api.js";
+import { collectResults, fileAction } from "../helpers/actions.js";
 import { requireBuild } from "../helpers/cli.js";
-import { eventually, startFleet, type TestFleet } from "../helpers/fleet.js";
+import { eventually, startFleet, type TestFleet, tempDir } from "../helpers/fleet.js";
 import { type PostgresCluster, startPostgres } from "../helpers/postgres.js";
 import { recordCommandsSent, slowFileModule } from "../helpers/sweep-faults.js";
 
@@ -18,7 +33,8 @@ import { recordCommandsSent, slowFileModule } from "../helpers/sweep-faults.js";
 // A sweep submitted through A and followed through B (and through A, by a
 // console given both addresses) ends with one state per agent, every result
 // stored once, and the commands A never sent sent by B; two investigators
-// writing in one notebook through A and B keep it one chain.
+// writing in one notebook through A and B keep it one chain; a file collected
+// through A is kept in the JetStream object store, served and checked through B.
 
 const AGENTS = 20;
 /** Offline when the sweep is submitted: A cannot send them their commands. */
@@ -32,6 +48,8 @@ let a: ChildProcess;
 let b: Awaited<ReturnType<TestFleet["addCoordinator"]>>;
 const ran = new Map<string, number>();
 const agents: Agent[] = [];
+/** An agent with the collect module, outside the sweep. */
+let collector: Agent;
 
 beforeAll(async () => {
   requireBuild();
@@ -53,6 +71,11 @@ beforeAll(async () => {
       await fleet.addAgent({ hostname, tags: { group: "sweep" }, modules: [slow], heartbeatIntervalMs: 500 }),
     );
   }
+  collector = await fleet.addAgent({
+    hostname: "evidence-host",
+    tags: { group: "evidence" },
+    modules: [collectModule],
+  });
   a = await fleet.spawnCoordinator();
   b = await fleet.addCoordinator("b");
   await eventually(
@@ -91,6 +114,57 @@ describe("two coordinators on one PostgreSQL store", () => {
       });
     }
   });
+
+  it("keep collected files in the object store: collected through A, served and checked again through B; a changed object is caught", async () => {
+    const file = join(tempDir("dragnet-coord-evidence-"), "auth.log");
+    writeFileSync(file, randomBytes(3 * 1024 * 1024 + 17));
+    const expected = execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0]!;
+    const now = Date.now();
+    const body: ActionBody = {
+      id: newId(now),
+      schedule: undefined,
+      name: "collect auth.log",
+      target: `id == "${collector.id}"`,
+      operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path: file }) } }],
+      validFromMs: now - 1000,
+      expiresAtMs: now + 60_000,
+      timeoutMs: 60_000,
+      incidentId: "",
+      description: "",
+      createdAtMs: now,
+    };
+    await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
+    const answer = (await collectResults(fleet.api, body.id)).results[0]!;
+    const m = answer.result?.operations[0]?.module;
+    const evidenceId = m?.$case === "collect" ? m.value.files[0]?.evidenceId : undefined;
+    expect([answer.status, typeof evidenceId]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, "string"]);
+
+    // Through B, which never saw the upload: the same bytes, hashed by the test.
+    let item: EvidenceItem | undefined;
+    const hash = createHash("sha256");
+    await b.api.getEvidence(
+      evidenceId!,
+      (i) => {
+        item = i;
+      },
+      (data) => hash.update(data),
+    );
+    expect([item?.status, item?.sha256, hash.digest("hex")]).toEqual(["verified", expected, expected]);
+    expect(await b.api.verifyEvidence(evidenceId!)).toMatchObject({ ok: true, sha256: expected });
+    // Not on either coordinator's disk: only the (empty) place where uploads are assembled.
+    expect(readdirSync(join(fleet.dir, "evidence"))).toEqual([".partial"]);
+    expect(readdirSync(join(fleet.dir, "evidence", ".partial"))).toEqual([]);
+
+    // Someone with write access to the bucket replaces the object: a check through either coordinator says so.
+    const nc = await fleet.connectNats("coordinator");
+    const bucket = await new Objm(nc).open(EVIDENCE_BUCKET);
+    await bucket.putBlob({ name: `verified/${evidenceId}` }, randomBytes(1024));
+    for (const api of [fleet.api, b.api]) {
+      const check = await api.verifyEvidence(evidenceId!);
+      expect([check.ok, check.expected]).toEqual([false, expected]);
+      expect(check.problem).toMatch(/no longer hashes as recorded/);
+    }
+  }, 60_000);
 
   it("lose nothing when A is SIGKILLed mid-sweep: B takes over its open actions and the console follows to B", async () => {
     const late = agents.slice(0, LATE);
@@ -189,5 +263,18 @@ describe("two coordinators on one PostgreSQL store", () => {
     const lateSends = sent.filter((s) => lateIds.has(s.agent));
     expect(lateSends.length).toBeGreaterThanOrEqual(LATE);
     expect(lateSends.every((s) => s.at >= killedAt)).toBe(true);
+
+    // What agents still ask A (the time, here; evidence uploads and release parts alike), B answers.
+    const thief = await fleet.stealAgent(collector.id);
+    const subject = fleet.coordinator.subjects.time(collector.id, DEFAULT_COORDINATOR);
+    const request = TimeRequest.encode({}).finish();
+    const before = Date.now();
+    const reply = TimeReply.decode(
+      (await thief.nc.request(subject, request, { timeout: 5000, headers: thief.sign(subject, request) }))
+        .data,
+    );
+    expect(reply.problem).toBeUndefined();
+    expect(reply.coordinatorTimeMs).toBeGreaterThanOrEqual(before);
+    expect(reply.coordinatorTimeMs).toBeLessThanOrEqual(Date.now());
   }, 120_000);
 });

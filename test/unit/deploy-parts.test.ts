@@ -162,8 +162,15 @@ describe("settings", () => {
       tls: { ca: join(dir, "ca.pem"), cert: undefined, key: undefined, servername: undefined },
       poolSize: undefined,
     });
-    expect([cfg.id, cfg.leaseMs]).toEqual(["c1", 4000]);
-    expect(parseCoordinatorConfig(base, dir)).toMatchObject({ postgres: undefined, leaseMs: 10_000 });
+    expect([cfg.id, cfg.leaseMs, cfg.evidenceStore]).toEqual(["c1", 4000, "jetstream"]);
+    expect(parseCoordinatorConfig(base, dir)).toMatchObject({
+      postgres: undefined,
+      leaseMs: 10_000,
+      evidenceStore: "disk",
+    });
+    expect(parseCoordinatorConfig({ ...base, evidenceStore: "jetstream" }, dir).evidenceStore).toBe(
+      "jetstream",
+    );
     const refusal = (store: unknown, extra: Record<string, unknown> = {}) =>
       codeOf(() => parseCoordinatorConfig({ ...base, ...extra, store }, dir));
     expect(refusal({ postgres: "postgres://dragnet:hunter2@db/dragnet" })).toContain("not in the URL");
@@ -175,5 +182,10 @@ describe("settings", () => {
       "must not be readable by others",
     );
     expect(refusal({ postgres: url }, { leaseMs: 200 })).toContain("leaseMs must be at least 1000");
+    // Evidence one coordinator keeps on its disk is out of the others' reach.
+    expect(refusal({ postgres: url }, { evidenceStore: "disk" })).toContain('use "jetstream"');
+    expect(refusal(undefined, { evidenceStore: "s3" })).toContain(
+      'evidenceStore must be "disk" or "jetstream"',
+    );
   });
 });
