@@ -100,9 +100,10 @@ export class ObjectVault implements EvidenceVault {
       throw new DragnetError(Codes.NOT_FOUND, `the bytes of evidence ${id} are gone from ${EVIDENCE_BUCKET}`);
     const data = Readable.fromWeb(got.data as WebReadableStream<Uint8Array>);
     // A digest the object store finds wrong at the end fails the read, as a broken disk would.
-    got.error.then((err) => {
-      if (err) data.destroy(err);
-    });
+    void got.error.then(
+      (err) => err && data.destroy(err),
+      (err: unknown) => data.destroy(err as Error),
+    );
     return data;
   }
 }
