@@ -439,7 +439,13 @@ export class Coordinator {
     if (this.duty) {
       await this.duty.start();
       // Alerts another coordinator stored reach this one's followers too.
-      this.followersPoll = setInterval(() => this.alerts.catchUpFollowers(), FOLLOWERS_POLL_MS);
+      // (And agents revoked through another coordinator are refused here too.)
+      this.followersPoll = setInterval(() => {
+        this.alerts.catchUpFollowers();
+        this.learnRevocations().catch((err: unknown) =>
+          log.warn("revocations of other coordinators not read; tried again", { error: err }),
+        );
+      }, FOLLOWERS_POLL_MS);
     }
     this.dispatcher.start();
     await this.schedules.start();
@@ -596,7 +602,7 @@ export class Coordinator {
   ): Promise<{ agentId: string; revoked: boolean; hostname: string }> {
     if (!isSubjectToken(agentId))
       throw new DragnetError(Codes.PARAMS, `"${agentId.slice(0, 64)}" is not an agent id`);
-    const { store, book, audit, batcher } = this.core;
+    const { store, audit, batcher } = this.core;
     const hostname = this.registry.get(agentId)?.hostname ?? "";
     const wasRevoked = this.revoked.has(agentId);
     if (!hostname && !wasRevoked && !(await store.enrolledKey(agentId))) {
@@ -613,14 +619,30 @@ export class Coordinator {
       if (!wasRevoked) this.revoked.delete(agentId);
       throw err;
     }
+    this.forgetRevoked(agentId, by);
+    audit.record(by, "agent revoked", { agentId, message: `${hostname || agentId}: ${reason}` });
+    return { agentId, revoked, hostname };
+  }
+
+  /** A revoked agent leaves the registry, and its open commands here are cancelled. */
+  private forgetRevoked(agentId: string, by: string): void {
+    const { book } = this.core;
     this.registry.forget(agentId);
     for (const { action, command } of book.openCommandsFor(agentId)) {
       book.transition(action, command, CommandStatus.COMMAND_STATUS_CANCELLED, {
         problem: { code: Codes.NOT_ALLOWED, message: `agent ${agentId} was revoked by ${by}` },
       });
     }
-    audit.record(by, "agent revoked", { agentId, message: `${hostname || agentId}: ${reason}` });
-    return { agentId, revoked, hostname };
+  }
+
+  /** Several coordinators: an agent revoked through another is refused here too, within a poll. */
+  private async learnRevocations(): Promise<void> {
+    for (const agentId of await this.core.store.revokedAgents()) {
+      if (this.revoked.has(agentId)) continue;
+      this.revoked.add(agentId);
+      this.forgetRevoked(agentId, "an investigator, through another coordinator");
+      this.core.log.warn("agent revoked through another coordinator: refused here too", { agent: agentId });
+    }
   }
 
   /** The investigator an API call comes from (throws UNAUTHENTICATED). */

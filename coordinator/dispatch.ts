@@ -178,7 +178,7 @@ export class Dispatcher {
 
   /** Actions nobody approved before they expired end unapproved, never sent. */
   private expireUnapproved(now: number): void {
-    const { pending, batcher, audit, perAction, peers } = this.core;
+    const { pending, perAction, peers } = this.core;
     if (peers) {
       // Several coordinators: what waits is in the store (any of them took it), and one of them expires it.
       if (this.leading() && !this.expiring) {
@@ -203,6 +203,10 @@ export class Dispatcher {
     record.state = ActionState.ACTION_STATE_UNAPPROVED;
     record.completedAtMs = now;
     this.core.batcher.action(record);
+    this.auditUnapproved(record);
+  }
+
+  private auditUnapproved(record: StoredAction): void {
     this.core.audit.record("coordinator", "action expired unapproved", {
       actionId: record.id,
       code: Codes.EXPIRED,
@@ -216,12 +220,11 @@ export class Dispatcher {
     for (const waiting of await store.pendingActions()) {
       if (now < waiting.expiresAtMs) continue;
       await perAction.run(waiting.id, async () => {
-        const record = await store.getAction(waiting.id);
-        if (record?.state !== ActionState.ACTION_STATE_PENDING_APPROVAL || record.completedAtMs !== undefined)
-          return;
-        pending.delete(record.id);
-        this.closeUnapproved(record, now);
-        await this.core.batcher.flush();
+        pending.delete(waiting.id);
+        const closed = { ...waiting, state: ActionState.ACTION_STATE_UNAPPROVED, completedAtMs: now };
+        // Only if it still waits as read: an approval through another coordinator may have come first.
+        if (!(await store.cluster?.swapPending(waiting.signed, closed, ""))) return;
+        this.auditUnapproved(closed);
       });
     }
   }

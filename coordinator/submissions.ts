@@ -13,6 +13,9 @@ import type { IncidentDesk } from "./incident-desk.js";
 import type { Queries } from "./queries.js";
 import type { StoredAction, StoredAgent } from "./store/store.js";
 
+/** Several coordinators: how often an approval reads the action again when another changed it first. */
+const MAX_APPROVAL_ATTEMPTS = 5;
+
 // Submissions and approvals: a signed action is vetted (signatures, window,
 // target, the weight the ACL asks), then released to the agents it targets —
 // or, short of weight, held sent nowhere until co-signatures over the same
@@ -147,8 +150,9 @@ export class Submissions {
     signature: Signature | undefined,
     actor: string,
     actorKeyId: string | undefined,
+    attempt = 1,
   ): Promise<ApproveActionResponse> {
-    const { book, pending, store, keyring, batcher, audit } = this.core;
+    const { book, pending, store, keyring, batcher, audit, config } = this.core;
     const now = this.core.now();
     let record = pending.get(id);
     if (this.core.peers) {
@@ -200,8 +204,22 @@ export class Submissions {
       requiredWeight: shortfall?.required ?? record.requiredWeight,
     };
     const by = signer?.name ?? signature.keyId;
+    // Several coordinators: the approval counts only if the action still waits with the signatures
+    // read above (another approval or the leader's expiry may have come first, through another);
+    // a release is claimed in the same step, so two approvals never release one action twice.
+    if (store.cluster) {
+      const claimed = shortfall ? next : { ...next, state: ActionState.ACTION_STATE_RELEASED };
+      if (!(await store.cluster.swapPending(record.signed, claimed, shortfall ? "" : config.id))) {
+        if (attempt >= MAX_APPROVAL_ATTEMPTS)
+          throw new DragnetError(
+            Codes.APPROVAL,
+            `action ${id} kept changing while it was approved: try again`,
+          );
+        return this.cosign(id, signature, actor, actorKeyId, attempt + 1);
+      }
+    }
     if (shortfall) {
-      await batcher.commitNow({ actions: [next] });
+      if (!store.cluster) await batcher.commitNow({ actions: [next] });
       pending.set(id, next);
       await this.parts.incidents.actionApproved(next, by, false, actor);
       audit.record(actor, "action co-signed", {

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { ActionState } from "../../proto/api.js";
 import { FINAL_STATUSES } from "../command-status.js";
-import type { WriteBatch } from "./store.js";
+import type { StoredAction, WriteBatch } from "./store.js";
 
 const RELEASED = ActionState.ACTION_STATE_RELEASED;
 const FINAL = [...FINAL_STATUSES].join(", ");
@@ -101,6 +101,32 @@ function columns<T>(rows: readonly T[], pick: (row: T) => unknown[]): unknown[][
   return out;
 }
 
+/** Writes one action row (inside the caller's transaction); `owner` dispatches it if this releases it. */
+export async function writeAction(client: pg.ClientBase, a: StoredAction, owner: string): Promise<void> {
+  await client.query(q.action, [
+    a.id,
+    a.name,
+    a.target,
+    buf(a.signed),
+    JSON.stringify(a.signerKeyIds),
+    JSON.stringify(a.signerNames),
+    JSON.stringify(a.modules),
+    a.incidentId,
+    a.createdAtMs,
+    a.validFromMs,
+    a.expiresAtMs,
+    a.submittedAtMs,
+    a.timeoutMs,
+    a.completedAtMs ?? null,
+    a.state,
+    a.weight,
+    a.requiredWeight,
+    a.scheduleId ?? "",
+    a.run ?? 0,
+    owner,
+  ]);
+}
+
 /** Applies the batch in one transaction on `client` (a pool's client, held by the caller); `owner` dispatches the actions it releases. */
 export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch, owner = ""): Promise<void> {
   await client.query("BEGIN");
@@ -126,28 +152,7 @@ export async function applyPgBatch(client: pg.ClientBase, batch: WriteBatch, own
       );
     }
     for (const a of [...batch.actions].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0))) {
-      await client.query(q.action, [
-        a.id,
-        a.name,
-        a.target,
-        buf(a.signed),
-        JSON.stringify(a.signerKeyIds),
-        JSON.stringify(a.signerNames),
-        JSON.stringify(a.modules),
-        a.incidentId,
-        a.createdAtMs,
-        a.validFromMs,
-        a.expiresAtMs,
-        a.submittedAtMs,
-        a.timeoutMs,
-        a.completedAtMs ?? null,
-        a.state,
-        a.weight,
-        a.requiredWeight,
-        a.scheduleId ?? "",
-        a.run ?? 0,
-        owner,
-      ]);
+      await writeAction(client, a, owner);
     }
     if (batch.commands.length) {
       await client.query(

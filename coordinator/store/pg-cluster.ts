@@ -1,5 +1,8 @@
 import type pg from "pg";
+import { ActionState } from "../../proto/api.js";
+import { writeAction } from "./pg-batch.js";
 import { inTransaction } from "./pg-connect.js";
+import type { StoredAction } from "./store.js";
 
 // Several coordinators on one PostgreSQL store: who is alive, and who
 // dispatches each open action. Each coordinator holds a lease it renews every
@@ -27,6 +30,13 @@ export interface CoordinatorCluster {
   adoptExpired(id: string, nowMs: number): Promise<{ from: string[]; actions: string[] }>;
   /** Open actions this coordinator dispatches (those nobody owns too: written before owners were kept). */
   owned(id: string): Promise<string[]>;
+  /**
+   * Replaces an action waiting for approval with `next` (a co-signature added; released, with
+   * `owner` dispatching it; or expired) only if it still waits with exactly the signatures
+   * `expected` holds: of two approvals, or an approval and the leader's expiry, racing through
+   * different coordinators, one wins and the other reads again (false).
+   */
+  swapPending(expected: Uint8Array, next: StoredAction, owner: string): Promise<boolean>;
   /** The coordinator that dispatches an action ("" for none). */
   ownerOf(actionId: string): Promise<string>;
   /** Silent coordinators this one took over (it reads what agents still send them). */
@@ -104,6 +114,22 @@ export class PgCluster implements CoordinatorCluster {
       [id],
     );
     return rows.map((r) => r.id);
+  }
+
+  async swapPending(expected: Uint8Array, next: StoredAction, owner: string): Promise<boolean> {
+    return inTransaction(this.pool, async (client) => {
+      const { rows } = await client.query<{ signed: Buffer; state: number; completed_at: number | null }>(
+        "SELECT signed, state, completed_at FROM actions WHERE id = $1 FOR UPDATE",
+        [next.id],
+      );
+      const row = rows[0];
+      const waiting =
+        row?.state === ActionState.ACTION_STATE_PENDING_APPROVAL &&
+        row.completed_at === null &&
+        Buffer.compare(row.signed, expected) === 0;
+      if (waiting) await writeAction(client, next, owner);
+      return waiting;
+    });
   }
 
   async ownerOf(actionId: string): Promise<string> {

@@ -7,7 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Agent } from "../../agent/agent.js";
 import { collectModule } from "../../agent/modules/collect/index.js";
-import { coSign, DEFAULT_COORDINATOR, newId, signAction } from "../../common/mod.js";
+import { coSign, DEFAULT_COORDINATOR, newId, signAction, signBytes } from "../../common/mod.js";
 import { EVIDENCE_BUCKET } from "../../common/nats-authority.js";
 import { CoordinatorApi } from "../../console/client.js";
 import { addSignedNote } from "../../console/commands/incident.js";
@@ -92,6 +92,24 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** A collect of `path` on the collector host (two signatures needed: collect is a response module). */
+function collectAction(path: string): ActionBody {
+  const now = Date.now();
+  return {
+    id: newId(now),
+    schedule: undefined,
+    name: `collect ${path}`,
+    target: `id == "${collector.id}"`,
+    operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],
+    validFromMs: now - 1000,
+    expiresAtMs: now + 60_000,
+    timeoutMs: 60_000,
+    incidentId: "",
+    description: "",
+    createdAtMs: now,
+  };
+}
+
 describe("two coordinators on one PostgreSQL store", () => {
   it("keep one notebook chain while investigators write through both at once", async () => {
     const incident = await fleet.api.openIncident("webshell on the web tier", "high");
@@ -119,20 +137,7 @@ describe("two coordinators on one PostgreSQL store", () => {
     const file = join(tempDir("dragnet-coord-evidence-"), "auth.log");
     writeFileSync(file, randomBytes(3 * 1024 * 1024 + 17));
     const expected = execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0]!;
-    const now = Date.now();
-    const body: ActionBody = {
-      id: newId(now),
-      schedule: undefined,
-      name: "collect auth.log",
-      target: `id == "${collector.id}"`,
-      operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path: file }) } }],
-      validFromMs: now - 1000,
-      expiresAtMs: now + 60_000,
-      timeoutMs: 60_000,
-      incidentId: "",
-      description: "",
-      createdAtMs: now,
-    };
+    const body = collectAction(file);
     await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
     const answer = (await collectResults(fleet.api, body.id)).results[0]!;
     const m = answer.result?.operations[0]?.module;
@@ -165,6 +170,45 @@ describe("two coordinators on one PostgreSQL store", () => {
       expect(check.problem).toMatch(/no longer hashes as recorded/);
     }
   }, 60_000);
+
+  it("release an action once when its approval arrives through A and B at the same instant", async () => {
+    const body = collectAction("/etc/hostname");
+    const held = await fleet.api.submitAction(signAction(body, fleet.alice));
+    expect([held.pendingApproval, held.weight, held.requiredWeight]).toEqual([true, 1, 2]);
+    const bytes = (await b.api.getAction(body.id, true)).action!.body;
+    const asBob = [fleet.api, b.api].map(
+      (api) => new CoordinatorApi(api.address, { key: fleet.bob, ca: Buffer.from(fleet.caCert) }),
+    );
+    const approvals = await Promise.allSettled(
+      asBob.map((api) => api.approveAction(body.id, signBytes(bytes, fleet.bob))),
+    );
+    for (const api of asBob) api.close();
+    const released = approvals.filter((x) => x.status === "fulfilled" && x.value.released);
+    const refused = approvals.flatMap((x) => (x.status === "rejected" ? [(x.reason as Error).message] : []));
+    expect([released.length, refused.length]).toEqual([1, 1]);
+    expect(refused[0]).toMatch(/already released/);
+    await collectResults(fleet.api, body.id);
+    // One command for the one agent: a second release would have made another.
+    const commands = await db.query("SELECT id FROM commands WHERE action_id = $1", [body.id]);
+    expect(commands.rows).toHaveLength(1);
+  }, 60_000);
+
+  it("refuse an agent revoked through B on A too, within seconds", async () => {
+    const thief = await fleet.stealAgent(collector.id);
+    const subject = fleet.coordinator.subjects.time(collector.id, DEFAULT_COORDINATOR);
+    const askA = async () => {
+      const request = TimeRequest.encode({}).finish();
+      return TimeReply.decode(
+        (await thief.nc.request(subject, request, { timeout: 5000, headers: thief.sign(subject, request) }))
+          .data,
+      );
+    };
+    expect((await askA()).problem).toBeUndefined();
+    await b.api.revokeAgent(collector.id, "credentials stolen");
+    const refused = await eventually(async () => (await askA()).problem, 10_000);
+    expect(refused.message).toMatch(/was revoked/);
+    expect((await fleet.api.listAgents()).some((x) => x.id === collector.id)).toBe(false);
+  }, 30_000);
 
   it("lose nothing when A is SIGKILLed mid-sweep: B takes over its open actions and the console follows to B", async () => {
     const late = agents.slice(0, LATE);
@@ -265,8 +309,9 @@ describe("two coordinators on one PostgreSQL store", () => {
     expect(lateSends.every((s) => s.at >= killedAt)).toBe(true);
 
     // What agents still ask A (the time, here; evidence uploads and release parts alike), B answers.
-    const thief = await fleet.stealAgent(collector.id);
-    const subject = fleet.coordinator.subjects.time(collector.id, DEFAULT_COORDINATOR);
+    const asker = agents[LATE]!.id;
+    const thief = await fleet.stealAgent(asker);
+    const subject = fleet.coordinator.subjects.time(asker, DEFAULT_COORDINATOR);
     const request = TimeRequest.encode({}).finish();
     const before = Date.now();
     const reply = TimeReply.decode(

@@ -447,6 +447,41 @@ describe("several coordinators on one PostgreSQL store", () => {
     expect((await store.getCommand(sent.id))?.status).toBe(CommandStatus.COMMAND_STATUS_TIMEOUT);
   });
 
+  it("let one of two changes to an action waiting for approval through two coordinators at once win", async () => {
+    const name = `contract_${++databases}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const [a, b] = await Promise.all([1, 2].map(() => PgStore.open({ url }, () => undefined)));
+    opened.push(a!, b!);
+    const id = "01mapprove000000000000000";
+    const waiting = storedAction(id, {
+      state: ActionState.ACTION_STATE_PENDING_APPROVAL,
+      signed: Buffer.from("alice"),
+      weight: 1,
+      requiredWeight: 2,
+    });
+    await a!.apply(batch({ actions: [waiting] }));
+    // Both read it with alice's signature; one releases it (with bob's), the other expires it.
+    const released = {
+      ...waiting,
+      signed: Buffer.from("alice+bob"),
+      state: ActionState.ACTION_STATE_RELEASED,
+    };
+    const expired = { ...waiting, state: ActionState.ACTION_STATE_UNAPPROVED, completedAtMs: 9_000 };
+    const won = await Promise.all([
+      a!.cluster.swapPending(waiting.signed, released, "a"),
+      b!.cluster.swapPending(waiting.signed, expired, ""),
+    ]);
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const after = await b!.getAction(id);
+    expect(after?.state).toBe(
+      won[0] ? ActionState.ACTION_STATE_RELEASED : ActionState.ACTION_STATE_UNAPPROVED,
+    );
+    expect(await a!.cluster.ownerOf(id)).toBe(won[0] ? "a" : "");
+    // What no longer waits, or waits with other signatures, is never changed.
+    expect(await a!.cluster.swapPending(waiting.signed, released, "a")).toBe(false);
+  });
+
   it("let an export cursor never pass a record another coordinator has numbered but not yet committed", async () => {
     const name = `contract_${++databases}`;
     await admin.query(`CREATE DATABASE ${name}`);
