@@ -8,14 +8,14 @@ import type { CoordinatorCluster } from "./store/pg-cluster.js";
 // takes over the open actions of a coordinator whose lease ran out (its
 // commands, its results feed and acks). One of them, the leader (the first
 // alive by id), does what must happen once (expiring unapproved actions,
-// delivering to export sinks).
+// delivering to export sinks). Leases are timed by the database's clock, so a
+// coordinator whose host clock is off neither loses its lease nor keeps a dead one's.
 
 export interface ClusterDutyParts {
   cluster: CoordinatorCluster;
   book: ActionBook;
   audit: AuditLog;
   log: Logger;
-  now: () => number;
   /** This coordinator's id, and how long its lease lasts unrenewed. */
   id: string;
   leaseMs: number;
@@ -42,8 +42,8 @@ export class ClusterDuty {
   }
 
   async start(): Promise<void> {
-    const { cluster, id, leaseMs, now } = this.parts;
-    await cluster.join(id, now(), leaseMs);
+    const { cluster, id, leaseMs } = this.parts;
+    await cluster.join(id, await cluster.clock(), leaseMs);
     await this.renew();
     await this.watch();
     // The lease on a timer of its own, renewed four times a lease: taking over (which may wait on
@@ -68,12 +68,13 @@ export class ClusterDuty {
   }
 
   private async renew(): Promise<void> {
-    const { cluster, book, id, leaseMs, now, log } = this.parts;
+    const { cluster, book, id, leaseMs, log } = this.parts;
     let alive: string[];
     try {
+      const now = await cluster.clock();
       const lost = await cluster.renew(
         id,
-        now(),
+        now,
         leaseMs,
         [...book.all()].map((a) => a.record.id),
       );
@@ -83,7 +84,7 @@ export class ClusterDuty {
           action: actionId,
         });
       }
-      alive = await cluster.alive(now());
+      alive = await cluster.alive(now);
     } catch (err) {
       // Not sure of its own lease: it leads nothing meanwhile.
       this.lead(false);
@@ -100,8 +101,8 @@ export class ClusterDuty {
   }
 
   private async watch(): Promise<void> {
-    const { cluster, id, now, log, audit } = this.parts;
-    const { from, actions } = await cluster.adoptExpired(id, now());
+    const { cluster, id, log, audit } = this.parts;
+    const { from, actions } = await cluster.adoptExpired(id, await cluster.clock());
     if (from.length > 0) {
       log.warn("coordinators fell silent: their open actions are taken over", {
         from,

@@ -260,7 +260,6 @@ export class Coordinator {
         book: core.book,
         audit: this.audit,
         log,
-        now,
         id: config.id,
         leaseMs: config.leaseMs,
         takeOver: (from, actions) => this.takeOver(from, actions),

@@ -37,6 +37,8 @@ export interface CoordinatorCluster {
    * different coordinators, one wins and the other reads again (false).
    */
   swapPending(expected: Uint8Array, next: StoredAction, owner: string): Promise<boolean>;
+  /** The database's clock (ms since the epoch): leases are timed by one clock, not each host's. */
+  clock(): Promise<number>;
   /** The coordinator that dispatches an action ("" for none). */
   ownerOf(actionId: string): Promise<string>;
   /** Silent coordinators this one took over (it reads what agents still send them). */
@@ -130,6 +132,13 @@ export class PgCluster implements CoordinatorCluster {
       if (waiting) await writeAction(client, next, owner);
       return waiting;
     });
+  }
+
+  async clock(): Promise<number> {
+    const { rows } = await this.pool.query<{ ms: number }>(
+      "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms",
+    );
+    return rows[0]!.ms;
   }
 
   async ownerOf(actionId: string): Promise<string> {

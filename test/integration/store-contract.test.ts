@@ -524,6 +524,11 @@ describe("several coordinators on one PostgreSQL store", () => {
       ["a", "b", "c"].map((id) => PgStore.open({ url }, () => undefined, id)),
     );
     opened.push(a!, b!, c!);
+    // Leases are timed by the database's clock (this machine's, here: PostgreSQL runs on it).
+    const before = Date.now();
+    const dbNow = await a!.cluster.clock();
+    expect(dbNow).toBeGreaterThanOrEqual(before - 50);
+    expect(dbNow).toBeLessThanOrEqual(Date.now() + 50);
     await a!.cluster.join("a", 1_000, 10_000);
     await b!.cluster.join("b", 1_000, 10_000);
     await c!.cluster.join("c", 1_000, 10_000);
