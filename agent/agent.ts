@@ -90,6 +90,8 @@ export interface AgentOptions {
   now?: () => number;
 }
 
+/** How long a command may run before the agent acknowledges it (one answered sooner is acknowledged by its result). */
+const ACK_AFTER_MS = 250;
 export class Agent {
   readonly id: string;
   private readonly log: Logger;
@@ -485,12 +487,16 @@ export class Agent {
     // At most maxConcurrentCommands run at once; the others wait their turn. Their timeout
     // counts from their start, and the coordinator hears of both (it judges timeouts too).
     const waits = this.slots.activeCount >= this.config.maxConcurrentCommands;
-    this.ack(
-      coordinator,
-      commandId,
-      body.id,
-      waits ? AckStatus.ACK_STATUS_QUEUED : AckStatus.ACK_STATUS_RECEIVED,
-    );
+    // A command answered within ACK_AFTER_MS needs no acknowledgement of its own: its result says
+    // it arrived (and half the messages of a sweep, for the coordinator to verify, are saved).
+    let ackDue: NodeJS.Timeout | undefined;
+    if (waits) this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_QUEUED);
+    else {
+      ackDue = setTimeout(() => {
+        ackDue = undefined;
+        this.ack(coordinator, commandId, body.id, AckStatus.ACK_STATUS_RECEIVED);
+      }, ACK_AFTER_MS);
+    }
     let result: CommandResult;
     try {
       result = await this.slots(() => {
@@ -500,6 +506,7 @@ export class Agent {
     } catch (err) {
       result = this.failedResult(commandId, body.id, problemOf(err));
     }
+    clearTimeout(ackDue);
     this.log.info("action done", {
       command: commandId,
       action: body.id,

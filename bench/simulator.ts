@@ -1,6 +1,6 @@
 // Many agents behind one NATS connection, for measuring the coordinator alone:
-// heartbeats for N agent ids, and for every command an acknowledgement and a
-// result published through JetStream, as fast as they come, each signed as
+// heartbeats for N agent ids, and for every command a result published through
+// JetStream at once (no separate acknowledgement, as an agent's fast command), each signed as
 // its agent would sign it (a NATS user key and JWT per simulated agent, made
 // with the fleet account's seed). No action signature is checked and no
 // module runs — that is what bench:sweep measures with real agents. Spec on
@@ -144,18 +144,7 @@ if (spec.answer) {
       const agentId = m.subject.split(".")[2]!;
       const env = CommandEnvelope.decode(m.data);
       const actionId = env.action ? ActionBody.decode(env.action.body).id : "";
-      publish(
-        agentId,
-        `dragnet.ack.${agentId}.${env.coordinator}`,
-        CommandAck.encode({
-          commandId: env.commandId,
-          actionId,
-          agentId,
-          status: AckStatus.ACK_STATUS_RECEIVED,
-          problem: undefined,
-          atMs: Date.now(),
-        }).finish(),
-      );
+      // Answered at once, as a real agent's fast command: the result is its acknowledgement (agent.ts, ACK_AFTER_MS).
       const now = Date.now();
       const result = CommandResult.fromPartial({
         commandId: env.commandId,

@@ -5,9 +5,9 @@ import type {
   ActionSummary,
   AgentResult,
   CommandResult,
-  CommandStatus,
   SignedAction,
 } from "../proto/api.js";
+import { CommandStatus } from "../proto/api.js";
 import { canTransition, emptyCounts, isFinal, tally } from "./command-status.js";
 import type { AgentRegistry } from "./registry.js";
 import type { StoredAction, StoredCommand } from "./store/store.js";
@@ -163,7 +163,10 @@ export class ActionBook {
     if (patch.found !== undefined) command.found = command.found || patch.found;
     if (patch.sentAtMs !== undefined) command.sentAtMs = patch.sentAtMs;
     if (patch.ackedAtMs !== undefined) command.ackedAtMs = patch.ackedAtMs;
-    this.batcher.command(command);
+    // "Sent" stays in memory: the row says pending until the agent answers. A restart sends such a
+    // command again, and the agent, which never runs an action twice, says it has it (REPLAY) —
+    // cheaper than one more row write per command of every sweep.
+    if (status !== CommandStatus.COMMAND_STATUS_SENT) this.batcher.command(command);
     if (isFinal(status)) {
       this.waiting.delete(command.id);
       if (wasOpen) action.openCommands--;

@@ -75,6 +75,18 @@ export function authenticAgent(core: CoordinatorCore, msg: WithHeaders, sentAtMs
   return agentId;
 }
 
+/** authenticAgent(), with the signature verified off the event loop (the messages every agent sends). */
+export async function authenticAgentAsync(
+  core: CoordinatorCore,
+  msg: WithHeaders,
+  sentAtMs?: number,
+): Promise<string> {
+  const agentId = core.subjects.agentOf(msg.subject);
+  if (!agentId) throw new DragnetError(Codes.SUBJECT_MISMATCH, `bad subject ${msg.subject.slice(0, 200)}`);
+  await core.agents.checkAsync(agentId, msg.subject, msg.data, msg.headers, sentAtMs);
+  return agentId;
+}
+
 /** When the stream stored a message: the sender's credentials were good then (the server checks them). */
 export function storedAtMs(m: { info: { timestampNanos: number } }): number {
   return Math.floor(m.info.timestampNanos / 1e6);

@@ -20,9 +20,12 @@ import type { StoredAction, StoredAgent, StoredCommand } from "./store/store.js"
 const SWEEP_INTERVAL_MS = 1000;
 /** A command sent but not acknowledged within this long is sent again (the publish may have been lost). */
 const RESEND_AFTER_MS = 5000;
+const EMPTY_ENVELOPE = CommandEnvelope.fromPartial({});
 
 export class Dispatcher {
   private sweeper?: NodeJS.Timeout;
+  /** Each open action's part of its commands' envelopes (action, coordinator, run), encoded once. */
+  private readonly envelopes = new WeakMap<OpenAction, Uint8Array>();
   /** The store's unapproved actions are being expired (several coordinators). */
   private expiring = false;
   /** Whether this coordinator does what one of several must do once (set by the cluster duty). */
@@ -48,16 +51,27 @@ export class Dispatcher {
     if (!nc || nc.isClosed()) return;
     const now = this.core.now();
     if (now >= action.record.expiresAtMs) return;
-    const envelope = CommandEnvelope.encode({
+    // What every command of the action carries is encoded once; a protobuf message is the
+    // concatenation of its fields, so each command adds only its id and time.
+    let shared = this.envelopes.get(action);
+    if (!shared) {
+      shared = CommandEnvelope.encode({
+        commandId: "",
+        action: action.signed,
+        sentAtMs: 0,
+        coordinator: config.id,
+        // A schedule's run: its number (the record says it; the agent derives the run from it).
+        run: action.record.run ?? 0,
+        stop: undefined,
+      }).finish();
+      this.envelopes.set(action, shared);
+    }
+    const own = CommandEnvelope.encode({
+      ...EMPTY_ENVELOPE,
       commandId: command.id,
-      action: action.signed,
       sentAtMs: now,
-      coordinator: config.id,
-      // A schedule's run: its number (the record says it; the agent derives the run from it).
-      run: action.record.run ?? 0,
-      stop: undefined,
     }).finish();
-    nc.publish(subjects.command(command.agentId), envelope);
+    nc.publish(subjects.command(command.agentId), Buffer.concat([own, shared]));
     book.transition(action, command, CommandStatus.COMMAND_STATUS_SENT, { sentAtMs: now });
   }
 

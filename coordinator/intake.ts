@@ -4,7 +4,7 @@ import { Codes, DragnetError, problemOf } from "../common/mod.js";
 import { AckStatus, CommandAck, CommandResult, CommandStatus, Heartbeat } from "../proto/api.js";
 import type { OpenAction } from "./action-book.js";
 import { canTransition, isFinal } from "./command-status.js";
-import { authenticAgent, type CoordinatorCore, storedAtMs } from "./core.js";
+import { authenticAgentAsync, type CoordinatorCore, storedAtMs } from "./core.js";
 import type { Dispatcher } from "./dispatch.js";
 import type { IncidentDesk } from "./incident-desk.js";
 import { KeyedQueue } from "./keyed-queue.js";
@@ -137,8 +137,9 @@ export class AgentIntake {
 
   /**
    * Runs a handler on a message its agent signed, so that no forged or malformed message takes effect or the
-   * coordinator down. A handler returns a promise only when it has to read the store (what is in memory is
-   * handled at once, in the order messages arrive); whatever it fails with is refused like a throw.
+   * coordinator down. The signature is verified off the event loop, so messages are handled in the order
+   * their verifications end (an agent's ack may come after its result: a final state never moves back).
+   * A handler returns a promise only when it has to read the store; whatever it fails with is refused.
    */
   private guard(
     kind: string,
@@ -147,11 +148,9 @@ export class AgentIntake {
   ): void {
     const refuse = (err: unknown) =>
       this.refused(kind, msg.subject, this.core.subjects.agentOf(msg.subject), problemOf(err, Codes.DECODE));
-    try {
-      handler(msg, authenticAgent(this.core, msg))?.catch(refuse);
-    } catch (err) {
-      refuse(err);
-    }
+    authenticAgentAsync(this.core, msg)
+      .then((agentId) => handler(msg, agentId))
+      .catch(refuse);
   }
 
   private onHeartbeat(msg: Msg, agentId: string): undefined {
@@ -262,21 +261,13 @@ export class AgentIntake {
       m.term();
       this.refused("result", m.subject, agentId, p);
     };
-    try {
-      const late = this.onResult(m.data, authenticAgent(this.core, m, storedAtMs(m)), m.subject);
-      if (!late) {
-        stored();
-        return;
-      }
+    authenticAgentAsync(this.core, m, storedAtMs(m))
+      .then((sender) => this.onResult(m.data, sender, m.subject))
+      .then(stored, failed)
       // Telling the stream fails only with the connection (the coordinator stopping): logged, not thrown.
-      late
-        .then(stored, failed)
-        .catch((err: unknown) =>
-          this.core.log.warn("result's outcome not told to the stream", { subject: m.subject, error: err }),
-        );
-    } catch (err) {
-      failed(err);
-    }
+      .catch((err: unknown) =>
+        this.core.log.warn("result's outcome not told to the stream", { subject: m.subject, error: err }),
+      );
   }
 
   /**

@@ -7,7 +7,10 @@ import { eventually } from "./fleet.js";
 // anyone with its NATS credentials) would: publish on the agent's command
 // subject and listen to what it answers.
 
-/** Publishes a command straight to an agent and returns its acks and any result within `waitMs` of the first ack. */
+/**
+ * Publishes a command straight to an agent and returns its acks and any result within `waitMs` of
+ * the first of them (a command the agent answers at once is acknowledged by its result alone).
+ */
 export async function sendDirect(nc: NatsConnection, agentId: string, payload: Uint8Array, waitMs = 700) {
   const acks: CommandAck[] = [];
   const results: CommandResult[] = [];
@@ -23,11 +26,11 @@ export async function sendDirect(nc: NatsConnection, agentId: string, payload: U
   });
   await nc.flush();
   nc.publish(`dragnet.cmd.${agentId}`, payload);
-  await eventually(() => (acks.length > 0 ? true : undefined), 5000);
+  await eventually(() => (acks.length > 0 || results.length > 0 ? true : undefined), 5000);
   await new Promise((r) => setTimeout(r, waitMs));
   ackSub.unsubscribe();
   resSub.unsubscribe();
-  return { ack: acks[0]!, acks, results };
+  return { ack: acks[0], acks, results };
 }
 
 export function envelope(action: SignedAction, commandId = newId()): Uint8Array {

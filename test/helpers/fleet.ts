@@ -238,6 +238,23 @@ export async function startFleet(
   const processes: ChildProcess[] = [];
   /** How each agent is made again on its state directory (restartAgent). */
   const restartable = new Map<Agent, () => Agent>();
+  /**
+   * Resolves once the fleet's coordinator lists a started agent (its first heartbeat is verified
+   * off the event loop, so it is not there the instant the agent starts), or at once when that
+   * coordinator does not answer (stopped or killed by the test).
+   */
+  const heardOf = async (agent: Agent): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      try {
+        if ((await api.listAgents(`id == "${agent.id}"`)).length > 0) return;
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`the coordinator did not hear of agent ${agent.id} within 10 s`);
+  };
 
   const fleet: TestFleet = {
     dir,
@@ -420,6 +437,7 @@ export async function startFleet(
       await agent.start();
       agents.push(agent);
       restartable.set(agent, () => new Agent(agentConfig, agentOptions));
+      await heardOf(agent);
       return agent;
     },
     async restartAgent(agent) {
@@ -430,6 +448,7 @@ export async function startFleet(
       await next.start();
       agents[agents.indexOf(agent)] = next;
       restartable.set(next, again);
+      await heardOf(next);
       return next;
     },
     async stop() {

@@ -188,9 +188,12 @@ describe("agents enforce the ACL themselves", () => {
   it("runs the same action once it carries two investigators' signatures", async () => {
     const agentId = fleet.agents[0]!.id;
     const signed = coSign(signAction({ ...passwd(), target: `id == "${agentId}"` }, fleet.alice), fleet.bob);
-    const { ack, results } = await sendDirect(nc, agentId, envelope(signed), 1500);
-    expect(ack.status).toBe(AckStatus.ACK_STATUS_RECEIVED);
+    const { acks, results } = await sendDirect(nc, agentId, envelope(signed), 1500);
     expect(results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+    // Answered at once: its result is its acknowledgement (an ack comes only after 250 ms of running).
+    const answeredMs = results[0]!.finishedAtMs - results[0]!.startedAtMs;
+    if (answeredMs < 200) expect(acks).toEqual([]);
+    else expect(acks.map((a) => a.status)).toEqual([AckStatus.ACK_STATUS_RECEIVED]);
   });
 });
 

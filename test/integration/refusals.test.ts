@@ -1,5 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defineModule } from "../../agent/mod.js";
+import { fileModule } from "../../agent/modules/file/index.js";
 import { Codes, generateInvestigatorKey, signAction } from "../../common/mod.js";
 import { AckStatus, CommandStatus } from "../../proto/api.js";
 import { collectResults, fileAction } from "../helpers/actions.js";
@@ -133,8 +135,8 @@ describe("the agent refuses commands published straight on NATS, and runs nothin
       fleet.alice,
     );
     const first = await sendDirect(envelope(signed), 1500);
-    expect(first.ack.status).toBe(AckStatus.ACK_STATUS_RECEIVED);
     expect(first.results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+    expect(first.acks.filter((a) => a.status === AckStatus.ACK_STATUS_REJECTED)).toEqual([]);
     const again = await sendDirect(envelope(signed));
     expect(again.ack.status).toBe(AckStatus.ACK_STATUS_REJECTED);
     expect(again.ack.problem?.code).toBe(Codes.REPLAY);
@@ -160,5 +162,34 @@ describe("the agent refuses commands published straight on NATS, and runs nothin
     const res = await fleet.api.submitAction(signAction(body, fleet.alice));
     const { results } = await collectResults(fleet.api, res.actionId);
     expect(results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+  });
+});
+
+describe("acknowledgements", () => {
+  it("a command running past 250 ms is acknowledged before its result; one answered at once, by its result alone", async () => {
+    const slow = await fleet.addAgent({
+      hostname: "slow",
+      modules: [
+        defineModule({
+          ...fileModule,
+          async run(params, ctx) {
+            await new Promise((r) => setTimeout(r, 800));
+            return fileModule.run(params, ctx);
+          },
+        }),
+      ],
+    });
+    const passwd = () =>
+      signAction(fileAction({ paths: ["/etc/passwd"], options: { maxDepth: 0 } }), fleet.alice);
+    const late = await sendDirectTo(nc, slow.id, envelope(passwd()), 1500);
+    expect(late.acks.map((a) => a.status)).toEqual([AckStatus.ACK_STATUS_RECEIVED]);
+    expect(late.results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+    // The ack came while it ran: its time is before the result's end, at least 250 ms after the start.
+    const result = late.results[0]!;
+    expect(late.acks[0]!.atMs).toBeLessThan(result.finishedAtMs);
+    expect(late.acks[0]!.atMs - result.startedAtMs).toBeGreaterThanOrEqual(200);
+    const quick = await sendDirect(envelope(passwd()), 1000);
+    expect(quick.results.map((r) => r.status)).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS]);
+    expect(quick.acks).toEqual([]);
   });
 });
