@@ -62,6 +62,8 @@ export class ActionBook {
   private readonly open = new Map<string, OpenAction>();
   private readonly byCommand = new Map<string, OpenAction>();
   private readonly listeners = new Map<string, Set<ActionListener>>();
+  /** Told when an action leaves this book before it completes (watchers follow it elsewhere). */
+  private readonly dropWatchers = new Map<string, Set<() => void>>();
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
   /** Commands acknowledged as waiting in their agent's line and not started yet. */
   private readonly waiting = new Set<string>();
@@ -94,6 +96,9 @@ export class ActionBook {
     const action = this.open.get(actionId);
     if (!action) return undefined;
     this.open.delete(actionId);
+    const told = this.dropWatchers.get(actionId);
+    this.dropWatchers.delete(actionId);
+    for (const fn of told ?? []) fn();
     for (const cid of action.byId.keys()) {
       this.byCommand.delete(cid);
       this.waiting.delete(cid);
@@ -202,6 +207,20 @@ export class ActionBook {
       }
     }
     return summarize(action.record, { ...action.counts, waitingOffline }, action.openCommands === 0);
+  }
+
+  /** Calls `fn` if the action is dropped from this book (another coordinator took it over). */
+  whenDropped(actionId: string, fn: () => void): () => void {
+    let set = this.dropWatchers.get(actionId);
+    if (!set) {
+      set = new Set();
+      this.dropWatchers.set(actionId, set);
+    }
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.dropWatchers.get(actionId) === set) this.dropWatchers.delete(actionId);
+    };
   }
 
   subscribe(actionId: string, listener: ActionListener): () => void {

@@ -205,7 +205,24 @@ export class Queries {
           replaying = false;
           return true;
         });
-        if (live) return unsubscribe;
+        if (live) {
+          // Another coordinator may take it over (this one was silent for a lease): from then on,
+          // what that one relays is followed, or, if it completed meanwhile, how it ended.
+          let stop = unsubscribe;
+          const unDropped = book.whenDropped(id, () => {
+            unsubscribe();
+            this.followElsewhere(id, send, end)
+              .then(async (followed) => {
+                if (followed) stop = followed;
+                else await this.sendEnded(id, send, end);
+              })
+              .catch(() => end());
+          });
+          return () => {
+            unDropped();
+            stop();
+          };
+        }
       } catch (err) {
         unsubscribe();
         throw err;
@@ -214,12 +231,17 @@ export class Queries {
     }
     const followed = await this.followElsewhere(id, send, end);
     if (followed) return followed;
+    await this.sendEnded(id, send, end);
+    return () => undefined;
+  }
+
+  /** A completed action (or one nobody dispatches): its summary, its results, done. */
+  private async sendEnded(id: string, send: ActionListener, end: () => void): Promise<void> {
     send({ event: { $case: "progress", value: await this.actionSummary(id) } });
     for (const r of await this.agentResults(id))
       if (isFinal(r.status)) send({ event: { $case: "result", value: r } });
     send({ event: { $case: "done", value: await this.actionSummary(id) } });
     end();
-    return () => undefined;
   }
 
   /**

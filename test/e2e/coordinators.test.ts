@@ -210,6 +210,50 @@ describe("two coordinators on one PostgreSQL store", () => {
     expect((await fleet.api.listAgents()).some((x) => x.id === collector.id)).toBe(false);
   }, 30_000);
 
+  it("keep a console following through A to the end when A fell silent and B took the action over", async () => {
+    // Two hosts whose search takes 7 s: the action is still open when A wakes up.
+    const paused = new Map<string, number>();
+    for (const hostname of ["pause-1", "pause-2"]) {
+      await fleet.addAgent({
+        hostname,
+        tags: { group: "pause" },
+        modules: [slowFileModule(hostname, 7000, paused)],
+        heartbeatIntervalMs: 500,
+      });
+    }
+    const body = fileAction(
+      { paths: ["/etc/passwd"], options: { maxDepth: 0, returnHashes: [] } },
+      { target: 'tags.group == "pause"' },
+    );
+    await fleet.api.submitAction(signAction(body, fleet.alice));
+    const results: AgentResult[] = [];
+    let done = false;
+    let heard = 0;
+    const watching = fleet.api.watchAction(body.id, (event) => {
+      heard++;
+      if (event.event?.$case === "result") results.push(event.event.value);
+      if (event.event?.$case === "done") done = true;
+      return true;
+    });
+    // Following through A's own book (its first event is in) while both hosts search.
+    await eventually(async () => (heard > 0 && paused.size === 2 ? true : undefined), 10_000);
+    // A stops answering anything until B has taken its open actions over (a lease: 2 s).
+    a.kill("SIGSTOP");
+    await eventually(
+      async () =>
+        (await db.query("SELECT owner FROM actions WHERE id = $1", [body.id])).rows[0]?.owner === "b" ||
+        undefined,
+      10_000,
+    );
+    a.kill("SIGCONT");
+    // A learns at its next renewal that the action is B's; its watcher follows what B relays from then on.
+    await watching;
+    expect(done).toBe(true);
+    expect(new Set(results.map((r) => r.agentId)).size).toBe(2);
+    expect(results.every((r) => r.status === CommandStatus.COMMAND_STATUS_SUCCESS)).toBe(true);
+    expect([...paused.values()]).toEqual([1, 1]);
+  }, 60_000);
+
   it("lose nothing when A is SIGKILLed mid-sweep: B takes over its open actions and the console follows to B", async () => {
     const late = agents.slice(0, LATE);
     for (const agent of late) await agent.stop();
