@@ -1,21 +1,5 @@
 import { Command } from "commander";
-import { VERSION } from "../common/mod.js";
-import { registerActionCommand } from "./commands/action.js";
-import { registerAgentsCommand } from "./commands/agents.js";
-import { registerAlertsCommand } from "./commands/alerts.js";
-import { registerAuditCommand } from "./commands/audit.js";
-import { registerEnrollCommand } from "./commands/enroll.js";
-import { registerEvidenceCommand } from "./commands/evidence.js";
-import { registerExportsCommand } from "./commands/exports.js";
-import { registerIncidentCommand } from "./commands/incident.js";
-import { registerKeyCommand } from "./commands/key.js";
-import { registerLabCommand } from "./commands/lab.js";
-import { registerReleaseCommand } from "./commands/release.js";
-import { registerScheduleCommand } from "./commands/schedule.js";
-import { registerUiCommand } from "./commands/ui.js";
-import { consoleModules } from "./modules/modules.gen.js";
-import { ResultRows } from "./output/formatters.js";
-import { actionSender } from "./send.js";
+import { VERSION } from "../common/version.js";
 
 // The investigator's CLI. Each command registers itself (flags, action,
 // renderer): every module's from its console module (./modules/), in the
@@ -56,25 +40,80 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
 
-const rows = new ResultRows(consoleModules);
-const send = actionSender(rows);
-registerKeyCommand(program);
-const agents = registerAgentsCommand(program);
-registerReleaseCommand(program);
-registerEnrollCommand(program);
-for (const module of Object.values(consoleModules)) module.register({ program, agents, send });
-registerAlertsCommand(program);
-registerEvidenceCommand(program);
-registerIncidentCommand(program);
-registerActionCommand(program, rows, send);
-registerAuditCommand(program);
-registerScheduleCommand(program, consoleModules);
-registerExportsCommand(program);
-registerLabCommand(program);
-registerUiCommand(program);
+// Only what the command asks for is loaded (the build splits the console along these imports):
+// `dragnet agents` needs neither X.509 nor NATS nor the modules' formatters.
+const lazy: Record<string, () => Promise<void>> = {
+  key: async () => (await import("./commands/key.js")).registerKeyCommand(program),
+  release: async () => (await import("./commands/release.js")).registerReleaseCommand(program),
+  enroll: async () => (await import("./commands/enroll.js")).registerEnrollCommand(program),
+  alerts: async () => (await import("./commands/alerts.js")).registerAlertsCommand(program),
+  evidence: async () => (await import("./commands/evidence.js")).registerEvidenceCommand(program),
+  incident: async () => (await import("./commands/incident.js")).registerIncidentCommand(program),
+  audit: async () => (await import("./commands/audit.js")).registerAuditCommand(program),
+  exports: async () => (await import("./commands/exports.js")).registerExportsCommand(program),
+  lab: async () => (await import("./commands/lab.js")).registerLabCommand(program),
+  ui: async () => (await import("./commands/ui.js")).registerUiCommand(program),
+};
+// The agents command alone, without the subcommand a module adds to it (`agents upgrade`).
+const agentsOnly = async () => (await import("./commands/agents.js")).registerAgentsCommand(program);
 
-if (process.argv.length === 3 && process.argv[2] === "--version") {
+/** Every command: for help, and for the modules' commands and actions (they share the agents command). */
+async function registerAll(): Promise<void> {
+  const [
+    { registerAgentsCommand },
+    { registerActionCommand },
+    { registerScheduleCommand },
+    modules,
+    output,
+    sender,
+  ] = await Promise.all([
+    import("./commands/agents.js"),
+    import("./commands/action.js"),
+    import("./commands/schedule.js"),
+    import("./modules/modules.gen.js"),
+    import("./output/formatters.js"),
+    import("./send.js"),
+  ]);
+  const rows = new output.ResultRows(modules.consoleModules);
+  const send = sender.actionSender(rows);
+  await lazy.key!();
+  const agents = registerAgentsCommand(program);
+  await lazy.release!();
+  await lazy.enroll!();
+  for (const module of Object.values(modules.consoleModules)) module.register({ program, agents, send });
+  await lazy.alerts!();
+  await lazy.evidence!();
+  await lazy.incident!();
+  registerActionCommand(program, rows, send);
+  await lazy.audit!();
+  registerScheduleCommand(program, modules.consoleModules);
+  await lazy.exports!();
+  await lazy.lab!();
+  await lazy.ui!();
+}
+
+/** The command word: the first argument that is neither a global option nor its value. */
+function commandWord(args: string[]): string | undefined {
+  const withValue = new Set(["--home", "--key", "--coordinator", "--ca"]);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (withValue.has(a)) i++;
+    else if (!a.startsWith("-")) return a;
+  }
+  return undefined;
+}
+
+const args = process.argv.slice(2);
+if (args.length === 1 && args[0] === "--version") {
   process.stdout.write(`${VERSION}\n`);
 } else {
+  const word = commandWord(args);
+  const help = args.includes("--help") || args.includes("-h");
+  // `agents upgrade` is a module's (upgrade); `agents` and `agents revoke` are the agents command's.
+  if (help)
+    await registerAll(); // help lists every command, and every subcommand a module adds
+  else if (word === "agents" && !args.includes("upgrade")) await agentsOnly();
+  else if (word !== undefined && lazy[word]) await lazy[word]();
+  else if (!(args.length === 1 && args[0] === "-V")) await registerAll();
   await program.parseAsync(process.argv);
 }

@@ -16,6 +16,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -31,6 +32,9 @@ const agentOnly = process.env.DRAGNET_AGENT_OUT;
 const dist = agentOnly ? mkdtempSync(join(tmpdir(), "dragnet-build-")) : join(root, "dist");
 mkdirSync(dist, { recursive: true });
 const started = Date.now();
+// The console's chunks of an earlier build (their names are hashes of their contents).
+for (const f of readdirSync(dist))
+  if (/^console-[A-Z0-9]+\.m?js(\.map)?$|^dragnet\.js(\.map)?$/.test(f)) rmSync(join(dist, f));
 
 const common = {
   bundle: true,
@@ -79,10 +83,14 @@ await Promise.all(
   agentOnly
     ? [agentBundle]
     : [
+        // Split along the console's dynamic imports: a command loads only what it needs.
         esbuild.build({
           ...common,
-          entryPoints: ["console/main.ts"],
-          outfile: "dist/dragnet.mjs",
+          entryPoints: { dragnet: "console/main.ts" },
+          outdir: "dist",
+          splitting: true,
+          chunkNames: "console-[hash]",
+          outExtension: { ".js": ".mjs" },
           format: "esm",
           packages: "external",
         }),
