@@ -167,6 +167,7 @@ export class Coordinator {
     );
     this.evidence = new EvidenceDesk(
       config.evidenceDir,
+      config.id,
       config.evidenceStore === "jetstream"
         ? new ObjectVault(() => this.connection(), config.results.replicas)
         : new DiskVault(config.evidenceDir),

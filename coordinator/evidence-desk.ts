@@ -26,7 +26,7 @@ import type { WriteBatcher } from "./write-batcher.js";
 // agent and that is still running, no larger than the signed action allows;
 // chunks must then come in order and within the announced size. The
 // coordinator hashes as it writes (each upload once, into a file under
-// WORK_DIR/.partial); at the last chunk it hands the file to the vault
+// WORK_DIR/.partial/<coordinator>.<agent>.<upload>); at the last chunk it hands the file to the vault
 // (evidence-vault.ts: its disk, or the JetStream object store) as verified
 // evidence when size and SHA-256 agree, otherwise as rejected with the reason.
 // An upload idle for IDLE_MS, refused, or cut by a restart leaves nothing behind.
@@ -63,7 +63,7 @@ interface Upload {
 export class EvidenceDesk {
   private readonly partialDir: string;
   private readonly uploads = new Map<string, Upload>();
-  /** Uploads finished or running, by action and agent: a collect operation makes one. */
+  /** Uploads finished (kept as verified or rejected), by action and agent: a collect operation makes one. */
   private readonly madeBy = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
   /** Told of each item once it is committed (the notebook's evidence page); never rejects. */
@@ -72,6 +72,8 @@ export class EvidenceDesk {
   constructor(
     /** Where uploads are assembled (a local directory, whatever the vault). */
     workDir: string,
+    /** This coordinator's id: its uploads' names begin with it (coordinators on one host may share workDir). */
+    private readonly coordinatorId: string,
     private readonly vault: EvidenceVault,
     private readonly store: Store,
     private readonly batcher: WriteBatcher,
@@ -90,8 +92,10 @@ export class EvidenceDesk {
   ) {
     this.partialDir = join(workDir, ".partial");
     mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
-    // Uploads live in memory: what a previous run left half-written is of no upload now.
-    for (const f of readdirSync(this.partialDir)) rmSync(join(this.partialDir, f), { force: true });
+    // Uploads live in memory: what a previous run left half-written is of no upload now
+    // (another coordinator's, beside it, are that one's).
+    for (const f of readdirSync(this.partialDir))
+      if (f.startsWith(`${coordinatorId}.`)) rmSync(join(this.partialDir, f), { force: true });
     this.sweeper = setInterval(() => this.dropIdle(), 30_000);
     this.sweeper.unref();
   }
@@ -200,9 +204,16 @@ export class EvidenceDesk {
       throw new DragnetError(Codes.DECODE, "the first chunk of an upload announces the file (size, SHA-256)");
     }
     const made = `${first.actionId}.${agentId}`;
-    // One file per collect, or up to max_files for a collect of a directory.
+    // The agent sends a file again from its first byte when an answer did not come in time:
+    // the new upload takes the place of the one it abandoned.
+    const open = [...this.uploads.values()].filter(
+      (u) => u.agentId === agentId && u.actionId === first.actionId,
+    );
+    for (const u of open.filter((o) => o.file.path === file.path)) this.drop(u);
+    // One file per collect, or up to max_files for a collect of a directory: those kept, and those on the way.
     const files = action.collects.reduce((n, c) => n + (c.maxFiles ?? 1), 0);
-    if ((this.madeBy.get(made) ?? 0) >= files) {
+    const onTheWay = open.filter((o) => o.file.path !== file.path).length;
+    if ((this.madeBy.get(made) ?? 0) + onTheWay >= files) {
       throw new DragnetError(
         Codes.NOT_ALLOWED,
         `action ${first.actionId} asked this agent for ${files} file(s), and has them`,
@@ -222,8 +233,7 @@ export class EvidenceDesk {
         `${file.path.slice(0, 200)} (${file.size} bytes) is not what action ${first.actionId} asked for, or is larger than it allows`,
       );
     }
-    this.madeBy.set(made, (this.madeBy.get(made) ?? 0) + 1);
-    const partial = join(this.partialDir, `${agentId}.${first.uploadId}`);
+    const partial = join(this.partialDir, `${this.coordinatorId}.${agentId}.${first.uploadId}`);
     const upload: Upload = {
       agentId,
       actionId: first.actionId,
@@ -260,6 +270,8 @@ export class EvidenceDesk {
   /** The last chunk: what was assembled against what was announced; kept as verified or rejected, and recorded. */
   private async finish(u: Upload, last: EvidenceChunk): Promise<EvidenceItem> {
     this.uploads.delete(`${u.agentId}.${u.uploadId}`);
+    const made = `${u.actionId}.${u.agentId}`;
+    this.madeBy.set(made, (this.madeBy.get(made) ?? 0) + 1);
     const action = this.lookup.action(u.actionId);
     const sha256 = u.hash.digest("hex");
     const file = u.file;

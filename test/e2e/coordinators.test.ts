@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Objm } from "@nats-io/obj";
 import pg from "pg";
@@ -17,7 +17,7 @@ import {
   AgentStatus,
   CollectParams,
   CommandStatus,
-  type EvidenceItem,
+  EvidenceItem,
   TimeReply,
   TimeRequest,
 } from "../../proto/api.js";
@@ -75,6 +75,7 @@ beforeAll(async () => {
     hostname: "evidence-host",
     tags: { group: "evidence" },
     modules: [collectModule],
+    heartbeatIntervalMs: 500,
   });
   a = await fleet.spawnCoordinator();
   b = await fleet.addCoordinator("b");
@@ -93,13 +94,13 @@ afterAll(async () => {
 });
 
 /** A collect of `path` on the collector host (two signatures needed: collect is a response module). */
-function collectAction(path: string): ActionBody {
+function collectAction(path: string, host: Agent = collector): ActionBody {
   const now = Date.now();
   return {
     id: newId(now),
     schedule: undefined,
     name: `collect ${path}`,
-    target: `id == "${collector.id}"`,
+    target: `id == "${host.id}"`,
     operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],
     validFromMs: now - 1000,
     expiresAtMs: now + 60_000,
@@ -264,6 +265,16 @@ describe("two coordinators on one PostgreSQL store", () => {
       return offline.length === LATE ? true : undefined;
     }, 15_000);
     const sent = await recordCommandsSent(fleet);
+    // A host that will be sending A a file when A dies (the first collector was revoked above).
+    const uploader = await fleet.addAgent({
+      hostname: "upload-host",
+      tags: { group: "evidence" },
+      modules: [collectModule],
+      heartbeatIntervalMs: 500,
+    });
+    await eventually(async () =>
+      (await fleet.api.listAgents()).some((x) => x.id === uploader.id) ? true : undefined,
+    );
 
     const body = fileAction(
       { paths: ["/etc/passwd"], options: { maxDepth: 0, returnHashes: [] } },
@@ -307,8 +318,21 @@ describe("two coordinators on one PostgreSQL store", () => {
           body.id,
         ])
       ).rows[0]!.n;
-    // Some answers are in, most still running: A dies.
+    // Some answers are in, most still running, and a file is on its way to A: A dies.
     await eventually(async () => ((await stored()) >= 3 ? true : undefined), 15_000);
+    const evidenceFile = join(tempDir("dragnet-coord-upload-"), "memory.dump");
+    writeFileSync(evidenceFile, randomBytes(16 * 1024 * 1024));
+    const evidenceHash = execFileSync("sha256sum", [evidenceFile], { encoding: "utf8" }).split(" ")[0]!;
+    const collect = collectAction(evidenceFile, uploader);
+    await fleet.api.submitAction(coSign(signAction(collect, fleet.alice), fleet.bob));
+    const partialDir = join(fleet.dir, "evidence", ".partial");
+    const halfSent = () =>
+      readdirSync(partialDir)
+        .filter((f) => f.startsWith(`${DEFAULT_COORDINATOR}.`))
+        .some(
+          (f) => (statSync(join(partialDir, f), { throwIfNoEntry: false })?.size ?? 0) >= 4 * 1024 * 1024,
+        );
+    await eventually(async () => (halfSent() ? true : undefined), 15_000);
     a.kill("SIGKILL");
     await new Promise<void>((r) => a.once("exit", () => r()));
     const killedAt = Date.now();
@@ -351,6 +375,31 @@ describe("two coordinators on one PostgreSQL store", () => {
     const lateSends = sent.filter((s) => lateIds.has(s.agent));
     expect(lateSends.length).toBeGreaterThanOrEqual(LATE);
     expect(lateSends.every((s) => s.at >= killedAt)).toBe(true);
+
+    // The file A was receiving is sent again, to B, whole: kept once, verified, the same bytes.
+    const collected = (await collectResults(b.api, collect.id)).results[0]!;
+    const m = collected.result?.operations[0]?.module;
+    const evidenceId = m?.$case === "collect" ? m.value.files[0]?.evidenceId : undefined;
+    expect([collected.status, typeof evidenceId]).toEqual([CommandStatus.COMMAND_STATUS_SUCCESS, "string"]);
+    const hash = createHash("sha256");
+    let item: EvidenceItem | undefined;
+    await b.api.getEvidence(
+      evidenceId!,
+      (i) => {
+        item = i;
+      },
+      (data) => hash.update(data),
+    );
+    expect([item?.status, item?.sha256, hash.digest("hex")]).toEqual([
+      "verified",
+      evidenceHash,
+      evidenceHash,
+    ]);
+    // One item for the collect (what A half-assembled was never kept).
+    const items = (
+      await db.query<{ payload: Buffer }>("SELECT payload FROM evidence WHERE agent_id = $1", [uploader.id])
+    ).rows.map((r) => EvidenceItem.decode(r.payload));
+    expect(items.filter((i) => i.actionId === collect.id).map((i) => i.id)).toEqual([evidenceId]);
 
     // What agents still ask A (the time, here; evidence uploads and release parts alike), B answers.
     const asker = agents[LATE]!.id;

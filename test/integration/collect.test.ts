@@ -58,6 +58,69 @@ async function collect(p: Partial<CollectParams>, incidentId = "") {
   };
 }
 
+/** The file as an agent announces it in the first chunk of an upload. */
+function announced(path: string, bytes: Buffer, uploadId: string) {
+  return {
+    path,
+    size: bytes.length,
+    sha256: execFileSync("sha256sum", { input: bytes, encoding: "utf8" }).split(" ")[0]!,
+    mtimeMs: 0,
+    mode: "",
+    uid: 0,
+    gid: 0,
+    chunks: 1,
+    uploadId,
+    evidenceId: "",
+  };
+}
+
+/**
+ * A collect of `path` on a new agent whose collect waits (it has not started sending), so that
+ * its action stays open; the test sends chunks itself, with that agent's own credentials.
+ */
+async function heldCollect(hostname: string, path: string, incidentId: string) {
+  let release = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  const stalling = await fleet.addAgent({
+    hostname,
+    modules: [
+      defineModule({
+        ...collectModule,
+        run: async () => {
+          await held;
+          throw new DragnetError(Codes.MODULE_FAILED, "stopped by the test");
+        },
+      }),
+    ],
+  });
+  const now = Date.now();
+  const body: ActionBody = {
+    id: newId(now),
+    schedule: undefined,
+    name: `collect ${path} (held)`,
+    target: `id == "${stalling.id}"`,
+    operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],
+    validFromMs: now - 1000,
+    expiresAtMs: now + 60_000,
+    timeoutMs: 60_000,
+    incidentId,
+    description: "",
+    createdAtMs: now,
+  };
+  const submitted = await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
+  const { nc, sign } = await fleet.stealAgent(stalling.id);
+  const subject = `dragnet.evidence.${stalling.id}.main`;
+  const ask = async (c: Partial<EvidenceChunk>) => {
+    const data = EvidenceChunk.encode(
+      EvidenceChunk.fromPartial({ actionId: submitted.actionId, ...c }),
+    ).finish();
+    return EvidenceReceipt.decode(
+      (await nc.request(subject, data, { headers: sign(subject, data), timeout: 10_000 })).data,
+    );
+  };
+  return { actionId: submitted.actionId, ask, release, close: () => nc.close() };
+}
+
 beforeAll(async () => {
   requireBuild();
   fleet = await startFleet({ agents: 1 });
@@ -185,72 +248,21 @@ describe("collect and evidence", () => {
   });
 
   it("during a running collect, a chunk that does not match the agent's hash is caught: kept aside as rejected, with the reason", async () => {
-    // An agent whose collect waits (it has not started sending): its action stays open.
-    let release = () => {};
-    const held = new Promise<void>((r) => (release = r));
-    const stalling = await fleet.addAgent({
-      hostname: "stalling",
-      modules: [
-        defineModule({
-          ...collectModule,
-          run: async () => {
-            await held;
-            throw new DragnetError(Codes.MODULE_FAILED, "stopped by the test");
-          },
-        }),
-      ],
-    });
     const path = join(dir, "forged.log");
-    const now = Date.now();
-    const body: ActionBody = {
-      id: newId(now),
-      schedule: undefined,
-      name: "collect to forge",
-      target: `id == "${stalling.id}"`,
-      operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],
-      validFromMs: now - 1000,
-      expiresAtMs: now + 60_000,
-      timeoutMs: 60_000,
-      incidentId: incident,
-      description: "",
-      createdAtMs: now,
-    };
-    const submitted = await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
+    const { ask, release, close } = await heldCollect("stalling", path, incident);
     // What a corrupted (or forged) upload looks like on the wire, with the agent's own credentials.
-    const { nc, sign } = await fleet.stealAgent(stalling.id);
-    const subject = `dragnet.evidence.${stalling.id}.main`;
     const good = randomBytes(300_000);
     const bad = Buffer.from(good);
     bad[123_456] ^= 0xff;
     const uploadId = newId();
     const goodHash = execFileSync("sha256sum", { input: good, encoding: "utf8" }).split(" ")[0]!;
-    const file = {
-      path,
-      size: 300_000,
-      sha256: goodHash,
-      mtimeMs: 0,
-      mode: "",
-      uid: 0,
-      gid: 0,
-      chunks: 2,
-      uploadId,
-      evidenceId: "",
-    };
-    const ask = async (c: Partial<EvidenceChunk>) => {
-      const data = EvidenceChunk.encode(
-        EvidenceChunk.fromPartial({ uploadId, actionId: submitted.actionId, ...c }),
-      ).finish();
-      return EvidenceReceipt.decode(
-        (await nc.request(subject, data, { headers: sign(subject, data), timeout: 10_000 })).data,
-      );
-    };
-    expect((await ask({ offset: 0, data: bad.subarray(0, 200_000), file })).received).toBe(200_000);
-    // Out of order, or past the announced size: refused, and the upload is over.
-    const after = await ask({ offset: 200_000, data: bad.subarray(200_000) });
+    const file = announced(path, good, uploadId);
+    expect((await ask({ uploadId, offset: 0, data: bad.subarray(0, 200_000), file })).received).toBe(200_000);
+    const after = await ask({ uploadId, offset: 200_000, data: bad.subarray(200_000) });
     expect(after.received).toBe(300_000);
-    const last = await ask({ offset: 300_000, last: true, file });
+    const last = await ask({ uploadId, offset: 300_000, last: true, file });
     expect(last.status).toBe("rejected");
-    await nc.close();
+    await close();
     release();
     const item = await eventually(async () =>
       (await fleet.api.listEvidence(incident, 10)).find((i) => i.uploadId === uploadId),
@@ -264,6 +276,58 @@ describe("collect and evidence", () => {
     expect(got.code).toBe(2);
     expect(got.stderr).toMatch(/not kept/);
     expect(existsSync(join(dir, "forged"))).toBe(false);
+  });
+
+  it("takes a file sent again from its first byte (the answer did not come in time) in the abandoned upload's place, and no more files than the action asked for", async () => {
+    const path = join(dir, "resent.log");
+    const { ask, release, close } = await heldCollect("resending", path, "");
+    const bytes = randomBytes(300_000);
+    const [first, again, third] = [newId(), newId(), newId()];
+    expect(
+      (
+        await ask({
+          uploadId: first,
+          offset: 0,
+          data: bytes.subarray(0, 100_000),
+          file: announced(path, bytes, first),
+        })
+      ).received,
+    ).toBe(100_000);
+    // The agent heard nothing in time and starts over: the same file, a new upload.
+    expect(
+      (
+        await ask({
+          uploadId: again,
+          offset: 0,
+          data: bytes.subarray(0, 200_000),
+          file: announced(path, bytes, again),
+        })
+      ).received,
+    ).toBe(200_000);
+    // The abandoned upload is gone: a late chunk of it is refused.
+    const late = await ask({ uploadId: first, offset: 100_000, data: bytes.subarray(100_000, 200_000) });
+    expect(late.problem?.message).toMatch(/no upload .* \(it was never announced, or was dropped\)/);
+    expect((await ask({ uploadId: again, offset: 200_000, data: bytes.subarray(200_000) })).received).toBe(
+      300_000,
+    );
+    const done = await ask({
+      uploadId: again,
+      offset: 300_000,
+      last: true,
+      file: announced(path, bytes, again),
+    });
+    expect(done.status).toBe("verified");
+    // The collect asked for one file, and has it: a further upload is refused.
+    const more = await ask({
+      uploadId: third,
+      offset: 0,
+      data: bytes.subarray(0, 1000),
+      file: announced(path, bytes, third),
+    });
+    expect(more.problem?.message).toMatch(/asked this agent for 1 file\(s\), and has them/);
+    await close();
+    release();
+    expect(readdirSync(join(fleet.dir, "evidence", ".partial"))).toEqual([]);
   });
 
   it("refuses symlinks (unless asked), files over the limit and the agent's own credentials, saying why", async () => {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream, lstatSync, readdirSync, type Stats } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Codes, DragnetError, newId, sha256OfFile } from "../../../common/mod.js";
 import {
   type CollectParams,
@@ -22,10 +23,23 @@ import { checkCollect, DEFAULT_MAX } from "./check.js";
 // changed in between is refused rather than sent as something it was not. A
 // few chunks travel at once; whatever happens, every one of them is settled
 // before the command ends, and a refusal ends it with the coordinator's reason.
+// When the coordinator stops answering (it died; with several coordinators,
+// another takes its agents' requests over once its lease runs out), the file
+// is sent again from its first byte, after a pause, while the action lasts:
+// what was half-assembled went with the dead coordinator.
 
 const CHUNK = 256 * 1024;
 const WINDOW = 8;
+/** How long the first chunks may wait for their answer (a slow link, a window of chunks queued on it). */
 const CHUNK_TIMEOUT_MS = 30_000;
+/**
+ * Once chunks have been answered, a coordinator that says nothing for ten times the slowest answer
+ * so far (5 s at least) is taken as gone: a request it took with it to its death is never answered.
+ */
+const SILENCE_FACTOR = 10;
+const MIN_CHUNK_TIMEOUT_MS = 5000;
+/** Pauses before each new attempt at a file whose coordinator stopped answering (60 s in all). */
+const RESEND_AFTER_MS = [1000, 2000, 4000, 8000, 15_000, 30_000];
 
 type Ask = NonNullable<ModuleContext["ask"]>;
 
@@ -49,10 +63,17 @@ async function upload(
     uploadId: newId(),
     evidenceId: "",
   };
+  let slowestMs = 0;
   const send = async (chunk: EvidenceChunk): Promise<EvidenceReceipt> => {
+    const started = Date.now();
+    const timeoutMs =
+      slowestMs === 0
+        ? CHUNK_TIMEOUT_MS
+        : Math.min(CHUNK_TIMEOUT_MS, Math.max(MIN_CHUNK_TIMEOUT_MS, SILENCE_FACTOR * slowestMs));
     const receipt = EvidenceReceipt.decode(
-      await ask("evidence", EvidenceChunk.encode(chunk).finish(), CHUNK_TIMEOUT_MS),
+      await ask("evidence", EvidenceChunk.encode(chunk).finish(), timeoutMs),
     );
+    slowestMs = Math.max(slowestMs, Date.now() - started);
     if (receipt.problem?.code) {
       throw new DragnetError(
         Codes.MODULE_FAILED,
@@ -77,7 +98,10 @@ async function upload(
     for await (const data of createReadStream(f.path, { highWaterMark: CHUNK, signal })) {
       const bytes = data as Buffer;
       again.update(bytes);
-      inFlight.push(send(chunk(offset, bytes, false)));
+      const sent = send(chunk(offset, bytes, false));
+      // Handled where it is awaited (in order, or in the finally below); not unhandled meanwhile.
+      sent.catch(() => undefined);
+      inFlight.push(sent);
       offset += bytes.length;
       file.chunks++;
       if (inFlight.length >= WINDOW) await inFlight.shift();
@@ -102,6 +126,32 @@ async function upload(
     );
   }
   return { ...file, evidenceId: done.evidenceId };
+}
+
+/** Uploads one file, from its first byte again whenever the coordinator stops answering (see above). */
+async function uploadResending(
+  f: { path: string; stats: Stats },
+  ask: Ask,
+  actionId: string,
+  ctx: Pick<ModuleContext, "signal" | "log">,
+): Promise<CollectResult> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await upload(f, ask, actionId, ctx.signal);
+    } catch (err) {
+      const pause = RESEND_AFTER_MS[attempt];
+      if ((err as DragnetError).code !== Codes.UNAVAILABLE || pause === undefined || ctx.signal.aborted)
+        throw err;
+      ctx.log.warn("collect: the coordinator stopped answering; sending the file again", {
+        path: f.path,
+        inMs: pause,
+        error: err,
+      });
+      await sleep(pause, undefined, { signal: ctx.signal }).catch(() => {
+        throw err;
+      });
+    }
+  }
 }
 
 /** How deep a directory collect goes below its root. */
@@ -176,7 +226,7 @@ export const collectModule = defineModule({
     if (p.maxFiles !== undefined && root && lstatSync(root, { throwIfNoEntry: false })?.isDirectory()) {
       const { take, skipped } = filesUnder(root, p, protectedPaths, max);
       const files: CollectResult[] = [];
-      for (const f of take) files.push(await upload(f, ask, actionId, ctx.signal));
+      for (const f of take) files.push(await uploadResending(f, ask, actionId, ctx));
       return { found: files.length > 0, result: { files, skipped } };
     }
     const f = responseFile("collect", p.path, { followSymlinks: p.followSymlinks, protectedPaths });
@@ -186,6 +236,6 @@ export const collectModule = defineModule({
         `collect: ${f.path} has ${f.stats.size} bytes, over the ${max}-byte limit (--max-bytes)`,
       );
     }
-    return { found: true, result: { files: [await upload(f, ask, actionId, ctx.signal)], skipped: [] } };
+    return { found: true, result: { files: [await uploadResending(f, ask, actionId, ctx)], skipped: [] } };
   },
 });
