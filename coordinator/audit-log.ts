@@ -93,13 +93,13 @@ export class AuditLog {
 
   /** Checks every chain in the store (a coordinator's own and those of others sharing it). */
   async verify(): Promise<AuditVerdict[]> {
-    // Everything recorded so far is committed first, and nothing this coordinator records
-    // meanwhile is committed between a chain's head and its entries being read.
+    // Everything recorded so far is committed first; each chain is read as of one instant
+    // (another coordinator may be appending to its own meanwhile).
     return this.batcher.exclusive(async () => {
       const verdicts: AuditVerdict[] = [];
       for (const c of await this.store.auditChains()) {
-        const head = await this.store.auditHead(c);
-        verdicts.push(verifyAuditChain(c, await this.store.auditEntries(c), head, this.chain.publicKey));
+        const { head, entries } = await this.store.auditChain(c);
+        verdicts.push(verifyAuditChain(c, entries, head, this.chain.publicKey));
       }
       return verdicts;
     });

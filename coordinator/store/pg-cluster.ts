@@ -28,7 +28,10 @@ export interface CoordinatorCluster {
    * one's; each is claimed by one coordinator only. Returns whom it adopted, and the actions.
    */
   adoptExpired(id: string, nowMs: number): Promise<{ from: string[]; actions: string[] }>;
-  /** Open actions this coordinator dispatches (those nobody owns too: written before owners were kept). */
+  /**
+   * Open actions this coordinator dispatches. Released ones nobody owns (written before owners
+   * were kept) become this one's: each is claimed by one coordinator, however many start at once.
+   */
   owned(id: string): Promise<string[]>;
   /**
    * Replaces an action waiting for approval with `next` (a co-signature added; released, with
@@ -103,8 +106,14 @@ export class PgCluster implements CoordinatorCluster {
   }
 
   async owned(id: string): Promise<string[]> {
+    // Released actions with no owner (written before there were owners) are claimed here, each by
+    // the first coordinator to start: UPDATE takes the row's lock and checks the owner again.
     const { rows } = await this.pool.query<{ id: string }>(
-      "SELECT id FROM actions WHERE completed_at IS NULL AND (owner = $1 OR owner = '')",
+      `WITH claimed AS (
+         UPDATE actions SET owner = $1
+         WHERE completed_at IS NULL AND owner = '' AND state = ${ActionState.ACTION_STATE_RELEASED}
+         RETURNING id)
+       SELECT id FROM claimed UNION SELECT id FROM actions WHERE completed_at IS NULL AND owner = $1`,
       [id],
     );
     return rows.map((r) => r.id);

@@ -143,11 +143,17 @@ export class PgStore implements Store {
     return rows.map((r) => r.chain);
   }
 
-  async auditEntries(chain: string): Promise<ChainedAudit[]> {
-    const rows = await this.rows<AuditRow>("SELECT * FROM audit WHERE chain = $1 AND n > 0 ORDER BY n, seq", [
-      chain,
-    ]);
-    return rows.map(toChainedAudit);
+  async auditChain(chain: string): Promise<{ head: AuditHead | undefined; entries: ChainedAudit[] }> {
+    return inTransaction(this.pool, async (c) => {
+      await c.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+      const head = await c.query<AuditHead>("SELECT chain, n, hash, seal FROM audit_heads WHERE chain = $1", [
+        chain,
+      ]);
+      const rows = await c.query<AuditRow>("SELECT * FROM audit WHERE chain = $1 AND n > 0 ORDER BY n, seq", [
+        chain,
+      ]);
+      return { head: head.rows[0], entries: rows.rows.map(toChainedAudit) };
+    });
   }
 
   async unchainedAudit(): Promise<Array<{ seq: number } & AuditFieldsOfEntry>> {

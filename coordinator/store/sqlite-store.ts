@@ -168,8 +168,11 @@ export class SqliteStore implements Store {
     return (this.stmts.auditChains.all() as Array<{ chain: string }>).map((r) => r.chain);
   }
 
-  async auditEntries(chain: string): Promise<ChainedAudit[]> {
-    return (this.stmts.auditEntries.all(chain) as AuditRow[]).map(toChainedAudit);
+  async auditChain(chain: string): Promise<{ head: AuditHead | undefined; entries: ChainedAudit[] }> {
+    // Both read at once, with nothing in between (one connection, synchronous statements).
+    const head = this.stmts.auditHead.get(chain) as AuditHead | undefined;
+    const entries = (this.stmts.auditEntries.all(chain) as AuditRow[]).map(toChainedAudit);
+    return { head, entries };
   }
 
   async unchainedAudit(): Promise<Array<{ seq: number } & AuditFieldsOfEntry>> {

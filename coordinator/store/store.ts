@@ -276,8 +276,11 @@ export interface Store {
   auditHead(chain: string): Promise<AuditHead | undefined>;
   /** Every audit chain (one per coordinator that wrote to this store). */
   auditChains(): Promise<string[]>;
-  /** A chain's entries in order. */
-  auditEntries(chain: string): Promise<ChainedAudit[]>;
+  /**
+   * A chain's head and its entries in order, read together (one snapshot): a coordinator
+   * appending to it meanwhile cannot make it look broken.
+   */
+  auditChain(chain: string): Promise<{ head: AuditHead | undefined; entries: ChainedAudit[] }>;
   /** Entries written before the audit log was chained (a store from before schema 7), oldest first. */
   unchainedAudit(): Promise<Array<{ seq: number } & AuditFieldsOfEntry>>;
   /** Chains those entries, in one transaction. */

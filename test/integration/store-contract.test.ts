@@ -2,7 +2,7 @@ import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chainAudit } from "../../common/audit-chain.js";
+import { chainAudit, verifyAuditChain } from "../../common/audit-chain.js";
 import { genesisHash, sealHead, sealPage, verifyChain } from "../../common/journal.js";
 import { PgStore } from "../../coordinator/store/pg-store.js";
 import { SqliteStore } from "../../coordinator/store/sqlite-store.js";
@@ -206,7 +206,8 @@ describe.each(backends)("the %s store", (_name, open) => {
     await store.apply(batch({ audit: [b[1]!, a[2]!] }));
     expect(await store.auditChains()).toEqual(["coordinator-a", "coordinator-b"]);
     expect(await store.auditHead("coordinator-a")).toEqual(a[2]!.head);
-    expect((await store.auditEntries("coordinator-a")).map((e) => e.n)).toEqual([1, 2, 3]);
+    const read = await store.auditChain("coordinator-a");
+    expect([read.head, read.entries.map((e) => e.n)]).toEqual([a[2]!.head, [1, 2, 3]]);
     expect((await store.listAudit(2)).map((e) => [e.actor, e.event])).toEqual([
       ["coordinator-a", "event 2"],
       ["coordinator-b", "event 1"],
@@ -421,6 +422,49 @@ describe("several coordinators on one PostgreSQL store", () => {
     expect(exported).toHaveLength(300);
   });
 
+  it("read a chain whole, as of one instant, while its coordinator appends to it", async () => {
+    const name = `contract_${++databases}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const [writer, reader] = await Promise.all([1, 2].map(() => PgStore.open({ url }, () => undefined)));
+    opened.push(writer!, reader!);
+    const publicKey = createPublicKey(auditKey);
+    let head: { n: number; hash: string } | undefined;
+    let writing = true;
+    const appending = (async () => {
+      for (let i = 0; i < 200; i++) {
+        const fields = {
+          atMs: i,
+          actor: "a",
+          event: `event ${i}`,
+          actionId: "",
+          agentId: "",
+          code: "",
+          message: "",
+        };
+        const e = chainAudit(fields, "coordinator-a", head, auditKey);
+        head = e.head;
+        await writer!.apply(batch({ audit: [e] }));
+      }
+      writing = false;
+    })();
+    // Head and entries read apart would now and then see an entry the head does not seal yet.
+    const verdicts = [];
+    while (writing) {
+      const { head: read, entries } = await reader!.auditChain("coordinator-a");
+      verdicts.push(verifyAuditChain("coordinator-a", entries, read, publicKey));
+    }
+    await appending;
+    expect(verdicts.length).toBeGreaterThan(10);
+    expect(verdicts.filter((v) => !v.ok)).toEqual([]);
+    const last = await reader!.auditChain("coordinator-a");
+    expect(verifyAuditChain("coordinator-a", last.entries, last.head, publicKey)).toEqual({
+      chain: "coordinator-a",
+      ok: true,
+      entries: 200,
+    });
+  });
+
   it("never move a command back from its final state when a cut-off coordinator flushes what it held", async () => {
     const name = `contract_${++databases}`;
     await admin.query(`CREATE DATABASE ${name}`);
@@ -516,6 +560,33 @@ describe("several coordinators on one PostgreSQL store", () => {
     await db.end();
     expect(seen.map((r) => r.record.id).sort()).toEqual([`result:${id}-fast`, `result:${id}-slow`]);
   });
+  it("give each open action written before owners were kept to the one coordinator that claims it first", async () => {
+    const name = `contract_${++databases}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    // Written by a store without a coordinator id: as before several coordinators, owner ''.
+    const old = await PgStore.open({ url }, () => undefined);
+    opened.push(old);
+    const ids = Array.from({ length: 40 }, (_, i) => `01mold${String(i).padStart(4, "0")}`);
+    await old.apply(
+      batch({
+        actions: [
+          ...ids.map((id) => storedAction(id, { state: ActionState.ACTION_STATE_RELEASED })),
+          storedAction("01moldpending", { state: ActionState.ACTION_STATE_PENDING_APPROVAL }),
+        ],
+      }),
+    );
+    const [a, b] = await Promise.all(["a", "b"].map((id) => PgStore.open({ url }, () => undefined, id)));
+    opened.push(a!, b!);
+    const [ofA, ofB] = await Promise.all([a!.cluster.owned("a"), b!.cluster.owned("b")]);
+    // Every released one is dispatched by exactly one of them; the one waiting for approval by neither yet.
+    expect([...ofA!, ...ofB!].sort()).toEqual(ids);
+    expect(ofA!.filter((id) => ofB!.includes(id))).toEqual([]);
+    expect(await a!.cluster.ownerOf("01moldpending")).toBe("");
+    // Asked again, each gets the same ones: what it claimed is its own now.
+    expect((await a!.cluster.owned("a")).sort()).toEqual([...ofA!].sort());
+  });
+
   it("hand a silent coordinator's open actions to exactly one live coordinator, which the silent one then lets go", async () => {
     const name = `contract_${++databases}`;
     await admin.query(`CREATE DATABASE ${name}`);
