@@ -15,7 +15,7 @@ import type { ActionBody } from "../proto/api.js";
 import { fileAction } from "../test/helpers/actions.js";
 import { eventually, startFleet } from "../test/helpers/fleet.js";
 import { type PostgresCluster, startPostgres } from "../test/helpers/postgres.js";
-import { cpuSeconds, startSimulator, timeSweep } from "./harness.js";
+import { cpuSeconds, machineCpu, startSimulator, timeSweep } from "./harness.js";
 
 const { values } = parseArgs({
   options: {
@@ -79,6 +79,7 @@ try {
             ),
           );
     const cpuBefore = cpuSeconds(processes.map((p) => p.pid!));
+    const machineBefore = machineCpu();
     const started = performance.now();
     const arrivals = (await Promise.all(bodies.map((body, i) => sweep(apis[i]!, body, started)))).flat();
     arrivals.sort((x, y) => x - y);
@@ -92,6 +93,8 @@ try {
         all_ms: Math.round(arrivals.at(-1)!),
         ingest_per_s: Math.round(arrivals.length / spread),
         coordinators_cpu_s: Number((cpuSeconds(processes.map((p) => p.pid!)) - cpuBefore).toFixed(2)),
+        // How busy the whole machine was meanwhile (coordinators, NATS, PostgreSQL, the simulator, this process).
+        machine_busy_pct: machineBusyPct(machineBefore),
       }),
     );
   }
@@ -110,4 +113,10 @@ async function sweep(api: CoordinatorApi, body: ActionBody, t0: number): Promise
     return true;
   });
   return arrivals;
+}
+
+/** The share of every core's time the machine spent busy since `before`, in percent. */
+function machineBusyPct(before: ReturnType<typeof machineCpu>): number {
+  const now = machineCpu();
+  return Math.round((100 * (now.busy - before.busy)) / (now.total - before.total));
 }
