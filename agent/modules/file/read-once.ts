@@ -194,6 +194,8 @@ export function readOnce(
   plan: ReadPlan,
   buffer: Buffer,
   aborted: () => boolean = () => false,
+  /** The file already open (the caller closes it); read from its first byte whatever its offset. */
+  opened?: number,
 ): ReadOutcome {
   const hashers = plan.hashes.map((h) => [h, createHash(HASHES[h].node)] as const);
   const matcher = plan.contents.length ? new LineMatcher(plan.contents, plan.macroal) : undefined;
@@ -205,9 +207,10 @@ export function readOnce(
     if (matcher && !matcher.done) matcher.push(chunk);
     return hashers.length > 0 || (matcher !== undefined && !matcher.done);
   };
-  const fd = openSync(path, "r");
+  const fd = opened ?? openSync(path, "r");
   try {
-    let n = readSync(fd, buffer, 0, buffer.length, null);
+    // Positioned reads: a file opened by the caller may be read twice (more hashes to report).
+    let n = readSync(fd, buffer, 0, buffer.length, 0);
     if (plan.decompress && n >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) {
       size = fstatSync(fd).size;
       if (size > GZIP_INPUT_MAX)
@@ -217,7 +220,7 @@ export function readOnce(
       buffer.copy(compressed, 0, 0, n);
       let have = n;
       while (have < size) {
-        const got = readSync(fd, compressed, have, size - have, null);
+        const got = readSync(fd, compressed, have, size - have, have);
         if (got === 0) break;
         have += got;
       }
@@ -236,11 +239,11 @@ export function readOnce(
       while (n > 0 && take(buffer.subarray(0, n))) {
         total += n;
         if (n < buffer.length && size > 0 && total >= size) break;
-        n = readSync(fd, buffer, 0, buffer.length, null);
+        n = readSync(fd, buffer, 0, buffer.length, total);
       }
     }
   } finally {
-    closeSync(fd);
+    if (opened === undefined) closeSync(fd);
   }
   const digests: Partial<Record<HashName, string>> = {};
   for (const [h, hash] of hashers) digests[h] = hash.digest("hex");

@@ -8,7 +8,7 @@ import { POOL_SIZE, searchWorkers } from "./worker-pool.js";
 // walked once per depth budget (nested roots), and the match limit is kept.
 
 /** How long a worker walks before handing back what is left, so both workers stay busy. */
-const TASK_BUDGET_MS = 5;
+const TASK_BUDGET_MS = 15;
 /** How long a cancelled search's workers get to notice before they are replaced. */
 const ABANDON_AFTER_MS = 500;
 
@@ -58,12 +58,15 @@ export async function runSearch(
   };
 
   const dispatch = (task: WalkTask) => {
-    const left = search.maxDepth - task.depth;
-    const before = depthLeftWhenWalked.get(task.path);
-    if (before !== undefined && before >= left) return;
-    depthLeftWhenWalked.set(task.path, left);
-    const examinedToDepth =
-      before === undefined ? task.examinedToDepth : Math.max(task.examinedToDepth, task.depth + before);
+    let examinedToDepth = task.examinedToDepth;
+    // A batch of a directory's files (its directory walked already) is examined as it is.
+    if (!task.batch) {
+      const left = search.maxDepth - task.depth;
+      const before = depthLeftWhenWalked.get(task.path);
+      if (before !== undefined && before >= left) return;
+      depthLeftWhenWalked.set(task.path, left);
+      if (before !== undefined) examinedToDepth = Math.max(task.examinedToDepth, task.depth + before);
+    }
     const p = searchWorkers
       .run({
         searchId,

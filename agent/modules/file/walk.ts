@@ -1,5 +1,17 @@
-import { type Dirent, lstatSync, readdirSync, realpathSync, type Stats, statfsSync, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import {
+  closeSync,
+  constants,
+  type Dirent,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  realpathSync,
+  type Stats,
+  statfsSync,
+  statSync,
+} from "node:fs";
+import { basename } from "node:path";
 import type { FileMatch } from "../../../proto/mod.js";
 import { type CompiledSearch, type CriterionKind, HASH_FIELD, type HashName, within } from "./criteria.js";
 import { modeString } from "./mode-string.js";
@@ -18,7 +30,15 @@ export interface WalkTask {
   examinedToDepth: number;
   /** Stop after this many matches (what the search's limit leaves). */
   matchesLeft: number;
+  /**
+   * Files of `path` (already walked) left to examine, by name: what a task ran out of time
+   * on, handed back so that the other worker can take part of a large directory.
+   */
+  batch?: { files: string[]; links: string[] };
 }
+
+/** At most this many names in one batch handed back (each is sent to a worker once). */
+const BATCH = 256;
 
 export interface WalkTally {
   filesExamined: number;
@@ -42,6 +62,8 @@ export interface WalkOutput {
 }
 
 type Verdict = "match" | "reject" | undefined;
+
+const OPEN_FIRST = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
 
 /**
  * Filesystems whose files are not read: reading can block for ever
@@ -80,6 +102,10 @@ function isPseudoFilesystem(path: string, st: Stats): boolean {
 
 export class Walker {
   private readonly checkCount: number;
+  /** Whether files are read (content, hashes): then a file can take long. */
+  private readonly reads: boolean;
+  /** Files are read, and no metadata check could spare a read: open before fstat (see consider). */
+  private readonly openFirst: boolean;
   /** The search's roots: a walk defers to a root's own task what lies under it. */
   private readonly roots: Set<string>;
 
@@ -90,6 +116,9 @@ export class Walker {
     private readonly aborted: () => boolean,
   ) {
     this.roots = new Set(search.roots);
+    this.reads = search.contents.length > 0 || search.hashes.size > 0 || search.report.size > 0;
+    this.openFirst =
+      this.reads && search.sizes.length === 0 && search.modes.length === 0 && search.mtimes.length === 0;
     this.checkCount =
       search.names.length +
       search.contents.length +
@@ -118,22 +147,27 @@ export class Walker {
       },
     };
     const started = performance.now();
+    // Every task makes progress (its directory walked, or a file of its batch examined) before
+    // it may run out of time: a directory handed back unwalked would be taken for one walked.
+    let progress = 0;
+    const outOfTime = () => progress > 0 && performance.now() - started > budgetMs;
+    const examined = () => progress++;
+    if (task.batch) {
+      this.entries(task, task.batch.files, task.batch.links, out, outOfTime, examined);
+      return out;
+    }
     const stack: WalkTask[] = [];
     if (task.depth === 0) this.root(task, out, stack);
     else stack.push(task);
-    // The task's own directory is always walked here: handed back unwalked, the scheduler
-    // would take it for one already walked and skip it.
-    let walked = 0;
     while (stack.length > 0) {
       if (this.aborted()) throw new SearchAbortedError();
-      const outOfTime = walked > 0 && performance.now() - started > budgetMs;
-      if (out.matches.length >= task.matchesLeft || outOfTime) {
+      if (out.matches.length >= task.matchesLeft || outOfTime()) {
         if (out.matches.length >= task.matchesLeft) out.truncated = true;
         for (const dir of stack.reverse()) out.deferred.push(dir);
         break;
       }
-      this.directory(stack.pop()!, out, stack);
-      walked++;
+      this.directory(stack.pop()!, out, stack, outOfTime, examined);
+      progress++;
     }
     return out;
   }
@@ -180,7 +214,13 @@ export class Walker {
     else if (st.isDirectory()) this.warn(out, `${path}: symlink to a directory, not descended`);
   }
 
-  private directory(task: WalkTask, out: WalkOutput, stack: WalkTask[]): void {
+  private directory(
+    task: WalkTask,
+    out: WalkOutput,
+    stack: WalkTask[],
+    outOfTime: () => boolean,
+    examined: () => void,
+  ): void {
     let entries: Dirent[];
     try {
       entries = readdirSync(task.path, { withFileTypes: true });
@@ -190,30 +230,86 @@ export class Walker {
       return;
     }
     out.tally.dirsWalked++;
+    // Paths are built only for what gets past the name (most files, in a search by name, do not).
+    const prefix = task.path.endsWith("/") ? task.path : `${task.path}/`;
     if (task.depth < this.search.maxDepth) {
       // Reverse so the stack pops subdirectories in directory order.
       for (let i = entries.length - 1; i >= 0; i--) {
         const entry = entries[i]!;
         if (!entry.isDirectory()) continue;
-        const sub: WalkTask = { ...task, path: join(task.path, entry.name), depth: task.depth + 1 };
+        const sub: WalkTask = { ...task, path: prefix + entry.name, depth: task.depth + 1 };
         // Another root of this search: the scheduler knows whether it was walked already.
         if (this.roots.has(sub.path)) out.deferred.push(sub);
         else stack.push(sub);
       }
     }
     if (task.depth <= task.examinedToDepth) return;
+    const files: string[] = [];
+    const links: string[] = [];
     for (const entry of entries) {
-      if (!entry.isFile() && !entry.isSymbolicLink()) continue;
-      const path = join(task.path, entry.name);
+      if (entry.isFile()) files.push(entry.name);
+      else if (entry.isSymbolicLink()) links.push(entry.name);
+    }
+    this.entries(task, files, links, out, outOfTime, examined);
+  }
+
+  /**
+   * Examines the regular files and symlinks (by name) of the directory `task.path`. Out of
+   * time, it hands the rest back in batches (task.batch) for whichever worker is free.
+   */
+  private entries(
+    task: WalkTask,
+    files: string[],
+    links: string[],
+    out: WalkOutput,
+    outOfTime: () => boolean,
+    examined: () => void,
+  ): void {
+    const prefix = task.path.endsWith("/") ? task.path : `${task.path}/`;
+    const nestedRoots = this.roots.size > 1;
+    const count = files.length + links.length;
+    for (let i = 0; i < count; i++) {
+      // The clock is read before each file that will be read, every 64 otherwise (names are cheap).
+      if ((this.reads || (i & 63) === 0) && outOfTime()) {
+        this.handBack(
+          task,
+          files.slice(Math.min(i, files.length)),
+          links.slice(Math.max(0, i - files.length)),
+          out,
+        );
+        return;
+      }
+      examined();
+      const file = i < files.length;
+      const name = file ? files[i]! : links[i - files.length]!;
+      if (file && this.nameRejects(name)) {
+        // Counted as examined, unless it is another root's (see below).
+        if (!nestedRoots || !this.roots.has(prefix + name)) out.tally.filesExamined++;
+        continue;
+      }
+      const path = prefix + name;
       // A file that is also a root of this search is examined by that root's task.
       if (this.roots.has(path)) continue;
       if (out.matches.length >= task.matchesLeft) {
         out.truncated = true;
         return;
       }
-      if (entry.isFile()) this.consider(path, undefined, undefined, out);
+      if (file) this.consider(path, undefined, undefined, out, name);
       else this.symlink(path, out);
     }
+  }
+
+  /** The files of a directory left to examine, back to the scheduler in batches of at most BATCH names. */
+  private handBack(task: WalkTask, files: string[], links: string[], out: WalkOutput): void {
+    for (let at = 0; at < files.length; at += BATCH)
+      out.deferred.push({ ...task, batch: { files: files.slice(at, at + BATCH), links: [] } });
+    for (let at = 0; at < links.length; at += BATCH)
+      out.deferred.push({ ...task, batch: { files: [], links: links.slice(at, at + BATCH) } });
+  }
+
+  /** Whether the name criteria alone rule a file out (matchall: one fails; matchany: never alone). */
+  private nameRejects(name: string): boolean {
+    return this.first("name", this.search.names, (c) => c.re.test(name) !== c.invert) === "reject";
   }
 
   /** One check's outcome under matchall / matchany, its kind inverted when asked (mismatch). */
@@ -232,7 +328,14 @@ export class Walker {
     return undefined;
   }
 
-  private read(path: string, size: number, hashes: HashName[], withContent: boolean, out: WalkOutput) {
+  private read(
+    path: string,
+    size: number,
+    hashes: HashName[],
+    withContent: boolean,
+    out: WalkOutput,
+    fd?: number,
+  ) {
     out.tally.filesRead++;
     const outcome = readOnce(
       path,
@@ -245,6 +348,7 @@ export class Walker {
       },
       this.buffer,
       this.aborted,
+      fd,
     );
     out.tally.bytesRead += outcome.bytes;
     return outcome;
@@ -256,23 +360,63 @@ export class Walker {
     followed: Stats | undefined,
     known: Stats | undefined,
     out: WalkOutput,
+    name = basename(path),
   ): void {
     const search = this.search;
     out.tally.filesExamined++;
-    const name = basename(path);
-    let decided = this.first("name", search.names, (c) => c.re.test(name) !== c.invert);
+    const decided = this.first("name", search.names, (c) => c.re.test(name) !== c.invert);
     if (decided === "reject") return;
 
     let st: Stats;
     let target = "";
+    // A file met in a directory that will be read whatever its metadata says is opened first,
+    // then fstat'ed: one path lookup instead of two (lstat, then open). Not following a link,
+    // nor waiting on a FIFO, should the name have changed hands since the directory was read.
+    let fd: number | undefined;
     try {
-      st = followed ?? known ?? lstatSync(path);
+      if (!followed && !known && this.openFirst && this.wantsRead(decided)) {
+        fd = openSync(path, OPEN_FIRST);
+        st = fstatSync(fd);
+        if (!st.isFile()) {
+          closeSync(fd);
+          return;
+        }
+      } else {
+        st = followed ?? known ?? lstatSync(path);
+        // No longer the regular file the directory listed (a FIFO would block the read).
+        if (!st.isFile()) return;
+      }
       // Where the link leads, resolved: the file that was read and hashed.
       if (followed) target = realpathSync(path);
     } catch (err) {
+      if (fd !== undefined) closeSync(fd);
       this.fail(out, `${path}: ${errno(err)}`);
       return;
     }
+    try {
+      this.decide(path, st, target, decided, out, fd);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+
+  /** Whether a file whose checks so far came to `decided` is read (content, hashes, hashes to report). */
+  private wantsRead(decided: Verdict): boolean {
+    const search = this.search;
+    return (!decided && (search.contents.length > 0 || search.hashes.size > 0)) || search.report.size > 0;
+  }
+
+  /** The rest of consider(), on the file's stats (and the file, when it was opened first). */
+  private decide(
+    path: string,
+    st: Stats,
+    target: string,
+    decidedByName: Verdict,
+    out: WalkOutput,
+    fd: number | undefined,
+  ): void {
+    const search = this.search;
+    let decided = decidedByName;
     const mode = modeString(st);
     const age = Date.now() - st.mtimeMs;
     decided ??= this.first("size", search.sizes, (b) => within(b, st.size));
@@ -281,17 +425,15 @@ export class Walker {
     if (decided === "reject") return;
 
     const digests: Partial<Record<HashName, string>> = {};
-    const wantsRead =
-      (!decided && (search.contents.length > 0 || search.hashes.size > 0)) || search.report.size > 0;
     // The target's filesystem, for a link (st is the target's stats then).
-    if (wantsRead && isPseudoFilesystem(target || path, st)) {
+    if (this.wantsRead(decided) && isPseudoFilesystem(target || path, st)) {
       this.warn(out, `${path}: on a pseudo filesystem (proc, debugfs, tracefs), not read`);
       return;
     }
     try {
       if (!decided && (search.contents.length > 0 || search.hashes.size > 0)) {
         // One read answers every content and hash criterion, and the hashes to report.
-        const outcome = this.read(path, st.size, [...search.report], true, out);
+        const outcome = this.read(path, st.size, [...search.report], true, out, fd);
         Object.assign(digests, outcome.digests);
         decided = this.first("content", outcome.contentHits, (hit) => hit);
         for (const [h, wanted] of search.hashes) decided ??= this.verdict(h, wanted.has(digests[h]!));
@@ -300,7 +442,8 @@ export class Walker {
       const matched = search.matchAny ? decided === "match" || this.checkCount === 0 : decided !== "reject";
       if (!matched) return;
       const missing = [...search.report].filter((h) => digests[h] === undefined);
-      if (missing.length > 0) Object.assign(digests, this.read(path, st.size, missing, false, out).digests);
+      if (missing.length > 0)
+        Object.assign(digests, this.read(path, st.size, missing, false, out, fd).digests);
     } catch (err) {
       if (err instanceof SearchAbortedError) throw err;
       if (!(err instanceof LineTooLongError)) out.tally.openFailures++;
