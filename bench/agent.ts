@@ -1,4 +1,4 @@
-// npm run bench:agent [-- --seconds 60 --files 100000]
+// npm run bench:agent [-- --seconds 60 --files 100000 --settle 60]
 //
 // The agent executable's own footprint, measured from /proc while a real
 // coordinator and nats-server run in this process and beside it:
@@ -7,7 +7,10 @@
 //     over --seconds with the default 10 s heartbeat and nothing to do;
 //   - a hash scan of --files files (bench/.cache/agent-tree, made once): the
 //     IOC sweep "is a file with this SHA-256 anywhere under here", every file
-//     hashed; peak RSS while it runs and its throughput.
+//     hashed; peak RSS while it runs and its throughput;
+//   - memory --settle seconds after the scan (the search workers stop after a
+//     quiet 30 s). RSS and private (anonymous) memory apart: the executable's
+//     own pages are shared and reclaimable, private memory is what the host pays.
 // The last line printed is one JSON object with those figures.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -20,8 +23,14 @@ import { startFleet, tempDir } from "../test/helpers/fleet.js";
 import { cpuSeconds } from "./harness.js";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "60" }, files: { type: "string", default: "100000" } },
+  options: {
+    seconds: { type: "string", default: "60" },
+    files: { type: "string", default: "100000" },
+    /** How long after the scan memory is measured again (search workers stop after 30 quiet seconds). */
+    settle: { type: "string", default: "60" },
+  },
 });
+const settle = Number(values.settle);
 const seconds = Number(values.seconds);
 const files = Number(values.files);
 if (!(seconds > 0) || !Number.isInteger(files) || files < 1)
@@ -29,15 +38,20 @@ if (!(seconds > 0) || !Number.isInteger(files) || files < 1)
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Resident memory of a process in MiB, from /proc (0 once it is gone). */
-function rssMb(pid: number): number {
+/** A line of /proc/PID/status in MiB (0 once the process is gone). */
+function statusMb(pid: number, field: "VmRSS" | "RssAnon"): number {
   try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
     return kb ? Number(kb) / 1024 : 0;
   } catch {
     return 0;
   }
 }
+/** Resident memory: the executable's pages (shared, reclaimable) and the process's own. */
+const rssMb = (pid: number) => statusMb(pid, "VmRSS");
+/** Private (anonymous) resident memory: what the host pays for this process alone. */
+const anonMb = (pid: number) => statusMb(pid, "RssAnon");
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** `files` files of 4 KiB in directories of 1,000: made once, then reused. */
 function tree(): { dir: string; bytes: number } {
@@ -70,7 +84,8 @@ try {
   const started = performance.now();
   agent = spawn(AGENT_EXE, ["run", ...flags, "--keyring", fleet.keyringPath, "--log-level", "warn"], {
     stdio: "ignore",
-    env: {},
+    // As the systemd unit starts it (agent/install.ts): no environment but this.
+    env: { MALLOC_ARENA_MAX: "2" },
   });
   const pid = agent.pid!;
   while (!fleet.coordinator.registry.get(id)) {
@@ -82,10 +97,12 @@ try {
 
   await sleep(5000); // start-up work (module services, first heartbeats) settles
   const rss: number[] = [];
+  const anon: number[] = [];
   const cpuBefore = cpuSeconds([pid]);
   const idleStart = performance.now();
   while (performance.now() - idleStart < seconds * 1000) {
     rss.push(rssMb(pid));
+    anon.push(anonMb(pid));
     await sleep(1000);
   }
   const idleCpuPct = (100 * (cpuSeconds([pid]) - cpuBefore)) / ((performance.now() - idleStart) / 1000);
@@ -121,13 +138,18 @@ try {
   clearInterval(sampler);
   const scanCpuS = cpuSeconds([pid]) - scanCpuBefore;
   const afterScan = rssMb(pid);
+  log(`scan done; memory again in ${settle} s…`);
+  await sleep(settle * 1000);
+  const settledRss = rssMb(pid);
+  const settledAnon = anonMb(pid);
 
   console.log(
     JSON.stringify({
       bench: "agent",
       start_to_connected_ms: startToConnectedMs,
       idle_seconds: seconds,
-      idle_rss_mb: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)),
+      idle_rss_mb: Number(mean(rss).toFixed(1)),
+      idle_anon_mb: Number(mean(anon).toFixed(1)),
       idle_rss_max_mb: Number(Math.max(...rss).toFixed(1)),
       idle_cpu_pct: Number(idleCpuPct.toFixed(3)),
       scan_files: examined,
@@ -137,6 +159,9 @@ try {
       scan_cpu_s: Number(scanCpuS.toFixed(2)),
       scan_rss_peak_mb: Number(scanPeak.toFixed(1)),
       rss_after_scan_mb: Number(afterScan.toFixed(1)),
+      settle_s: settle,
+      rss_settled_mb: Number(settledRss.toFixed(1)),
+      anon_settled_mb: Number(settledAnon.toFixed(1)),
     }),
   );
 } finally {

@@ -89,6 +89,7 @@ describe("dragnet-agent install / uninstall / status", () => {
     expect(unit).toMatch(/^WatchdogSec=60$/m);
     expect(unit).toMatch(/^NotifyAccess=all$/m);
     expect(unit).toMatch(/^Environment=PATH=/m);
+    expect(unit).toMatch(/^Environment=MALLOC_ARENA_MAX=2$/m);
     expect(unit).toMatch(
       /^ExecStartPre=-\/bin\/sh -c .*dragnet-agent\.previous upgrade-check --state-dir \/var\/lib\/dragnet'$/m,
     );

@@ -6,7 +6,8 @@ import type { WalkOutput } from "./walk.js";
 import type { WalkReply, WalkRequest } from "./walk-worker.js";
 
 // The search workers: one per core (at most two — an agent is a guest on its
-// host), started when a search needs them and stopped after a quiet minute.
+// host), started when a search needs them and stopped after 30 quiet seconds
+// (their heaps, and the memory the C library held for them, go back to the host).
 // Workers start from code in a string: the built agent carries it
 // (scripts/build.mjs defines __DRAGNET_FILE_WORKER__), since a single
 // executable has no file to start a worker from; from source (tests,
@@ -14,7 +15,7 @@ import type { WalkReply, WalkRequest } from "./walk-worker.js";
 
 declare const __DRAGNET_FILE_WORKER__: string | undefined;
 
-const IDLE_MS = 60_000;
+const IDLE_MS = 30_000;
 export const POOL_SIZE = Math.max(1, Math.min(2, availableParallelism()));
 
 interface Job {
