@@ -31,13 +31,19 @@ let home: string;
 const dir = tempDir("dragnet-collect-");
 const sha256sum = (path: string) => execFileSync("sha256sum", [path], { encoding: "utf8" }).split(" ")[0]!;
 
-async function collect(p: Partial<CollectParams>, incidentId = "") {
+/** A collect on one agent, valid for a minute. */
+function collectBody(
+  name: string,
+  agentId: string,
+  p: Partial<CollectParams>,
+  incidentId: string,
+): ActionBody {
   const now = Date.now();
-  const body: ActionBody = {
+  return {
     id: newId(now),
     schedule: undefined,
-    name: "collect test",
-    target: `id == "${agent.id}"`,
+    name,
+    target: `id == "${agentId}"`,
     operations: [{ module: { $case: "collect", value: CollectParams.fromPartial(p) } }],
     validFromMs: now - 1000,
     expiresAtMs: now + 60_000,
@@ -46,6 +52,10 @@ async function collect(p: Partial<CollectParams>, incidentId = "") {
     description: "",
     createdAtMs: now,
   };
+}
+
+async function collect(p: Partial<CollectParams>, incidentId = "") {
+  const body = collectBody("collect test", agent.id, p, incidentId);
   const res = await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
   const r = (await collectResults(fleet.api, res.actionId)).results[0]!;
   const m = r.result?.operations[0]?.module;
@@ -93,20 +103,7 @@ async function heldCollect(hostname: string, path: string, incidentId: string) {
       }),
     ],
   });
-  const now = Date.now();
-  const body: ActionBody = {
-    id: newId(now),
-    schedule: undefined,
-    name: `collect ${path} (held)`,
-    target: `id == "${stalling.id}"`,
-    operations: [{ module: { $case: "collect", value: CollectParams.fromPartial({ path }) } }],
-    validFromMs: now - 1000,
-    expiresAtMs: now + 60_000,
-    timeoutMs: 60_000,
-    incidentId,
-    description: "",
-    createdAtMs: now,
-  };
+  const body = collectBody(`collect ${path} (held)`, stalling.id, { path }, incidentId);
   const submitted = await fleet.api.submitAction(coSign(signAction(body, fleet.alice), fleet.bob));
   const { nc, sign } = await fleet.stealAgent(stalling.id);
   const subject = `dragnet.evidence.${stalling.id}.main`;

@@ -44,16 +44,16 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** A database of its own in the cluster, empty; its URL. */
+async function newDatabase(): Promise<string> {
+  const name = `contract_${++databases}`;
+  await admin.query(`CREATE DATABASE ${name}`);
+  return cluster.url.replace(/\/dragnet$/, `/${name}`);
+}
+
 const backends: Array<[string, () => Promise<Store>]> = [
   ["SQLite", async () => new SqliteStore(join(tempDir(), "store.db"))],
-  [
-    "PostgreSQL",
-    async () => {
-      const name = `contract_${++databases}`;
-      await admin.query(`CREATE DATABASE ${name}`);
-      return PgStore.open({ url: cluster.url.replace(/\/dragnet$/, `/${name}`) }, () => undefined);
-    },
-  ],
+  ["PostgreSQL", async () => PgStore.open({ url: await newDatabase() }, () => undefined)],
 ];
 
 const journalKey = generateKeyPairSync("ed25519").privateKey;
@@ -399,9 +399,7 @@ describe.each(backends)("the %s store", (_name, open) => {
 
 describe("several coordinators on one PostgreSQL store", () => {
   it("store each result once when all of them write the same answers at once", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const url = await newDatabase();
     // Three coordinators starting together: the schema is made once (the migration lock), each store opens.
     const stores = await Promise.all([1, 2, 3].map(() => PgStore.open({ url }, () => undefined)));
     opened.push(...stores);
@@ -423,9 +421,7 @@ describe("several coordinators on one PostgreSQL store", () => {
   });
 
   it("read a chain whole, as of one instant, while its coordinator appends to it", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const url = await newDatabase();
     const [writer, reader] = await Promise.all([1, 2].map(() => PgStore.open({ url }, () => undefined)));
     opened.push(writer!, reader!);
     const publicKey = createPublicKey(auditKey);
@@ -466,9 +462,7 @@ describe("several coordinators on one PostgreSQL store", () => {
   });
 
   it("never move a command back from its final state when a cut-off coordinator flushes what it held", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const store = await PgStore.open({ url: cluster.url.replace(/\/dragnet$/, `/${name}`) }, () => undefined);
+    const store = await PgStore.open({ url: await newDatabase() }, () => undefined);
     opened.push(store);
     const id = "01mback000000000000000000";
     const sent = storedCommand(`${id}-a1`, id, "a1", {
@@ -492,9 +486,7 @@ describe("several coordinators on one PostgreSQL store", () => {
   });
 
   it("let one of two changes to an action waiting for approval through two coordinators at once win", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const url = await newDatabase();
     const [a, b] = await Promise.all([1, 2].map(() => PgStore.open({ url }, () => undefined)));
     opened.push(a!, b!);
     const id = "01mapprove000000000000000";
@@ -527,9 +519,7 @@ describe("several coordinators on one PostgreSQL store", () => {
   });
 
   it("let an export cursor never pass a record another coordinator has numbered but not yet committed", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const url = await newDatabase();
     const [a, b] = await Promise.all([1, 2].map(() => PgStore.open({ url }, () => undefined)));
     opened.push(a!, b!);
     const id = "01mcursor0000000000000000";
@@ -561,9 +551,7 @@ describe("several coordinators on one PostgreSQL store", () => {
     expect(seen.map((r) => r.record.id).sort()).toEqual([`result:${id}-fast`, `result:${id}-slow`]);
   });
   it("give each open action written before owners were kept to the one coordinator that claims it first", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const url = await newDatabase();
     // Written by a store without a coordinator id: as before several coordinators, owner ''.
     const old = await PgStore.open({ url }, () => undefined);
     opened.push(old);
@@ -588,9 +576,7 @@ describe("several coordinators on one PostgreSQL store", () => {
   });
 
   it("hand a silent coordinator's open actions to exactly one live coordinator, which the silent one then lets go", async () => {
-    const name = `contract_${++databases}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = cluster.url.replace(/\/dragnet$/, `/${name}`);
+    const url = await newDatabase();
     const [a, b, c] = await Promise.all(
       ["a", "b", "c"].map((id) => PgStore.open({ url }, () => undefined, id)),
     );

@@ -81,38 +81,27 @@ describe("a search walk out of time in a large directory", () => {
     const dir = tempDir("dragnet-walk-fifo-");
     execFileSync("mkfifo", [join(dir, "was-a-file")]);
     writeFileSync(join(dir, "still-a-file"), "x\n");
-    const search = fileSearch({ label: "s", paths: [dir], options: { returnHashes: ["sha256"] } });
-    const walker = new Walker(compileSearch(search, 0), Buffer.alloc(CHUNK), () => false);
     // The directory listed both as regular files (as readdir had said before one was replaced).
-    const out = walker.run(
-      {
-        path: dir,
-        depth: 1,
-        examinedToDepth: -1,
-        matchesLeft: 10,
-        batch: { files: ["was-a-file", "still-a-file"], links: [] },
-      },
-      1000,
-    );
+    const walk = (input: SearchInput) =>
+      new Walker(
+        compileSearch(fileSearch({ label: "s", paths: [dir], ...input }), 0),
+        Buffer.alloc(CHUNK),
+        () => false,
+      ).run(
+        {
+          path: dir,
+          depth: 1,
+          examinedToDepth: -1,
+          matchesLeft: 10,
+          batch: { files: ["was-a-file", "still-a-file"], links: [] },
+        },
+        1000,
+      );
+    const out = walk({ options: { returnHashes: ["sha256"] } });
     expect(out.matches.map((m) => m.path)).toEqual([join(dir, "still-a-file")]);
     expect(out.errors).toEqual([]);
     // With a size check the file is stat'ed before it is opened: the same.
-    const sized = fileSearch({
-      label: "s",
-      paths: [dir],
-      sizes: ["<1k"],
-      options: { returnHashes: ["sha256"] },
-    });
-    const again = new Walker(compileSearch(sized, 0), Buffer.alloc(CHUNK), () => false).run(
-      {
-        path: dir,
-        depth: 1,
-        examinedToDepth: -1,
-        matchesLeft: 10,
-        batch: { files: ["was-a-file", "still-a-file"], links: [] },
-      },
-      1000,
-    );
+    const again = walk({ sizes: ["<1k"], options: { returnHashes: ["sha256"] } });
     expect(again.matches.map((m) => m.path)).toEqual([join(dir, "still-a-file")]);
   });
 });
