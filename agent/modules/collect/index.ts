@@ -38,6 +38,12 @@ const CHUNK_TIMEOUT_MS = 30_000;
  */
 const SILENCE_FACTOR = 10;
 const MIN_CHUNK_TIMEOUT_MS = 5000;
+/**
+ * The last chunk's answer comes once the coordinator has checked and stored the whole file (the
+ * JetStream object store with several coordinators): the first chunks' wait, plus a second per
+ * 10 MB — not the silence timeout, or a large file kept meanwhile would be sent again.
+ */
+const STORED_BYTES_PER_MS = 10_000;
 /** Pauses before each new attempt at a file whose coordinator stopped answering (60 s in all). */
 const RESEND_AFTER_MS = [1000, 2000, 4000, 8000, 15_000, 30_000];
 
@@ -66,8 +72,9 @@ async function upload(
   let slowestMs = 0;
   const send = async (chunk: EvidenceChunk): Promise<EvidenceReceipt> => {
     const started = Date.now();
-    const timeoutMs =
-      slowestMs === 0
+    const timeoutMs = chunk.last
+      ? CHUNK_TIMEOUT_MS + Math.ceil(file.size / STORED_BYTES_PER_MS)
+      : slowestMs === 0
         ? CHUNK_TIMEOUT_MS
         : Math.min(CHUNK_TIMEOUT_MS, Math.max(MIN_CHUNK_TIMEOUT_MS, SILENCE_FACTOR * slowestMs));
     const receipt = EvidenceReceipt.decode(
