@@ -402,9 +402,11 @@ export class CoordinatorApi {
     afterSeq: number,
     onAlert: (alert: StoredAlert) => boolean | undefined,
     signal?: AbortSignal,
+    /** afterSeq is a cursor even when 0 (see WatchAlertsRequest.from_cursor). */
+    fromCursor = false,
   ): Promise<void> {
     const stream = this.client.watchAlerts(
-      { target, afterSeq },
+      { target, afterSeq, fromCursor },
       this.auth(CoordinatorService.watchAlerts.path),
     );
     if (signal?.aborted) stream.cancel();

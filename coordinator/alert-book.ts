@@ -171,10 +171,15 @@ export class AlertBook {
    * Sends the stored alerts after `afterSeq` (0: none of the past), then each
    * new one as it is committed, until the returned function is called.
    */
-  async follow(filter: AlertFilter, afterSeq: number, send: Listener): Promise<() => void> {
+  async follow(
+    filter: AlertFilter,
+    afterSeq: number,
+    send: Listener,
+    fromCursor = false,
+  ): Promise<() => void> {
     await this.batcher.flush();
     // Alerts committed from here on lie past the cursor: the catch-up below, or a later one, sends them.
-    const cursor = afterSeq > 0 ? afterSeq : await this.lastSeq();
+    const cursor = afterSeq > 0 || fromCursor ? afterSeq : await this.lastSeq();
     const listener: Follower = { filter, send, cursor, reading: false, again: false };
     this.listeners.add(listener);
     this.catchUp(listener);

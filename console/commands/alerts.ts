@@ -155,6 +155,9 @@ Examples:
         if (target) checkTarget(target);
         const sinceMs = instantOf("--since", flags.since ?? "24h") ?? 0;
         return withApi(command, async (api) => {
+          // Following: where the store stands before the past is read, so that an alert stored
+          // between that read and the watch is followed, not lost (the past may show none).
+          const cursor = flags.follow ? ((await api.listAlerts("", 0, 1))[0]?.seq ?? 0) : 0;
           // Oldest first, as a log reads.
           const stored = (await api.listAlerts(target, sinceMs, Math.max(flags.limit, 1))).reverse();
           const setAside = { count: 0 };
@@ -175,7 +178,7 @@ Examples:
             try {
               await api.watchAlerts(
                 target,
-                stored.at(-1)?.seq ?? 0,
+                Math.max(cursor, stored.at(-1)?.seq ?? 0),
                 (s) => {
                   const view = shown(s);
                   if (!view) return true;
@@ -183,6 +186,7 @@ Examples:
                   return !(flags.count !== undefined && ++seen >= flags.count);
                 },
                 interrupted.signal,
+                true,
               );
             } finally {
               process.off("SIGINT", onSignal);

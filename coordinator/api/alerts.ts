@@ -21,10 +21,15 @@ export function alertCalls(
       }),
       (q, r) => `target ${q.target || "(all)"}: ${r.alerts.length} alerts`,
     ),
-    watchAlerts: calls.serverStream<{ target: string; afterSeq: number }, StoredAlert>(
+    watchAlerts: calls.serverStream<{ target: string; afterSeq: number; fromCursor: boolean }, StoredAlert>(
       "WatchAlerts",
       async (req, _who, out) => ({
-        stop: await alerts.follow(await queries.alertFilter(req.target), req.afterSeq, out.push),
+        stop: await alerts.follow(
+          await queries.alertFilter(req.target),
+          req.afterSeq,
+          out.push,
+          req.fromCursor,
+        ),
         audit: { message: `target ${req.target || "(all)"}` },
       }),
     ),

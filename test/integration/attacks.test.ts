@@ -187,6 +187,19 @@ describe("NATS: one agent's credentials", () => {
       return list.some((s) => s.alert?.id === goodId) ? list : undefined;
     });
     expect(stored.map((s) => [s.alert?.agentId, s.alert?.changes[0]?.path])).toEqual([[a.id, "/etc/shadow"]]);
+    // A follower whose cursor lies before it (here 0: the store held no alert when it read the
+    // past, as `dragnet alerts --follow` on a quiet fleet) is sent it: 0 is a cursor too.
+    const cursor = stored[0]!.seq - 1;
+    expect(cursor).toBe(0);
+    const followed: string[] = [];
+    await fleet.api.watchAlerts(
+      "",
+      cursor,
+      (s) => (followed.push(s.alert?.id ?? ""), false),
+      undefined,
+      true,
+    );
+    expect(followed).toEqual([goodId]);
     const audit = await fleet.api.listAudit(200);
     const refusals = audit
       .filter((e) => e.event === "alert refused")

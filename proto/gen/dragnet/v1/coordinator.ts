@@ -477,6 +477,11 @@ export interface WatchAlertsRequest {
   target: string;
   /** Replay stored alerts with a higher sequence number first (0: only new ones). */
   afterSeq: number;
+  /**
+   * after_seq is a cursor even when it is 0 (every stored alert is past it): a follower that read
+   * the past and found none must not miss one stored between that read and this call.
+   */
+  fromCursor: boolean;
 }
 
 export interface EvidenceItem {
@@ -5550,7 +5555,7 @@ export const ListAlertsResponse: MessageFns<ListAlertsResponse> = {
 };
 
 function createBaseWatchAlertsRequest(): WatchAlertsRequest {
-  return { target: "", afterSeq: 0 };
+  return { target: "", afterSeq: 0, fromCursor: false };
 }
 
 export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
@@ -5560,6 +5565,9 @@ export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
     }
     if (message.afterSeq !== 0) {
       writer.uint32(16).uint64(message.afterSeq);
+    }
+    if (message.fromCursor !== false) {
+      writer.uint32(24).bool(message.fromCursor);
     }
     return writer;
   },
@@ -5593,6 +5601,14 @@ export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
             message.afterSeq = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fromCursor = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5613,6 +5629,11 @@ export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
         : isSet(object.after_seq)
         ? globalThis.Number(object.after_seq)
         : 0,
+      fromCursor: isSet(object.fromCursor)
+        ? globalThis.Boolean(object.fromCursor)
+        : isSet(object.from_cursor)
+        ? globalThis.Boolean(object.from_cursor)
+        : false,
     };
   },
 
@@ -5624,6 +5645,9 @@ export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
     if (message.afterSeq !== 0) {
       obj.afterSeq = Math.round(message.afterSeq);
     }
+    if (message.fromCursor !== false) {
+      obj.fromCursor = message.fromCursor;
+    }
     return obj;
   },
 
@@ -5634,6 +5658,7 @@ export const WatchAlertsRequest: MessageFns<WatchAlertsRequest> = {
     const message = createBaseWatchAlertsRequest();
     message.target = object.target ?? "";
     message.afterSeq = object.afterSeq ?? 0;
+    message.fromCursor = object.fromCursor ?? false;
     return message;
   },
 };
