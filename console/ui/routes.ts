@@ -169,7 +169,10 @@ const liveAction: Handler = async (ctx, _req, res, _url, [id]) => {
   }
 };
 
-/** The alert stream: new alerts as the agents' watches send them. */
+/**
+ * The alert stream: new alerts as the agents' watches send them, after `after` (with
+ * `from_cursor=1`, a cursor even when 0: the page read the past from there).
+ */
 const liveAlerts: Handler = async (ctx, _req, res, url) => {
   const stream = eventStream(res, whileConnected(res));
   try {
@@ -181,6 +184,7 @@ const liveAlerts: Handler = async (ctx, _req, res, url) => {
         return true;
       },
       stream.signal,
+      url.searchParams.get("from_cursor") === "1",
     );
   } catch (err) {
     stream.event("failure", { error: describeError(err) });
@@ -303,8 +307,11 @@ const ROUTES: [method: string, path: RegExp, handler: Handler][] = [
     /^\/api\/alerts$/,
     async (ctx, _q, res, url) => {
       const since = Number(url.searchParams.get("since") ?? 0) || Date.now() - 7 * 86_400_000;
+      // Where the store stands before the past is read: the page follows from there, so that an
+      // alert stored in between is not lost (see liveAlerts).
+      const cursor = (await ctx.api.listAlerts("", 0, 1))[0]?.seq ?? 0;
       const alerts = await ctx.api.listAlerts(url.searchParams.get("target") ?? "", since, 500);
-      return json(ctx, res, { alerts: alerts.map(alertView) });
+      return json(ctx, res, { alerts: alerts.map(alertView), cursor });
     },
   ],
   ["GET", /^\/api\/alerts\/live$/, liveAlerts],

@@ -30,12 +30,14 @@ export function Alerts() {
   useEffect(() => {
     let source: EventSource | undefined;
     let live = true;
-    getJson<{ alerts: AlertView[] }>("/api/alerts").then(
-      ({ alerts: recent }) => {
+    getJson<{ alerts: AlertView[]; cursor: number }>("/api/alerts").then(
+      ({ alerts: recent, cursor }) => {
         if (!live) return;
         const sorted = [...recent].sort((a, b) => b.seq - a.seq);
         setAlerts(sorted);
-        source = new EventSource(`/api/alerts/live?after=${sorted[0]?.seq ?? 0}`);
+        // From where the store stood when the past was read: nothing stored since is missed.
+        const after = Math.max(cursor, sorted[0]?.seq ?? 0);
+        source = new EventSource(`/api/alerts/live?after=${after}&from_cursor=1`);
         source.addEventListener("alert", (e) => {
           const a = JSON.parse((e as MessageEvent).data) as AlertView;
           setAlerts((prev) => (prev.some((p) => p.seq === a.seq) ? prev : [a, ...prev]));
