@@ -157,7 +157,7 @@ Examples:
         return withApi(command, async (api) => {
           // Following: where the store stands before the past is read, so that an alert stored
           // between that read and the watch is followed, not lost (the past may show none).
-          const cursor = flags.follow ? ((await api.listAlerts("", 0, 1))[0]?.seq ?? 0) : 0;
+          const cursor = flags.follow ? await api.alertsCursor() : 0;
           // Oldest first, as a log reads.
           const stored = (await api.listAlerts(target, sinceMs, Math.max(flags.limit, 1))).reverse();
           const setAside = { count: 0 };

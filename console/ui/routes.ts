@@ -309,7 +309,7 @@ const ROUTES: [method: string, path: RegExp, handler: Handler][] = [
       const since = Number(url.searchParams.get("since") ?? 0) || Date.now() - 7 * 86_400_000;
       // Where the store stands before the past is read: the page follows from there, so that an
       // alert stored in between is not lost (see liveAlerts).
-      const cursor = (await ctx.api.listAlerts("", 0, 1))[0]?.seq ?? 0;
+      const cursor = await ctx.api.alertsCursor();
       const alerts = await ctx.api.listAlerts(url.searchParams.get("target") ?? "", since, 500);
       return json(ctx, res, { alerts: alerts.map(alertView), cursor });
     },

@@ -53,6 +53,9 @@ import type {
 // notebook page, a schedule's run) is one transaction holding the row it
 // decides on (SELECT … FOR UPDATE).
 
+/** A chain's sealed head. */
+const AUDIT_HEAD = "SELECT chain, n, hash, seal FROM audit_heads WHERE chain = $1";
+
 export class PgStore implements Store {
   readonly schedules: PgSchedules;
   readonly exportLog: PgExportLog;
@@ -133,7 +136,7 @@ export class PgStore implements Store {
   }
 
   async auditHead(chain: string): Promise<AuditHead | undefined> {
-    return this.one<AuditHead>("SELECT chain, n, hash, seal FROM audit_heads WHERE chain = $1", [chain]);
+    return this.one<AuditHead>(AUDIT_HEAD, [chain]);
   }
 
   async auditChains(): Promise<string[]> {
@@ -146,9 +149,7 @@ export class PgStore implements Store {
   async auditChain(chain: string): Promise<{ head: AuditHead | undefined; entries: ChainedAudit[] }> {
     return inTransaction(this.pool, async (c) => {
       await c.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-      const head = await c.query<AuditHead>("SELECT chain, n, hash, seal FROM audit_heads WHERE chain = $1", [
-        chain,
-      ]);
+      const head = await c.query<AuditHead>(AUDIT_HEAD, [chain]);
       const rows = await c.query<AuditRow>("SELECT * FROM audit WHERE chain = $1 AND n > 0 ORDER BY n, seq", [
         chain,
       ]);

@@ -63,6 +63,9 @@ export interface WalkOutput {
 
 type Verdict = "match" | "reject" | undefined;
 
+/** A directory's path with one trailing slash: its entries' paths are this plus their names. */
+const prefixOf = (dir: string) => (dir.endsWith("/") ? dir : `${dir}/`);
+
 const OPEN_FIRST = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
 
 /**
@@ -106,6 +109,8 @@ export class Walker {
   private readonly reads: boolean;
   /** Files are read, and no metadata check could spare a read: open before fstat (see consider). */
   private readonly openFirst: boolean;
+  /** The task being run: when it started, its budget, and what it has done so far. */
+  private clock = { started: 0, budgetMs: 0, progress: 0 };
   /** The search's roots: a walk defers to a root's own task what lies under it. */
   private readonly roots: Set<string>;
 
@@ -146,14 +151,9 @@ export class Walker {
         warningsTotal: 0,
       },
     };
-    const started = performance.now();
-    // Every task makes progress (its directory walked, or a file of its batch examined) before
-    // it may run out of time: a directory handed back unwalked would be taken for one walked.
-    let progress = 0;
-    const outOfTime = () => progress > 0 && performance.now() - started > budgetMs;
-    const examined = () => progress++;
+    this.clock = { started: performance.now(), budgetMs, progress: 0 };
     if (task.batch) {
-      this.entries(task, task.batch.files, task.batch.links, out, outOfTime, examined);
+      this.entries(task, prefixOf(task.path), task.batch.files, task.batch.links, out);
       return out;
     }
     const stack: WalkTask[] = [];
@@ -161,13 +161,13 @@ export class Walker {
     else stack.push(task);
     while (stack.length > 0) {
       if (this.aborted()) throw new SearchAbortedError();
-      if (out.matches.length >= task.matchesLeft || outOfTime()) {
+      if (out.matches.length >= task.matchesLeft || this.outOfTime()) {
         if (out.matches.length >= task.matchesLeft) out.truncated = true;
         for (const dir of stack.reverse()) out.deferred.push(dir);
         break;
       }
-      this.directory(stack.pop()!, out, stack, outOfTime, examined);
-      progress++;
+      this.directory(stack.pop()!, out, stack);
+      this.clock.progress++;
     }
     return out;
   }
@@ -214,13 +214,16 @@ export class Walker {
     else if (st.isDirectory()) this.warn(out, `${path}: symlink to a directory, not descended`);
   }
 
-  private directory(
-    task: WalkTask,
-    out: WalkOutput,
-    stack: WalkTask[],
-    outOfTime: () => boolean,
-    examined: () => void,
-  ): void {
+  /**
+   * Whether the task's time is up. Every task makes progress first (its directory walked, or a
+   * file of its batch examined): a directory handed back unwalked would be taken for one walked.
+   */
+  private outOfTime(): boolean {
+    const c = this.clock;
+    return c.progress > 0 && performance.now() - c.started > c.budgetMs;
+  }
+
+  private directory(task: WalkTask, out: WalkOutput, stack: WalkTask[]): void {
     let entries: Dirent[];
     try {
       entries = readdirSync(task.path, { withFileTypes: true });
@@ -231,7 +234,7 @@ export class Walker {
     }
     out.tally.dirsWalked++;
     // Paths are built only for what gets past the name (most files, in a search by name, do not).
-    const prefix = task.path.endsWith("/") ? task.path : `${task.path}/`;
+    const prefix = prefixOf(task.path);
     if (task.depth < this.search.maxDepth) {
       // Reverse so the stack pops subdirectories in directory order.
       for (let i = entries.length - 1; i >= 0; i--) {
@@ -250,27 +253,19 @@ export class Walker {
       if (entry.isFile()) files.push(entry.name);
       else if (entry.isSymbolicLink()) links.push(entry.name);
     }
-    this.entries(task, files, links, out, outOfTime, examined);
+    this.entries(task, prefix, files, links, out);
   }
 
   /**
    * Examines the regular files and symlinks (by name) of the directory `task.path`. Out of
    * time, it hands the rest back in batches (task.batch) for whichever worker is free.
    */
-  private entries(
-    task: WalkTask,
-    files: string[],
-    links: string[],
-    out: WalkOutput,
-    outOfTime: () => boolean,
-    examined: () => void,
-  ): void {
-    const prefix = task.path.endsWith("/") ? task.path : `${task.path}/`;
+  private entries(task: WalkTask, prefix: string, files: string[], links: string[], out: WalkOutput): void {
     const nestedRoots = this.roots.size > 1;
     const count = files.length + links.length;
     for (let i = 0; i < count; i++) {
       // The clock is read before each file that will be read, every 64 otherwise (names are cheap).
-      if ((this.reads || (i & 63) === 0) && outOfTime()) {
+      if ((this.reads || (i & 63) === 0) && this.outOfTime()) {
         this.handBack(
           task,
           files.slice(Math.min(i, files.length)),
@@ -279,7 +274,7 @@ export class Walker {
         );
         return;
       }
-      examined();
+      this.clock.progress++;
       const file = i < files.length;
       const name = file ? files[i]! : links[i - files.length]!;
       if (file && this.nameRejects(name)) {
