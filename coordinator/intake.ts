@@ -360,6 +360,14 @@ export class AgentIntake {
     if (owner && owner !== config.id) {
       throw new DragnetError(Codes.ELSEWHERE, `action ${actionId} is dispatched by coordinator ${owner}`);
     }
+    // Ours and open, yet not found in the book: it is being taken over (loaded from the store) right
+    // now, or was loaded since the book was asked. Stored beside the book, the result could land
+    // after the load read its command as pending: the book would send the command again, count the
+    // agent's "already ran" as running, and wait for a result the stream no longer holds (it was
+    // acknowledged once stored). Handed back, it comes again and goes through the book.
+    if (owner === config.id) {
+      throw new DragnetError(Codes.ELSEWHERE, `action ${actionId} is being taken over here`);
+    }
   }
 
   /** The command of an open action, checked to belong to the agent (in memory: answered at once). */

@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +17,7 @@ import {
   type AgentResult,
   AgentStatus,
   CollectParams,
+  CommandResult,
   CommandStatus,
   EvidenceItem,
   TimeReply,
@@ -422,4 +424,77 @@ describe("two coordinators on one PostgreSQL store", () => {
     expect(reply.coordinatorTimeMs).toBeGreaterThanOrEqual(before);
     expect(reply.coordinatorTimeMs).toBeLessThanOrEqual(Date.now());
   }, 120_000);
+  it("hold a result back while B takes its action over: stored once, through B's book, never beside it", async () => {
+    // The flake the SIGKILL case showed (one host timed out in ~1 of 8 runs): B, already reading
+    // A's results (taken over before), got a result of an action it had just adopted and not yet
+    // loaded, and stored it beside its book; the load read the command as still open, so B sent it
+    // again, took the agent's "already ran" for running, and waited for a result the stream no
+    // longer held. Here the window is held open: the action is B's in the store, not in its book.
+    const c = await fleet.addCoordinator("c");
+    let cStopped = false;
+    const host = agents[LATE + 1]!;
+    const observer = await fleet.connectNats("coordinator");
+    try {
+      // The host is offline: nobody answers the action but the result this test publishes.
+      await host.stop();
+      await eventually(async () => {
+        const [x] = await c.api.listAgents(`id == "${host.id}"`);
+        return x?.status === AgentStatus.AGENT_STATUS_OFFLINE ? true : undefined;
+      }, 15_000);
+      const body = fileAction(
+        { paths: ["/etc/passwd"], options: { maxDepth: 0, returnHashes: [] } },
+        { target: `id == "${host.id}"`, timeoutMs: 30_000, expiresAtMs: Date.now() + 60_000 },
+      );
+      await c.api.submitAction(signAction(body, fleet.alice));
+      const commandId = (
+        await db.query<{ id: string }>("SELECT id FROM commands WHERE action_id = $1", [body.id])
+      ).rows[0]!.id;
+      await db.query("UPDATE actions SET owner = 'b' WHERE id = $1", [body.id]);
+
+      // The host's answer, on B's results subject, signed with the host's key.
+      const thief = await fleet.stealAgent(host.id);
+      const subject = `dragnet.res.${host.id}.b.${commandId}`;
+      const data = CommandResult.encode(
+        CommandResult.fromPartial({
+          agentId: host.id,
+          actionId: body.id,
+          commandId,
+          status: CommandStatus.COMMAND_STATUS_SUCCESS,
+        }),
+      ).finish();
+      thief.nc.publish(subject, data, { headers: thief.sign(subject, data) });
+      await thief.nc.flush();
+      const jsm = await jetstreamManager(observer);
+      // B took it and handed it back (twice at least), and stored nothing of it.
+      await eventually(async () => {
+        const info = await jsm.consumers.info("DRAGNET_RESULTS", "coordinator_b");
+        return info.num_redelivered >= 1 && info.num_ack_pending >= 1 ? true : undefined;
+      }, 10_000);
+      await new Promise((r) => setTimeout(r, 1200));
+      const storedFor = async () =>
+        (
+          await db.query<{ n: number; status: number }>(
+            `SELECT (SELECT count(*)::int FROM results WHERE command_id = $1) AS n,
+                    (SELECT status FROM commands WHERE id = $1) AS status`,
+            [commandId],
+          )
+        ).rows[0]!;
+      expect(await storedFor()).toEqual({ n: 0, status: CommandStatus.COMMAND_STATUS_PENDING });
+
+      // C gives its lease up: B adopts C's open action, loads it, and the result goes through its book.
+      await db.query("UPDATE actions SET owner = 'c' WHERE id = $1", [body.id]);
+      cStopped = true;
+      await c.stop();
+      const { results } = await collectResults(b.api, body.id);
+      expect(results.map((r) => [r.agentId, r.status])).toEqual([
+        [host.id, CommandStatus.COMMAND_STATUS_SUCCESS],
+      ]);
+      expect(await storedFor()).toEqual({ n: 1, status: CommandStatus.COMMAND_STATUS_SUCCESS });
+      await thief.nc.close();
+    } finally {
+      if (!cStopped) await c.stop().catch(() => undefined);
+      await observer.close();
+      agents[agents.indexOf(host)] = await fleet.restartAgent(host);
+    }
+  }, 60_000);
 });
