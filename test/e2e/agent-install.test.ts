@@ -90,6 +90,8 @@ describe("dragnet-agent install / uninstall / status", () => {
     expect(unit).toMatch(/^NotifyAccess=all$/m);
     expect(unit).toMatch(/^Environment=PATH=/m);
     expect(unit).toMatch(/^Environment=MALLOC_ARENA_MAX=2$/m);
+    expect(unit).toMatch(/^Environment=MALLOC_MMAP_THRESHOLD_=131072$/m);
+    expect(unit).toMatch(/^Environment=MALLOC_TRIM_THRESHOLD_=131072$/m);
     expect(unit).toMatch(
       /^ExecStartPre=-\/bin\/sh -c .*dragnet-agent\.previous upgrade-check --state-dir \/var\/lib\/dragnet'$/m,
     );
