@@ -53,6 +53,34 @@ const find = (...predicates: string[]) =>
     .filter(Boolean)
     .sort();
 
+describe("several directories handed to a worker at once", () => {
+  it("walks the first, then hands back the others unwalked and marked as the scheduler sent them", () => {
+    const dirs = ["a", "b", "c"].map((d) => join(root, "group", d));
+    for (const d of dirs) mkdirSync(join(d, "inner"), { recursive: true });
+    const search = fileSearch({ label: "s", paths: [root] });
+    const walker = new Walker(compileSearch(search, 0), Buffer.alloc(CHUNK), () => false);
+    const task = (path: string): WalkTask => ({
+      path,
+      depth: 2,
+      examinedToDepth: -1,
+      matchesLeft: 1_000_000,
+      scheduled: true,
+    });
+    // No time at all: the first directory is walked, nothing after it.
+    const out = walker.run(task(dirs[0]!), 0, [task(dirs[1]!), task(dirs[2]!)]);
+    expect(out.tally.dirsWalked).toBe(1);
+    // What the first held is new to the scheduler (it checks it against what was walked);
+    // the others come back as they were sent, in order.
+    expect(out.deferred.map((t) => [t.path, t.scheduled])).toEqual([
+      [join(dirs[0]!, "inner"), false],
+      [dirs[1], true],
+      [dirs[2], true],
+    ]);
+    // With time, all three and what they hold are walked in one task.
+    expect(walker.run(task(dirs[0]!), 10_000, [task(dirs[1]!), task(dirs[2]!)]).tally.dirsWalked).toBe(6);
+  });
+});
+
 describe("a search walk out of time in a large directory", () => {
   it("hands the rest back in batches of at most 256 names, and examines every file once", () => {
     // No time at all: each task does the least it must (one directory, or one file of a batch).

@@ -14,6 +14,8 @@ export interface WalkRequest {
   search: FileSearch;
   index: number;
   task: WalkTask;
+  /** Directories to walk after `task`, within the same budget (see Walker.run). */
+  more: WalkTask[];
   budgetMs: number;
   /** One Int32 the scheduler sets to 1 when the command is cancelled or out of time (shared, not copied). */
   abort: SharedArrayBuffer;
@@ -43,7 +45,7 @@ parentPort!.on("message", (req: WalkRequest) => {
       walkers.set(req.searchId, walker);
       if (walkers.size > 16) walkers.delete(walkers.keys().next().value!);
     }
-    reply = { ok: true, out: walker.run(req.task, req.budgetMs) };
+    reply = { ok: true, out: walker.run(req.task, req.budgetMs, req.more) };
   } catch (err) {
     reply = { ok: false, error: (err as Error).message ?? String(err) };
   }

@@ -35,6 +35,8 @@ export interface WalkTask {
    * on, handed back so that the other worker can take part of a large directory.
    */
   batch?: { files: string[]; links: string[] };
+  /** The scheduler checked this directory against what was walked before (see search.ts). */
+  scheduled?: boolean;
 }
 
 /** At most this many names in one batch handed back (each is sent to a worker once). */
@@ -134,7 +136,11 @@ export class Walker {
   }
 
   /** Walks from `task` until done, out of matches, or past `budgetMs`; the rest comes back deferred. */
-  run(task: WalkTask, budgetMs: number): WalkOutput {
+  /**
+   * Walks `task` within `budgetMs`, then the directories of `more` (met in this walk, none a
+   * root or a batch): each task is a message each way, so a worker is handed several at once.
+   */
+  run(task: WalkTask, budgetMs: number, more: readonly WalkTask[] = []): WalkOutput {
     const out: WalkOutput = {
       matches: [],
       errors: [],
@@ -156,7 +162,9 @@ export class Walker {
       this.entries(task, prefixOf(task.path), task.batch.files, task.batch.links, out);
       return out;
     }
+    // A stack: `task` (and what it finds) first, then `more` in its order.
     const stack: WalkTask[] = [];
+    for (let i = more.length - 1; i >= 0; i--) stack.push(more[i]!);
     if (task.depth === 0) this.root(task, out, stack);
     else stack.push(task);
     while (stack.length > 0) {
@@ -240,7 +248,8 @@ export class Walker {
       for (let i = entries.length - 1; i >= 0; i--) {
         const entry = entries[i]!;
         if (!entry.isDirectory()) continue;
-        const sub: WalkTask = { ...task, path: prefix + entry.name, depth: task.depth + 1 };
+        // Met here, not yet checked by the scheduler (whatever the parent's task was).
+        const sub: WalkTask = { ...task, path: prefix + entry.name, depth: task.depth + 1, scheduled: false };
         // Another root of this search: the scheduler knows whether it was walked already.
         if (this.roots.has(sub.path)) out.deferred.push(sub);
         else stack.push(sub);
