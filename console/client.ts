@@ -396,7 +396,6 @@ export class CoordinatorApi {
     }
   }
 
-  /** Alerts after `afterSeq` (0: only new ones), then each new one, until `onAlert` returns false or `signal` aborts. */
   /**
    * Where the alert store stands (the newest alert's sequence number, 0 for none): read before
    * the past is listed, a follower starts from it and misses nothing stored in between.
@@ -405,6 +404,7 @@ export class CoordinatorApi {
     return (await this.listAlerts("", 0, 1))[0]?.seq ?? 0;
   }
 
+  /** Alerts after `afterSeq` (0: only new ones, unless `fromCursor`), then each new one, until `onAlert` returns false or `signal` aborts. */
   watchAlerts(
     target: string,
     afterSeq: number,

@@ -168,8 +168,8 @@ export class AlertBook {
   }
 
   /**
-   * Sends the stored alerts after `afterSeq` (0: none of the past), then each
-   * new one as it is committed, until the returned function is called.
+   * Sends the stored alerts after `afterSeq` (0: none of the past, unless `fromCursor`: then
+   * 0 is a cursor too), then each new one as it is committed, until the returned function is called.
    */
   async follow(
     filter: AlertFilter,

@@ -357,16 +357,18 @@ export class AgentIntake {
     const action = await store.getAction(actionId);
     if (!action || action.completedAtMs !== undefined) return;
     const owner = await store.cluster.ownerOf(actionId);
-    if (owner && owner !== config.id) {
-      throw new DragnetError(Codes.ELSEWHERE, `action ${actionId} is dispatched by coordinator ${owner}`);
-    }
-    // Ours and open, yet not found in the book: it is being taken over (loaded from the store) right
-    // now, or was loaded since the book was asked. Stored beside the book, the result could land
-    // after the load read its command as pending: the book would send the command again, count the
-    // agent's "already ran" as running, and wait for a result the stream no longer holds (it was
-    // acknowledged once stored). Handed back, it comes again and goes through the book.
-    if (owner === config.id) {
-      throw new DragnetError(Codes.ELSEWHERE, `action ${actionId} is being taken over here`);
+    // Ours too: open, yet not found in the book, it is being taken over (loaded from the store)
+    // right now, or was loaded since the book was asked. Stored beside the book, the result could
+    // land after the load read its command as pending: the book would send the command again,
+    // count the agent's "already ran" as running, and wait for a result the stream no longer holds
+    // (it was acknowledged once stored). Handed back, it comes again and goes through the book.
+    if (owner) {
+      throw new DragnetError(
+        Codes.ELSEWHERE,
+        owner === config.id
+          ? `action ${actionId} is being taken over here`
+          : `action ${actionId} is dispatched by coordinator ${owner}`,
+      );
     }
   }
 

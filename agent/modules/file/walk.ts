@@ -135,10 +135,10 @@ export class Walker {
       search.hashes.size;
   }
 
-  /** Walks from `task` until done, out of matches, or past `budgetMs`; the rest comes back deferred. */
   /**
-   * Walks `task` within `budgetMs`, then the directories of `more` (met in this walk, none a
-   * root or a batch): each task is a message each way, so a worker is handed several at once.
+   * Walks from `task`, then the directories of `more` (none a root or a batch: each task is a
+   * message each way, so a worker is handed several at once), until done, out of matches, or
+   * past `budgetMs`; the rest comes back deferred.
    */
   run(task: WalkTask, budgetMs: number, more: readonly WalkTask[] = []): WalkOutput {
     const out: WalkOutput = {
@@ -286,7 +286,9 @@ export class Walker {
       this.clock.progress++;
       const file = i < files.length;
       const name = file ? files[i]! : links[i - files.length]!;
-      if (file && this.nameRejects(name)) {
+      // The name is tested first, on the entry: most files of a search by name go no further.
+      const byName = file ? this.nameVerdict(name) : undefined;
+      if (byName === "reject") {
         // Counted as examined, unless it is another root's (see below).
         if (!nestedRoots || !this.roots.has(prefix + name)) out.tally.filesExamined++;
         continue;
@@ -298,7 +300,7 @@ export class Walker {
         out.truncated = true;
         return;
       }
-      if (file) this.consider(path, undefined, undefined, out, name);
+      if (file) this.consider(path, undefined, undefined, out, name, byName);
       else this.symlink(path, out);
     }
   }
@@ -311,9 +313,9 @@ export class Walker {
       out.deferred.push({ ...task, batch: { files: [], links: links.slice(at, at + BATCH) } });
   }
 
-  /** Whether the name criteria alone rule a file out (matchall: one fails; matchany: never alone). */
-  private nameRejects(name: string): boolean {
-    return this.first("name", this.search.names, (c) => c.re.test(name) !== c.invert) === "reject";
+  /** What the name criteria alone decide (matchall: one that fails rejects; matchany: one that hits matches). */
+  private nameVerdict(name: string): Verdict {
+    return this.first("name", this.search.names, (c) => c.re.test(name) !== c.invert);
   }
 
   /** One check's outcome under matchall / matchany, its kind inverted when asked (mismatch). */
@@ -365,10 +367,12 @@ export class Walker {
     known: Stats | undefined,
     out: WalkOutput,
     name = basename(path),
+    /** The name's verdict when the caller tested it already (null: not tested). */
+    byName: Verdict | null = null,
   ): void {
     const search = this.search;
     out.tally.filesExamined++;
-    const decided = this.first("name", search.names, (c) => c.re.test(name) !== c.invert);
+    const decided = byName === null ? this.nameVerdict(name) : byName;
     if (decided === "reject") return;
 
     let st: Stats;
