@@ -15,15 +15,7 @@ import { AgentSigner, publicNkey, seedPrivateKey } from "../common/agent-identit
 import { newId } from "../common/mod.js";
 import { agentPermissions } from "../common/nats-authority.js";
 import { natsConnectOptions } from "../common/nats-link.js";
-import {
-  AckStatus,
-  ActionBody,
-  CommandAck,
-  CommandEnvelope,
-  CommandResult,
-  CommandStatus,
-  Heartbeat,
-} from "../proto/api.js";
+import { ActionBody, CommandEnvelope, CommandResult, CommandStatus, Heartbeat } from "../proto/api.js";
 
 export interface SimulatorSpec {
   servers: string[];

@@ -99,6 +99,8 @@ beforeAll(() => {
   mkdirSync(join(root, "seams"));
   writeFileSync(join(root, "seams/cut.txt"), `${"a".repeat(mib - 3)}SEAMNEEDLE\n`);
   writeFileSync(join(root, "seams/spread.txt"), `head\nstart-of-line ${"b".repeat(mib)} LATENEEDLE\n`);
+  // Cut by the second boundary, on a line begun in the first read (its partial line carried for two reads).
+  writeFileSync(join(root, "seams/long-cut.txt"), `${"c".repeat(2 * mib - 5)}LONGSEAMNEEDLE\n`);
   chmodSync(join(root, "b.txt"), 0o755);
   chmodSync(join(root, "etc/passwd"), 0o600);
   const tenDaysAgo = Date.now() / 1000 - 10 * 86_400;
@@ -131,6 +133,13 @@ describe("file search criteria", () => {
 
   it("content finds needles cut by a read boundary, and lines that start a read before their needle", async () => {
     expect(paths(await run(search({ contents: ["SEAMNEEDLE"] })))).toEqual(grepL("SEAMNEEDLE"));
+    expect(grepL("LONGSEAMNEEDLE")).toEqual([join(root, "seams/long-cut.txt")]);
+    expect(paths(await run(search({ contents: ["LONGSEAMNEEDLE"] })))).toEqual([
+      join(root, "seams/long-cut.txt"),
+    ]);
+    expect(paths(await run(search({ contents: ["^c+LONGSEAMNEEDLE$"] })))).toEqual([
+      join(root, "seams/long-cut.txt"),
+    ]);
     expect(grepL("^start-of-line b+ LATENEEDLE$")).toEqual([join(root, "seams/spread.txt")]);
     expect(paths(await run(search({ contents: ["^start-of-line b+ LATENEEDLE$"] })))).toEqual([
       join(root, "seams/spread.txt"),

@@ -4,6 +4,7 @@ import { StringDecoder } from "node:string_decoder";
 import { gunzipSync } from "node:zlib";
 import { HASHES, type HashName, type RegexCheck } from "./criteria.js";
 import { requiredLiteral } from "./literal.js";
+import { findLiteral, type Literal, prepareLiteral } from "./literal-search.js";
 
 // Reading a file once for everything a search asks of its content: the
 // content regexes (line by line) and every hash wanted, from the same bytes.
@@ -53,7 +54,7 @@ interface LineState {
   decided: boolean;
   hit: boolean;
   /** Bytes every matching line contains (any-mode, byte-matched patterns only): see literal.ts. */
-  literal?: Buffer;
+  literal?: Literal;
 }
 
 /**
@@ -63,6 +64,16 @@ interface LineState {
  */
 export class LineMatcher {
   private carry = "";
+  /** The carry's last characters: what a literal could straddle into the next chunk (no flattening of a long carry). */
+  private carryEnd = "";
+  /** The longest literal's length less one. */
+  private readonly seamLength: number;
+  /**
+   * The carry is known to hold no literal of an undecided check (it was checked
+   * with the chunks it came from): not searched again. Searching a carry that grows
+   * chunk by chunk (a file with no newline for megabytes) was quadratic.
+   */
+  private carryChecked = true;
   private sawLine = false;
   private readonly states: LineState[];
   private readonly decoder: StringDecoder;
@@ -74,16 +85,26 @@ export class LineMatcher {
     this.decoder = new StringDecoder(this.bytewise ? "latin1" : "utf8");
     this.states = checks.map((check) => {
       const mode = macroal && !check.invert ? "all" : "any";
-      const literal = this.bytewise && mode === "any" ? requiredLiteral(check.re) : undefined;
       return {
         check,
         scan: new RegExp(check.re.source, [...new Set(`${check.re.flags}gm`)].join("")),
         mode,
         decided: false,
         hit: false,
-        literal: literal === undefined ? undefined : Buffer.from(literal, "latin1"),
+        literal: this.bytewise && mode === "any" ? literalOf(check.re) : undefined,
       };
     });
+    this.seamLength = Math.max(0, ...this.states.map((s) => (s.literal?.text.length ?? 1) - 1));
+  }
+
+  /** The partial line kept for the next chunk; `appended` when it is the last carry with this added. */
+  private keep(carry: string, appended?: string): void {
+    this.carry = carry;
+    const n = this.seamLength;
+    this.carryEnd =
+      appended === undefined
+        ? carry.slice(carry.length - n)
+        : (this.carryEnd + appended.slice(Math.max(0, appended.length - n))).slice(-n || Infinity);
   }
 
   /**
@@ -96,10 +117,10 @@ export class LineMatcher {
     if (!this.bytewise || open.length === 0 || open.some((s) => !s.literal)) return false;
     return open.every((s) => {
       const lit = s.literal!;
-      const text = lit.toString("latin1");
-      if (chunk.indexOf(lit) >= 0 || this.carry.includes(text)) return false;
-      const seam = this.carry.slice(-(lit.length - 1)) + chunk.toString("latin1", 0, lit.length - 1);
-      return !seam.includes(text);
+      if (findLiteral(chunk, lit) >= 0 || (!this.carryChecked && this.carry.includes(lit.text))) return false;
+      const k = lit.text.length;
+      const seam = this.carryEnd.slice(this.carryEnd.length - (k - 1)) + chunk.toString("latin1", 0, k - 1);
+      return !seam.includes(lit.text);
     });
   }
 
@@ -113,22 +134,25 @@ export class LineMatcher {
       const last = chunk.lastIndexOf(0x0a);
       if (last >= 0) {
         this.sawLine = true;
-        this.carry = chunk.toString("latin1", last + 1);
+        this.keep(chunk.toString("latin1", last + 1));
       } else {
-        this.carry += chunk.toString("latin1");
+        const piece = chunk.toString("latin1");
+        this.keep(this.carry + piece, piece);
         if (this.carry.length > MAX_LINE) throw new LineTooLongError();
       }
+      this.carryChecked = true;
       return;
     }
+    this.carryChecked = false;
     const text = this.carry + this.decoder.write(chunk);
     const last = text.lastIndexOf("\n");
     if (last < 0) {
-      this.carry = text;
+      this.keep(text);
       if (this.carry.length > MAX_LINE) throw new LineTooLongError();
       return;
     }
     this.lines(text, last, false);
-    this.carry = text.slice(last + 1);
+    this.keep(text.slice(last + 1));
   }
 
   /** Ends the stream; returns each check's outcome. */
@@ -173,6 +197,19 @@ export class LineMatcher {
       }
     }
   }
+}
+
+/** Each regex's literal, prepared once per search (not per file): see literal.ts and literal-search.ts. */
+const literals = new WeakMap<RegExp, Literal | null>();
+
+function literalOf(re: RegExp): Literal | undefined {
+  let literal = literals.get(re);
+  if (literal === undefined) {
+    const text = requiredLiteral(re);
+    literal = text === undefined ? null : prepareLiteral(text);
+    literals.set(re, literal);
+  }
+  return literal ?? undefined;
 }
 
 /** Compressed files bigger than this are not decompressed (gzip has no bounded synchronous stream in Node). */

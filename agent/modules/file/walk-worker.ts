@@ -2,6 +2,7 @@ import { getPriority, setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import type { FileSearch } from "../../../proto/mod.js";
 import { compileSearch } from "./criteria.js";
+import { scanBuffer } from "./literal-search.js";
 import { CHUNK } from "./read-once.js";
 import { Walker, type WalkOutput, type WalkTask } from "./walk.js";
 
@@ -25,7 +26,8 @@ export type WalkReply = { ok: true; out: WalkOutput } | { ok: false; error: stri
 
 /** Compiled searches by id; a few are kept since several commands may search at once. */
 const walkers = new Map<number, Walker>();
-const buffer = Buffer.allocUnsafeSlow(CHUNK);
+/** Files are read into it; in the literal scan's memory, which searches it in place. */
+const buffer = scanBuffer(CHUNK);
 
 // Scans yield to the host's own work (and to the agent's main thread, which
 // heartbeats): on Linux this lowers only this thread's priority, by 10 nice levels.

@@ -370,7 +370,6 @@ export class Walker {
     /** The name's verdict when the caller tested it already (null: not tested). */
     byName: Verdict | null = null,
   ): void {
-    const search = this.search;
     out.tally.filesExamined++;
     const decided = byName === null ? this.nameVerdict(name) : byName;
     if (decided === "reject") return;
