@@ -139,7 +139,7 @@ export function outcome(command: Command, json: Record<string, unknown>, text: s
 
 /** Opens the coordinator API for one command body, and closes it however the body ends. */
 export async function withApi<T>(command: Command, body: (api: CoordinatorApi) => Promise<T>): Promise<T> {
-  const api = openClient(globalsOf(command));
+  const api = await openClient(globalsOf(command));
   try {
     return await body(api);
   } finally {

@@ -15,7 +15,7 @@ import {
   type ApproveActionResponse,
   type AuditChainCheck,
   type AuditEntry,
-  CoordinatorClient,
+  type CoordinatorClient,
   CoordinatorService,
   type CreateEnrollmentTokenResponse,
   type EnrollmentToken,
@@ -39,6 +39,20 @@ import {
   type VerifyEvidenceResponse,
   type VerifyIncidentResponse,
 } from "../proto/api.js";
+
+/**
+ * The raw gRPC client of the Coordinator service. Made here, not generated (scripts/gen.mjs drops
+ * it): the generated module holds the messages every command imports, and would load gRPC for
+ * commands that never call.
+ */
+export const CoordinatorGrpcClient = grpc.makeGenericClientConstructor(
+  CoordinatorService,
+  "dragnet.v1.Coordinator",
+) as unknown as new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options?: Partial<grpc.ClientOptions>,
+) => CoordinatorClient;
 
 // The console's side of the Coordinator gRPC service: promises instead of
 // callbacks, and gRPC errors turned back into DragnetErrors with the
@@ -88,7 +102,8 @@ export class CoordinatorApi {
       .filter(Boolean);
     if (this.addresses.length === 0) throw new DragnetError(Codes.CONFIG, "no coordinator address");
     this.clients = this.addresses.map(
-      (a) => new CoordinatorClient(a, credentials, { "grpc.max_receive_message_length": 64 * 1024 * 1024 }),
+      (a) =>
+        new CoordinatorGrpcClient(a, credentials, { "grpc.max_receive_message_length": 64 * 1024 * 1024 }),
     );
     this.deadlineMs = options.deadlineMs ?? 15_000;
   }

@@ -9,7 +9,7 @@ import {
   loadInvestigatorKey,
   writeFileAtomic,
 } from "../common/mod.js";
-import { CoordinatorApi } from "./client.js";
+import type { CoordinatorApi } from "./client.js";
 
 // Where the console finds its coordinator and key: flags, then environment,
 // then HOME/console.json (written by `dragnet lab up`, or by hand for a real
@@ -82,7 +82,8 @@ export function setDefaultIncident(home: string, incidentId: string | undefined)
   writeFileAtomic(path, `${JSON.stringify(json, null, 2)}\n`, 0o644);
 }
 
-export function openClient(opts: GlobalOptions): CoordinatorApi {
+/** A client of the coordinator's API; gRPC is loaded here, not by every command (help and key need none of it). */
+export async function openClient(opts: GlobalOptions): Promise<CoordinatorApi> {
   const home = homeDir(opts);
   const config = loadConsoleConfig(home);
   const address = opts.coordinator ?? process.env.DRAGNET_COORDINATOR ?? config?.coordinator;
@@ -101,6 +102,7 @@ export function openClient(opts: GlobalOptions): CoordinatorApi {
       throw new DragnetError(Codes.CONFIG, `cannot read CA certificate ${caPath}: ${(err as Error).message}`);
     }
   }
+  const { CoordinatorApi } = await import("./client.js");
   return new CoordinatorApi(address, {
     key: loadKey(opts),
     ca,

@@ -66,7 +66,7 @@ export async function actionBodyOf(
 export function actionSender(rows: ResultRows): SendAction {
   return async (command, flags, defaultName, operations, extra = {}) => {
     const globals = globalsOf(command);
-    const api = openClient(globals);
+    const api = await openClient(globals);
     try {
       const body = await actionBodyOf(api, globals, flags, defaultName, operations, extra.options);
       return await sweep(api, body, {

@@ -82,6 +82,23 @@ function readModules(tmp) {
   return modules;
 }
 
+/**
+ * Takes the generated client class out of the coordinator's messages: it is the one value there
+ * that needs @grpc/grpc-js, and every console command imports those messages, so listing the
+ * commands (--help) loaded gRPC. console/client.ts makes the class where a call needs it.
+ */
+function dropClientConstructor(outRoot) {
+  const path = join(outRoot, "proto", "gen", "dragnet", "v1", "coordinator.ts");
+  const text = readFileSync(path, "utf8");
+  const block = /\nexport const CoordinatorClient = makeGenericClientConstructor\([\s\S]*?\n\};\n/;
+  const imported = "\n  makeGenericClientConstructor,\n";
+  if (!block.test(text) || !text.includes(imported))
+    fail(
+      "ts-proto's CoordinatorClient constructor is not where gen.mjs expects it: update dropClientConstructor",
+    );
+  writeFileSync(path, text.replace(block, "\n").replace(imported, "\n"));
+}
+
 const wabt = await initWabt();
 
 /** The literal scan's WebAssembly, as a base64 string the agent bundle carries (no file beside it). */
@@ -124,6 +141,7 @@ function generate(outRoot, tmp) {
   run(["generate", "-o", outRoot]);
   // descriptor.proto is imported only to declare the (kind) option; nothing uses its code.
   rmSync(join(outRoot, "proto", "gen", "google"), { recursive: true, force: true });
+  dropClientConstructor(outRoot);
   const wire = files(join(outRoot, "proto", "gen", "dragnet"))
     .map((f) => relative(join(outRoot, "proto", "gen"), f).replace(/\.ts$/, ".js"))
     .filter((f) => !f.endsWith("/coordinator.js"))

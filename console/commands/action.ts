@@ -68,7 +68,7 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
           command: Command,
         ) => {
           const globals = globalsOf(command);
-          const api = openClient(globals);
+          const api = await openClient(globals);
           try {
             if (flags.follow) {
               if (!flags.pending)
@@ -131,7 +131,7 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
       handle(async (id: string, flags: { results?: boolean; state?: string }, command: Command) => {
         const globals = globalsOf(command);
         const format = formatOf(globals);
-        const api = openClient(globals);
+        const api = await openClient(globals);
         try {
           const detail = await api.getAction(id, true);
           const s = detail.summary!;
@@ -216,7 +216,7 @@ export function registerActionCommand(program: Command, rows: ResultRows, send: 
           command: Command,
         ) => {
           const globals = globalsOf(command);
-          const api = openClient(globals);
+          const api = await openClient(globals);
           try {
             const detail = await api.getAction(id, false);
             return await followAction(api, detail.summary!.id, {

@@ -35,7 +35,7 @@ export function registerAgentsCommand(program: Command): Command {
       handle(async (flags: { target?: string }, command: Command) => {
         const globals = globalsOf(command);
         if (flags.target) checkTarget(flags.target);
-        const api = openClient(globals);
+        const api = await openClient(globals);
         try {
           const agents = await api.listAgents(flags.target ?? "");
           const now = Date.now();

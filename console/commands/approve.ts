@@ -151,7 +151,7 @@ export function registerApproveCommand(action: Command, rows: ResultRows): void 
       handle(async (id: string, flags: ApproveFlags, command: Command) => {
         const globals = globalsOf(command);
         const keyring = loadConsoleKeyring(globals);
-        const api = openClient(globals);
+        const api = await openClient(globals);
         try {
           const { summary, body, bodyBytes, verified, before, targets } = await reviewForApproval(
             api,

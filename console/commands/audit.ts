@@ -17,7 +17,7 @@ export function registerAuditCommand(program: Command): void {
     .action(
       handle(async (flags: { limit: number; action?: string }, command: Command) => {
         const globals = globalsOf(command);
-        const api = openClient(globals);
+        const api = await openClient(globals);
         try {
           const entries = await api.listAudit(flags.limit, flags.action ?? "");
           const writer = new RowWriter(

@@ -2,11 +2,12 @@ import type { Command } from "commander";
 import { Codes, DragnetError } from "../../common/mod.js";
 import { globalsOf, handle, nonNegativeInt, outcome } from "../cli-kit.js";
 import { homeDir, openClient } from "../home.js";
-import { type LabState, labDown, labRestartCoordinator, labStatus, readLab } from "../lab/lab.js";
-import { labUp } from "../lab/lab-up.js";
+import type { LabState } from "../lab/lab.js";
 import { statusName } from "./agents.js";
 
-// `dragnet lab up|status|down`: a local fleet to rehearse with.
+// `dragnet lab up|status|down`: a local fleet to rehearse with. The lab's code
+// (X.509, NATS, gRPC) is loaded by the subcommand that runs, not to list them.
+const labCode = () => import("../lab/lab.js");
 
 export function registerLabCommand(program: Command): void {
   const lab = program
@@ -55,6 +56,7 @@ export function registerLabCommand(program: Command): void {
         ) => {
           const home = homeDir(globalsOf(command));
           const dir = flags.dir ?? home;
+          const { labUp } = await import("../lab/lab-up.js");
           const state = await labUp({
             dir,
             agents: flags.agents,
@@ -100,6 +102,7 @@ export function registerLabCommand(program: Command): void {
       handle(async (flags: { dir?: string }, command: Command) => {
         const globals = globalsOf(command);
         const dir = flags.dir ?? homeDir(globals);
+        const { readLab, labStatus } = await labCode();
         const state = readLab(dir);
         if (!state)
           throw new DragnetError(Codes.NOT_FOUND, `no lab in ${dir} (start one with: dragnet lab up)`);
@@ -107,7 +110,7 @@ export function registerLabCommand(program: Command): void {
         for (const p of procs) printProcess(command, p);
         const running = procs.filter((p) => p.state === "running").length;
         if (procs.find((p) => p.role === "coordinator")?.state === "running") {
-          const api = openClient({ ...globals, home: dir });
+          const api = await openClient({ ...globals, home: dir });
           try {
             const agents = await api.listAgents();
             const byStatus = new Map<string, number>();
@@ -132,6 +135,7 @@ export function registerLabCommand(program: Command): void {
     .option("--dir <dir>", "lab directory (default: HOME)")
     .action(
       handle(async (flags: { dir?: string }, command: Command) => {
+        const { labRestartCoordinator } = await labCode();
         const state = await labRestartCoordinator(flags.dir ?? homeDir(globalsOf(command)));
         outcome(
           command,
@@ -149,6 +153,7 @@ export function registerLabCommand(program: Command): void {
     .action(
       handle(async (flags: { dir?: string }, command: Command) => {
         const dir = flags.dir ?? homeDir(globalsOf(command));
+        const { labDown } = await labCode();
         const report = await labDown(dir);
         for (const p of report) printProcess(command, p);
         return 0;

@@ -45,7 +45,7 @@ function scheduleSender(): SendAction {
   return async (command, flags, defaultName, operations) => {
     const opts = createCommandOf(command).opts() as CreateFlags;
     const globals = globalsOf(command);
-    const api = openClient(globals);
+    const api = await openClient(globals);
     try {
       const everyMs = opts.every;
       const forMs = opts.for ?? MAX_SCHEDULE_MS;

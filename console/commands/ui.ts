@@ -17,7 +17,7 @@ export function registerUiCommand(program: Command): void {
     .option("--no-open", "do not open a browser, only print the link")
     .action(
       handle(async (flags: { port: number; open: boolean }, command: Command) => {
-        const api = openClient(globalsOf(command));
+        const api = await openClient(globalsOf(command));
         const globals = globalsOf(command);
         const ui = await startUiServer(api, globals, flags.port, () =>
           process.stderr.write(

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Codes, DragnetError, loadInvestigatorKey, writeFileAtomic } from "../../common/mod.js";
-import { CoordinatorApi } from "../client.js";
+import type { CoordinatorApi } from "../client.js";
 import { destroyLabNetwork } from "./netns.js";
 import type { LabPostgres } from "./postgres.js";
 import { isOurs, type StartedProcess, startDetached, stopProcess, tail, waitFor } from "./processes.js";
@@ -151,6 +151,8 @@ export async function labRestartCoordinator(dir: string): Promise<LabState> {
   const proc = startCoordinator(distDir(), lab.dir, lab.coordinator.config);
   lab.coordinator = { ...lab.coordinator, ...proc };
   writeFileAtomic(join(lab.dir, LAB_FILE), `${JSON.stringify(lab, null, 2)}\n`, 0o644);
+  // gRPC only here: `dragnet isolate` reads the lab's state through this module.
+  const { CoordinatorApi } = await import("../client.js");
   const api = new CoordinatorApi(lab.coordinator.address, {
     key: loadInvestigatorKey(lab.keys.alice!),
     ca: readFileSync(lab.ca),

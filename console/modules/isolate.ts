@@ -115,7 +115,7 @@ async function refuseHostLabAgents(command: Command, target: string): Promise<vo
   const globals = globalsOf(command);
   const lab = readLab(homeDir(globals));
   if (!lab?.running || lab.netns) return;
-  const api = openClient(globals);
+  const api = await openClient(globals);
   try {
     const inHost = (await api.previewTarget(target)).filter((a) => a.tags.lab === "true");
     if (inHost.length === 0) return;

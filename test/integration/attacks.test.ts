@@ -15,12 +15,13 @@ import {
   silentLogger,
 } from "../../common/mod.js";
 import { natsConnectOptions } from "../../common/nats-link.js";
+import { CoordinatorGrpcClient } from "../../console/client.js";
 import {
   AckStatus,
   Alert,
   CommandResult,
   CommandStatus,
-  CoordinatorClient,
+  type CoordinatorClient,
   CoordinatorService,
   Heartbeat,
 } from "../../proto/api.js";
@@ -275,7 +276,7 @@ describe("NATS: one agent's credentials", () => {
 describe("the API: who is calling", () => {
   let raw: CoordinatorClient;
   beforeAll(() => {
-    raw = new CoordinatorClient(fleet.api.address, grpc.credentials.createSsl(Buffer.from(fleet.caCert)));
+    raw = new CoordinatorGrpcClient(fleet.api.address, grpc.credentials.createSsl(Buffer.from(fleet.caCert)));
   });
   afterAll(() => raw?.close());
 

@@ -1,3 +1,9 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { buildSync } from "esbuild";
 import { describe, expect, it } from "vitest";
 import { findLiteral, prepareLiteral, scanBuffer } from "../../agent/modules/file/literal-search.js";
 
@@ -104,5 +110,40 @@ describe("literal scan", () => {
       expect(second).not.toBe(common);
     }
     expect(prepareLiteral("aaa").rare).toEqual([0, 1]);
+  });
+
+  it("falls back to a plain buffer where a WebAssembly memory is refused (a low ulimit -v), with the same answers", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dragnet-literal-"));
+    try {
+      const bundle = join(dir, "literal-search.cjs");
+      buildSync({
+        entryPoints: [fileURLToPath(new URL("../../agent/modules/file/literal-search.ts", import.meta.url))],
+        bundle: true,
+        platform: "node",
+        format: "cjs",
+        outfile: bundle,
+        logLevel: "error",
+      });
+      const probe = join(dir, "probe.cjs");
+      writeFileSync(
+        probe,
+        `const m = require(${JSON.stringify(bundle)});
+const b = m.scanBuffer(1 << 20);
+b.fill(0x61);
+Buffer.from("needle").copy(b, 5000);
+console.log(JSON.stringify({ wasm: b.buffer.byteLength > b.length, at: m.findLiteral(b, m.prepareLiteral("needle")) }));`,
+      );
+      const run = (limit: string) => {
+        const r = spawnSync("sh", ["-c", `${limit} exec "${process.execPath}" "${probe}"`], {
+          encoding: "utf8",
+        });
+        expect(r.status, r.stderr).toBe(0);
+        return JSON.parse(r.stdout);
+      };
+      expect(run("")).toEqual({ wasm: true, at: 5000 });
+      expect(run("ulimit -v 4000000;")).toEqual({ wasm: false, at: 5000 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -74,8 +74,15 @@ export function scanBuffer(size: number): Buffer {
   const module = kernel();
   if (!module) return Buffer.allocUnsafeSlow(size);
   const pages = Math.ceil((LITERAL_ROOM + size + SLACK) / PAGE);
-  const memory = new wasm.Memory({ initial: pages, maximum: pages });
-  const instance = new wasm.Instance(module, { env: { memory } });
+  let memory: { buffer: ArrayBuffer };
+  let instance: { exports: Record<string, unknown> };
+  try {
+    memory = new wasm.Memory({ initial: pages, maximum: pages });
+    instance = new wasm.Instance(module, { env: { memory } });
+  } catch {
+    // A WebAssembly memory reserves gigabytes of address space: refused under a low `ulimit -v`.
+    return Buffer.allocUnsafeSlow(size);
+  }
   scans.set(memory.buffer, {
     memory: Buffer.from(memory.buffer),
     find: instance.exports.find as Scan["find"],

@@ -17,7 +17,6 @@ import {
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
-  makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
@@ -8564,14 +8563,6 @@ export interface CoordinatorClient extends Client {
   ): ClientUnaryCall;
 }
 
-export const CoordinatorClient = makeGenericClientConstructor(
-  CoordinatorService,
-  "dragnet.v1.Coordinator",
-) as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): CoordinatorClient;
-  service: typeof CoordinatorService;
-  serviceName: string;
-};
 
 function bytesFromBase64(b64: string): Uint8Array {
   return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
