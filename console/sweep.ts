@@ -1,4 +1,3 @@
-import cliProgress from "cli-progress";
 import { formatDuration, signAction } from "../common/mod.js";
 import {
   type ActionBody,
@@ -115,7 +114,9 @@ export async function followAction(
   const writer = new RowWriter(opts.format, opts.rows.columnsFor(opts.modules));
   const started = Date.now();
   const tty = (err as NodeJS.WriteStream).isTTY === true && !opts.quiet;
-  const bar = tty
+  // Loaded for a terminal only: the commands that import this module's exit codes need none of it.
+  const cliProgress = tty ? (await import("cli-progress")).default : undefined;
+  const bar = cliProgress
     ? new cliProgress.SingleBar(
         {
           stream: err as NodeJS.WriteStream,
