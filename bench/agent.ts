@@ -21,6 +21,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { MALLOC_ENVIRONMENT } from "../agent/install.js";
 import { newId, signAction } from "../common/mod.js";
 import { fileAction } from "../test/helpers/actions.js";
 import { AGENT_EXE, ROOT, requireBuild } from "../test/helpers/cli.js";
@@ -96,7 +97,7 @@ try {
   agent = spawn(AGENT_EXE, ["run", ...flags, "--keyring", fleet.keyringPath, "--log-level", "warn"], {
     stdio: "ignore",
     // As the systemd unit starts it (agent/install.ts): no environment but this.
-    env: { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "131072" },
+    env: { ...MALLOC_ENVIRONMENT },
   });
   const pid = agent.pid!;
   while (!fleet.coordinator.registry.get(id)) {
